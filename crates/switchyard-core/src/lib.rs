@@ -1,0 +1,18 @@
+//! Switchyard's domain: the types and pure logic every other crate shares, with no IO.
+//!
+//! Nothing in here opens a socket, a file or a database: the store, the delivery engine and the
+//! API build on these types and add the IO themselves.
+
+pub mod crypto;
+pub mod egress;
+pub mod filter;
+pub mod glob;
+pub mod ids;
+pub mod model;
+pub mod retry;
+pub mod routing;
+pub mod schema;
+pub mod signing;
+pub mod time;
+
+pub use model::*;

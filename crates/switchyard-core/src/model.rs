@@ -1,0 +1,289 @@
+//! The domain records: organizations, keys, event types, events, endpoints, subscriptions,
+//! deliveries and attempts, as the store hands them out (secrets already decrypted).
+
+use crate::signing::SigningSecret;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Publisher,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Publisher => "publisher",
+            Role::Viewer => "viewer",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "publisher" => Some(Role::Publisher),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling: a key of one organization, or the instance admin (`org == None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub org: Option<String>,
+    pub role: Role,
+    pub key_id: String,
+}
+
+impl Principal {
+    /// May this caller act in `org` with at least `role`? The instance admin may act anywhere.
+    pub fn may(&self, org: &str, role: Role) -> bool {
+        match &self.org {
+            None => true,
+            Some(o) => o == org && self.role >= role,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    pub name: String,
+    pub description: String,
+    pub entity_type: Option<String>,
+    pub schema: Option<Value>,
+    pub updated_at: i64,
+}
+
+/// What an event is about (Enreach's EntityType/EntityId, Enneo's ticket, Enate's packet).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntityRef {
+    pub kind: Option<String>,
+    pub id: Option<String>,
+}
+
+/// A published event, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub org_id: String,
+    pub event_type: String,
+    /// When the event happened (the caller's timestamp, else the time of publishing), ms.
+    pub timestamp: i64,
+    pub entity: EntityRef,
+    pub data: Value,
+    /// Store-assigned, strictly increasing position; the cursor of event listings.
+    pub seq: i64,
+    pub received_at: i64,
+}
+
+impl Event {
+    /// The envelope filters look at and the `standard` profile sends:
+    /// `{id, type, timestamp, entity: {type, id}, data}`.
+    pub fn envelope(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "type": self.event_type,
+            "timestamp": crate::time::to_rfc3339(self.timestamp),
+            "entity": {"type": self.entity.kind, "id": self.entity.id},
+            "data": self.data,
+        })
+    }
+}
+
+/// An event as submitted for publishing, before the store gives it a sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The caller's id (idempotency key) or a generated `evt_…`.
+    pub id: String,
+    pub event_type: String,
+    pub timestamp: i64,
+    pub entity: EntityRef,
+    pub data: Value,
+}
+
+/// How a webhook request is shaped for its receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The Switchyard envelope with Standard Webhooks headers.
+    Standard,
+    /// Enreach (Benemen) receivers: flat envelope, `X-Benemen-Event`, `X-Benemen-Token`.
+    Enreach,
+    /// Enate receivers: the message fields at top level.
+    Enate,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Standard => "standard",
+            Profile::Enreach => "enreach",
+            Profile::Enate => "enate",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Profile> {
+        match s {
+            "standard" => Some(Profile::Standard),
+            "enreach" => Some(Profile::Enreach),
+            "enate" => Some(Profile::Enate),
+            _ => None,
+        }
+    }
+}
+
+/// A signing secret with, for a rotated-out one, the time it stops signing (ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedSecret {
+    pub secret: SigningSecret,
+    pub expires_at: Option<i64>,
+}
+
+/// A delivery destination and how to call it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: String,
+    pub org_id: String,
+    pub url: String,
+    pub description: String,
+    pub profile: Profile,
+    pub headers: BTreeMap<String, String>,
+    /// Static token sent in `token_header` (Enreach's Secret → X-Benemen-Token).
+    pub token: Option<String>,
+    pub token_header: Option<String>,
+    pub insecure_tls: bool,
+    pub timeout_ms: u32,
+    /// `None`: the default schedule.
+    pub retry_schedule_s: Option<Vec<u32>>,
+    pub max_in_flight: u32,
+    /// Newest first; the first one is current, later ones are rotated out and expire.
+    pub secrets: Vec<KeyedSecret>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Set when the endpoint was created for a subscription's inline `url`.
+    pub owner_subscription: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Endpoint {
+    /// Secrets that sign at `now`: the current one and rotated ones not yet expired.
+    pub fn active_secrets(&self, now: i64) -> Vec<SigningSecret> {
+        self.secrets
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .map(|s| s.secret.clone())
+            .collect()
+    }
+
+    pub fn schedule(&self) -> &[u32] {
+        self.retry_schedule_s
+            .as_deref()
+            .unwrap_or(&crate::retry::DEFAULT_SCHEDULE_S)
+    }
+}
+
+/// Routes events of some types (optionally about one entity, optionally filtered) to an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub org_id: String,
+    pub event_types: Vec<String>,
+    pub endpoint_id: String,
+    pub entity_id: Option<String>,
+    /// The filter document as given (parsed again into [`crate::filter::Filter`] when routing).
+    pub filter: Option<Value>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event on its way to one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: String,
+    pub org_id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub subscription_id: Option<String>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One HTTP request made for a delivery, and what came back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: String,
+    pub delivery_id: String,
+    pub at: i64,
+    pub status_code: Option<u16>,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body.
+    pub response_body: Option<String>,
+}
+
+/// What happened to an attempt, and so what the delivery becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this time (ms).
+    Retry { at: i64 },
+    /// No more attempts.
+    Failed,
+}
+
+/// An attempt's result as the delivery engine reports it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptResult {
+    pub delivery_id: String,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+    /// Disable the endpoint for this reason (e.g. 410 Gone).
+    pub disable_endpoint: Option<String>,
+}
+
+/// A delivery that is due, with what the engine needs to make the attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery_id: String,
+    pub org_id: String,
+    pub endpoint_id: String,
+    pub attempts: u32,
+    pub event: std::sync::Arc<Event>,
+}

@@ -1,0 +1,89 @@
+//! The retry schedule: when the next attempt of a failed delivery is due.
+//!
+//! The first attempt is immediate; after the n-th failed attempt the delivery waits
+//! `schedule[n-1]` seconds (± jitter) and after the last one it is `failed`.
+
+use rand::Rng;
+
+/// Delays (seconds) after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+pub const DEFAULT_SCHEDULE_S: [u32; 9] = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
+
+/// Longest delay a receiver may ask for with `Retry-After`; longer requests are capped.
+pub const MAX_RETRY_AFTER_S: u64 = 6 * 3600;
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Try again after this many milliseconds.
+    RetryInMs(u64),
+    /// No attempts left: the delivery is `failed`.
+    GiveUp,
+}
+
+/// Decides the next step after `attempts_made` failed attempts (1 after the first one).
+/// `retry_after_s` is the receiver's `Retry-After` (429/503), honoured within
+/// [`MAX_RETRY_AFTER_S`]: never earlier than it asks, never later than the cap.
+pub fn next_after_failure(schedule_s: &[u32], attempts_made: u32, retry_after_s: Option<u64>) -> Next {
+    let Some(&base) = schedule_s.get(attempts_made.saturating_sub(1) as usize) else {
+        return Next::GiveUp;
+    };
+    let base_ms = u64::from(base) * 1000;
+    let jittered = jitter(base_ms);
+    let ms = match retry_after_s {
+        Some(ra) => jittered.max(ra.min(MAX_RETRY_AFTER_S) * 1000),
+        None => jittered,
+    };
+    Next::RetryInMs(ms)
+}
+
+/// ±10 % jitter so that receivers recovering from an outage are not hit by a synchronized wave.
+fn jitter(ms: u64) -> u64 {
+    if ms == 0 {
+        return 0;
+    }
+    let spread = ms / 10;
+    let low = ms - spread;
+    rand::rng().random_range(low..=ms + spread)
+}
+
+/// Checks a per-endpoint override: 1–20 steps, each at most 7 days.
+pub fn validate_schedule(s: &[u32]) -> Result<(), String> {
+    if s.len() > 20 {
+        return Err("retry_schedule_s has at most 20 steps".into());
+    }
+    if s.iter().any(|&d| d > 7 * 86400) {
+        return Err("each retry delay is at most 604800 s (7 days)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_has_ten_attempts() {
+        for n in 1..=9 {
+            let Next::RetryInMs(ms) = next_after_failure(&DEFAULT_SCHEDULE_S, n, None) else {
+                panic!("attempt {n} should retry");
+            };
+            let base = u64::from(DEFAULT_SCHEDULE_S[n as usize - 1]) * 1000;
+            assert!(ms >= base - base / 10 && ms <= base + base / 10, "{ms} vs {base}");
+        }
+        assert_eq!(next_after_failure(&DEFAULT_SCHEDULE_S, 10, None), Next::GiveUp);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds() {
+        let Next::RetryInMs(ms) = next_after_failure(&[1], 1, Some(120)) else {
+            panic!()
+        };
+        assert_eq!(ms, 120_000);
+        let Next::RetryInMs(ms) = next_after_failure(&[1], 1, Some(10 * 86400)) else {
+            panic!()
+        };
+        assert_eq!(ms, MAX_RETRY_AFTER_S * 1000);
+        assert_eq!(next_after_failure(&[], 1, Some(5)), Next::GiveUp);
+        assert_eq!(next_after_failure(&[0], 1, None), Next::RetryInMs(0));
+    }
+}

@@ -1,0 +1,166 @@
+//! Routing: which subscriptions an event goes to.
+//!
+//! A [`RouteTable`] is built once per organization from its subscriptions and reused for every
+//! publish until a subscription or endpoint changes. Exact event-type names are looked up in a
+//! hash map, so the cost of routing an event does not grow with the number of subscriptions to
+//! other types; only glob patterns (`Ticket*`, `*`) are scanned.
+
+use crate::filter::Filter;
+use crate::glob;
+use crate::model::{Event, Subscription};
+use std::collections::HashMap;
+
+/// One subscription, ready to match.
+#[derive(Debug, Clone)]
+struct Route {
+    subscription_id: String,
+    endpoint_id: String,
+    entity_id: Option<String>,
+    filter: Option<Filter>,
+}
+
+/// The subscriptions of one organization, indexed by event type.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Vec<usize>>,
+    globs: Vec<(String, usize)>,
+    routes: Vec<Route>,
+}
+
+/// Where one event goes: (subscription id, endpoint id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub subscription_id: String,
+    pub endpoint_id: String,
+}
+
+impl RouteTable {
+    /// Builds the table from subscriptions whose endpoints are enabled. A stored filter that no
+    /// longer parses (it was checked on write) matches nothing rather than everything.
+    pub fn new(subs: impl IntoIterator<Item = Subscription>) -> RouteTable {
+        let mut t = RouteTable::default();
+        for s in subs {
+            let filter = match &s.filter {
+                None => None,
+                Some(doc) => match Filter::parse(doc) {
+                    Ok(f) => Some(f),
+                    Err(_) => continue,
+                },
+            };
+            let idx = t.routes.len();
+            t.routes.push(Route {
+                subscription_id: s.id,
+                endpoint_id: s.endpoint_id,
+                entity_id: s.entity_id,
+                filter,
+            });
+            for p in s.event_types {
+                if glob::is_glob(&p) {
+                    t.globs.push((p, idx));
+                } else {
+                    t.exact.entry(p).or_default().push(idx);
+                }
+            }
+        }
+        t
+    }
+
+    /// The targets of `event`, one per endpoint (two subscriptions of the same endpoint that both
+    /// match deliver once).
+    pub fn route(&self, event: &Event) -> Vec<Target> {
+        let mut hits: Vec<usize> = self
+            .exact
+            .get(&event.event_type)
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        hits.extend(
+            self.globs
+                .iter()
+                .filter(|(p, _)| glob::matches(p, &event.event_type))
+                .map(|(_, i)| *i),
+        );
+        hits.sort_unstable();
+        hits.dedup();
+        let mut envelope = None;
+        let mut out: Vec<Target> = Vec::new();
+        for i in hits {
+            let r = &self.routes[i];
+            if let Some(want) = &r.entity_id {
+                if event.entity.id.as_deref() != Some(want.as_str()) {
+                    continue;
+                }
+            }
+            if let Some(f) = &r.filter {
+                let env = envelope.get_or_insert_with(|| event.envelope());
+                if !f.matches(env) {
+                    continue;
+                }
+            }
+            if out.iter().any(|t| t.endpoint_id == r.endpoint_id) {
+                continue;
+            }
+            out.push(Target {
+                subscription_id: r.subscription_id.clone(),
+                endpoint_id: r.endpoint_id.clone(),
+            });
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EntityRef;
+    use serde_json::json;
+
+    fn sub(id: &str, ep: &str, types: &[&str], entity: Option<&str>, filter: Option<serde_json::Value>) -> Subscription {
+        Subscription {
+            id: id.into(),
+            org_id: "o".into(),
+            event_types: types.iter().map(|s| s.to_string()).collect(),
+            endpoint_id: ep.into(),
+            entity_id: entity.map(str::to_string),
+            filter,
+            created_at: 0,
+        }
+    }
+
+    fn ev(t: &str, entity: &str, data: serde_json::Value) -> Event {
+        Event {
+            id: "e".into(),
+            org_id: "o".into(),
+            event_type: t.into(),
+            timestamp: 0,
+            entity: EntityRef { kind: Some("Ticket".into()), id: Some(entity.into()) },
+            data,
+            seq: 1,
+            received_at: 0,
+        }
+    }
+
+    #[test]
+    fn routes_by_type_glob_entity_and_filter() {
+        let t = RouteTable::new(vec![
+            sub("s1", "ep1", &["TicketCreated"], None, None),
+            sub("s2", "ep2", &["Ticket*"], Some("456"), None),
+            sub("s3", "ep3", &["*"], None, Some(json!({"data.priority": {"$in": ["high"]}}))),
+            sub("s4", "ep1", &["Ticket*"], None, None),
+            sub("s5", "ep5", &["QueueCallIn*"], None, None),
+        ]);
+        let ids = |e: &Event| t.route(e).into_iter().map(|x| x.subscription_id).collect::<Vec<_>>();
+        assert_eq!(ids(&ev("TicketCreated", "1", json!({}))), vec!["s1"]);
+        assert_eq!(ids(&ev("TicketCreated", "456", json!({}))), vec!["s1", "s2"]);
+        assert_eq!(ids(&ev("TicketUpdated", "9", json!({"priority": "high"}))), vec!["s3", "s4"]);
+        assert_eq!(ids(&ev("QueueCallInArrived", "9", json!({}))), vec!["s5"]);
+        assert!(ids(&ev("ProfileCreated", "9", json!({}))).is_empty());
+    }
+}

@@ -1,0 +1,70 @@
+//! Event data schemas: JSON Schema documents compiled once and checked on every publish.
+
+use serde_json::Value;
+
+/// A compiled JSON Schema.
+pub struct Schema(jsonschema::Validator);
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Schema(…)")
+    }
+}
+
+impl Schema {
+    /// Compiles a schema document; the error says what is wrong with it.
+    pub fn compile(doc: &Value) -> Result<Schema, String> {
+        jsonschema::validator_for(doc)
+            .map(Schema)
+            .map_err(|e| format!("invalid JSON Schema: {e}"))
+    }
+
+    /// `Err` names the first failing location as a JSON pointer into the event's `data`
+    /// and what failed there.
+    pub fn validate(&self, data: &Value) -> Result<(), SchemaViolation> {
+        match self.0.iter_errors(data).next() {
+            None => Ok(()),
+            Some(e) => {
+                let pointer = e.instance_path().to_string();
+                Err(SchemaViolation {
+                    path: if pointer.is_empty() {
+                        "/data".to_string()
+                    } else {
+                        format!("/data{pointer}")
+                    },
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Where and how event data broke its type's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// JSON pointer from the event root, e.g. `/data/ticketId`.
+    pub path: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn violations_name_their_path() {
+        let s = Schema::compile(&json!({
+            "type": "object", "required": ["ticketId"],
+            "properties": {"ticketId": {"type": "integer"}}
+        }))
+        .expect("compiles");
+        assert!(s.validate(&json!({"ticketId": 4})).is_ok());
+        let v = s.validate(&json!({"ticketId": "x"})).unwrap_err();
+        assert_eq!(v.path, "/data/ticketId");
+        let v = s.validate(&json!({})).unwrap_err();
+        assert_eq!(v.path, "/data");
+        assert!(v.message.contains("ticketId"), "{}", v.message);
+        assert!(Schema::compile(&json!({"type": 7})).is_err());
+    }
+}
