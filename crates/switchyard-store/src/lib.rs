@@ -1,1 +1,140 @@
-//! placeholder
+//! Switchyard's storage: the [`Store`] trait every backend implements, and the SQLite backend.
+//!
+//! Everything the hub persists goes through this trait; no other crate writes SQL. Secrets are
+//! encrypted by the store with the master key it is opened with, so callers handle plaintext
+//! and the database file alone reveals none. [`contract`] is the behaviour every backend must
+//! show, run by each backend's tests.
+
+pub mod contract;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use switchyard_core::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("invalid reference: {0}")]
+    InvalidReference(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One event of a publish call, as the store answered it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub event: Arc<Event>,
+    /// True if an event with this id already existed: `event` is that first one, and no new
+    /// deliveries were made.
+    pub duplicate: bool,
+    /// How many deliveries the event has.
+    pub delivery_count: usize,
+    /// The deliveries this call created, claimed for this node: hand them to the engine.
+    pub new_deliveries: Vec<DueDelivery>,
+}
+
+/// Filters of the event listing.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only events with `seq` below this (pages go from newest to oldest).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub status: Option<DeliveryStatus>,
+    pub endpoint_id: Option<String>,
+    pub event_id: Option<String>,
+    /// Only deliveries with an id below this (ids sort by creation time).
+    pub before_id: Option<String>,
+    pub limit: u32,
+}
+
+/// An event with everything that happened to it.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub event: Event,
+    pub deliveries: Vec<(Delivery, Vec<Attempt>)>,
+}
+
+/// How long a node holds a claimed delivery before another may take it over (a node that
+/// crashed never finishes its claims; a restarted node releases its own at once).
+pub const DEFAULT_LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// The persistence contract of the hub. Every method is scoped by organization where the data
+/// belongs to one; nothing returns another organization's rows.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- organizations and keys
+    async fn create_org(&self, id: &str, name: &str) -> Result<Org>;
+    async fn get_org(&self, id: &str) -> Result<Org>;
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// Stores a key's hash; `org = None` makes an instance admin key. Returns the key's id.
+    async fn create_api_key(&self, org: Option<&str>, role: Role, key_hash: &str) -> Result<String>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
+    async fn count_admin_keys(&self) -> Result<u64>;
+
+    // --- event types
+    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType>;
+    async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType>;
+    async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>>;
+
+    // --- endpoints
+    async fn create_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
+    async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint>;
+    async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>>;
+    /// Replaces every field of an existing endpoint (the caller merges a PATCH).
+    async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
+    /// Deletes the endpoint, its subscriptions and its pending deliveries (marked failed).
+    async fn delete_endpoint(&self, org: &str, id: &str) -> Result<()>;
+
+    // --- subscriptions
+    /// Creates a subscription; with `owned_endpoint`, creates that endpoint in the same
+    /// transaction (a subscription with an inline URL).
+    async fn create_subscription(&self, sub: &Subscription, owned_endpoint: Option<&Endpoint>) -> Result<Subscription>;
+    async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription>;
+    async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>>;
+    /// Deletes the subscription and an endpoint it owns.
+    async fn delete_subscription(&self, org: &str, id: &str) -> Result<()>;
+
+    // --- events
+    /// Stores events and their deliveries, routed by the organization's subscriptions, in one
+    /// durable transaction; returns once it is committed. New deliveries are claimed for `node`.
+    async fn publish(&self, org: &str, events: Vec<NewEvent>, node: &str) -> Result<Vec<Published>>;
+    async fn get_event(&self, org: &str, id: &str) -> Result<Event>;
+    async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>>;
+    async fn trace(&self, org: &str, event_id: &str) -> Result<Trace>;
+
+    // --- deliveries
+    async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
+    async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery>;
+    /// Claims up to `limit` pending deliveries due at `now` for `node` for `lease_ms`.
+    async fn claim_due(&self, node: &str, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<DueDelivery>>;
+    /// Makes claimed deliveries due again at once (work handed back at shutdown, or after a
+    /// restart: `ids = None` releases everything `node` holds).
+    async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64>;
+    /// Records attempts and their outcomes; returns the ids of endpoints this disabled.
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<String>>;
+    /// Makes a delivery pending again with one more attempt, claimed for `node`.
+    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<DueDelivery>;
+    /// New deliveries to `endpoint_id` for every event received in `[since, until)` that was
+    /// delivered to it before. Returns how many were created.
+    async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64>;
+    /// Number of pending deliveries (the queue depth).
+    async fn pending_count(&self) -> Result<u64>;
+}

@@ -1,0 +1,1150 @@
+//! The SQLite backend: one writer thread with group commit, a small pool of reader connections.
+//!
+//! Every write is a job sent to the writer thread. The writer takes all jobs waiting (up to
+//! [`MAX_GROUP`]), runs each inside its own savepoint of one transaction and commits once, with
+//! `synchronous=FULL` so the commit is on disk (fsync) before any job's caller hears back. One
+//! fsync thus covers many publish requests: that is what lets durable ingest run at thousands of
+//! events per second on a disk that does ~1.5k fsyncs/s. A failed job rolls back to its
+//! savepoint without disturbing the others in the group.
+//!
+//! The writer also owns the routing cache: since every subscription and endpoint change passes
+//! through it, it can drop an organization's [`RouteTable`] exactly when it changes.
+
+use crate::*;
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use switchyard_core::crypto::MasterKey;
+use switchyard_core::ids::new_id;
+use switchyard_core::routing::RouteTable;
+use switchyard_core::signing::SigningSecret;
+use switchyard_core::time::now_ms;
+
+/// Most jobs committed together in one transaction.
+const MAX_GROUP: usize = 2000;
+/// Reader connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut WriterCtx) -> (bool, Completion) + Send>;
+
+/// What write jobs run against: the writer's connection and the caches it keeps coherent.
+struct WriterCtx {
+    conn: Connection,
+    key: MasterKey,
+    routes: HashMap<String, Arc<RouteTable>>,
+}
+
+/// A SQLite database file opened for Switchyard. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Feeds the writer thread; dropping the last sender stops it after it drains.
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    key: MasterKey,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(f, ref msg)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let m = msg.clone().unwrap_or_default();
+                if m.contains("UNIQUE") || m.contains("PRIMARY KEY") {
+                    StoreError::Conflict(m)
+                } else {
+                    StoreError::InvalidReference(m)
+                }
+            }
+            other => db_err(other),
+        }
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+         PRAGMA busy_timeout=10000; PRAGMA cache_size=-16000;",
+    )
+    .map_err(db_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, runs pending migrations and starts the
+    /// writer thread.
+    pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
+        let conn = open_conn(path)?;
+        migrate(&conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let ctx = WriterCtx {
+            conn,
+            key: key.clone(),
+            routes: HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(ctx, rx))
+            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+                path: path.to_path_buf(),
+                key,
+            }),
+        })
+    }
+
+    /// Stops accepting writes; the writer thread finishes what it holds and exits.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let r = f(ctx);
+            let ok = r.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(match commit {
+                    Ok(()) => r,
+                    Err(e) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                });
+            });
+            (ok, done)
+        });
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &MasterKey) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&inner.path)?,
+            };
+            let r = f(&conn, &inner.key);
+            if let Ok(mut r) = inner.readers.lock() {
+                if r.len() < MAX_IDLE_READERS {
+                    r.push(conn);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = i + 1;
+        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {next}; COMMIT;"))
+            .map_err(|e| StoreError::Database(format!("migration {next} failed: {e}")))?;
+    }
+    Ok(())
+}
+
+fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let group = jobs.len();
+        if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for job in jobs {
+                // Run nothing: answer each job with the error.
+                drop(job);
+                tracing::error!(error = %msg, "cannot begin transaction");
+            }
+            continue;
+        }
+        let mut done = Vec::with_capacity(group);
+        for job in jobs {
+            let _ = ctx.conn.execute_batch("SAVEPOINT job");
+            let (ok, completion) = job(&mut ctx);
+            if ok {
+                let _ = ctx.conn.execute_batch("RELEASE job");
+            } else {
+                let _ = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                // The job may have rebuilt or dropped cache entries from state it rolled back.
+                ctx.routes.clear();
+            }
+            done.push(completion);
+        }
+        let commit = ctx.conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            ctx.routes.clear();
+        }
+        metrics::histogram!("switchyard_store_group_commit_size").record(group as f64);
+        for c in done {
+            c(commit.clone());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- row mapping
+
+fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
+    Ok(Org {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn parse_json(s: Option<String>) -> Option<Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
+    Ok(EventType {
+        name: r.get(0)?,
+        description: r.get(1)?,
+        entity_type: r.get(2)?,
+        schema: parse_json(r.get(3)?),
+        updated_at: r.get(4)?,
+    })
+}
+
+const EVENT_COLS: &str = "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at";
+
+fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
+    let data: String = r.get(7)?;
+    Ok(Event {
+        seq: r.get(0)?,
+        org_id: r.get(1)?,
+        id: r.get(2)?,
+        event_type: r.get(3)?,
+        timestamp: r.get(4)?,
+        entity: EntityRef {
+            kind: r.get(5)?,
+            id: r.get(6)?,
+        },
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        received_at: r.get(8)?,
+    })
+}
+
+const ENDPOINT_COLS: &str = "id, org_id, url, description, profile, headers, token_enc, token_header, \
+     insecure_tls, timeout_ms, retry_schedule, max_in_flight, secrets_enc, enabled, disabled_reason, \
+     owner_subscription, created_at, updated_at";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSecret {
+    s: String,
+    exp: Option<i64>,
+}
+
+fn secrets_ctx(id: &str) -> String {
+    format!("endpoint:{id}:secrets")
+}
+fn token_ctx(id: &str) -> String {
+    format!("endpoint:{id}:token")
+}
+
+fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
+    let id: String = r.get(0)?;
+    let bad = |what: &str, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            format!("endpoint {id}: {what}: {e}").into(),
+        )
+    };
+    let token_enc: Option<Vec<u8>> = r.get(6)?;
+    let token = match token_enc {
+        None => None,
+        Some(b) => Some(
+            String::from_utf8(key.decrypt(&token_ctx(&id), &b).map_err(|e| bad("token", e.to_string()))?)
+                .map_err(|e| bad("token", e.to_string()))?,
+        ),
+    };
+    let secrets_enc: Vec<u8> = r.get(12)?;
+    let plain = key
+        .decrypt(&secrets_ctx(&id), &secrets_enc)
+        .map_err(|e| bad("secrets", e.to_string()))?;
+    let stored: Vec<StoredSecret> =
+        serde_json::from_slice(&plain).map_err(|e| bad("secrets", e.to_string()))?;
+    let secrets = stored
+        .into_iter()
+        .map(|s| {
+            Ok(KeyedSecret {
+                secret: SigningSecret::parse(&s.s).map_err(|e| bad("secret", e))?,
+                expires_at: s.exp,
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let profile: String = r.get(4)?;
+    let headers: String = r.get(5)?;
+    let schedule: Option<String> = r.get(10)?;
+    Ok(Endpoint {
+        org_id: r.get(1)?,
+        url: r.get(2)?,
+        description: r.get(3)?,
+        profile: Profile::parse(&profile).unwrap_or(Profile::Standard),
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        token,
+        token_header: r.get(7)?,
+        insecure_tls: r.get(8)?,
+        timeout_ms: r.get(9)?,
+        retry_schedule_s: schedule.and_then(|s| serde_json::from_str(&s).ok()),
+        max_in_flight: r.get(11)?,
+        secrets,
+        enabled: r.get(13)?,
+        disabled_reason: r.get(14)?,
+        owner_subscription: r.get(15)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+        id,
+    })
+}
+
+fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
+    let stored: Vec<StoredSecret> = ep
+        .secrets
+        .iter()
+        .map(|s| StoredSecret {
+            s: s.secret.expose(),
+            exp: s.expires_at,
+        })
+        .collect();
+    let plain = serde_json::to_vec(&stored).unwrap_or_default();
+    key.encrypt(&secrets_ctx(&ep.id), &plain)
+}
+
+const SUB_COLS: &str = "id, org_id, event_types, endpoint_id, entity_id, filter, created_at";
+
+fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
+    let types: String = r.get(2)?;
+    Ok(Subscription {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        endpoint_id: r.get(3)?,
+        entity_id: r.get(4)?,
+        filter: parse_json(r.get(5)?),
+        created_at: r.get(6)?,
+    })
+}
+
+const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subscription_id, status, attempts, \
+     next_attempt_at, created_at, updated_at";
+
+fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    let status: String = r.get(5)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        event_id: r.get(2)?,
+        endpoint_id: r.get(3)?,
+        subscription_id: r.get(4)?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+        attempts: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: r.get(0)?,
+        delivery_id: r.get(1)?,
+        at: r.get(2)?,
+        status_code: r.get(3)?,
+        duration_ms: r.get(4)?,
+        error: r.get(5)?,
+        response_body: r.get(6)?,
+    })
+}
+
+// ---------------------------------------------------------------- write helpers
+
+impl WriterCtx {
+    fn route_table(&mut self, org: &str) -> Result<Arc<RouteTable>> {
+        if let Some(t) = self.routes.get(org) {
+            return Ok(t.clone());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at
+             FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
+             WHERE s.org_id = ?1 AND e.enabled = 1",
+        )?;
+        let subs = stmt
+            .query_map([org], sub_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let table = Arc::new(RouteTable::new(subs));
+        self.routes.insert(org.to_string(), table.clone());
+        Ok(table)
+    }
+
+    fn load_event_by_seq(&self, seq: i64) -> Result<Event> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE seq = ?1"))?;
+        Ok(stmt.query_row([seq], event_from_row)?)
+    }
+}
+
+fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint) -> Result<()> {
+    let token_enc = ep.token.as_ref().map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+    conn.prepare_cached(&format!(
+        "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
+    ))?
+    .execute(params![
+        ep.id,
+        ep.org_id,
+        ep.url,
+        ep.description,
+        ep.profile.as_str(),
+        serde_json::to_string(&ep.headers).unwrap_or_default(),
+        token_enc,
+        ep.token_header,
+        ep.insecure_tls,
+        ep.timeout_ms,
+        ep.retry_schedule_s.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
+        ep.max_in_flight,
+        encrypt_secrets(key, ep),
+        ep.enabled,
+        ep.disabled_reason,
+        ep.owner_subscription,
+        ep.created_at,
+        ep.updated_at,
+    ])?;
+    Ok(())
+}
+
+fn get_endpoint_conn(conn: &Connection, key: &MasterKey, org: &str, id: &str) -> Result<Endpoint> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENDPOINT_COLS} FROM endpoints WHERE org_id = ?1 AND id = ?2"
+    ))?;
+    Ok(stmt.query_row([org, id], |r| endpoint_from_row(r, key))?)
+}
+
+fn insert_delivery(
+    conn: &Connection,
+    org: &str,
+    event: &Event,
+    endpoint_id: &str,
+    subscription_id: Option<&str>,
+    claim: Option<(&str, i64)>,
+    now: i64,
+) -> Result<String> {
+    let id = new_id("dlv");
+    let (claimed_by, next) = match claim {
+        Some((node, until)) => (Some(node), until),
+        None => (None, now),
+    };
+    conn.prepare_cached(
+        "INSERT INTO deliveries (id, org_id, event_seq, event_id, endpoint_id, subscription_id, status,
+         attempts, next_attempt_at, claimed_by, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8, ?9, ?9)",
+    )?
+    .execute(params![id, org, event.seq, event.id, endpoint_id, subscription_id, next, claimed_by, now])?;
+    Ok(id)
+}
+
+fn list<T>(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn ToSql],
+    f: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, f)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_org(&self, id: &str, name: &str) -> Result<Org> {
+        let org = Org {
+            id: id.to_string(),
+            name: name.to_string(),
+            created_at: now_ms(),
+        };
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![org.id, org.name, org.created_at])
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!("organization `{}` exists", org.id)),
+                    other => other,
+                })?;
+            Ok(org)
+        })
+        .await
+    }
+
+    async fn get_org(&self, id: &str) -> Result<Org> {
+        let id = id.to_string();
+        self.read(move |c, _| {
+            Ok(c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
+                .query_row([id], org_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<Org>> {
+        self.read(|c, _| list(c, "SELECT id, name, created_at FROM orgs ORDER BY id", &[], org_from_row))
+            .await
+    }
+
+    async fn create_api_key(&self, org: Option<&str>, role: Role, key_hash: &str) -> Result<String> {
+        let (org, hash) = (org.map(str::to_string), key_hash.to_string());
+        self.write(move |ctx| {
+            let id = new_id("key");
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO api_keys (id, org_id, role, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, org, role.as_str(), hash, now_ms()])?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>> {
+        let hash = key_hash.to_string();
+        self.read(move |c, _| {
+            let row = c
+                .prepare_cached("SELECT id, org_id, role FROM api_keys WHERE key_hash = ?1")?
+                .query_row([hash], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?))
+                })
+                .optional()?;
+            Ok(row.and_then(|(key_id, org, role)| {
+                Role::parse(&role).map(|role| Principal { org, role, key_id })
+            }))
+        })
+        .await
+    }
+
+    async fn count_admin_keys(&self) -> Result<u64> {
+        self.read(|c, _| {
+            Ok(c.query_row("SELECT count(*) FROM api_keys WHERE org_id IS NULL", [], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType> {
+        let (org, t) = (org.to_string(), t.clone());
+        self.write(move |ctx| {
+            let now = now_ms();
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO event_types (org_id, name, description, entity_type, schema, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                       entity_type = excluded.entity_type, schema = excluded.schema, updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    org,
+                    t.name,
+                    t.description,
+                    t.entity_type,
+                    t.schema.as_ref().map(|s| s.to_string()),
+                    now
+                ])?;
+            Ok(EventType { updated_at: now, ..t })
+        })
+        .await
+    }
+
+    async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(
+                "SELECT name, description, entity_type, schema, updated_at FROM event_types
+                 WHERE org_id = ?1 AND name = ?2",
+            )?
+            .query_row([org, name], event_type_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                "SELECT name, description, entity_type, schema, updated_at FROM event_types
+                 WHERE org_id = ?1 ORDER BY name",
+                &[&org],
+                event_type_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn create_endpoint(&self, ep: &Endpoint) -> Result<Endpoint> {
+        let ep = ep.clone();
+        self.write(move |ctx| {
+            insert_endpoint(&ctx.conn, &ctx.key, &ep)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, k| get_endpoint_conn(c, k, &org, &id)).await
+    }
+
+    async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>> {
+        let org = org.to_string();
+        self.read(move |c, k| {
+            list(
+                c,
+                &format!("SELECT {ENDPOINT_COLS} FROM endpoints WHERE org_id = ?1 ORDER BY id"),
+                &[&org],
+                |r| endpoint_from_row(r, k),
+            )
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint> {
+        let ep = ep.clone();
+        self.write(move |ctx| {
+            let token_enc = ep.token.as_ref().map(|t| ctx.key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE endpoints SET url=?3, description=?4, profile=?5, headers=?6, token_enc=?7,
+                     token_header=?8, insecure_tls=?9, timeout_ms=?10, retry_schedule=?11, max_in_flight=?12,
+                     secrets_enc=?13, enabled=?14, disabled_reason=?15, updated_at=?16
+                     WHERE org_id = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    ep.org_id,
+                    ep.id,
+                    ep.url,
+                    ep.description,
+                    ep.profile.as_str(),
+                    serde_json::to_string(&ep.headers).unwrap_or_default(),
+                    token_enc,
+                    ep.token_header,
+                    ep.insecure_tls,
+                    ep.timeout_ms,
+                    ep.retry_schedule_s.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
+                    ep.max_in_flight,
+                    encrypt_secrets(&ctx.key, &ep),
+                    ep.enabled,
+                    ep.disabled_reason,
+                    ep.updated_at,
+                ])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            ctx.routes.remove(&ep.org_id);
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, org: &str, id: &str) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |ctx| {
+            let now = now_ms();
+            ctx.conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
+                     updated_at = ?3 WHERE org_id = ?1 AND endpoint_id = ?2 AND status = 'pending'",
+                )?
+                .execute(params![org, id, now])?;
+            ctx.conn
+                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND endpoint_id = ?2")?
+                .execute([&org, &id])?;
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM endpoints WHERE org_id = ?1 AND id = ?2")?
+                .execute([&org, &id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            ctx.routes.remove(&org);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_subscription(&self, sub: &Subscription, owned_endpoint: Option<&Endpoint>) -> Result<Subscription> {
+        let (sub, owned) = (sub.clone(), owned_endpoint.cloned());
+        self.write(move |ctx| {
+            if let Some(ep) = &owned {
+                insert_endpoint(&ctx.conn, &ctx.key, ep)?;
+            }
+            let exists: Option<i64> = ctx
+                .conn
+                .prepare_cached("SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2")?
+                .query_row([&sub.org_id, &sub.endpoint_id], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::InvalidReference(format!(
+                    "endpoint `{}` does not exist",
+                    sub.endpoint_id
+                )));
+            }
+            ctx.conn
+                .prepare_cached(&format!("INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"))?
+                .execute(params![
+                    sub.id,
+                    sub.org_id,
+                    serde_json::to_string(&sub.event_types).unwrap_or_default(),
+                    sub.endpoint_id,
+                    sub.entity_id,
+                    sub.filter.as_ref().map(|f| f.to_string()),
+                    sub.created_at,
+                ])?;
+            ctx.routes.remove(&sub.org_id);
+            Ok(sub)
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!("SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 AND id = ?2"))?
+                .query_row([org, id], sub_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                &format!("SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 ORDER BY id"),
+                &[&org],
+                sub_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, org: &str, id: &str) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND id = ?2")?
+                .execute([&org, &id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            // An endpoint made for this subscription's inline URL goes with it; its pending
+            // deliveries stay and are still attempted (they were accepted before the delete).
+            ctx.conn
+                .prepare_cached("UPDATE endpoints SET enabled = 0, disabled_reason = 'its subscription was deleted' WHERE org_id = ?1 AND owner_subscription = ?2")?
+                .execute([&org, &id])?;
+            ctx.routes.remove(&org);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn publish(&self, org: &str, events: Vec<NewEvent>, node: &str) -> Result<Vec<Published>> {
+        let (org, node) = (org.to_string(), node.to_string());
+        self.write(move |ctx| {
+            let now = now_ms();
+            let lease_until = now + DEFAULT_LEASE_MS;
+            let table = ctx.route_table(&org)?;
+            let mut out = Vec::with_capacity(events.len());
+            for ne in events {
+                let existing: Option<i64> = ctx
+                    .conn
+                    .prepare_cached("SELECT seq FROM events WHERE org_id = ?1 AND id = ?2")?
+                    .query_row([&org, &ne.id], |r| r.get(0))
+                    .optional()?;
+                if let Some(seq) = existing {
+                    let event = ctx.load_event_by_seq(seq)?;
+                    let count: i64 = ctx
+                        .conn
+                        .prepare_cached("SELECT count(*) FROM deliveries WHERE org_id = ?1 AND event_id = ?2")?
+                        .query_row([&org, &ne.id], |r| r.get(0))?;
+                    out.push(Published {
+                        event: Arc::new(event),
+                        duplicate: true,
+                        delivery_count: count as usize,
+                        new_deliveries: vec![],
+                    });
+                    continue;
+                }
+                let data = ne.data.to_string();
+                let seq: i64 = ctx
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO events (org_id, id, type, timestamp, entity_type, entity_id, data, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+                    )?
+                    .query_row(
+                        params![org, ne.id, ne.event_type, ne.timestamp, ne.entity.kind, ne.entity.id, data, now],
+                        |r| r.get(0),
+                    )?;
+                let event = Arc::new(Event {
+                    id: ne.id,
+                    org_id: org.clone(),
+                    event_type: ne.event_type,
+                    timestamp: ne.timestamp,
+                    entity: ne.entity,
+                    data: ne.data,
+                    seq,
+                    received_at: now,
+                });
+                let mut new_deliveries = Vec::new();
+                for target in table.route(&event) {
+                    let id = insert_delivery(
+                        &ctx.conn,
+                        &org,
+                        &event,
+                        &target.endpoint_id,
+                        Some(&target.subscription_id),
+                        Some((&node, lease_until)),
+                        now,
+                    )?;
+                    new_deliveries.push(DueDelivery {
+                        delivery_id: id,
+                        org_id: org.clone(),
+                        endpoint_id: target.endpoint_id,
+                        attempts: 0,
+                        event: event.clone(),
+                    });
+                }
+                out.push(Published {
+                    event,
+                    duplicate: false,
+                    delivery_count: new_deliveries.len(),
+                    new_deliveries,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_event(&self, org: &str, id: &str) -> Result<Event> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
+                .query_row([org, id], event_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        let (org, q) = (org.to_string(), q.clone());
+        self.read(move |c, _| {
+            let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1");
+            let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(org)];
+            let mut add = |cond: &str, v: Box<dyn ToSql>| {
+                args.push(v);
+                sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+            };
+            if let Some(t) = q.event_type {
+                add("type =", Box::new(t));
+            }
+            if let Some(e) = q.entity_id {
+                add("entity_id =", Box::new(e));
+            }
+            if let Some(s) = q.since {
+                add("timestamp >=", Box::new(s));
+            }
+            if let Some(u) = q.until {
+                add("timestamp <", Box::new(u));
+            }
+            if let Some(b) = q.before_seq {
+                add("seq <", Box::new(b));
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit.clamp(1, 1000)));
+            let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+            list(c, &sql, &refs, event_from_row)
+        })
+        .await
+    }
+
+    async fn trace(&self, org: &str, event_id: &str) -> Result<Trace> {
+        let (org, id) = (org.to_string(), event_id.to_string());
+        self.read(move |c, _| {
+            let event = c
+                .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
+                .query_row([&org, &id], event_from_row)?;
+            let deliveries = list(
+                c,
+                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
+                &[&org, &id],
+                delivery_from_row,
+            )?;
+            let mut out = Vec::with_capacity(deliveries.len());
+            for d in deliveries {
+                let attempts = list(
+                    c,
+                    "SELECT id, delivery_id, at, status_code, duration_ms, error, response_body FROM attempts
+                     WHERE delivery_id = ?1 ORDER BY at, id",
+                    &[&d.id],
+                    attempt_from_row,
+                )?;
+                out.push((d, attempts));
+            }
+            Ok(Trace { event, deliveries: out })
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let (org, q) = (org.to_string(), q.clone());
+        self.read(move |c, _| {
+            let mut sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1");
+            let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(org)];
+            let mut add = |cond: &str, v: Box<dyn ToSql>| {
+                args.push(v);
+                sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+            };
+            if let Some(s) = q.status {
+                add("status =", Box::new(s.as_str()));
+            }
+            if let Some(e) = q.endpoint_id {
+                add("endpoint_id =", Box::new(e));
+            }
+            if let Some(e) = q.event_id {
+                add("event_id =", Box::new(e));
+            }
+            if let Some(b) = q.before_id {
+                add("id <", Box::new(b));
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.clamp(1, 1000)));
+            let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+            list(c, &sql, &refs, delivery_from_row)
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"))?
+                .query_row([org, id], delivery_from_row)?)
+        })
+        .await
+    }
+
+    async fn claim_due(&self, node: &str, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<DueDelivery>> {
+        let node = node.to_string();
+        self.write(move |ctx| {
+            let claimed = {
+                let mut stmt = ctx.conn.prepare_cached(
+                    "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
+                     WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?3
+                                  ORDER BY next_attempt_at LIMIT ?4)
+                     RETURNING id, org_id, endpoint_id, attempts, event_seq",
+                )?;
+                stmt.query_map(params![node, now + lease_ms, now, limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, u32>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let mut events: HashMap<i64, Arc<Event>> = HashMap::new();
+            let mut out = Vec::with_capacity(claimed.len());
+            for (id, org_id, endpoint_id, attempts, seq) in claimed {
+                let event = match events.get(&seq) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = Arc::new(ctx.load_event_by_seq(seq)?);
+                        events.insert(seq, e.clone());
+                        e
+                    }
+                };
+                out.push(DueDelivery {
+                    delivery_id: id,
+                    org_id,
+                    endpoint_id,
+                    attempts,
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64> {
+        let (node, ids) = (node.to_string(), ids.map(|i| i.to_vec()));
+        self.write(move |ctx| {
+            let now = now_ms();
+            let n = match ids {
+                None => ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?2
+                         WHERE claimed_by = ?1 AND status = 'pending'",
+                    )?
+                    .execute(params![node, now])?,
+                Some(ids) => {
+                    let mut stmt = ctx.conn.prepare_cached(
+                        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?3
+                         WHERE id = ?2 AND claimed_by = ?1 AND status = 'pending'",
+                    )?;
+                    let mut n = 0;
+                    for id in ids {
+                        n += stmt.execute(params![node, id, now])?;
+                    }
+                    n
+                }
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<String>> {
+        self.write(move |ctx| {
+            let now = now_ms();
+            let mut disabled = Vec::new();
+            for res in results {
+                let a = &res.attempt;
+                let org: Option<(String, String)> = ctx
+                    .conn
+                    .prepare_cached("SELECT org_id, endpoint_id FROM deliveries WHERE id = ?1")?
+                    .query_row([&res.delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((org, endpoint_id)) = org else { continue };
+                ctx.conn
+                    .prepare_cached(
+                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![a.id, res.delivery_id, org, a.at, a.status_code, a.duration_ms, a.error, a.response_body])?;
+                let (status, next) = match res.outcome {
+                    Outcome::Delivered => ("delivered", None),
+                    Outcome::Retry { at } => ("pending", Some(at)),
+                    Outcome::Failed => ("failed", None),
+                };
+                ctx.conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                         claimed_by = NULL, updated_at = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![res.delivery_id, status, next, now])?;
+                if let Some(reason) = &res.disable_endpoint {
+                    let n = ctx
+                        .conn
+                        .prepare_cached(
+                            "UPDATE endpoints SET enabled = 0, disabled_reason = ?2, updated_at = ?3
+                             WHERE id = ?1 AND enabled = 1",
+                        )?
+                        .execute(params![endpoint_id, reason, now])?;
+                    if n > 0 {
+                        ctx.routes.remove(&org);
+                        disabled.push(endpoint_id);
+                    }
+                }
+            }
+            Ok(disabled)
+        })
+        .await
+    }
+
+    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<DueDelivery> {
+        let (org, id, node) = (org.to_string(), id.to_string(), node.to_string());
+        self.write(move |ctx| {
+            let now = now_ms();
+            let (endpoint_id, attempts, seq): (String, u32, i64) = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', claimed_by = ?3, next_attempt_at = ?4, updated_at = ?5
+                     WHERE org_id = ?1 AND id = ?2 RETURNING endpoint_id, attempts, event_seq",
+                )?
+                .query_row(params![org, id, node, now + DEFAULT_LEASE_MS, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let event = Arc::new(ctx.load_event_by_seq(seq)?);
+            Ok(DueDelivery {
+                delivery_id: id,
+                org_id: org,
+                endpoint_id,
+                attempts,
+                event,
+            })
+        })
+        .await
+    }
+
+    async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64> {
+        let (org, endpoint_id) = (org.to_string(), endpoint_id.to_string());
+        self.write(move |ctx| {
+            get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
+            let now = now_ms();
+            let seqs: Vec<(i64, Option<String>)> = list(
+                &ctx.conn,
+                "SELECT e.seq, min(d.subscription_id) FROM events e JOIN deliveries d ON d.event_seq = e.seq
+                 WHERE e.org_id = ?1 AND d.endpoint_id = ?2 AND e.received_at >= ?3 AND e.received_at < ?4
+                 GROUP BY e.seq ORDER BY e.seq LIMIT 100000",
+                &[&org, &endpoint_id, &since, &until],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            for (seq, sub) in &seqs {
+                let event = ctx.load_event_by_seq(*seq)?;
+                insert_delivery(&ctx.conn, &org, &event, &endpoint_id, sub.as_deref(), None, now)?;
+            }
+            Ok(seqs.len() as u64)
+        })
+        .await
+    }
+
+    async fn pending_count(&self) -> Result<u64> {
+        self.read(|c, _| {
+            Ok(c.query_row("SELECT count(*) FROM deliveries WHERE status = 'pending'", [], |r| r.get(0))?)
+        })
+        .await
+    }
+}
