@@ -1,0 +1,164 @@
+//! Request shapes: how an event becomes a webhook body and headers for each receiver profile.
+
+use serde_json::{Map, Value, json};
+use switchyard_core::time::to_rfc3339;
+use switchyard_core::{Endpoint, Event, Profile};
+
+/// Header names and values a request carries besides the signature headers.
+pub type Headers = Vec<(String, String)>;
+
+/// The body and profile-specific headers of the request delivering `event` to `ep`.
+pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
+    let mut headers: Headers = Vec::with_capacity(ep.headers.len() + 3);
+    let body = match ep.profile {
+        Profile::Standard => {
+            headers.push(("content-type".into(), "application/json".into()));
+            event.envelope()
+        }
+        Profile::Enreach => {
+            headers.push(("content-type".into(), "application/json; charset=utf-8".into()));
+            headers.push(("X-Benemen-Event".into(), event.event_type.clone()));
+            enreach_body(event)
+        }
+        Profile::Enate => {
+            headers.push(("content-type".into(), "application/json; charset=utf-8".into()));
+            enate_body(event)
+        }
+    };
+    if let Some(token) = &ep.token {
+        let name = ep.token_header.clone().unwrap_or_else(|| match ep.profile {
+            Profile::Enreach => "X-Benemen-Token".to_string(),
+            _ => "X-Switchyard-Token".to_string(),
+        });
+        headers.push((name, token.clone()));
+    }
+    for (k, v) in &ep.headers {
+        headers.push((k.clone(), v.clone()));
+    }
+    (serde_json::to_vec(&body).unwrap_or_default(), headers)
+}
+
+/// Seed 003's envelope: `Id, Timestamp, RootEntityType, RootEntityId, EntityType, EntityId,
+/// EventType` beside the event's own properties at the top level.
+fn enreach_body(event: &Event) -> Value {
+    let mut m = match &event.data {
+        Value::Object(o) => o.clone(),
+        Value::Null => Map::new(),
+        other => {
+            let mut m = Map::new();
+            m.insert("Data".into(), other.clone());
+            m
+        }
+    };
+    if !m.contains_key("RootEntityType") {
+        m.insert("RootEntityType".into(), json!("Organization"));
+    }
+    if !m.contains_key("RootEntityId") {
+        let root = m.get("OrganizationId").cloned().unwrap_or(Value::Null);
+        m.insert("RootEntityId".into(), root);
+    }
+    m.insert("EventType".into(), json!(event.event_type));
+    m.insert("EntityType".into(), json!(event.entity.kind.as_deref().unwrap_or("Undefined")));
+    m.insert("EntityId".into(), json!(event.entity.id));
+    m.insert("Id".into(), json!(event.id));
+    if !m.contains_key("Timestamp") {
+        m.insert("Timestamp".into(), json!(to_rfc3339(event.timestamp)));
+    }
+    Value::Object(m)
+}
+
+/// Seed 004's message: the event's data holds the message fields (`GUID`, `PacketGUID`,
+/// `Status`, …) and goes out as they are; `Webhook` names the event when the data lacks it.
+fn enate_body(event: &Event) -> Value {
+    match &event.data {
+        Value::Object(o) => {
+            let mut m = o.clone();
+            if !m.contains_key("Webhook") {
+                m.insert("Webhook".into(), json!(event.event_type));
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use switchyard_core::EntityRef;
+
+    fn ep(profile: Profile, token: Option<&str>) -> Endpoint {
+        Endpoint {
+            id: "ep_1".into(),
+            org_id: "o".into(),
+            url: "https://x".into(),
+            description: String::new(),
+            profile,
+            headers: BTreeMap::from([("X-Tenant".into(), "7".into())]),
+            token: token.map(str::to_string),
+            token_header: None,
+            insecure_tls: false,
+            timeout_ms: 1000,
+            retry_schedule_s: None,
+            max_in_flight: 1,
+            secrets: vec![],
+            enabled: true,
+            disabled_reason: None,
+            owner_subscription: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            id: "85b214f2-1d27-4262-87b6-8f55b3199400".into(),
+            org_id: "o".into(),
+            event_type: "QueueCallInUserAllocated".into(),
+            timestamp: 0,
+            entity: EntityRef { kind: Some("Queue".into()), id: Some("6cb31d7d".into()) },
+            data: json!({"CallId": "9cae", "OrganizationId": "fd43", "QueueName": "Sample queue 1"}),
+            seq: 1,
+            received_at: 0,
+        }
+    }
+
+    #[test]
+    fn enreach_profile_matches_seed_003() {
+        let (body, headers) = render(&ep(Profile::Enreach, Some("MySecretString")), &event());
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["EventType"], "QueueCallInUserAllocated");
+        assert_eq!(v["EntityType"], "Queue");
+        assert_eq!(v["EntityId"], "6cb31d7d");
+        assert_eq!(v["RootEntityType"], "Organization");
+        assert_eq!(v["RootEntityId"], "fd43");
+        assert_eq!(v["Id"], "85b214f2-1d27-4262-87b6-8f55b3199400");
+        assert_eq!(v["QueueName"], "Sample queue 1");
+        assert!(v["Timestamp"].is_string());
+        assert!(headers.contains(&("X-Benemen-Event".into(), "QueueCallInUserAllocated".into())));
+        assert!(headers.contains(&("X-Benemen-Token".into(), "MySecretString".into())));
+        assert!(headers.contains(&("X-Tenant".into(), "7".into())));
+    }
+
+    #[test]
+    fn standard_profile_is_the_envelope() {
+        let (body, headers) = render(&ep(Profile::Standard, None), &event());
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["type"], "QueueCallInUserAllocated");
+        assert_eq!(v["entity"]["type"], "Queue");
+        assert_eq!(v["data"]["CallId"], "9cae");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
+        assert!(!headers.iter().any(|(k, _)| k.starts_with("X-Benemen")));
+    }
+
+    #[test]
+    fn enate_profile_sends_the_message_fields() {
+        let mut e = event();
+        e.event_type = "PacketCreated".into();
+        e.data = json!({"PacketGUID": "p1", "Status": 1});
+        let (body, _) = render(&ep(Profile::Enate, None), &e);
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v, json!({"PacketGUID": "p1", "Status": 1, "Webhook": "PacketCreated"}));
+    }
+}
