@@ -1,1 +1,254 @@
-//! placeholder
+//! Switchyard's HTTP API: the axum router, authentication, the JSON wire format and OpenAPI.
+//!
+//! Only this crate knows the wire format: handlers parse requests into domain values at the
+//! edge (`XIn` types), call the store and the delivery engine, and render `XOut` types. Each
+//! resource lives in its own module with its handlers and wire types.
+
+mod deliveries;
+mod endpoints;
+mod error;
+mod event_types;
+mod events;
+mod extract;
+mod ops;
+mod orgs;
+mod subscriptions;
+
+pub use error::{ApiError, ApiResult};
+pub use ops::metrics_handle;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use switchyard_core::crypto::hash_api_key;
+use switchyard_core::schema::Schema;
+use switchyard_core::{Principal, Role};
+use switchyard_delivery::Engine;
+use switchyard_store::{Store, StoreError};
+
+/// Limits the API enforces on input.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted event (its JSON as sent), and the body limit of a single publish.
+    pub max_event_bytes: usize,
+    /// Most events in one batch publish.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 256 * 1024,
+            max_batch: 1000,
+        }
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<StateInner>);
+
+pub struct StateInner {
+    pub store: Arc<dyn Store>,
+    pub engine: Engine,
+    /// This node's id: deliveries it creates are claimed for it.
+    pub node: String,
+    /// Hash of the operator-given `SWITCHYARD_ADMIN_KEY`, if any.
+    pub admin_key_hash: Option<String>,
+    pub limits: Limits,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Authenticated keys by hash; keys cannot be changed, so entries never go stale.
+    keys: RwLock<HashMap<String, Principal>>,
+    /// Organizations known to exist (for the instance admin's requests).
+    orgs: RwLock<HashSet<String>>,
+    /// Compiled event-type schemas by (org, type), refreshed after [`SCHEMA_TTL`].
+    schemas: Mutex<HashMap<(String, String), (Instant, Option<Arc<Schema>>)>>,
+}
+
+/// How long a compiled schema is used before the store is asked again (a change through this
+/// node's API takes effect at once; the TTL bounds staleness across nodes).
+const SCHEMA_TTL: Duration = Duration::from_secs(2);
+
+impl Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Engine,
+        node: String,
+        admin_key: Option<&str>,
+        limits: Limits,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> AppState {
+        AppState(Arc::new(StateInner {
+            store,
+            engine,
+            node,
+            admin_key_hash: admin_key.map(hash_api_key),
+            limits,
+            metrics,
+            keys: RwLock::new(HashMap::new()),
+            orgs: RwLock::new(HashSet::new()),
+            schemas: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    async fn authenticate(&self, key: &str) -> ApiResult<Principal> {
+        let hash = hash_api_key(key);
+        if self.admin_key_hash.as_deref() == Some(hash.as_str()) {
+            return Ok(Principal {
+                org: None,
+                role: Role::Admin,
+                key_id: "env-admin".into(),
+            });
+        }
+        if let Some(p) = self.keys.read().ok().and_then(|k| k.get(&hash).cloned()) {
+            return Ok(p);
+        }
+        match self.store.find_api_key(&hash).await? {
+            Some(p) => {
+                if let Ok(mut k) = self.keys.write() {
+                    k.insert(hash, p.clone());
+                }
+                Ok(p)
+            }
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+
+    /// Lets `p` act in `org` with at least `role`. A key of another organization gets 404, as
+    /// if the organization did not exist, so ids do not leak across tenants.
+    pub async fn authorize(&self, p: &Principal, org: &str, role: Role) -> ApiResult<()> {
+        match &p.org {
+            Some(own) if own != org => Err(ApiError::not_found("organization")),
+            Some(_) if p.role < role => Err(ApiError::forbidden(format!(
+                "this key's role `{}` may not do this (needs `{}`)",
+                p.role.as_str(),
+                role.as_str()
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                if self.orgs.read().is_ok_and(|o| o.contains(org)) {
+                    return Ok(());
+                }
+                self.store
+                    .get_org(org)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, "organization"))?;
+                if let Ok(mut o) = self.orgs.write() {
+                    o.insert(org.to_string());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The compiled schema of an event type, if the type exists and has one.
+    pub async fn schema_for(&self, org: &str, event_type: &str) -> ApiResult<Option<Arc<Schema>>> {
+        let key = (org.to_string(), event_type.to_string());
+        if let Some((at, s)) = self.schemas.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            if at.elapsed() < SCHEMA_TTL {
+                return Ok(s);
+            }
+        }
+        let schema = match self.store.get_event_type(org, event_type).await {
+            Ok(t) => match t.schema {
+                Some(doc) => Some(Arc::new(Schema::compile(&doc).map_err(ApiError::internal)?)),
+                None => None,
+            },
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Ok(mut m) = self.schemas.lock() {
+            m.insert(key, (Instant::now(), schema.clone()));
+        }
+        Ok(schema)
+    }
+
+    fn schema_changed(&self, org: &str, event_type: &str) {
+        if let Ok(mut m) = self.schemas.lock() {
+            m.remove(&(org.to_string(), event_type.to_string()));
+        }
+    }
+}
+
+/// The whole API. Kept apart from binding a socket so tests can serve it on any listener.
+pub fn router(state: AppState) -> Router {
+    let max_event = state.limits.max_event_bytes;
+    let batch_limit = (state.limits.max_event_bytes * 4).max(32 * 1024 * 1024);
+    let publish = Router::new()
+        .route(
+            "/v1/orgs/{org}/events",
+            post(events::publish).get(events::list),
+        )
+        .layer(DefaultBodyLimit::max(max_event));
+    let batch = Router::new()
+        .route("/v1/orgs/{org}/events/batch", post(events::publish_batch))
+        .layer(DefaultBodyLimit::max(batch_limit));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/v1/orgs", post(orgs::create).get(orgs::list))
+        .route("/v1/orgs/{org}", get(orgs::get))
+        .route("/v1/orgs/{org}/keys", post(orgs::create_key))
+        .route("/v1/orgs/{org}/event-types", get(event_types::list))
+        .route(
+            "/v1/orgs/{org}/event-types/{name}",
+            put(event_types::put).get(event_types::get),
+        )
+        .route(
+            "/v1/orgs/{org}/endpoints",
+            post(endpoints::create).get(endpoints::list),
+        )
+        .route(
+            "/v1/orgs/{org}/endpoints/{id}",
+            get(endpoints::get)
+                .patch(endpoints::patch)
+                .delete(endpoints::delete),
+        )
+        .route(
+            "/v1/orgs/{org}/endpoints/{id}/rotate-secret",
+            post(endpoints::rotate_secret),
+        )
+        .route(
+            "/v1/orgs/{org}/endpoints/{id}/replay",
+            post(endpoints::replay),
+        )
+        .route(
+            "/v1/orgs/{org}/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/v1/orgs/{org}/subscriptions/{id}",
+            get(subscriptions::get).delete(subscriptions::delete),
+        )
+        .route("/v1/orgs/{org}/events/{id}", get(events::trace))
+        .route("/v1/orgs/{org}/deliveries", get(deliveries::list))
+        .route("/v1/orgs/{org}/deliveries/{id}", get(deliveries::get))
+        .route(
+            "/v1/orgs/{org}/deliveries/{id}/retry",
+            post(deliveries::retry),
+        )
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .merge(publish)
+        .merge(batch)
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// The OpenAPI document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    ops::ApiDoc::openapi()
+}

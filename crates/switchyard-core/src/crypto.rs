@@ -109,10 +109,21 @@ mod tests {
         let (k, b64) = MasterKey::generate();
         let blob = k.encrypt("endpoint:ep_1:token", b"s3cret");
         assert!(!blob.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(k.decrypt("endpoint:ep_1:token", &blob).expect("decrypts"), b"s3cret");
-        assert!(k.decrypt("endpoint:ep_2:token", &blob).is_err(), "context is bound");
+        assert_eq!(
+            k.decrypt("endpoint:ep_1:token", &blob).expect("decrypts"),
+            b"s3cret"
+        );
+        assert!(
+            k.decrypt("endpoint:ep_2:token", &blob).is_err(),
+            "context is bound"
+        );
         let again = MasterKey::from_base64(&b64).expect("parses");
-        assert_eq!(again.decrypt("endpoint:ep_1:token", &blob).expect("decrypts"), b"s3cret");
+        assert_eq!(
+            again
+                .decrypt("endpoint:ep_1:token", &blob)
+                .expect("decrypts"),
+            b"s3cret"
+        );
         let (other, _) = MasterKey::generate();
         assert!(other.decrypt("endpoint:ep_1:token", &blob).is_err());
         let mut tampered = blob.clone();

@@ -152,7 +152,9 @@ fn parse_op(op: &str, arg: &Value, at: &str) -> Result<Op, FilterError> {
         other => {
             return Err(err(
                 at,
-                format!("unknown operator `{other}` (use $eq $ne $in $nin $exists $gt $gte $lt $lte $and $or)"),
+                format!(
+                    "unknown operator `{other}` (use $eq $ne $in $nin $exists $gt $gte $lt $lte $and $or)"
+                ),
             ));
         }
     })
@@ -227,12 +229,22 @@ mod tests {
         assert!(m(json!({"data.n": {"$eq": 3.0}})));
         assert!(m(json!({"data.n": {"$lt": 4}})));
         assert!(m(json!({"data.n": {"$gte": 3}})));
-        assert!(!m(json!({"data.priority": {"$gt": 3}})), "string vs number never compares");
+        assert!(
+            !m(json!({"data.priority": {"$gt": 3}})),
+            "string vs number never compares"
+        );
         assert!(m(json!({"data.tags.1": "b"})));
         assert!(m(json!({"data.changes.status": "closed"})));
-        assert!(m(json!({"$or": [{"data.priority": "low"}, {"type": "TicketUpdated"}]})));
-        assert!(!m(json!({"$and": [{"data.priority": "high"}, {"type": "TicketCreated"}]})));
-        assert!(m(json!({"data.changes": {"status": "closed"}})), "object literal is $eq");
+        assert!(m(
+            json!({"$or": [{"data.priority": "low"}, {"type": "TicketUpdated"}]})
+        ));
+        assert!(!m(
+            json!({"$and": [{"data.priority": "high"}, {"type": "TicketCreated"}]})
+        ));
+        assert!(
+            m(json!({"data.changes": {"status": "closed"}})),
+            "object literal is $eq"
+        );
     }
 
     #[test]

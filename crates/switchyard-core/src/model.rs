@@ -165,6 +165,8 @@ pub struct Endpoint {
     /// `None`: the default schedule.
     pub retry_schedule_s: Option<Vec<u32>>,
     pub max_in_flight: u32,
+    /// Requests per second at most (`None`: unlimited).
+    pub max_rps: Option<u32>,
     /// Newest first; the first one is current, later ones are rotated out and expire.
     pub secrets: Vec<KeyedSecret>,
     pub enabled: bool,
@@ -263,7 +265,9 @@ pub struct Attempt {
 pub enum Outcome {
     Delivered,
     /// Try again at this time (ms).
-    Retry { at: i64 },
+    Retry {
+        at: i64,
+    },
     /// No more attempts.
     Failed,
 }

@@ -23,7 +23,11 @@ pub enum Next {
 /// Decides the next step after `attempts_made` failed attempts (1 after the first one).
 /// `retry_after_s` is the receiver's `Retry-After` (429/503), honoured within
 /// [`MAX_RETRY_AFTER_S`]: never earlier than it asks, never later than the cap.
-pub fn next_after_failure(schedule_s: &[u32], attempts_made: u32, retry_after_s: Option<u64>) -> Next {
+pub fn next_after_failure(
+    schedule_s: &[u32],
+    attempts_made: u32,
+    retry_after_s: Option<u64>,
+) -> Next {
     let Some(&base) = schedule_s.get(attempts_made.saturating_sub(1) as usize) else {
         return Next::GiveUp;
     };
@@ -68,9 +72,15 @@ mod tests {
                 panic!("attempt {n} should retry");
             };
             let base = u64::from(DEFAULT_SCHEDULE_S[n as usize - 1]) * 1000;
-            assert!(ms >= base - base / 10 && ms <= base + base / 10, "{ms} vs {base}");
+            assert!(
+                ms >= base - base / 10 && ms <= base + base / 10,
+                "{ms} vs {base}"
+            );
         }
-        assert_eq!(next_after_failure(&DEFAULT_SCHEDULE_S, 10, None), Next::GiveUp);
+        assert_eq!(
+            next_after_failure(&DEFAULT_SCHEDULE_S, 10, None),
+            Next::GiveUp
+        );
     }
 
     #[test]

@@ -122,7 +122,13 @@ mod tests {
     use crate::model::EntityRef;
     use serde_json::json;
 
-    fn sub(id: &str, ep: &str, types: &[&str], entity: Option<&str>, filter: Option<serde_json::Value>) -> Subscription {
+    fn sub(
+        id: &str,
+        ep: &str,
+        types: &[&str],
+        entity: Option<&str>,
+        filter: Option<serde_json::Value>,
+    ) -> Subscription {
         Subscription {
             id: id.into(),
             org_id: "o".into(),
@@ -140,7 +146,10 @@ mod tests {
             org_id: "o".into(),
             event_type: t.into(),
             timestamp: 0,
-            entity: EntityRef { kind: Some("Ticket".into()), id: Some(entity.into()) },
+            entity: EntityRef {
+                kind: Some("Ticket".into()),
+                id: Some(entity.into()),
+            },
             data,
             seq: 1,
             received_at: 0,
@@ -152,14 +161,31 @@ mod tests {
         let t = RouteTable::new(vec![
             sub("s1", "ep1", &["TicketCreated"], None, None),
             sub("s2", "ep2", &["Ticket*"], Some("456"), None),
-            sub("s3", "ep3", &["*"], None, Some(json!({"data.priority": {"$in": ["high"]}}))),
+            sub(
+                "s3",
+                "ep3",
+                &["*"],
+                None,
+                Some(json!({"data.priority": {"$in": ["high"]}})),
+            ),
             sub("s4", "ep1", &["Ticket*"], None, None),
             sub("s5", "ep5", &["QueueCallIn*"], None, None),
         ]);
-        let ids = |e: &Event| t.route(e).into_iter().map(|x| x.subscription_id).collect::<Vec<_>>();
+        let ids = |e: &Event| {
+            t.route(e)
+                .into_iter()
+                .map(|x| x.subscription_id)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&ev("TicketCreated", "1", json!({}))), vec!["s1"]);
-        assert_eq!(ids(&ev("TicketCreated", "456", json!({}))), vec!["s1", "s2"]);
-        assert_eq!(ids(&ev("TicketUpdated", "9", json!({"priority": "high"}))), vec!["s3", "s4"]);
+        assert_eq!(
+            ids(&ev("TicketCreated", "456", json!({}))),
+            vec!["s1", "s2"]
+        );
+        assert_eq!(
+            ids(&ev("TicketUpdated", "9", json!({"priority": "high"}))),
+            vec!["s3", "s4"]
+        );
         assert_eq!(ids(&ev("QueueCallInArrived", "9", json!({}))), vec!["s5"]);
         assert!(ids(&ev("ProfileCreated", "9", json!({}))).is_empty());
     }

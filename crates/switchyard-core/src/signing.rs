@@ -60,7 +60,12 @@ impl SigningSecret {
 }
 
 /// The `webhook-signature` header value: one signature per active secret, space-separated.
-pub fn signature_header(secrets: &[SigningSecret], msg_id: &str, timestamp_s: i64, body: &[u8]) -> String {
+pub fn signature_header(
+    secrets: &[SigningSecret],
+    msg_id: &str,
+    timestamp_s: i64,
+    body: &[u8],
+) -> String {
     secrets
         .iter()
         .map(|s| s.sign(msg_id, timestamp_s, body))

@@ -29,7 +29,10 @@ mod tests {
     fn round_trip() {
         let ms = 1_795_000_000_123;
         assert_eq!(parse_rfc3339(&to_rfc3339(ms)), Some(ms));
-        assert_eq!(parse_rfc3339("2026-11-23T02:00:00+01:00"), parse_rfc3339("2026-11-23T01:00:00Z"));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T02:00:00+01:00"),
+            parse_rfc3339("2026-11-23T01:00:00Z")
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -41,7 +41,10 @@ impl Resolve for GuardedResolver {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
-                .map_err(|e| Box::new(Refused(format!("cannot resolve {host}: {e}"))) as Box<dyn std::error::Error + Send + Sync>)?
+                .map_err(|e| {
+                    Box::new(Refused(format!("cannot resolve {host}: {e}")))
+                        as Box<dyn std::error::Error + Send + Sync>
+                })?
                 .collect();
             let mut reasons = Vec::new();
             let allowed: Vec<SocketAddr> = addrs
@@ -55,8 +58,14 @@ impl Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = reasons.into_iter().next().unwrap_or_else(|| "no addresses".into());
-                return Err(Box::new(Refused(format!("destination refused: {host}: {why}"))) as Box<dyn std::error::Error + Send + Sync>);
+                let why = reasons
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "no addresses".into());
+                return Err(
+                    Box::new(Refused(format!("destination refused: {host}: {why}")))
+                        as Box<dyn std::error::Error + Send + Sync>,
+                );
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -90,7 +99,9 @@ fn build(resolver: GuardedResolver, insecure: bool) -> reqwest::Client {
 impl Clients {
     pub fn new(policy: EgressPolicy) -> Clients {
         let policy = Arc::new(policy);
-        let resolver = GuardedResolver { policy: policy.clone() };
+        let resolver = GuardedResolver {
+            policy: policy.clone(),
+        };
         Clients {
             verified: build(resolver.clone(), false),
             insecure: build(resolver, true),
@@ -116,7 +127,13 @@ impl Clients {
             Some(url::Host::Domain(_)) => Ok(()),
             None => Err("destination refused: the URL has no host".into()),
         }
-        .map_err(|e| if e.starts_with("destination refused") { e } else { format!("destination refused: {e}") })
+        .map_err(|e| {
+            if e.starts_with("destination refused") {
+                e
+            } else {
+                format!("destination refused: {e}")
+            }
+        })
     }
 }
 
@@ -178,7 +195,11 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event) -> Response {
     let (body, headers) = crate::profile::render(ep, event);
     let ts = at / 1000;
     let signature = signature_header(&ep.active_secrets(at), &event.id, ts, &body);
-    let client = if ep.insecure_tls { &clients.insecure } else { &clients.verified };
+    let client = if ep.insecure_tls {
+        &clients.insecure
+    } else {
+        &clients.verified
+    };
     let mut req = client
         .post(url)
         .timeout(Duration::from_millis(u64::from(ep.timeout_ms)))
@@ -226,13 +247,20 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event) -> Response {
             Ok(None) => break,
             Err(e) => {
                 if e.is_timeout() {
-                    read_error = Some(format!("timeout: response body not complete within {} ms", ep.timeout_ms));
+                    read_error = Some(format!(
+                        "timeout: response body not complete within {} ms",
+                        ep.timeout_ms
+                    ));
                 }
                 break;
             }
         }
     }
-    let body = if kept.is_empty() { None } else { Some(String::from_utf8_lossy(&kept).into_owned()) };
+    let body = if kept.is_empty() {
+        None
+    } else {
+        Some(String::from_utf8_lossy(&kept).into_owned())
+    };
     let error = if (200..300).contains(&status) {
         read_error
     } else if (300..400).contains(&status) {
@@ -259,11 +287,26 @@ mod tests {
 
     #[test]
     fn url_checks() {
-        let c = Clients::new(EgressPolicy { allow: vec![], require_https: true });
+        let c = Clients::new(EgressPolicy {
+            allow: vec![],
+            require_https: true,
+        });
         let u = |s: &str| reqwest::Url::parse(s).expect("url");
-        assert!(c.check_url(&u("http://example.com/")).unwrap_err().contains("https"));
-        assert!(c.check_url(&u("https://10.0.0.1/")).unwrap_err().contains("private"));
-        assert!(c.check_url(&u("https://[::1]/")).unwrap_err().contains("loopback"));
+        assert!(
+            c.check_url(&u("http://example.com/"))
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(
+            c.check_url(&u("https://10.0.0.1/"))
+                .unwrap_err()
+                .contains("private")
+        );
+        assert!(
+            c.check_url(&u("https://[::1]/"))
+                .unwrap_err()
+                .contains("loopback")
+        );
         assert!(c.check_url(&u("ftp://example.com/")).is_err());
         assert!(c.check_url(&u("https://example.com/")).is_ok());
     }

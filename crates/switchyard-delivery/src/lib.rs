@@ -24,7 +24,9 @@ use switchyard_core::egress::EgressPolicy;
 use switchyard_core::ids::new_id;
 use switchyard_core::retry::{Next, next_after_failure};
 use switchyard_core::time::now_ms;
-use switchyard_core::{Attempt, AttemptResult, DueDelivery, EntityRef, Endpoint, NewEvent, Outcome};
+use switchyard_core::{
+    Attempt, AttemptResult, DueDelivery, Endpoint, EntityRef, NewEvent, Outcome,
+};
 use switchyard_store::{DEFAULT_LEASE_MS, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
@@ -124,7 +126,9 @@ impl Engine {
         if deliveries.is_empty() {
             return;
         }
-        let Ok(mut slots) = self.inner.slots.lock() else { return };
+        let Ok(mut slots) = self.inner.slots.lock() else {
+            return;
+        };
         for d in deliveries {
             if self.inner.stopping.load(Ordering::Relaxed) {
                 let _ = self.inner.recorder.send(Msg::Release(d.delivery_id));
@@ -176,7 +180,10 @@ impl Engine {
         }
         let deadline = tokio::time::Instant::now() + grace;
         while self.inner.in_flight.load(Ordering::SeqCst) > 0 {
-            if tokio::time::timeout_at(deadline, self.inner.idle.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline, self.inner.idle.notified())
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     in_flight = self.inner.in_flight.load(Ordering::SeqCst),
                     "grace period over; unfinished deliveries resume at next start"
@@ -197,7 +204,11 @@ impl Engine {
                 return;
             }
             let batch = inner.config.claim_batch;
-            match inner.store.claim_due(&inner.config.node, now_ms(), batch, DEFAULT_LEASE_MS).await {
+            match inner
+                .store
+                .claim_due(&inner.config.node, now_ms(), batch, DEFAULT_LEASE_MS)
+                .await
+            {
                 Ok(due) => {
                     let full = due.len() as u32 >= batch;
                     self.dispatch(due);
@@ -240,13 +251,17 @@ impl Engine {
     ) {
         let inner = self.inner.clone();
         let mut limit: Option<(u32, Arc<Semaphore>)> = None;
+        // Pacing for `max_rps`: the earliest time the next request may start.
+        let mut next_slot = tokio::time::Instant::now();
         loop {
             let job = match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
                 Ok(Some(Work::Deliver(job))) => job,
                 Ok(Some(Work::Stop)) => continue,
                 Ok(None) => return,
                 Err(_) => {
-                    let Ok(mut slots) = inner.slots.lock() else { return };
+                    let Ok(mut slots) = inner.slots.lock() else {
+                        return;
+                    };
                     if rx.is_empty() {
                         slots.remove(&endpoint_id);
                         return;
@@ -262,7 +277,12 @@ impl Engine {
             let ep = match self.endpoint_config(&org, &endpoint_id).await {
                 Ok(ep) => ep,
                 Err(StoreError::NotFound) => {
-                    self.finish_without_request(&org, &job, "endpoint was deleted".into(), Outcome::Failed);
+                    self.finish_without_request(
+                        &org,
+                        &job,
+                        "endpoint was deleted".into(),
+                        Outcome::Failed,
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -288,7 +308,15 @@ impl Engine {
                     s
                 }
             };
-            let Ok(permit) = sem.acquire_owned().await else { return };
+            let Ok(permit) = sem.acquire_owned().await else {
+                return;
+            };
+            if let Some(rps) = ep.max_rps.filter(|r| *r > 0) {
+                let now = tokio::time::Instant::now();
+                next_slot = next_slot.max(now);
+                tokio::time::sleep_until(next_slot).await;
+                next_slot += Duration::from_secs(1) / rps;
+            }
             if inner.stopping.load(Ordering::SeqCst) {
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));
                 continue;
@@ -356,7 +384,8 @@ impl Engine {
                     };
                     metrics::counter!("switchyard_attempts_total", "outcome" => label).increment(1);
                     if !matches!(r.outcome, Outcome::Retry { .. }) {
-                        metrics::counter!("switchyard_deliveries_total", "status" => label).increment(1);
+                        metrics::counter!("switchyard_deliveries_total", "status" => label)
+                            .increment(1);
                     }
                     metrics::histogram!("switchyard_attempt_duration_seconds")
                         .record(r.attempt.duration_ms / 1000.0);
@@ -364,7 +393,9 @@ impl Engine {
                 let disabling: HashMap<String, String> = results
                     .iter()
                     .filter_map(|r| {
-                        r.disable_endpoint.as_ref().map(|why| (r.delivery_id.clone(), why.clone()))
+                        r.disable_endpoint
+                            .as_ref()
+                            .map(|why| (r.delivery_id.clone(), why.clone()))
                     })
                     .collect();
                 match inner.store.record_attempts(results).await {
@@ -378,11 +409,17 @@ impl Engine {
                             }
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "recording attempts failed; the deliveries stay claimed and are retried after their lease"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "recording attempts failed; the deliveries stay claimed and are retried after their lease")
+                    }
                 }
             }
             if !releases.is_empty() {
-                if let Err(e) = inner.store.release(&inner.config.node, Some(&releases)).await {
+                if let Err(e) = inner
+                    .store
+                    .release(&inner.config.node, Some(&releases))
+                    .await
+                {
                     tracing::warn!(error = %e, "handing back deliveries failed; they resume after their lease");
                 }
             }
@@ -409,7 +446,12 @@ impl Engine {
             }),
         };
         tracing::warn!(org, endpoint_id, "endpoint disabled");
-        match self.inner.store.publish(org, vec![event], &self.inner.config.node).await {
+        match self
+            .inner
+            .store
+            .publish(org, vec![event], &self.inner.config.node)
+            .await
+        {
             Ok(published) => {
                 for p in published {
                     self.dispatch(p.new_deliveries);

@@ -16,12 +16,18 @@ pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
             event.envelope()
         }
         Profile::Enreach => {
-            headers.push(("content-type".into(), "application/json; charset=utf-8".into()));
+            headers.push((
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            ));
             headers.push(("X-Benemen-Event".into(), event.event_type.clone()));
             enreach_body(event)
         }
         Profile::Enate => {
-            headers.push(("content-type".into(), "application/json; charset=utf-8".into()));
+            headers.push((
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            ));
             enate_body(event)
         }
     };
@@ -58,7 +64,10 @@ fn enreach_body(event: &Event) -> Value {
         m.insert("RootEntityId".into(), root);
     }
     m.insert("EventType".into(), json!(event.event_type));
-    m.insert("EntityType".into(), json!(event.entity.kind.as_deref().unwrap_or("Undefined")));
+    m.insert(
+        "EntityType".into(),
+        json!(event.entity.kind.as_deref().unwrap_or("Undefined")),
+    );
     m.insert("EntityId".into(), json!(event.entity.id));
     m.insert("Id".into(), json!(event.id));
     if !m.contains_key("Timestamp") {
@@ -102,6 +111,7 @@ mod tests {
             timeout_ms: 1000,
             retry_schedule_s: None,
             max_in_flight: 1,
+            max_rps: None,
             secrets: vec![],
             enabled: true,
             disabled_reason: None,
@@ -117,7 +127,10 @@ mod tests {
             org_id: "o".into(),
             event_type: "QueueCallInUserAllocated".into(),
             timestamp: 0,
-            entity: EntityRef { kind: Some("Queue".into()), id: Some("6cb31d7d".into()) },
+            entity: EntityRef {
+                kind: Some("Queue".into()),
+                id: Some("6cb31d7d".into()),
+            },
             data: json!({"CallId": "9cae", "OrganizationId": "fd43", "QueueName": "Sample queue 1"}),
             seq: 1,
             received_at: 0,
@@ -159,6 +172,9 @@ mod tests {
         e.data = json!({"PacketGUID": "p1", "Status": 1});
         let (body, _) = render(&ep(Profile::Enate, None), &e);
         let v: Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(v, json!({"PacketGUID": "p1", "Status": 1, "Webhook": "PacketCreated"}));
+        assert_eq!(
+            v,
+            json!({"PacketGUID": "p1", "Status": 1, "Webhook": "PacketCreated"})
+        );
     }
 }

@@ -36,6 +36,7 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
         timeout_ms: 15000,
         retry_schedule_s: Some(vec![1, 2]),
         max_in_flight: 10,
+        max_rps: Some(50),
         secrets: vec![KeyedSecret {
             secret: SigningSecret::generate(),
             expires_at: None,
@@ -76,17 +77,52 @@ pub fn sample_event(id: &str, t: &str, entity: &str) -> NewEvent {
 async fn orgs_and_keys(store: &dyn Store) {
     let org = store.create_org("c-org1", "One").await.expect("create org");
     assert_eq!(org.name, "One");
-    assert!(matches!(store.create_org("c-org1", "Again").await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.get_org("c-nope").await, Err(StoreError::NotFound)));
-    let key_id = store.create_api_key(Some("c-org1"), Role::Publisher, "hash-1").await.expect("key");
-    let p = store.find_api_key("hash-1").await.expect("find").expect("present");
-    assert_eq!(p, Principal { org: Some("c-org1".into()), role: Role::Publisher, key_id });
+    assert!(matches!(
+        store.create_org("c-org1", "Again").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.get_org("c-nope").await,
+        Err(StoreError::NotFound)
+    ));
+    let key_id = store
+        .create_api_key(Some("c-org1"), Role::Publisher, "hash-1")
+        .await
+        .expect("key");
+    let p = store
+        .find_api_key("hash-1")
+        .await
+        .expect("find")
+        .expect("present");
+    assert_eq!(
+        p,
+        Principal {
+            org: Some("c-org1".into()),
+            role: Role::Publisher,
+            key_id
+        }
+    );
     assert!(store.find_api_key("hash-x").await.expect("find").is_none());
     let before = store.count_admin_keys().await.expect("count");
-    store.create_api_key(None, Role::Admin, "hash-admin").await.expect("admin key");
+    store
+        .create_api_key(None, Role::Admin, "hash-admin")
+        .await
+        .expect("admin key");
     assert_eq!(store.count_admin_keys().await.expect("count"), before + 1);
-    assert!(store.create_api_key(Some("c-org1"), Role::Viewer, "hash-1").await.is_err(), "hashes are unique");
-    assert!(store.create_api_key(Some("c-missing"), Role::Viewer, "hash-2").await.is_err(), "org must exist");
+    assert!(
+        store
+            .create_api_key(Some("c-org1"), Role::Viewer, "hash-1")
+            .await
+            .is_err(),
+        "hashes are unique"
+    );
+    assert!(
+        store
+            .create_api_key(Some("c-missing"), Role::Viewer, "hash-2")
+            .await
+            .is_err(),
+        "org must exist"
+    );
 }
 
 async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
@@ -96,28 +132,52 @@ async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     store.create_endpoint(&ep).await.expect("create");
     let got = store.get_endpoint("c-a", &ep.id).await.expect("get");
     assert_eq!(got, ep, "secrets and token survive encryption");
-    assert!(matches!(store.get_endpoint("c-b", &ep.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_endpoint("c-b", &ep.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(store.list_endpoints("c-b").await.expect("list").is_empty());
     let mut other = ep.clone();
     other.org_id = "c-b".into();
     other.url = "https://evil.example".into();
-    assert!(matches!(store.update_endpoint(&other).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.delete_endpoint("c-b", &ep.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.update_endpoint(&other).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_endpoint("c-b", &ep.id).await,
+        Err(StoreError::NotFound)
+    ));
     let mut changed = ep.clone();
     changed.url = "https://a.example/v2".into();
     changed.token = None;
-    changed.secrets.insert(0, KeyedSecret { secret: SigningSecret::generate(), expires_at: None });
+    changed.secrets.insert(
+        0,
+        KeyedSecret {
+            secret: SigningSecret::generate(),
+            expires_at: None,
+        },
+    );
     changed.secrets[1].expires_at = Some(now_ms() + 1000);
     store.update_endpoint(&changed).await.expect("update");
-    assert_eq!(store.get_endpoint("c-a", &ep.id).await.expect("get"), changed);
+    assert_eq!(
+        store.get_endpoint("c-a", &ep.id).await.expect("get"),
+        changed
+    );
 
     let sub = sample_subscription("c-b", &ep.id, &["*"]);
     assert!(
-        matches!(store.create_subscription(&sub, None).await, Err(StoreError::InvalidReference(_))),
+        matches!(
+            store.create_subscription(&sub, None).await,
+            Err(StoreError::InvalidReference(_))
+        ),
         "cannot subscribe another org's endpoint"
     );
     store.delete_endpoint("c-a", &ep.id).await.expect("delete");
-    assert!(matches!(store.get_endpoint("c-a", &ep.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_endpoint("c-a", &ep.id).await,
+        Err(StoreError::NotFound)
+    ));
 
     let t = EventType {
         name: "TicketCreated".into(),
@@ -127,16 +187,35 @@ async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         updated_at: 0,
     };
     store.put_event_type("c-a", &t).await.expect("put type");
-    assert_eq!(store.get_event_type("c-a", "TicketCreated").await.expect("get").schema, t.schema);
-    assert!(matches!(store.get_event_type("c-b", "TicketCreated").await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store
+            .get_event_type("c-a", "TicketCreated")
+            .await
+            .expect("get")
+            .schema,
+        t.schema
+    );
+    assert!(matches!(
+        store.get_event_type("c-b", "TicketCreated").await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(store.list_event_types("c-a").await.expect("list").len(), 1);
 }
 
 async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     store.create_org("c-p", "P").await.expect("org");
-    let ep1 = store.create_endpoint(&sample_endpoint("c-p", "https://one.example")).await.expect("ep");
-    let ep2 = store.create_endpoint(&sample_endpoint("c-p", "https://two.example")).await.expect("ep");
-    store.create_subscription(&sample_subscription("c-p", &ep1.id, &["Ticket*"]), None).await.expect("sub");
+    let ep1 = store
+        .create_endpoint(&sample_endpoint("c-p", "https://one.example"))
+        .await
+        .expect("ep");
+    let ep2 = store
+        .create_endpoint(&sample_endpoint("c-p", "https://two.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-p", &ep1.id, &["Ticket*"]), None)
+        .await
+        .expect("sub");
     let mut s2 = sample_subscription("c-p", &ep2.id, &["TicketUpdated"]);
     s2.entity_id = Some("456".into());
     store.create_subscription(&s2, None).await.expect("sub");
@@ -144,7 +223,11 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     let out = store
         .publish(
             "c-p",
-            vec![sample_event("e1", "TicketUpdated", "456"), sample_event("e2", "TicketUpdated", "9"), sample_event("e3", "Other", "456")],
+            vec![
+                sample_event("e1", "TicketUpdated", "456"),
+                sample_event("e2", "TicketUpdated", "9"),
+                sample_event("e3", "Other", "456"),
+            ],
             "node-a",
         )
         .await
@@ -154,48 +237,109 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     assert!(out.iter().all(|p| !p.duplicate));
     assert!(out[0].event.seq < out[1].event.seq);
 
-    let again = store.publish("c-p", vec![sample_event("e1", "TicketCreated", "1")], "node-a").await.expect("publish");
+    let again = store
+        .publish(
+            "c-p",
+            vec![sample_event("e1", "TicketCreated", "1")],
+            "node-a",
+        )
+        .await
+        .expect("publish");
     assert!(again[0].duplicate);
-    assert_eq!(again[0].event.event_type, "TicketUpdated", "the first event is answered");
+    assert_eq!(
+        again[0].event.event_type, "TicketUpdated",
+        "the first event is answered"
+    );
     assert_eq!(again[0].delivery_count, 2);
     assert!(again[0].new_deliveries.is_empty());
 
     // The same caller id in another organization is another event.
     store.create_org("c-q", "Q").await.expect("org");
-    let q = store.publish("c-q", vec![sample_event("e1", "TicketUpdated", "456")], "node-a").await.expect("publish");
+    let q = store
+        .publish(
+            "c-q",
+            vec![sample_event("e1", "TicketUpdated", "456")],
+            "node-a",
+        )
+        .await
+        .expect("publish");
     assert!(!q[0].duplicate);
     assert_eq!(q[0].delivery_count, 0, "no cross-org routing");
-    assert!(matches!(store.get_event("c-q", "e2").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_event("c-q", "e2").await,
+        Err(StoreError::NotFound)
+    ));
 
     // A disabled endpoint gets no new deliveries; enabling it again routes again.
     let mut off = store.get_endpoint("c-p", &ep2.id).await.expect("get");
     off.enabled = false;
     store.update_endpoint(&off).await.expect("disable");
-    let out = store.publish("c-p", vec![sample_event("e4", "TicketUpdated", "456")], "node-a").await.expect("publish");
+    let out = store
+        .publish(
+            "c-p",
+            vec![sample_event("e4", "TicketUpdated", "456")],
+            "node-a",
+        )
+        .await
+        .expect("publish");
     assert_eq!(out[0].delivery_count, 1);
     off.enabled = true;
     store.update_endpoint(&off).await.expect("enable");
-    let out = store.publish("c-p", vec![sample_event("e5", "TicketUpdated", "456")], "node-a").await.expect("publish");
+    let out = store
+        .publish(
+            "c-p",
+            vec![sample_event("e5", "TicketUpdated", "456")],
+            "node-a",
+        )
+        .await
+        .expect("publish");
     assert_eq!(out[0].delivery_count, 2);
 }
 
 async fn claims_attempts_and_trace(store: &dyn Store) {
     store.create_org("c-d", "D").await.expect("org");
-    let ep = store.create_endpoint(&sample_endpoint("c-d", "https://d.example")).await.expect("ep");
-    store.create_subscription(&sample_subscription("c-d", &ep.id, &["*"]), None).await.expect("sub");
-    let out = store.publish("c-d", vec![sample_event("d1", "X", "1")], "node-d").await.expect("publish");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-d", "https://d.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-d", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let out = store
+        .publish("c-d", vec![sample_event("d1", "X", "1")], "node-d")
+        .await
+        .expect("publish");
     let d = out[0].new_deliveries[0].clone();
     let now = now_ms();
     assert!(
-        store.claim_due("node-b", now + 1000, 100, 60_000).await.expect("claim").iter().all(|x| x.delivery_id != d.delivery_id),
+        store
+            .claim_due("node-b", now + 1000, 100, 60_000)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|x| x.delivery_id != d.delivery_id),
         "a fresh delivery is claimed by its publishing node"
     );
     assert_eq!(store.release("node-d", None).await.expect("release"), 1);
-    let claimed = store.claim_due("node-b", now_ms() + 10, 100, 60_000).await.expect("claim");
-    let mine: Vec<_> = claimed.iter().filter(|x| x.delivery_id == d.delivery_id).collect();
+    let claimed = store
+        .claim_due("node-b", now_ms() + 10, 100, 60_000)
+        .await
+        .expect("claim");
+    let mine: Vec<_> = claimed
+        .iter()
+        .filter(|x| x.delivery_id == d.delivery_id)
+        .collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].event.id, "d1");
-    assert!(store.claim_due("node-c", now_ms() + 10, 100, 60_000).await.expect("claim").is_empty(), "leased");
+    assert!(
+        store
+            .claim_due("node-c", now_ms() + 10, 100, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
 
     let attempt = |code: u16, outcome: Outcome, disable: Option<&str>| AttemptResult {
         delivery_id: d.delivery_id.clone(),
@@ -212,12 +356,28 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
         disable_endpoint: disable.map(str::to_string),
     };
     let disabled = store
-        .record_attempts(vec![attempt(500, Outcome::Retry { at: now_ms() + 3_600_000 }, None)])
+        .record_attempts(vec![attempt(
+            500,
+            Outcome::Retry {
+                at: now_ms() + 3_600_000,
+            },
+            None,
+        )])
         .await
         .expect("record");
     assert!(disabled.is_empty());
-    assert!(store.claim_due("node-b", now_ms() + 10, 100, 60_000).await.expect("claim").is_empty(), "not yet due");
-    let disabled = store.record_attempts(vec![attempt(410, Outcome::Failed, Some("410 Gone"))]).await.expect("record");
+    assert!(
+        store
+            .claim_due("node-b", now_ms() + 10, 100, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not yet due"
+    );
+    let disabled = store
+        .record_attempts(vec![attempt(410, Outcome::Failed, Some("410 Gone"))])
+        .await
+        .expect("record");
     assert_eq!(disabled, vec![ep.id.clone()]);
     let ep_now = store.get_endpoint("c-d", &ep.id).await.expect("get");
     assert!(!ep_now.enabled);
@@ -228,33 +388,90 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
     let (dl, attempts) = &trace.deliveries[0];
     assert_eq!(dl.status, DeliveryStatus::Failed);
     assert_eq!(dl.attempts, 2);
-    assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500), Some(410)]);
-    assert!(matches!(store.trace("c-p", "d1").await, Err(StoreError::NotFound)), "trace is org-scoped");
+    assert_eq!(
+        attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        vec![Some(500), Some(410)]
+    );
+    assert!(
+        matches!(store.trace("c-p", "d1").await, Err(StoreError::NotFound)),
+        "trace is org-scoped"
+    );
 }
 
 async fn listing_and_cursors(store: &dyn Store) {
     store.create_org("c-l", "L").await.expect("org");
-    let evs: Vec<_> = (0..5).map(|i| sample_event(&format!("l{i}"), if i % 2 == 0 { "A" } else { "B" }, &i.to_string())).collect();
+    let evs: Vec<_> = (0..5)
+        .map(|i| {
+            sample_event(
+                &format!("l{i}"),
+                if i % 2 == 0 { "A" } else { "B" },
+                &i.to_string(),
+            )
+        })
+        .collect();
     store.publish("c-l", evs, "n").await.expect("publish");
-    let page1 = store.list_events("c-l", &EventQuery { limit: 2, ..Default::default() }).await.expect("list");
-    assert_eq!(page1.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["l4", "l3"]);
-    let page2 = store
-        .list_events("c-l", &EventQuery { limit: 2, before_seq: Some(page1[1].seq), ..Default::default() })
+    let page1 = store
+        .list_events(
+            "c-l",
+            &EventQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
-    assert_eq!(page2.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["l2", "l1"]);
+    assert_eq!(
+        page1.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec!["l4", "l3"]
+    );
+    let page2 = store
+        .list_events(
+            "c-l",
+            &EventQuery {
+                limit: 2,
+                before_seq: Some(page1[1].seq),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        page2.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec!["l2", "l1"]
+    );
     let a = store
-        .list_events("c-l", &EventQuery { limit: 10, event_type: Some("A".into()), ..Default::default() })
+        .list_events(
+            "c-l",
+            &EventQuery {
+                limit: 10,
+                event_type: Some("A".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
     assert_eq!(a.len(), 3);
     let one = store
-        .list_events("c-l", &EventQuery { limit: 10, entity_id: Some("3".into()), ..Default::default() })
+        .list_events(
+            "c-l",
+            &EventQuery {
+                limit: 10,
+                entity_id: Some("3".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
     assert_eq!(one.len(), 1);
     let none = store
-        .list_events("c-l", &EventQuery { limit: 10, since: Some(now_ms() + 60_000), ..Default::default() })
+        .list_events(
+            "c-l",
+            &EventQuery {
+                limit: 10,
+                since: Some(now_ms() + 60_000),
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
     assert!(none.is_empty());
@@ -262,11 +479,21 @@ async fn listing_and_cursors(store: &dyn Store) {
 
 async fn replay_and_retry(store: &dyn Store) {
     store.create_org("c-r", "R").await.expect("org");
-    let ep = store.create_endpoint(&sample_endpoint("c-r", "https://r.example")).await.expect("ep");
-    store.create_subscription(&sample_subscription("c-r", &ep.id, &["*"]), None).await.expect("sub");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-r", "https://r.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-r", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
     let t0 = now_ms();
     let out = store
-        .publish("c-r", vec![sample_event("r1", "X", "1"), sample_event("r2", "X", "2")], "n")
+        .publish(
+            "c-r",
+            vec![sample_event("r1", "X", "1"), sample_event("r2", "X", "2")],
+            "n",
+        )
         .await
         .expect("publish");
     let d = &out[0].new_deliveries[0];
@@ -286,18 +513,52 @@ async fn replay_and_retry(store: &dyn Store) {
     };
     store.record_attempts(vec![failed]).await.expect("record");
     let failed_list = store
-        .list_deliveries("c-r", &DeliveryQuery { status: Some(DeliveryStatus::Failed), limit: 10, ..Default::default() })
+        .list_deliveries(
+            "c-r",
+            &DeliveryQuery {
+                status: Some(DeliveryStatus::Failed),
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .expect("list");
     assert_eq!(failed_list.len(), 1);
-    let again = store.retry_delivery("c-r", &d.delivery_id, "n").await.expect("retry");
+    let again = store
+        .retry_delivery("c-r", &d.delivery_id, "n")
+        .await
+        .expect("retry");
     assert_eq!(again.attempts, 1);
-    assert_eq!(store.get_delivery("c-r", &d.delivery_id).await.expect("get").status, DeliveryStatus::Pending);
-    assert!(matches!(store.retry_delivery("c-p", &d.delivery_id, "n").await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store
+            .get_delivery("c-r", &d.delivery_id)
+            .await
+            .expect("get")
+            .status,
+        DeliveryStatus::Pending
+    );
+    assert!(matches!(
+        store.retry_delivery("c-p", &d.delivery_id, "n").await,
+        Err(StoreError::NotFound)
+    ));
 
-    let n = store.replay("c-r", &ep.id, t0, now_ms() + 1).await.expect("replay");
+    let n = store
+        .replay("c-r", &ep.id, t0, now_ms() + 1)
+        .await
+        .expect("replay");
     assert_eq!(n, 2);
-    assert_eq!(store.trace("c-r", "r2").await.expect("trace").deliveries.len(), 2);
-    assert!(matches!(store.replay("c-p", &ep.id, t0, now_ms() + 1).await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store
+            .trace("c-r", "r2")
+            .await
+            .expect("trace")
+            .deliveries
+            .len(),
+        2
+    );
+    assert!(matches!(
+        store.replay("c-p", &ep.id, t0, now_ms() + 1).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(store.pending_count().await.expect("count") >= 3);
 }

@@ -85,7 +85,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_org(&self, id: &str) -> Result<Org>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     /// Stores a key's hash; `org = None` makes an instance admin key. Returns the key's id.
-    async fn create_api_key(&self, org: Option<&str>, role: Role, key_hash: &str) -> Result<String>;
+    async fn create_api_key(&self, org: Option<&str>, role: Role, key_hash: &str)
+    -> Result<String>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
     async fn count_admin_keys(&self) -> Result<u64>;
 
@@ -106,7 +107,11 @@ pub trait Store: Send + Sync + 'static {
     // --- subscriptions
     /// Creates a subscription; with `owned_endpoint`, creates that endpoint in the same
     /// transaction (a subscription with an inline URL).
-    async fn create_subscription(&self, sub: &Subscription, owned_endpoint: Option<&Endpoint>) -> Result<Subscription>;
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        owned_endpoint: Option<&Endpoint>,
+    ) -> Result<Subscription>;
     async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription>;
     async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>>;
     /// Deletes the subscription and an endpoint it owns.
@@ -115,7 +120,8 @@ pub trait Store: Send + Sync + 'static {
     // --- events
     /// Stores events and their deliveries, routed by the organization's subscriptions, in one
     /// durable transaction; returns once it is committed. New deliveries are claimed for `node`.
-    async fn publish(&self, org: &str, events: Vec<NewEvent>, node: &str) -> Result<Vec<Published>>;
+    async fn publish(&self, org: &str, events: Vec<NewEvent>, node: &str)
+    -> Result<Vec<Published>>;
     async fn get_event(&self, org: &str, id: &str) -> Result<Event>;
     async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>>;
     async fn trace(&self, org: &str, event_id: &str) -> Result<Trace>;
@@ -124,7 +130,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
     async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery>;
     /// Claims up to `limit` pending deliveries due at `now` for `node` for `lease_ms`.
-    async fn claim_due(&self, node: &str, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<DueDelivery>>;
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>>;
     /// Makes claimed deliveries due again at once (work handed back at shutdown, or after a
     /// restart: `ids = None` releases everything `node` holds).
     async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64>;

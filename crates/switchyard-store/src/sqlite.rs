@@ -174,8 +174,10 @@ fn migrate(conn: &Connection) -> Result<()> {
         .map_err(db_err)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let next = i + 1;
-        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {next}; COMMIT;"))
-            .map_err(|e| StoreError::Database(format!("migration {next} failed: {e}")))?;
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {next}; COMMIT;"
+        ))
+        .map_err(|e| StoreError::Database(format!("migration {next} failed: {e}")))?;
     }
     Ok(())
 }
@@ -248,7 +250,8 @@ fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
     })
 }
 
-const EVENT_COLS: &str = "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at";
+const EVENT_COLS: &str =
+    "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at";
 
 fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
     let data: String = r.get(7)?;
@@ -269,7 +272,7 @@ fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
 
 const ENDPOINT_COLS: &str = "id, org_id, url, description, profile, headers, token_enc, token_header, \
      insecure_tls, timeout_ms, retry_schedule, max_in_flight, secrets_enc, enabled, disabled_reason, \
-     owner_subscription, created_at, updated_at";
+     owner_subscription, created_at, updated_at, max_rps";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredSecret {
@@ -297,8 +300,11 @@ fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
     let token = match token_enc {
         None => None,
         Some(b) => Some(
-            String::from_utf8(key.decrypt(&token_ctx(&id), &b).map_err(|e| bad("token", e.to_string()))?)
-                .map_err(|e| bad("token", e.to_string()))?,
+            String::from_utf8(
+                key.decrypt(&token_ctx(&id), &b)
+                    .map_err(|e| bad("token", e.to_string()))?,
+            )
+            .map_err(|e| bad("token", e.to_string()))?,
         ),
     };
     let secrets_enc: Vec<u8> = r.get(12)?;
@@ -337,6 +343,7 @@ fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
         owner_subscription: r.get(15)?,
         created_at: r.get(16)?,
         updated_at: r.get(17)?,
+        max_rps: r.get(18)?,
         id,
     })
 }
@@ -429,9 +436,12 @@ impl WriterCtx {
 }
 
 fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint) -> Result<()> {
-    let token_enc = ep.token.as_ref().map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+    let token_enc = ep
+        .token
+        .as_ref()
+        .map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
     conn.prepare_cached(&format!(
-        "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
+        "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
     ))?
     .execute(params![
         ep.id,
@@ -452,6 +462,7 @@ fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint) -> Result<
         ep.owner_subscription,
         ep.created_at,
         ep.updated_at,
+        ep.max_rps,
     ])?;
     Ok(())
 }
@@ -493,7 +504,9 @@ fn list<T>(
     f: impl FnMut(&Row) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(args, f)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = stmt
+        .query_map(args, f)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -510,7 +523,9 @@ impl Store for SqliteStore {
                 .prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![org.id, org.name, org.created_at])
                 .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!("organization `{}` exists", org.id)),
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("organization `{}` exists", org.id))
+                    }
                     other => other,
                 })?;
             Ok(org)
@@ -521,18 +536,32 @@ impl Store for SqliteStore {
     async fn get_org(&self, id: &str) -> Result<Org> {
         let id = id.to_string();
         self.read(move |c, _| {
-            Ok(c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
-                .query_row([id], org_from_row)?)
+            Ok(
+                c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
+                    .query_row([id], org_from_row)?,
+            )
         })
         .await
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
-        self.read(|c, _| list(c, "SELECT id, name, created_at FROM orgs ORDER BY id", &[], org_from_row))
-            .await
+        self.read(|c, _| {
+            list(
+                c,
+                "SELECT id, name, created_at FROM orgs ORDER BY id",
+                &[],
+                org_from_row,
+            )
+        })
+        .await
     }
 
-    async fn create_api_key(&self, org: Option<&str>, role: Role, key_hash: &str) -> Result<String> {
+    async fn create_api_key(
+        &self,
+        org: Option<&str>,
+        role: Role,
+        key_hash: &str,
+    ) -> Result<String> {
         let (org, hash) = (org.map(str::to_string), key_hash.to_string());
         self.write(move |ctx| {
             let id = new_id("key");
@@ -552,7 +581,11 @@ impl Store for SqliteStore {
             let row = c
                 .prepare_cached("SELECT id, org_id, role FROM api_keys WHERE key_hash = ?1")?
                 .query_row([hash], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
                 })
                 .optional()?;
             Ok(row.and_then(|(key_id, org, role)| {
@@ -564,7 +597,11 @@ impl Store for SqliteStore {
 
     async fn count_admin_keys(&self) -> Result<u64> {
         self.read(|c, _| {
-            Ok(c.query_row("SELECT count(*) FROM api_keys WHERE org_id IS NULL", [], |r| r.get(0))?)
+            Ok(c.query_row(
+                "SELECT count(*) FROM api_keys WHERE org_id IS NULL",
+                [],
+                |r| r.get(0),
+            )?)
         })
         .await
     }
@@ -630,7 +667,8 @@ impl Store for SqliteStore {
 
     async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint> {
         let (org, id) = (org.to_string(), id.to_string());
-        self.read(move |c, k| get_endpoint_conn(c, k, &org, &id)).await
+        self.read(move |c, k| get_endpoint_conn(c, k, &org, &id))
+            .await
     }
 
     async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>> {
@@ -655,7 +693,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE endpoints SET url=?3, description=?4, profile=?5, headers=?6, token_enc=?7,
                      token_header=?8, insecure_tls=?9, timeout_ms=?10, retry_schedule=?11, max_in_flight=?12,
-                     secrets_enc=?13, enabled=?14, disabled_reason=?15, updated_at=?16
+                     secrets_enc=?13, enabled=?14, disabled_reason=?15, updated_at=?16, max_rps=?17
                      WHERE org_id = ?1 AND id = ?2",
                 )?
                 .execute(params![
@@ -675,6 +713,7 @@ impl Store for SqliteStore {
                     ep.enabled,
                     ep.disabled_reason,
                     ep.updated_at,
+                    ep.max_rps,
                 ])?;
             if n == 0 {
                 return Err(StoreError::NotFound);
@@ -711,7 +750,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_subscription(&self, sub: &Subscription, owned_endpoint: Option<&Endpoint>) -> Result<Subscription> {
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        owned_endpoint: Option<&Endpoint>,
+    ) -> Result<Subscription> {
         let (sub, owned) = (sub.clone(), owned_endpoint.cloned());
         self.write(move |ctx| {
             if let Some(ep) = &owned {
@@ -729,7 +772,9 @@ impl Store for SqliteStore {
                 )));
             }
             ctx.conn
-                .prepare_cached(&format!("INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"))?
+                .prepare_cached(&format!(
+                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                ))?
                 .execute(params![
                     sub.id,
                     sub.org_id,
@@ -748,8 +793,10 @@ impl Store for SqliteStore {
     async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!("SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 AND id = ?2"))?
-                .query_row([org, id], sub_from_row)?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], sub_from_row)?)
         })
         .await
     }
@@ -788,7 +835,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish(&self, org: &str, events: Vec<NewEvent>, node: &str) -> Result<Vec<Published>> {
+    async fn publish(
+        &self,
+        org: &str,
+        events: Vec<NewEvent>,
+        node: &str,
+    ) -> Result<Vec<Published>> {
         let (org, node) = (org.to_string(), node.to_string());
         self.write(move |ctx| {
             let now = now_ms();
@@ -870,8 +922,10 @@ impl Store for SqliteStore {
     async fn get_event(&self, org: &str, id: &str) -> Result<Event> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
-                .query_row([org, id], event_from_row)?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], event_from_row)?)
         })
         .await
     }
@@ -900,7 +954,10 @@ impl Store for SqliteStore {
             if let Some(b) = q.before_seq {
                 add("seq <", Box::new(b));
             }
-            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit.clamp(1, 1000)));
+            sql.push_str(&format!(
+                " ORDER BY seq DESC LIMIT {}",
+                q.limit.clamp(1, 1000)
+            ));
             let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
             list(c, &sql, &refs, event_from_row)
         })
@@ -956,7 +1013,10 @@ impl Store for SqliteStore {
             if let Some(b) = q.before_id {
                 add("id <", Box::new(b));
             }
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.clamp(1, 1000)));
+            sql.push_str(&format!(
+                " ORDER BY id DESC LIMIT {}",
+                q.limit.clamp(1, 1000)
+            ));
             let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
             list(c, &sql, &refs, delivery_from_row)
         })
@@ -966,13 +1026,21 @@ impl Store for SqliteStore {
     async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"))?
-                .query_row([org, id], delivery_from_row)?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], delivery_from_row)?)
         })
         .await
     }
 
-    async fn claim_due(&self, node: &str, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<DueDelivery>> {
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>> {
         let node = node.to_string();
         self.write(move |ctx| {
             let claimed = {
@@ -1143,7 +1211,11 @@ impl Store for SqliteStore {
 
     async fn pending_count(&self) -> Result<u64> {
         self.read(|c, _| {
-            Ok(c.query_row("SELECT count(*) FROM deliveries WHERE status = 'pending'", [], |r| r.get(0))?)
+            Ok(c.query_row(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )?)
         })
         .await
     }

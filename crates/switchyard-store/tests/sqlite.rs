@@ -31,14 +31,20 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     let secret = ep.secrets[0].secret.expose();
     let b64 = secret.trim_start_matches("whsec_");
     for needle in ["tok-secret-value", secret.as_str(), b64] {
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in the database file");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} found in the database file"
+        );
     }
 
     let again = SqliteStore::open(&path, key).expect("reopen");
     assert_eq!(again.get_endpoint("o", &ep.id).await.expect("get"), ep);
     let (wrong, _) = MasterKey::generate();
     let other = SqliteStore::open(&path, wrong).expect("reopen with wrong key");
-    assert!(other.get_endpoint("o", &ep.id).await.is_err(), "a wrong master key reads nothing");
+    assert!(
+        other.get_endpoint("o", &ep.id).await.is_err(),
+        "a wrong master key reads nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +53,10 @@ async fn concurrent_publishes_are_group_committed_without_loss() {
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
     store.create_org("o", "O").await.expect("org");
-    let ep = store.create_endpoint(&contract::sample_endpoint("o", "https://x.example")).await.expect("ep");
+    let ep = store
+        .create_endpoint(&contract::sample_endpoint("o", "https://x.example"))
+        .await
+        .expect("ep");
     store
         .create_subscription(&contract::sample_subscription("o", &ep.id, &["*"]), None)
         .await
@@ -56,7 +65,12 @@ async fn concurrent_publishes_are_group_committed_without_loss() {
     for i in 0..400 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
-            s.publish("o", vec![contract::sample_event(&format!("g{i}"), "T", "1")], "n").await
+            s.publish(
+                "o",
+                vec![contract::sample_event(&format!("g{i}"), "T", "1")],
+                "n",
+            )
+            .await
         }));
     }
     for t in tasks {

@@ -1,1 +1,60 @@
-fn main() {}
+//! `switchyard`: the command line. `serve` runs the hub; `bench` measures it.
+
+use clap::{Parser, Subcommand};
+use switchyard::config::{LogFormat, ServeArgs, Settings};
+use switchyard::{Application, app, bench};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Event and webhook integration hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub (API, delivery engine) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Measure publish and delivery throughput and latency against a local receiver.
+    Bench(bench::BenchArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::resolve(args)?;
+            init_logging(settings.log_format);
+            runtime.block_on(async {
+                let app = Application::build(settings).await?;
+                if let Some(key) = &app.generated_admin_key {
+                    println!("Generated the instance admin key (shown once, store it now):\n{key}");
+                }
+                app.run(app::shutdown_signal()).await
+            })
+        }
+        Command::Bench(args) => {
+            init_logging(LogFormat::Text);
+            runtime.block_on(bench::run(args))
+        }
+    }
+}

@@ -41,7 +41,8 @@ CREATE TABLE endpoints (
     disabled_reason    TEXT,
     owner_subscription TEXT,
     created_at         INTEGER NOT NULL,
-    updated_at         INTEGER NOT NULL
+    updated_at         INTEGER NOT NULL,
+    max_rps            INTEGER
 );
 CREATE INDEX endpoints_org ON endpoints (org_id, id);
 

@@ -1,0 +1,107 @@
+//! Deliveries: listing by status and endpoint, reading one, retrying one now.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::events::DeliveryOut;
+use crate::extract::{Auth, Query};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use switchyard_core::{DeliveryStatus, Role};
+use switchyard_store::DeliveryQuery;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub status: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub event_id: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub data: Vec<DeliveryOut>,
+    pub next_cursor: Option<String>,
+}
+
+/// List deliveries, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/deliveries",
+    params(("status" = Option<String>, Query), ("endpoint_id" = Option<String>, Query), ("event_id" = Option<String>, Query),
+           ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = DeliveryPage)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<Json<DeliveryPage>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|st| {
+            DeliveryStatus::parse(st)
+                .ok_or_else(|| ApiError::bad_request("`status` is pending, delivered or failed"))
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let query = DeliveryQuery {
+        status,
+        endpoint_id: q.endpoint_id,
+        event_id: q.event_id,
+        before_id: q.cursor,
+        limit,
+    };
+    let ds = s.store.list_deliveries(&org, &query).await?;
+    let next_cursor = if ds.len() as u32 == limit {
+        ds.last().map(|d| d.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(DeliveryPage {
+        data: ds.iter().map(|d| DeliveryOut::from(d, None)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Read one delivery.
+#[utoipa::path(get, path = "/v1/orgs/{org}/deliveries/{id}", responses((status = 200, body = DeliveryOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<DeliveryOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let d = s
+        .store
+        .get_delivery(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "delivery"))?;
+    Ok(Json(DeliveryOut::from(&d, None)))
+}
+
+/// Attempt a delivery again now (one more attempt; a failed delivery becomes pending).
+#[utoipa::path(post, path = "/v1/orgs/{org}/deliveries/{id}/retry", responses((status = 202, body = DeliveryOut)))]
+pub async fn retry(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let due = s
+        .store
+        .retry_delivery(&org, &id, &s.node)
+        .await
+        .map_err(|e| ApiError::from_store(e, "delivery"))?;
+    s.engine.dispatch(vec![due]);
+    let d = s
+        .store
+        .get_delivery(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "delivery"))?;
+    Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&d, None))))
+}

@@ -1,0 +1,497 @@
+//! Endpoints: where and how webhooks are sent, their signing secrets, rotation and replay.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody, OptionalJson};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use switchyard_core::ids::new_id;
+use switchyard_core::retry::validate_schedule;
+use switchyard_core::signing::SigningSecret;
+use switchyard_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use switchyard_core::{Endpoint, KeyedSecret, Profile, Role};
+use utoipa::ToSchema;
+
+/// Longest a request to an endpoint may take.
+pub const MAX_TIMEOUT_MS: u32 = 30_000;
+pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+/// Distinguishes an absent field (keep) from an explicit `null` (clear) in a PATCH.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The endpoint settings a create or a patch may carry.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointIn {
+    /// Full URL; `https` unless the instance allows `http`.
+    pub url: Option<String>,
+    pub description: Option<String>,
+    /// `standard` (default), `enreach` or `enate`.
+    pub profile: Option<String>,
+    /// Extra headers sent with every request.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// A static token sent in `token_header` (Enreach's `Secret`); `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub token: Option<Option<String>>,
+    /// Header carrying `token` (default `X-Benemen-Token` for `enreach`, else `X-Switchyard-Token`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub token_header: Option<Option<String>>,
+    /// Accept self-signed certificates (Enreach's `InsecureSSL`).
+    pub insecure_tls: Option<bool>,
+    /// Per-request timeout, 1–30000 ms (default 15000).
+    pub timeout_ms: Option<u32>,
+    /// Seconds to wait after each failed attempt; `null` restores the default schedule.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<u32>>)]
+    pub retry_schedule_s: Option<Option<Vec<u32>>>,
+    /// Per-entity ordered delivery: not available yet (only `false` is accepted).
+    pub ordered: Option<bool>,
+    /// Requests per second at most; `null` means unlimited.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_rps: Option<Option<u32>>,
+    /// Concurrent requests at most (default 10).
+    pub max_in_flight: Option<u32>,
+    /// `hmac` (Standard Webhooks `v1`); the only scheme so far.
+    pub signing: Option<String>,
+    /// Your own `whsec_…` secret instead of a generated one (create only).
+    pub secret: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointOut {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub profile: String,
+    pub headers: BTreeMap<String, String>,
+    /// Whether a token is set (the token itself is never returned).
+    pub token_set: bool,
+    pub token_header: Option<String>,
+    pub insecure_tls: bool,
+    pub timeout_ms: u32,
+    pub retry_schedule_s: Vec<u32>,
+    pub ordered: bool,
+    pub max_rps: Option<u32>,
+    pub max_in_flight: u32,
+    pub signing: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Set when the endpoint belongs to a subscription's inline URL.
+    pub subscription_id: Option<String>,
+    /// The signing secret: present only in the answer to create and rotate-secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl EndpointOut {
+    pub fn from(ep: &Endpoint, show_secret: bool) -> Self {
+        EndpointOut {
+            id: ep.id.clone(),
+            url: ep.url.clone(),
+            description: ep.description.clone(),
+            profile: ep.profile.as_str().into(),
+            headers: ep.headers.clone(),
+            token_set: ep.token.is_some(),
+            token_header: ep.token_header.clone(),
+            insecure_tls: ep.insecure_tls,
+            timeout_ms: ep.timeout_ms,
+            retry_schedule_s: ep.schedule().to_vec(),
+            ordered: false,
+            max_rps: ep.max_rps,
+            max_in_flight: ep.max_in_flight,
+            signing: "hmac".into(),
+            enabled: ep.enabled,
+            disabled_reason: ep.disabled_reason.clone(),
+            subscription_id: ep.owner_subscription.clone(),
+            secret: if show_secret {
+                ep.secrets.first().map(|s| s.secret.expose())
+            } else {
+                None
+            },
+            created_at: to_rfc3339(ep.created_at),
+            updated_at: to_rfc3339(ep.updated_at),
+        }
+    }
+}
+
+fn valid_header_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 100
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !matches!(
+            n.to_ascii_lowercase().as_str(),
+            "host"
+                | "content-length"
+                | "content-type"
+                | "transfer-encoding"
+                | "connection"
+                | "webhook-id"
+                | "webhook-timestamp"
+                | "webhook-signature"
+        )
+}
+
+fn valid_header_value(v: &str) -> bool {
+    v.len() <= 4096 && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// A fresh endpoint of `org` with the defaults, before `apply`.
+pub fn new_endpoint(org: &str, url: String) -> Endpoint {
+    let now = now_ms();
+    Endpoint {
+        id: new_id("ep"),
+        org_id: org.to_string(),
+        url,
+        description: String::new(),
+        profile: Profile::Standard,
+        headers: BTreeMap::new(),
+        token: None,
+        token_header: None,
+        insecure_tls: false,
+        timeout_ms: DEFAULT_TIMEOUT_MS,
+        retry_schedule_s: None,
+        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        max_rps: None,
+        secrets: vec![KeyedSecret {
+            secret: SigningSecret::generate(),
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        owner_subscription: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Checks a destination URL as far as it can be checked before delivery time.
+pub fn check_url(s: &AppState, url: &str) -> ApiResult<()> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| ApiError::invalid(format!("`url` is not a valid URL: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::invalid(
+            "`url` must not carry credentials; use `headers` or `token`",
+        ));
+    }
+    s.engine
+        .clients()
+        .check_url(&parsed)
+        .map_err(ApiError::invalid)
+}
+
+/// Applies `body` to `ep`, validating every field it sets.
+pub fn apply(s: &AppState, ep: &mut Endpoint, body: EndpointIn, creating: bool) -> ApiResult<()> {
+    if let Some(url) = body.url {
+        check_url(s, &url)?;
+        ep.url = url;
+    }
+    if let Some(d) = body.description {
+        if d.len() > 1000 {
+            return Err(ApiError::invalid(
+                "`description` is at most 1000 characters",
+            ));
+        }
+        ep.description = d;
+    }
+    if let Some(p) = body.profile {
+        ep.profile = Profile::parse(&p).ok_or_else(|| {
+            ApiError::invalid("`profile` must be `standard`, `enreach` or `enate`")
+        })?;
+    }
+    if let Some(h) = body.headers {
+        for (k, v) in &h {
+            if !valid_header_name(k) {
+                return Err(ApiError::invalid(format!(
+                    "header name `{k}` is not allowed"
+                )));
+            }
+            if !valid_header_value(v) {
+                return Err(ApiError::invalid(format!(
+                    "the value of header `{k}` is not a valid header value"
+                )));
+            }
+        }
+        ep.headers = h;
+    }
+    if let Some(t) = body.token {
+        if let Some(t) = &t {
+            if t.is_empty() || !valid_header_value(t) {
+                return Err(ApiError::invalid(
+                    "`token` must be a non-empty header value",
+                ));
+            }
+        }
+        ep.token = t;
+    }
+    if let Some(h) = body.token_header {
+        if let Some(h) = &h {
+            if !valid_header_name(h) {
+                return Err(ApiError::invalid(format!(
+                    "`token_header` `{h}` is not allowed"
+                )));
+            }
+        }
+        ep.token_header = h;
+    }
+    if let Some(b) = body.insecure_tls {
+        ep.insecure_tls = b;
+    }
+    if let Some(t) = body.timeout_ms {
+        if t == 0 || t > MAX_TIMEOUT_MS {
+            return Err(ApiError::invalid(format!(
+                "`timeout_ms` must be 1–{MAX_TIMEOUT_MS}"
+            )));
+        }
+        ep.timeout_ms = t;
+    }
+    if let Some(rs) = body.retry_schedule_s {
+        if let Some(rs) = &rs {
+            validate_schedule(rs).map_err(ApiError::invalid)?;
+        }
+        ep.retry_schedule_s = rs;
+    }
+    if body.ordered == Some(true) {
+        return Err(ApiError::invalid(
+            "`ordered: true` is not available yet; deliveries are unordered",
+        ));
+    }
+    if let Some(r) = body.max_rps {
+        if r == Some(0) {
+            return Err(ApiError::invalid(
+                "`max_rps` must be at least 1 (or null for unlimited)",
+            ));
+        }
+        ep.max_rps = r;
+    }
+    if let Some(m) = body.max_in_flight {
+        if m == 0 || m > 1000 {
+            return Err(ApiError::invalid("`max_in_flight` must be 1–1000"));
+        }
+        ep.max_in_flight = m;
+    }
+    if let Some(sig) = body.signing {
+        if sig != "hmac" {
+            return Err(ApiError::invalid(
+                "`signing` must be `hmac` (Ed25519 is not available yet)",
+            ));
+        }
+    }
+    if let Some(secret) = body.secret {
+        if !creating {
+            return Err(ApiError::invalid(
+                "change the secret with POST …/rotate-secret",
+            ));
+        }
+        ep.secrets = vec![KeyedSecret {
+            secret: SigningSecret::parse(&secret).map_err(ApiError::invalid)?,
+            expires_at: None,
+        }];
+    }
+    if let Some(e) = body.enabled {
+        ep.enabled = e;
+        if e {
+            ep.disabled_reason = None;
+        } else if ep.disabled_reason.is_none() {
+            ep.disabled_reason = Some("disabled through the API".into());
+        }
+    }
+    Ok(())
+}
+
+/// Create an endpoint. The answer carries its signing secret, once.
+#[utoipa::path(post, path = "/v1/orgs/{org}/endpoints", request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut), (status = 422, description = "invalid settings")))]
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    JsonBody(body): JsonBody<EndpointIn>,
+) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    if body.url.is_none() {
+        return Err(ApiError::invalid("`url` is required"));
+    }
+    let mut ep = new_endpoint(&org, String::new());
+    apply(&s, &mut ep, body, true)?;
+    let ep = s.store.create_endpoint(&ep).await?;
+    Ok((StatusCode::CREATED, Json(EndpointOut::from(&ep, true))))
+}
+
+/// List endpoints.
+#[utoipa::path(get, path = "/v1/orgs/{org}/endpoints", responses((status = 200, body = Vec<EndpointOut>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<EndpointOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let eps = s.store.list_endpoints(&org).await?;
+    Ok(Json(
+        eps.iter().map(|e| EndpointOut::from(e, false)).collect(),
+    ))
+}
+
+async fn load(s: &AppState, org: &str, id: &str) -> ApiResult<Endpoint> {
+    s.store
+        .get_endpoint(org, id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "endpoint"))
+}
+
+/// Read an endpoint (without its secret).
+#[utoipa::path(get, path = "/v1/orgs/{org}/endpoints/{id}", responses((status = 200, body = EndpointOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    Ok(Json(EndpointOut::from(&load(&s, &org, &id).await?, false)))
+}
+
+/// Change some settings of an endpoint.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/endpoints/{id}", request_body = EndpointIn, responses((status = 200, body = EndpointOut)))]
+pub async fn patch(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<EndpointIn>,
+) -> ApiResult<Json<EndpointOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let mut ep = load(&s, &org, &id).await?;
+    apply(&s, &mut ep, body, false)?;
+    ep.updated_at = now_ms();
+    let ep = s
+        .store
+        .update_endpoint(&ep)
+        .await
+        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
+    s.engine.endpoint_changed(&id);
+    Ok(Json(EndpointOut::from(&ep, false)))
+}
+
+/// Delete an endpoint with its subscriptions; its pending deliveries become `failed`.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/endpoints/{id}", responses((status = 204)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    s.store
+        .delete_endpoint(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
+    s.engine.endpoint_changed(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// Your own new `whsec_…` secret; generated when absent.
+    pub secret: Option<String>,
+}
+
+/// Replace the signing secret. The previous one keeps signing beside it for 24 hours, so both
+/// signatures are in `webhook-signature` while receivers switch over.
+#[utoipa::path(post, path = "/v1/orgs/{org}/endpoints/{id}/rotate-secret", request_body = RotateIn,
+    responses((status = 200, body = EndpointOut)))]
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<RotateIn>,
+) -> ApiResult<Json<EndpointOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let mut ep = load(&s, &org, &id).await?;
+    let fresh = match body.secret {
+        Some(sec) => SigningSecret::parse(&sec).map_err(ApiError::invalid)?,
+        None => SigningSecret::generate(),
+    };
+    let now = now_ms();
+    let mut secrets = vec![KeyedSecret {
+        secret: fresh,
+        expires_at: None,
+    }];
+    for old in ep.secrets.drain(..) {
+        let expires = old.expires_at.unwrap_or(now + ROTATION_OVERLAP_MS);
+        if expires > now {
+            secrets.push(KeyedSecret {
+                secret: old.secret,
+                expires_at: Some(expires),
+            });
+        }
+    }
+    ep.secrets = secrets;
+    ep.updated_at = now;
+    let ep = s
+        .store
+        .update_endpoint(&ep)
+        .await
+        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
+    s.engine.endpoint_changed(&id);
+    Ok(Json(EndpointOut::from(&ep, true)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    /// RFC 3339; events published at or after this time.
+    pub since: String,
+    /// RFC 3339; events published before this time (default: now).
+    pub until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReplayOut {
+    /// New deliveries created.
+    pub deliveries: u64,
+}
+
+/// Deliver again every event published in `[since, until)` that went to this endpoint before.
+#[utoipa::path(post, path = "/v1/orgs/{org}/endpoints/{id}/replay", request_body = ReplayIn,
+    responses((status = 202, body = ReplayOut)))]
+pub async fn replay(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ReplayIn>,
+) -> ApiResult<(StatusCode, Json<ReplayOut>)> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let since = parse_rfc3339(&body.since)
+        .ok_or_else(|| ApiError::invalid("`since` must be an RFC 3339 time"))?;
+    let until = match &body.until {
+        Some(u) => {
+            parse_rfc3339(u).ok_or_else(|| ApiError::invalid("`until` must be an RFC 3339 time"))?
+        }
+        None => now_ms() + 1,
+    };
+    if until <= since {
+        return Err(ApiError::invalid("`until` must be after `since`"));
+    }
+    let n = s
+        .store
+        .replay(&org, &id, since, until)
+        .await
+        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
+    s.engine.wake();
+    Ok((StatusCode::ACCEPTED, Json(ReplayOut { deliveries: n })))
+}

@@ -1,0 +1,120 @@
+//! Event types: names, descriptions, entity types and optional JSON Schemas for their data.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_core::schema::Schema;
+use switchyard_core::time::to_rfc3339;
+use switchyard_core::{EventType, Role};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeIn {
+    #[serde(default)]
+    pub description: String,
+    /// What the events are about, e.g. `Ticket`, `Queue`, `Packet`.
+    pub entity_type: Option<String>,
+    /// A JSON Schema for the event's `data`; publishing data that breaks it is refused (422).
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventTypeOut {
+    pub name: String,
+    pub description: String,
+    pub entity_type: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
+    pub updated_at: String,
+}
+
+impl From<EventType> for EventTypeOut {
+    fn from(t: EventType) -> Self {
+        EventTypeOut {
+            name: t.name,
+            description: t.description,
+            entity_type: t.entity_type,
+            schema: t.schema,
+            updated_at: to_rfc3339(t.updated_at),
+        }
+    }
+}
+
+/// Checks an event type name: letters, digits and `-_.:`, 1–200 characters.
+pub fn valid_type_name(name: &str) -> bool {
+    switchyard_core::ids::is_valid_name(name, 200) && !name.contains('@')
+}
+
+/// Create or replace an event type.
+#[utoipa::path(put, path = "/v1/orgs/{org}/event-types/{name}", request_body = EventTypeIn,
+    responses((status = 200, body = EventTypeOut), (status = 422, description = "invalid name or schema")))]
+pub async fn put(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<EventTypeIn>,
+) -> ApiResult<Json<EventTypeOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    if !valid_type_name(&name) {
+        return Err(ApiError::invalid(
+            "event type names are 1–200 characters of letters, digits and -_.:",
+        ));
+    }
+    let schema = match body.schema {
+        None | Some(Value::Null) => None,
+        Some(doc) => {
+            Schema::compile(&doc).map_err(ApiError::invalid)?;
+            Some(doc)
+        }
+    };
+    let t = EventType {
+        name: name.clone(),
+        description: body.description,
+        entity_type: body.entity_type,
+        schema,
+        updated_at: 0,
+    };
+    let saved = s.store.put_event_type(&org, &t).await?;
+    s.schema_changed(&org, &name);
+    Ok(Json(saved.into()))
+}
+
+/// Read one event type.
+#[utoipa::path(get, path = "/v1/orgs/{org}/event-types/{name}", responses((status = 200, body = EventTypeOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<Json<EventTypeOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let t = s
+        .store
+        .get_event_type(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "event type"))?;
+    Ok(Json(t.into()))
+}
+
+/// List event types.
+#[utoipa::path(get, path = "/v1/orgs/{org}/event-types", responses((status = 200, body = Vec<EventTypeOut>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<EventTypeOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    Ok(Json(
+        s.store
+            .list_event_types(&org)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}

@@ -1,0 +1,107 @@
+//! Operations: liveness, readiness, Prometheus metrics, the OpenAPI document, unknown routes.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use utoipa::OpenApi;
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("switchyard_store_group_commit_size".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0],
+                    )
+                })
+                .expect("bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program); then ours
+            // renders nothing, which is all we can do.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Liveness: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers.
+pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    match s.store.pending_count().await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "reason": e.to_string()})),
+        ),
+    }
+}
+
+/// Prometheus text: events published, deliveries by outcome, attempt latency, queue depth.
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    if let Ok(n) = s.store.pending_count().await {
+        metrics::gauge!("switchyard_queue_depth").set(n as f64);
+    }
+    let body = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard API",
+        description = "Event and webhook integration hub. Authenticate with `Authorization: Bearer <key>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        crate::orgs::create,
+        crate::orgs::list,
+        crate::orgs::get,
+        crate::orgs::create_key,
+        crate::event_types::put,
+        crate::event_types::get,
+        crate::event_types::list,
+        crate::endpoints::create,
+        crate::endpoints::list,
+        crate::endpoints::get,
+        crate::endpoints::patch,
+        crate::endpoints::delete,
+        crate::endpoints::rotate_secret,
+        crate::endpoints::replay,
+        crate::subscriptions::create,
+        crate::subscriptions::list,
+        crate::subscriptions::get,
+        crate::subscriptions::delete,
+        crate::events::publish,
+        crate::events::publish_batch,
+        crate::events::list,
+        crate::events::trace,
+        crate::deliveries::list,
+        crate::deliveries::get,
+        crate::deliveries::retry,
+    )
+)]
+pub struct ApiDoc;

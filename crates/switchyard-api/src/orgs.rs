@@ -1,0 +1,144 @@
+//! Organizations (tenants) and their API keys.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use switchyard_core::crypto::{generate_api_key, hash_api_key};
+use switchyard_core::ids::is_valid_name;
+use switchyard_core::time::to_rfc3339;
+use switchyard_core::{Org, Role};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgIn {
+    /// 1–64 characters: letters, digits, `-_.:@`.
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrgOut {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl From<Org> for OrgOut {
+    fn from(o: Org) -> Self {
+        OrgOut {
+            id: o.id,
+            name: o.name,
+            created_at: to_rfc3339(o.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIn {
+    /// `admin`, `publisher` or `viewer`.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyOut {
+    pub id: String,
+    /// The key itself: shown once, stored only as a hash.
+    pub key: String,
+    pub role: String,
+    pub org: String,
+}
+
+fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
+    if p.org.is_none() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only the instance admin key manages organizations",
+        ))
+    }
+}
+
+/// Create an organization (instance admin key).
+#[utoipa::path(post, path = "/v1/orgs", request_body = OrgIn,
+    responses((status = 201, body = OrgOut), (status = 409, description = "the id is taken")))]
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(body): JsonBody<OrgIn>,
+) -> ApiResult<(StatusCode, Json<OrgOut>)> {
+    instance_admin(&p)?;
+    if !is_valid_name(&body.id, 64) {
+        return Err(ApiError::invalid(
+            "`id` must be 1–64 characters of letters, digits and -_.:@",
+        ));
+    }
+    if body.name.trim().is_empty() || body.name.len() > 200 {
+        return Err(ApiError::invalid("`name` must be 1–200 characters"));
+    }
+    let org = s.store.create_org(&body.id, body.name.trim()).await?;
+    Ok((StatusCode::CREATED, Json(org.into())))
+}
+
+/// List organizations (instance admin key).
+#[utoipa::path(get, path = "/v1/orgs", responses((status = 200, body = Vec<OrgOut>)))]
+pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Vec<OrgOut>>> {
+    instance_admin(&p)?;
+    Ok(Json(
+        s.store
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+/// Read an organization.
+#[utoipa::path(get, path = "/v1/orgs/{org}", responses((status = 200, body = OrgOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<OrgOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let o = s
+        .store
+        .get_org(&org)
+        .await
+        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    Ok(Json(o.into()))
+}
+
+/// Create an API key in an organization; the key is in the answer only.
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys", request_body = KeyIn, responses((status = 201, body = KeyOut)))]
+pub async fn create_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    JsonBody(body): JsonBody<KeyIn>,
+) -> ApiResult<(StatusCode, Json<KeyOut>)> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::invalid("`role` must be `admin`, `publisher` or `viewer`"))?;
+    let key = generate_api_key();
+    let id = s
+        .store
+        .create_api_key(Some(&org), role, &hash_api_key(&key))
+        .await
+        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyOut {
+            id,
+            key,
+            role: role.as_str().into(),
+            org,
+        }),
+    ))
+}

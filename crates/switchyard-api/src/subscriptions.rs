@@ -1,0 +1,259 @@
+//! Subscriptions: which events (types, globs, entity, filter) go to which endpoint.
+
+use crate::AppState;
+use crate::endpoints::{EndpointIn, apply, new_endpoint};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use switchyard_core::filter::Filter;
+use switchyard_core::glob::is_valid_pattern;
+use switchyard_core::ids::new_id;
+use switchyard_core::time::{now_ms, to_rfc3339};
+use switchyard_core::{Role, Subscription};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionIn {
+    /// Event type names or globs (`Ticket*`, `QueueCallIn*`, `*`).
+    pub event_types: Vec<String>,
+    /// The endpoint to deliver to (or give `url`).
+    pub endpoint_id: Option<String>,
+    /// Deliver to this URL directly (Enate's SubscriberURL); an endpoint is made for it.
+    pub url: Option<String>,
+    /// Only events about this entity (Enreach's EntityId). A string or a number.
+    #[schema(value_type = Option<String>)]
+    pub entity_id: Option<Value>,
+    /// Events about all entities (Enreach's AllEntities); the default.
+    pub all_entities: Option<bool>,
+    /// A filter on the event: `{"data.priority": {"$in": ["high"]}}`.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    /// `async` (the default). `sync` is not available yet.
+    pub mode: Option<String>,
+    // Settings of the endpoint made for `url`:
+    pub profile: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Enate's CustomHeader / CustomHeaderValue: one header added to every message.
+    pub custom_header: Option<String>,
+    pub custom_header_value: Option<String>,
+    pub token: Option<String>,
+    pub token_header: Option<String>,
+    pub insecure_tls: Option<bool>,
+    pub timeout_ms: Option<u32>,
+    pub retry_schedule_s: Option<Vec<u32>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionOut {
+    pub id: String,
+    pub event_types: Vec<String>,
+    pub endpoint_id: String,
+    pub entity_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
+    pub mode: String,
+    /// For a subscription made with `url`: the signing secret of its endpoint, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: String,
+}
+
+impl SubscriptionOut {
+    fn from(s: Subscription, secret: Option<String>) -> Self {
+        SubscriptionOut {
+            id: s.id,
+            event_types: s.event_types,
+            endpoint_id: s.endpoint_id,
+            entity_id: s.entity_id,
+            filter: s.filter,
+            mode: "async".into(),
+            secret,
+            created_at: to_rfc3339(s.created_at),
+        }
+    }
+}
+
+/// An entity id as given: a string, or a number as its decimal text.
+pub fn entity_id_text(v: &Value, field: &str) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.is_empty() && s.len() <= 200 => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(ApiError::invalid(format!(
+            "`{field}` must be a non-empty string or a number"
+        ))),
+    }
+}
+
+/// Subscribe an endpoint (or a URL) to events.
+#[utoipa::path(post, path = "/v1/orgs/{org}/subscriptions", request_body = SubscriptionIn,
+    responses((status = 201, body = SubscriptionOut), (status = 422, description = "invalid subscription")))]
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    JsonBody(body): JsonBody<SubscriptionIn>,
+) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    if body.event_types.is_empty() || body.event_types.len() > 100 {
+        return Err(ApiError::invalid(
+            "`event_types` must list 1–100 names or patterns",
+        ));
+    }
+    if let Some(bad) = body.event_types.iter().find(|t| !is_valid_pattern(t)) {
+        return Err(ApiError::invalid(format!(
+            "`{bad}` is not a valid event type or pattern"
+        )));
+    }
+    match body.mode.as_deref() {
+        None | Some("async") => {}
+        Some("sync") => return Err(ApiError::invalid("`mode: sync` is not available yet")),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "`mode` must be `async`, not `{other}`"
+            )));
+        }
+    }
+    let entity_id = match &body.entity_id {
+        Some(v) => entity_id_text(v, "entity_id")?,
+        None => None,
+    };
+    if body.all_entities == Some(true) && entity_id.is_some() {
+        return Err(ApiError::invalid(
+            "give `entity_id` or `all_entities: true`, not both",
+        ));
+    }
+    if body.all_entities == Some(false) && entity_id.is_none() {
+        return Err(ApiError::invalid(
+            "`all_entities: false` needs an `entity_id`",
+        ));
+    }
+    let filter = match body.filter {
+        None | Some(Value::Null) => None,
+        Some(f) => {
+            Filter::parse(&f).map_err(|e| ApiError::invalid(e.to_string()))?;
+            Some(f)
+        }
+    };
+    let sub_id = new_id("sub");
+    let (endpoint_id, owned) = match (body.endpoint_id, body.url) {
+        (Some(ep), None) => {
+            let inline = body.profile.is_some()
+                || body.headers.is_some()
+                || body.custom_header.is_some()
+                || body.token.is_some()
+                || body.insecure_tls.is_some()
+                || body.timeout_ms.is_some()
+                || body.retry_schedule_s.is_some();
+            if inline {
+                return Err(ApiError::invalid(
+                    "delivery settings belong to the endpoint; with `endpoint_id` change them there",
+                ));
+            }
+            (ep, None)
+        }
+        (None, Some(url)) => {
+            let mut headers = body.headers.unwrap_or_default();
+            match (body.custom_header, body.custom_header_value) {
+                (Some(h), Some(v)) => {
+                    headers.insert(h, v);
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(ApiError::invalid(
+                        "`custom_header` and `custom_header_value` go together",
+                    ));
+                }
+            }
+            let mut ep = new_endpoint(&org, String::new());
+            ep.description = format!("inline URL of subscription {sub_id}");
+            ep.owner_subscription = Some(sub_id.clone());
+            let settings = EndpointIn {
+                url: Some(url),
+                profile: body.profile,
+                headers: Some(headers),
+                token: body.token.map(Some),
+                token_header: body.token_header.map(Some),
+                insecure_tls: body.insecure_tls,
+                timeout_ms: body.timeout_ms,
+                retry_schedule_s: body.retry_schedule_s.map(Some),
+                ..Default::default()
+            };
+            apply(&s, &mut ep, settings, true)?;
+            (ep.id.clone(), Some(ep))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of `endpoint_id` and `url`",
+            ));
+        }
+    };
+    let sub = Subscription {
+        id: sub_id,
+        org_id: org.clone(),
+        event_types: body.event_types,
+        endpoint_id,
+        entity_id,
+        filter,
+        created_at: now_ms(),
+    };
+    let saved = s.store.create_subscription(&sub, owned.as_ref()).await?;
+    let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
+    Ok((
+        StatusCode::CREATED,
+        Json(SubscriptionOut::from(saved, secret)),
+    ))
+}
+
+/// List subscriptions.
+#[utoipa::path(get, path = "/v1/orgs/{org}/subscriptions", responses((status = 200, body = Vec<SubscriptionOut>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<SubscriptionOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let subs = s.store.list_subscriptions(&org).await?;
+    Ok(Json(
+        subs.into_iter()
+            .map(|x| SubscriptionOut::from(x, None))
+            .collect(),
+    ))
+}
+
+/// Read a subscription.
+#[utoipa::path(get, path = "/v1/orgs/{org}/subscriptions/{id}", responses((status = 200, body = SubscriptionOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<SubscriptionOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let sub = s
+        .store
+        .get_subscription(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "subscription"))?;
+    Ok(Json(SubscriptionOut::from(sub, None)))
+}
+
+/// Delete a subscription (and the endpoint made for its inline URL).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/subscriptions/{id}", responses((status = 204)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    s.store
+        .delete_subscription(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "subscription"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

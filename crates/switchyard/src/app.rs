@@ -1,0 +1,193 @@
+//! Start-up and shutdown: opens the data dir and the store, starts the engine, binds the socket.
+
+use crate::config::Settings;
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_api::{AppState, Limits};
+use switchyard_core::Role;
+use switchyard_core::crypto::{MasterKey, generate_api_key, hash_api_key};
+use switchyard_core::egress::EgressPolicy;
+use switchyard_delivery::{Engine, EngineConfig};
+use switchyard_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+
+/// A built hub: the socket is bound, the engine runs; [`Application::run`] serves until told
+/// to stop.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Engine,
+    store: SqliteStore,
+    grace: Duration,
+    /// The admin key generated on first start (none when one was given or already exists).
+    pub generated_admin_key: Option<String>,
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The master key: from the environment, else the data dir's `master.key` (made on first start).
+fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    if let Some(k) = &settings.master_key {
+        return MasterKey::from_base64(k).context("SWITCHYARD_MASTER_KEY");
+    }
+    let path = settings.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_base64(&text)
+            .with_context(|| format!("{} is not a valid master key", path.display()));
+    }
+    let (key, b64) = MasterKey::generate();
+    write_private(&path, &b64)?;
+    tracing::info!(path = %path.display(), "generated a master key; back it up: without it stored secrets cannot be read");
+    Ok(key)
+}
+
+/// This node's id, kept across restarts so that it can take back its own claims at once.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = switchyard_core::ids::new_id("node");
+    write_private(&path, &id)?;
+    Ok(id)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&settings.data_dir)
+                .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        }
+        let key = master_key(&settings)?;
+        let node = node_id(&settings.data_dir)?;
+        let store = SqliteStore::open(&settings.database_path, key)
+            .with_context(|| format!("opening {}", settings.database_path.display()))?;
+        let resumed = store.release(&node, None).await?;
+        if resumed > 0 {
+            tracing::info!(
+                resumed,
+                "resuming deliveries that were pending or in flight at the last stop"
+            );
+        }
+        let mut generated_admin_key = None;
+        if settings.admin_key.is_none() && store.count_admin_keys().await? == 0 {
+            let key = generate_api_key();
+            store
+                .create_api_key(None, Role::Admin, &hash_api_key(&key))
+                .await?;
+            generated_admin_key = Some(key);
+        }
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let engine = Engine::start(
+            shared.clone(),
+            EngineConfig {
+                node: node.clone(),
+                egress: EgressPolicy {
+                    allow: settings.allow_destinations.clone(),
+                    require_https: settings.require_https,
+                },
+                poll_interval: Duration::from_millis(200),
+                claim_batch: 500,
+            },
+        );
+        let state = AppState::new(
+            shared,
+            engine.clone(),
+            node,
+            settings.admin_key.as_deref(),
+            Limits {
+                max_event_bytes: settings.max_event_bytes,
+                ..Limits::default()
+            },
+            Some(switchyard_api::metrics_handle()),
+        );
+        let router = switchyard_api::router(state).layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
+        );
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Application {
+            listener,
+            router,
+            engine,
+            store,
+            grace: settings.shutdown_grace,
+            generated_admin_key,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains: requests in progress finish, deliveries
+    /// in flight get the grace period, queued ones are handed back to the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "switchyard listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("stopping: draining deliveries");
+        self.engine.shutdown(self.grace).await;
+        self.store.close();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,460 @@
+//! `switchyard bench`: the benchmark every performance claim of the project uses.
+//!
+//! It starts a hub (this binary's `serve`, in a temporary data dir, so its memory can be
+//! measured on its own; or an existing one given by `--url`) and a local receiver, publishes N
+//! events with C concurrent publishers (one per request or in batches, flat out or at a fixed
+//! rate), waits until every event arrived, and reports accepted/s, delivered/s, publish→receipt
+//! latency and the hub's peak RSS. In the same run it drives the same receiver directly with the
+//! same HTTP client and no hub in between: that ceiling puts the hub's figure in proportion.
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Events to publish
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Concurrent publishers
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Events per publish request (1 = POST /events, more = POST /events/batch)
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Publish at this many events per second (0 = as fast as possible)
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Size of each event's data, in bytes
+    #[arg(long, default_value_t = 300)]
+    pub payload_bytes: usize,
+    /// Benchmark a running hub at this URL instead of starting one (needs --admin-key)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The instance admin key of the hub given by --url
+    #[arg(long, env = "SWITCHYARD_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+    /// Skip measuring the direct receiver ceiling
+    #[arg(long)]
+    pub no_ceiling: bool,
+    /// Print only the JSON report
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a benchmark run measured.
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub events: usize,
+    pub concurrency: usize,
+    pub batch: usize,
+    pub rate: u64,
+    pub payload_bytes: usize,
+    pub accepted_per_s: f64,
+    pub delivered_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub hub_peak_rss_mb: Option<f64>,
+    pub ceiling_per_s: Option<f64>,
+    pub fraction_of_ceiling: Option<f64>,
+    pub duplicates: usize,
+}
+
+/// The receiver: records when each event first arrived.
+struct Receiver {
+    /// Publish time of event i, in µs since `epoch` (0 = not yet sent).
+    sent_us: Vec<AtomicU64>,
+    /// 1 once event i arrived.
+    seen: Vec<AtomicU64>,
+    received: AtomicUsize,
+    duplicates: AtomicUsize,
+    last_us: AtomicU64,
+    latencies: Mutex<Histogram<u64>>,
+    epoch: Instant,
+}
+
+impl Receiver {
+    fn new(n: usize) -> Arc<Receiver> {
+        Arc::new(Receiver {
+            sent_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            received: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
+            last_us: AtomicU64::new(0),
+            latencies: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
+            epoch: Instant::now(),
+        })
+    }
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCode {
+    let idx = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|id| id.strip_prefix("b-"))
+        .and_then(|i| i.parse::<usize>().ok());
+    let Some(i) = idx.filter(|i| *i < r.seen.len()) else {
+        return StatusCode::OK;
+    };
+    let now = r.now_us();
+    if r.seen[i].swap(1, Ordering::SeqCst) == 1 {
+        r.duplicates.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::OK;
+    }
+    let sent = r.sent_us[i].load(Ordering::SeqCst);
+    if let Ok(mut h) = r.latencies.lock() {
+        let _ = h.record(now.saturating_sub(sent).max(1));
+    }
+    r.last_us.fetch_max(now, Ordering::SeqCst);
+    r.received.fetch_add(1, Ordering::SeqCst);
+    StatusCode::OK
+}
+
+async fn start_receiver(r: Arc<Receiver>) -> anyhow::Result<String> {
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(r);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}/hook"))
+}
+
+/// A hub started for the benchmark; killed when dropped.
+struct ChildHub {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ChildHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn start_hub(client: &reqwest::Client) -> anyhow::Result<(ChildHub, String, String)> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let admin = switchyard_core::crypto::generate_api_key();
+    let exe = std::env::current_exe()?;
+    let child = std::process::Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--allow-destination",
+            "127.0.0.0/8",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("SWITCHYARD_ADMIN_KEY", &admin)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the hub")?;
+    let hub = ChildHub { child, _dir: dir };
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if client
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok((hub, url, admin));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the hub did not become ready")
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = client
+        .request(method, &url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{url} answered {status}: {v}");
+    }
+    Ok(v)
+}
+
+fn event_json(i: usize, payload: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("b-{i}"),
+        "type": "TicketUpdated",
+        "entity": {"type": "Ticket", "id": (i % 1000).to_string()},
+        "data": {"ticketId": i, "note": payload},
+    })
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.events == 0 || args.concurrency == 0 || args.batch == 0 {
+        bail!("--events, --concurrency and --batch must be at least 1");
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .tcp_nodelay(true)
+        .build()?;
+    let receiver = Receiver::new(args.events);
+    let hook_url = start_receiver(receiver.clone()).await?;
+
+    let (hub, base, admin) = match &args.url {
+        Some(u) => {
+            let key = args
+                .admin_key
+                .clone()
+                .context("--url needs --admin-key (or SWITCHYARD_ADMIN_KEY)")?;
+            (None, u.trim_end_matches('/').to_string(), key)
+        }
+        None => {
+            let (h, u, k) = start_hub(&client).await?;
+            (Some(h), u, k)
+        }
+    };
+    let org = format!("bench-{}", std::process::id());
+    call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs"),
+        &admin,
+        serde_json::json!({"id": org, "name": "bench"}),
+    )
+    .await?;
+    let key = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs/{org}/keys"),
+        &admin,
+        serde_json::json!({"role": "publisher"}),
+    )
+    .await?["key"]
+        .as_str()
+        .context("no key in answer")?
+        .to_string();
+    let ep = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs/{org}/endpoints"),
+        &admin,
+        serde_json::json!({"url": hook_url, "max_in_flight": 64, "retry_schedule_s": [1, 1, 1]}),
+    )
+    .await?;
+    let ep_id = ep["id"].as_str().context("no endpoint id")?.to_string();
+    call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs/{org}/subscriptions"),
+        &admin,
+        serde_json::json!({"event_types": ["*"], "endpoint_id": ep_id}),
+    )
+    .await?;
+
+    let payload = "x".repeat(args.payload_bytes);
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted_at = Arc::new(AtomicU64::new(0));
+    let start = receiver.now_us();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, next, receiver, accepted_at, payload, key) = (
+            client.clone(),
+            next.clone(),
+            receiver.clone(),
+            accepted_at.clone(),
+            payload.clone(),
+            key.clone(),
+        );
+        let (url_one, url_batch) = (
+            format!("{base}/v1/orgs/{org}/events"),
+            format!("{base}/v1/orgs/{org}/events/batch"),
+        );
+        let args = args.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(args.batch, Ordering::SeqCst);
+                if first >= args.events {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let last = (first + args.batch).min(args.events);
+                if args.rate > 0 {
+                    let due_us = start + (first as u64 * 1_000_000) / args.rate;
+                    let now = receiver.now_us();
+                    if due_us > now {
+                        tokio::time::sleep(Duration::from_micros(due_us - now)).await;
+                    }
+                }
+                let now = receiver.now_us();
+                for i in first..last {
+                    receiver.sent_us[i].store(now, Ordering::SeqCst);
+                }
+                let req = if args.batch == 1 {
+                    client.post(&url_one).json(&event_json(first, &payload))
+                } else {
+                    let evs: Vec<_> = (first..last).map(|i| event_json(i, &payload)).collect();
+                    client
+                        .post(&url_batch)
+                        .json(&serde_json::json!({"events": evs}))
+                };
+                let resp = req.bearer_auth(&key).send().await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    bail!(
+                        "publish answered {}: {}",
+                        resp.status(),
+                        resp.text().await.unwrap_or_default()
+                    );
+                }
+                let _ = resp.bytes().await;
+                accepted_at.fetch_max(receiver.now_us(), Ordering::SeqCst);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let accepted_s = (accepted_at.load(Ordering::SeqCst) - start) as f64 / 1e6;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while receiver.received.load(Ordering::SeqCst) < args.events {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} events arrived within 120 s",
+                receiver.received.load(Ordering::SeqCst),
+                args.events
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let delivered_s = (receiver.last_us.load(Ordering::SeqCst) - start) as f64 / 1e6;
+    let hub_peak_rss_mb = hub.as_ref().and_then(|h| peak_rss_mb(h.child.id()));
+    drop(hub);
+    let (p50, p99, max) = {
+        let h = receiver
+            .latencies
+            .lock()
+            .map_err(|_| anyhow::anyhow!("latency lock poisoned"))?;
+        (
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+        )
+    };
+    let delivered_per_s = args.events as f64 / delivered_s;
+    let ceiling = if args.no_ceiling {
+        None
+    } else {
+        Some(ceiling(&client, &args, &payload).await?)
+    };
+    let report = Report {
+        events: args.events,
+        concurrency: args.concurrency,
+        batch: args.batch,
+        rate: args.rate,
+        payload_bytes: args.payload_bytes,
+        accepted_per_s: args.events as f64 / accepted_s,
+        delivered_per_s,
+        latency_ms_p50: p50,
+        latency_ms_p99: p99,
+        latency_ms_max: max,
+        hub_peak_rss_mb,
+        ceiling_per_s: ceiling,
+        fraction_of_ceiling: ceiling.map(|c| delivered_per_s / c),
+        duplicates: receiver.duplicates.load(Ordering::SeqCst),
+    };
+    if !args.json {
+        println!(
+            "events {} · concurrency {} · batch {} · rate {} · payload {} B",
+            report.events,
+            report.concurrency,
+            report.batch,
+            if report.rate == 0 {
+                "max".to_string()
+            } else {
+                format!("{}/s", report.rate)
+            },
+            report.payload_bytes
+        );
+        println!("accepted     {:>10.0} events/s", report.accepted_per_s);
+        println!("delivered    {:>10.0} events/s", report.delivered_per_s);
+        println!(
+            "latency      p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms (publish → receipt)",
+            p50, p99, max
+        );
+        if let Some(rss) = report.hub_peak_rss_mb {
+            println!("hub peak RSS {rss:>10.1} MB");
+        }
+        if let (Some(c), Some(f)) = (report.ceiling_per_s, report.fraction_of_ceiling) {
+            println!(
+                "ceiling      {c:>10.0} requests/s straight to the receiver · hub at {:.0} % of it",
+                f * 100.0
+            );
+        }
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The receiver driven directly: the same client, concurrency and body size, no hub.
+async fn ceiling(client: &reqwest::Client, args: &BenchArgs, payload: &str) -> anyhow::Result<f64> {
+    let receiver = Receiver::new(args.events);
+    let url = start_receiver(receiver.clone()).await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, next, url) = (client.clone(), next.clone(), url.clone());
+        let (n, payload) = (args.events, payload.to_string());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let body = serde_json::to_vec(&event_json(i, &payload))?;
+                let resp = client
+                    .post(&url)
+                    .header("webhook-id", format!("b-{i}"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let _ = resp.bytes().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(args.events as f64 / started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,239 @@
+//! Operator settings: flags, then environment, then `switchyard.toml`, then defaults.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The settings of `switchyard serve` as flags and environment variables. Every field is
+/// optional here so that a value absent from both can come from the file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8700]
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database, master key and node id [default: ./switchyard-data]
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: SQLite in the data dir]; `sqlite://PATH`
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// CIDRs exempt from the private-address guard, comma-separated (e.g. 127.0.0.0/8)
+    #[arg(
+        long = "allow-destination",
+        env = "SWITCHYARD_ALLOW_DESTINATIONS",
+        value_delimiter = ','
+    )]
+    pub allow_destinations: Option<Vec<String>>,
+    /// Refuse plain-http webhook destinations
+    #[arg(long, env = "SWITCHYARD_REQUIRE_HTTPS")]
+    pub require_https: Option<bool>,
+    /// Log format: text or json
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Largest event accepted, in bytes [default: 262144]
+    #[arg(long, env = "SWITCHYARD_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// Seconds to wait for requests in flight at shutdown [default: 10]
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_S")]
+    pub shutdown_grace_s: Option<u64>,
+    /// Settings file [default: ./switchyard.toml if it exists]
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `switchyard.toml`: the same settings, snake_case.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    allow_destinations: Option<Vec<String>>,
+    require_https: Option<bool>,
+    log_format: Option<String>,
+    max_event_bytes: Option<usize>,
+    shutdown_grace_s: Option<u64>,
+    admin_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The resolved, validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The SQLite database file.
+    pub database_path: PathBuf,
+    /// `SWITCHYARD_ADMIN_KEY`; when absent one is generated on first start.
+    pub admin_key: Option<String>,
+    /// `SWITCHYARD_MASTER_KEY` (base64, 32 bytes); when absent the data dir's key file.
+    pub master_key: Option<String>,
+    pub allow_destinations: Vec<IpNet>,
+    pub require_https: bool,
+    pub log_format: LogFormat,
+    pub max_event_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Settings for a test or a benchmark: a data dir, a port chosen by the OS, loopback allowed.
+    pub fn for_local(data_dir: &Path) -> Settings {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            database_path: data_dir.join("switchyard.db"),
+            admin_key: None,
+            master_key: None,
+            allow_destinations: vec![
+                "127.0.0.0/8".parse().expect("valid CIDR"),
+                "::1/128".parse().expect("valid CIDR"),
+            ],
+            require_https: false,
+            log_format: LogFormat::Text,
+            max_event_bytes: 256 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Resolves flags/env (`args`) over the settings file over defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+        let file_path = args.config.clone().or_else(|| {
+            let p = PathBuf::from("switchyard.toml");
+            p.exists().then_some(p)
+        });
+        let file: FileSettings = match &file_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("switchyard-data"));
+        let database_path = match args.database_url.or(file.database_url) {
+            None => data_dir.join("switchyard.db"),
+            Some(url) => database_path(&url)?,
+        };
+        let allow = args
+            .allow_destinations
+            .or(file.allow_destinations)
+            .unwrap_or_default();
+        let allow_destinations = allow
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("`{s}` in allow-destination is not a CIDR"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let log_format = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log format must be `text` or `json`, not `{other}`"),
+        };
+        let max_event_bytes = args
+            .max_event_bytes
+            .or(file.max_event_bytes)
+            .unwrap_or(256 * 1024);
+        if !(1024..=16 * 1024 * 1024).contains(&max_event_bytes) {
+            bail!("max event bytes must be between 1 KiB and 16 MiB");
+        }
+        Ok(Settings {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8700))),
+            database_path,
+            data_dir,
+            admin_key: std::env::var("SWITCHYARD_ADMIN_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .or(file.admin_key),
+            master_key: std::env::var("SWITCHYARD_MASTER_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            allow_destinations,
+            require_https: args.require_https.or(file.require_https).unwrap_or(false),
+            log_format,
+            max_event_bytes,
+            shutdown_grace: Duration::from_secs(
+                args.shutdown_grace_s
+                    .or(file.shutdown_grace_s)
+                    .unwrap_or(10),
+            ),
+        })
+    }
+}
+
+fn database_path(url: &str) -> anyhow::Result<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported yet; use a SQLite database (sqlite://PATH)");
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() {
+        bail!("the database URL names no file");
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            database_path("sqlite:///tmp/x.db").expect("ok"),
+            PathBuf::from("/tmp/x.db")
+        );
+        assert_eq!(
+            database_path("sqlite:x.db").expect("ok"),
+            PathBuf::from("x.db")
+        );
+        assert!(database_path("postgres://localhost/db").is_err());
+    }
+
+    #[test]
+    fn file_settings_fill_what_flags_leave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("switchyard.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9999\"\nallow_destinations = [\"10.0.0.0/8\"]\nlog_format = \"json\"\n").expect("write");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            log_format: Some("text".into()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(
+            s.allow_destinations,
+            vec!["10.0.0.0/8".parse::<IpNet>().expect("cidr")]
+        );
+        assert_eq!(s.log_format, LogFormat::Text, "the flag wins over the file");
+        std::fs::write(&file, "lissen = 1\n").expect("write");
+        assert!(
+            Settings::resolve(ServeArgs {
+                config: Some(file),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The Switchyard binary as a library: settings, start-up and shutdown, and the benchmark,
+//! so that integration tests can run the real application in-process.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+
+pub use app::Application;
+pub use config::Settings;
