@@ -3,10 +3,9 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::event_types::valid_type_name;
-use crate::extract::{Auth, Query};
+use crate::extract::{Auth, Query, RawBody};
 use crate::subscriptions::entity_id_text;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -190,7 +189,7 @@ pub async fn publish(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
     s.authorize(&p, &org, Role::Publisher).await?;
     let e: EventIn = parse_json(&body)?;
@@ -217,7 +216,7 @@ pub async fn publish_batch(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<BatchOut>)> {
     s.authorize(&p, &org, Role::Publisher).await?;
     let items = match parse_json::<BatchIn>(&body)

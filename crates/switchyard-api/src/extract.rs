@@ -25,9 +25,7 @@ pub struct OptionalJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
@@ -70,5 +68,26 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or_else(ApiError::unauthorized)?
             .trim();
         state.authenticate(key).await.map(Auth)
+    }
+}
+
+/// The raw request body; a body over the route's limit is a 413 in the API error shape.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large(
+                        "the request body is larger than this route allows (see --max-event-bytes)",
+                    )
+                } else {
+                    ApiError::bad_request(e.body_text())
+                }
+            })
     }
 }

@@ -1,0 +1,238 @@
+//! Nothing lost: the real binary killed with SIGKILL mid-load, or stopped with SIGTERM, and
+//! restarted on the same data dir delivers every event it accepted.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Hub {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_hub(dir: &Path) -> Hub {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--allow-destination",
+            "127.0.0.0/8",
+            "--shutdown-grace-s",
+            "5",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the switchyard binary");
+    let hub = Hub {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if hub
+            .client
+            .get(format!("{}/readyz", hub.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return hub;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the hub did not become ready");
+}
+
+impl Hub {
+    async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+    async fn get(&self, path: &str, key: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+    /// Creates org `o` with an endpoint subscribed to everything; returns the admin key.
+    async fn setup(&self, receiver_url: &str) {
+        let (s, _) = self
+            .post("/v1/orgs", ADMIN_KEY, json!({"id": "o", "name": "O"}))
+            .await
+            .expect("org");
+        assert_eq!(s, 201);
+        let (s, ep) = self
+            .post(
+                "/v1/orgs/o/endpoints",
+                ADMIN_KEY,
+                json!({"url": receiver_url, "max_in_flight": 4, "retry_schedule_s": [0, 1, 1, 1]}),
+            )
+            .await
+            .expect("endpoint");
+        assert_eq!(s, 201);
+        let (s, _) = self
+            .post(
+                "/v1/orgs/o/subscriptions",
+                ADMIN_KEY,
+                json!({"event_types": ["*"], "endpoint_id": ep["id"]}),
+            )
+            .await
+            .expect("subscription");
+        assert_eq!(s, 201);
+    }
+}
+
+fn distinct_ids(got: &[Received]) -> HashSet<String> {
+    got.iter().filter_map(|r| r.header("webhook-id")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_no_accepted_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rx = TestReceiver::start().await;
+    // Slow at first: deliveries pile up pending and in flight when the kill comes.
+    rx.always(Reply::status(200).delay(Duration::from_millis(200)));
+    let mut hub = start_hub(dir.path()).await;
+    hub.setup(&rx.url("/")).await;
+
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let hub_base = hub.base.clone();
+    let mut publishers = Vec::new();
+    for p in 0..8 {
+        let (accepted, base) = (accepted.clone(), hub_base.clone());
+        publishers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0.. {
+                let id = format!("k{p}-{i}");
+                let r = client
+                    .post(format!("{base}/v1/orgs/o/events"))
+                    .bearer_auth(ADMIN_KEY)
+                    .json(&json!({"id": id, "type": "T", "data": {"i": i}}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 202 => accepted.lock().expect("lock").push(id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill while publishers are still sending and deliveries are in flight.
+    while accepted.lock().expect("lock").len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    hub.child.kill().expect("SIGKILL");
+    hub.child.wait().expect("wait");
+    for p in publishers {
+        let _ = p.await;
+    }
+    let accepted: HashSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
+    let before = distinct_ids(&rx.received()).len();
+    assert!(
+        before < accepted.len(),
+        "the kill should leave deliveries outstanding ({before} of {})",
+        accepted.len()
+    );
+    drop(hub);
+
+    rx.always(Reply::status(200));
+    let hub = start_hub(dir.path()).await;
+    rx.wait_until(Duration::from_secs(60), |got| {
+        let ids = distinct_ids(got);
+        accepted.iter().all(|a| ids.contains(a))
+    })
+    .await;
+    let sample = accepted.iter().next().expect("one");
+    let trace = hub
+        .get(&format!("/v1/orgs/o/events/{sample}"), ADMIN_KEY)
+        .await;
+    assert_eq!(trace["id"], sample.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_deliveries_and_restart_resumes_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rx = TestReceiver::start().await;
+    rx.always(Reply::status(200).delay(Duration::from_millis(1500)));
+    let mut hub = start_hub(dir.path()).await;
+    hub.setup(&rx.url("/")).await;
+    for i in 0..12 {
+        let (s, _) = hub
+            .post(
+                "/v1/orgs/o/events",
+                ADMIN_KEY,
+                json!({"id": format!("s{i}"), "type": "T", "data": {}}),
+            )
+            .await
+            .expect("publish");
+        assert_eq!(s, 202);
+    }
+    let in_flight = rx.wait_for(4, Duration::from_secs(10)).await;
+    let pid = hub.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = hub.child.wait().expect("wait");
+    assert!(exit.success(), "a clean exit after SIGTERM, got {exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(hub);
+
+    rx.always(Reply::status(200));
+    let hub = start_hub(dir.path()).await;
+    // The requests in flight at SIGTERM finished and were recorded: not sent again.
+    for r in &in_flight[..4] {
+        let id = r.header("webhook-id").expect("id");
+        let t = hub.get(&format!("/v1/orgs/o/events/{id}"), ADMIN_KEY).await;
+        assert_eq!(t["deliveries"][0]["status"], "delivered", "{t}");
+        assert_eq!(t["deliveries"][0]["attempt_count"], 1);
+    }
+    rx.wait_until(Duration::from_secs(30), |got| distinct_ids(got).len() == 12)
+        .await;
+}

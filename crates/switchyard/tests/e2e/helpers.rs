@@ -1,0 +1,363 @@
+//! Test harness: the real application on 127.0.0.1:0 with its own data dir, a recording
+//! receiver that answers what a test tells it to, and small HTTP helpers.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard::{Application, Settings};
+use tokio::sync::{Notify, oneshot};
+
+pub const ADMIN_KEY: &str = "sy_test_admin_key_for_e2e_tests_only";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Starts the hub in-process with loopback allow-listed.
+pub async fn spawn_app() -> TestApp {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut app = spawn_app_in(tmp.path(), |_| {}).await;
+    app._tmp = Some(tmp);
+    app
+}
+
+/// Starts the hub in-process on `dir`, letting the test adjust the settings first.
+pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::for_local(dir);
+    settings.admin_key = Some(ADMIN_KEY.to_string());
+    settings.shutdown_grace = Duration::from_secs(5);
+    adjust(&mut settings);
+    let app = Application::build(settings).await.expect("build app");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        shutdown: Some(tx),
+        handle: Some(handle),
+        _tmp: None,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = StatusCode::from_u16(resp.status().as_u16()).expect("status");
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, key, Some(body))
+            .await
+    }
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, key, None).await
+    }
+
+    /// Creates an organization with an admin and a publisher key.
+    pub async fn org(&self, id: &str) -> Org {
+        let (s, _) = self
+            .post("/v1/orgs", ADMIN_KEY, json!({"id": id, "name": id}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let key = |role: &'static str| async move {
+            let (s, v) = self
+                .post(
+                    &format!("/v1/orgs/{id}/keys"),
+                    ADMIN_KEY,
+                    json!({"role": role}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            v["key"].as_str().expect("key").to_string()
+        };
+        Org {
+            id: id.to_string(),
+            admin: key("admin").await,
+            publisher: key("publisher").await,
+            viewer: key("viewer").await,
+        }
+    }
+
+    /// Creates an endpoint and a subscription to it; returns the endpoint.
+    pub async fn endpoint(&self, org: &Org, settings: Value, types: &[&str]) -> Value {
+        let (s, ep) = self
+            .post(
+                &format!("/v1/orgs/{}/endpoints", org.id),
+                &org.admin,
+                settings,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{ep}");
+        let (s, sub) = self
+            .post(
+                &format!("/v1/orgs/{}/subscriptions", org.id),
+                &org.admin,
+                json!({"event_types": types, "endpoint_id": ep["id"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{sub}");
+        ep
+    }
+
+    pub async fn publish(&self, org: &Org, event: Value) -> Value {
+        let (s, v) = self
+            .post(
+                &format!("/v1/orgs/{}/events", org.id),
+                &org.publisher,
+                event,
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        v
+    }
+
+    pub async fn trace(&self, org: &Org, id: &str) -> Value {
+        let (s, v) = self
+            .get(&format!("/v1/orgs/{}/events/{id}", org.id), &org.viewer)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Waits until the event's deliveries satisfy `pred`, returning the trace.
+    pub async fn wait_trace(
+        &self,
+        org: &Org,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.trace(org, id).await;
+            if pred(&t) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "trace of {id} never reached the expected state: {t:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the app as SIGTERM would and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("join").expect("clean shutdown");
+        }
+    }
+}
+
+pub fn first_delivery_status(trace: &Value) -> Option<&str> {
+    trace["deliveries"][0]["status"].as_str()
+}
+
+pub struct Org {
+    pub id: String,
+    pub admin: String,
+    pub publisher: String,
+    pub viewer: String,
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: vec![],
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn header(mut self, k: &'static str, v: &str) -> Reply {
+        self.headers.push((k, v.to_string()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    got: Mutex<Vec<Received>>,
+    /// Replies for the next requests, in order; then `default`.
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Option<Reply>>,
+    notify: Notify,
+}
+
+/// A webhook receiver on 127.0.0.1:0 recording everything it gets.
+#[derive(Clone)]
+pub struct TestReceiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+async fn handle(
+    State(s): State<Arc<ReceiverState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = s
+        .script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .or_else(|| s.default.lock().expect("lock").clone())
+        .unwrap_or_else(|| Reply::status(200));
+    s.got.lock().expect("lock").push(Received {
+        path: uri.path().to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    s.notify.notify_waiters();
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = (
+        StatusCode::from_u16(reply.status).expect("status"),
+        "receiver says hi",
+    )
+        .into_response();
+    for (k, v) in reply.headers {
+        resp.headers_mut()
+            .insert(k, v.parse().expect("header value"));
+    }
+    resp
+}
+
+impl TestReceiver {
+    pub async fn start() -> TestReceiver {
+        let state = Arc::new(ReceiverState::default());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestReceiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The next requests get these replies, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().expect("lock").extend(replies);
+    }
+
+    /// Requests beyond the script get this reply (default 200).
+    pub fn always(&self, reply: Reply) {
+        *self.state.default.lock().expect("lock") = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.got.lock().expect("lock").clone()
+    }
+
+    /// Waits until `pred` holds for what arrived so far.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.state.notify.notified();
+            {
+                let got = self.state.got.lock().expect("lock");
+                if pred(&got) {
+                    return got.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let got = self.received();
+                panic!(
+                    "receiver condition not met within {timeout:?}; got {} requests: {:?}",
+                    got.len(),
+                    got.iter()
+                        .map(|r| r.header("webhook-id"))
+                        .collect::<Vec<_>>()
+                );
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
+        }
+    }
+
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_until(timeout, |got| got.len() >= n).await
+    }
+}

@@ -1,0 +1,199 @@
+//! Tenant isolation and roles: a key of one organization cannot read, list, change or publish
+//! into another (404, so ids do not leak), and each role does only what it may.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn keys_of_one_organization_cannot_touch_another() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let a = app.org("org-a").await;
+    let b = app.org("org-b").await;
+    let ep = app.endpoint(&a, json!({"url": rx.url("/")}), &["*"]).await;
+    let ep_id = ep["id"].as_str().expect("id");
+    app.publish(
+        &a,
+        json!({"id": "secret-event", "type": "T", "data": {"pii": "x"}}),
+    )
+    .await;
+    rx.wait_for(1, Duration::from_secs(10)).await;
+    let (_, subs) = app.get("/v1/orgs/org-a/subscriptions", &a.viewer).await;
+    let sub_id = subs[0]["id"].as_str().expect("sub").to_string();
+    let (_, dl) = app.get("/v1/orgs/org-a/deliveries", &a.viewer).await;
+    let dlv_id = dl["data"][0]["id"].as_str().expect("dlv").to_string();
+
+    let attempts: Vec<(Method, String, Option<serde_json::Value>)> = vec![
+        (Method::GET, "/v1/orgs/org-a".into(), None),
+        (Method::GET, "/v1/orgs/org-a/endpoints".into(), None),
+        (
+            Method::GET,
+            format!("/v1/orgs/org-a/endpoints/{ep_id}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/orgs/org-a/endpoints/{ep_id}"),
+            Some(json!({"url": "https://evil.example"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/org-a/endpoints/{ep_id}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/org-a/endpoints/{ep_id}/rotate-secret"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/org-a/endpoints/{ep_id}/replay"),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        ),
+        (Method::GET, "/v1/orgs/org-a/subscriptions".into(), None),
+        (
+            Method::GET,
+            format!("/v1/orgs/org-a/subscriptions/{sub_id}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/org-a/subscriptions/{sub_id}"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/orgs/org-a/subscriptions".into(),
+            Some(json!({"event_types": ["*"], "url": rx.url("/steal")})),
+        ),
+        (
+            Method::POST,
+            "/v1/orgs/org-a/events".into(),
+            Some(json!({"type": "T", "data": {}})),
+        ),
+        (
+            Method::POST,
+            "/v1/orgs/org-a/events/batch".into(),
+            Some(json!({"events": [{"type": "T", "data": {}}]})),
+        ),
+        (Method::GET, "/v1/orgs/org-a/events".into(), None),
+        (
+            Method::GET,
+            "/v1/orgs/org-a/events/secret-event".into(),
+            None,
+        ),
+        (Method::GET, "/v1/orgs/org-a/deliveries".into(), None),
+        (
+            Method::POST,
+            format!("/v1/orgs/org-a/deliveries/{dlv_id}/retry"),
+            Some(json!({})),
+        ),
+        (Method::GET, "/v1/orgs/org-a/event-types".into(), None),
+        (
+            Method::PUT,
+            "/v1/orgs/org-a/event-types/T".into(),
+            Some(json!({"description": "x"})),
+        ),
+        (
+            Method::POST,
+            "/v1/orgs/org-a/keys".into(),
+            Some(json!({"role": "admin"})),
+        ),
+    ];
+    for (m, path, body) in &attempts {
+        for key in [&b.admin, &b.publisher, &b.viewer] {
+            let (s, v) = app.call(m.clone(), path, key, body.clone()).await;
+            assert_eq!(s, 404, "{m} {path} with org-b's key: {v}");
+            assert_eq!(v["error"]["code"], "not_found");
+        }
+    }
+    // Ids of org-a under org-b's own path are not found either.
+    let (s, _) = app
+        .get(&format!("/v1/orgs/org-b/endpoints/{ep_id}"), &b.admin)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = app
+        .get("/v1/orgs/org-b/events/secret-event", &b.admin)
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = app
+        .post(
+            "/v1/orgs/org-b/subscriptions",
+            &b.admin,
+            json!({"event_types": ["*"], "endpoint_id": ep_id}),
+        )
+        .await;
+    assert_eq!(s, 422, "cannot subscribe another org's endpoint: {v}");
+    // Nothing changed in org-a, and nothing more was delivered.
+    let (_, e) = app
+        .get(&format!("/v1/orgs/org-a/endpoints/{ep_id}"), &a.viewer)
+        .await;
+    assert_eq!(e["url"], rx.url("/"));
+    let (_, list) = app.get("/v1/orgs/org-a/events", &a.viewer).await;
+    assert_eq!(list["data"].as_array().expect("list").len(), 1);
+    assert!(rx.received().iter().all(|r| r.path == "/"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn roles_limit_what_a_key_may_do() {
+    let app = spawn_app().await;
+    let o = app.org("roles").await;
+    let (s, v) = app
+        .post(
+            "/v1/orgs/roles/events",
+            &o.viewer,
+            json!({"type": "T", "data": {}}),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden");
+    let (s, _) = app
+        .post(
+            "/v1/orgs/roles/endpoints",
+            &o.publisher,
+            json!({"url": "https://example.com"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = app
+        .post(
+            "/v1/orgs/roles/keys",
+            &o.publisher,
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = app
+        .post("/v1/orgs", &o.admin, json!({"id": "x", "name": "x"}))
+        .await;
+    assert_eq!(s, 403, "only the instance admin creates organizations");
+    let (s, _) = app.get("/v1/orgs", &o.admin).await;
+    assert_eq!(s, 403);
+    let (s, _) = app
+        .post(
+            "/v1/orgs/roles/events",
+            &o.publisher,
+            json!({"type": "T", "data": {}}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let (s, _) = app.get("/v1/orgs/roles/events", &o.viewer).await;
+    assert_eq!(s, 200);
+    let (s, v) = app.get("/v1/orgs/roles/events", "sy_not_a_key").await;
+    assert_eq!(s, 401);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let r = app
+        .client
+        .get(app.url("/v1/orgs/roles/events"))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 401);
+    let (s, _) = app.get("/v1/orgs/nope/events", ADMIN_KEY).await;
+    assert_eq!(s, 404, "the instance admin gets 404 for a missing org");
+    app.stop().await;
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real application on real sockets, real SQLite files, real receivers.
+
+mod helpers;
+
+mod delivery;
+mod durability;
+mod egress;
+mod input;
+mod isolation;
+mod operations;
+mod signatures;
+mod walkthrough;
