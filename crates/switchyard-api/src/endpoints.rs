@@ -231,22 +231,22 @@ pub fn apply(s: &AppState, ep: &mut Endpoint, body: EndpointIn, creating: bool) 
         ep.headers = h;
     }
     if let Some(t) = body.token {
-        if let Some(t) = &t {
-            if t.is_empty() || !valid_header_value(t) {
-                return Err(ApiError::invalid(
-                    "`token` must be a non-empty header value",
-                ));
-            }
+        if let Some(t) = &t
+            && (t.is_empty() || !valid_header_value(t))
+        {
+            return Err(ApiError::invalid(
+                "`token` must be a non-empty header value",
+            ));
         }
         ep.token = t;
     }
     if let Some(h) = body.token_header {
-        if let Some(h) = &h {
-            if !valid_header_name(h) {
-                return Err(ApiError::invalid(format!(
-                    "`token_header` `{h}` is not allowed"
-                )));
-            }
+        if let Some(h) = &h
+            && !valid_header_name(h)
+        {
+            return Err(ApiError::invalid(format!(
+                "`token_header` `{h}` is not allowed"
+            )));
         }
         ep.token_header = h;
     }
@@ -286,12 +286,12 @@ pub fn apply(s: &AppState, ep: &mut Endpoint, body: EndpointIn, creating: bool) 
         }
         ep.max_in_flight = m;
     }
-    if let Some(sig) = body.signing {
-        if sig != "hmac" {
-            return Err(ApiError::invalid(
-                "`signing` must be `hmac` (Ed25519 is not available yet)",
-            ));
-        }
+    if let Some(sig) = body.signing
+        && sig != "hmac"
+    {
+        return Err(ApiError::invalid(
+            "`signing` must be `hmac` (Ed25519 is not available yet)",
+        ));
     }
     if let Some(secret) = body.secret {
         if !creating {

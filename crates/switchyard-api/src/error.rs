@@ -86,12 +86,12 @@ impl From<StoreError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => ApiError::invalid(format!(
-                "{}",
+            JsonRejection::JsonDataError(e) => ApiError::invalid(
                 std::error::Error::source(&e)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.body_text())
-            )),
+                    .to_string(),
+            ),
             JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(format!(
                 "malformed JSON: {}",
                 std::error::Error::source(&e)

@@ -140,17 +140,17 @@ async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult
             },
         },
     };
-    if let Some(schema) = s.schema_for(org, &e.event_type).await? {
-        if let Err(v) = schema.validate(&e.data) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "schema_violation",
-                format!(
-                    "{at}data does not match the schema of `{}` at {}: {}",
-                    e.event_type, v.path, v.message
-                ),
-            ));
-        }
+    if let Some(schema) = s.schema_for(org, &e.event_type).await?
+        && let Err(v) = schema.validate(&e.data)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema_violation",
+            format!(
+                "{at}data does not match the schema of `{}` at {}: {}",
+                e.event_type, v.path, v.message
+            ),
+        ));
     }
     Ok(NewEvent {
         id,

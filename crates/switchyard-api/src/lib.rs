@@ -66,8 +66,11 @@ pub struct StateInner {
     /// Organizations known to exist (for the instance admin's requests).
     orgs: RwLock<HashSet<String>>,
     /// Compiled event-type schemas by (org, type), refreshed after [`SCHEMA_TTL`].
-    schemas: Mutex<HashMap<(String, String), (Instant, Option<Arc<Schema>>)>>,
+    schemas: Mutex<HashMap<(String, String), CachedSchema>>,
 }
+
+/// A compiled schema (or the knowledge that the type has none) and when it was loaded.
+type CachedSchema = (Instant, Option<Arc<Schema>>);
 
 /// How long a compiled schema is used before the store is asked again (a change through this
 /// node's API takes effect at once; the TTL bounds staleness across nodes).
@@ -155,10 +158,10 @@ impl AppState {
     /// The compiled schema of an event type, if the type exists and has one.
     pub async fn schema_for(&self, org: &str, event_type: &str) -> ApiResult<Option<Arc<Schema>>> {
         let key = (org.to_string(), event_type.to_string());
-        if let Some((at, s)) = self.schemas.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            if at.elapsed() < SCHEMA_TTL {
-                return Ok(s);
-            }
+        if let Some((at, s)) = self.schemas.lock().ok().and_then(|m| m.get(&key).cloned())
+            && at.elapsed() < SCHEMA_TTL
+        {
+            return Ok(s);
         }
         let schema = match self.store.get_event_type(org, event_type).await {
             Ok(t) => match t.schema {

@@ -85,10 +85,10 @@ impl RouteTable {
         let mut out: Vec<Target> = Vec::new();
         for i in hits {
             let r = &self.routes[i];
-            if let Some(want) = &r.entity_id {
-                if event.entity.id.as_deref() != Some(want.as_str()) {
-                    continue;
-                }
+            if let Some(want) = &r.entity_id
+                && event.entity.id.as_deref() != Some(want.as_str())
+            {
+                continue;
             }
             if let Some(f) = &r.filter {
                 let env = envelope.get_or_insert_with(|| event.envelope());

@@ -228,12 +228,11 @@ impl Engine {
     }
 
     async fn endpoint_config(&self, org: &str, id: &str) -> Result<Arc<Endpoint>, StoreError> {
-        if let Ok(c) = self.inner.configs.lock() {
-            if let Some((ep, at)) = c.get(id) {
-                if at.elapsed() < CONFIG_TTL {
-                    return Ok(ep.clone());
-                }
-            }
+        if let Ok(c) = self.inner.configs.lock()
+            && let Some((ep, at)) = c.get(id)
+            && at.elapsed() < CONFIG_TTL
+        {
+            return Ok(ep.clone());
         }
         let ep = Arc::new(self.inner.store.get_endpoint(org, id).await?);
         if let Ok(mut c) = self.inner.configs.lock() {
@@ -414,14 +413,13 @@ impl Engine {
                     }
                 }
             }
-            if !releases.is_empty() {
-                if let Err(e) = inner
+            if !releases.is_empty()
+                && let Err(e) = inner
                     .store
                     .release(&inner.config.node, Some(&releases))
                     .await
-                {
-                    tracing::warn!(error = %e, "handing back deliveries failed; they resume after their lease");
-                }
+            {
+                tracing::warn!(error = %e, "handing back deliveries failed; they resume after their lease");
             }
             for f in flushes {
                 let _ = f.send(());

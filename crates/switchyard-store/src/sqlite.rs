@@ -156,10 +156,10 @@ impl SqliteStore {
                 None => open_conn(&inner.path)?,
             };
             let r = f(&conn, &inner.key);
-            if let Ok(mut r) = inner.readers.lock() {
-                if r.len() < MAX_IDLE_READERS {
-                    r.push(conn);
-                }
+            if let Ok(mut r) = inner.readers.lock()
+                && r.len() < MAX_IDLE_READERS
+            {
+                r.push(conn);
             }
             r
         })

@@ -309,8 +309,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     return Ok::<(), anyhow::Error>(());
                 }
                 let last = (first + args.batch).min(args.events);
-                if args.rate > 0 {
-                    let due_us = start + (first as u64 * 1_000_000) / args.rate;
+                if let Some(offset_us) = (first as u64 * 1_000_000).checked_div(args.rate) {
+                    let due_us = start + offset_us;
                     let now = receiver.now_us();
                     if due_us > now {
                         tokio::time::sleep(Duration::from_micros(due_us - now)).await;
