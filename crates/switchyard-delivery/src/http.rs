@@ -80,9 +80,14 @@ pub struct Clients {
     policy: Arc<EgressPolicy>,
 }
 
-fn build(resolver: GuardedResolver, insecure: bool) -> reqwest::Client {
-    // The process-wide rustls provider is installed once; a second install is a harmless no-op.
+/// Installs the process-wide TLS crypto provider (ring). Every `reqwest::Client` in the
+/// process needs it; calling it again is harmless.
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn build(resolver: GuardedResolver, insecure: bool) -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(resolver))

@@ -31,7 +31,10 @@ const MAX_IDLE_READERS: usize = 8;
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
 
 type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut WriterCtx) -> (bool, Completion) + Send>;
+/// A write job. Given the writer's context it runs and returns whether it succeeded and how to
+/// answer its caller once the commit is known; given `None` (no transaction could be begun) it
+/// only prepares the failure answer.
+type Job = Box<dyn FnOnce(Option<&mut WriterCtx>) -> (bool, Completion) + Send>;
 
 /// What write jobs run against: the writer's connection and the caches it keeps coherent.
 struct WriterCtx {
@@ -81,7 +84,7 @@ fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-         PRAGMA busy_timeout=10000; PRAGMA cache_size=-16000;",
+         PRAGMA busy_timeout=10000; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY;",
     )
     .map_err(db_err)?;
     Ok(conn)
@@ -126,7 +129,10 @@ impl SqliteStore {
     ) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |ctx| {
-            let r = f(ctx);
+            let r = match ctx {
+                Some(ctx) => f(ctx),
+                None => Err(StoreError::Database("cannot begin a write transaction".into())),
+            };
             let ok = r.is_ok();
             let done: Completion = Box::new(move |commit| {
                 let _ = tx.send(match commit {
@@ -182,6 +188,11 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Runs a parameterless statement through the statement cache (no re-parse per job).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
+}
+
 fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -193,22 +204,22 @@ fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
         }
         let group = jobs.len();
         if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
-            let msg = e.to_string();
+            tracing::error!(error = %e, jobs = group, "cannot begin a write transaction");
             for job in jobs {
-                // Run nothing: answer each job with the error.
-                drop(job);
-                tracing::error!(error = %msg, "cannot begin transaction");
+                let (_, answer) = job(None);
+                answer(Err(e.to_string()));
             }
             continue;
         }
         let mut done = Vec::with_capacity(group);
         for job in jobs {
-            let _ = ctx.conn.execute_batch("SAVEPOINT job");
-            let (ok, completion) = job(&mut ctx);
+            let _ = run_cached(&ctx.conn, "SAVEPOINT job");
+            let (ok, completion) = job(Some(&mut ctx));
             if ok {
-                let _ = ctx.conn.execute_batch("RELEASE job");
+                let _ = run_cached(&ctx.conn, "RELEASE job");
             } else {
-                let _ = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                let _ = run_cached(&ctx.conn, "ROLLBACK TO job");
+                let _ = run_cached(&ctx.conn, "RELEASE job");
                 // The job may have rebuilt or dropped cache entries from state it rolled back.
                 ctx.routes.clear();
             }
@@ -824,8 +835,8 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            // An endpoint made for this subscription's inline URL goes with it; its pending
-            // deliveries stay and are still attempted (they were accepted before the delete).
+            // An endpoint made for this subscription's inline URL is disabled with it: nothing
+            // routes there any more, and its pending deliveries end as failed when next due.
             ctx.conn
                 .prepare_cached("UPDATE endpoints SET enabled = 0, disabled_reason = 'its subscription was deleted' WHERE org_id = ?1 AND owner_subscription = ?2")?
                 .execute([&org, &id])?;

@@ -23,6 +23,7 @@ impl Drop for Hub {
 }
 
 async fn start_hub(dir: &Path) -> Hub {
+    switchyard_delivery::http::install_crypto_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

@@ -34,6 +34,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the hub in-process on `dir`, letting the test adjust the settings first.
 pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    switchyard_delivery::http::install_crypto_provider();
     let mut settings = Settings::for_local(dir);
     settings.admin_key = Some(ADMIN_KEY.to_string());
     settings.shutdown_grace = Duration::from_secs(5);
