@@ -25,6 +25,8 @@ use switchyard_core::time::now_ms;
 
 /// Most jobs committed together in one transaction.
 const MAX_GROUP: usize = 2000;
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// Reader connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -52,6 +54,8 @@ pub struct SqliteStore {
 struct Inner {
     /// Feeds the writer thread; dropping the last sender stops it after it drains.
     writer: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Dropping it stops the checkpoint thread.
+    checkpoint_stop: Mutex<Option<mpsc::Sender<()>>>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     key: MasterKey,
@@ -96,6 +100,9 @@ impl SqliteStore {
     pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
         let conn = open_conn(path)?;
         migrate(&conn)?;
+        // Checkpoints run on their own thread so that copying the WAL into the database never
+        // stalls a commit (and the publishes waiting on it).
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(db_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let ctx = WriterCtx {
             conn,
@@ -106,9 +113,16 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(ctx, rx))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let checkpoint_conn = open_conn(path)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
+            .map_err(|e| StoreError::Database(format!("cannot start checkpoint thread: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
+                checkpoint_stop: Mutex::new(Some(stop_tx)),
                 readers: Mutex::new(Vec::new()),
                 path: path.to_path_buf(),
                 key,
@@ -120,6 +134,9 @@ impl SqliteStore {
     pub fn close(&self) {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
+        }
+        if let Ok(mut c) = self.inner.checkpoint_stop.lock() {
+            c.take();
         }
     }
 
@@ -186,6 +203,18 @@ fn migrate(conn: &Connection) -> Result<()> {
         .map_err(|e| StoreError::Database(format!("migration {next} failed: {e}")))?;
     }
     Ok(())
+}
+
+/// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`] until the
+/// store closes. PASSIVE never blocks the writer; the writer restarts the WAL from the start once
+/// everything in it is checkpointed, which keeps the file small.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 /// Runs a parameterless statement through the statement cache (no re-parse per job).

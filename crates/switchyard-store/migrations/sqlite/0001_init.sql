@@ -88,7 +88,6 @@ CREATE TABLE deliveries (
     updated_at      INTEGER NOT NULL
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
-CREATE INDEX deliveries_claims ON deliveries (claimed_by) WHERE claimed_by IS NOT NULL;
 CREATE INDEX deliveries_event ON deliveries (org_id, event_id);
 CREATE INDEX deliveries_org ON deliveries (org_id, id);
 CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, event_seq);
