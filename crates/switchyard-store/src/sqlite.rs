@@ -102,7 +102,8 @@ impl SqliteStore {
         migrate(&conn)?;
         // Checkpoints run on their own thread so that copying the WAL into the database never
         // stalls a commit (and the publishes waiting on it).
-        conn.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(db_err)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
+            .map_err(db_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let ctx = WriterCtx {
             conn,
@@ -148,7 +149,9 @@ impl SqliteStore {
         let job: Job = Box::new(move |ctx| {
             let r = match ctx {
                 Some(ctx) => f(ctx),
-                None => Err(StoreError::Database("cannot begin a write transaction".into())),
+                None => Err(StoreError::Database(
+                    "cannot begin a write transaction".into(),
+                )),
             };
             let ok = r.is_ok();
             let done: Completion = Box::new(move |commit| {
