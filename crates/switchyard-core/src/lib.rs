@@ -5,6 +5,7 @@
 
 pub mod crypto;
 pub mod egress;
+pub mod executor;
 pub mod filter;
 pub mod glob;
 pub mod ids;

@@ -12,6 +12,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use switchyard_core::executor::{Executor, Run};
 use switchyard_core::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -149,4 +150,24 @@ pub trait Store: Send + Sync + 'static {
     async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64>;
     /// Number of pending deliveries (the queue depth).
     async fn pending_count(&self) -> Result<u64>;
+
+    // --- executors, secrets, storage, runs
+    /// Stores a new version of an executor (the given `version` is ignored) and returns it.
+    async fn put_executor(&self, ex: &Executor) -> Result<Executor>;
+    /// The latest version.
+    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor>;
+    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>>;
+    /// Deletes every version.
+    async fn delete_executor(&self, org: &str, name: &str) -> Result<()>;
+    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()>;
+    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>>;
+    /// Names and update times; never values.
+    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>>;
+    async fn delete_secret(&self, org: &str, name: &str) -> Result<()>;
+    async fn kv_get(&self, org: &str, key: &str) -> Result<Option<serde_json::Value>>;
+    async fn kv_set(&self, org: &str, key: &str, value: &serde_json::Value) -> Result<()>;
+    async fn kv_delete(&self, org: &str, key: &str) -> Result<bool>;
+    async fn record_run(&self, run: &Run) -> Result<()>;
+    async fn get_run(&self, org: &str, id: &str) -> Result<Run>;
+    async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>>;
 }

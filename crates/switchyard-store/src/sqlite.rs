@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use switchyard_core::crypto::MasterKey;
+use switchyard_core::executor::{Executor, Run, RunStatus};
 use switchyard_core::ids::new_id;
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
@@ -30,7 +31,10 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 /// Reader connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_executors.sql"),
+];
 
 type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// A write job. Given the writer's context it runs and returns whether it succeeded and how to
@@ -447,6 +451,56 @@ fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
         duration_ms: r.get(4)?,
         error: r.get(5)?,
         response_body: r.get(6)?,
+    })
+}
+
+const EXECUTOR_COLS: &str = "org_id, name, version, description, spec, parameters, retries, created_at";
+
+/// An executor row; `None` if its spec no longer parses (written by a newer version).
+fn executor_from_row(r: &Row) -> rusqlite::Result<Option<Executor>> {
+    let spec: String = r.get(4)?;
+    let Ok(spec) = serde_json::from_str(&spec) else {
+        return Ok(None);
+    };
+    let params: Option<String> = r.get(5)?;
+    Ok(Some(Executor {
+        org_id: r.get(0)?,
+        name: r.get(1)?,
+        version: r.get(2)?,
+        description: r.get(3)?,
+        spec,
+        parameters: params.and_then(|p| serde_json::from_str(&p).ok()),
+        retries: r.get(6)?,
+        created_at: r.get(7)?,
+    }))
+}
+
+fn secret_ctx(org: &str, name: &str) -> String {
+    format!("secret:{org}:{name}")
+}
+
+const RUN_COLS: &str =
+    "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at";
+
+fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
+    let status: String = r.get(5)?;
+    let input: String = r.get(6)?;
+    let logs: String = r.get(9)?;
+    Ok(Run {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        executor: r.get(2)?,
+        version: r.get(3)?,
+        event_id: r.get(4)?,
+        status: if status == "succeeded" { RunStatus::Succeeded } else { RunStatus::Failed },
+        input: serde_json::from_str(&input).unwrap_or(Value::Null),
+        output: parse_json(r.get(7)?),
+        error: r.get(8)?,
+        logs: serde_json::from_str(&logs).unwrap_or_default(),
+        stderr: r.get(10)?,
+        exit: r.get(11)?,
+        duration_ms: r.get(12)?,
+        at: r.get(13)?,
     })
 }
 
@@ -1248,6 +1302,236 @@ impl Store for SqliteStore {
                 insert_delivery(&ctx.conn, &org, &event, &endpoint_id, sub.as_deref(), None, now)?;
             }
             Ok(seqs.len() as u64)
+        })
+        .await
+    }
+
+    async fn put_executor(&self, ex: &Executor) -> Result<Executor> {
+        let ex = ex.clone();
+        self.write(move |ctx| {
+            let latest: Option<u32> = ctx
+                .conn
+                .prepare_cached("SELECT max(version) FROM executors WHERE org_id = ?1 AND name = ?2")?
+                .query_row([&ex.org_id, &ex.name], |r| r.get(0))?;
+            let version = latest.unwrap_or(0) + 1;
+            let now = now_ms();
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    ex.org_id,
+                    ex.name,
+                    version,
+                    ex.description,
+                    serde_json::to_string(&ex.spec).unwrap_or_default(),
+                    ex.parameters.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
+                    ex.retries,
+                    now
+                ])?;
+            Ok(Executor { version, created_at: now, ..ex })
+        })
+        .await
+    }
+
+    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, _| {
+            let ex = c
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1"
+                ))?
+                .query_row([org, name], executor_from_row)?;
+            ex.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            let rows = list(
+                c,
+                &format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors e WHERE org_id = ?1 AND version =
+                     (SELECT max(version) FROM executors x WHERE x.org_id = e.org_id AND x.name = e.name) ORDER BY name"
+                ),
+                &[&org],
+                executor_from_row,
+            )?;
+            Ok(rows.into_iter().flatten().collect())
+        })
+        .await
+    }
+
+    async fn delete_executor(&self, org: &str, name: &str) -> Result<()> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM executors WHERE org_id = ?1 AND name = ?2")?
+                .execute([&org, &name])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()> {
+        let (org, name, value) = (org.to_string(), name.to_string(), value.to_string());
+        self.write(move |ctx| {
+            let enc = ctx.key.encrypt(&secret_ctx(&org, &name), value.as_bytes());
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO secrets (org_id, name, value_enc, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (org_id, name) DO UPDATE SET value_enc = excluded.value_enc, updated_at = excluded.updated_at",
+                )?
+                .execute(params![org, name, enc, now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, k| {
+            let enc: Option<Vec<u8>> = c
+                .prepare_cached("SELECT value_enc FROM secrets WHERE org_id = ?1 AND name = ?2")?
+                .query_row([&org, &name], |r| r.get(0))
+                .optional()?;
+            match enc {
+                None => Ok(None),
+                Some(b) => {
+                    let plain = k
+                        .decrypt(&secret_ctx(&org, &name), &b)
+                        .map_err(|e| StoreError::Database(format!("secret {name}: {e}")))?;
+                    String::from_utf8(plain)
+                        .map(Some)
+                        .map_err(|_| StoreError::Database(format!("secret {name} is not UTF-8")))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                "SELECT name, updated_at FROM secrets WHERE org_id = ?1 ORDER BY name",
+                &[&org],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, org: &str, name: &str) -> Result<()> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM secrets WHERE org_id = ?1 AND name = ?2")?
+                .execute([&org, &name])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn kv_get(&self, org: &str, key: &str) -> Result<Option<Value>> {
+        let (org, key) = (org.to_string(), key.to_string());
+        self.read(move |c, _| {
+            let v: Option<String> = c
+                .prepare_cached("SELECT value FROM kv WHERE org_id = ?1 AND key = ?2")?
+                .query_row([&org, &key], |r| r.get(0))
+                .optional()?;
+            Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
+        })
+        .await
+    }
+
+    async fn kv_set(&self, org: &str, key: &str, value: &Value) -> Result<()> {
+        let (org, key, value) = (org.to_string(), key.to_string(), value.to_string());
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO kv (org_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (org_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )?
+                .execute(params![org, key, value, now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn kv_delete(&self, org: &str, key: &str) -> Result<bool> {
+        let (org, key) = (org.to_string(), key.to_string());
+        self.write(move |ctx| {
+            Ok(ctx
+                .conn
+                .prepare_cached("DELETE FROM kv WHERE org_id = ?1 AND key = ?2")?
+                .execute([&org, &key])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn record_run(&self, run: &Run) -> Result<()> {
+        let run = run.clone();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(&format!(
+                    "INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
+                ))?
+                .execute(params![
+                    run.id,
+                    run.org_id,
+                    run.executor,
+                    run.version,
+                    run.event_id,
+                    match run.status {
+                        RunStatus::Succeeded => "succeeded",
+                        RunStatus::Failed => "failed",
+                    },
+                    run.input.to_string(),
+                    run.output.as_ref().map(|o| o.to_string()),
+                    run.error,
+                    serde_json::to_string(&run.logs).unwrap_or_default(),
+                    run.stderr,
+                    run.exit,
+                    run.duration_ms,
+                    run.at,
+                ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_run(&self, org: &str, id: &str) -> Result<Run> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"))?
+                .query_row([org, id], run_from_row)?)
+        })
+        .await
+    }
+
+    async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>> {
+        let (org, id) = (org.to_string(), event_id.to_string());
+        self.read(move |c, _| {
+            list(
+                c,
+                &format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
+                &[&org, &id],
+                run_from_row,
+            )
         })
         .await
     }
