@@ -392,8 +392,7 @@ pub struct TraceOut {
     pub event: EventOut,
     pub deliveries: Vec<DeliveryOut>,
     /// Executor runs the event caused (event hooks).
-    #[schema(value_type = Vec<Object>)]
-    pub runs: Vec<Value>,
+    pub runs: Vec<crate::executors::RunOut>,
 }
 
 /// An event with everything that happened to it: deliveries, their attempts, runs.

@@ -9,6 +9,7 @@ mod endpoints;
 mod error;
 mod event_types;
 mod events;
+mod executors;
 mod extract;
 mod ops;
 mod orgs;
@@ -55,6 +56,8 @@ pub struct AppState(Arc<StateInner>);
 pub struct StateInner {
     pub store: Arc<dyn Store>,
     pub engine: Engine,
+    /// Runs executors (previews now; event hooks and hooks later).
+    pub runner: switchyard_exec::Runner,
     /// This node's id: deliveries it creates are claimed for it.
     pub node: String,
     /// Hash of the operator-given `SWITCHYARD_ADMIN_KEY`, if any.
@@ -84,9 +87,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         engine: Engine,
+        runner: switchyard_exec::Runner,
         node: String,
         admin_key: Option<&str>,
         limits: Limits,
@@ -95,6 +100,7 @@ impl AppState {
         AppState(Arc::new(StateInner {
             store,
             engine,
+            runner,
             node,
             admin_key_hash: admin_key.map(hash_api_key),
             limits,
@@ -242,6 +248,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/orgs/{org}/deliveries/{id}/retry",
             post(deliveries::retry),
+        )
+        .route("/v1/orgs/{org}/executors", get(executors::list))
+        .route(
+            "/v1/orgs/{org}/executors/{name}",
+            put(executors::put)
+                .get(executors::get)
+                .delete(executors::delete),
+        )
+        .route("/v1/orgs/{org}/executors/{name}/run", post(executors::run))
+        .route("/v1/orgs/{org}/runs/{id}", get(executors::get_run))
+        .route("/v1/orgs/{org}/secrets", get(executors::list_secrets))
+        .route(
+            "/v1/orgs/{org}/secrets/{name}",
+            put(executors::put_secret).delete(executors::delete_secret),
         )
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .merge(publish)

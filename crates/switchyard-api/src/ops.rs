@@ -45,7 +45,12 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the store answers.
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match s.store.pending_count().await {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(
+                serde_json::json!({"status": "ready", "sandbox": s.runner.isolation().level(), "isolation": s.runner.isolation()}),
+            ),
+        ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "unavailable", "reason": e.to_string()})),
@@ -102,6 +107,15 @@ pub async fn not_found() -> ApiError {
         crate::deliveries::list,
         crate::deliveries::get,
         crate::deliveries::retry,
+        crate::executors::put,
+        crate::executors::get,
+        crate::executors::list,
+        crate::executors::delete,
+        crate::executors::run,
+        crate::executors::get_run,
+        crate::executors::put_secret,
+        crate::executors::list_secrets,
+        crate::executors::delete_secret,
     )
 )]
 pub struct ApiDoc;

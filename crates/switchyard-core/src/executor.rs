@@ -71,7 +71,9 @@ pub struct Executor {
 impl Executor {
     pub fn timeout_ms(&self) -> u32 {
         match &self.spec {
-            ExecutorSpec::Code { timeout_ms, .. } | ExecutorSpec::ApiCall { timeout_ms, .. } => *timeout_ms,
+            ExecutorSpec::Code { timeout_ms, .. } | ExecutorSpec::ApiCall { timeout_ms, .. } => {
+                *timeout_ms
+            }
         }
     }
 
@@ -138,7 +140,12 @@ mod tests {
             name: "n".into(),
             version: 1,
             description: String::new(),
-            spec: ExecutorSpec::ApiCall { method: "GET".into(), url: "https://x".into(), headers: BTreeMap::new(), timeout_ms: 1000 },
+            spec: ExecutorSpec::ApiCall {
+                method: "GET".into(),
+                url: "https://x".into(),
+                headers: BTreeMap::new(),
+                timeout_ms: 1000,
+            },
             parameters: Some(BTreeMap::from([
                 ("ticketId".to_string(), "data.ticketId".to_string()),
                 ("event".to_string(), "type".to_string()),
@@ -148,14 +155,25 @@ mod tests {
             created_at: 0,
         };
         let env = json!({"type": "TicketCreated", "data": {"ticketId": 456}});
-        assert_eq!(ex.input_for_event(&env), json!({"ticketId": 456, "event": "TicketCreated", "missing": null}));
-        let whole = Executor { parameters: None, ..ex };
+        assert_eq!(
+            ex.input_for_event(&env),
+            json!({"ticketId": 456, "event": "TicketCreated", "missing": null})
+        );
+        let whole = Executor {
+            parameters: None,
+            ..ex
+        };
         assert_eq!(whole.input_for_event(&env), env);
     }
 
     #[test]
     fn spec_serializes_with_a_type_tag() {
-        let s = ExecutorSpec::Code { language: Language::Python, source: "x".into(), timeout_ms: 1, memory_mb: 2 };
+        let s = ExecutorSpec::Code {
+            language: Language::Python,
+            source: "x".into(),
+            timeout_ms: 1,
+            memory_mb: 2,
+        };
         let v = serde_json::to_value(&s).expect("json");
         assert_eq!(v["type"], "code");
         assert_eq!(v["language"], "python");

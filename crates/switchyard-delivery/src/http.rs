@@ -114,6 +114,15 @@ impl Clients {
         }
     }
 
+    /// The shared client: TLS-verifying, or accepting any certificate when `insecure`.
+    pub fn client(&self, insecure: bool) -> &reqwest::Client {
+        if insecure {
+            &self.insecure
+        } else {
+            &self.verified
+        }
+    }
+
     pub fn policy(&self) -> &EgressPolicy {
         &self.policy
     }

@@ -573,31 +573,84 @@ async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         name: "double".into(),
         version: 0,
         description: "d".into(),
-        spec: ExecutorSpec::Code { language: Language::Python, source: "v1".into(), timeout_ms: 1000, memory_mb: 64 },
+        spec: ExecutorSpec::Code {
+            language: Language::Python,
+            source: "v1".into(),
+            timeout_ms: 1000,
+            memory_mb: 64,
+        },
         parameters: Some(BTreeMap::from([("n".to_string(), "data.n".to_string())])),
         retries: Some(0),
         created_at: 0,
     };
     assert_eq!(store.put_executor(&ex).await.expect("put").version, 1);
     let mut v2 = ex.clone();
-    v2.spec = ExecutorSpec::Code { language: Language::Python, source: "v2".into(), timeout_ms: 1000, memory_mb: 64 };
+    v2.spec = ExecutorSpec::Code {
+        language: Language::Python,
+        source: "v2".into(),
+        timeout_ms: 1000,
+        memory_mb: 64,
+    };
     assert_eq!(store.put_executor(&v2).await.expect("put").version, 2);
     let got = store.get_executor("c-x", "double").await.expect("get");
-    assert_eq!((got.version, got.spec.clone(), got.parameters.clone()), (2, v2.spec.clone(), ex.parameters.clone()));
-    assert!(matches!(store.get_executor("c-y", "double").await, Err(StoreError::NotFound)));
+    assert_eq!(
+        (got.version, got.spec.clone(), got.parameters.clone()),
+        (2, v2.spec.clone(), ex.parameters.clone())
+    );
+    assert!(matches!(
+        store.get_executor("c-y", "double").await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(store.list_executors("c-x").await.expect("list").len(), 1);
     assert!(store.list_executors("c-y").await.expect("list").is_empty());
-    assert!(matches!(store.delete_executor("c-y", "double").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.delete_executor("c-y", "double").await,
+        Err(StoreError::NotFound)
+    ));
 
-    store.put_secret("c-x", "API_TOKEN", "t0ps3cret").await.expect("secret");
-    store.put_secret("c-x", "API_TOKEN", "t0ps3cret-2").await.expect("replace");
-    assert_eq!(store.get_secret("c-x", "API_TOKEN").await.expect("get").as_deref(), Some("t0ps3cret-2"));
-    assert_eq!(store.get_secret("c-y", "API_TOKEN").await.expect("get"), None);
-    assert_eq!(store.list_secrets("c-x").await.expect("list").iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), vec!["API_TOKEN"]);
-    assert!(matches!(store.delete_secret("c-y", "API_TOKEN").await, Err(StoreError::NotFound)));
+    store
+        .put_secret("c-x", "API_TOKEN", "t0ps3cret")
+        .await
+        .expect("secret");
+    store
+        .put_secret("c-x", "API_TOKEN", "t0ps3cret-2")
+        .await
+        .expect("replace");
+    assert_eq!(
+        store
+            .get_secret("c-x", "API_TOKEN")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("t0ps3cret-2")
+    );
+    assert_eq!(
+        store.get_secret("c-y", "API_TOKEN").await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store
+            .list_secrets("c-x")
+            .await
+            .expect("list")
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect::<Vec<_>>(),
+        vec!["API_TOKEN"]
+    );
+    assert!(matches!(
+        store.delete_secret("c-y", "API_TOKEN").await,
+        Err(StoreError::NotFound)
+    ));
 
-    store.kv_set("c-x", "k", &json!({"a": 1})).await.expect("set");
-    assert_eq!(store.kv_get("c-x", "k").await.expect("get"), Some(json!({"a": 1})));
+    store
+        .kv_set("c-x", "k", &json!({"a": 1}))
+        .await
+        .expect("set");
+    assert_eq!(
+        store.kv_get("c-x", "k").await.expect("get"),
+        Some(json!({"a": 1}))
+    );
     assert_eq!(store.kv_get("c-y", "k").await.expect("get"), None);
     assert!(!store.kv_delete("c-y", "k").await.expect("delete"));
     assert!(store.kv_delete("c-x", "k").await.expect("delete"));
@@ -620,9 +673,27 @@ async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     };
     store.record_run(&run).await.expect("run");
     assert_eq!(store.get_run("c-x", &run.id).await.expect("get"), run);
-    assert_eq!(store.runs_for_event("c-x", "ev-1").await.expect("runs"), vec![run.clone()]);
-    assert!(store.runs_for_event("c-y", "ev-1").await.expect("runs").is_empty());
-    assert!(matches!(store.get_run("c-y", &run.id).await, Err(StoreError::NotFound)));
-    store.delete_executor("c-x", "double").await.expect("delete");
-    assert!(matches!(store.get_executor("c-x", "double").await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store.runs_for_event("c-x", "ev-1").await.expect("runs"),
+        vec![run.clone()]
+    );
+    assert!(
+        store
+            .runs_for_event("c-y", "ev-1")
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.get_run("c-y", &run.id).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .delete_executor("c-x", "double")
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store.get_executor("c-x", "double").await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -103,6 +103,14 @@ impl SqliteStore {
     /// writer thread.
     pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
         let conn = open_conn(path)?;
+        // Owner-only, before the first write creates the WAL (SQLite gives the WAL and shared
+        // memory files the database file's permissions).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| StoreError::Database(format!("cannot restrict {}: {e}", path.display())),
+            )?;
+        }
         migrate(&conn)?;
         // Checkpoints run on their own thread so that copying the WAL into the database never
         // stalls a commit (and the publishes waiting on it).
@@ -454,7 +462,8 @@ fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
     })
 }
 
-const EXECUTOR_COLS: &str = "org_id, name, version, description, spec, parameters, retries, created_at";
+const EXECUTOR_COLS: &str =
+    "org_id, name, version, description, spec, parameters, retries, created_at";
 
 /// An executor row; `None` if its spec no longer parses (written by a newer version).
 fn executor_from_row(r: &Row) -> rusqlite::Result<Option<Executor>> {
@@ -479,8 +488,7 @@ fn secret_ctx(org: &str, name: &str) -> String {
     format!("secret:{org}:{name}")
 }
 
-const RUN_COLS: &str =
-    "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at";
+const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at";
 
 fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
     let status: String = r.get(5)?;
@@ -492,7 +500,11 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         executor: r.get(2)?,
         version: r.get(3)?,
         event_id: r.get(4)?,
-        status: if status == "succeeded" { RunStatus::Succeeded } else { RunStatus::Failed },
+        status: if status == "succeeded" {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        },
         input: serde_json::from_str(&input).unwrap_or(Value::Null),
         output: parse_json(r.get(7)?),
         error: r.get(8)?,
@@ -1517,8 +1529,10 @@ impl Store for SqliteStore {
     async fn get_run(&self, org: &str, id: &str) -> Result<Run> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"))?
-                .query_row([org, id], run_from_row)?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], run_from_row)?)
         })
         .await
     }
@@ -1528,7 +1542,9 @@ impl Store for SqliteStore {
         self.read(move |c, _| {
             list(
                 c,
-                &format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"
+                ),
                 &[&org, &id],
                 run_from_row,
             )

@@ -21,7 +21,10 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     store.create_org("o", "O").await.expect("org");
     let ep = contract::sample_endpoint("o", "https://x.example");
     store.create_endpoint(&ep).await.expect("ep");
-    store.put_secret("o", "ERP_PASSWORD", "hunter2-very-secret").await.expect("secret");
+    store
+        .put_secret("o", "ERP_PASSWORD", "hunter2-very-secret")
+        .await
+        .expect("secret");
     store.close();
     drop(store);
 
@@ -31,7 +34,12 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     }
     let secret = ep.secrets[0].secret.expose();
     let b64 = secret.trim_start_matches("whsec_");
-    for needle in ["tok-secret-value", secret.as_str(), b64, "hunter2-very-secret"] {
+    for needle in [
+        "tok-secret-value",
+        secret.as_str(),
+        b64,
+        "hunter2-very-secret",
+    ] {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
             "{needle} found in the database file"

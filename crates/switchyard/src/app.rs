@@ -82,6 +82,11 @@ impl Application {
                 .mode(0o700)
                 .create(&settings.data_dir)
                 .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+            // Only the hub may enter its data dir, whoever created it: executors run as
+            // another user and must not reach the database or the master key.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting data dir {}", settings.data_dir.display()))?;
         }
         let key = master_key(&settings)?;
         let node = node_id(&settings.data_dir)?;
@@ -115,9 +120,15 @@ impl Application {
                 claim_batch: 500,
             },
         );
+        let isolation =
+            tokio::task::spawn_blocking(switchyard_exec::sandbox::Isolation::probe).await?;
+        tracing::info!(level = isolation.level(), ?isolation, "executor sandbox");
+        let runner =
+            switchyard_exec::Runner::new(shared.clone(), engine.clients().clone(), isolation);
         let state = AppState::new(
             shared,
             engine.clone(),
+            runner,
             node,
             settings.admin_key.as_deref(),
             Limits {

@@ -18,6 +18,8 @@ pub const ADMIN_KEY: &str = "sy_test_admin_key_for_e2e_tests_only";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The app's data dir (database, master key).
+    pub data_dir: std::path::PathBuf,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -47,6 +49,7 @@ pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Tes
     }));
     TestApp {
         addr,
+        data_dir: dir.to_path_buf(),
         client: reqwest::Client::new(),
         shutdown: Some(tx),
         handle: Some(handle),
@@ -360,5 +363,34 @@ impl TestReceiver {
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
         self.wait_until(timeout, |got| got.len() >= n).await
+    }
+}
+
+/// A receiver answering JSON: `{"path", "query"}` for 2xx paths, 404 for `/404`.
+pub struct JsonReceiver {
+    pub addr: SocketAddr,
+}
+
+impl JsonReceiver {
+    pub async fn start() -> JsonReceiver {
+        async fn answer(uri: Uri) -> Response {
+            if uri.path() == "/404" {
+                return (StatusCode::NOT_FOUND, "no such contract").into_response();
+            }
+            axum::Json(json!({"path": uri.path(), "query": uri.query().unwrap_or("")}))
+                .into_response()
+        }
+        let app = axum::Router::new().fallback(answer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        JsonReceiver { addr }
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
     }
 }

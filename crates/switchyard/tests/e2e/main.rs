@@ -5,6 +5,7 @@ mod helpers;
 mod delivery;
 mod durability;
 mod egress;
+mod executors;
 mod input;
 mod isolation;
 mod operations;

@@ -1,0 +1,428 @@
+//! Executors (versioned custom code and API calls), their preview runs, and secrets.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody, OptionalJson};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use switchyard_core::Role;
+use switchyard_core::executor::*;
+use switchyard_core::ids::is_valid_name;
+use switchyard_core::time::to_rfc3339;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorIn {
+    /// `code` or `api_call`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    /// code: `python` or `php` (`javascript` and `node` are not available yet).
+    pub language: Option<String>,
+    /// code: the program; defines `main(input, sdk)` or reads JSON on stdin and prints JSON.
+    pub source: Option<String>,
+    /// Wall-clock limit, 1–60000 ms (default 10000).
+    pub timeout_ms: Option<u32>,
+    /// code: memory limit, 16–2048 MB (default 128).
+    pub memory_mb: Option<u32>,
+    /// api_call: GET, POST, PUT, PATCH or DELETE.
+    pub method: Option<String>,
+    /// api_call: URL, may contain `{{input.NAME}}`.
+    pub url: Option<String>,
+    /// api_call: header values may contain `{{secret.NAME}}`.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Which event properties become the input: `{"ticketId": "data.ticketId"}`.
+    pub parameters: Option<BTreeMap<String, String>>,
+    /// Retries when run as an event hook (`0`: none; absent: the delivery retry policy).
+    pub retries: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExecutorOut {
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    /// The definition: `type` and its fields.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    pub parameters: Option<BTreeMap<String, String>>,
+    pub retries: Option<u32>,
+    pub created_at: String,
+}
+
+impl From<&Executor> for ExecutorOut {
+    fn from(e: &Executor) -> Self {
+        ExecutorOut {
+            name: e.name.clone(),
+            version: e.version,
+            description: e.description.clone(),
+            spec: serde_json::to_value(&e.spec).unwrap_or(Value::Null),
+            parameters: e.parameters.clone(),
+            retries: e.retries,
+            created_at: to_rfc3339(e.created_at),
+        }
+    }
+}
+
+fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
+    let timeout_ms = body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+        return Err(ApiError::invalid(format!(
+            "`timeout_ms` must be 1–{MAX_TIMEOUT_MS}"
+        )));
+    }
+    match body.kind.as_str() {
+        "code" => {
+            if body.method.is_some() || body.url.is_some() || body.headers.is_some() {
+                return Err(ApiError::invalid(
+                    "`method`, `url` and `headers` belong to `api_call` executors",
+                ));
+            }
+            let language = match body.language.as_deref() {
+                Some("python") => Language::Python,
+                Some("php") => Language::Php,
+                Some("javascript") | Some("node") => {
+                    return Err(ApiError::invalid(
+                        "JavaScript executors are not available yet; use `python` or `php`",
+                    ));
+                }
+                Some(other) => {
+                    return Err(ApiError::invalid(format!(
+                        "`language` must be `python` or `php`, not `{other}`"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        "`language` is required for `code` executors",
+                    ));
+                }
+            };
+            let source = body.source.clone().unwrap_or_default();
+            if source.trim().is_empty() || source.len() > 256 * 1024 {
+                return Err(ApiError::invalid("`source` must be 1 byte to 256 KiB"));
+            }
+            let memory_mb = body.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
+            if !(16..=MAX_MEMORY_MB).contains(&memory_mb) {
+                return Err(ApiError::invalid(format!(
+                    "`memory_mb` must be 16–{MAX_MEMORY_MB}"
+                )));
+            }
+            Ok(ExecutorSpec::Code {
+                language,
+                source,
+                timeout_ms,
+                memory_mb,
+            })
+        }
+        "api_call" => {
+            if body.language.is_some() || body.source.is_some() || body.memory_mb.is_some() {
+                return Err(ApiError::invalid(
+                    "`language`, `source` and `memory_mb` belong to `code` executors",
+                ));
+            }
+            let method = body.method.clone().unwrap_or_default().to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+                return Err(ApiError::invalid(
+                    "`method` must be GET, POST, PUT, PATCH or DELETE",
+                ));
+            }
+            let url = body
+                .url
+                .clone()
+                .ok_or_else(|| ApiError::invalid("`url` is required for `api_call` executors"))?;
+            // Check the URL's shape with its placeholders filled by a harmless value.
+            let probe = fill_placeholders(&url);
+            crate::endpoints::check_url(s, &probe)?;
+            let headers = body.headers.clone().unwrap_or_default();
+            for k in headers.keys() {
+                if k.is_empty()
+                    || !k
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(ApiError::invalid(format!("header name `{k}` is not valid")));
+                }
+            }
+            Ok(ExecutorSpec::ApiCall {
+                method,
+                url,
+                headers,
+                timeout_ms,
+            })
+        }
+        other => Err(ApiError::invalid(format!(
+            "`type` must be `code` or `api_call`, not `{other}`"
+        ))),
+    }
+}
+
+fn fill_placeholders(url: &str) -> String {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                out.push('x');
+                rest = &rest[start + end + 2..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Create or replace an executor: every PUT stores a new version.
+#[utoipa::path(put, path = "/v1/orgs/{org}/executors/{name}", request_body = ExecutorIn,
+    responses((status = 200, body = ExecutorOut), (status = 422, description = "invalid executor")))]
+pub async fn put(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ExecutorIn>,
+) -> ApiResult<Json<ExecutorOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    if !is_valid_name(&name, 100) {
+        return Err(ApiError::invalid(
+            "executor names are 1–100 characters of letters, digits and -_.:@",
+        ));
+    }
+    let spec = parse_spec(&s, &body)?;
+    if let Some(params) = &body.parameters
+        && params
+            .values()
+            .any(|p| p.is_empty() || p.split('.').any(str::is_empty))
+    {
+        return Err(ApiError::invalid(
+            "each parameter is a dot path into the event, e.g. `data.ticketId`",
+        ));
+    }
+    let ex = Executor {
+        org_id: org,
+        name,
+        version: 0,
+        description: body.description,
+        spec,
+        parameters: body.parameters,
+        retries: body.retries,
+        created_at: 0,
+    };
+    let saved = s.store.put_executor(&ex).await?;
+    Ok(Json(ExecutorOut::from(&saved)))
+}
+
+/// Read the latest version of an executor.
+#[utoipa::path(get, path = "/v1/orgs/{org}/executors/{name}", responses((status = 200, body = ExecutorOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<Json<ExecutorOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let ex = s
+        .store
+        .get_executor(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    Ok(Json(ExecutorOut::from(&ex)))
+}
+
+/// List executors (latest versions).
+#[utoipa::path(get, path = "/v1/orgs/{org}/executors", responses((status = 200, body = Vec<ExecutorOut>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<ExecutorOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    Ok(Json(
+        s.store
+            .list_executors(&org)
+            .await?
+            .iter()
+            .map(ExecutorOut::from)
+            .collect(),
+    ))
+}
+
+/// Delete an executor with all its versions.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/executors/{name}", responses((status = 204)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    s.store
+        .delete_executor(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunIn {
+    #[schema(value_type = Object)]
+    #[serde(default)]
+    pub input: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunOut {
+    pub id: String,
+    pub executor: String,
+    pub version: u32,
+    pub event_id: Option<String>,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    #[schema(value_type = Object)]
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub logs: Vec<String>,
+    pub stderr: String,
+    pub exit: Option<i32>,
+    pub duration_ms: f64,
+    pub at: String,
+}
+
+impl From<&Run> for RunOut {
+    fn from(r: &Run) -> Self {
+        RunOut {
+            id: r.id.clone(),
+            executor: r.executor.clone(),
+            version: r.version,
+            event_id: r.event_id.clone(),
+            status: match r.status {
+                RunStatus::Succeeded => "succeeded".into(),
+                RunStatus::Failed => "failed".into(),
+            },
+            input: r.input.clone(),
+            output: r.output.clone(),
+            error: r.error.clone(),
+            logs: r.logs.clone(),
+            stderr: r.stderr.clone(),
+            exit: r.exit,
+            duration_ms: r.duration_ms,
+            at: to_rfc3339(r.at),
+        }
+    }
+}
+
+/// Run an executor now with a given input (a preview). The answer is the run's trace record;
+/// a failure of the code is a 200 with `status: failed` and the reason.
+#[utoipa::path(post, path = "/v1/orgs/{org}/executors/{name}/run", request_body = RunIn, responses((status = 200, body = RunOut)))]
+pub async fn run(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<RunIn>,
+) -> ApiResult<Json<RunOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let ex = s
+        .store
+        .get_executor(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    let run = s.runner.run(&ex, body.input, None).await?;
+    Ok(Json(RunOut::from(&run)))
+}
+
+/// Read one run.
+#[utoipa::path(get, path = "/v1/orgs/{org}/runs/{id}", responses((status = 200, body = RunOut)))]
+pub async fn get_run(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<RunOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let run = s
+        .store
+        .get_run(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "run"))?;
+    Ok(Json(RunOut::from(&run)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretIn {
+    pub value: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretOut {
+    pub name: String,
+    pub updated_at: String,
+}
+
+/// Store a secret (encrypted at rest; never returned).
+#[utoipa::path(put, path = "/v1/orgs/{org}/secrets/{name}", request_body = SecretIn, responses((status = 200, body = SecretOut)))]
+pub async fn put_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<SecretIn>,
+) -> ApiResult<Json<SecretOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    if !is_valid_name(&name, 100) {
+        return Err(ApiError::invalid(
+            "secret names are 1–100 characters of letters, digits and -_.:@",
+        ));
+    }
+    if body.value.is_empty() || body.value.len() > 64 * 1024 {
+        return Err(ApiError::invalid("a secret value is 1 byte to 64 KiB"));
+    }
+    s.store.put_secret(&org, &name, &body.value).await?;
+    Ok(Json(SecretOut {
+        name,
+        updated_at: to_rfc3339(switchyard_core::time::now_ms()),
+    }))
+}
+
+/// List secret names (never values).
+#[utoipa::path(get, path = "/v1/orgs/{org}/secrets", responses((status = 200, body = Vec<SecretOut>)))]
+pub async fn list_secrets(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<SecretOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let names = s.store.list_secrets(&org).await?;
+    Ok(Json(
+        names
+            .into_iter()
+            .map(|(name, at)| SecretOut {
+                name,
+                updated_at: to_rfc3339(at),
+            })
+            .collect(),
+    ))
+}
+
+/// Delete a secret.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/secrets/{name}", responses((status = 204)))]
+pub async fn delete_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    s.store
+        .delete_secret(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "secret"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,18 @@
+# Runs a Python executor: `main(input, sdk)` if the code defines it, else the script as it is
+# (input JSON on stdin, output JSON on stdout, as Enneo scripts expect).
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.environ["SDK"]))
+import switchyard_sdk as _sdk  # noqa: E402
+
+_path = os.path.join(os.getcwd(), "main.py")
+with open(_path) as _f:
+    _code = compile(_f.read(), "main.py", "exec")
+_globals = {"__name__": "__main__", "__file__": _path, "sdk": _sdk.sdk}
+exec(_code, _globals)
+if callable(_globals.get("main")):
+    with open("input.json") as _f:
+        _input = json.load(_f)
+    _sdk._result(_globals["main"](_input, _sdk.sdk))

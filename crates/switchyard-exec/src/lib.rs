@@ -1,0 +1,453 @@
+//! Executors: running integration logic — an API call, or custom code in a sandboxed child
+//! process — with the SDK every language shares, and tracing each run.
+//!
+//! [`Runner::run`] takes one executor version and an input and returns the [`Run`] record,
+//! already stored. Failure of user code is data: a syntax error, an exception, a timeout, a
+//! memory blow-up or a killed child all end as a failed run with a reason, never as an error of
+//! the hub. The [`Broker`] answers the SDK calls of one run: HTTP requests made by the hub (so
+//! the egress guard applies), the organization's key-value storage, secrets, calls to other
+//! executors (UDFs) and log lines.
+
+mod api_call;
+mod process;
+pub mod sandbox;
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_core::executor::{Executor, ExecutorSpec, Run, RunStatus};
+use switchyard_core::ids::new_id;
+use switchyard_core::time::now_ms;
+use switchyard_delivery::http::Clients;
+use switchyard_store::{Store, StoreError};
+
+/// Deepest chain of executors calling executors.
+pub const MAX_CALL_DEPTH: usize = 5;
+/// Most bytes of an SDK HTTP response body handed to the code.
+const HTTP_BODY_CAP: usize = 1024 * 1024;
+
+/// What a run produced, before it becomes a [`Run`].
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub logs: Vec<String>,
+    pub stderr: String,
+    pub exit: Option<i32>,
+}
+
+impl Outcome {
+    pub fn failed(error: String) -> Outcome {
+        Outcome {
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+    pub fn succeeded(output: Value) -> Outcome {
+        Outcome {
+            output: Some(output),
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs executors. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<RunnerInner>,
+}
+
+struct RunnerInner {
+    store: Arc<dyn Store>,
+    clients: Clients,
+    isolation: sandbox::Isolation,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, clients: Clients, isolation: sandbox::Isolation) -> Runner {
+        Runner {
+            inner: Arc::new(RunnerInner {
+                store,
+                clients,
+                isolation,
+            }),
+        }
+    }
+
+    pub fn isolation(&self) -> &sandbox::Isolation {
+        &self.inner.isolation
+    }
+
+    /// Runs `ex` with `input` within its timeout, stores the run and returns it.
+    pub async fn run(
+        &self,
+        ex: &Executor,
+        input: Value,
+        event_id: Option<&str>,
+    ) -> Result<Run, StoreError> {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
+        self.run_in_chain(ex, input, event_id, vec![ex.name.clone()], deadline)
+            .await
+    }
+
+    async fn run_in_chain(
+        &self,
+        ex: &Executor,
+        input: Value,
+        event_id: Option<&str>,
+        chain: Vec<String>,
+        deadline: Instant,
+    ) -> Result<Run, StoreError> {
+        let started = Instant::now();
+        let at = now_ms();
+        let broker = Broker {
+            runner: self,
+            org: &ex.org_id,
+            chain,
+            deadline,
+            seen_secrets: Mutex::new(Vec::new()),
+        };
+        let own = Duration::from_millis(u64::from(ex.timeout_ms()));
+        let timeout = own.min(deadline.saturating_duration_since(Instant::now()));
+        let outcome = match &ex.spec {
+            ExecutorSpec::ApiCall {
+                method,
+                url,
+                headers,
+                ..
+            } => api_call::run(&broker, method, url, headers, &input, timeout).await,
+            ExecutorSpec::Code {
+                language,
+                source,
+                memory_mb,
+                ..
+            } => {
+                process::run(
+                    &self.inner.isolation,
+                    *language,
+                    source,
+                    *memory_mb,
+                    &input,
+                    timeout,
+                    &broker,
+                )
+                .await
+            }
+        };
+        let mut run = Run {
+            id: new_id("run"),
+            org_id: ex.org_id.clone(),
+            executor: ex.name.clone(),
+            version: ex.version,
+            event_id: event_id.map(str::to_string),
+            status: if outcome.error.is_none() {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            },
+            input,
+            output: if outcome.error.is_none() {
+                outcome.output
+            } else {
+                None
+            },
+            error: outcome.error,
+            logs: outcome.logs,
+            stderr: outcome.stderr,
+            exit: outcome.exit,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            at,
+        };
+        broker.redact(&mut run);
+        self.inner.store.record_run(&run).await?;
+        Ok(run)
+    }
+}
+
+/// Answers the SDK calls of one run.
+pub struct Broker<'a> {
+    runner: &'a Runner,
+    org: &'a str,
+    /// Executor names from the outermost caller to this run (for the depth limit and cycles).
+    chain: Vec<String>,
+    /// The caller's deadline: time spent in called executors counts against it.
+    deadline: Instant,
+    /// Secret values this run used, to be redacted from its trace.
+    seen_secrets: Mutex<Vec<String>>,
+}
+
+impl Broker<'_> {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    async fn secret(&self, name: &str) -> Result<String, String> {
+        match self.runner.inner.store.get_secret(self.org, name).await {
+            Ok(Some(v)) => {
+                if let Ok(mut s) = self.seen_secrets.lock() {
+                    s.push(v.clone());
+                }
+                Ok(v)
+            }
+            Ok(None) => Err(format!("secret `{name}` is not set")),
+            Err(e) => Err(format!("cannot read secret `{name}`: {e}")),
+        }
+    }
+
+    /// Replaces every `{{secret.NAME}}` in `text`; a missing secret is an error.
+    pub async fn fill_secrets(&self, text: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or("an unclosed `{{` in a header value")?;
+            let name = after[..end].trim();
+            let Some(secret) = name.strip_prefix("secret.") else {
+                return Err(format!(
+                    "`{{{{{name}}}}}` in a header: only {{{{secret.NAME}}}} may be used there"
+                ));
+            };
+            out.push_str(&self.secret(secret).await?);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Makes an HTTP request on behalf of the code, through the egress guard.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn http(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        query: &[(String, String)],
+        json_body: Option<&Value>,
+        text_body: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+        let mut parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("invalid URL `{url}`: {e}"))?;
+        if !query.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(query);
+        }
+        self.runner.inner.clients.check_url(&parsed)?;
+        let mut req = self
+            .runner
+            .inner
+            .clients
+            .client(false)
+            .request(method, parsed)
+            .timeout(timeout);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(j) = json_body {
+            req = req.json(j);
+        } else if let Some(t) = text_body {
+            req = req.body(t.to_string());
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                "timeout: the request did not complete in time".to_string()
+            } else {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg = format!("{msg}: {s}");
+                    src = s.source();
+                }
+                msg
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let resp_headers: serde_json::Map<String, Value> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.to_string(), Value::String(v.to_string())))
+            })
+            .collect();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the response failed: {e}"))?;
+        let bytes = &bytes[..bytes.len().min(HTTP_BODY_CAP)];
+        let body = String::from_utf8_lossy(bytes).into_owned();
+        let parsed_json = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
+        Ok(json!({"status": status, "headers": resp_headers, "body": body, "json": parsed_json}))
+    }
+
+    /// One SDK request: `{"op": …, …}` → the value to answer, or an error message.
+    async fn handle(
+        &self,
+        req: &Value,
+        logs: &mut Vec<String>,
+        result: &mut Option<Value>,
+    ) -> Result<Value, String> {
+        let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
+        let need = |k: &str| s(k).ok_or_else(|| format!("`{k}` is required"));
+        match req.get("op").and_then(Value::as_str).unwrap_or("") {
+            "log" => {
+                if logs.len() < 1000 {
+                    logs.push(
+                        s("message")
+                            .unwrap_or_default()
+                            .chars()
+                            .take(8192)
+                            .collect(),
+                    );
+                }
+                Ok(Value::Null)
+            }
+            "result" => {
+                *result = Some(req.get("value").cloned().unwrap_or(Value::Null));
+                Ok(Value::Null)
+            }
+            "secret" => self.secret(&need("name")?).await.map(Value::String),
+            "storage.get" => self
+                .runner
+                .inner
+                .store
+                .kv_get(self.org, &need("key")?)
+                .await
+                .map(|v| v.unwrap_or(Value::Null))
+                .map_err(|e| e.to_string()),
+            "storage.set" => {
+                let key = need("key")?;
+                let value = req.get("value").cloned().unwrap_or(Value::Null);
+                if value.to_string().len() > 256 * 1024 {
+                    return Err("a stored value is at most 256 KiB".into());
+                }
+                self.runner
+                    .inner
+                    .store
+                    .kv_set(self.org, &key, &value)
+                    .await
+                    .map(|_| Value::Null)
+                    .map_err(|e| e.to_string())
+            }
+            "storage.delete" => self
+                .runner
+                .inner
+                .store
+                .kv_delete(self.org, &need("key")?)
+                .await
+                .map(Value::Bool)
+                .map_err(|e| e.to_string()),
+            "http" => {
+                let mut headers = BTreeMap::new();
+                if let Some(Value::Object(h)) = req.get("headers") {
+                    for (k, v) in h {
+                        let text = v
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string());
+                        headers.insert(k.clone(), self.fill_secrets(&text).await?);
+                    }
+                }
+                let query: Vec<(String, String)> = match req.get("query") {
+                    Some(Value::Object(q)) => q
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string()),
+                            )
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let json_body = req.get("json").filter(|v| !v.is_null());
+                let text_body = req.get("body").and_then(Value::as_str);
+                let timeout = self.remaining().min(Duration::from_secs(30));
+                self.http(
+                    &need("method")?,
+                    &need("url")?,
+                    &headers,
+                    &query,
+                    json_body,
+                    text_body,
+                    timeout,
+                )
+                .await
+            }
+            "call" => {
+                let name = need("executor")?;
+                if self.chain.len() >= MAX_CALL_DEPTH {
+                    return Err(format!(
+                        "call depth limit ({MAX_CALL_DEPTH}) reached: {} → {name}",
+                        self.chain.join(" → ")
+                    ));
+                }
+                if self.chain.contains(&name) {
+                    return Err(format!("call cycle: {} → {name}", self.chain.join(" → ")));
+                }
+                let ex = self
+                    .runner
+                    .inner
+                    .store
+                    .get_executor(self.org, &name)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound => format!("executor `{name}` does not exist"),
+                        other => other.to_string(),
+                    })?;
+                let mut chain = self.chain.clone();
+                chain.push(name.clone());
+                let input = req.get("input").cloned().unwrap_or(Value::Null);
+                let run =
+                    Box::pin(
+                        self.runner
+                            .run_in_chain(&ex, input, None, chain, self.deadline),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match run.status {
+                    RunStatus::Succeeded => Ok(run.output.unwrap_or(Value::Null)),
+                    RunStatus::Failed => Err(format!(
+                        "`{name}` failed ({}): {}",
+                        run.id,
+                        run.error.unwrap_or_default()
+                    )),
+                }
+            }
+            other => Err(format!("unknown SDK operation `{other}`")),
+        }
+    }
+
+    /// Replaces every secret value this run used by `[redacted]` in its trace.
+    fn redact(&self, run: &mut Run) {
+        let secrets = self
+            .seen_secrets
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        for secret in secrets.iter().filter(|s| s.len() >= 3) {
+            let hide = |t: &str| t.replace(secret.as_str(), "[redacted]");
+            run.stderr = hide(&run.stderr);
+            run.error = run.error.as_deref().map(hide);
+            for l in &mut run.logs {
+                *l = hide(l);
+            }
+            if let Some(out) = &run.output {
+                let text = out.to_string();
+                if text.contains(secret.as_str()) {
+                    run.output = serde_json::from_str(&hide(&text))
+                        .ok()
+                        .or(Some(Value::String("[redacted]".into())));
+                }
+            }
+        }
+    }
+}

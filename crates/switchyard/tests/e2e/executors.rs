@@ -1,0 +1,547 @@
+//! Executors: Python and PHP code in the sandbox with the SDK, API calls, secrets, and every
+//! way user code can misbehave ending as a clean failed run.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn put_executor(app: &TestApp, org: &Org, name: &str, body: Value) {
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/orgs/{}/executors/{name}", org.id),
+            &org.admin,
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+async fn run(app: &TestApp, org: &Org, name: &str, input: Value) -> Value {
+    let (s, v) = app
+        .post(
+            &format!("/v1/orgs/{}/executors/{name}/run", org.id),
+            &org.admin,
+            json!({"input": input}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+async fn secret(app: &TestApp, org: &Org, name: &str, value: &str) {
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/orgs/{}/secrets/{name}", org.id),
+            &org.admin,
+            Some(json!({"value": value})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+fn code(language: &str, source: &str) -> Value {
+    json!({"type": "code", "language": language, "source": source, "timeout_ms": 3000})
+}
+
+const PY_FULL: &str = r#"
+def main(input, sdk):
+    r = sdk.http("POST", input["url"], {"headers": {"Authorization": "Bearer {{secret.ERP_TOKEN}}"}, "json": {"q": input["n"]}})
+    count = (sdk.storage.get("count") or 0) + 1
+    sdk.storage.set("count", count)
+    doubled = sdk.call("double", {"n": input["n"]})
+    sdk.log("token length", len(sdk.secret("ERP_TOKEN")))
+    return {"status": r["status"], "echo": r["json"], "count": count, "doubled": doubled["n"]}
+"#;
+
+const PHP_FULL: &str = r#"<?php
+function main($in, $sdk) {
+    $r = $sdk->http('POST', $in['url'], ['headers' => ['Authorization' => 'Bearer {{secret.ERP_TOKEN}}'], 'json' => ['q' => $in['n']]]);
+    $count = ($sdk->storage->get('count') ?? 0) + 1;
+    $sdk->storage->set('count', $count);
+    $doubled = $sdk->call('double', ['n' => $in['n']]);
+    $sdk->log('token length', strlen($sdk->secret('ERP_TOKEN')));
+    return ['status' => $r['status'], 'echo' => $r['json'], 'count' => $count, 'doubled' => $doubled['n']];
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_php_use_http_storage_secrets_and_udfs() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("code").await;
+    secret(&app, &org, "ERP_TOKEN", "erp-s3cret-token").await;
+    put_executor(
+        &app,
+        &org,
+        "double",
+        code(
+            "python",
+            "def main(input, sdk):\n    return {\"n\": input[\"n\"] * 2}\n",
+        ),
+    )
+    .await;
+    put_executor(&app, &org, "py", code("python", PY_FULL)).await;
+    put_executor(&app, &org, "php", code("php", PHP_FULL)).await;
+
+    let r = run(&app, &org, "py", json!({"n": 21, "url": rx.url("/erp")})).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["output"]["doubled"], 42);
+    assert_eq!(r["output"]["count"], 1);
+    assert_eq!(r["output"]["status"], 200);
+    assert_eq!(r["logs"], json!(["token length 16"]));
+    let r = run(&app, &org, "php", json!({"n": 5, "url": rx.url("/erp")})).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["output"]["doubled"], 10);
+    assert_eq!(
+        r["output"]["count"], 2,
+        "storage is shared by the organization's executors"
+    );
+    assert_eq!(r["logs"], json!(["token length 16"]));
+
+    let got = rx.wait_for(2, Duration::from_secs(5)).await;
+    for req in &got {
+        assert_eq!(req.path, "/erp");
+        assert_eq!(
+            req.header("authorization").as_deref(),
+            Some("Bearer erp-s3cret-token"),
+            "the hub injected the secret"
+        );
+    }
+    assert_eq!(got[0].json(), json!({"q": 21}));
+    assert_eq!(got[1].json(), json!({"q": 5}));
+
+    // The run is traced and can be read back; the secret never appears in it.
+    let (s, stored) = app
+        .get(
+            &format!("/v1/orgs/{}/runs/{}", org.id, r["id"].as_str().expect("id")),
+            &org.viewer,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(stored["output"], r["output"]);
+    let (_, names) = app
+        .get(&format!("/v1/orgs/{}/secrets", org.id), &org.viewer)
+        .await;
+    assert_eq!(names[0]["name"], "ERP_TOKEN");
+    assert!(
+        !names.to_string().contains("erp-s3cret-token"),
+        "secret values are never returned"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enneo_style_scripts_read_stdin_and_print_json() {
+    let app = spawn_app().await;
+    let org = app.org("enneo").await;
+    put_executor(&app, &org, "py", code("python", "import json, sys, os\nx = json.load(sys.stdin)\nprint(json.dumps({'ticket': x['ticketId'], 'sdk': os.path.exists(os.environ['SDK'])}))\n")).await;
+    put_executor(&app, &org, "php", code("php", "<?php\nrequire getenv('SDK');\n$x = json_decode(file_get_contents('php://stdin'), true);\necho json_encode(['ticket' => $x['ticketId'], 'in' => $in['ticketId']]);\n")).await;
+    let r = run(&app, &org, "py", json!({"ticketId": 456})).await;
+    assert_eq!(r["output"], json!({"ticket": 456, "sdk": true}), "{r:#}");
+    let r = run(&app, &org, "php", json!({"ticketId": 457})).await;
+    assert_eq!(r["output"], json!({"ticket": 457, "in": 457}), "{r:#}");
+    app.stop().await;
+}
+
+/// Runs `source` and checks it fails within about a second of its deadline, for `reason`.
+async fn breaks(
+    app: &TestApp,
+    org: &Org,
+    lang: &str,
+    source: &str,
+    timeout_ms: u32,
+    reason: &str,
+) -> Value {
+    let name = format!("bad-{}", switchyard_core::ids::new_id("x"));
+    put_executor(app, org, &name, json!({"type": "code", "language": lang, "source": source, "timeout_ms": timeout_ms, "memory_mb": 64})).await;
+    let started = Instant::now();
+    let r = run(app, org, &name, json!({})).await;
+    let took = started.elapsed();
+    assert_eq!(
+        r["status"], "failed",
+        "{lang} `{source}` should fail: {r:#}"
+    );
+    let err = r["error"].as_str().expect("error");
+    assert!(
+        err.contains(reason),
+        "{lang} `{source}`: expected `{reason}` in `{err}`"
+    );
+    assert!(
+        took < Duration::from_millis(u64::from(timeout_ms) + 1500),
+        "{lang} `{source}` took {took:?}"
+    );
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_code_ends_as_a_clean_failed_run() {
+    let app = spawn_app().await;
+    let org = app.org("breakage").await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "while True:\n    pass\n",
+        1000,
+        "timeout",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "php",
+        "<?php\nwhile (true) {}\n",
+        1000,
+        "timeout",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "x = []\nwhile True:\n    x.append(' ' * 10_000_000)\n",
+        5000,
+        "memory",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "php",
+        "<?php\n$x = [];\nwhile (true) { $x[] = str_repeat(' ', 10000000); }\n",
+        5000,
+        "memory",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "def f(n):\n    return f(n + 1)\nf(0)\n",
+        3000,
+        "RecursionError",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "import sys\nsys.stdout.write('x' * (50 * 1024 * 1024))\n",
+        5000,
+        "1 MiB",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "def main(input, sdk):\n    raise ValueError('bad ticket')\n",
+        2000,
+        "ValueError: bad ticket",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "def main(input, sdk) return 1\n",
+        2000,
+        "SyntaxError",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "php",
+        "<?php\nfunction main($in, $sdk) { throw new Exception('nope'); }\n",
+        2000,
+        "nope",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "python",
+        "print('this is not json')\n",
+        2000,
+        "not JSON",
+    )
+    .await;
+    // A fork bomb: the process limit binds because the code runs as an unprivileged user.
+    let r = breaks(
+        &app,
+        &org,
+        "python",
+        "import os\nwhile True:\n    os.fork()\n",
+        2000,
+        "",
+    )
+    .await;
+    assert!(r["error"].as_str().expect("e").len() > 5);
+    // The hub's own database and master key are out of reach.
+    let data_dir = app_data_dir(&app).await;
+    let db = data_dir.join("switchyard.db");
+    let key = data_dir.join("master.key");
+    for path in [&db, &key] {
+        breaks(
+            &app,
+            &org,
+            "python",
+            &format!(
+                "print(open({:?}, 'rb').read(10))\n",
+                path.display().to_string()
+            ),
+            2000,
+            "Permission",
+        )
+        .await;
+        breaks(&app, &org, "php", &format!("<?php\n$x = file_get_contents({:?});\nif ($x === false) {{ exit(3); }}\necho json_encode(strlen($x));\n", path.display().to_string()), 2000, "status 3").await;
+    }
+    // No network of its own: the only way out is the SDK.
+    breaks(
+        &app,
+        &org,
+        "python",
+        "import socket\ns = socket.create_connection(('1.1.1.1', 80), timeout=1)\nprint('{}')\n",
+        3000,
+        "exited",
+    )
+    .await;
+    // The hub is still fine.
+    let ok = run_ok(&app, &org).await;
+    assert_eq!(ok["output"], json!({"ok": true}));
+    app.stop().await;
+}
+
+async fn run_ok(app: &TestApp, org: &Org) -> Value {
+    put_executor(
+        app,
+        org,
+        "fine",
+        code("python", "def main(input, sdk):\n    return {'ok': True}\n"),
+    )
+    .await;
+    run(app, org, "fine", json!({})).await
+}
+
+/// The data dir of an in-process app: where its database lives.
+async fn app_data_dir(app: &TestApp) -> std::path::PathBuf {
+    app.data_dir.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udf_cycles_and_depth_are_refused() {
+    let app = spawn_app().await;
+    let org = app.org("udf").await;
+    put_executor(
+        &app,
+        &org,
+        "a",
+        code(
+            "python",
+            "def main(input, sdk):\n    return sdk.call('b', input)\n",
+        ),
+    )
+    .await;
+    put_executor(
+        &app,
+        &org,
+        "b",
+        code(
+            "python",
+            "def main(input, sdk):\n    return sdk.call('a', input)\n",
+        ),
+    )
+    .await;
+    let r = run(&app, &org, "a", json!({})).await;
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .expect("e")
+            .contains("call cycle: a → b → a"),
+        "{r:#}"
+    );
+    for (name, next) in [
+        ("l1", "l2"),
+        ("l2", "l3"),
+        ("l3", "l4"),
+        ("l4", "l5"),
+        ("l5", "l6"),
+    ] {
+        put_executor(
+            &app,
+            &org,
+            name,
+            code(
+                "python",
+                &format!("def main(input, sdk):\n    return sdk.call('{next}', input)\n"),
+            ),
+        )
+        .await;
+    }
+    put_executor(
+        &app,
+        &org,
+        "l6",
+        code("python", "def main(input, sdk):\n    return {}\n"),
+    )
+    .await;
+    let r = run(&app, &org, "l1", json!({})).await;
+    assert!(
+        r["error"].as_str().expect("e").contains("depth limit (5)"),
+        "{r:#}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_calls_place_input_by_method_and_inject_secrets() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("apicall").await;
+    secret(&app, &org, "ERP_KEY", "k-123456").await;
+    for method in ["GET", "DELETE", "POST", "PUT", "PATCH"] {
+        let name = format!("call-{}", method.to_lowercase());
+        put_executor(&app, &org, &name, json!({"type": "api_call", "method": method,
+            "url": rx.url("/contracts/{{input.contractId}}"), "headers": {"X-Api-Key": "{{secret.ERP_KEY}}"}})).await;
+    }
+    rx.always(Reply::status(200).header("content-type", "application/json"));
+    for (i, method) in ["GET", "DELETE", "POST", "PUT", "PATCH"].iter().enumerate() {
+        let r = run(
+            &app,
+            &org,
+            &format!("call-{}", method.to_lowercase()),
+            json!({"contractId": "VN 1", "limit": 5}),
+        )
+        .await;
+        // The test receiver answers a text body: a non-JSON answer is a failed run showing it.
+        assert_eq!(r["status"], "failed");
+        assert!(
+            r["error"].as_str().expect("e").contains("not JSON"),
+            "{r:#}"
+        );
+        assert!(r["error"].as_str().expect("e").contains("receiver says hi"));
+        let got = rx.wait_for(i + 1, Duration::from_secs(5)).await;
+        let req = &got[i];
+        assert_eq!(req.path, "/contracts/VN+1");
+        assert_eq!(req.header("x-api-key").as_deref(), Some("k-123456"));
+        match *method {
+            "GET" | "DELETE" => assert!(req.body.is_empty(), "{method} sends no body"),
+            _ => assert_eq!(
+                req.json(),
+                json!({"contractId": "VN 1", "limit": 5}),
+                "{method} sends JSON"
+            ),
+        }
+    }
+    // A missing secret fails the run and nothing is sent.
+    put_executor(&app, &org, "nokey", json!({"type": "api_call", "method": "GET", "url": rx.url("/x"), "headers": {"X-Api-Key": "{{secret.MISSING}}"}})).await;
+    let before = rx.received().len();
+    let r = run(&app, &org, "nokey", json!({})).await;
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .expect("e")
+            .contains("secret `MISSING` is not set"),
+        "{r:#}"
+    );
+    assert_eq!(
+        rx.received().len(),
+        before,
+        "nothing was sent without the secret"
+    );
+    // A JSON answer is the output; a non-2xx fails with its status.
+    let json_rx = JsonReceiver::start().await;
+    put_executor(
+        &app,
+        &org,
+        "json",
+        json!({"type": "api_call", "method": "GET", "url": json_rx.url("/ok")}),
+    )
+    .await;
+    let r = run(&app, &org, "json", json!({"q": "x"})).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["output"], json!({"path": "/ok", "query": "q=x"}));
+    put_executor(
+        &app,
+        &org,
+        "missing",
+        json!({"type": "api_call", "method": "GET", "url": json_rx.url("/404")}),
+    )
+    .await;
+    let r = run(&app, &org, "missing", json!({})).await;
+    assert!(
+        r["error"].as_str().expect("e").contains("answered 404"),
+        "{r:#}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_definitions_are_validated_and_versioned() {
+    let app = spawn_app().await;
+    let org = app.org("defs").await;
+    let path = format!("/v1/orgs/{}/executors/x", org.id);
+    for (body, what) in [
+        (
+            json!({"type": "code", "language": "cobol", "source": "x"}),
+            "language",
+        ),
+        (json!({"type": "code", "language": "python"}), "source"),
+        (
+            json!({"type": "code", "language": "python", "source": "x", "timeout_ms": 120000}),
+            "timeout_ms",
+        ),
+        (
+            json!({"type": "api_call", "method": "TRACE", "url": "https://example.com"}),
+            "method",
+        ),
+        (json!({"type": "api_call", "method": "GET"}), "url"),
+        (json!({"type": "script", "source": "x"}), "type"),
+        (
+            json!({"type": "code", "language": "javascript", "source": "x"}),
+            "not available",
+        ),
+    ] {
+        let (s, v) = app.call(Method::PUT, &path, &org.admin, Some(body)).await;
+        assert_eq!(s, 422, "{v}");
+        assert!(
+            v["error"]["message"].as_str().expect("m").contains(what),
+            "{what}: {v}"
+        );
+    }
+    put_executor(
+        &app,
+        &org,
+        "x",
+        code("python", "def main(i, s):\n    return 1\n"),
+    )
+    .await;
+    put_executor(
+        &app,
+        &org,
+        "x",
+        code("python", "def main(i, s):\n    return 2\n"),
+    )
+    .await;
+    let (_, v) = app.get(&path, &org.viewer).await;
+    assert_eq!(v["version"], 2);
+    let r = run(&app, &org, "x", json!({})).await;
+    assert_eq!(
+        (r["output"].clone(), r["version"].clone()),
+        (json!(2), json!(2))
+    );
+    let other = app.org("defs-other").await;
+    let (s, _) = app.get(&path, &other.admin).await;
+    assert_eq!(s, 404);
+    let (s, _) = app
+        .post(&format!("{path}/run"), &other.admin, json!({}))
+        .await;
+    assert_eq!(s, 404);
+    app.stop().await;
+}
