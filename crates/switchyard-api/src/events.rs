@@ -354,7 +354,10 @@ impl From<&Attempt> for AttemptOut {
 pub struct DeliveryOut {
     pub id: String,
     pub event_id: String,
-    pub endpoint_id: String,
+    /// The endpoint, for a webhook delivery.
+    pub endpoint_id: Option<String>,
+    /// The executor, for an event hook (its runs are in the event's `runs`).
+    pub executor: Option<String>,
     pub subscription_id: Option<String>,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
@@ -371,7 +374,8 @@ impl DeliveryOut {
         DeliveryOut {
             id: d.id.clone(),
             event_id: d.event_id.clone(),
-            endpoint_id: d.endpoint_id.clone(),
+            endpoint_id: d.target.endpoint_id().map(str::to_string),
+            executor: d.target.executor().map(str::to_string),
             subscription_id: d.subscription_id.clone(),
             status: d.status.as_str().into(),
             attempt_count: d.attempts,
@@ -408,6 +412,7 @@ pub async fn trace(
         .trace(&org, &id)
         .await
         .map_err(|e| ApiError::from_store(e, "event"))?;
+    let runs = s.store.runs_for_event(&org, &id).await?;
     Ok(Json(TraceOut {
         event: EventOut::from(&t.event),
         deliveries: t
@@ -415,6 +420,6 @@ pub async fn trace(
             .iter()
             .map(|(d, a)| DeliveryOut::from(d, Some(a)))
             .collect(),
-        runs: vec![],
+        runs: runs.iter().map(crate::executors::RunOut::from).collect(),
     }))
 }

@@ -14,7 +14,7 @@ use switchyard_core::filter::Filter;
 use switchyard_core::glob::is_valid_pattern;
 use switchyard_core::ids::new_id;
 use switchyard_core::time::{now_ms, to_rfc3339};
-use switchyard_core::{Role, Subscription};
+use switchyard_core::{Role, Subscription, Target};
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -22,8 +22,10 @@ use utoipa::ToSchema;
 pub struct SubscriptionIn {
     /// Event type names or globs (`Ticket*`, `QueueCallIn*`, `*`).
     pub event_types: Vec<String>,
-    /// The endpoint to deliver to (or give `url`).
+    /// The endpoint to deliver to (or give `url`, or `executor`).
     pub endpoint_id: Option<String>,
+    /// Run this executor for each event (an event hook); its runs are in the event's trace.
+    pub executor: Option<String>,
     /// Deliver to this URL directly (Enate's SubscriberURL); an endpoint is made for it.
     pub url: Option<String>,
     /// Only events about this entity (Enreach's EntityId). A string or a number.
@@ -53,7 +55,8 @@ pub struct SubscriptionIn {
 pub struct SubscriptionOut {
     pub id: String,
     pub event_types: Vec<String>,
-    pub endpoint_id: String,
+    pub endpoint_id: Option<String>,
+    pub executor: Option<String>,
     pub entity_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
@@ -69,7 +72,8 @@ impl SubscriptionOut {
         SubscriptionOut {
             id: s.id,
             event_types: s.event_types,
-            endpoint_id: s.endpoint_id,
+            endpoint_id: s.target.endpoint_id().map(str::to_string),
+            executor: s.target.executor().map(str::to_string),
             entity_id: s.entity_id,
             filter: s.filter,
             mode: "async".into(),
@@ -142,23 +146,31 @@ pub async fn create(
         }
     };
     let sub_id = new_id("sub");
-    let (endpoint_id, owned) = match (body.endpoint_id, body.url) {
-        (Some(ep), None) => {
-            let inline = body.profile.is_some()
-                || body.headers.is_some()
-                || body.custom_header.is_some()
-                || body.token.is_some()
-                || body.insecure_tls.is_some()
-                || body.timeout_ms.is_some()
-                || body.retry_schedule_s.is_some();
+    let inline = body.profile.is_some()
+        || body.headers.is_some()
+        || body.custom_header.is_some()
+        || body.token.is_some()
+        || body.insecure_tls.is_some()
+        || body.timeout_ms.is_some()
+        || body.retry_schedule_s.is_some();
+    let (target, owned) = match (body.endpoint_id, body.url, body.executor) {
+        (None, None, Some(name)) => {
+            if inline {
+                return Err(ApiError::invalid(
+                    "delivery settings do not apply to an executor subscription",
+                ));
+            }
+            (Target::Executor(name), None)
+        }
+        (Some(ep), None, None) => {
             if inline {
                 return Err(ApiError::invalid(
                     "delivery settings belong to the endpoint; with `endpoint_id` change them there",
                 ));
             }
-            (ep, None)
+            (Target::Endpoint(ep), None)
         }
-        (None, Some(url)) => {
+        (None, Some(url), None) => {
             let mut headers = body.headers.unwrap_or_default();
             match (body.custom_header, body.custom_header_value) {
                 (Some(h), Some(v)) => {
@@ -186,11 +198,11 @@ pub async fn create(
                 ..Default::default()
             };
             apply(&s, &mut ep, settings, true)?;
-            (ep.id.clone(), Some(ep))
+            (Target::Endpoint(ep.id.clone()), Some(ep))
         }
         _ => {
             return Err(ApiError::invalid(
-                "give exactly one of `endpoint_id` and `url`",
+                "give exactly one of `endpoint_id`, `url` and `executor`",
             ));
         }
     };
@@ -198,7 +210,7 @@ pub async fn create(
         id: sub_id,
         org_id: org.clone(),
         event_types: body.event_types,
-        endpoint_id,
+        target,
         entity_id,
         filter,
         created_at: now_ms(),

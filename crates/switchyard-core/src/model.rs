@@ -194,13 +194,43 @@ impl Endpoint {
     }
 }
 
-/// Routes events of some types (optionally about one entity, optionally filtered) to an endpoint.
+/// Where a subscription sends events: a webhook endpoint, or an executor (an event hook).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Endpoint(String),
+    Executor(String),
+}
+
+impl Target {
+    pub fn endpoint_id(&self) -> Option<&str> {
+        match self {
+            Target::Endpoint(id) => Some(id),
+            Target::Executor(_) => None,
+        }
+    }
+    pub fn executor(&self) -> Option<&str> {
+        match self {
+            Target::Executor(name) => Some(name),
+            Target::Endpoint(_) => None,
+        }
+    }
+    /// From the two nullable columns that store it.
+    pub fn from_columns(endpoint_id: Option<String>, executor: Option<String>) -> Option<Target> {
+        match (endpoint_id, executor) {
+            (Some(e), None) => Some(Target::Endpoint(e)),
+            (None, Some(x)) => Some(Target::Executor(x)),
+            _ => None,
+        }
+    }
+}
+
+/// Routes events of some types (optionally about one entity, optionally filtered) to a target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub id: String,
     pub org_id: String,
     pub event_types: Vec<String>,
-    pub endpoint_id: String,
+    pub target: Target,
     pub entity_id: Option<String>,
     /// The filter document as given (parsed again into [`crate::filter::Filter`] when routing).
     pub filter: Option<Value>,
@@ -232,13 +262,13 @@ impl DeliveryStatus {
     }
 }
 
-/// One event on its way to one endpoint.
+/// One event on its way to one endpoint (or executor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub id: String,
     pub org_id: String,
     pub event_id: String,
-    pub endpoint_id: String,
+    pub target: Target,
     pub subscription_id: Option<String>,
     pub status: DeliveryStatus,
     pub attempts: u32,
@@ -287,7 +317,7 @@ pub struct AttemptResult {
 pub struct DueDelivery {
     pub delivery_id: String,
     pub org_id: String,
-    pub endpoint_id: String,
+    pub target: Target,
     pub attempts: u32,
     pub event: std::sync::Arc<Event>,
 }

@@ -7,14 +7,14 @@
 
 use crate::filter::Filter;
 use crate::glob;
-use crate::model::{Event, Subscription};
+use crate::model::{Event, Subscription, Target as Destination};
 use std::collections::HashMap;
 
 /// One subscription, ready to match.
 #[derive(Debug, Clone)]
 struct Route {
     subscription_id: String,
-    endpoint_id: String,
+    target: Destination,
     entity_id: Option<String>,
     filter: Option<Filter>,
 }
@@ -27,11 +27,11 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
-/// Where one event goes: (subscription id, endpoint id).
+/// Where one event goes: the subscription and its endpoint or executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub subscription_id: String,
-    pub endpoint_id: String,
+    pub target: Destination,
 }
 
 impl RouteTable {
@@ -50,7 +50,7 @@ impl RouteTable {
             let idx = t.routes.len();
             t.routes.push(Route {
                 subscription_id: s.id,
-                endpoint_id: s.endpoint_id,
+                target: s.target,
                 entity_id: s.entity_id,
                 filter,
             });
@@ -65,8 +65,8 @@ impl RouteTable {
         t
     }
 
-    /// The targets of `event`, one per endpoint (two subscriptions of the same endpoint that both
-    /// match deliver once).
+    /// The targets of `event`, one per endpoint or executor (two subscriptions of the same
+    /// endpoint that both match deliver once).
     pub fn route(&self, event: &Event) -> Vec<Target> {
         let mut hits: Vec<usize> = self
             .exact
@@ -96,12 +96,12 @@ impl RouteTable {
                     continue;
                 }
             }
-            if out.iter().any(|t| t.endpoint_id == r.endpoint_id) {
+            if out.iter().any(|t| t.target == r.target) {
                 continue;
             }
             out.push(Target {
                 subscription_id: r.subscription_id.clone(),
-                endpoint_id: r.endpoint_id.clone(),
+                target: r.target.clone(),
             });
         }
         out
@@ -133,7 +133,7 @@ mod tests {
             id: id.into(),
             org_id: "o".into(),
             event_types: types.iter().map(|s| s.to_string()).collect(),
-            endpoint_id: ep.into(),
+            target: Destination::Endpoint(ep.into()),
             entity_id: entity.map(str::to_string),
             filter,
             created_at: 0,

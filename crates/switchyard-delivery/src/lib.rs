@@ -10,6 +10,8 @@
 //! - **One recorder.** Attempt results go to a single task that writes them in batches (one
 //!   store call, one commit, for many attempts), then emits `switchyard.endpoint.disabled` for
 //!   endpoints that an attempt disabled.
+//! - **Event hooks.** Deliveries to an executor run through the [`HookRunner`] the binary plugs
+//!   in, on their own concurrency limit, so a slow or stuck executor never delays webhooks.
 //! - **Shutdown** stops taking work, hands queued deliveries back to the store (they become due
 //!   at once), waits a grace period for requests in flight and records their results.
 
@@ -17,15 +19,17 @@ pub mod http;
 pub mod profile;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_core::ids::new_id;
 use switchyard_core::retry::{Next, next_after_failure};
 use switchyard_core::time::now_ms;
 use switchyard_core::{
-    Attempt, AttemptResult, DueDelivery, Endpoint, EntityRef, NewEvent, Outcome,
+    Attempt, AttemptResult, DueDelivery, Endpoint, EntityRef, Event, NewEvent, Outcome, Target,
 };
 use switchyard_store::{DEFAULT_LEASE_MS, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -40,6 +44,33 @@ const MAX_QUEUED_PER_ENDPOINT: usize = 20_000;
 const CONFIG_TTL: Duration = Duration::from_secs(5);
 /// An idle endpoint worker exits after this long.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
+
+/// Event hooks running at once; beyond this they wait (webhooks are not affected).
+const MAX_HOOKS_IN_FLIGHT: usize = 8;
+
+/// What running an event hook produced.
+#[derive(Debug, Clone)]
+pub struct HookResult {
+    /// The run's id, when a run was made (it is in the event's trace).
+    pub run_id: Option<String>,
+    /// Why it failed; `None` when it succeeded.
+    pub error: Option<String>,
+    /// A failure that no retry can mend (the executor does not exist).
+    pub permanent: bool,
+    /// The executor's own retry setting (`Some(0)`: never retried).
+    pub retries: Option<u32>,
+    pub duration_ms: f64,
+}
+
+/// Runs executors for event hooks; implemented by the executor crate and plugged in at start-up.
+pub trait HookRunner: Send + Sync + 'static {
+    fn run_hook<'a>(
+        &'a self,
+        org: &'a str,
+        executor: &'a str,
+        event: &'a Event,
+    ) -> Pin<Box<dyn Future<Output = HookResult> + Send + 'a>>;
+}
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -93,6 +124,9 @@ struct Inner {
     /// Attempts whose request is under way; shutdown waits for it to reach zero.
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Runs event hooks; set once at start-up.
+    hooks: OnceLock<Arc<dyn HookRunner>>,
+    hook_slots: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -110,6 +144,8 @@ impl Engine {
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            hooks: OnceLock::new(),
+            hook_slots: Arc::new(Semaphore::new(MAX_HOOKS_IN_FLIGHT)),
         });
         let engine = Engine { inner };
         tokio::spawn(engine.clone().recorder(rx));
@@ -119,6 +155,11 @@ impl Engine {
 
     pub fn clients(&self) -> &http::Clients {
         &self.inner.clients
+    }
+
+    /// Plugs in what runs event hooks (deliveries whose target is an executor).
+    pub fn set_hook_runner(&self, runner: Arc<dyn HookRunner>) {
+        let _ = self.inner.hooks.set(runner);
     }
 
     /// Queues deliveries that this node has claimed.
@@ -134,11 +175,19 @@ impl Engine {
                 let _ = self.inner.recorder.send(Msg::Release(d.delivery_id));
                 continue;
             }
-            let slot = slots.entry(d.endpoint_id.clone()).or_insert_with(|| {
+            let endpoint_id = match &d.target {
+                Target::Endpoint(id) => id.clone(),
+                Target::Executor(name) => {
+                    let name = name.clone();
+                    tokio::spawn(self.clone().run_hook(d, name));
+                    continue;
+                }
+            };
+            let slot = slots.entry(endpoint_id.clone()).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let queued = Arc::new(AtomicUsize::new(0));
                 tokio::spawn(self.clone().endpoint_worker(
-                    d.endpoint_id.clone(),
+                    endpoint_id.clone(),
                     d.org_id.clone(),
                     rx,
                     queued.clone(),
@@ -332,6 +381,67 @@ impl Engine {
                     this.inner.idle.notify_waiters();
                 }
             });
+        }
+    }
+
+    /// Runs an event hook and records it as an attempt of its delivery.
+    async fn run_hook(self, job: DueDelivery, executor: String) {
+        let inner = self.inner.clone();
+        let Ok(permit) = inner.hook_slots.clone().acquire_owned().await else {
+            return;
+        };
+        if inner.stopping.load(Ordering::SeqCst) {
+            let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+            return;
+        }
+        let Some(runner) = inner.hooks.get().cloned() else {
+            tracing::error!("an event hook is due but no hook runner is plugged in");
+            return;
+        };
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let at = now_ms();
+        let result = runner.run_hook(&job.org_id, &executor, &job.event).await;
+        drop(permit);
+        let outcome = if result.error.is_none() {
+            Outcome::Delivered
+        } else if result.permanent {
+            Outcome::Failed
+        } else {
+            let schedule: Vec<u32> = match result.retries {
+                Some(n) => switchyard_core::retry::DEFAULT_SCHEDULE_S
+                    .iter()
+                    .copied()
+                    .take(n as usize)
+                    .collect(),
+                None => switchyard_core::retry::DEFAULT_SCHEDULE_S.to_vec(),
+            };
+            match next_after_failure(&schedule, job.attempts + 1, None) {
+                Next::RetryInMs(ms) => Outcome::Retry {
+                    at: now_ms() + ms as i64,
+                },
+                Next::GiveUp => Outcome::Failed,
+            }
+        };
+        let attempt = AttemptResult {
+            delivery_id: job.delivery_id.clone(),
+            attempt: Attempt {
+                id: new_id("att"),
+                delivery_id: job.delivery_id.clone(),
+                at,
+                status_code: None,
+                duration_ms: result.duration_ms,
+                error: result.error,
+                response_body: result.run_id.map(|id| format!("run {id}")),
+            },
+            outcome,
+            disable_endpoint: None,
+        };
+        let _ = inner.recorder.send(Msg::Result {
+            org: job.org_id,
+            result: attempt,
+        });
+        if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            inner.idle.notify_waiters();
         }
     }
 

@@ -451,3 +451,57 @@ impl Broker<'_> {
         }
     }
 }
+
+/// Event hooks: the delivery engine runs a subscription's executor through this.
+impl switchyard_delivery::HookRunner for Runner {
+    fn run_hook<'a>(
+        &'a self,
+        org: &'a str,
+        executor: &'a str,
+        event: &'a switchyard_core::Event,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = switchyard_delivery::HookResult> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let started = Instant::now();
+            let fail = |error: String, permanent: bool, retries: Option<u32>| {
+                switchyard_delivery::HookResult {
+                    run_id: None,
+                    error: Some(error),
+                    permanent,
+                    retries,
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                }
+            };
+            let ex = match self.inner.store.get_executor(org, executor).await {
+                Ok(ex) => ex,
+                Err(StoreError::NotFound) => {
+                    return fail(format!("executor `{executor}` does not exist"), true, None);
+                }
+                Err(e) => {
+                    return fail(
+                        format!("cannot load executor `{executor}`: {e}"),
+                        false,
+                        None,
+                    );
+                }
+            };
+            let input = ex.input_for_event(&event.envelope());
+            match self.run(&ex, input, Some(&event.id)).await {
+                Ok(run) => switchyard_delivery::HookResult {
+                    error: match run.status {
+                        RunStatus::Succeeded => None,
+                        RunStatus::Failed => {
+                            Some(run.error.unwrap_or_else(|| "the run failed".into()))
+                        }
+                    },
+                    run_id: Some(run.id),
+                    permanent: false,
+                    retries: ex.retries,
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                },
+                Err(e) => fail(format!("cannot record the run: {e}"), false, ex.retries),
+            }
+        })
+    }
+}

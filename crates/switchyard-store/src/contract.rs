@@ -55,7 +55,7 @@ pub fn sample_subscription(org: &str, endpoint_id: &str, types: &[&str]) -> Subs
         id: new_id("sub"),
         org_id: org.to_string(),
         event_types: types.iter().map(|s| s.to_string()).collect(),
-        endpoint_id: endpoint_id.to_string(),
+        target: Target::Endpoint(endpoint_id.to_string()),
         entity_id: None,
         filter: None,
         created_at: now_ms(),

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
+use switchyard_core::Target;
 use switchyard_core::crypto::MasterKey;
 use switchyard_core::executor::{Executor, Run, RunStatus};
 use switchyard_core::ids::new_id;
@@ -416,7 +417,21 @@ fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
     key.encrypt(&secrets_ctx(&ep.id), &plain)
 }
 
-const SUB_COLS: &str = "id, org_id, event_types, endpoint_id, entity_id, filter, created_at";
+const SUB_COLS: &str =
+    "id, org_id, event_types, endpoint_id, entity_id, filter, created_at, executor";
+
+fn target_from_columns(
+    endpoint_id: Option<String>,
+    executor: Option<String>,
+) -> rusqlite::Result<Target> {
+    Target::from_columns(endpoint_id, executor).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            3,
+            rusqlite::types::Type::Null,
+            "a row must have exactly one of endpoint_id and executor".into(),
+        )
+    })
+}
 
 fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
     let types: String = r.get(2)?;
@@ -424,7 +439,7 @@ fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
         id: r.get(0)?,
         org_id: r.get(1)?,
         event_types: serde_json::from_str(&types).unwrap_or_default(),
-        endpoint_id: r.get(3)?,
+        target: target_from_columns(r.get(3)?, r.get(7)?)?,
         entity_id: r.get(4)?,
         filter: parse_json(r.get(5)?),
         created_at: r.get(6)?,
@@ -432,7 +447,7 @@ fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
 }
 
 const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subscription_id, status, attempts, \
-     next_attempt_at, created_at, updated_at";
+     next_attempt_at, created_at, updated_at, executor";
 
 fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
     let status: String = r.get(5)?;
@@ -440,7 +455,7 @@ fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
         id: r.get(0)?,
         org_id: r.get(1)?,
         event_id: r.get(2)?,
-        endpoint_id: r.get(3)?,
+        target: target_from_columns(r.get(3)?, r.get(10)?)?,
         subscription_id: r.get(4)?,
         status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
         attempts: r.get(6)?,
@@ -524,9 +539,9 @@ impl WriterCtx {
             return Ok(t.clone());
         }
         let mut stmt = self.conn.prepare_cached(
-            "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at
-             FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id
-             WHERE s.org_id = ?1 AND e.enabled = 1",
+            "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at, s.executor
+             FROM subscriptions s LEFT JOIN endpoints e ON e.id = s.endpoint_id
+             WHERE s.org_id = ?1 AND (s.executor IS NOT NULL OR e.enabled = 1)",
         )?;
         let subs = stmt
             .query_map([org], sub_from_row)?
@@ -587,7 +602,7 @@ fn insert_delivery(
     conn: &Connection,
     org: &str,
     event: &Event,
-    endpoint_id: &str,
+    target: &Target,
     subscription_id: Option<&str>,
     claim: Option<(&str, i64)>,
     now: i64,
@@ -599,10 +614,21 @@ fn insert_delivery(
     };
     conn.prepare_cached(
         "INSERT INTO deliveries (id, org_id, event_seq, event_id, endpoint_id, subscription_id, status,
-         attempts, next_attempt_at, claimed_by, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8, ?9, ?9)",
+         attempts, next_attempt_at, claimed_by, created_at, updated_at, executor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8, ?9, ?9, ?10)",
     )?
-    .execute(params![id, org, event.seq, event.id, endpoint_id, subscription_id, next, claimed_by, now])?;
+    .execute(params![
+        id,
+        org,
+        event.seq,
+        event.id,
+        target.endpoint_id(),
+        subscription_id,
+        next,
+        claimed_by,
+        now,
+        target.executor()
+    ])?;
     Ok(id)
 }
 
@@ -869,29 +895,41 @@ impl Store for SqliteStore {
             if let Some(ep) = &owned {
                 insert_endpoint(&ctx.conn, &ctx.key, ep)?;
             }
+            let (sql, what, name) = match &sub.target {
+                Target::Endpoint(id) => (
+                    "SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2",
+                    "endpoint",
+                    id,
+                ),
+                Target::Executor(n) => (
+                    "SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1",
+                    "executor",
+                    n,
+                ),
+            };
             let exists: Option<i64> = ctx
                 .conn
-                .prepare_cached("SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2")?
-                .query_row([&sub.org_id, &sub.endpoint_id], |r| r.get(0))
+                .prepare_cached(sql)?
+                .query_row([&sub.org_id, name], |r| r.get(0))
                 .optional()?;
             if exists.is_none() {
                 return Err(StoreError::InvalidReference(format!(
-                    "endpoint `{}` does not exist",
-                    sub.endpoint_id
+                    "{what} `{name}` does not exist"
                 )));
             }
             ctx.conn
                 .prepare_cached(&format!(
-                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
                 ))?
                 .execute(params![
                     sub.id,
                     sub.org_id,
                     serde_json::to_string(&sub.event_types).unwrap_or_default(),
-                    sub.endpoint_id,
+                    sub.target.endpoint_id(),
                     sub.entity_id,
                     sub.filter.as_ref().map(|f| f.to_string()),
                     sub.created_at,
+                    sub.target.executor(),
                 ])?;
             ctx.routes.remove(&sub.org_id);
             Ok(sub)
@@ -1003,7 +1041,7 @@ impl Store for SqliteStore {
                         &ctx.conn,
                         &org,
                         &event,
-                        &target.endpoint_id,
+                        &target.target,
                         Some(&target.subscription_id),
                         Some((&node, lease_until)),
                         now,
@@ -1011,7 +1049,7 @@ impl Store for SqliteStore {
                     new_deliveries.push(DueDelivery {
                         delivery_id: id,
                         org_id: org.clone(),
-                        endpoint_id: target.endpoint_id,
+                        target: target.target,
                         attempts: 0,
                         event: event.clone(),
                     });
@@ -1157,13 +1195,13 @@ impl Store for SqliteStore {
                     "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
                      WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?3
                                   ORDER BY next_attempt_at LIMIT ?4)
-                     RETURNING id, org_id, endpoint_id, attempts, event_seq",
+                     RETURNING id, org_id, endpoint_id, attempts, event_seq, executor",
                 )?;
                 stmt.query_map(params![node, now + lease_ms, now, limit], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
+                        target_from_columns(r.get(2)?, r.get(5)?)?,
                         r.get::<_, u32>(3)?,
                         r.get::<_, i64>(4)?,
                     ))
@@ -1172,7 +1210,7 @@ impl Store for SqliteStore {
             };
             let mut events: HashMap<i64, Arc<Event>> = HashMap::new();
             let mut out = Vec::with_capacity(claimed.len());
-            for (id, org_id, endpoint_id, attempts, seq) in claimed {
+            for (id, org_id, target, attempts, seq) in claimed {
                 let event = match events.get(&seq) {
                     Some(e) => e.clone(),
                     None => {
@@ -1184,7 +1222,7 @@ impl Store for SqliteStore {
                 out.push(DueDelivery {
                     delivery_id: id,
                     org_id,
-                    endpoint_id,
+                    target,
                     attempts,
                     event,
                 });
@@ -1229,7 +1267,7 @@ impl Store for SqliteStore {
             let mut disabled = Vec::new();
             for res in results {
                 let a = &res.attempt;
-                let org: Option<(String, String)> = ctx
+                let org: Option<(String, Option<String>)> = ctx
                     .conn
                     .prepare_cached("SELECT org_id, endpoint_id FROM deliveries WHERE id = ?1")?
                     .query_row([&res.delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -1252,7 +1290,7 @@ impl Store for SqliteStore {
                          claimed_by = NULL, updated_at = ?4 WHERE id = ?1",
                     )?
                     .execute(params![res.delivery_id, status, next, now])?;
-                if let Some(reason) = &res.disable_endpoint {
+                if let (Some(reason), Some(endpoint_id)) = (&res.disable_endpoint, endpoint_id) {
                     let n = ctx
                         .conn
                         .prepare_cached(
@@ -1275,20 +1313,20 @@ impl Store for SqliteStore {
         let (org, id, node) = (org.to_string(), id.to_string(), node.to_string());
         self.write(move |ctx| {
             let now = now_ms();
-            let (endpoint_id, attempts, seq): (String, u32, i64) = ctx
+            let (target, attempts, seq): (Target, u32, i64) = ctx
                 .conn
                 .prepare_cached(
                     "UPDATE deliveries SET status = 'pending', claimed_by = ?3, next_attempt_at = ?4, updated_at = ?5
-                     WHERE org_id = ?1 AND id = ?2 RETURNING endpoint_id, attempts, event_seq",
+                     WHERE org_id = ?1 AND id = ?2 RETURNING endpoint_id, attempts, event_seq, executor",
                 )?
                 .query_row(params![org, id, node, now + DEFAULT_LEASE_MS, now], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((target_from_columns(r.get(0)?, r.get(3)?)?, r.get(1)?, r.get(2)?))
                 })?;
             let event = Arc::new(ctx.load_event_by_seq(seq)?);
             Ok(DueDelivery {
                 delivery_id: id,
                 org_id: org,
-                endpoint_id,
+                target,
                 attempts,
                 event,
             })
@@ -1311,7 +1349,8 @@ impl Store for SqliteStore {
             )?;
             for (seq, sub) in &seqs {
                 let event = ctx.load_event_by_seq(*seq)?;
-                insert_delivery(&ctx.conn, &org, &event, &endpoint_id, sub.as_deref(), None, now)?;
+                let target = Target::Endpoint(endpoint_id.clone());
+                insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), None, now)?;
             }
             Ok(seqs.len() as u64)
         })
@@ -1387,6 +1426,11 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
+            // Its event-hook subscriptions go with it.
+            ctx.conn
+                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND executor = ?2")?
+                .execute([&org, &name])?;
+            ctx.routes.remove(&org);
             Ok(())
         })
         .await

@@ -125,6 +125,7 @@ impl Application {
         tracing::info!(level = isolation.level(), ?isolation, "executor sandbox");
         let runner =
             switchyard_exec::Runner::new(shared.clone(), engine.clients().clone(), isolation);
+        engine.set_hook_runner(Arc::new(runner.clone()));
         let state = AppState::new(
             shared,
             engine.clone(),

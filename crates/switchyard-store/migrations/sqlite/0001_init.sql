@@ -50,7 +50,9 @@ CREATE TABLE subscriptions (
     id          TEXT PRIMARY KEY,
     org_id      TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
     event_types TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    -- exactly one of endpoint_id and executor is set
+    endpoint_id TEXT REFERENCES endpoints(id) ON DELETE CASCADE,
+    executor    TEXT,
     entity_id   TEXT,
     filter      TEXT,
     created_at  INTEGER NOT NULL
@@ -78,7 +80,9 @@ CREATE TABLE deliveries (
     org_id          TEXT NOT NULL,
     event_seq       INTEGER NOT NULL REFERENCES events(seq),
     event_id        TEXT NOT NULL,
-    endpoint_id     TEXT NOT NULL,
+    -- exactly one of endpoint_id and executor is set
+    endpoint_id     TEXT,
+    executor        TEXT,
     subscription_id TEXT,
     status          TEXT NOT NULL,
     attempts        INTEGER NOT NULL,

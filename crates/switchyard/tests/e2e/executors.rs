@@ -545,3 +545,124 @@ async fn executor_definitions_are_validated_and_versioned() {
     assert_eq!(s, 404);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_hooks_run_executors_and_their_runs_are_in_the_trace() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("hooks").await;
+    put_executor(&app, &org, "export", json!({"type": "code", "language": "python",
+        "source": "def main(input, sdk):\n    sdk.log('exporting', input['ticketId'])\n    return {'exported': input['ticketId'], 'event': input['event']}\n",
+        "parameters": {"ticketId": "data.ticketId", "event": "type"}})).await;
+    put_executor(
+        &app,
+        &org,
+        "broken",
+        json!({"type": "code", "language": "python",
+        "source": "def main(input, sdk):\n    raise RuntimeError('ERP is down')\n", "retries": 0}),
+    )
+    .await;
+    put_executor(
+        &app,
+        &org,
+        "stuck",
+        json!({"type": "code", "language": "python",
+        "source": "import time\ndef main(input, sdk):\n    time.sleep(30)\n", "timeout_ms": 4000}),
+    )
+    .await;
+    for (types, ex) in [
+        (json!(["TicketCreated"]), "export"),
+        (json!(["TicketCreated"]), "broken"),
+        (json!(["Stuck*"]), "stuck"),
+    ] {
+        let (s, v) = app
+            .post(
+                &format!("/v1/orgs/{}/subscriptions", org.id),
+                &org.admin,
+                json!({"event_types": types, "executor": ex}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["executor"], ex);
+    }
+    let (s, v) = app
+        .post(
+            &format!("/v1/orgs/{}/subscriptions", org.id),
+            &org.admin,
+            json!({"event_types": ["*"], "executor": "nope"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    app.endpoint(&org, json!({"url": rx.url("/")}), &["*"])
+        .await;
+
+    let p = app
+        .publish(
+            &org,
+            json!({"id": "t1", "type": "TicketCreated", "data": {"ticketId": 456, "other": "x"}}),
+        )
+        .await;
+    assert_eq!(p["deliveries"], 3, "two hooks and one webhook");
+    let trace = app
+        .wait_trace(&org, "t1", Duration::from_secs(15), |t| {
+            t["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|x| x["status"] != "pending"))
+        })
+        .await;
+    let runs = trace["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{trace:#}");
+    let ok = runs
+        .iter()
+        .find(|r| r["executor"] == "export")
+        .expect("export run");
+    assert_eq!(ok["status"], "succeeded");
+    assert_eq!(
+        ok["input"],
+        json!({"ticketId": 456, "event": "TicketCreated"}),
+        "the parameter definition shaped the input"
+    );
+    assert_eq!(
+        ok["output"],
+        json!({"exported": 456, "event": "TicketCreated"})
+    );
+    assert_eq!(ok["logs"], json!(["exporting 456"]));
+    assert_eq!(ok["version"], 1);
+    let bad = runs
+        .iter()
+        .find(|r| r["executor"] == "broken")
+        .expect("broken run");
+    assert_eq!(bad["status"], "failed");
+    assert!(bad["error"].as_str().expect("e").contains("ERP is down"));
+    let hook_delivery = trace["deliveries"]
+        .as_array()
+        .expect("d")
+        .iter()
+        .find(|d| d["executor"] == "broken")
+        .expect("delivery")
+        .clone();
+    assert_eq!(
+        hook_delivery["status"], "failed",
+        "retries: 0 means one attempt"
+    );
+    assert_eq!(hook_delivery["attempt_count"], 1);
+
+    // A stuck executor does not hold back webhooks.
+    for i in 0..10 {
+        app.publish(
+            &org,
+            json!({"id": format!("s{i}"), "type": "StuckThing", "data": {}}),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    rx.wait_until(Duration::from_secs(3), |g| {
+        g.iter()
+            .filter(|r| r.header("webhook-id").is_some_and(|id| id.starts_with('s')))
+            .count()
+            == 10
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    app.stop().await;
+}
