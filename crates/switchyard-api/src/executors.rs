@@ -23,7 +23,7 @@ pub struct ExecutorIn {
     pub kind: String,
     #[serde(default)]
     pub description: String,
-    /// code: `python` or `php` (`javascript` and `node` are not available yet).
+    /// code: `javascript` (embedded QuickJS), `python` or `php` (`node` is not available yet).
     pub language: Option<String>,
     /// code: the program; defines `main(input, sdk)` or reads JSON on stdin and prints JSON.
     pub source: Option<String>,
@@ -87,14 +87,15 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
             let language = match body.language.as_deref() {
                 Some("python") => Language::Python,
                 Some("php") => Language::Php,
-                Some("javascript") | Some("node") => {
+                Some("javascript") => Language::Javascript,
+                Some("node") => {
                     return Err(ApiError::invalid(
-                        "JavaScript executors are not available yet; use `python` or `php`",
+                        "`node` (Node.js as a child process) is not available yet; use `javascript`, `python` or `php`",
                     ));
                 }
                 Some(other) => {
                     return Err(ApiError::invalid(format!(
-                        "`language` must be `python` or `php`, not `{other}`"
+                        "`language` must be `javascript`, `python` or `php`, not `{other}`"
                     )));
                 }
                 None => {

@@ -9,6 +9,7 @@
 //! executors (UDFs) and log lines.
 
 mod api_call;
+mod js;
 mod process;
 pub mod sandbox;
 
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::executor::{Executor, ExecutorSpec, Run, RunStatus};
+use switchyard_core::executor::{Executor, ExecutorSpec, Language, Run, RunStatus};
 use switchyard_core::ids::new_id;
 use switchyard_core::time::now_ms;
 use switchyard_delivery::http::Clients;
@@ -62,15 +63,25 @@ struct RunnerInner {
     store: Arc<dyn Store>,
     clients: Clients,
     isolation: sandbox::Isolation,
+    /// JavaScript workers; `None` when no worker program was given.
+    js: Option<js::JsPool>,
 }
 
 impl Runner {
-    pub fn new(store: Arc<dyn Store>, clients: Clients, isolation: sandbox::Isolation) -> Runner {
+    /// `js_worker` is the switchyard binary, whose `js-worker` subcommand runs JavaScript.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clients: Clients,
+        isolation: sandbox::Isolation,
+        js_worker: Option<std::path::PathBuf>,
+    ) -> Runner {
+        let js = js_worker.map(|p| js::JsPool::new(p, isolation.clone()));
         Runner {
             inner: Arc::new(RunnerInner {
                 store,
                 clients,
                 isolation,
+                js,
             }),
         }
     }
@@ -117,6 +128,17 @@ impl Runner {
                 headers,
                 ..
             } => api_call::run(&broker, method, url, headers, &input, timeout).await,
+            ExecutorSpec::Code {
+                language: Language::Javascript,
+                source,
+                memory_mb,
+                ..
+            } => match &self.inner.js {
+                Some(pool) => pool.run(source, *memory_mb, &input, timeout, &broker).await,
+                None => Outcome::failed(
+                    "JavaScript is not available on this instance (no worker program)".into(),
+                ),
+            },
             ExecutorSpec::Code {
                 language,
                 source,

@@ -118,7 +118,7 @@ pub async fn run(
     }
     let limits = Limits {
         address_space_bytes: Some((u64::from(memory_mb) + 96) * 1024 * 1024),
-        cpu_seconds: timeout.as_secs() + 1,
+        cpu_seconds: Some(timeout.as_secs() + 1),
         file_size_bytes: 16 * 1024 * 1024,
         processes: 32,
     };
@@ -278,7 +278,7 @@ fn write_run_dir(
     Ok(())
 }
 
-fn kill_group(pgid: Option<u32>) {
+pub(crate) fn kill_group(pgid: Option<u32>) {
     if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),

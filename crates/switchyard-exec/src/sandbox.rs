@@ -87,7 +87,9 @@ impl Isolation {
             if let Some(bytes) = limits.address_space_bytes {
                 cmd.push(format!("--as={bytes}"));
             }
-            cmd.push(format!("--cpu={}", limits.cpu_seconds));
+            if let Some(cpu) = limits.cpu_seconds {
+                cmd.push(format!("--cpu={cpu}"));
+            }
             cmd.push(format!("--fsize={}", limits.file_size_bytes));
             cmd.push("--nofile=256".into());
             cmd.push(format!("--nproc={}", limits.processes));
@@ -105,7 +107,8 @@ impl Isolation {
 pub struct Limits {
     /// Virtual memory; `None` for runtimes that reserve huge address ranges up front.
     pub address_space_bytes: Option<u64>,
-    pub cpu_seconds: u64,
+    /// CPU seconds; `None` for long-lived workers, which the hub bounds by wall-clock instead.
+    pub cpu_seconds: Option<u64>,
     pub file_size_bytes: u64,
     pub processes: u32,
 }

@@ -123,8 +123,12 @@ impl Application {
         let isolation =
             tokio::task::spawn_blocking(switchyard_exec::sandbox::Isolation::probe).await?;
         tracing::info!(level = isolation.level(), ?isolation, "executor sandbox");
-        let runner =
-            switchyard_exec::Runner::new(shared.clone(), engine.clients().clone(), isolation);
+        let runner = switchyard_exec::Runner::new(
+            shared.clone(),
+            engine.clients().clone(),
+            isolation,
+            settings.js_worker.clone(),
+        );
         engine.set_hook_runner(Arc::new(runner.clone()));
         let state = AppState::new(
             shared,

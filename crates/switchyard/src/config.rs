@@ -82,6 +82,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub max_event_bytes: usize,
     pub shutdown_grace: Duration,
+    /// The program whose `js-worker` subcommand runs JavaScript executors (this binary).
+    pub js_worker: Option<PathBuf>,
 }
 
 impl Settings {
@@ -101,6 +103,7 @@ impl Settings {
             log_format: LogFormat::Text,
             max_event_bytes: 256 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            js_worker: std::env::current_exe().ok(),
         }
     }
 
@@ -175,6 +178,7 @@ impl Settings {
                     .or(file.shutdown_grace_s)
                     .unwrap_or(10),
             ),
+            js_worker: std::env::current_exe().ok(),
         })
     }
 }

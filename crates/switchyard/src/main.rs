@@ -21,6 +21,9 @@ enum Command {
     Serve(ServeArgs),
     /// Measure publish and delivery throughput and latency against a local receiver.
     Bench(bench::BenchArgs),
+    /// Internal: run JavaScript executors for a hub (started by the hub itself).
+    #[command(hide = true)]
+    JsWorker,
 }
 
 fn init_logging(format: LogFormat) {
@@ -37,6 +40,9 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::JsWorker = cli.command {
+        std::process::exit(switchyard_js::worker_main());
+    }
     switchyard_delivery::http::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,5 +63,6 @@ fn main() -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             runtime.block_on(bench::run(args))
         }
+        Command::JsWorker => Ok(()),
     }
 }

@@ -504,7 +504,7 @@ async fn executor_definitions_are_validated_and_versioned() {
         (json!({"type": "api_call", "method": "GET"}), "url"),
         (json!({"type": "script", "source": "x"}), "type"),
         (
-            json!({"type": "code", "language": "javascript", "source": "x"}),
+            json!({"type": "code", "language": "node", "source": "x"}),
             "not available",
         ),
     ] {
@@ -664,5 +664,147 @@ async fn event_hooks_run_executors_and_their_runs_are_in_the_trace() {
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(3));
+    app.stop().await;
+}
+
+const JS_FULL: &str = r#"
+async function main(input, sdk) {
+  const r = await sdk.http("POST", input.url, { headers: { Authorization: "Bearer {{secret.ERP_TOKEN}}" }, json: { q: input.n } });
+  const count = ((await sdk.storage.get("count")) || 0) + 1;
+  await sdk.storage.set("count", count);
+  const doubled = await sdk.call("double", { n: input.n });
+  console.log("token length", sdk.secret("ERP_TOKEN").length);
+  return { status: r.status, count, doubled: doubled.n };
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_runs_in_the_embedded_engine_with_the_same_sdk() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("js").await;
+    secret(&app, &org, "ERP_TOKEN", "erp-s3cret-token").await;
+    put_executor(
+        &app,
+        &org,
+        "double",
+        code(
+            "javascript",
+            "function main(input) { return { n: input.n * 2 }; }",
+        ),
+    )
+    .await;
+    put_executor(&app, &org, "js", code("javascript", JS_FULL)).await;
+    let r = run(&app, &org, "js", json!({"n": 21, "url": rx.url("/erp")})).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(
+        r["output"],
+        json!({"status": 200, "count": 1, "doubled": 42})
+    );
+    assert_eq!(r["logs"], json!(["token length 16"]));
+    let got = rx.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        got[0].header("authorization").as_deref(),
+        Some("Bearer erp-s3cret-token")
+    );
+    assert_eq!(got[0].json(), json!({"q": 21}));
+    // Errors of the code are failed runs with the JavaScript message.
+    put_executor(
+        &app,
+        &org,
+        "throws",
+        code(
+            "javascript",
+            "function main() { throw new TypeError('bad ticket'); }",
+        ),
+    )
+    .await;
+    let r = run(&app, &org, "throws", json!({})).await;
+    assert_eq!(r["error"], "TypeError: bad ticket");
+    put_executor(
+        &app,
+        &org,
+        "syntax",
+        code("javascript", "function main( { return 1 }"),
+    )
+    .await;
+    let r = run(&app, &org, "syntax", json!({})).await;
+    assert!(
+        r["error"].as_str().expect("e").contains("SyntaxError"),
+        "{r:#}"
+    );
+    put_executor(&app, &org, "nomain", code("javascript", "const x = 1;")).await;
+    let r = run(&app, &org, "nomain", json!({})).await;
+    assert!(
+        r["error"].as_str().expect("e").contains("define main"),
+        "{r:#}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_breakage_ends_as_clean_failed_runs_and_the_hub_keeps_serving() {
+    let app = spawn_app().await;
+    let org = app.org("jsbreak").await;
+    let js = "javascript";
+    breaks(
+        &app,
+        &org,
+        js,
+        "function main() { while (true) {} }",
+        1000,
+        "timeout",
+    )
+    .await;
+    // Expensive built-ins: the engine's interrupt is polled too rarely; the hub kills the worker.
+    breaks(
+        &app,
+        &org,
+        js,
+        "function main() { for (;;) { 'ab'.repeat(2e6).indexOf('c'); } }",
+        1000,
+        "timeout",
+    )
+    .await;
+    // Out-of-memory is catchable in JavaScript; the deadline still holds.
+    breaks(&app, &org, js, "function main() { const keep = []; for (;;) { try { keep.push(new Array(1e6).fill(1)); } catch (e) { keep.length = 0; } } }", 1500, "").await;
+    breaks(
+        &app,
+        &org,
+        js,
+        "function main() { const a = []; for (;;) a.push('x'.repeat(1e6) + a.length); }",
+        3000,
+        "memory",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        js,
+        "function f(n) { return f(n + 1) + 1; } function main() { return f(0); }",
+        3000,
+        "",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        js,
+        "async function main() { await new Promise(() => {}); }",
+        1000,
+        "never finished",
+    )
+    .await;
+    let ok = {
+        put_executor(
+            &app,
+            &org,
+            "fine-js",
+            code(js, "function main(i) { return { ok: true }; }"),
+        )
+        .await;
+        run(&app, &org, "fine-js", json!({})).await
+    };
+    assert_eq!(ok["output"], json!({"ok": true}), "{ok:#}");
     app.stop().await;
 }

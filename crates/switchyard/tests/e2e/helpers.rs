@@ -40,6 +40,8 @@ pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Tes
     let mut settings = Settings::for_local(dir);
     settings.admin_key = Some(ADMIN_KEY.to_string());
     settings.shutdown_grace = Duration::from_secs(5);
+    // In tests the current program is the test binary: point at the real one.
+    settings.js_worker = Some(env!("CARGO_BIN_EXE_switchyard").into());
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("build app");
     let addr = app.local_addr();

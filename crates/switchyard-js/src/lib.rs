@@ -1,0 +1,196 @@
+//! The JavaScript worker: a process that runs executors in QuickJS, one at a time, each in a
+//! fresh runtime with a memory limit and an interrupt deadline.
+//!
+//! The engine alone cannot bound wall-clock time (its interrupt handler is polled only every
+//! ~10,000 operations and a loop of expensive built-ins outruns it), out-of-memory is catchable
+//! in JavaScript, and some out-of-memory states abort the process. So the hub talks to this
+//! worker over stdin/stdout and kills it at the deadline or after an out-of-memory; this crate
+//! holds only the in-process half and stays out of other crates' rebuilds.
+//!
+//! Protocol, one JSON object per line. Hub → worker: `{"source", "input", "memory_mb",
+//! "timeout_ms"}` to start a run, then answers to SDK requests (`{"ok", "value" | "error"}`).
+//! Worker → hub: `{"type": "sdk", "req": {...}}` for each SDK call, and at the end
+//! `{"type": "done", "output", "error", "oom"}`.
+
+use rquickjs::{CatchResultExt, Context, Function, Runtime};
+use serde_json::{Value, json};
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// Runs jobs from stdin until it closes. Returns the process exit code.
+pub fn worker_main() -> i32 {
+    let stdin = std::io::stdin();
+    loop {
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => return 0,
+            Ok(_) => {}
+        }
+        let job: Value = match serde_json::from_str(&line) {
+            Ok(j) => j,
+            Err(e) => {
+                send(
+                    &json!({"type": "done", "output": null, "error": format!("bad job: {e}"), "oom": false}),
+                );
+                continue;
+            }
+        };
+        let done = run_job(&job);
+        send(&done);
+    }
+}
+
+fn send(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// One SDK round trip: ask the hub on stdout, read its answer from stdin.
+fn sdk_round_trip(req: String) -> String {
+    let req: Value = serde_json::from_str(&req).unwrap_or(Value::Null);
+    send(&json!({"type": "sdk", "req": req}));
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(n) if n > 0 => line,
+        _ => json!({"ok": false, "error": "the hub closed the SDK channel"}).to_string(),
+    }
+}
+
+fn done(output: Option<Value>, error: Option<String>) -> Value {
+    let oom = error
+        .as_deref()
+        .is_some_and(|e| e.contains("out of memory"));
+    json!({"type": "done", "output": output, "error": error, "oom": oom})
+}
+
+fn run_job(job: &Value) -> Value {
+    let source = job["source"].as_str().unwrap_or("").to_string();
+    let input = job["input"].to_string();
+    let memory = job["memory_mb"].as_u64().unwrap_or(128) as usize * 1024 * 1024;
+    let timeout = Duration::from_millis(job["timeout_ms"].as_u64().unwrap_or(10_000));
+    let rt = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return done(
+                None,
+                Some(format!("cannot create a JavaScript runtime: {e}")),
+            );
+        }
+    };
+    rt.set_memory_limit(memory);
+    rt.set_max_stack_size(512 * 1024);
+    let deadline = Instant::now() + timeout;
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+    let ctx = match Context::full(&rt) {
+        Ok(c) => c,
+        Err(e) => {
+            return done(
+                None,
+                Some(format!("cannot create a JavaScript context: {e}")),
+            );
+        }
+    };
+    let started = ctx.with(|ctx| -> Result<(), String> {
+        let globals = ctx.globals();
+        let sdk = Function::new(ctx.clone(), sdk_round_trip).map_err(|e| e.to_string())?;
+        globals.set("__sdk", sdk).map_err(|e| e.to_string())?;
+        globals.set("__input", input).map_err(|e| e.to_string())?;
+        ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(|e| format!("SDK prelude failed: {}", describe(e)))?;
+        ctx.eval::<(), _>(source).catch(&ctx).map_err(describe)?;
+        ctx.eval::<(), _>(
+            r#"globalThis.__state = { done: false };
+            (async () => {
+              if (typeof main !== "function") throw new Error("define main(input, sdk)");
+              return await main(JSON.parse(__input), sdk);
+            })().then(
+              (v) => { __state.done = true; __state.output = JSON.stringify(v === undefined ? null : v); },
+              (e) => { __state.done = true; __state.error = (e && e.name !== undefined && e.message !== undefined) ? e.name + ": " + e.message : String(e); }
+            );"#,
+        )
+        .catch(&ctx)
+        .map_err(describe)
+    });
+    if let Err(e) = started {
+        return done(None, Some(interpret(e, timeout)));
+    }
+    loop {
+        match rt.execute_pending_job() {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                let msg = e.0.with(|ctx| {
+                    describe(rquickjs::CaughtError::from_error(
+                        &ctx,
+                        rquickjs::Error::Exception,
+                    ))
+                });
+                return done(None, Some(interpret(msg, timeout)));
+            }
+        }
+    }
+    let state = ctx.with(|ctx| {
+        ctx.eval::<String, _>("JSON.stringify(__state)")
+            .catch(&ctx)
+            .map_err(describe)
+    });
+    let state: Value = match state {
+        Ok(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+        Err(e) => return done(None, Some(interpret(e, timeout))),
+    };
+    if state["done"] != json!(true) {
+        return done(
+            None,
+            Some("main(input, sdk) never finished: its promise was left pending".into()),
+        );
+    }
+    if let Some(err) = state["error"].as_str() {
+        return done(None, Some(interpret(err.to_string(), timeout)));
+    }
+    let output = state["output"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    done(Some(output), None)
+}
+
+/// `Name: message (at line:column)` for a JavaScript exception, the engine's text otherwise.
+fn describe(e: rquickjs::CaughtError<'_>) -> String {
+    match e {
+        rquickjs::CaughtError::Exception(ex) => {
+            let name: String = ex.get("name").unwrap_or_else(|_| "Error".into());
+            let message = ex.message().unwrap_or_default();
+            let at = ex
+                .stack()
+                .and_then(|s| {
+                    s.lines()
+                        .next()
+                        .map(|l| l.trim().trim_start_matches("at ").to_string())
+                })
+                .filter(|l| !l.is_empty());
+            match at {
+                Some(at) => format!("{name}: {message} (at {at})"),
+                None => format!("{name}: {message}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Names the engine's own errors in words a user understands.
+fn interpret(msg: String, timeout: Duration) -> String {
+    if msg.contains("interrupted") {
+        format!(
+            "timeout: the code ran longer than {} ms and was stopped",
+            timeout.as_millis()
+        )
+    } else if msg.contains("out of memory") {
+        format!("memory limit: {msg}")
+    } else if msg.contains("stack overflow") {
+        format!("stack overflow (recursion too deep): {msg}")
+    } else {
+        msg
+    }
+}
