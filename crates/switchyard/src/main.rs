@@ -21,6 +21,8 @@ enum Command {
     Serve(ServeArgs),
     /// Measure publish and delivery throughput and latency against a local receiver.
     Bench(bench::BenchArgs),
+    /// Measure trivial executor runs per language (JavaScript, Python, PHP).
+    BenchExec(bench::ExecBenchArgs),
     /// Internal: run JavaScript executors for a hub (started by the hub itself).
     #[command(hide = true)]
     JsWorker,
@@ -62,6 +64,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => {
             init_logging(LogFormat::Text);
             runtime.block_on(bench::run(args))
+        }
+        Command::BenchExec(args) => {
+            init_logging(LogFormat::Text);
+            runtime.block_on(bench::run_exec(args))
         }
         Command::JsWorker => Ok(()),
     }
