@@ -138,7 +138,7 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
                 .clone()
                 .ok_or_else(|| ApiError::invalid("`url` is required for `api_call` executors"))?;
             // Check the URL's shape with its placeholders filled by a harmless value.
-            let probe = fill_placeholders(&url);
+            let probe = fill_placeholders(&url)?;
             crate::endpoints::check_url(s, &probe)?;
             let headers = body.headers.clone().unwrap_or_default();
             for k in headers.keys() {
@@ -163,24 +163,22 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
     }
 }
 
-fn fill_placeholders(url: &str) -> String {
+/// The URL template with each `{{input.NAME}}` replaced by a harmless value, to check its shape.
+fn fill_placeholders(url: &str) -> ApiResult<String> {
+    use switchyard_core::template::{Segment, parse};
     let mut out = String::new();
-    let mut rest = url;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        match rest[start..].find("}}") {
-            Some(end) => {
-                out.push('x');
-                rest = &rest[start + end + 2..];
-            }
-            None => {
-                rest = &rest[start..];
-                break;
+    for seg in parse(url).map_err(|e| ApiError::invalid(format!("`url`: {e}")))? {
+        match seg {
+            Segment::Text(t) => out.push_str(t),
+            Segment::Placeholder(name) if name.starts_with("input.") => out.push('x'),
+            Segment::Placeholder(name) => {
+                return Err(ApiError::invalid(format!(
+                    "`url`: `{{{{{name}}}}}` is not allowed; only {{{{input.NAME}}}} may be used in a URL"
+                )));
             }
         }
     }
-    out.push_str(rest);
-    out
+    Ok(out)
 }
 
 /// Create or replace an executor: every PUT stores a new version.

@@ -14,6 +14,7 @@ pub mod retry;
 pub mod routing;
 pub mod schema;
 pub mod signing;
+pub mod template;
 pub mod time;
 
 pub use model::*;

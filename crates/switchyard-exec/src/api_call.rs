@@ -8,30 +8,31 @@ use crate::{Broker, Outcome};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use switchyard_core::template::{self, Segment};
 
 /// Replaces `{{input.x}}` in a URL template.
 fn fill_url(template: &str, input: &Value) -> Result<String, String> {
     let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or("an unclosed `{{` in the URL")?;
-        let name = after[..end].trim();
-        let key = name.strip_prefix("input.").ok_or_else(|| {
-            format!("`{{{{{name}}}}}` in the URL: only {{{{input.NAME}}}} may be used there")
-        })?;
-        let value = match input.get(key) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => {
-                return Err(format!("the input has no `{key}` for the URL"));
+    for seg in template::parse(template).map_err(|e| format!("{e} in the URL"))? {
+        match seg {
+            Segment::Text(t) => out.push_str(t),
+            Segment::Placeholder(name) => {
+                let key = name.strip_prefix("input.").ok_or_else(|| {
+                    format!(
+                        "`{{{{{name}}}}}` in the URL: only {{{{input.NAME}}}} may be used there"
+                    )
+                })?;
+                let value = match input.get(key) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Null) | None => {
+                        return Err(format!("the input has no `{key}` for the URL"));
+                    }
+                    Some(other) => other.to_string(),
+                };
+                out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
             }
-            Some(other) => other.to_string(),
-        };
-        out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
-        rest = &after[end + 2..];
+        }
     }
-    out.push_str(rest);
     Ok(out)
 }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::executor::{Executor, ExecutorSpec, Language, Run, RunStatus};
 use switchyard_core::ids::new_id;
+use switchyard_core::template::{self, Segment};
 use switchyard_core::time::now_ms;
 use switchyard_delivery::http::Clients;
 use switchyard_store::{Store, StoreError};
@@ -220,23 +221,17 @@ impl Broker<'_> {
     /// Replaces every `{{secret.NAME}}` in `text`; a missing secret is an error.
     pub async fn fill_secrets(&self, text: &str) -> Result<String, String> {
         let mut out = String::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or("an unclosed `{{` in a header value")?;
-            let name = after[..end].trim();
-            let Some(secret) = name.strip_prefix("secret.") else {
-                return Err(format!(
-                    "`{{{{{name}}}}}` in a header: only {{{{secret.NAME}}}} may be used there"
-                ));
-            };
-            out.push_str(&self.secret(secret).await?);
-            rest = &after[end + 2..];
+        for seg in template::parse(text).map_err(|e| format!("{e} in a header value"))? {
+            match seg {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Placeholder(name) => {
+                    let secret = name.strip_prefix("secret.").ok_or_else(|| {
+                        format!("`{{{{{name}}}}}` in a header: only {{{{secret.NAME}}}} may be used there")
+                    })?;
+                    out.push_str(&self.secret(secret).await?);
+                }
+            }
         }
-        out.push_str(rest);
         Ok(out)
     }
 
