@@ -808,3 +808,85 @@ async fn javascript_breakage_ends_as_clean_failed_runs_and_the_hub_keeps_serving
     assert_eq!(ok["output"], json!({"ok": true}), "{ok:#}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_runs_as_an_event_hook_with_the_full_sdk() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("hooklangs").await;
+    secret(&app, &org, "ERP_TOKEN", "erp-s3cret-token").await;
+    put_executor(
+        &app,
+        &org,
+        "double",
+        code(
+            "python",
+            "def main(input, sdk):\n    return {\"n\": input[\"n\"] * 2}\n",
+        ),
+    )
+    .await;
+    let params = json!({"n": "data.n", "url": "data.url"});
+    for (name, lang, src) in [
+        ("h-js", "javascript", JS_FULL),
+        ("h-py", "python", PY_FULL),
+        ("h-php", "php", PHP_FULL),
+    ] {
+        put_executor(&app, &org, name, json!({"type": "code", "language": lang, "source": src, "timeout_ms": 5000, "parameters": params})).await;
+        let (s, v) = app
+            .post(
+                &format!("/v1/orgs/{}/subscriptions", org.id),
+                &org.admin,
+                json!({"event_types": ["TicketCreated"], "executor": name}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // A script that logs a secret: the trace shows it redacted.
+    put_executor(&app, &org, "leaky", code("python", "def main(input, sdk):\n    sdk.log('token is', sdk.secret('ERP_TOKEN'))\n    return {'t': sdk.secret('ERP_TOKEN')}\n")).await;
+    app.post(
+        &format!("/v1/orgs/{}/subscriptions", org.id),
+        &org.admin,
+        json!({"event_types": ["TicketCreated"], "executor": "leaky"}),
+    )
+    .await;
+
+    app.publish(
+        &org,
+        json!({"id": "h1", "type": "TicketCreated", "data": {"n": 4, "url": rx.url("/erp")}}),
+    )
+    .await;
+    let trace = app
+        .wait_trace(&org, "h1", Duration::from_secs(20), |t| {
+            t["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.len() == 4 && d.iter().all(|x| x["status"] != "pending"))
+        })
+        .await;
+    let runs = trace["runs"].as_array().expect("runs");
+    for name in ["h-js", "h-py", "h-php"] {
+        let r = runs
+            .iter()
+            .find(|r| r["executor"] == name)
+            .unwrap_or_else(|| panic!("no run of {name}: {trace:#}"));
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+        assert_eq!(r["input"], json!({"n": 4, "url": rx.url("/erp")}));
+        assert_eq!(r["output"]["doubled"], 8, "{r:#}");
+        assert_eq!(r["output"]["status"], 200);
+    }
+    let leaky = runs
+        .iter()
+        .find(|r| r["executor"] == "leaky")
+        .expect("leaky run");
+    assert_eq!(leaky["logs"], json!(["token is [redacted]"]));
+    assert_eq!(leaky["output"], json!({"t": "[redacted]"}));
+    assert!(
+        !trace.to_string().contains("erp-s3cret-token"),
+        "the secret appears nowhere in the trace"
+    );
+    let got = rx.wait_for(3, Duration::from_secs(5)).await;
+    assert!(
+        got.iter()
+            .all(|r| r.header("authorization").as_deref() == Some("Bearer erp-s3cret-token"))
+    );
+    app.stop().await;
+}
