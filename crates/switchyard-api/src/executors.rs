@@ -23,7 +23,7 @@ pub struct ExecutorIn {
     pub kind: String,
     #[serde(default)]
     pub description: String,
-    /// code: `javascript` (embedded QuickJS), `python` or `php` (`node` is not available yet).
+    /// code: `javascript` (embedded QuickJS), `node` (Node.js as a child process), `python` or `php`.
     pub language: Option<String>,
     /// code: the program; defines `main(input, sdk)` or reads JSON on stdin and prints JSON.
     pub source: Option<String>,
@@ -88,14 +88,10 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
                 Some("python") => Language::Python,
                 Some("php") => Language::Php,
                 Some("javascript") => Language::Javascript,
-                Some("node") => {
-                    return Err(ApiError::invalid(
-                        "`node` (Node.js as a child process) is not available yet; use `javascript`, `python` or `php`",
-                    ));
-                }
+                Some("node") => Language::Node,
                 Some(other) => {
                     return Err(ApiError::invalid(format!(
-                        "`language` must be `javascript`, `python` or `php`, not `{other}`"
+                        "`language` must be `javascript`, `node`, `python` or `php`, not `{other}`"
                     )));
                 }
                 None => {

@@ -18,6 +18,8 @@ const PY_SDK: &str = include_str!("../sdk/switchyard_sdk.py");
 const PY_RUNNER: &str = include_str!("../sdk/runner.py");
 const PHP_SDK: &str = include_str!("../sdk/switchyard_sdk.php");
 const PHP_RUNNER: &str = include_str!("../sdk/runner.php");
+const NODE_SDK: &str = include_str!("../sdk/switchyard_sdk.js");
+const NODE_RUNNER: &str = include_str!("../sdk/runner.js");
 
 /// The interpreter and files of one language.
 struct Runtime {
@@ -57,7 +59,19 @@ fn runtime(language: Language, memory_mb: u32) -> Option<Runtime> {
             runner: PHP_RUNNER,
             main_file: "main.php",
         }),
-        Language::Javascript | Language::Node => None,
+        Language::Node => Some(Runtime {
+            program: "node",
+            args: vec![
+                format!("--max-old-space-size={memory_mb}"),
+                "runner.js".into(),
+            ],
+            sdk_file: "switchyard_sdk.js",
+            sdk: NODE_SDK,
+            runner_file: "runner.js",
+            runner: NODE_RUNNER,
+            main_file: "main.js",
+        }),
+        Language::Javascript => None,
     }
 }
 
@@ -117,10 +131,13 @@ pub async fn run(
         let _ = give_to_sandbox_user(&sock_path);
     }
     let limits = Limits {
-        address_space_bytes: Some((u64::from(memory_mb) + 96) * 1024 * 1024),
+        // V8 reserves far more address space than it uses; its heap limit bounds Node instead.
+        address_space_bytes: (language != Language::Node)
+            .then(|| (u64::from(memory_mb) + 96) * 1024 * 1024),
         cpu_seconds: Some(timeout.as_secs() + 1),
         file_size_bytes: 16 * 1024 * 1024,
-        processes: 32,
+        // Node starts a dozen threads, and threads count against this limit.
+        processes: if language == Language::Node { 128 } else { 32 },
     };
     let argv = isolation.wrap(&limits, rt.program, &rt.args);
     let mut cmd = tokio::process::Command::new(&argv[0]);
@@ -223,7 +240,10 @@ pub async fn run(
                 .or(lines.last())
                 .map(|l| l.trim())
                 .unwrap_or("");
-            let reason = if last.contains("MemoryError") || last.contains("Allowed memory size") {
+            let reason = if last.contains("MemoryError")
+                || last.contains("Allowed memory size")
+                || last.contains("heap out of memory")
+            {
                 format!("memory limit: the code needed more than {memory_mb} MB ({last})")
             } else if last.is_empty() {
                 format!("the code exited with status {code}")

@@ -465,7 +465,11 @@ pub struct ExecBenchArgs {
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
     /// Languages to measure, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "javascript,python,php")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "javascript,node,python,php"
+    )]
     pub languages: Vec<String>,
     /// Print only the JSON report
     #[arg(long)]
@@ -489,6 +493,10 @@ pub struct ExecReport {
 const TRIVIAL: &[(&str, &str)] = &[
     (
         "javascript",
+        "function main(input, sdk) { return { n: input.n * 2 }; }",
+    ),
+    (
+        "node",
         "function main(input, sdk) { return { n: input.n * 2 }; }",
     ),
     (

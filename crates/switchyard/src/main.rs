@@ -21,7 +21,7 @@ enum Command {
     Serve(ServeArgs),
     /// Measure publish and delivery throughput and latency against a local receiver.
     Bench(bench::BenchArgs),
-    /// Measure trivial executor runs per language (JavaScript, Python, PHP).
+    /// Measure trivial executor runs per language (JavaScript, Node.js, Python, PHP).
     BenchExec(bench::ExecBenchArgs),
     /// Internal: run JavaScript executors for a hub (started by the hub itself).
     #[command(hide = true)]

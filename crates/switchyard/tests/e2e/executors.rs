@@ -504,8 +504,8 @@ async fn executor_definitions_are_validated_and_versioned() {
         (json!({"type": "api_call", "method": "GET"}), "url"),
         (json!({"type": "script", "source": "x"}), "type"),
         (
-            json!({"type": "code", "language": "node", "source": "x"}),
-            "not available",
+            json!({"type": "code", "language": "ruby", "source": "x"}),
+            "language",
         ),
     ] {
         let (s, v) = app.call(Method::PUT, &path, &org.admin, Some(body)).await;
@@ -809,6 +809,89 @@ async fn javascript_breakage_ends_as_clean_failed_runs_and_the_hub_keeps_serving
     app.stop().await;
 }
 
+const NODE_FULL: &str = r#"
+async function main(input, sdk) {
+  const r = await sdk.http("POST", input.url, { headers: { Authorization: "Bearer {{secret.ERP_TOKEN}}" }, json: { q: input.n } });
+  const count = ((await sdk.storage.get("count")) || 0) + 1;
+  await sdk.storage.set("count", count);
+  const doubled = await sdk.call("double", { n: input.n });
+  await sdk.log("token length", (await sdk.secret("ERP_TOKEN")).length);
+  return { status: r.status, count, doubled: doubled.n };
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_runs_as_a_child_process_with_the_same_sdk_and_limits() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("node").await;
+    secret(&app, &org, "ERP_TOKEN", "erp-s3cret-token").await;
+    put_executor(
+        &app,
+        &org,
+        "double",
+        code(
+            "node",
+            "function main(input) { return { n: input.n * 2 }; }",
+        ),
+    )
+    .await;
+    put_executor(&app, &org, "full", code("node", NODE_FULL)).await;
+    let r = run(&app, &org, "full", json!({"n": 21, "url": rx.url("/erp")})).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(
+        r["output"],
+        json!({"status": 200, "count": 1, "doubled": 42})
+    );
+    assert_eq!(r["logs"], json!(["token length 16"]));
+    let got = rx.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        got[0].header("authorization").as_deref(),
+        Some("Bearer erp-s3cret-token")
+    );
+    put_executor(&app, &org, "enneo", code("node", "const x = JSON.parse(require('fs').readFileSync(0, 'utf8'));\nconsole.log(JSON.stringify({ ticket: x.ticketId }));\n")).await;
+    let r = run(&app, &org, "enneo", json!({"ticketId": 9})).await;
+    assert_eq!(r["output"], json!({"ticket": 9}), "{r:#}");
+    breaks(
+        &app,
+        &org,
+        "node",
+        "function main() { for (;;) {} }",
+        1500,
+        "timeout",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "node",
+        "function main() { const a = []; for (;;) a.push('x'.repeat(1e6) + a.length); }",
+        10000,
+        "memory",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "node",
+        "async function main() { throw new Error('nope'); }",
+        3000,
+        "nope",
+    )
+    .await;
+    let db = app.data_dir.join("switchyard.db").display().to_string();
+    breaks(
+        &app,
+        &org,
+        "node",
+        &format!("require('fs').readFileSync({db:?});\nconsole.log('{{}}');\n"),
+        3000,
+        "EACCES",
+    )
+    .await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_runs_as_an_event_hook_with_the_full_sdk() {
     let app = spawn_app().await;
@@ -828,6 +911,7 @@ async fn every_language_runs_as_an_event_hook_with_the_full_sdk() {
     let params = json!({"n": "data.n", "url": "data.url"});
     for (name, lang, src) in [
         ("h-js", "javascript", JS_FULL),
+        ("h-node", "node", NODE_FULL),
         ("h-py", "python", PY_FULL),
         ("h-php", "php", PHP_FULL),
     ] {
@@ -859,11 +943,11 @@ async fn every_language_runs_as_an_event_hook_with_the_full_sdk() {
         .wait_trace(&org, "h1", Duration::from_secs(20), |t| {
             t["deliveries"]
                 .as_array()
-                .is_some_and(|d| d.len() == 4 && d.iter().all(|x| x["status"] != "pending"))
+                .is_some_and(|d| d.len() == 5 && d.iter().all(|x| x["status"] != "pending"))
         })
         .await;
     let runs = trace["runs"].as_array().expect("runs");
-    for name in ["h-js", "h-py", "h-php"] {
+    for name in ["h-js", "h-node", "h-py", "h-php"] {
         let r = runs
             .iter()
             .find(|r| r["executor"] == name)
@@ -883,7 +967,7 @@ async fn every_language_runs_as_an_event_hook_with_the_full_sdk() {
         !trace.to_string().contains("erp-s3cret-token"),
         "the secret appears nowhere in the trace"
     );
-    let got = rx.wait_for(3, Duration::from_secs(5)).await;
+    let got = rx.wait_for(4, Duration::from_secs(5)).await;
     assert!(
         got.iter()
             .all(|r| r.header("authorization").as_deref() == Some("Bearer erp-s3cret-token"))
