@@ -63,6 +63,7 @@ impl JsPool {
             &limits,
             &self.program.to_string_lossy(),
             &["js-worker".to_string()],
+            None,
         );
         let mut child = tokio::process::Command::new(&argv[0])
             .args(&argv[1..])

@@ -12,6 +12,7 @@ mod api_call;
 mod js;
 mod process;
 pub mod sandbox;
+pub mod sandbox_exec;
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

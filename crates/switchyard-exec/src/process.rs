@@ -139,7 +139,7 @@ pub async fn run(
         // Node starts a dozen threads, and threads count against this limit.
         processes: if language == Language::Node { 128 } else { 32 },
     };
-    let argv = isolation.wrap(&limits, rt.program, &rt.args);
+    let argv = isolation.wrap(&limits, rt.program, &rt.args, Some(dir.path()));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(dir.path())

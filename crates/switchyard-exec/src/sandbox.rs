@@ -7,9 +7,12 @@
 //! - `setpriv`: the child runs as the unprivileged user 65534, so the process limit binds (it
 //!   does not bind root) and the hub's data dir and master key (mode 0700/0600) are unreadable;
 //! - `unshare`: new network and PID namespaces — the child has no network of its own (its only
-//!   way out is the SDK, brokered by the hub) and every process it starts dies with it.
+//!   way out is the SDK, brokered by the hub) and every process it starts dies with it;
+//! - `switchyard sandbox-exec`: Landlock (only system directories readable, only the run
+//!   directory writable) and a seccomp filter, applied by the child to itself before it
+//!   executes the interpreter.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The unprivileged user and group children run as.
@@ -24,21 +27,40 @@ pub struct Isolation {
     pub unprivileged_user: bool,
     /// Children get new network and PID namespaces.
     pub namespaces: bool,
+    /// Landlock confines the child's filesystem view.
+    pub landlock: bool,
+    /// A seccomp filter denies system calls user code never needs.
+    pub seccomp: bool,
+    /// The switchyard binary that applies Landlock and seccomp (`sandbox-exec`).
+    #[serde(skip)]
+    pub helper: Option<PathBuf>,
 }
 
 impl Isolation {
     /// A one-word summary for logs and `/readyz`.
-    pub fn level(&self) -> &'static str {
-        match (self.namespaces, self.unprivileged_user, self.rlimits) {
-            (true, true, true) => "namespaces+uid+rlimits",
-            (false, true, true) => "uid+rlimits",
-            (_, _, true) => "rlimits",
-            _ => "process",
+    pub fn level(&self) -> String {
+        let mut layers = Vec::new();
+        for (on, name) in [
+            (self.namespaces, "namespaces"),
+            (self.unprivileged_user, "uid"),
+            (self.rlimits, "rlimits"),
+            (self.landlock, "landlock"),
+            (self.seccomp, "seccomp"),
+        ] {
+            if on {
+                layers.push(name);
+            }
+        }
+        if layers.is_empty() {
+            "process".to_string()
+        } else {
+            layers.join("+")
         }
     }
 
     /// Tries each layer with `true` and keeps the ones that work.
-    pub fn probe() -> Isolation {
+    /// `helper` is the switchyard binary (its `sandbox-exec` applies Landlock and seccomp).
+    pub fn probe(helper: Option<&Path>) -> Isolation {
         let works = |args: &[&str]| {
             Command::new(args[0])
                 .args(&args[1..])
@@ -50,7 +72,27 @@ impl Isolation {
         };
         let uid = format!("--reuid={SANDBOX_UID}");
         let gid = format!("--regid={SANDBOX_UID}");
+        let confined = helper
+            .and_then(|h| {
+                Command::new(h)
+                    .args(["sandbox-exec", "--probe"])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output()
+                    .ok()
+            })
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .unwrap_or_default();
+        let landlock = confined["landlock"] == serde_json::json!(true);
+        let seccomp = confined["seccomp"] == serde_json::json!(true);
         Isolation {
+            landlock,
+            seccomp,
+            helper: if landlock || seccomp {
+                helper.map(Path::to_path_buf)
+            } else {
+                None
+            },
             rlimits: works(&["prlimit", "--nofile=64", "--", "true"]),
             unprivileged_user: works(&["setpriv", &uid, &gid, "--clear-groups", "--", "true"]),
             namespaces: works(&[
@@ -66,7 +108,13 @@ impl Isolation {
     }
 
     /// The command line that runs `program args…` inside every available layer.
-    pub fn wrap(&self, limits: &Limits, program: &str, args: &[String]) -> Vec<String> {
+    pub fn wrap(
+        &self,
+        limits: &Limits,
+        program: &str,
+        args: &[String],
+        rw_dir: Option<&Path>,
+    ) -> Vec<String> {
         let mut cmd: Vec<String> = Vec::new();
         if self.namespaces {
             cmd.extend(
@@ -94,6 +142,15 @@ impl Isolation {
             cmd.push("--nofile=256".into());
             cmd.push(format!("--nproc={}", limits.processes));
             cmd.push("--core=0".into());
+            cmd.push("--".into());
+        }
+        if let Some(helper) = &self.helper {
+            cmd.push(helper.to_string_lossy().into_owned());
+            cmd.push("sandbox-exec".into());
+            if let Some(dir) = rw_dir {
+                cmd.push("--rw".into());
+                cmd.push(dir.to_string_lossy().into_owned());
+            }
             cmd.push("--".into());
         }
         cmd.push(program.to_string());

@@ -120,9 +120,12 @@ impl Application {
                 claim_batch: 500,
             },
         );
-        let isolation =
-            tokio::task::spawn_blocking(switchyard_exec::sandbox::Isolation::probe).await?;
-        tracing::info!(level = isolation.level(), ?isolation, "executor sandbox");
+        let isolation = tokio::task::spawn_blocking({
+            let helper = settings.js_worker.clone();
+            move || switchyard_exec::sandbox::Isolation::probe(helper.as_deref())
+        })
+        .await?;
+        tracing::info!(level = %isolation.level(), ?isolation, "executor sandbox");
         let runner = switchyard_exec::Runner::new(
             shared.clone(),
             engine.clients().clone(),

@@ -26,6 +26,12 @@ enum Command {
     /// Internal: run JavaScript executors for a hub (started by the hub itself).
     #[command(hide = true)]
     JsWorker,
+    /// Internal: confine this process (Landlock, seccomp), then run a program (used by the hub).
+    #[command(hide = true)]
+    SandboxExec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -44,6 +50,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::JsWorker = cli.command {
         std::process::exit(switchyard_js::worker_main());
+    }
+    if let Command::SandboxExec { args } = &cli.command {
+        std::process::exit(switchyard_exec::sandbox_exec::sandbox_exec_main(args));
     }
     switchyard_delivery::http::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -69,6 +78,6 @@ fn main() -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             runtime.block_on(bench::run_exec(args))
         }
-        Command::JsWorker => Ok(()),
+        Command::JsWorker | Command::SandboxExec { .. } => Ok(()),
     }
 }

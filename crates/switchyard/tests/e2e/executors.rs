@@ -974,3 +974,72 @@ async fn every_language_runs_as_an_event_hook_with_the_full_sdk() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landlock_and_seccomp_confine_code_beyond_file_permissions() {
+    let app = spawn_app().await;
+    let org = app.org("confine").await;
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    for layer in ["namespaces", "uid", "rlimits", "landlock", "seccomp"] {
+        assert!(
+            ready["sandbox"].as_str().expect("level").contains(layer),
+            "this host supports {layer}: {ready}"
+        );
+    }
+    // A world-readable file outside the run directory: file permissions allow it, Landlock not.
+    let outside = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(outside.path(), "{}").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        std::fs::set_permissions(
+            outside.path().parent().expect("dir"),
+            std::fs::Permissions::from_mode(0o1777),
+        )
+        .expect("chmod");
+    }
+    let path = outside.path().display().to_string();
+    breaks(
+        &app,
+        &org,
+        "python",
+        &format!("print(open({path:?}).read())\n"),
+        2000,
+        "Permission",
+    )
+    .await;
+    breaks(
+        &app,
+        &org,
+        "node",
+        &format!("console.log(require('fs').readFileSync({path:?}, 'utf8'))\n"),
+        3000,
+        "EACCES",
+    )
+    .await;
+    // Writing is confined to the run directory.
+    breaks(
+        &app,
+        &org,
+        "python",
+        "open('/tmp/escaped-by-user-code', 'w').write('x')\n",
+        2000,
+        "Permission",
+    )
+    .await;
+    assert!(!std::path::Path::new("/tmp/escaped-by-user-code").exists());
+    // ptrace is filtered: PTRACE_TRACEME, allowed to any process otherwise, fails with EPERM.
+    put_executor(&app, &org, "ptrace", code("python", "import ctypes, json\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.syscall(101, 0, 0, 0, 0)\nprint(json.dumps([r, ctypes.get_errno()]))\n")).await;
+    let r = run(&app, &org, "ptrace", json!({})).await;
+    assert_eq!(r["output"], json!([-1, 1]), "{r:#}");
+    app.stop().await;
+}
