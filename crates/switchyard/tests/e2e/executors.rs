@@ -667,6 +667,34 @@ async fn event_hooks_run_executors_and_their_runs_are_in_the_trace() {
     app.stop().await;
 }
 
+/// Runs a program using the whole SDK in `lang` (with a `double` UDF in the same language) and
+/// checks what it did: an HTTP request with the secret injected by the hub, storage, the UDF,
+/// a log line.
+async fn check_full_sdk(app: &TestApp, rx: &TestReceiver, org: &Org, lang: &str, source: &str) {
+    secret(app, org, "ERP_TOKEN", "erp-s3cret-token").await;
+    put_executor(
+        app,
+        org,
+        "double",
+        code(lang, "function main(input) { return { n: input.n * 2 }; }"),
+    )
+    .await;
+    put_executor(app, org, "full", code(lang, source)).await;
+    let r = run(app, org, "full", json!({"n": 21, "url": rx.url("/erp")})).await;
+    assert_eq!(r["status"], "succeeded", "{lang}: {r:#}");
+    assert_eq!(
+        r["output"],
+        json!({"status": 200, "count": 1, "doubled": 42})
+    );
+    assert_eq!(r["logs"], json!(["token length 16"]));
+    let got = rx.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        got[0].header("authorization").as_deref(),
+        Some("Bearer erp-s3cret-token")
+    );
+    assert_eq!(got[0].json(), json!({"q": 21}));
+}
+
 const JS_FULL: &str = r#"
 async function main(input, sdk) {
   const r = await sdk.http("POST", input.url, { headers: { Authorization: "Bearer {{secret.ERP_TOKEN}}" }, json: { q: input.n } });
@@ -683,31 +711,7 @@ async fn javascript_runs_in_the_embedded_engine_with_the_same_sdk() {
     let app = spawn_app().await;
     let rx = TestReceiver::start().await;
     let org = app.org("js").await;
-    secret(&app, &org, "ERP_TOKEN", "erp-s3cret-token").await;
-    put_executor(
-        &app,
-        &org,
-        "double",
-        code(
-            "javascript",
-            "function main(input) { return { n: input.n * 2 }; }",
-        ),
-    )
-    .await;
-    put_executor(&app, &org, "js", code("javascript", JS_FULL)).await;
-    let r = run(&app, &org, "js", json!({"n": 21, "url": rx.url("/erp")})).await;
-    assert_eq!(r["status"], "succeeded", "{r:#}");
-    assert_eq!(
-        r["output"],
-        json!({"status": 200, "count": 1, "doubled": 42})
-    );
-    assert_eq!(r["logs"], json!(["token length 16"]));
-    let got = rx.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(
-        got[0].header("authorization").as_deref(),
-        Some("Bearer erp-s3cret-token")
-    );
-    assert_eq!(got[0].json(), json!({"q": 21}));
+    check_full_sdk(&app, &rx, &org, "javascript", JS_FULL).await;
     // Errors of the code are failed runs with the JavaScript message.
     put_executor(
         &app,
@@ -825,30 +829,7 @@ async fn node_runs_as_a_child_process_with_the_same_sdk_and_limits() {
     let app = spawn_app().await;
     let rx = TestReceiver::start().await;
     let org = app.org("node").await;
-    secret(&app, &org, "ERP_TOKEN", "erp-s3cret-token").await;
-    put_executor(
-        &app,
-        &org,
-        "double",
-        code(
-            "node",
-            "function main(input) { return { n: input.n * 2 }; }",
-        ),
-    )
-    .await;
-    put_executor(&app, &org, "full", code("node", NODE_FULL)).await;
-    let r = run(&app, &org, "full", json!({"n": 21, "url": rx.url("/erp")})).await;
-    assert_eq!(r["status"], "succeeded", "{r:#}");
-    assert_eq!(
-        r["output"],
-        json!({"status": 200, "count": 1, "doubled": 42})
-    );
-    assert_eq!(r["logs"], json!(["token length 16"]));
-    let got = rx.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(
-        got[0].header("authorization").as_deref(),
-        Some("Bearer erp-s3cret-token")
-    );
+    check_full_sdk(&app, &rx, &org, "node", NODE_FULL).await;
     put_executor(&app, &org, "enneo", code("node", "const x = JSON.parse(require('fs').readFileSync(0, 'utf8'));\nconsole.log(JSON.stringify({ ticket: x.ticketId }));\n")).await;
     let r = run(&app, &org, "enneo", json!({"ticketId": 9})).await;
     assert_eq!(r["output"], json!({"ticket": 9}), "{r:#}");
