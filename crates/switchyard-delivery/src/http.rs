@@ -163,7 +163,7 @@ pub struct Response {
 }
 
 /// Renders an error with its causes, as reqwest hides the interesting part in `source()`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -275,13 +275,7 @@ impl Broker<'_> {
             if e.is_timeout() {
                 "timeout: the request did not complete in time".to_string()
             } else {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                msg
+                switchyard_delivery::http::error_chain(&e)
             }
         })?;
         let status = resp.status().as_u16();

@@ -233,6 +233,15 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
+/// `NotFound` when a scoped UPDATE or DELETE touched no row (wrong id, or another org's).
+fn found(rows: usize) -> Result<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// Runs a parameterless statement through the statement cache (no re-parse per job).
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute([])
@@ -850,9 +859,7 @@ impl Store for SqliteStore {
                     ep.updated_at,
                     ep.max_rps,
                 ])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             ctx.routes.remove(&ep.org_id);
             Ok(ep)
         })
@@ -876,9 +883,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached("DELETE FROM endpoints WHERE org_id = ?1 AND id = ?2")?
                 .execute([&org, &id])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             ctx.routes.remove(&org);
             Ok(())
         })
@@ -968,9 +973,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND id = ?2")?
                 .execute([&org, &id])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             // An endpoint made for this subscription's inline URL is disabled with it: nothing
             // routes there any more, and its pending deliveries end as failed when next due.
             ctx.conn
@@ -1423,9 +1426,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached("DELETE FROM executors WHERE org_id = ?1 AND name = ?2")?
                 .execute([&org, &name])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             // Its event-hook subscriptions go with it.
             ctx.conn
                 .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND executor = ?2")?
@@ -1493,9 +1494,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached("DELETE FROM secrets WHERE org_id = ?1 AND name = ?2")?
                 .execute([&org, &name])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             Ok(())
         })
         .await
