@@ -31,6 +31,9 @@ pub struct ExecutorIn {
     pub timeout_ms: Option<u32>,
     /// code: memory limit, 16–2048 MB (default 128).
     pub memory_mb: Option<u32>,
+    /// code: size of the run's private temporary directory (its working directory), 1 MiB up
+    /// to the operator's maximum (default 64, `--max-run-tmp-mb`).
+    pub tmp_mb: Option<u32>,
     /// api_call: GET, POST, PUT, PATCH or DELETE.
     pub method: Option<String>,
     /// api_call: URL, may contain `{{input.NAME}}`.
@@ -100,6 +103,9 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
                     ));
                 }
             };
+            s.runner
+                .language_available(language)
+                .map_err(ApiError::invalid)?;
             let source = body.source.clone().unwrap_or_default();
             if source.trim().is_empty() || source.len() > 256 * 1024 {
                 return Err(ApiError::invalid("`source` must be 1 byte to 256 KiB"));
@@ -110,17 +116,29 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
                     "`memory_mb` must be 16–{MAX_MEMORY_MB}"
                 )));
             }
+            let tmp_mb = body.tmp_mb.unwrap_or(DEFAULT_TMP_MB);
+            let max_tmp_mb = s.runner.max_tmp_mb();
+            if !(1..=max_tmp_mb).contains(&tmp_mb) {
+                return Err(ApiError::invalid(format!(
+                    "`tmp_mb` must be 1–{max_tmp_mb} on this instance"
+                )));
+            }
             Ok(ExecutorSpec::Code {
                 language,
                 source,
                 timeout_ms,
                 memory_mb,
+                tmp_mb,
             })
         }
         "api_call" => {
-            if body.language.is_some() || body.source.is_some() || body.memory_mb.is_some() {
+            if body.language.is_some()
+                || body.source.is_some()
+                || body.memory_mb.is_some()
+                || body.tmp_mb.is_some()
+            {
                 return Err(ApiError::invalid(
-                    "`language`, `source` and `memory_mb` belong to `code` executors",
+                    "`language`, `source`, `memory_mb` and `tmp_mb` belong to `code` executors",
                 ));
             }
             let method = body.method.clone().unwrap_or_default().to_ascii_uppercase();

@@ -48,7 +48,8 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         Ok(_) => (
             StatusCode::OK,
             Json(
-                serde_json::json!({"status": "ready", "sandbox": s.runner.isolation().level(), "isolation": s.runner.isolation()}),
+                serde_json::json!({"status": "ready", "sandbox": s.runner.isolation().level(),
+                    "isolation": s.runner.isolation(), "languages": s.runner.languages()}),
             ),
         ),
         Err(e) => (

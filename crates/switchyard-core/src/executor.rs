@@ -31,6 +31,14 @@ pub const MAX_TIMEOUT_MS: u32 = 60_000;
 /// Default and largest memory limit of a code run.
 pub const DEFAULT_MEMORY_MB: u32 = 128;
 pub const MAX_MEMORY_MB: u32 = 2048;
+/// Default and largest size of a code run's private temporary directory (its working
+/// directory, a tmpfs of its own); the operator may set a lower maximum.
+pub const DEFAULT_TMP_MB: u32 = 64;
+pub const MAX_TMP_MB: u32 = 1024;
+
+fn default_tmp_mb() -> u32 {
+    DEFAULT_TMP_MB
+}
 
 /// What an executor does: the part of its definition that is versioned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +49,9 @@ pub enum ExecutorSpec {
         source: String,
         timeout_ms: u32,
         memory_mb: u32,
+        /// Size of the private temporary directory (versions stored before it existed: 64).
+        #[serde(default = "default_tmp_mb")]
+        tmp_mb: u32,
     },
     ApiCall {
         method: String,
@@ -173,6 +184,7 @@ mod tests {
             source: "x".into(),
             timeout_ms: 1,
             memory_mb: 2,
+            tmp_mb: 3,
         };
         let v = serde_json::to_value(&s).expect("json");
         assert_eq!(v["type"], "code");

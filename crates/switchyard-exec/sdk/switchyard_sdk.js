@@ -1,5 +1,5 @@
-// Switchyard SDK for Node.js executors. Every call goes to the hub over the socket named in
-// SWITCHYARD_SDK_SOCKET: HTTP requests are made by the hub (egress policy, secret injection),
+// Switchyard SDK for Node.js executors. Every call goes to the hub over the socket inherited as
+// file descriptor SWITCHYARD_SDK_FD (it has no name, so no other process can reach it): HTTP requests are made by the hub (egress policy, secret injection),
 // storage is the organization's key-value store, secrets come from the hub's encrypted store.
 "use strict";
 const net = require("net");
@@ -10,7 +10,7 @@ const waiting = [];
 
 function connect() {
   if (sock) return sock;
-  sock = net.createConnection(process.env.SWITCHYARD_SDK_SOCKET);
+  sock = new net.Socket({ fd: Number(process.env.SWITCHYARD_SDK_FD), readable: true, writable: true });
   sock.setEncoding("utf8");
   sock.on("data", (chunk) => {
     buffer += chunk;

@@ -1,6 +1,6 @@
 <?php
-// Switchyard SDK for PHP executors. Every call goes to the hub over the socket named in
-// SWITCHYARD_SDK_SOCKET: HTTP requests are made by the hub (egress policy, secret injection),
+// Switchyard SDK for PHP executors. Every call goes to the hub over the socket inherited as file
+// descriptor SWITCHYARD_SDK_FD (it has no name, so no other process can reach it): HTTP requests are made by the hub (egress policy, secret injection),
 // storage is the organization's key-value store, secrets come from the hub's encrypted store.
 
 // Loading it twice (the runner, then a script's own `require getenv('SDK')`) is harmless.
@@ -10,9 +10,9 @@ if (!class_exists('SwitchyardSdk', false)) {
     function switchyard_rpc(string $op, array $args) {
         static $sock = null;
         if ($sock === null) {
-            $sock = @stream_socket_client('unix://' . getenv('SWITCHYARD_SDK_SOCKET'), $errno, $errstr);
+            $sock = @fopen('php://fd/' . (int)getenv('SWITCHYARD_SDK_FD'), 'r+');
             if (!$sock) {
-                throw new SwitchyardSdkError("cannot reach the hub: $errstr");
+                throw new SwitchyardSdkError('cannot reach the hub: the SDK channel is not open');
             }
         }
         $args['op'] = $op;

@@ -1,6 +1,7 @@
 """Switchyard SDK for Python executors.
 
-Every call goes to the hub over the socket named in SWITCHYARD_SDK_SOCKET: HTTP requests are
+Every call goes to the hub over the socket inherited as file descriptor SWITCHYARD_SDK_FD (it has
+no name, so no other process can reach it): HTTP requests are
 made by the hub (so its egress policy and secret injection apply), storage is the
 organization's key-value store, secrets come from the hub's encrypted store.
 """
@@ -18,8 +19,8 @@ class SdkError(Exception):
 def _rpc(op, **args):
     global _chan
     if _chan is None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(os.environ["SWITCHYARD_SDK_SOCKET"])
+        s = socket.socket(fileno=int(os.environ["SWITCHYARD_SDK_FD"]))
+        s.setblocking(True)
         _chan = s.makefile("rwb")
     args["op"] = op
     _chan.write(json.dumps(args).encode() + b"\n")

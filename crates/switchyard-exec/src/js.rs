@@ -5,8 +5,9 @@
 //! the worker misbehaves; a dead worker is a failed run, never a dead hub. Healthy workers go
 //! back to the pool, so a trivial run costs a pipe round trip, not a process start.
 
+use crate::channel::{Channel, ChannelEnd};
 use crate::process::kill_group;
-use crate::sandbox::{Isolation, Limits};
+use crate::sandbox::{Confine, Isolation, Limits, SANDBOX_UID};
 use crate::{Broker, Outcome};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 use switchyard_core::executor::MAX_MEMORY_MB;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// Idle workers kept for the next runs.
@@ -25,7 +26,8 @@ const KILL_GRACE: Duration = Duration::from_millis(300);
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    /// The worker's messages, bounded in size and per run.
+    stdout: Channel<ChildStdout>,
 }
 
 impl Worker {
@@ -59,11 +61,15 @@ impl JsPool {
             file_size_bytes: 0,
             processes: 64,
         };
+        let confine = Confine {
+            uid: Some(SANDBOX_UID),
+            ..Confine::default()
+        };
         let argv = self.isolation.wrap(
             &limits,
+            &confine,
             &self.program.to_string_lossy(),
             &["js-worker".to_string()],
-            None,
         );
         let mut child = tokio::process::Command::new(&argv[0])
             .args(&argv[1..])
@@ -82,7 +88,7 @@ impl JsPool {
         Ok(Worker {
             child,
             stdin,
-            stdout: BufReader::new(stdout).lines(),
+            stdout: Channel::new(stdout),
         })
     }
 
@@ -113,6 +119,8 @@ impl JsPool {
             Ok(w) => w,
             Err(e) => return Outcome::failed(e),
         };
+        // Each run has the whole budget: a reused worker starts counting afresh.
+        worker.stdout.reset_budget();
         let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": timeout.as_millis() as u64});
         let mut line = job.to_string();
         line.push('\n');
@@ -134,7 +142,7 @@ impl JsPool {
         tokio::pin!(deadline);
         loop {
             let next = tokio::select! {
-                l = worker.stdout.next_line() => l,
+                l = worker.stdout.next() => l,
                 _ = &mut deadline => {
                     worker.kill();
                     let mut o = Outcome::failed(format!("timeout: the code ran longer than {} ms and its worker was killed", timeout.as_millis()));
@@ -143,7 +151,7 @@ impl JsPool {
                 }
             };
             let msg: Value = match next {
-                Ok(Some(l)) => match serde_json::from_str(&l) {
+                Ok(l) => match serde_json::from_str(&l) {
                     Ok(v) => v,
                     Err(_) => {
                         worker.kill();
@@ -152,7 +160,13 @@ impl JsPool {
                         );
                     }
                 },
-                _ => {
+                Err(ChannelEnd::Limit(why)) => {
+                    worker.kill();
+                    let mut o = Outcome::failed(why);
+                    o.logs = logs;
+                    return o;
+                }
+                Err(ChannelEnd::Closed) => {
                     worker.kill();
                     let mut o = Outcome::failed(
                         "the JavaScript worker died (the engine aborted, likely out of memory)"

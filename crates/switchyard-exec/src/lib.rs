@@ -9,6 +9,7 @@
 //! executors (UDFs) and log lines.
 
 mod api_call;
+pub mod channel;
 mod js;
 mod process;
 pub mod sandbox;
@@ -27,8 +28,10 @@ use switchyard_store::{Store, StoreError};
 
 /// Deepest chain of executors calling executors.
 pub const MAX_CALL_DEPTH: usize = 5;
-/// Most bytes of an SDK HTTP response body handed to the code.
-const HTTP_BODY_CAP: usize = 1024 * 1024;
+/// Most bytes of an HTTP response body (`sdk.http`, `api_call`); a larger one is an error.
+pub const HTTP_BODY_CAP: usize = 1024 * 1024;
+/// Most bytes of a run's output (as JSON) and of its logs; more fails the run.
+pub const OUTPUT_CAP: usize = 1024 * 1024;
 
 /// What a run produced, before it becomes a [`Run`].
 #[derive(Debug, Default)]
@@ -67,15 +70,21 @@ struct RunnerInner {
     isolation: sandbox::Isolation,
     /// JavaScript workers; `None` when no worker program was given.
     js: Option<js::JsPool>,
+    /// The uids of concurrent child-process runs.
+    slots: sandbox::UidSlots,
+    /// The operator's largest private temporary directory per run (MiB).
+    max_tmp_mb: u32,
 }
 
 impl Runner {
     /// `js_worker` is the switchyard binary, whose `js-worker` subcommand runs JavaScript.
+    /// `max_tmp_mb` is the operator's bound on a run's private temporary directory.
     pub fn new(
         store: Arc<dyn Store>,
         clients: Clients,
         isolation: sandbox::Isolation,
         js_worker: Option<std::path::PathBuf>,
+        max_tmp_mb: u32,
     ) -> Runner {
         let js = js_worker.map(|p| js::JsPool::new(p, isolation.clone()));
         Runner {
@@ -84,12 +93,44 @@ impl Runner {
                 clients,
                 isolation,
                 js,
+                slots: sandbox::UidSlots::new(sandbox::DEFAULT_SLOTS),
+                max_tmp_mb: max_tmp_mb.clamp(1, sandbox::MAX_TMP_MB),
             }),
         }
     }
 
     pub fn isolation(&self) -> &sandbox::Isolation {
         &self.inner.isolation
+    }
+
+    /// The operator's largest private temporary directory per run (MiB).
+    pub fn max_tmp_mb(&self) -> u32 {
+        self.inner.max_tmp_mb
+    }
+
+    /// Whether this instance can run `language`; `Err` says what is missing.
+    pub fn language_available(&self, language: Language) -> Result<(), String> {
+        match language {
+            Language::Javascript if self.inner.js.is_none() => {
+                Err("JavaScript is not available on this instance (no worker program)".into())
+            }
+            Language::Javascript => Ok(()),
+            other => process::interpreter_available(other),
+        }
+    }
+
+    /// The languages this instance can run, for `/readyz`.
+    pub fn languages(&self) -> Vec<&'static str> {
+        [
+            Language::Javascript,
+            Language::Python,
+            Language::Php,
+            Language::Node,
+        ]
+        .into_iter()
+        .filter(|l| self.language_available(*l).is_ok())
+        .map(Language::as_str)
+        .collect()
     }
 
     /// Runs `ex` with `input` within its timeout, stores the run and returns it.
@@ -145,20 +186,21 @@ impl Runner {
                 language,
                 source,
                 memory_mb,
+                tmp_mb,
                 ..
             } => {
-                process::run(
-                    &self.inner.isolation,
-                    *language,
+                let spec = process::RunSpec {
+                    language: *language,
                     source,
-                    *memory_mb,
-                    &input,
+                    memory_mb: *memory_mb,
+                    tmp_mb: (*tmp_mb).min(self.inner.max_tmp_mb),
+                    input: &input,
                     timeout,
-                    &broker,
-                )
-                .await
+                };
+                process::run(&self.inner.isolation, &self.inner.slots, spec, &broker).await
             }
         };
+        let outcome = cap_outcome(outcome);
         let mut run = Run {
             id: new_id("run"),
             org_id: ex.org_id.clone(),
@@ -288,12 +330,8 @@ impl Broker<'_> {
                     .map(|v| (k.to_string(), Value::String(v.to_string())))
             })
             .collect();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the response failed: {e}"))?;
-        let bytes = &bytes[..bytes.len().min(HTTP_BODY_CAP)];
-        let body = String::from_utf8_lossy(bytes).into_owned();
+        let bytes = read_body_capped(resp, HTTP_BODY_CAP).await?;
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         let parsed_json = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
         Ok(json!({"status": status, "headers": resp_headers, "body": body, "json": parsed_json}))
     }
@@ -462,6 +500,63 @@ impl Broker<'_> {
             }
         }
     }
+}
+
+/// Reads a response body up to `cap` bytes, chunk by chunk; a longer body is an error (the rest
+/// is never read, the connection is dropped).
+async fn read_body_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(format!("response too large: more than {} MiB", cap >> 20));
+    }
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > cap {
+                    return Err(format!("response too large: more than {} MiB", cap >> 20));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) if e.is_timeout() => {
+                return Err("timeout: the response did not complete in time".into());
+            }
+            Err(e) => return Err(format!("reading the response failed: {e}")),
+        }
+    }
+}
+
+/// Fails a run whose output or logs are larger than [`OUTPUT_CAP`], keeping the logs that fit.
+fn cap_outcome(mut outcome: Outcome) -> Outcome {
+    let mut used = 0;
+    let fit = outcome
+        .logs
+        .iter()
+        .take_while(|l| {
+            used += l.len() + 1;
+            used <= OUTPUT_CAP
+        })
+        .count();
+    if fit < outcome.logs.len() {
+        outcome.logs.truncate(fit);
+        outcome.error.get_or_insert_with(|| {
+            format!(
+                "output too large: the logs are longer than {} MiB",
+                OUTPUT_CAP >> 20
+            )
+        });
+    }
+    let out_len = outcome.output.as_ref().map_or(0, |v| v.to_string().len());
+    if out_len > OUTPUT_CAP {
+        outcome.output = None;
+        outcome.error.get_or_insert_with(|| {
+            format!(
+                "output too large: the output is {out_len} bytes as JSON, more than {} MiB",
+                OUTPUT_CAP >> 20
+            )
+        });
+    }
+    outcome
 }
 
 /// Event hooks: the delivery engine runs a subscription's executor through this.

@@ -1,15 +1,17 @@
 //! Child-process executors (Python, PHP): write the run directory, start the interpreter inside
 //! the sandbox, serve its SDK calls, enforce the deadline and the output caps.
 
-use crate::sandbox::{Isolation, Limits, give_to_sandbox_user};
+use crate::channel::{Channel, ChannelEnd};
+use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, UidSlots, give_to};
 use crate::{Broker, Outcome};
+use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use switchyard_core::executor::Language;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Most bytes kept of stdout and of stderr; more is a failed run.
 pub const OUTPUT_CAP: usize = 1024 * 1024;
@@ -75,6 +77,31 @@ fn runtime(language: Language, memory_mb: u32) -> Option<Runtime> {
     }
 }
 
+/// Whether the interpreter of `language` is installed; `Err` names what is missing.
+pub fn interpreter_available(language: Language) -> Result<(), String> {
+    let Some(rt) = runtime(language, 0) else {
+        return Err(format!(
+            "{} does not run as a child process",
+            language.as_str()
+        ));
+    };
+    let found = SEARCH_PATH
+        .split(':')
+        .any(|dir| Path::new(dir).join(rt.program).is_file());
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} executors need `{}`, which is not installed on this instance",
+            language.as_str(),
+            rt.program
+        ))
+    }
+}
+
+/// Where interpreters are looked for (also the children's PATH).
+const SEARCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// Reads a pipe to the end, keeping at most [`OUTPUT_CAP`] bytes; `Err` once the cap is passed.
 async fn read_capped(mut r: impl tokio::io::AsyncRead + Unpin) -> Result<Vec<u8>, Vec<u8>> {
     let mut out = Vec::new();
@@ -93,23 +120,47 @@ async fn read_capped(mut r: impl tokio::io::AsyncRead + Unpin) -> Result<Vec<u8>
     }
 }
 
+/// What one child-process run needs besides its code.
+pub struct RunSpec<'a> {
+    pub language: Language,
+    pub source: &'a str,
+    pub memory_mb: u32,
+    pub tmp_mb: u32,
+    pub input: &'a Value,
+    pub timeout: Duration,
+}
+
 /// Runs code in a child process and reports what happened.
 pub async fn run(
     isolation: &Isolation,
-    language: Language,
-    source: &str,
-    memory_mb: u32,
-    input: &Value,
-    timeout: Duration,
+    slots: &UidSlots,
+    spec: RunSpec<'_>,
     broker: &Broker<'_>,
 ) -> Outcome {
+    let RunSpec {
+        language,
+        source,
+        memory_mb,
+        tmp_mb,
+        input,
+        timeout,
+    } = spec;
     let Some(rt) = runtime(language, memory_mb) else {
         return Outcome::failed(format!(
             "{} code does not run as a child process",
             language.as_str()
         ));
     };
-    let dir = match tempfile::Builder::new().prefix("switchyard-run-").tempdir() {
+    // The run's own uid: its process limit is not shared with any other run.
+    let Some(slot) = slots.take(timeout).await else {
+        return Outcome::failed(format!(
+            "timeout: no sandbox slot became free within {} ms (too many runs at once)",
+            timeout.as_millis()
+        ));
+    };
+    // The hub's staging directory (mode 0700): with a mount namespace the sandbox copies it into
+    // the run's private tmpfs and the child never sees this path.
+    let stage = match tempfile::Builder::new().prefix("switchyard-run-").tempdir() {
         Ok(d) => d,
         Err(e) => return Outcome::failed(format!("cannot create the run directory: {e}")),
     };
@@ -119,17 +170,20 @@ pub async fn run(
         source.to_string()
     };
     let input_json = input.to_string();
-    if let Err(e) = write_run_dir(dir.path(), &rt, &main_source, &input_json, isolation) {
+    let owner = (isolation.unprivileged_user && !isolation.private_tmp()).then_some(slot.uid);
+    if let Err(e) = write_run_dir(stage.path(), &rt, &main_source, &input_json, owner) {
         return Outcome::failed(format!("cannot prepare the run directory: {e}"));
     }
-    let sock_path = dir.path().join("sdk.sock");
-    let listener = match UnixListener::bind(&sock_path) {
-        Ok(l) => l,
-        Err(e) => return Outcome::failed(format!("cannot open the SDK socket: {e}")),
+    let work = isolation.work_dir(stage.path());
+    // The SDK channel: one end of a socket pair, inherited as descriptor 3. It has no name, so
+    // no other process can connect to it.
+    let (hub_end, child_end) = match std::os::unix::net::UnixStream::pair()
+        .and_then(|(h, c)| h.set_nonblocking(true).map(|_| (h, c)))
+        .and_then(|(h, c)| tokio::net::UnixStream::from_std(h).map(|h| (h, c)))
+    {
+        Ok(pair) => pair,
+        Err(e) => return Outcome::failed(format!("cannot open the SDK channel: {e}")),
     };
-    if isolation.unprivileged_user {
-        let _ = give_to_sandbox_user(&sock_path);
-    }
     let limits = Limits {
         // V8 reserves far more address space than it uses; its heap limit bounds Node instead.
         address_space_bytes: (language != Language::Node)
@@ -139,23 +193,37 @@ pub async fn run(
         // Node starts a dozen threads, and threads count against this limit.
         processes: if language == Language::Node { 128 } else { 32 },
     };
-    let argv = isolation.wrap(&limits, rt.program, &rt.args, Some(dir.path()));
+    let confine = Confine {
+        uid: Some(slot.uid),
+        stage: Some(stage.path()),
+        tmp_mb,
+    };
+    let argv = isolation.wrap(&limits, &confine, rt.program, &rt.args);
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .current_dir(dir.path())
+        .current_dir(stage.path())
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", dir.path())
-        .env("TMPDIR", dir.path())
+        .env("PATH", SEARCH_PATH)
+        .env("HOME", &work)
+        .env("TMPDIR", &work)
         .env("LANG", "C.UTF-8")
-        .env("SDK", dir.path().join(rt.sdk_file))
-        .env("SWITCHYARD_SDK_SOCKET", &sock_path)
+        .env("SDK", work.join(rt.sdk_file))
+        .env("SWITCHYARD_SDK_FD", SDK_FD.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    if let Err(e) = cmd.fd_mappings(vec![FdMapping {
+        parent_fd: OwnedFd::from(child_end),
+        child_fd: SDK_FD,
+    }]) {
+        return Outcome::failed(format!("cannot pass the SDK channel: {e}"));
+    }
+    let spawned = cmd.spawn();
+    // The command holds the child's end of the channel: close ours so the hub sees the end.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return Outcome::failed(format!("cannot start {}: {e}", rt.program)),
     };
@@ -173,8 +241,9 @@ pub async fn run(
     let err_task = tokio::spawn(read_capped(stderr));
     let mut logs = Vec::new();
     let mut result: Option<Value> = None;
+    let mut limit_hit: Option<String> = None;
     let status = {
-        let serve = serve_sdk(&listener, broker, &mut logs, &mut result);
+        let serve = serve_sdk(hub_end, broker, &mut logs, &mut result);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         tokio::pin!(serve);
@@ -185,7 +254,13 @@ pub async fn run(
             tokio::select! {
                 s = child.wait() => break Ok(s),
                 _ = &mut fed, if feeding => feeding = false,
-                _ = &mut serve, if serving => serving = false,
+                limit = &mut serve, if serving => {
+                    serving = false;
+                    if limit.is_some() {
+                        limit_hit = limit;
+                        break Ok(Err(std::io::Error::other("a limit was passed")));
+                    }
+                }
                 _ = &mut deadline => break Err(()),
             }
         }
@@ -218,6 +293,10 @@ pub async fn run(
             "timeout: the code ran longer than {} ms and was killed",
             timeout.as_millis()
         ));
+        return outcome;
+    }
+    if let Some(why) = limit_hit {
+        outcome.error = Some(why);
         return outcome;
     }
     if stdout_over || stderr_over {
@@ -283,16 +362,16 @@ fn write_run_dir(
     rt: &Runtime,
     main: &str,
     input: &str,
-    iso: &Isolation,
+    owner: Option<u32>,
 ) -> std::io::Result<()> {
     std::fs::write(dir.join(rt.sdk_file), rt.sdk)?;
     std::fs::write(dir.join(rt.runner_file), rt.runner)?;
     std::fs::write(dir.join(rt.main_file), main)?;
     std::fs::write(dir.join("input.json"), input)?;
-    if iso.unprivileged_user {
-        give_to_sandbox_user(dir)?;
+    if let Some(uid) = owner {
+        give_to(dir, uid)?;
         for f in [rt.sdk_file, rt.runner_file, rt.main_file, "input.json"] {
-            give_to_sandbox_user(&dir.join(f))?;
+            give_to(&dir.join(f), uid)?;
         }
     }
     Ok(())
@@ -307,31 +386,34 @@ pub(crate) fn kill_group(pgid: Option<u32>) {
     }
 }
 
-/// Serves SDK requests from the child until it closes the channel.
+/// Serves SDK requests from the child until it closes the channel, or passes a limit: then
+/// the answer names it and the caller kills the child.
 async fn serve_sdk(
-    listener: &UnixListener,
+    stream: tokio::net::UnixStream,
     broker: &Broker<'_>,
     logs: &mut Vec<String>,
     result: &mut Option<Value>,
-) {
-    // One connection at a time: the SDK opens one and keeps it.
-    while let Ok((stream, _)) = listener.accept().await {
-        let (r, mut w) = stream.into_split();
-        let mut lines = BufReader::new(r).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let answer = match serde_json::from_str::<Value>(&line) {
-                Ok(req) => broker.handle(&req, logs, result).await,
-                Err(e) => Err(format!("malformed SDK request: {e}")),
-            };
-            let msg = match answer {
-                Ok(v) => serde_json::json!({"ok": true, "value": v}),
-                Err(e) => serde_json::json!({"ok": false, "error": e}),
-            };
-            let mut bytes = msg.to_string().into_bytes();
-            bytes.push(b'\n');
-            if w.write_all(&bytes).await.is_err() {
-                break;
-            }
+) -> Option<String> {
+    let (r, mut w) = stream.into_split();
+    let mut channel = Channel::new(r);
+    loop {
+        let line = match channel.next().await {
+            Ok(line) => line,
+            Err(ChannelEnd::Closed) => return None,
+            Err(ChannelEnd::Limit(why)) => return Some(why),
+        };
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Ok(req) => broker.handle(&req, logs, result).await,
+            Err(e) => Err(format!("malformed SDK request: {e}")),
+        };
+        let msg = match answer {
+            Ok(v) => serde_json::json!({"ok": true, "value": v}),
+            Err(e) => serde_json::json!({"ok": false, "error": e}),
+        };
+        let mut bytes = msg.to_string().into_bytes();
+        bytes.push(b'\n');
+        if w.write_all(&bytes).await.is_err() {
+            return None;
         }
     }
 }

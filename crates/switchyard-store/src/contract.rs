@@ -578,6 +578,7 @@ async fn executors_secrets_storage_and_runs(store: &dyn Store) {
             source: "v1".into(),
             timeout_ms: 1000,
             memory_mb: 64,
+            tmp_mb: 64,
         },
         parameters: Some(BTreeMap::from([("n".to_string(), "data.n".to_string())])),
         retries: Some(0),
@@ -590,6 +591,7 @@ async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         source: "v2".into(),
         timeout_ms: 1000,
         memory_mb: 64,
+        tmp_mb: 64,
     };
     assert_eq!(store.put_executor(&v2).await.expect("put").version, 2);
     let got = store.get_executor("c-x", "double").await.expect("get");

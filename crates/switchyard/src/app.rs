@@ -131,6 +131,7 @@ impl Application {
             engine.clients().clone(),
             isolation,
             settings.js_worker.clone(),
+            settings.max_run_tmp_mb,
         );
         engine.set_hook_runner(Arc::new(runner.clone()));
         let state = AppState::new(

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Seconds to wait for requests in flight at shutdown [default: 10]
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_S")]
     pub shutdown_grace_s: Option<u64>,
+    /// Largest private temporary directory of one executor run, in MiB [default: 256]
+    #[arg(long, env = "SWITCHYARD_MAX_RUN_TMP_MB")]
+    pub max_run_tmp_mb: Option<u32>,
     /// Settings file [default: ./switchyard.toml if it exists]
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -57,6 +60,7 @@ struct FileSettings {
     log_format: Option<String>,
     max_event_bytes: Option<usize>,
     shutdown_grace_s: Option<u64>,
+    max_run_tmp_mb: Option<u32>,
     admin_key: Option<String>,
 }
 
@@ -84,7 +88,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The program whose `js-worker` subcommand runs JavaScript executors (this binary).
     pub js_worker: Option<PathBuf>,
+    /// The largest private temporary directory an executor may ask for (MiB).
+    pub max_run_tmp_mb: u32,
 }
+
+/// Default of [`Settings::max_run_tmp_mb`].
+pub const DEFAULT_MAX_RUN_TMP_MB: u32 = 256;
 
 impl Settings {
     /// Settings for a test or a benchmark: a data dir, a port chosen by the OS, loopback allowed.
@@ -104,6 +113,7 @@ impl Settings {
             max_event_bytes: 256 * 1024,
             shutdown_grace: Duration::from_secs(10),
             js_worker: std::env::current_exe().ok(),
+            max_run_tmp_mb: DEFAULT_MAX_RUN_TMP_MB,
         }
     }
 
@@ -155,7 +165,18 @@ impl Settings {
         if !(1024..=16 * 1024 * 1024).contains(&max_event_bytes) {
             bail!("max event bytes must be between 1 KiB and 16 MiB");
         }
+        let max_run_tmp_mb = args
+            .max_run_tmp_mb
+            .or(file.max_run_tmp_mb)
+            .unwrap_or(DEFAULT_MAX_RUN_TMP_MB);
+        if !(1..=switchyard_core::executor::MAX_TMP_MB).contains(&max_run_tmp_mb) {
+            bail!(
+                "max run tmp MiB must be between 1 and {}",
+                switchyard_core::executor::MAX_TMP_MB
+            );
+        }
         Ok(Settings {
+            max_run_tmp_mb,
             listen: args
                 .listen
                 .or(file.listen)
