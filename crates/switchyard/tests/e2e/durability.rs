@@ -2,99 +2,13 @@
 //! restarted on the same data dir delivers every event it accepted.
 
 use crate::helpers::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-struct Hub {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_hub(dir: &Path) -> Hub {
-    switchyard_delivery::http::install_crypto_provider();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--allow-destination",
-            "127.0.0.0/8",
-            "--shutdown-grace-s",
-            "5",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the switchyard binary");
-    let hub = Hub {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if hub
-            .client
-            .get(format!("{}/readyz", hub.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return hub;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the hub did not become ready");
-}
-
 impl Hub {
-    async fn post(
-        &self,
-        path: &str,
-        key: &str,
-        body: Value,
-    ) -> Result<(u16, Value), reqwest::Error> {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await?;
-        let s = r.status().as_u16();
-        Ok((s, r.json().await.unwrap_or(Value::Null)))
-    }
-    async fn get(&self, path: &str, key: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json")
-    }
     /// Creates org `o` with an endpoint subscribed to everything; returns the admin key.
     async fn setup(&self, receiver_url: &str) {
         let (s, _) = self

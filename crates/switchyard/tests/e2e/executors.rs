@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-async fn put_executor(app: &TestApp, org: &Org, name: &str, body: Value) {
+pub(crate) async fn put_executor(app: &TestApp, org: &Org, name: &str, body: Value) {
     let (s, v) = app
         .call(
             Method::PUT,
@@ -18,7 +18,7 @@ async fn put_executor(app: &TestApp, org: &Org, name: &str, body: Value) {
     assert_eq!(s, 200, "{v}");
 }
 
-async fn run(app: &TestApp, org: &Org, name: &str, input: Value) -> Value {
+pub(crate) async fn run(app: &TestApp, org: &Org, name: &str, input: Value) -> Value {
     let (s, v) = app
         .post(
             &format!("/v1/orgs/{}/executors/{name}/run", org.id),
@@ -30,7 +30,7 @@ async fn run(app: &TestApp, org: &Org, name: &str, input: Value) -> Value {
     v
 }
 
-async fn secret(app: &TestApp, org: &Org, name: &str, value: &str) {
+pub(crate) async fn secret(app: &TestApp, org: &Org, name: &str, value: &str) {
     let (s, v) = app
         .call(
             Method::PUT,
@@ -42,7 +42,7 @@ async fn secret(app: &TestApp, org: &Org, name: &str, value: &str) {
     assert_eq!(s, 200, "{v}");
 }
 
-fn code(language: &str, source: &str) -> Value {
+pub(crate) fn code(language: &str, source: &str) -> Value {
     json!({"type": "code", "language": language, "source": source, "timeout_ms": 3000})
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard::{Application, Settings};
@@ -394,5 +395,112 @@ impl JsonReceiver {
     }
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// The real `switchyard` binary serving on a free port, killed when dropped.
+pub struct Hub {
+    pub child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real binary on `dir` with loopback allow-listed and waits until it is ready.
+pub async fn start_hub(dir: &Path) -> Hub {
+    start_hub_with(dir, &[]).await
+}
+
+/// [`start_hub`] with extra `serve` flags.
+pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
+    switchyard_delivery::http::install_crypto_provider();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--allow-destination",
+            "127.0.0.0/8",
+            "--shutdown-grace-s",
+            "5",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the switchyard binary");
+    let hub = Hub {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if hub
+            .client
+            .get(format!("{}/readyz", hub.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return hub;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the hub did not become ready");
+}
+
+impl Hub {
+    /// The hub process's peak resident memory (VmHWM), in MiB.
+    pub fn peak_rss_mb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("status of the hub");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kb / 1024
+    }
+    pub async fn post(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+    pub async fn get(&self, path: &str, key: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
     }
 }

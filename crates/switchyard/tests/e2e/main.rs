@@ -10,4 +10,5 @@ mod input;
 mod isolation;
 mod operations;
 mod signatures;
+mod tenant_safety;
 mod walkthrough;
