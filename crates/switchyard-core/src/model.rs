@@ -305,11 +305,22 @@ pub enum Outcome {
 /// An attempt's result as the delivery engine reports it to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptResult {
+    /// The delivery's organization: every write the result causes is scoped to it.
+    pub org_id: String,
+    /// The endpoint the attempt went to (`None` for event hooks).
+    pub endpoint_id: Option<String>,
     pub delivery_id: String,
     pub attempt: Attempt,
     pub outcome: Outcome,
     /// Disable the endpoint for this reason (e.g. 410 Gone).
     pub disable_endpoint: Option<String>,
+}
+
+/// An endpoint that an attempt disabled, with its organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledEndpoint {
+    pub org_id: String,
+    pub endpoint_id: String,
 }
 
 /// A delivery that is due, with what the engine needs to make the attempt.

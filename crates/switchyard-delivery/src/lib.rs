@@ -85,7 +85,7 @@ pub struct EngineConfig {
 }
 
 enum Msg {
-    Result { org: String, result: AttemptResult },
+    Result(AttemptResult),
     Release(String),
     Flush(oneshot::Sender<()>),
 }
@@ -326,7 +326,6 @@ impl Engine {
                 Ok(ep) => ep,
                 Err(StoreError::NotFound) => {
                     self.finish_without_request(
-                        &org,
                         &job,
                         "endpoint was deleted".into(),
                         Outcome::Failed,
@@ -344,7 +343,7 @@ impl Engine {
                     "endpoint is disabled: {}",
                     ep.disabled_reason.as_deref().unwrap_or("by its owner")
                 );
-                self.finish_without_request(&org, &job, why, Outcome::Failed);
+                self.finish_without_request(&job, why, Outcome::Failed);
                 continue;
             }
             let max = ep.max_in_flight.max(1);
@@ -371,12 +370,11 @@ impl Engine {
             }
             inner.in_flight.fetch_add(1, Ordering::SeqCst);
             let this = self.clone();
-            let org = org.clone();
             tokio::spawn(async move {
                 let resp = http::send(&this.inner.clients, &ep, &job.event).await;
                 drop(permit);
                 let result = decide(&ep, &job, resp);
-                let _ = this.inner.recorder.send(Msg::Result { org, result });
+                let _ = this.inner.recorder.send(Msg::Result(result));
                 if this.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                     this.inner.idle.notify_waiters();
                 }
@@ -423,6 +421,8 @@ impl Engine {
             }
         };
         let attempt = AttemptResult {
+            org_id: job.org_id.clone(),
+            endpoint_id: None,
             delivery_id: job.delivery_id.clone(),
             attempt: Attempt {
                 id: new_id("att"),
@@ -436,17 +436,16 @@ impl Engine {
             outcome,
             disable_endpoint: None,
         };
-        let _ = inner.recorder.send(Msg::Result {
-            org: job.org_id,
-            result: attempt,
-        });
+        let _ = inner.recorder.send(Msg::Result(attempt));
         if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             inner.idle.notify_waiters();
         }
     }
 
-    fn finish_without_request(&self, org: &str, job: &DueDelivery, why: String, outcome: Outcome) {
+    fn finish_without_request(&self, job: &DueDelivery, why: String, outcome: Outcome) {
         let result = AttemptResult {
+            org_id: job.org_id.clone(),
+            endpoint_id: job.target.endpoint_id().map(str::to_string),
             delivery_id: job.delivery_id.clone(),
             attempt: Attempt {
                 id: new_id("att"),
@@ -460,10 +459,7 @@ impl Engine {
             outcome,
             disable_endpoint: None,
         };
-        let _ = self.inner.recorder.send(Msg::Result {
-            org: org.to_string(),
-            result,
-        });
+        let _ = self.inner.recorder.send(Msg::Result(result));
     }
 
     async fn recorder(self, mut rx: mpsc::UnboundedReceiver<Msg>) {
@@ -471,15 +467,11 @@ impl Engine {
         let mut buf = Vec::with_capacity(1024);
         while rx.recv_many(&mut buf, 4096).await > 0 {
             let mut results = Vec::new();
-            let mut orgs = HashMap::new();
             let mut releases = Vec::new();
             let mut flushes = Vec::new();
             for m in buf.drain(..) {
                 match m {
-                    Msg::Result { org, result } => {
-                        orgs.insert(result.delivery_id.clone(), org);
-                        results.push(result);
-                    }
+                    Msg::Result(result) => results.push(result),
                     Msg::Release(id) => releases.push(id),
                     Msg::Flush(tx) => flushes.push(tx),
                 }
@@ -499,23 +491,11 @@ impl Engine {
                     metrics::histogram!("switchyard_attempt_duration_seconds")
                         .record(r.attempt.duration_ms / 1000.0);
                 }
-                let disabling: HashMap<String, String> = results
-                    .iter()
-                    .filter_map(|r| {
-                        r.disable_endpoint
-                            .as_ref()
-                            .map(|why| (r.delivery_id.clone(), why.clone()))
-                    })
-                    .collect();
                 match inner.store.record_attempts(results).await {
                     Ok(disabled) => {
-                        for ep_id in disabled {
-                            self.endpoint_changed(&ep_id);
-                            // Find the org of a delivery that disabled this endpoint.
-                            let org = disabling.keys().find_map(|d| orgs.get(d)).cloned();
-                            if let Some(org) = org {
-                                self.emit_disabled(&org, &ep_id).await;
-                            }
+                        for d in disabled {
+                            self.endpoint_changed(&d.endpoint_id);
+                            self.emit_disabled(&d.org_id, &d.endpoint_id).await;
                         }
                     }
                     Err(e) => {
@@ -593,6 +573,8 @@ fn decide(ep: &Endpoint, job: &DueDelivery, resp: http::Response) -> AttemptResu
         }
     };
     AttemptResult {
+        org_id: job.org_id.clone(),
+        endpoint_id: Some(ep.id.clone()),
         delivery_id: job.delivery_id.clone(),
         attempt: Attempt {
             id: new_id("att"),

@@ -343,6 +343,8 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
     );
 
     let attempt = |code: u16, outcome: Outcome, disable: Option<&str>| AttemptResult {
+        org_id: "c-d".into(),
+        endpoint_id: Some(ep.id.clone()),
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
             id: new_id("att"),
@@ -375,11 +377,28 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
             .is_empty(),
         "not yet due"
     );
+    // A result that names another organization changes nothing of this one.
+    let mut foreign = attempt(410, Outcome::Failed, Some("410 Gone"));
+    foreign.org_id = "c-other".into();
+    assert!(
+        store
+            .record_attempts(vec![foreign])
+            .await
+            .expect("record")
+            .is_empty()
+    );
+    assert!(store.get_endpoint("c-d", &ep.id).await.expect("get").enabled);
     let disabled = store
         .record_attempts(vec![attempt(410, Outcome::Failed, Some("410 Gone"))])
         .await
         .expect("record");
-    assert_eq!(disabled, vec![ep.id.clone()]);
+    assert_eq!(
+        disabled,
+        vec![DisabledEndpoint {
+            org_id: "c-d".into(),
+            endpoint_id: ep.id.clone()
+        }]
+    );
     let ep_now = store.get_endpoint("c-d", &ep.id).await.expect("get");
     assert!(!ep_now.enabled);
     assert_eq!(ep_now.disabled_reason.as_deref(), Some("410 Gone"));
@@ -499,6 +518,8 @@ async fn replay_and_retry(store: &dyn Store) {
         .expect("publish");
     let d = &out[0].new_deliveries[0];
     let failed = AttemptResult {
+        org_id: "c-r".into(),
+        endpoint_id: None,
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
             id: new_id("att"),

@@ -141,8 +141,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes claimed deliveries due again at once (work handed back at shutdown, or after a
     /// restart: `ids = None` releases everything `node` holds).
     async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64>;
-    /// Records attempts and their outcomes; returns the ids of endpoints this disabled.
-    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<String>>;
+    /// Records attempts and their outcomes, each scoped to the organization it carries; returns
+    /// the endpoints this disabled, each with its organization.
+    async fn record_attempts(&self, results: Vec<AttemptResult>)
+    -> Result<Vec<DisabledEndpoint>>;
     /// Makes a delivery pending again with one more attempt, claimed for `node`.
     async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<DueDelivery>;
     /// New deliveries to `endpoint_id` for every event received in `[since, until)` that was

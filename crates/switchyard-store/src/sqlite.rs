@@ -1264,46 +1264,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<String>> {
+    async fn record_attempts(
+        &self,
+        results: Vec<AttemptResult>,
+    ) -> Result<Vec<DisabledEndpoint>> {
         self.write(move |ctx| {
             let now = now_ms();
             let mut disabled = Vec::new();
             for res in results {
                 let a = &res.attempt;
-                let org: Option<(String, Option<String>)> = ctx
-                    .conn
-                    .prepare_cached("SELECT org_id, endpoint_id FROM deliveries WHERE id = ?1")?
-                    .query_row([&res.delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                let Some((org, endpoint_id)) = org else { continue };
-                ctx.conn
-                    .prepare_cached(
-                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![a.id, res.delivery_id, org, a.at, a.status_code, a.duration_ms, a.error, a.response_body])?;
                 let (status, next) = match res.outcome {
                     Outcome::Delivered => ("delivered", None),
                     Outcome::Retry { at } => ("pending", Some(at)),
                     Outcome::Failed => ("failed", None),
                 };
+                let changed = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4,
+                         claimed_by = NULL, updated_at = ?5 WHERE id = ?1 AND org_id = ?2",
+                    )?
+                    .execute(params![res.delivery_id, res.org_id, status, next, now])?;
+                if changed == 0 {
+                    // The delivery is gone (its endpoint or organization was deleted).
+                    continue;
+                }
                 ctx.conn
                     .prepare_cached(
-                        "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
-                         claimed_by = NULL, updated_at = ?4 WHERE id = ?1",
+                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )?
-                    .execute(params![res.delivery_id, status, next, now])?;
-                if let (Some(reason), Some(endpoint_id)) = (&res.disable_endpoint, endpoint_id) {
+                    .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error, a.response_body])?;
+                if let (Some(reason), Some(endpoint_id)) = (&res.disable_endpoint, &res.endpoint_id) {
                     let n = ctx
                         .conn
                         .prepare_cached(
-                            "UPDATE endpoints SET enabled = 0, disabled_reason = ?2, updated_at = ?3
-                             WHERE id = ?1 AND enabled = 1",
+                            "UPDATE endpoints SET enabled = 0, disabled_reason = ?3, updated_at = ?4
+                             WHERE id = ?1 AND org_id = ?2 AND enabled = 1",
                         )?
-                        .execute(params![endpoint_id, reason, now])?;
+                        .execute(params![endpoint_id, res.org_id, reason, now])?;
                     if n > 0 {
-                        ctx.routes.remove(&org);
-                        disabled.push(endpoint_id);
+                        ctx.routes.remove(&res.org_id);
+                        disabled.push(DisabledEndpoint {
+                            org_id: res.org_id.clone(),
+                            endpoint_id: endpoint_id.clone(),
+                        });
                     }
                 }
             }

@@ -354,3 +354,54 @@ async fn floods_of_bytes_fail_the_run_and_leave_the_hub_small() {
     let rss = hub.peak_rss_mb();
     assert!(rss < 200, "the hub's peak RSS was {rss} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_disabled_events_reach_their_own_organization() {
+    let app = spawn_app().await;
+    let gone = TestReceiver::start().await;
+    // Every receiver answers 410 after the same pause, so the results reach the recorder
+    // together and are written in one batch.
+    gone.always(Reply::status(410).delay(Duration::from_millis(400)));
+    let mut orgs = Vec::new();
+    for i in 0..24 {
+        let org = app.org(&format!("t{i:02}")).await;
+        let ep = app
+            .endpoint(&org, json!({"url": gone.url(&format!("/t{i:02}"))}), &["T"])
+            .await;
+        orgs.push((org, ep["id"].as_str().expect("id").to_string()));
+    }
+    let publishes = orgs.iter().map(|(org, _)| {
+        app.publish(org, json!({"type": "T", "entity": {"type": "X", "id": "1"}, "data": {}}))
+    });
+    futures_util::future::join_all(publishes).await;
+    gone.wait_for(24, Duration::from_secs(10)).await;
+    for (org, ep_id) in &orgs {
+        let mut events = Value::Null;
+        for _ in 0..100 {
+            let (s, v) = app
+                .get(
+                    &format!(
+                        "/v1/orgs/{}/events?type=switchyard.endpoint.disabled",
+                        org.id
+                    ),
+                    &org.viewer,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            if !v["data"].as_array().expect("events").is_empty() {
+                events = v["data"].clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let events = events.as_array().cloned().unwrap_or_default();
+        let ids: Vec<&Value> = events.iter().map(|e| &e["data"]["endpoint_id"]).collect();
+        assert_eq!(
+            ids,
+            vec![&json!(ep_id)],
+            "{} must get exactly its own endpoint's event",
+            org.id
+        );
+    }
+    app.stop().await;
+}
