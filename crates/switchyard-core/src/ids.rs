@@ -15,16 +15,29 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Checks a caller-chosen identifier (organization ids, caller event ids, resource names):
 /// 1–200 characters of ASCII letters, digits and `-_.:@`.
+/// At least one letter or digit is required, so `.` and `..` (which URL paths resolve away)
+/// are never names.
 pub fn is_valid_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
+        && s.bytes().any(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dots_alone_are_not_names() {
+        for bad in [".", "..", "...", "-", "", "a/b", "a b"] {
+            assert!(!is_valid_name(bad, 200), "{bad:?}");
+        }
+        for good in ["a", "Ticket.Created", "..a", "x-1", "my-id-1"] {
+            assert!(is_valid_name(good, 200), "{good:?}");
+        }
+    }
 
     #[test]
     fn ids_are_prefixed_unique_and_sorted() {

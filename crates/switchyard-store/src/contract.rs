@@ -387,7 +387,13 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
             .expect("record")
             .is_empty()
     );
-    assert!(store.get_endpoint("c-d", &ep.id).await.expect("get").enabled);
+    assert!(
+        store
+            .get_endpoint("c-d", &ep.id)
+            .await
+            .expect("get")
+            .enabled
+    );
     let disabled = store
         .record_attempts(vec![attempt(410, Outcome::Failed, Some("410 Gone"))])
         .await

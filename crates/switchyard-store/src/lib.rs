@@ -143,8 +143,7 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64>;
     /// Records attempts and their outcomes, each scoped to the organization it carries; returns
     /// the endpoints this disabled, each with its organization.
-    async fn record_attempts(&self, results: Vec<AttemptResult>)
-    -> Result<Vec<DisabledEndpoint>>;
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<DisabledEndpoint>>;
     /// Makes a delivery pending again with one more attempt, claimed for `node`.
     async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<DueDelivery>;
     /// New deliveries to `endpoint_id` for every event received in `[since, until)` that was

@@ -568,6 +568,20 @@ impl WriterCtx {
     }
 }
 
+/// What differs between a stored event and a new one with the same id (the timestamp is not
+/// compared: it defaults to the time of publishing).
+fn idempotency_conflict(stored: &Event, new: &NewEvent) -> Option<&'static str> {
+    if stored.event_type != new.event_type {
+        Some("type")
+    } else if stored.entity != new.entity {
+        Some("entity")
+    } else if stored.data != new.data {
+        Some("data")
+    } else {
+        None
+    }
+}
+
 fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint) -> Result<()> {
     let token_enc = ep
         .token
@@ -1005,6 +1019,12 @@ impl Store for SqliteStore {
                     .optional()?;
                 if let Some(seq) = existing {
                     let event = ctx.load_event_by_seq(seq)?;
+                    if let Some(what) = idempotency_conflict(&event, &ne) {
+                        return Err(StoreError::Conflict(format!(
+                            "event `{}` was published before with a different {what}; an id identifies one event",
+                            ne.id
+                        )));
+                    }
                     let count: i64 = ctx
                         .conn
                         .prepare_cached("SELECT count(*) FROM deliveries WHERE org_id = ?1 AND event_id = ?2")?
@@ -1264,10 +1284,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempts(
-        &self,
-        results: Vec<AttemptResult>,
-    ) -> Result<Vec<DisabledEndpoint>> {
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<DisabledEndpoint>> {
         self.write(move |ctx| {
             let now = now_ms();
             let mut disabled = Vec::new();

@@ -238,3 +238,104 @@ async fn bad_input_is_refused_clearly_and_nothing_is_half_stored() {
     assert_eq!(v["error"]["code"], "not_found");
     app.stop().await;
 }
+
+/// Posts raw JSON text and returns the status and the raw answer.
+async fn post_raw(app: &TestApp, path: &str, key: &str, body: &str) -> (u16, String) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send");
+    (r.status().as_u16(), r.text().await.expect("text"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_is_never_silently_changed() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("exact").await;
+    app.endpoint(&org, json!({"url": rx.url("/")}), &["Big"])
+        .await;
+    let path = format!("/v1/orgs/{}/events", org.id);
+    let big = format!("1{}", "2".repeat(299));
+    let body = format!(
+        r#"{{"id": "n1", "type": "Big", "data": {{"n": {big}, "f": 0.1, "one": 1.0, "neg": -0.000000000000000000001}}}}"#
+    );
+    let (s, text) = post_raw(&app, &path, &org.publisher, &body).await;
+    assert_eq!(s, 202, "{text}");
+    // Kept exactly: in the answer, in the trace and in the webhook.
+    let expect = format!(r#""n":{big}"#);
+    assert!(text.contains(&expect), "{text}");
+    let trace = app
+        .client
+        .get(app.url(&format!("{path}/n1")))
+        .bearer_auth(&org.viewer)
+        .send()
+        .await
+        .expect("trace")
+        .text()
+        .await
+        .expect("text");
+    assert!(trace.contains(&expect), "{trace}");
+    assert!(trace.contains(r#""one":1.0"#) && trace.contains("-0.000000000000000000001"));
+    let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
+    assert!(
+        String::from_utf8_lossy(&got[0].body).contains(&expect),
+        "the webhook changed the number"
+    );
+
+    // The same id with the same body: the first event. With another body: 409 naming it.
+    let (s, text) = post_raw(&app, &path, &org.publisher, &body).await;
+    assert_eq!(s, 202, "{text}");
+    assert!(text.contains(r#""duplicate":true"#), "{text}");
+    let (s, v) = app
+        .post(
+            &path,
+            &org.publisher,
+            json!({"id": "n1", "type": "Big", "data": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "conflict");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("different data"),
+        "{v}"
+    );
+    // In a batch, the conflict refuses the whole batch.
+    let before = event_count(&app, &org).await;
+    let (s, v) = app
+        .post(
+            &format!("{path}/batch"),
+            &org.publisher,
+            json!({"events": [{"id": "n2", "type": "Big", "data": {}}, {"id": "n1", "type": "Other", "data": {}}]}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("different type")
+    );
+    assert_eq!(
+        event_count(&app, &org).await,
+        before,
+        "nothing of the batch was stored"
+    );
+
+    // Names made only of dots are refused.
+    for name in ["..", "."] {
+        let (s, v) = app
+            .post(&path, &org.publisher, json!({"type": name, "data": {}}))
+            .await;
+        assert_eq!(s, 422, "{name}: {v}");
+    }
+    app.stop().await;
+}

@@ -371,7 +371,10 @@ async fn endpoint_disabled_events_reach_their_own_organization() {
         orgs.push((org, ep["id"].as_str().expect("id").to_string()));
     }
     let publishes = orgs.iter().map(|(org, _)| {
-        app.publish(org, json!({"type": "T", "entity": {"type": "X", "id": "1"}, "data": {}}))
+        app.publish(
+            org,
+            json!({"type": "T", "entity": {"type": "X", "id": "1"}, "data": {}}),
+        )
     });
     futures_util::future::join_all(publishes).await;
     gone.wait_for(24, Duration::from_secs(10)).await;
