@@ -140,24 +140,30 @@ async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult
             },
         },
     };
-    if let Some(schema) = s.schema_for(org, &e.event_type).await?
-        && let Err(v) = schema.validate(&e.data)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "schema_violation",
-            format!(
-                "{at}data does not match the schema of `{}` at {}: {}",
-                e.event_type, v.path, v.message
-            ),
-        ));
+    let mut data = e.data;
+    if let Some(schema) = s.schema_for(org, &e.event_type).await? {
+        // Off the async workers: a large document never stalls other requests.
+        let (checked, back) = tokio::task::spawn_blocking(move || (schema.validate(&data), data))
+            .await
+            .map_err(|e| ApiError::internal(format!("schema validation failed: {e}")))?;
+        data = back;
+        if let Err(v) = checked {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema_violation",
+                format!(
+                    "{at}data does not match the schema of `{}` at {}: {}",
+                    e.event_type, v.path, v.message
+                ),
+            ));
+        }
     }
     Ok(NewEvent {
         id,
         event_type: e.event_type,
         timestamp,
         entity,
-        data: e.data,
+        data,
     })
 }
 

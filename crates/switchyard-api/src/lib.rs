@@ -171,7 +171,13 @@ impl AppState {
         }
         let schema = match self.store.get_event_type(org, event_type).await {
             Ok(t) => match t.schema {
-                Some(doc) => Some(Arc::new(Schema::compile(&doc).map_err(ApiError::internal)?)),
+                Some(doc) => Some(Arc::new(Schema::compile(&doc).map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "schema_invalid",
+                        format!("the schema of `{event_type}` cannot be used ({e}); replace it"),
+                    )
+                })?)),
                 None => None,
             },
             Err(StoreError::NotFound) => None,

@@ -1,4 +1,9 @@
 //! Event data schemas: JSON Schema documents compiled once and checked on every publish.
+//!
+//! `pattern` and `patternProperties` run on the linear-time `regex` engine, never a
+//! backtracking one: a tenant's schema cannot make a publish take time exponential in the size of
+//! the data. Patterns that need backtracking (look-around, back-references) are refused when the
+//! schema is registered, with the pattern named.
 
 use serde_json::Value;
 
@@ -14,9 +19,17 @@ impl std::fmt::Debug for Schema {
 impl Schema {
     /// Compiles a schema document; the error says what is wrong with it.
     pub fn compile(doc: &Value) -> Result<Schema, String> {
-        jsonschema::validator_for(doc)
+        jsonschema::options()
+            .with_pattern_options(
+                jsonschema::PatternOptions::regex()
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 20),
+            )
+            .build(doc)
             .map(Schema)
-            .map_err(|e| format!("invalid JSON Schema: {e}"))
+            .map_err(|e| {
+                format!("invalid JSON Schema: {e} (patterns run on a linear-time engine: look-around and back-references are not supported)")
+            })
     }
 
     /// `Err` names the first failing location as a JSON pointer into the event's `data`
@@ -66,5 +79,20 @@ mod tests {
         assert_eq!(v.path, "/data");
         assert!(v.message.contains("ticketId"), "{}", v.message);
         assert!(Schema::compile(&json!({"type": 7})).is_err());
+    }
+
+    #[test]
+    fn backtracking_patterns_are_refused_and_linear_ones_are_fast() {
+        let err = Schema::compile(
+            &json!({"properties": {"a": {"type": "string", "pattern": "^(?=.*x)(a+)+$"}}}),
+        )
+        .unwrap_err();
+        assert!(err.contains("(?=.*x)"), "{err}");
+        let s = Schema::compile(
+            &json!({"properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}),
+        )
+        .expect("a nested quantifier is fine on a linear engine");
+        let evil = format!("{}!", "a".repeat(50_000));
+        assert!(s.validate(&json!({"a": evil})).is_err());
     }
 }

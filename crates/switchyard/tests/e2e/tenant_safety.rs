@@ -408,3 +408,74 @@ async fn endpoint_disabled_events_reach_their_own_organization() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_cannot_stall_the_api() {
+    let app = spawn_app().await;
+    let a = app.org("regex-a").await;
+    let b = app.org("regex-b").await;
+    let put_type = |org: &Org, name: &str, pattern: &str| {
+        let path = format!("/v1/orgs/{}/event-types/{name}", org.id);
+        let body = json!({"schema": {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}});
+        let key = org.admin.clone();
+        let app = &app;
+        async move {
+            app.call(reqwest::Method::PUT, &path, &key, Some(body))
+                .await
+        }
+    };
+    // Look-around needs a backtracking engine: refused when registered, naming the pattern.
+    let (s, v) = put_type(&a, "Evil", "^(?=.*x)(a+)+$").await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("(?=.*x)"),
+        "{v}"
+    );
+    // Nested quantifiers run on the linear engine.
+    let (s, v) = put_type(&a, "Nested", "^(a+)+$").await;
+    assert_eq!(s, 200, "{v}");
+    let evil = format!("{}!", "a".repeat(50_000));
+    let path = format!("/v1/orgs/{}/events", a.id);
+    let floods = (0..3).map(|_| {
+        app.post(
+            &path,
+            &a.publisher,
+            json!({"type": "Nested", "data": {"s": evil}}),
+        )
+    });
+    let neighbour = async {
+        let mut worst = Duration::ZERO;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let (s, _) = app
+                .post(
+                    &format!("/v1/orgs/{}/events", b.id),
+                    &b.publisher,
+                    json!({"type": "T", "data": {}}),
+                )
+                .await;
+            assert_eq!(s, 202);
+            let health = app
+                .client
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .expect("healthz");
+            assert!(health.status().is_success());
+            worst = worst.max(started.elapsed());
+        }
+        worst
+    };
+    let (results, worst) = tokio::join!(futures_util::future::join_all(floods), neighbour);
+    for (s, v) in results {
+        assert_eq!(s, 422, "the flood breaks the schema: {v}");
+    }
+    assert!(
+        worst < Duration::from_millis(100),
+        "another organization waited {worst:?}"
+    );
+    app.stop().await;
+}

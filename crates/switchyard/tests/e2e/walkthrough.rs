@@ -85,8 +85,9 @@ async fn same_id_twice_stores_one_event_and_delivers_once() {
         .publish(&org, json!({"id": "dup-1", "type": "A", "data": {"v": 1}}))
         .await;
     rx.wait_for(1, Duration::from_secs(10)).await;
+    // The same id and body again (another body is a 409: see `input_is_never_silently_changed`).
     let second = app
-        .publish(&org, json!({"id": "dup-1", "type": "B", "data": {"v": 2}}))
+        .publish(&org, json!({"id": "dup-1", "type": "A", "data": {"v": 1}}))
         .await;
     assert_eq!(second["duplicate"], true);
     assert_eq!(second["type"], "A", "answers with the first event");
