@@ -100,6 +100,16 @@ pub struct EndpointOut {
 }
 
 impl EndpointOut {
+    /// Header values may carry credentials: only admins see them; others see the names.
+    pub fn for_reader(mut self, p: &switchyard_core::Principal, org: &str) -> Self {
+        if !p.may(org, Role::Admin) {
+            for v in self.headers.values_mut() {
+                *v = "[hidden]".into();
+            }
+        }
+        self
+    }
+
     pub fn from(ep: &Endpoint, show_secret: bool) -> Self {
         EndpointOut {
             id: ep.id.clone(),
@@ -344,7 +354,9 @@ pub async fn list(
     s.authorize(&p, &org, Role::Viewer).await?;
     let eps = s.store.list_endpoints(&org).await?;
     Ok(Json(
-        eps.iter().map(|e| EndpointOut::from(e, false)).collect(),
+        eps.iter()
+            .map(|e| EndpointOut::from(e, false).for_reader(&p, &org))
+            .collect(),
     ))
 }
 
@@ -363,7 +375,9 @@ pub async fn get(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
     s.authorize(&p, &org, Role::Viewer).await?;
-    Ok(Json(EndpointOut::from(&load(&s, &org, &id).await?, false)))
+    Ok(Json(
+        EndpointOut::from(&load(&s, &org, &id).await?, false).for_reader(&p, &org),
+    ))
 }
 
 /// Change some settings of an endpoint.

@@ -20,13 +20,14 @@ pub use ops::metrics_handle;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_core::crypto::hash_api_key;
 use switchyard_core::schema::Schema;
+use switchyard_core::time::now_ms;
 use switchyard_core::{Principal, Role};
 use switchyard_delivery::Engine;
 use switchyard_store::{Store, StoreError};
@@ -64,13 +65,24 @@ pub struct StateInner {
     pub admin_key_hash: Option<String>,
     pub limits: Limits,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Authenticated keys by hash; keys cannot be changed, so entries never go stale.
-    keys: RwLock<HashMap<String, Principal>>,
+    /// Authenticated keys by hash, with when their use was last recorded. A revoked key is
+    /// removed at once ([`StateInner::forget_key`]).
+    keys: RwLock<HashMap<String, CachedKey>>,
     /// Organizations known to exist (for the instance admin's requests).
     orgs: RwLock<HashSet<String>>,
     /// Compiled event-type schemas by (org, type), refreshed after [`SCHEMA_TTL`].
     schemas: Mutex<HashMap<(String, String), CachedSchema>>,
 }
+
+/// A key that authenticated, and when its use was last written to the store.
+#[derive(Clone)]
+struct CachedKey {
+    principal: Principal,
+    touched: Instant,
+}
+
+/// How often a key's `last_used_at` is written at most.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// A compiled schema (or the knowledge that the type has none) and when it was loaded.
 type CachedSchema = (Instant, Option<Arc<Schema>>);
@@ -120,17 +132,50 @@ impl AppState {
                 key_id: "env-admin".into(),
             });
         }
-        if let Some(p) = self.keys.read().ok().and_then(|k| k.get(&hash).cloned()) {
-            return Ok(p);
+        let cached = self.keys.read().ok().and_then(|k| k.get(&hash).cloned());
+        if let Some(c) = cached {
+            if c.touched.elapsed() >= TOUCH_EVERY {
+                if let Ok(mut k) = self.keys.write()
+                    && let Some(entry) = k.get_mut(&hash)
+                {
+                    entry.touched = Instant::now();
+                }
+                self.touch(&c.principal.key_id);
+            }
+            return Ok(c.principal);
         }
         match self.store.find_api_key(&hash).await? {
             Some(p) => {
                 if let Ok(mut k) = self.keys.write() {
-                    k.insert(hash, p.clone());
+                    k.insert(
+                        hash,
+                        CachedKey {
+                            principal: p.clone(),
+                            touched: Instant::now(),
+                        },
+                    );
                 }
+                self.touch(&p.key_id);
                 Ok(p)
             }
             None => Err(ApiError::unauthorized()),
+        }
+    }
+
+    /// Records a key's use without making the request wait for it.
+    fn touch(&self, key_id: &str) {
+        let (store, id) = (self.store.clone(), key_id.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(&id, now_ms()).await {
+                tracing::debug!(error = %e, "recording a key's use failed");
+            }
+        });
+    }
+
+    /// Drops a revoked key from the cache, so its next request is refused.
+    pub fn forget_key(&self, key_id: &str) {
+        if let Ok(mut k) = self.keys.write() {
+            k.retain(|_, c| c.principal.key_id != key_id);
         }
     }
 
@@ -216,7 +261,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/orgs", post(orgs::create).get(orgs::list))
         .route("/v1/orgs/{org}", get(orgs::get))
-        .route("/v1/orgs/{org}/keys", post(orgs::create_key))
+        .route(
+            "/v1/orgs/{org}/keys",
+            post(orgs::create_key).get(orgs::list_keys),
+        )
+        .route("/v1/orgs/{org}/keys/{id}", delete(orgs::revoke_key))
         .route("/v1/orgs/{org}/event-types", get(event_types::list))
         .route(
             "/v1/orgs/{org}/event-types/{name}",

@@ -87,6 +87,8 @@ pub async fn not_found() -> ApiError {
         crate::orgs::list,
         crate::orgs::get,
         crate::orgs::create_key,
+        crate::orgs::list_keys,
+        crate::orgs::revoke_key,
         crate::event_types::put,
         crate::event_types::get,
         crate::event_types::list,

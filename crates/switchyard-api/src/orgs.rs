@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchyard_core::crypto::{generate_api_key, hash_api_key};
+use switchyard_core::crypto::{api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::ids::is_valid_name;
 use switchyard_core::time::to_rfc3339;
 use switchyard_core::{Org, Role};
@@ -129,7 +129,7 @@ pub async fn create_key(
     let key = generate_api_key();
     let id = s
         .store
-        .create_api_key(Some(&org), role, &hash_api_key(&key))
+        .create_api_key(Some(&org), role, &hash_api_key(&key), &api_key_prefix(&key))
         .await
         .map_err(|e| ApiError::from_store(e, "organization"))?;
     Ok((
@@ -141,4 +141,53 @@ pub async fn create_key(
             org,
         }),
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyInfoOut {
+    pub id: String,
+    /// The first characters of the key, to tell keys apart (never the key).
+    pub prefix: String,
+    pub role: String,
+    pub created_at: String,
+    /// When the key was last used (to the minute), if ever.
+    pub last_used_at: Option<String>,
+}
+
+/// List an organization's keys: ids, prefixes, roles and use; never the keys.
+#[utoipa::path(get, path = "/v1/orgs/{org}/keys", responses((status = 200, body = Vec<KeyInfoOut>)))]
+pub async fn list_keys(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<KeyInfoOut>>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let keys = s.store.list_api_keys(&org).await?;
+    Ok(Json(
+        keys.into_iter()
+            .map(|k| KeyInfoOut {
+                id: k.id,
+                prefix: k.prefix,
+                role: k.role.as_str().into(),
+                created_at: to_rfc3339(k.created_at),
+                last_used_at: k.last_used_at.map(to_rfc3339),
+            })
+            .collect(),
+    ))
+}
+
+/// Revoke a key: refused from the next request on, on this node at once.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/keys/{id}", responses((status = 204), (status = 404)))]
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    s.store
+        .delete_api_key(&org, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "key"))?;
+    s.forget_key(&id);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -90,7 +90,14 @@ pub fn hash_api_key(key: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The part of a key that may be shown again after creation (listing keys): `sy_` and four
+/// characters, far too few to guess the rest from.
+pub fn api_key_prefix(key: &str) -> String {
+    key.chars().take(7).collect()
+}
+
 /// A new API key: `sy_` + 43 characters of URL-safe base64.
+
 pub fn generate_api_key() -> String {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);

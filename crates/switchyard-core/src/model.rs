@@ -39,6 +39,19 @@ pub struct Principal {
     pub key_id: String,
 }
 
+/// An API key as listed: never the key, only what identifies it to a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    /// `None` for instance admin keys.
+    pub org_id: Option<String>,
+    pub role: Role,
+    /// The first characters of the key (`sy_AbCd`), to tell keys apart.
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
 impl Principal {
     /// May this caller act in `org` with at least `role`? The instance admin may act anywhere.
     pub fn may(&self, org: &str, role: Role) -> bool {

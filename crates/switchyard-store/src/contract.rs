@@ -87,7 +87,7 @@ async fn orgs_and_keys(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     let key_id = store
-        .create_api_key(Some("c-org1"), Role::Publisher, "hash-1")
+        .create_api_key(Some("c-org1"), Role::Publisher, "hash-1", "sy_abcd")
         .await
         .expect("key");
     let p = store
@@ -100,29 +100,74 @@ async fn orgs_and_keys(store: &dyn Store) {
         Principal {
             org: Some("c-org1".into()),
             role: Role::Publisher,
-            key_id
+            key_id: key_id.clone()
         }
     );
     assert!(store.find_api_key("hash-x").await.expect("find").is_none());
     let before = store.count_admin_keys().await.expect("count");
     store
-        .create_api_key(None, Role::Admin, "hash-admin")
+        .create_api_key(None, Role::Admin, "hash-admin", "sy_adm1")
         .await
         .expect("admin key");
     assert_eq!(store.count_admin_keys().await.expect("count"), before + 1);
     assert!(
         store
-            .create_api_key(Some("c-org1"), Role::Viewer, "hash-1")
+            .create_api_key(Some("c-org1"), Role::Viewer, "hash-1", "sy_dup1")
             .await
             .is_err(),
         "hashes are unique"
     );
     assert!(
         store
-            .create_api_key(Some("c-missing"), Role::Viewer, "hash-2")
+            .create_api_key(Some("c-missing"), Role::Viewer, "hash-2", "sy_miss")
             .await
             .is_err(),
         "org must exist"
+    );
+    // Listing shows the prefix and usage, scoped to the organization; revoking is too.
+    store.create_org("c-org2", "Other").await.expect("org");
+    store.touch_api_key(&key_id, 1234).await.expect("touch");
+    let keys = store.list_api_keys("c-org1").await.expect("list");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        (keys[0].prefix.as_str(), keys[0].role, keys[0].last_used_at),
+        ("sy_abcd", Role::Publisher, Some(1234))
+    );
+    assert!(
+        store
+            .list_api_keys("c-org2")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.delete_api_key("c-org2", &key_id).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .delete_api_key("c-org1", &key_id)
+        .await
+        .expect("revoke");
+    assert!(store.find_api_key("hash-1").await.expect("find").is_none());
+    // Recovery replaces every instance admin key by one.
+    store
+        .replace_admin_keys("hash-new-admin", "sy_new1")
+        .await
+        .expect("replace");
+    assert_eq!(store.count_admin_keys().await.expect("count"), 1);
+    assert!(
+        store
+            .find_api_key("hash-admin")
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        store
+            .find_api_key("hash-new-admin")
+            .await
+            .expect("find")
+            .is_some()
     );
 }
 

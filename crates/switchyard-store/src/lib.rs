@@ -86,8 +86,22 @@ pub trait Store: Send + Sync + 'static {
     async fn get_org(&self, id: &str) -> Result<Org>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     /// Stores a key's hash; `org = None` makes an instance admin key. Returns the key's id.
-    async fn create_api_key(&self, org: Option<&str>, role: Role, key_hash: &str)
-    -> Result<String>;
+    /// Stores a key by its hash and a displayable prefix; returns the key's id.
+    async fn create_api_key(
+        &self,
+        org: Option<&str>,
+        role: Role,
+        key_hash: &str,
+        prefix: &str,
+    ) -> Result<String>;
+    /// The keys of an organization (never the keys themselves).
+    async fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKeyInfo>>;
+    /// Revokes a key of `org`; `NotFound` if it has no such key.
+    async fn delete_api_key(&self, org: &str, id: &str) -> Result<()>;
+    /// Records that a key was used at `at`.
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<()>;
+    /// Replaces every instance admin key by one new key (recovery); returns its id.
+    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
     async fn count_admin_keys(&self) -> Result<u64>;
 

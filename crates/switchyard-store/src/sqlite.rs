@@ -35,6 +35,7 @@ const MAX_IDLE_READERS: usize = 8;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_executors.sql"),
+    include_str!("../migrations/sqlite/0003_key_management.sql"),
 ];
 
 type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
@@ -350,6 +351,15 @@ fn secrets_ctx(id: &str) -> String {
 }
 fn token_ctx(id: &str) -> String {
     format!("endpoint:{id}:token")
+}
+
+/// A column whose stored value cannot be decoded: an error, never a silent default.
+fn corrupt(col: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("corrupt {what}: `{value}`").into(),
+    )
 }
 
 fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
@@ -719,15 +729,85 @@ impl Store for SqliteStore {
         org: Option<&str>,
         role: Role,
         key_hash: &str,
+        prefix: &str,
     ) -> Result<String> {
-        let (org, hash) = (org.map(str::to_string), key_hash.to_string());
+        let (org, hash, prefix) = (
+            org.map(str::to_string),
+            key_hash.to_string(),
+            prefix.to_string(),
+        );
         self.write(move |ctx| {
             let id = new_id("key");
             ctx.conn
                 .prepare_cached(
-                    "INSERT INTO api_keys (id, org_id, role, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO api_keys (id, org_id, role, key_hash, created_at, prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![id, org, role.as_str(), hash, now_ms()])?;
+                .execute(params![id, org, role.as_str(), hash, now_ms(), prefix])?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKeyInfo>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                "SELECT id, org_id, role, prefix, created_at, last_used_at FROM api_keys
+                 WHERE org_id = ?1 ORDER BY created_at, id",
+                &[&org],
+                |r| {
+                    let role: String = r.get(2)?;
+                    Ok(ApiKeyInfo {
+                        id: r.get(0)?,
+                        org_id: r.get(1)?,
+                        role: Role::parse(&role).ok_or_else(|| corrupt(2, "role", &role))?,
+                        prefix: r.get(3)?,
+                        created_at: r.get(4)?,
+                        last_used_at: r.get(5)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, org: &str, id: &str) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND id = ?2")?
+                .execute([&org, &id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")?
+                .execute(params![id, at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String> {
+        let (hash, prefix) = (key_hash.to_string(), prefix.to_string());
+        self.write(move |ctx| {
+            ctx.conn
+                .execute("DELETE FROM api_keys WHERE org_id IS NULL", [])?;
+            let id = new_id("key");
+            ctx.conn.execute(
+                "INSERT INTO api_keys (id, org_id, role, key_hash, created_at, prefix) VALUES (?1, NULL, 'admin', ?2, ?3, ?4)",
+                params![id, hash, now_ms(), prefix],
+            )?;
             Ok(id)
         })
         .await

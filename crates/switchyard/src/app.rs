@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::{AppState, Limits};
 use switchyard_core::Role;
-use switchyard_core::crypto::{MasterKey, generate_api_key, hash_api_key};
+use switchyard_core::crypto::{MasterKey, api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_delivery::{Engine, EngineConfig};
 use switchyard_store::{SqliteStore, Store};
@@ -42,6 +42,29 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// The master key: from the environment, else the data dir's `master.key` (made on first start).
+/// Replaces every instance admin key of the data dir by a new one and returns it (offline
+/// recovery; a running hub keeps accepting the old key until it restarts).
+pub async fn reset_admin_key(settings: &Settings) -> anyhow::Result<String> {
+    let key_file = settings.data_dir.join("master.key");
+    if settings.master_key.is_none() && !key_file.exists() {
+        anyhow::bail!(
+            "{} holds no Switchyard data (no master.key); nothing to reset",
+            settings.data_dir.display()
+        );
+    }
+    if !settings.database_path.exists() {
+        anyhow::bail!("no database at {}", settings.database_path.display());
+    }
+    let store = SqliteStore::open(&settings.database_path, master_key(settings)?)
+        .with_context(|| format!("opening {}", settings.database_path.display()))?;
+    let key = generate_api_key();
+    store
+        .replace_admin_keys(&hash_api_key(&key), &api_key_prefix(&key))
+        .await?;
+    store.close();
+    Ok(key)
+}
+
 fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     if let Some(k) = &settings.master_key {
         return MasterKey::from_base64(k).context("SWITCHYARD_MASTER_KEY");
@@ -102,8 +125,16 @@ impl Application {
         let mut generated_admin_key = None;
         if settings.admin_key.is_none() && store.count_admin_keys().await? == 0 {
             let key = generate_api_key();
+            // Shown before it is stored: a start that fails later (a taken port) never leaves a
+            // stored key that nobody has seen. Lost anyway? `switchyard reset-admin-key`.
+            println!("Generated the instance admin key (shown once, store it now):\n{key}");
             store
-                .create_api_key(None, Role::Admin, &hash_api_key(&key))
+                .create_api_key(
+                    None,
+                    Role::Admin,
+                    &hash_api_key(&key),
+                    &api_key_prefix(&key),
+                )
                 .await?;
             generated_admin_key = Some(key);
         }

@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run the hub (API, delivery engine) until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Replace the instance admin key of a data dir by a new one and print it (offline
+    /// recovery when the key is lost; restart a running hub afterwards).
+    ResetAdminKey(ServeArgs),
     /// Measure publish and delivery throughput and latency against a local receiver.
     Bench(bench::BenchArgs),
     /// Measure trivial executor runs per language (JavaScript, Node.js, Python, PHP).
@@ -64,11 +67,17 @@ fn main() -> anyhow::Result<()> {
             init_logging(settings.log_format);
             runtime.block_on(async {
                 let app = Application::build(settings).await?;
-                if let Some(key) = &app.generated_admin_key {
-                    println!("Generated the instance admin key (shown once, store it now):\n{key}");
-                }
                 app.run(app::shutdown_signal()).await
             })
+        }
+        Command::ResetAdminKey(args) => {
+            let settings = Settings::resolve(args)?;
+            init_logging(LogFormat::Text);
+            let key = runtime.block_on(app::reset_admin_key(&settings))?;
+            println!(
+                "The new instance admin key (shown once; every earlier admin key is revoked):\n{key}"
+            );
+            Ok(())
         }
         Command::Bench(args) => {
             init_logging(LogFormat::Text);

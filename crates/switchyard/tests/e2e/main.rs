@@ -8,6 +8,7 @@ mod egress;
 mod executors;
 mod input;
 mod isolation;
+mod keys;
 mod operations;
 mod signatures;
 mod tenant_safety;
