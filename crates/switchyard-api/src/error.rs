@@ -72,6 +72,11 @@ impl ApiError {
                 "shutting_down",
                 "the server is shutting down",
             ),
+            StoreError::StorageFull(m) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_full",
+                format!("{m}; retry when the operator has freed space"),
+            ),
             StoreError::Database(m) => Self::internal(m),
         }
     }

@@ -42,21 +42,31 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers reads and takes writes.
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    match s.store.pending_count().await {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(
-                serde_json::json!({"status": "ready", "sandbox": s.runner.isolation().level(),
-                    "isolation": s.runner.isolation(), "languages": s.runner.languages()}),
-            ),
-        ),
-        Err(e) => (
+    let unavailable = |code: &str, reason: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "reason": e.to_string()})),
-        ),
+            Json(serde_json::json!({"status": "unavailable", "code": code, "reason": reason})),
+        )
+    };
+    if let Err(e) = s.store.pending_count().await {
+        return unavailable("store_unavailable", e.to_string());
     }
+    // While writes fail for lack of space, each check tries one tiny write: readiness comes back
+    // by itself once space is freed.
+    if s.store.storage_full()
+        && let Err(e) = s.store.probe_write().await
+    {
+        return unavailable("storage_full", e.to_string());
+    }
+    (
+        StatusCode::OK,
+        Json(
+            serde_json::json!({"status": "ready", "sandbox": s.runner.isolation().level(),
+            "isolation": s.runner.isolation(), "languages": s.runner.languages()}),
+        ),
+    )
 }
 
 /// Prometheus text: events published, deliveries by outcome, attempt latency, queue depth.

@@ -15,8 +15,11 @@ use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::*;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The disk (or the database's size limit) is full: nothing of the write was stored.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     #[error("not found")]
     NotFound,
     #[error("already exists: {0}")]
@@ -104,6 +107,11 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
     async fn count_admin_keys(&self) -> Result<u64>;
+    /// True while writes fail because storage is full (set by a failing write, cleared by the
+    /// next one that commits once space has been freed).
+    fn storage_full(&self) -> bool;
+    /// A tiny write that tells whether the store takes writes (again).
+    async fn probe_write(&self) -> Result<()>;
 
     // --- event types
     async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType>;

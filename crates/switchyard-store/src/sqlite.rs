@@ -16,6 +16,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use switchyard_core::Target;
 use switchyard_core::crypto::MasterKey;
@@ -25,6 +26,9 @@ use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
 
+/// Free space the database's filesystem must have again before a store that ran out of space
+/// counts as writable (ready) again.
+const FULL_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
 /// Most jobs committed together in one transaction.
 const MAX_GROUP: usize = 2000;
 /// How often the checkpoint thread copies the WAL into the database.
@@ -38,7 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0003_key_management.sql"),
 ];
 
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// A write job. Given the writer's context it runs and returns whether it succeeded and how to
 /// answer its caller once the commit is known; given `None` (no transaction could be begun) it
 /// only prepares the failure answer.
@@ -65,6 +69,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     key: MasterKey,
+    /// Set while writes fail for lack of space; cleared by the next write that commits.
+    full: AtomicBool,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -75,6 +81,12 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e {
             rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                StoreError::StorageFull(
+                    "the disk holding the database is full; nothing of this write was stored"
+                        .into(),
+                )
+            }
             rusqlite::Error::SqliteFailure(f, ref msg)
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -141,6 +153,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 path: path.to_path_buf(),
                 key,
+                full: AtomicBool::new(false),
             }),
         })
     }
@@ -171,7 +184,10 @@ impl SqliteStore {
             let done: Completion = Box::new(move |commit| {
                 let _ = tx.send(match commit {
                     Ok(()) => r,
-                    Err(e) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                    Err(StoreError::Database(e)) => {
+                        Err(StoreError::Database(format!("commit failed: {e}")))
+                    }
+                    Err(e) => Err(e),
                 });
             });
             (ok, done)
@@ -181,7 +197,33 @@ impl SqliteStore {
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(job).map_err(|_| StoreError::Closed)?;
         }
-        rx.await.map_err(|_| StoreError::Closed)?
+        let r = rx.await.map_err(|_| StoreError::Closed)?;
+        match &r {
+            Err(StoreError::StorageFull(_)) => self.inner.full.store(true, Ordering::Relaxed),
+            // A small write may fit where a publish does not: only free space clears the state.
+            Ok(_) if self.inner.full.load(Ordering::Relaxed) => {
+                if self
+                    .free_bytes()
+                    .is_none_or(|free| free >= FULL_RESERVE_BYTES)
+                {
+                    self.inner.full.store(false, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// Bytes free to unprivileged writers on the database's filesystem, if it can be asked.
+    fn free_bytes(&self) -> Option<u64> {
+        let dir = self.inner.path.parent()?;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let st = nix::sys::statvfs::statvfs(dir).ok()?;
+        Some(st.blocks_available() * st.fragment_size())
     }
 
     async fn read<T: Send + 'static>(
@@ -260,9 +302,10 @@ fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
         let group = jobs.len();
         if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, jobs = group, "cannot begin a write transaction");
+            let e = StoreError::from(e);
             for job in jobs {
                 let (_, answer) = job(None);
-                answer(Err(e.to_string()));
+                answer(Err(e.clone()));
             }
             continue;
         }
@@ -280,7 +323,7 @@ fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
             }
             done.push(completion);
         }
-        let commit = ctx.conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = ctx.conn.execute_batch("COMMIT").map_err(StoreError::from);
         if commit.is_err() {
             let _ = ctx.conn.execute_batch("ROLLBACK");
             ctx.routes.clear();
@@ -831,6 +874,27 @@ impl Store for SqliteStore {
             }))
         })
         .await
+    }
+
+    fn storage_full(&self) -> bool {
+        self.inner.full.load(Ordering::Relaxed)
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.write(|ctx| {
+            ctx.conn
+                .prepare_cached("INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?1)")?
+                .execute([now_ms()])?;
+            Ok(())
+        })
+        .await?;
+        if self.storage_full() {
+            return Err(StoreError::StorageFull(format!(
+                "less than {} MiB free on the disk holding the database",
+                FULL_RESERVE_BYTES >> 20
+            )));
+        }
+        Ok(())
     }
 
     async fn count_admin_keys(&self) -> Result<u64> {

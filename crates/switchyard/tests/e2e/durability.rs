@@ -2,7 +2,7 @@
 //! restarted on the same data dir delivers every event it accepted.
 
 use crate::helpers::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -150,4 +150,109 @@ async fn sigterm_drains_in_flight_deliveries_and_restart_resumes_the_rest() {
     }
     rx.wait_until(Duration::from_secs(30), |got| distinct_ids(got).len() == 12)
         .await;
+}
+
+/// A tmpfs of `mb` MiB mounted on a fresh directory (the tests run as root), unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(mb: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("tmp");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs needs root (CI runs as root)"
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_clear_recoverable_state() {
+    let disk = SmallDisk::mount(24);
+    let data = disk.0.path().join("data");
+    std::fs::create_dir(&data).expect("dir");
+    // Ballast the operator deletes to recover.
+    let ballast = disk.0.path().join("ballast");
+    std::fs::write(&ballast, vec![0u8; 6 * 1024 * 1024]).expect("ballast");
+    let rx = TestReceiver::start().await;
+    let hub = start_hub(&data).await;
+    hub.setup(&rx.url("/full")).await;
+    let filler = "x".repeat(150 * 1024);
+    let mut accepted = Vec::new();
+    let mut refusal = Value::Null;
+    for i in 0..400 {
+        let id = format!("full-{i}");
+        let (s, v) = hub
+            .post(
+                "/v1/orgs/o/events",
+                ADMIN_KEY,
+                json!({"id": id, "type": "T", "data": {"filler": filler}}),
+            )
+            .await
+            .expect("publish");
+        match s {
+            202 => accepted.push(id),
+            _ => {
+                assert_eq!(s, 503, "{v}");
+                refusal = v;
+                break;
+            }
+        }
+    }
+    assert_eq!(refusal["error"]["code"], "storage_full", "{refusal}");
+    assert!(accepted.len() > 10, "only {} accepted", accepted.len());
+    let ready = hub
+        .client
+        .get(format!("{}/readyz", hub.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["code"], "storage_full", "{ready}");
+
+    // The operator frees space: the hub recovers without a restart.
+    std::fs::remove_file(&ballast).expect("free space");
+    let ready = hub
+        .client
+        .get(format!("{}/readyz", hub.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let (s, v) = hub
+        .post(
+            "/v1/orgs/o/events",
+            ADMIN_KEY,
+            json!({"id": "after", "type": "T", "data": {}}),
+        )
+        .await
+        .expect("publish");
+    assert_eq!(s, 202, "{v}");
+    accepted.push("after".into());
+
+    // Nothing that got a 202 is lost: stored, and delivered.
+    for id in &accepted {
+        let trace = hub.get(&format!("/v1/orgs/o/events/{id}"), ADMIN_KEY).await;
+        assert_eq!(trace["id"], json!(id), "{id} lost");
+    }
+    let want: HashSet<String> = accepted.iter().cloned().collect();
+    let got = rx
+        .wait_until(Duration::from_secs(30), |g| {
+            distinct_ids(g).is_superset(&want)
+        })
+        .await;
+    assert!(distinct_ids(&got).is_superset(&want));
+    drop(hub);
 }
