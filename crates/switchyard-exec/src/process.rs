@@ -85,9 +85,11 @@ pub fn interpreter_available(language: Language) -> Result<(), String> {
             language.as_str()
         ));
     };
-    let found = SEARCH_PATH
-        .split(':')
-        .any(|dir| Path::new(dir).join(rt.program).is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let found = SEARCH_PATH.split(':').any(|dir| {
+        std::fs::metadata(Path::new(dir).join(rt.program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
     if found {
         Ok(())
     } else {

@@ -504,3 +504,13 @@ impl Hub {
             .expect("json")
     }
 }
+
+/// A child process killed when the guard is dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -147,6 +147,7 @@ fn printed_key(out: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_instance_admin_key_is_never_lost() {
+    switchyard_delivery::http::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tmp");
     // The first start fails after generating the key (the port is taken): the key was shown.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -181,12 +182,13 @@ async fn the_instance_admin_key_is_never_lost() {
             panic!("the hub did not answer");
         }
     };
-    let mut hub = serve_cmd(dir.path(), &format!("127.0.0.1:{port}"))
-        .spawn()
-        .expect("start");
+    let hub = KillOnDrop(
+        serve_cmd(dir.path(), &format!("127.0.0.1:{port}"))
+            .spawn()
+            .expect("start"),
+    );
     assert_eq!(orgs_status(first.clone()).await, 200);
-    let _ = hub.kill();
-    let _ = hub.wait();
+    drop(hub);
 
     // Lost anyway: the offline command sets a new one and revokes the old.
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -202,13 +204,14 @@ async fn the_instance_admin_key_is_never_lost() {
     );
     let second = printed_key(&out.stdout);
     assert_ne!(first, second);
-    let mut hub = serve_cmd(dir.path(), &format!("127.0.0.1:{port}"))
-        .spawn()
-        .expect("start");
+    let hub = KillOnDrop(
+        serve_cmd(dir.path(), &format!("127.0.0.1:{port}"))
+            .spawn()
+            .expect("start"),
+    );
     assert_eq!(orgs_status(second).await, 200);
     assert_eq!(orgs_status(first).await, 401);
-    let _ = hub.kill();
-    let _ = hub.wait();
+    drop(hub);
     // On a directory that holds no hub, the command says so.
     let empty = tempfile::tempdir().expect("tmp");
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))

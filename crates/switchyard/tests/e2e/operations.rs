@@ -109,3 +109,66 @@ async fn event_listing_filters_and_pages_with_a_cursor() {
     assert_eq!(s, 400, "{v}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_the_hub_cannot_run_is_refused_when_saved() {
+    // The real binary in a mount namespace where `php` is not a program.
+    switchyard_delivery::http::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let script = format!(
+        "mount --bind /dev/null \"$(readlink -f /usr/bin/php)\" && exec {} serve --listen 127.0.0.1:{port} --data-dir {}",
+        env!("CARGO_BIN_EXE_switchyard"),
+        dir.path().display()
+    );
+    let _hub = KillOnDrop(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = serde_json::Value::Null;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            ready = r.json().await.expect("json");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let languages = ready["languages"].as_array().expect("languages").clone();
+    assert!(languages.contains(&json!("python")), "{ready}");
+    assert!(languages.contains(&json!("javascript")), "{ready}");
+    assert!(!languages.contains(&json!("php")), "{ready}");
+    let put = |lang: &str| {
+        client
+            .put(format!("{base}/v1/orgs/l/executors/x-{lang}"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"type": "code", "language": lang, "source": "<?php echo 1;"}))
+            .send()
+    };
+    client
+        .post(format!("{base}/v1/orgs"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"id": "l", "name": "L"}))
+        .send()
+        .await
+        .expect("org");
+    let r = put("php").await.expect("put");
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.expect("json");
+    let msg = v["error"]["message"].as_str().expect("msg");
+    assert!(
+        msg.contains("php") && msg.contains("not installed"),
+        "{msg}"
+    );
+    assert_eq!(put("python").await.expect("put").status(), 200);
+}
