@@ -97,7 +97,6 @@ pub fn api_key_prefix(key: &str) -> String {
 }
 
 /// A new API key: `sy_` + 43 characters of URL-safe base64.
-
 pub fn generate_api_key() -> String {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);

@@ -84,6 +84,8 @@ pub struct EngineConfig {
     pub claim_batch: u32,
 }
 
+// Nearly every message is a result: boxing it would cost an allocation per attempt.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Result(AttemptResult),
     Release(String),

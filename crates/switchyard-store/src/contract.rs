@@ -286,18 +286,37 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     let again = store
         .publish(
             "c-p",
-            vec![sample_event("e1", "TicketCreated", "1")],
+            vec![sample_event("e1", "TicketUpdated", "456")],
             "node-a",
         )
         .await
         .expect("publish");
     assert!(again[0].duplicate);
     assert_eq!(
-        again[0].event.event_type, "TicketUpdated",
+        again[0].event.seq, out[0].event.seq,
         "the first event is answered"
     );
     assert_eq!(again[0].delivery_count, 2);
     assert!(again[0].new_deliveries.is_empty());
+    // The same id with another body is a conflict, and the whole call stores nothing.
+    let conflict = store
+        .publish(
+            "c-p",
+            vec![
+                sample_event("e4", "TicketUpdated", "1"),
+                sample_event("e1", "TicketCreated", "1"),
+            ],
+            "node-a",
+        )
+        .await;
+    assert!(
+        matches!(&conflict, Err(StoreError::Conflict(m)) if m.contains("different type")),
+        "{conflict:?}"
+    );
+    assert!(matches!(
+        store.trace("c-p", "e4").await,
+        Err(StoreError::NotFound)
+    ));
 
     // The same caller id in another organization is another event.
     store.create_org("c-q", "Q").await.expect("org");

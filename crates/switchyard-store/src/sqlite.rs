@@ -201,13 +201,13 @@ impl SqliteStore {
         match &r {
             Err(StoreError::StorageFull(_)) => self.inner.full.store(true, Ordering::Relaxed),
             // A small write may fit where a publish does not: only free space clears the state.
-            Ok(_) if self.inner.full.load(Ordering::Relaxed) => {
-                if self
-                    .free_bytes()
-                    .is_none_or(|free| free >= FULL_RESERVE_BYTES)
-                {
-                    self.inner.full.store(false, Ordering::Relaxed);
-                }
+            Ok(_)
+                if self.inner.full.load(Ordering::Relaxed)
+                    && self
+                        .free_bytes()
+                        .is_none_or(|free| free >= FULL_RESERVE_BYTES) =>
+            {
+                self.inner.full.store(false, Ordering::Relaxed);
             }
             _ => {}
         }
