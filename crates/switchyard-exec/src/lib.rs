@@ -30,6 +30,8 @@ use switchyard_store::{Store, StoreError};
 pub const MAX_CALL_DEPTH: usize = 5;
 /// Most bytes of an HTTP response body (`sdk.http`, `api_call`); a larger one is an error.
 pub const HTTP_BODY_CAP: usize = 1024 * 1024;
+/// Longest key of the key-value storage.
+const MAX_STORAGE_KEY_BYTES: usize = 512;
 /// Most bytes of a run's output (as JSON) and of its logs; more fails the run.
 pub const OUTPUT_CAP: usize = 1024 * 1024;
 
@@ -345,6 +347,14 @@ impl Broker<'_> {
     ) -> Result<Value, String> {
         let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
         let need = |k: &str| s(k).ok_or_else(|| format!("`{k}` is required"));
+        // Storage keys are names, not payloads.
+        if let Some(key) = req.get("key").and_then(Value::as_str)
+            && key.len() > MAX_STORAGE_KEY_BYTES
+        {
+            return Err(format!(
+                "a storage key is at most {MAX_STORAGE_KEY_BYTES} bytes"
+            ));
+        }
         match req.get("op").and_then(Value::as_str).unwrap_or("") {
             "log" => {
                 if logs.len() < 1000 {
