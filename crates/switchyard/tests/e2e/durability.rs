@@ -212,25 +212,22 @@ async fn a_full_disk_is_a_clear_recoverable_state() {
     }
     assert_eq!(refusal["error"]["code"], "storage_full", "{refusal}");
     assert!(accepted.len() > 10, "only {} accepted", accepted.len());
-    let ready = hub
-        .client
-        .get(format!("{}/readyz", hub.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 503);
-    let ready: Value = ready.json().await.expect("json");
+    let readyz = || async {
+        let r = hub
+            .client
+            .get(format!("{}/readyz", hub.base))
+            .send()
+            .await
+            .expect("readyz");
+        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+    };
+    let (s, ready) = readyz().await;
+    assert_eq!(s, 503);
     assert_eq!(ready["code"], "storage_full", "{ready}");
 
     // The operator frees space: the hub recovers without a restart.
     std::fs::remove_file(&ballast).expect("free space");
-    let ready = hub
-        .client
-        .get(format!("{}/readyz", hub.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
+    assert_eq!(readyz().await.0, 200);
     let (s, v) = hub
         .post(
             "/v1/orgs/o/events",

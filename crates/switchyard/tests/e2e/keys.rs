@@ -70,36 +70,15 @@ async fn keys_are_listed_without_the_key_and_revoked_at_once() {
     assert_eq!(listed.as_array().expect("list").len(), 4);
     // Only admins list keys; another organization cannot see or revoke them.
     assert_eq!(app.get("/v1/orgs/keys/keys", &org.viewer).await.0, 403);
-    let (s, _) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orgs/keys/keys/{id}"),
-            &other.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, 404);
+    let revoke = |by: String| {
+        let (app, path) = (&app, format!("/v1/orgs/keys/keys/{id}"));
+        async move { app.call(Method::DELETE, &path, &by, None).await.0 }
+    };
+    assert_eq!(revoke(other.admin.clone()).await, 404);
     assert_eq!(publish(key.clone()).await, 202, "still valid");
-
-    let (s, v) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orgs/keys/keys/{id}"),
-            &org.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, 204, "{v}");
+    assert_eq!(revoke(org.admin.clone()).await, 204);
     assert_eq!(publish(key.clone()).await, 401, "revoked at once");
-    let (s, _) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orgs/keys/keys/{id}"),
-            &org.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, 404);
+    assert_eq!(revoke(org.admin.clone()).await, 404);
     app.stop().await;
 }
 
