@@ -92,6 +92,7 @@ pub async fn not_found() -> ApiError {
         title = "Switchyard API",
         description = "Event and webhook integration hub. Authenticate with `Authorization: Bearer <key>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
+    modifiers(&ServiceNames),
     paths(
         crate::orgs::create,
         crate::orgs::list,
@@ -132,3 +133,54 @@ pub async fn not_found() -> ApiError {
     )
 )]
 pub struct ApiDoc;
+
+/// Names every operation after its resource (`endpoints_list`, not `list`: operationIds must be
+/// unique for client generators), tags it with the resource, and declares the bearer key every
+/// `/v1` route requires.
+struct ServiceNames;
+
+impl utoipa::Modify for ServiceNames {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let resource = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map(|t| t.trim_start_matches("crate::").to_string())
+                    .unwrap_or_default();
+                if let Some(id) = &op.operation_id
+                    && !resource.is_empty()
+                {
+                    op.operation_id = Some(format!("{resource}_{id}"));
+                }
+                op.tags = (!resource.is_empty()).then(|| vec![resource]);
+            }
+        }
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("An API key: `Authorization: Bearer sy_…`"))
+                        .build(),
+                ),
+            );
+        doc.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}

@@ -172,3 +172,50 @@ async fn a_language_the_hub_cannot_run_is_refused_when_saved() {
     );
     assert_eq!(put("python").await.expect("put").status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_for_an_independent_validator() {
+    let app = spawn_app().await;
+    let text = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .text()
+        .await
+        .expect("text");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+    // Unique operationIds (client generators name methods after them), a bearer scheme.
+    let mut ids = std::collections::HashSet::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("ops") {
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(
+                ids.insert(id.to_string()),
+                "{method} {path}: `{id}` is used twice"
+            );
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // The reference validator from PyPI (scripts/test installs it beside standardwebhooks).
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), &text).expect("write");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("python3 with openapi-spec-validator (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "the OpenAPI document is invalid:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.stop().await;
+}
