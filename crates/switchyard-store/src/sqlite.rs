@@ -345,8 +345,25 @@ fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
     })
 }
 
-fn parse_json(s: Option<String>) -> Option<Value> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
+/// A JSON column decoded strictly: text that does not decode is an error naming the column.
+fn json_col<T: serde::de::DeserializeOwned>(
+    r: &Row,
+    col: usize,
+    what: &str,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(col)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(col, what, &format!("{e}")))
+}
+
+/// A nullable JSON column decoded strictly.
+fn json_col_opt<T: serde::de::DeserializeOwned>(
+    r: &Row,
+    col: usize,
+    what: &str,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = r.get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(col, what, &format!("{e}"))))
+        .transpose()
 }
 
 fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
@@ -354,7 +371,7 @@ fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
         name: r.get(0)?,
         description: r.get(1)?,
         entity_type: r.get(2)?,
-        schema: parse_json(r.get(3)?),
+        schema: json_col_opt(r, 3, "event type schema")?,
         updated_at: r.get(4)?,
     })
 }
@@ -363,7 +380,6 @@ const EVENT_COLS: &str =
     "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at";
 
 fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
-    let data: String = r.get(7)?;
     Ok(Event {
         seq: r.get(0)?,
         org_id: r.get(1)?,
@@ -374,7 +390,7 @@ fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
             kind: r.get(5)?,
             id: r.get(6)?,
         },
-        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        data: json_col(r, 7, "event data")?,
         received_at: r.get(8)?,
     })
 }
@@ -447,13 +463,18 @@ fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
         org_id: r.get(1)?,
         url: r.get(2)?,
         description: r.get(3)?,
-        profile: Profile::parse(&profile).unwrap_or(Profile::Standard),
-        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        profile: Profile::parse(&profile).ok_or_else(|| corrupt(4, "profile", &profile))?,
+        headers: serde_json::from_str(&headers)
+            .map_err(|e| corrupt(5, "headers", &e.to_string()))?,
         token,
         token_header: r.get(7)?,
         insecure_tls: r.get(8)?,
         timeout_ms: r.get(9)?,
-        retry_schedule_s: schedule.and_then(|s| serde_json::from_str(&s).ok()),
+        retry_schedule_s: schedule
+            .map(|s| {
+                serde_json::from_str(&s).map_err(|e| corrupt(10, "retry schedule", &e.to_string()))
+            })
+            .transpose()?,
         max_in_flight: r.get(11)?,
         secrets,
         enabled: r.get(13)?,
@@ -496,14 +517,13 @@ fn target_from_columns(
 }
 
 fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
-    let types: String = r.get(2)?;
     Ok(Subscription {
         id: r.get(0)?,
         org_id: r.get(1)?,
-        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        event_types: json_col(r, 2, "event types")?,
         target: target_from_columns(r.get(3)?, r.get(7)?)?,
         entity_id: r.get(4)?,
-        filter: parse_json(r.get(5)?),
+        filter: json_col_opt(r, 5, "filter")?,
         created_at: r.get(6)?,
     })
 }
@@ -519,7 +539,8 @@ fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
         event_id: r.get(2)?,
         target: target_from_columns(r.get(3)?, r.get(10)?)?,
         subscription_id: r.get(4)?,
-        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| corrupt(5, "delivery status", &status))?,
         attempts: r.get(6)?,
         next_attempt_at: r.get(7)?,
         created_at: r.get(8)?,
@@ -542,23 +563,17 @@ fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
 const EXECUTOR_COLS: &str =
     "org_id, name, version, description, spec, parameters, retries, created_at";
 
-/// An executor row; `None` if its spec no longer parses (written by a newer version).
-fn executor_from_row(r: &Row) -> rusqlite::Result<Option<Executor>> {
-    let spec: String = r.get(4)?;
-    let Ok(spec) = serde_json::from_str(&spec) else {
-        return Ok(None);
-    };
-    let params: Option<String> = r.get(5)?;
-    Ok(Some(Executor {
+fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
+    Ok(Executor {
         org_id: r.get(0)?,
         name: r.get(1)?,
         version: r.get(2)?,
         description: r.get(3)?,
-        spec,
-        parameters: params.and_then(|p| serde_json::from_str(&p).ok()),
+        spec: json_col(r, 4, "executor spec")?,
+        parameters: json_col_opt(r, 5, "executor parameters")?,
         retries: r.get(6)?,
         created_at: r.get(7)?,
-    }))
+    })
 }
 
 fn secret_ctx(org: &str, name: &str) -> String {
@@ -569,23 +584,21 @@ const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, 
 
 fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
     let status: String = r.get(5)?;
-    let input: String = r.get(6)?;
-    let logs: String = r.get(9)?;
     Ok(Run {
         id: r.get(0)?,
         org_id: r.get(1)?,
         executor: r.get(2)?,
         version: r.get(3)?,
         event_id: r.get(4)?,
-        status: if status == "succeeded" {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::Failed
+        status: match status.as_str() {
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            other => return Err(corrupt(5, "run status", other)),
         },
-        input: serde_json::from_str(&input).unwrap_or(Value::Null),
-        output: parse_json(r.get(7)?),
+        input: json_col(r, 6, "run input")?,
+        output: json_col_opt(r, 7, "run output")?,
         error: r.get(8)?,
-        logs: serde_json::from_str(&logs).unwrap_or_default(),
+        logs: json_col(r, 9, "run logs")?,
         stderr: r.get(10)?,
         exit: r.get(11)?,
         duration_ms: r.get(12)?,
@@ -1563,7 +1576,7 @@ impl Store for SqliteStore {
                     "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1"
                 ))?
                 .query_row([org, name], executor_from_row)?;
-            ex.ok_or(StoreError::NotFound)
+            Ok(ex)
         })
         .await
     }
@@ -1580,7 +1593,7 @@ impl Store for SqliteStore {
                 &[&org],
                 executor_from_row,
             )?;
-            Ok(rows.into_iter().flatten().collect())
+            Ok(rows)
         })
         .await
     }
@@ -1673,7 +1686,12 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT value FROM kv WHERE org_id = ?1 AND key = ?2")?
                 .query_row([&org, &key], |r| r.get(0))
                 .optional()?;
-            Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
+            v.map(|s| {
+                serde_json::from_str(&s).map_err(|e| {
+                    StoreError::Database(format!("corrupt stored value of `{key}`: {e}"))
+                })
+            })
+            .transpose()
         })
         .await
     }

@@ -88,3 +88,35 @@ async fn concurrent_publishes_are_group_committed_without_loss() {
     }
     assert_eq!(store.pending_count().await.expect("count"), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_is_an_error_never_a_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite");
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&path, key).expect("open");
+    store.create_org("o", "O").await.expect("org");
+    let ep = store
+        .create_endpoint(&contract::sample_endpoint("o", "https://x.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&contract::sample_subscription("o", &ep.id, &["T"]), None)
+        .await
+        .expect("sub");
+    assert_eq!(store.list_subscriptions("o").await.expect("list").len(), 1);
+    // Damage the stored event types behind the store's back.
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute("UPDATE subscriptions SET event_types = 'not json'", [])
+        .expect("damage");
+    drop(raw);
+    let err = store.list_subscriptions("o").await.unwrap_err();
+    assert!(err.to_string().contains("event types"), "{err}");
+    // Publishing routes through subscriptions: it refuses rather than silently routing nothing.
+    assert!(
+        store
+            .publish("o", vec![contract::sample_event("x", "T", "1")], "n")
+            .await
+            .is_err()
+    );
+}
