@@ -8,6 +8,7 @@ pub mod egress;
 pub mod executor;
 pub mod filter;
 pub mod glob;
+pub mod hooks;
 pub mod ids;
 pub mod model;
 pub mod retry;

@@ -19,18 +19,17 @@ pub mod http;
 pub mod profile;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::egress::EgressPolicy;
+use switchyard_core::hooks::HookRunner;
 use switchyard_core::ids::new_id;
 use switchyard_core::retry::{Next, next_after_failure};
 use switchyard_core::time::now_ms;
 use switchyard_core::{
-    Attempt, AttemptResult, DueDelivery, Endpoint, EntityRef, Event, NewEvent, Outcome, Target,
+    Attempt, AttemptResult, DueDelivery, Endpoint, EntityRef, NewEvent, Outcome, Target,
 };
+use switchyard_egress::Clients;
 use switchyard_store::{DEFAULT_LEASE_MS, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
@@ -48,36 +47,11 @@ const WORKER_IDLE: Duration = Duration::from_secs(60);
 /// Event hooks running at once; beyond this they wait (webhooks are not affected).
 const MAX_HOOKS_IN_FLIGHT: usize = 8;
 
-/// What running an event hook produced.
-#[derive(Debug, Clone)]
-pub struct HookResult {
-    /// The run's id, when a run was made (it is in the event's trace).
-    pub run_id: Option<String>,
-    /// Why it failed; `None` when it succeeded.
-    pub error: Option<String>,
-    /// A failure that no retry can mend (the executor does not exist).
-    pub permanent: bool,
-    /// The executor's own retry setting (`Some(0)`: never retried).
-    pub retries: Option<u32>,
-    pub duration_ms: f64,
-}
-
-/// Runs executors for event hooks; implemented by the executor crate and plugged in at start-up.
-pub trait HookRunner: Send + Sync + 'static {
-    fn run_hook<'a>(
-        &'a self,
-        org: &'a str,
-        executor: &'a str,
-        event: &'a Event,
-    ) -> Pin<Box<dyn Future<Output = HookResult> + Send + 'a>>;
-}
-
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// This node's id; claims carry it.
     pub node: String,
-    pub egress: EgressPolicy,
     /// How often the poller looks for due retries when nothing wakes it.
     pub poll_interval: Duration,
     /// Deliveries claimed per poll.
@@ -113,7 +87,7 @@ pub struct Engine {
 struct Inner {
     store: Arc<dyn Store>,
     config: EngineConfig,
-    clients: http::Clients,
+    clients: Clients,
     /// Per-endpoint queues, created on first use and removed by their idle worker.
     slots: Mutex<HashMap<String, Slot>>,
     /// Endpoint configurations, dropped on change and refreshed after [`CONFIG_TTL`].
@@ -126,17 +100,24 @@ struct Inner {
     /// Attempts whose request is under way; shutdown waits for it to reach zero.
     in_flight: AtomicUsize,
     idle: Notify,
-    /// Runs event hooks; set once at start-up.
-    hooks: OnceLock<Arc<dyn HookRunner>>,
+    /// Runs event hooks (deliveries whose target is an executor); given at start-up.
+    hooks: Option<Arc<dyn HookRunner>>,
     hook_slots: Arc<Semaphore>,
 }
 
 impl Engine {
-    /// Builds the engine and starts its poller and recorder tasks.
-    pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
+    /// Builds the engine and starts its poller and recorder tasks. `clients` are the hub's
+    /// guarded HTTP clients; `hooks` runs deliveries whose target is an executor (without it they
+    /// fail as "no executor runner").
+    pub fn start(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        clients: Clients,
+        hooks: Option<Arc<dyn HookRunner>>,
+    ) -> Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            clients: http::Clients::new(config.egress.clone()),
+            clients,
             store,
             config,
             slots: Mutex::new(HashMap::new()),
@@ -146,7 +127,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
-            hooks: OnceLock::new(),
+            hooks,
             hook_slots: Arc::new(Semaphore::new(MAX_HOOKS_IN_FLIGHT)),
         });
         let engine = Engine { inner };
@@ -155,13 +136,9 @@ impl Engine {
         engine
     }
 
-    pub fn clients(&self) -> &http::Clients {
+    /// The guarded HTTP clients the engine delivers with (their URL check is the API's too).
+    pub fn clients(&self) -> &Clients {
         &self.inner.clients
-    }
-
-    /// Plugs in what runs event hooks (deliveries whose target is an executor).
-    pub fn set_hook_runner(&self, runner: Arc<dyn HookRunner>) {
-        let _ = self.inner.hooks.set(runner);
     }
 
     /// Queues deliveries that this node has claimed.
@@ -394,7 +371,7 @@ impl Engine {
             let _ = inner.recorder.send(Msg::Release(job.delivery_id));
             return;
         }
-        let Some(runner) = inner.hooks.get().cloned() else {
+        let Some(runner) = inner.hooks.clone() else {
             tracing::error!("an event hook is due but no hook runner is plugged in");
             return;
         };

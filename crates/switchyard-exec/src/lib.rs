@@ -20,10 +20,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::executor::{Executor, ExecutorSpec, Language, Run, RunStatus};
+use switchyard_core::hooks::{HookResult, HookRunner};
 use switchyard_core::ids::new_id;
 use switchyard_core::template::{self, Segment};
 use switchyard_core::time::now_ms;
-use switchyard_delivery::http::Clients;
+use switchyard_egress::Clients;
 use switchyard_store::{Store, StoreError};
 
 /// Deepest chain of executors calling executors.
@@ -319,7 +320,7 @@ impl Broker<'_> {
             if e.is_timeout() {
                 "timeout: the request did not complete in time".to_string()
             } else {
-                switchyard_delivery::http::error_chain(&e)
+                switchyard_egress::error_chain(&e)
             }
         })?;
         let status = resp.status().as_u16();
@@ -570,25 +571,21 @@ fn cap_outcome(mut outcome: Outcome) -> Outcome {
 }
 
 /// Event hooks: the delivery engine runs a subscription's executor through this.
-impl switchyard_delivery::HookRunner for Runner {
+impl HookRunner for Runner {
     fn run_hook<'a>(
         &'a self,
         org: &'a str,
         executor: &'a str,
         event: &'a switchyard_core::Event,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = switchyard_delivery::HookResult> + Send + 'a>,
-    > {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HookResult> + Send + 'a>> {
         Box::pin(async move {
             let started = Instant::now();
-            let fail = |error: String, permanent: bool, retries: Option<u32>| {
-                switchyard_delivery::HookResult {
-                    run_id: None,
-                    error: Some(error),
-                    permanent,
-                    retries,
-                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                }
+            let fail = |error: String, permanent: bool, retries: Option<u32>| HookResult {
+                run_id: None,
+                error: Some(error),
+                permanent,
+                retries,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             };
             let ex = match self.inner.store.get_executor(org, executor).await {
                 Ok(ex) => ex,
@@ -605,7 +602,7 @@ impl switchyard_delivery::HookRunner for Runner {
             };
             let input = ex.input_for_event(&event.envelope());
             match self.run(&ex, input, Some(&event.id)).await {
-                Ok(run) => switchyard_delivery::HookResult {
+                Ok(run) => HookResult {
                     error: match run.status {
                         RunStatus::Succeeded => None,
                         RunStatus::Failed => {

@@ -12,6 +12,7 @@ use switchyard_core::Role;
 use switchyard_core::crypto::{MasterKey, api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_delivery::{Engine, EngineConfig};
+use switchyard_egress::Clients;
 use switchyard_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 
@@ -139,18 +140,12 @@ impl Application {
             generated_admin_key = Some(key);
         }
         let shared: Arc<dyn Store> = Arc::new(store.clone());
-        let engine = Engine::start(
-            shared.clone(),
-            EngineConfig {
-                node: node.clone(),
-                egress: EgressPolicy {
-                    allow: settings.allow_destinations.clone(),
-                    require_https: settings.require_https,
-                },
-                poll_interval: Duration::from_millis(200),
-                claim_batch: 500,
-            },
-        );
+        // Composition, in dependency order: the guarded HTTP clients, the executor runner that
+        // uses them, then the engine that delivers with them and runs event hooks on the runner.
+        let clients = Clients::new(EgressPolicy {
+            allow: settings.allow_destinations.clone(),
+            require_https: settings.require_https,
+        });
         let isolation = tokio::task::spawn_blocking({
             let helper = settings.js_worker.clone();
             move || switchyard_exec::sandbox::Isolation::probe(helper.as_deref())
@@ -159,12 +154,21 @@ impl Application {
         tracing::info!(level = %isolation.level(), ?isolation, "executor sandbox");
         let runner = switchyard_exec::Runner::new(
             shared.clone(),
-            engine.clients().clone(),
+            clients.clone(),
             isolation,
             settings.js_worker.clone(),
             settings.max_run_tmp_mb,
         );
-        engine.set_hook_runner(Arc::new(runner.clone()));
+        let engine = Engine::start(
+            shared.clone(),
+            EngineConfig {
+                node: node.clone(),
+                poll_interval: Duration::from_millis(200),
+                claim_batch: 500,
+            },
+            clients,
+            Some(Arc::new(runner.clone())),
+        );
         let state = AppState::new(
             shared,
             engine.clone(),

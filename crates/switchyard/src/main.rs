@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     if let Command::SandboxExec { args } = &cli.command {
         std::process::exit(switchyard_exec::sandbox_exec::sandbox_exec_main(args));
     }
-    switchyard_delivery::http::install_crypto_provider();
+    switchyard_egress::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

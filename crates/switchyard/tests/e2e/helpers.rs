@@ -37,7 +37,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the hub in-process on `dir`, letting the test adjust the settings first.
 pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    switchyard_delivery::http::install_crypto_provider();
+    switchyard_egress::install_crypto_provider();
     let mut settings = Settings::for_local(dir);
     settings.admin_key = Some(ADMIN_KEY.to_string());
     settings.shutdown_grace = Duration::from_secs(5);
@@ -419,7 +419,7 @@ pub async fn start_hub(dir: &Path) -> Hub {
 
 /// [`start_hub`] with extra `serve` flags.
 pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
-    switchyard_delivery::http::install_crypto_provider();
+    switchyard_egress::install_crypto_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

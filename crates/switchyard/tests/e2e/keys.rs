@@ -126,7 +126,7 @@ fn printed_key(out: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_instance_admin_key_is_never_lost() {
-    switchyard_delivery::http::install_crypto_provider();
+    switchyard_egress::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tmp");
     // The first start fails after generating the key (the port is taken): the key was shown.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

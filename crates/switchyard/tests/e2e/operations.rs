@@ -113,7 +113,7 @@ async fn event_listing_filters_and_pages_with_a_cursor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_language_the_hub_cannot_run_is_refused_when_saved() {
     // The real binary in a mount namespace where `php` is not a program.
-    switchyard_delivery::http::install_crypto_provider();
+    switchyard_egress::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tmp");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
