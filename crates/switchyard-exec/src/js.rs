@@ -8,7 +8,7 @@
 use crate::channel::{Channel, ChannelEnd};
 use crate::process::kill_group;
 use crate::sandbox::{Confine, Isolation, Limits, SANDBOX_UID};
-use crate::{Broker, Outcome};
+use crate::{Broker, Outcome, sdk_answer};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -178,16 +178,10 @@ impl JsPool {
             };
             match msg["type"].as_str() {
                 Some("sdk") => {
-                    let answer = match broker
+                    let answer = broker
                         .handle(&msg["req"], &mut logs, &mut unused_result)
-                        .await
-                    {
-                        Ok(v) => json!({"ok": true, "value": v}),
-                        Err(e) => json!({"ok": false, "error": e}),
-                    };
-                    let mut a = answer.to_string();
-                    a.push('\n');
-                    if worker.stdin.write_all(a.as_bytes()).await.is_err() {
+                        .await;
+                    if worker.stdin.write_all(&sdk_answer(answer)).await.is_err() {
                         worker.kill();
                         return Outcome::failed(
                             "the JavaScript worker died during an SDK call".into(),

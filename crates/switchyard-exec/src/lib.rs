@@ -33,7 +33,8 @@ pub const MAX_CALL_DEPTH: usize = 5;
 pub const HTTP_BODY_CAP: usize = 1024 * 1024;
 /// Longest key of the key-value storage.
 const MAX_STORAGE_KEY_BYTES: usize = 512;
-/// Most bytes of a run's output (as JSON) and of its logs; more fails the run.
+/// Most bytes of a run's output (as JSON), of its logs, and of its stdout and stderr; more fails
+/// the run.
 pub const OUTPUT_CAP: usize = 1024 * 1024;
 
 /// What a run produced, before it becomes a [`Run`].
@@ -511,6 +512,18 @@ impl Broker<'_> {
             }
         }
     }
+}
+
+/// One SDK answer as the wire carries it: `{"ok": true, "value"}` or `{"ok": false, "error"}`
+/// and a newline (the same for a child's socket and a JavaScript worker's stdin).
+pub(crate) fn sdk_answer(answer: Result<Value, String>) -> Vec<u8> {
+    let msg = match answer {
+        Ok(v) => json!({"ok": true, "value": v}),
+        Err(e) => json!({"ok": false, "error": e}),
+    };
+    let mut bytes = msg.to_string().into_bytes();
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Reads a response body up to `cap` bytes, chunk by chunk; a longer body is an error (the rest

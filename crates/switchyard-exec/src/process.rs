@@ -3,7 +3,7 @@
 
 use crate::channel::{Channel, ChannelEnd};
 use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, UidSlots, give_to};
-use crate::{Broker, Outcome};
+use crate::{Broker, OUTPUT_CAP, Outcome, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
 use std::os::fd::OwnedFd;
@@ -12,9 +12,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use switchyard_core::executor::Language;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Most bytes kept of stdout and of stderr; more is a failed run.
-pub const OUTPUT_CAP: usize = 1024 * 1024;
 
 const PY_SDK: &str = include_str!("../sdk/switchyard_sdk.py");
 const PY_RUNNER: &str = include_str!("../sdk/runner.py");
@@ -243,8 +240,14 @@ pub async fn run(
     let err_task = tokio::spawn(read_capped(stderr));
     let mut logs = Vec::new();
     let mut result: Option<Value> = None;
-    let mut limit_hit: Option<String> = None;
-    let status = {
+    /// How the wait for the child ended.
+    enum Ended {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        TimedOut,
+        /// The SDK channel passed a limit; the text names it.
+        Limit(String),
+    }
+    let ended = {
         let serve = serve_sdk(hub_end, broker, &mut logs, &mut result);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -254,20 +257,16 @@ pub async fn run(
         let mut serving = true;
         loop {
             tokio::select! {
-                s = child.wait() => break Ok(s),
+                s = child.wait() => break Ended::Exited(s),
                 _ = &mut fed, if feeding => feeding = false,
-                limit = &mut serve, if serving => {
-                    serving = false;
-                    if limit.is_some() {
-                        limit_hit = limit;
-                        break Ok(Err(std::io::Error::other("a limit was passed")));
-                    }
-                }
-                _ = &mut deadline => break Err(()),
+                limit = &mut serve, if serving => match limit {
+                    Some(why) => break Ended::Limit(why),
+                    None => serving = false,
+                },
+                _ = &mut deadline => break Ended::TimedOut,
             }
         }
     };
-    let timed_out = status.is_err();
     kill_group(pgid);
     let _ = child.wait().await;
     let stdout = out_task.await.unwrap_or(Ok(Vec::new()));
@@ -282,7 +281,10 @@ pub async fn run(
     };
     let stderr_text = String::from_utf8_lossy(&stderr).into_owned();
     let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
-    let exit = status.ok().and_then(|s| s.ok()).and_then(|s| s.code());
+    let exit = match &ended {
+        Ended::Exited(Ok(s)) => s.code(),
+        _ => None,
+    };
     let mut outcome = Outcome {
         output: None,
         error: None,
@@ -290,16 +292,19 @@ pub async fn run(
         stderr: stderr_text.clone(),
         exit,
     };
-    if timed_out {
-        outcome.error = Some(format!(
-            "timeout: the code ran longer than {} ms and was killed",
-            timeout.as_millis()
-        ));
-        return outcome;
-    }
-    if let Some(why) = limit_hit {
-        outcome.error = Some(why);
-        return outcome;
+    match ended {
+        Ended::TimedOut => {
+            outcome.error = Some(format!(
+                "timeout: the code ran longer than {} ms and was killed",
+                timeout.as_millis()
+            ));
+            return outcome;
+        }
+        Ended::Limit(why) => {
+            outcome.error = Some(why);
+            return outcome;
+        }
+        Ended::Exited(_) => {}
     }
     if stdout_over || stderr_over {
         outcome.error =
@@ -408,13 +413,7 @@ async fn serve_sdk(
             Ok(req) => broker.handle(&req, logs, result).await,
             Err(e) => Err(format!("malformed SDK request: {e}")),
         };
-        let msg = match answer {
-            Ok(v) => serde_json::json!({"ok": true, "value": v}),
-            Err(e) => serde_json::json!({"ok": false, "error": e}),
-        };
-        let mut bytes = msg.to_string().into_bytes();
-        bytes.push(b'\n');
-        if w.write_all(&bytes).await.is_err() {
+        if w.write_all(&sdk_answer(answer)).await.is_err() {
             return None;
         }
     }

@@ -56,20 +56,25 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_publishes_are_group_committed_without_loss() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (key, _) = MasterKey::generate();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
+/// Organization `o` with one endpoint subscribed to `types`.
+async fn subscribed_org(store: &SqliteStore, types: &str) {
     store.create_org("o", "O").await.expect("org");
     let ep = store
         .create_endpoint(&contract::sample_endpoint("o", "https://x.example"))
         .await
         .expect("ep");
     store
-        .create_subscription(&contract::sample_subscription("o", &ep.id, &["*"]), None)
+        .create_subscription(&contract::sample_subscription("o", &ep.id, &[types]), None)
         .await
         .expect("sub");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_are_group_committed_without_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
+    subscribed_org(&store, "*").await;
     let mut tasks = Vec::new();
     for i in 0..400 {
         let s = store.clone();
@@ -95,15 +100,7 @@ async fn a_corrupt_row_is_an_error_never_a_default() {
     let path = dir.path().join("db.sqlite");
     let (key, _) = MasterKey::generate();
     let store = SqliteStore::open(&path, key).expect("open");
-    store.create_org("o", "O").await.expect("org");
-    let ep = store
-        .create_endpoint(&contract::sample_endpoint("o", "https://x.example"))
-        .await
-        .expect("ep");
-    store
-        .create_subscription(&contract::sample_subscription("o", &ep.id, &["T"]), None)
-        .await
-        .expect("sub");
+    subscribed_org(&store, "T").await;
     assert_eq!(store.list_subscriptions("o").await.expect("list").len(), 1);
     // Damage the stored event types behind the store's back.
     let raw = rusqlite::Connection::open(&path).expect("raw");
