@@ -92,12 +92,10 @@ pub async fn retry(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
-    let due = s
-        .store
-        .retry_delivery(&org, &id, &s.node)
+    s.hub
+        .retry_delivery(&org, &id)
         .await
-        .map_err(|e| ApiError::from_store(e, "delivery"))?;
-    s.engine.dispatch(vec![due]);
+        .map_err(|e| ApiError::from_hub(e, "delivery"))?;
     let d = s
         .store
         .get_delivery(&org, &id)

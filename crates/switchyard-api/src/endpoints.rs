@@ -200,7 +200,7 @@ pub fn check_url(s: &AppState, url: &str) -> ApiResult<()> {
             "`url` must not carry credentials; use `headers` or `token`",
         ));
     }
-    s.engine
+    s.hub
         .clients()
         .check_url(&parsed)
         .map_err(ApiError::invalid)
@@ -397,7 +397,7 @@ pub async fn patch(
         .update_endpoint(&ep)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.engine.endpoint_changed(&id);
+    s.hub.endpoint_changed(&org, &id);
     Ok(Json(EndpointOut::from(&ep, false)))
 }
 
@@ -413,7 +413,7 @@ pub async fn delete(
         .delete_endpoint(&org, &id)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.engine.endpoint_changed(&id);
+    s.hub.endpoint_changed(&org, &id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -461,7 +461,7 @@ pub async fn rotate_secret(
         .update_endpoint(&ep)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.engine.endpoint_changed(&id);
+    s.hub.endpoint_changed(&org, &id);
     Ok(Json(EndpointOut::from(&ep, true)))
 }
 
@@ -502,10 +502,9 @@ pub async fn replay(
         return Err(ApiError::invalid("`until` must be after `since`"));
     }
     let n = s
-        .store
+        .hub
         .replay(&org, &id, since, until)
         .await
-        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.engine.wake();
+        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
     Ok((StatusCode::ACCEPTED, Json(ReplayOut { deliveries: n })))
 }

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use switchyard_hub::HubError;
 use switchyard_store::StoreError;
 
 #[derive(Debug)]
@@ -79,6 +80,27 @@ impl ApiError {
             ),
             StoreError::Database(m) => Self::internal(m),
         }
+    }
+}
+
+impl ApiError {
+    /// A hub error, naming `what` when something was not found.
+    pub fn from_hub(e: HubError, what: &str) -> Self {
+        match e {
+            HubError::Store(e) => Self::from_store(e, what),
+            HubError::RoutingUnstable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "routing_unstable",
+                e.to_string(),
+            ),
+            HubError::Start(m) => Self::internal(m),
+        }
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        Self::from_hub(e, "resource")
     }
 }
 

@@ -168,13 +168,7 @@ async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult
 }
 
 async fn commit(s: &AppState, org: &str, events: Vec<NewEvent>) -> ApiResult<Vec<Published>> {
-    let n = events.len() as u64;
-    let mut published = s.store.publish(org, events, &s.node).await?;
-    metrics::counter!("switchyard_events_published_total").increment(n);
-    for p in &mut published {
-        s.engine.dispatch(std::mem::take(&mut p.new_deliveries));
-    }
-    Ok(published)
+    Ok(s.hub.publish(org, events).await?)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {

@@ -103,7 +103,8 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
                     ));
                 }
             };
-            s.runner
+            s.hub
+                .runner()
                 .language_available(language)
                 .map_err(ApiError::invalid)?;
             let source = body.source.clone().unwrap_or_default();
@@ -117,7 +118,7 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
                 )));
             }
             let tmp_mb = body.tmp_mb.unwrap_or(DEFAULT_TMP_MB);
-            let max_tmp_mb = s.runner.max_tmp_mb();
+            let max_tmp_mb = s.hub.runner().max_tmp_mb();
             if !(1..=max_tmp_mb).contains(&tmp_mb) {
                 return Err(ApiError::invalid(format!(
                     "`tmp_mb` must be 1–{max_tmp_mb} on this instance"
@@ -280,6 +281,7 @@ pub async fn delete(
         .delete_executor(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
+    s.hub.routing_changed(&org);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -349,7 +351,7 @@ pub async fn run(
         .get_executor(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
-    let run = s.runner.run(&ex, body.input, None).await?;
+    let run = s.hub.runner().run(&ex, body.input, None).await?;
     Ok(Json(RunOut::from(&run)))
 }
 

@@ -1,7 +1,7 @@
 //! Switchyard's HTTP API: the axum router, authentication, the JSON wire format and OpenAPI.
 //!
 //! Only this crate knows the wire format: handlers parse requests into domain values at the
-//! edge (`XIn` types), call the store and the delivery engine, and render `XOut` types. Each
+//! edge (`XIn` types), call the hub (or read the store), and render `XOut` types. Each
 //! resource lives in its own module with its handlers and wire types.
 
 mod deliveries;
@@ -29,7 +29,7 @@ use switchyard_core::crypto::hash_api_key;
 use switchyard_core::schema::Schema;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Principal, Role};
-use switchyard_delivery::Engine;
+use switchyard_hub::Hub;
 use switchyard_store::{Store, StoreError};
 
 /// Limits the API enforces on input.
@@ -55,12 +55,10 @@ impl Default for Limits {
 pub struct AppState(Arc<StateInner>);
 
 pub struct StateInner {
+    /// The hub: publishing, routing, deliveries, executors.
+    pub hub: Hub,
+    /// The hub's store, for reads and catalog writes.
     pub store: Arc<dyn Store>,
-    pub engine: Engine,
-    /// Runs executors (previews now; event hooks and hooks later).
-    pub runner: switchyard_exec::Runner,
-    /// This node's id: deliveries it creates are claimed for it.
-    pub node: String,
     /// Hash of the operator-given `SWITCHYARD_ADMIN_KEY`, if any.
     pub admin_key_hash: Option<String>,
     pub limits: Limits,
@@ -99,21 +97,15 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn Store>,
-        engine: Engine,
-        runner: switchyard_exec::Runner,
-        node: String,
+        hub: Hub,
         admin_key: Option<&str>,
         limits: Limits,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> AppState {
         AppState(Arc::new(StateInner {
-            store,
-            engine,
-            runner,
-            node,
+            store: hub.store().clone(),
+            hub,
             admin_key_hash: admin_key.map(hash_api_key),
             limits,
             metrics,

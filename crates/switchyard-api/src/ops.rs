@@ -63,8 +63,8 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         Json(
-            serde_json::json!({"status": "ready", "sandbox": s.runner.isolation().level(),
-            "isolation": s.runner.isolation(), "languages": s.runner.languages()}),
+            serde_json::json!({"status": "ready", "sandbox": s.hub.runner().isolation().level(),
+            "isolation": s.hub.runner().isolation(), "languages": s.hub.runner().languages()}),
         ),
     )
 }

@@ -216,6 +216,7 @@ pub async fn create(
         created_at: now_ms(),
     };
     let saved = s.store.create_subscription(&sub, owned.as_ref()).await?;
+    s.hub.routing_changed(&org);
     let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
     Ok((
         StatusCode::CREATED,
@@ -267,5 +268,6 @@ pub async fn delete(
         .delete_subscription(&org, &id)
         .await
         .map_err(|e| ApiError::from_store(e, "subscription"))?;
+    s.hub.routing_changed(&org);
     Ok(StatusCode::NO_CONTENT)
 }

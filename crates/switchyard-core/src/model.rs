@@ -104,14 +104,25 @@ impl Event {
     /// The envelope filters look at and the `standard` profile sends:
     /// `{id, type, timestamp, entity: {type, id}, data}`.
     pub fn envelope(&self) -> Value {
-        serde_json::json!({
-            "id": self.id,
-            "type": self.event_type,
-            "timestamp": crate::time::to_rfc3339(self.timestamp),
-            "entity": {"type": self.entity.kind, "id": self.entity.id},
-            "data": self.data,
-        })
+        envelope(
+            &self.id,
+            &self.event_type,
+            self.timestamp,
+            &self.entity,
+            &self.data,
+        )
     }
+}
+
+/// The envelope of an event: what filters match and receivers get.
+fn envelope(id: &str, event_type: &str, timestamp: i64, entity: &EntityRef, data: &Value) -> Value {
+    serde_json::json!({
+        "id": id,
+        "type": event_type,
+        "timestamp": crate::time::to_rfc3339(timestamp),
+        "entity": {"type": entity.kind, "id": entity.id},
+        "data": data,
+    })
 }
 
 /// An event as submitted for publishing, before the store gives it a sequence number.
@@ -123,6 +134,19 @@ pub struct NewEvent {
     pub timestamp: i64,
     pub entity: EntityRef,
     pub data: Value,
+}
+
+impl NewEvent {
+    /// The envelope this event will have (routing filters match it before the event is stored).
+    pub fn envelope(&self) -> Value {
+        envelope(
+            &self.id,
+            &self.event_type,
+            self.timestamp,
+            &self.entity,
+            &self.data,
+        )
+    }
 }
 
 /// How a webhook request is shaped for its receiver.

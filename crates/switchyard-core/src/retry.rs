@@ -3,8 +3,6 @@
 //! The first attempt is immediate; after the n-th failed attempt the delivery waits
 //! `schedule[n-1]` seconds (± jitter) and after the last one it is `failed`.
 
-use rand::Rng;
-
 /// Delays (seconds) after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 pub const DEFAULT_SCHEDULE_S: [u32; 9] = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400];
 
@@ -22,17 +20,20 @@ pub enum Next {
 
 /// Decides the next step after `attempts_made` failed attempts (1 after the first one).
 /// `retry_after_s` is the receiver's `Retry-After` (429/503), honoured within
-/// [`MAX_RETRY_AFTER_S`]: never earlier than it asks, never later than the cap.
+/// [`MAX_RETRY_AFTER_S`]: never earlier than it asks, never later than the cap. `jitter` in
+/// `[0, 1]` places the delay within ±10 % of the schedule's step (0.5 is the step itself); the
+/// caller draws it, so the schedule stays a pure function.
 pub fn next_after_failure(
     schedule_s: &[u32],
     attempts_made: u32,
     retry_after_s: Option<u64>,
+    jitter: f64,
 ) -> Next {
     let Some(&base) = schedule_s.get(attempts_made.saturating_sub(1) as usize) else {
         return Next::GiveUp;
     };
     let base_ms = u64::from(base) * 1000;
-    let jittered = jitter(base_ms);
+    let jittered = spread(base_ms, jitter);
     let ms = match retry_after_s {
         Some(ra) => jittered.max(ra.min(MAX_RETRY_AFTER_S) * 1000),
         None => jittered,
@@ -41,13 +42,10 @@ pub fn next_after_failure(
 }
 
 /// ±10 % jitter so that receivers recovering from an outage are not hit by a synchronized wave.
-fn jitter(ms: u64) -> u64 {
-    if ms == 0 {
-        return 0;
-    }
-    let spread = ms / 10;
-    let low = ms - spread;
-    rand::rng().random_range(low..=ms + spread)
+fn spread(ms: u64, jitter: f64) -> u64 {
+    let band = ms / 10;
+    let offset = (jitter.clamp(0.0, 1.0) * (2 * band) as f64).round() as u64;
+    ms - band + offset
 }
 
 /// Checks a per-endpoint override: 1–20 steps, each at most 7 days.
@@ -68,32 +66,29 @@ mod tests {
     #[test]
     fn default_schedule_has_ten_attempts() {
         for n in 1..=9 {
-            let Next::RetryInMs(ms) = next_after_failure(&DEFAULT_SCHEDULE_S, n, None) else {
-                panic!("attempt {n} should retry");
-            };
             let base = u64::from(DEFAULT_SCHEDULE_S[n as usize - 1]) * 1000;
-            assert!(
-                ms >= base - base / 10 && ms <= base + base / 10,
-                "{ms} vs {base}"
-            );
+            let at = |j| next_after_failure(&DEFAULT_SCHEDULE_S, n, None, j);
+            assert_eq!(at(0.0), Next::RetryInMs(base - base / 10));
+            assert_eq!(at(0.5), Next::RetryInMs(base));
+            assert_eq!(at(1.0), Next::RetryInMs(base + base / 10));
         }
         assert_eq!(
-            next_after_failure(&DEFAULT_SCHEDULE_S, 10, None),
+            next_after_failure(&DEFAULT_SCHEDULE_S, 10, None, 0.5),
             Next::GiveUp
         );
     }
 
     #[test]
     fn retry_after_is_honoured_within_bounds() {
-        let Next::RetryInMs(ms) = next_after_failure(&[1], 1, Some(120)) else {
+        let Next::RetryInMs(ms) = next_after_failure(&[1], 1, Some(120), 1.0) else {
             panic!()
         };
         assert_eq!(ms, 120_000);
-        let Next::RetryInMs(ms) = next_after_failure(&[1], 1, Some(10 * 86400)) else {
+        let Next::RetryInMs(ms) = next_after_failure(&[1], 1, Some(10 * 86400), 0.5) else {
             panic!()
         };
         assert_eq!(ms, MAX_RETRY_AFTER_S * 1000);
-        assert_eq!(next_after_failure(&[], 1, Some(5)), Next::GiveUp);
-        assert_eq!(next_after_failure(&[0], 1, None), Next::RetryInMs(0));
+        assert_eq!(next_after_failure(&[], 1, Some(5), 0.5), Next::GiveUp);
+        assert_eq!(next_after_failure(&[0], 1, None, 1.0), Next::RetryInMs(0));
     }
 }

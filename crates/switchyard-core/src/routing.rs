@@ -1,13 +1,14 @@
 //! Routing: which subscriptions an event goes to.
 //!
-//! A [`RouteTable`] is built once per organization from its subscriptions and reused for every
-//! publish until a subscription or endpoint changes. Exact event-type names are looked up in a
+//! A [`RouteTable`] is built once per organization from its subscriptions (as of one routing
+//! version) and reused for every publish until that version changes. Routing needs no store:
+//! a table answers where an event would go before anything is written. Exact event-type names are looked up in a
 //! hash map, so the cost of routing an event does not grow with the number of subscriptions to
 //! other types; only glob patterns (`Ticket*`, `*`) are scanned.
 
 use crate::filter::Filter;
 use crate::glob;
-use crate::model::{Event, Subscription, Target as Destination};
+use crate::model::{NewEvent, Subscription, Target as Destination};
 use std::collections::HashMap;
 
 /// One subscription, ready to match.
@@ -67,7 +68,7 @@ impl RouteTable {
 
     /// The targets of `event`, one per endpoint or executor (two subscriptions of the same
     /// endpoint that both match deliver once).
-    pub fn route(&self, event: &Event) -> Vec<Target> {
+    pub fn route(&self, event: &NewEvent) -> Vec<Target> {
         let mut hits: Vec<usize> = self
             .exact
             .get(&event.event_type)
@@ -140,10 +141,9 @@ mod tests {
         }
     }
 
-    fn ev(t: &str, entity: &str, data: serde_json::Value) -> Event {
-        Event {
+    fn ev(t: &str, entity: &str, data: serde_json::Value) -> NewEvent {
+        NewEvent {
             id: "e".into(),
-            org_id: "o".into(),
             event_type: t.into(),
             timestamp: 0,
             entity: EntityRef {
@@ -151,8 +151,6 @@ mod tests {
                 id: Some(entity.into()),
             },
             data,
-            seq: 1,
-            received_at: 0,
         }
     }
 
@@ -171,7 +169,7 @@ mod tests {
             sub("s4", "ep1", &["Ticket*"], None, None),
             sub("s5", "ep5", &["QueueCallIn*"], None, None),
         ]);
-        let ids = |e: &Event| {
+        let ids = |e: &NewEvent| {
             t.route(e)
                 .into_iter()
                 .map(|x| x.subscription_id)

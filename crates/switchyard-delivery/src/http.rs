@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use switchyard_core::signing::signature_header;
-use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Event};
 use switchyard_egress::{Clients, error_chain};
 
@@ -22,19 +21,18 @@ pub struct Response {
     pub at: i64,
 }
 
-fn parse_retry_after(v: &str) -> Option<u64> {
+fn parse_retry_after(v: &str, now: i64) -> Option<u64> {
     let v = v.trim();
     if let Ok(s) = v.parse::<u64>() {
         return Some(s);
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let secs = (when.timestamp_millis() - now_ms()) / 1000;
+    let secs = (when.timestamp_millis() - now) / 1000;
     Some(secs.max(0) as u64)
 }
 
-/// Makes one signed request delivering `event` to `ep`.
-pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event) -> Response {
-    let at = now_ms();
+/// Makes one signed request delivering `event` to `ep`, stamped (and signed) with time `at`.
+pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> Response {
     let started = Instant::now();
     let done = |status, error: Option<String>, body, retry_after_s| Response {
         status,
@@ -82,7 +80,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event) -> Response {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+        .and_then(|v| parse_retry_after(v, at));
     let location = resp
         .headers()
         .get(reqwest::header::LOCATION)
@@ -135,8 +133,11 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after("120"), Some(120));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("120", 0), Some(120));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1_700_000_000_000),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
     }
 }

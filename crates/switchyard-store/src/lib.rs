@@ -1,12 +1,22 @@
-//! Switchyard's storage: the [`Store`] trait every backend implements, and the SQLite backend.
+//! Switchyard's storage: one trait per role the hub stores data for, and the SQLite backend.
 //!
-//! Everything the hub persists goes through this trait; no other crate writes SQL. Secrets are
-//! encrypted by the store with the master key it is opened with, so callers handle plaintext
-//! and the database file alone reveals none. [`contract`] is the behaviour every backend must
-//! show, run by each backend's tests.
+//! Everything the hub persists goes through these traits; no other crate writes SQL. The roles
+//! are the catalog ([`Catalog`]: organizations, keys, event types, endpoints, subscriptions,
+//! executors, secrets), the event log ([`EventLog`]), the delivery queue ([`DeliveryQueue`]),
+//! key-value storage ([`KvStorage`]) and the run log ([`RunLog`]); [`Store`] is a backend that
+//! holds all five. Secrets are encrypted by the store with the master key it is opened with, so
+//! callers handle plaintext and the database file alone reveals none. The behaviour every
+//! backend must show is in `tests/contract/`, one test per check, run per backend.
 
-pub mod contract;
 mod sqlite;
+
+/// Every role trait, for callers that hold a `dyn Store`.
+pub mod prelude {
+    pub use crate::{
+        Catalog, DeliveryQueue, EndpointCatalog, EventLog, ExecutorCatalog, KvStorage, OrgCatalog,
+        RunLog, Store,
+    };
+}
 
 pub use sqlite::SqliteStore;
 
@@ -32,7 +42,47 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// A stored row that cannot be decoded (a corrupt or foreign value): never defaulted.
+    pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
+        StoreError::Database(format!("corrupt row: {what}"))
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An organization's routing as of one version: the subscriptions that route (those of enabled
+/// endpoints and of executors). Any change to subscriptions or endpoints bumps the version in
+/// the transaction that makes it.
+#[derive(Debug, Clone)]
+pub struct RoutingSnapshot {
+    pub version: i64,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A new event with the targets routing chose for it.
+#[derive(Debug, Clone)]
+pub struct RoutedEvent {
+    pub event: NewEvent,
+    pub targets: Vec<switchyard_core::routing::Target>,
+}
+
+/// Events of one organization routed with the routing of `routing_version`.
+#[derive(Debug, Clone)]
+pub struct RoutedBatch {
+    pub routing_version: i64,
+    pub events: Vec<RoutedEvent>,
+}
+
+/// What a publish did.
+#[derive(Debug)]
+pub enum PublishOutcome {
+    /// Every event is committed (or was there before).
+    Committed(Vec<Published>),
+    /// The organization's routing changed since the batch was routed: nothing was written and
+    /// the batch comes back to be routed again.
+    StaleRouting(RoutedBatch),
+}
 
 /// One event of a publish call, as the store answered it.
 #[derive(Debug, Clone)]
@@ -80,16 +130,33 @@ pub struct Trace {
 /// crashed never finishes its claims; a restarted node releases its own at once).
 pub const DEFAULT_LEASE_MS: i64 = 5 * 60 * 1000;
 
-/// The persistence contract of the hub. Every method is scoped by organization where the data
+/// A backend that holds every role. Every method is scoped by organization where the data
 /// belongs to one; nothing returns another organization's rows.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- organizations and keys
+pub trait Store:
+    Catalog + EventLog + DeliveryQueue + KvStorage + RunLog + Send + Sync + 'static
+{
+    /// True while writes fail because storage is full (set by a failing write, cleared by the
+    /// next one that commits once space has been freed).
+    fn storage_full(&self) -> bool;
+    /// A tiny write that tells whether the store takes writes (again).
+    async fn probe_write(&self) -> Result<()>;
+}
+
+/// The catalog: what tenants configure. Small, read far more than written, kept in one
+/// database for its transactions across aggregates (a subscription and the endpoint it owns).
+/// It is three traits, one per aggregate, so that a backend implements each in its own file.
+pub trait Catalog: OrgCatalog + EndpointCatalog + ExecutorCatalog {}
+impl<T: OrgCatalog + EndpointCatalog + ExecutorCatalog> Catalog for T {}
+
+/// Organizations, their API keys and their event types.
+#[async_trait]
+pub trait OrgCatalog: Send + Sync {
     async fn create_org(&self, id: &str, name: &str) -> Result<Org>;
     async fn get_org(&self, id: &str) -> Result<Org>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
-    /// Stores a key's hash; `org = None` makes an instance admin key. Returns the key's id.
-    /// Stores a key by its hash and a displayable prefix; returns the key's id.
+    /// Stores a key by its hash and a displayable prefix; `org = None` makes an instance admin
+    /// key. Returns the key's id.
     async fn create_api_key(
         &self,
         org: Option<&str>,
@@ -107,18 +174,15 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
     async fn count_admin_keys(&self) -> Result<u64>;
-    /// True while writes fail because storage is full (set by a failing write, cleared by the
-    /// next one that commits once space has been freed).
-    fn storage_full(&self) -> bool;
-    /// A tiny write that tells whether the store takes writes (again).
-    async fn probe_write(&self) -> Result<()>;
 
-    // --- event types
     async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType>;
     async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType>;
     async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>>;
+}
 
-    // --- endpoints
+/// Endpoints, subscriptions and the routing they make.
+#[async_trait]
+pub trait EndpointCatalog: Send + Sync {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
     async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint>;
     async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>>;
@@ -127,7 +191,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the endpoint, its subscriptions and its pending deliveries (marked failed).
     async fn delete_endpoint(&self, org: &str, id: &str) -> Result<()>;
 
-    // --- subscriptions
     /// Creates a subscription; with `owned_endpoint`, creates that endpoint in the same
     /// transaction (a subscription with an inline URL).
     async fn create_subscription(
@@ -139,17 +202,42 @@ pub trait Store: Send + Sync + 'static {
     async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>>;
     /// Deletes the subscription and an endpoint it owns.
     async fn delete_subscription(&self, org: &str, id: &str) -> Result<()>;
+    /// The organization's current routing and its version, read in one snapshot.
+    async fn routing(&self, org: &str) -> Result<RoutingSnapshot>;
+}
 
-    // --- events
-    /// Stores events and their deliveries, routed by the organization's subscriptions, in one
-    /// durable transaction; returns once it is committed. New deliveries are claimed for `node`.
-    async fn publish(&self, org: &str, events: Vec<NewEvent>, node: &str)
-    -> Result<Vec<Published>>;
+/// Executors (every version) and the organization's secrets.
+#[async_trait]
+pub trait ExecutorCatalog: Send + Sync {
+    /// Stores a new version of an executor (the given `version` is ignored) and returns it.
+    async fn put_executor(&self, ex: &Executor) -> Result<Executor>;
+    /// The latest version.
+    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor>;
+    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>>;
+    /// Deletes every version, and the subscriptions that run it.
+    async fn delete_executor(&self, org: &str, name: &str) -> Result<()>;
+    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()>;
+    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>>;
+    /// Names and update times; never values.
+    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>>;
+    async fn delete_secret(&self, org: &str, name: &str) -> Result<()>;
+}
+
+/// The event log: every event published, append-only, with the trace of what happened to it.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Stores routed events and their deliveries in one durable transaction, if the
+    /// organization's routing is still at the batch's version; returns once it is committed.
+    /// New deliveries are claimed for `node`.
+    async fn publish(&self, org: &str, batch: RoutedBatch, node: &str) -> Result<PublishOutcome>;
     async fn get_event(&self, org: &str, id: &str) -> Result<Event>;
     async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>>;
     async fn trace(&self, org: &str, event_id: &str) -> Result<Trace>;
+}
 
-    // --- deliveries
+/// The delivery queue: deliveries waiting, claimed, attempted and finished.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
     async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
     async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery>;
     /// Claims up to `limit` pending deliveries due at `now` for `node` for `lease_ms`.
@@ -173,23 +261,19 @@ pub trait Store: Send + Sync + 'static {
     async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64>;
     /// Number of pending deliveries (the queue depth).
     async fn pending_count(&self) -> Result<u64>;
+}
 
-    // --- executors, secrets, storage, runs
-    /// Stores a new version of an executor (the given `version` is ignored) and returns it.
-    async fn put_executor(&self, ex: &Executor) -> Result<Executor>;
-    /// The latest version.
-    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor>;
-    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>>;
-    /// Deletes every version.
-    async fn delete_executor(&self, org: &str, name: &str) -> Result<()>;
-    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()>;
-    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>>;
-    /// Names and update times; never values.
-    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>>;
-    async fn delete_secret(&self, org: &str, name: &str) -> Result<()>;
+/// Per-organization key-value storage for executors.
+#[async_trait]
+pub trait KvStorage: Send + Sync {
     async fn kv_get(&self, org: &str, key: &str) -> Result<Option<serde_json::Value>>;
     async fn kv_set(&self, org: &str, key: &str, value: &serde_json::Value) -> Result<()>;
     async fn kv_delete(&self, org: &str, key: &str) -> Result<bool>;
+}
+
+/// The run log: every executor run with its input, output and logs.
+#[async_trait]
+pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &Run) -> Result<()>;
     async fn get_run(&self, org: &str, id: &str) -> Result<Run>;
     async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>>;

@@ -1,16 +1,21 @@
 //! Runs the store contract against SQLite, plus what only a file on disk can show.
 
+mod contract;
+
 use std::sync::Arc;
 use switchyard_core::crypto::MasterKey;
-use switchyard_store::{SqliteStore, Store, contract};
+use switchyard_store::SqliteStore;
+use switchyard_store::prelude::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_meets_the_store_contract() {
+/// A fresh store in a directory of its own, removed when the guard drops.
+async fn fresh_sqlite() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = MasterKey::generate();
     let store = SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open");
-    contract::run_all(&store).await;
+    (store, dir)
 }
+
+contract_tests!(fresh_sqlite);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_file_reveals_no_secret_and_survives_reopen() {
@@ -79,7 +84,8 @@ async fn concurrent_publishes_are_group_committed_without_loss() {
     for i in 0..400 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
-            s.publish(
+            contract::publish(
+                &*s,
                 "o",
                 vec![contract::sample_event(&format!("g{i}"), "T", "1")],
                 "n",
@@ -111,9 +117,13 @@ async fn a_corrupt_row_is_an_error_never_a_default() {
     assert!(err.to_string().contains("event types"), "{err}");
     // Publishing routes through subscriptions: it refuses rather than silently routing nothing.
     assert!(
-        store
-            .publish("o", vec![contract::sample_event("x", "T", "1")], "n")
-            .await
-            .is_err()
+        contract::publish(
+            &store,
+            "o",
+            vec![contract::sample_event("x", "T", "1")],
+            "n"
+        )
+        .await
+        .is_err()
     );
 }

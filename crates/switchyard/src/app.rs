@@ -11,9 +11,9 @@ use switchyard_api::{AppState, Limits};
 use switchyard_core::Role;
 use switchyard_core::crypto::{MasterKey, api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
-use switchyard_delivery::{Engine, EngineConfig};
-use switchyard_egress::Clients;
-use switchyard_store::{SqliteStore, Store};
+use switchyard_hub::{Hub, HubSettings};
+use switchyard_store::SqliteStore;
+use switchyard_store::prelude::*;
 use tokio::net::TcpListener;
 
 /// A built hub: the socket is bound, the engine runs; [`Application::run`] serves until told
@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    engine: Engine,
+    hub: Hub,
     store: SqliteStore,
     grace: Duration,
     /// The admin key generated on first start (none when one was given or already exists).
@@ -62,7 +62,7 @@ pub async fn reset_admin_key(settings: &Settings) -> anyhow::Result<String> {
     store
         .replace_admin_keys(&hash_api_key(&key), &api_key_prefix(&key))
         .await?;
-    store.close();
+    tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(key)
 }
 
@@ -140,40 +140,21 @@ impl Application {
             generated_admin_key = Some(key);
         }
         let shared: Arc<dyn Store> = Arc::new(store.clone());
-        // Composition, in dependency order: the guarded HTTP clients, the executor runner that
-        // uses them, then the engine that delivers with them and runs event hooks on the runner.
-        let clients = Clients::new(EgressPolicy {
-            allow: settings.allow_destinations.clone(),
-            require_https: settings.require_https,
-        });
-        let isolation = tokio::task::spawn_blocking({
-            let helper = settings.js_worker.clone();
-            move || switchyard_exec::sandbox::Isolation::probe(helper.as_deref())
-        })
-        .await?;
-        tracing::info!(level = %isolation.level(), ?isolation, "executor sandbox");
-        let runner = switchyard_exec::Runner::new(
-            shared.clone(),
-            clients.clone(),
-            isolation,
-            settings.js_worker.clone(),
-            settings.max_run_tmp_mb,
-        );
-        let engine = Engine::start(
-            shared.clone(),
-            EngineConfig {
-                node: node.clone(),
-                poll_interval: Duration::from_millis(200),
-                claim_batch: 500,
-            },
-            clients,
-            Some(Arc::new(runner.clone())),
-        );
-        let state = AppState::new(
+        let hub = Hub::start(
             shared,
-            engine.clone(),
-            runner,
-            node,
+            HubSettings {
+                engine: settings.engine(node),
+                egress: EgressPolicy {
+                    allow: settings.allow_destinations.clone(),
+                    require_https: settings.require_https,
+                },
+                js_worker: settings.js_worker.clone(),
+                max_run_tmp_mb: settings.max_run_tmp_mb,
+            },
+        )
+        .await?;
+        let state = AppState::new(
+            hub.clone(),
             settings.admin_key.as_deref(),
             Limits {
                 max_event_bytes: settings.max_event_bytes,
@@ -196,7 +177,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
-            engine,
+            hub,
             store,
             grace: settings.shutdown_grace,
             generated_admin_key,
@@ -221,8 +202,11 @@ impl Application {
             .await
             .context("serving HTTP")?;
         tracing::info!("stopping: draining deliveries");
-        self.engine.shutdown(self.grace).await;
-        self.store.close();
+        self.hub.shutdown(self.grace).await;
+        let store = self.store;
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .context("closing the store")?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -1,4 +1,6 @@
-//! Operator settings: flags, then environment, then `switchyard.toml`, then defaults.
+//! Operator settings: flags, then environment, then `switchyard.toml`, then defaults, resolved
+//! and validated once in [`Settings::resolve`]. The defaults live in one place each: here for
+//! the hub's own settings, in `EngineConfig::new` for the delivery engine's tunables.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -62,6 +64,60 @@ struct FileSettings {
     shutdown_grace_s: Option<u64>,
     max_run_tmp_mb: Option<u32>,
     admin_key: Option<String>,
+    delivery: Option<DeliveryTunables>,
+}
+
+/// `[delivery]` in `switchyard.toml`: the delivery engine's tunables. Absent ones keep the
+/// engine's defaults.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryTunables {
+    /// How often due retries are looked for when nothing wakes the poller (10–60000 ms).
+    pub poll_interval_ms: Option<u64>,
+    /// Deliveries claimed per poll (1–10000).
+    pub claim_batch: Option<u32>,
+    /// How long a claim lasts before another node may take it over (10 s – 1 day).
+    pub lease_s: Option<u64>,
+    /// Deliveries one endpoint may have queued in memory (1–1000000).
+    pub max_queued_per_endpoint: Option<usize>,
+    /// How long an endpoint's configuration is cached (0–60000 ms).
+    pub endpoint_cache_ttl_ms: Option<u64>,
+    /// Event hooks running at once (1–256).
+    pub max_hooks_in_flight: Option<usize>,
+}
+
+impl DeliveryTunables {
+    fn validate(&self) -> anyhow::Result<()> {
+        fn within<T: PartialOrd + std::fmt::Display + Copy>(
+            name: &str,
+            v: Option<T>,
+            lo: T,
+            hi: T,
+        ) -> anyhow::Result<()> {
+            match v {
+                Some(v) if v < lo || v > hi => {
+                    bail!("[delivery] {name} must be between {lo} and {hi}, not {v}")
+                }
+                _ => Ok(()),
+            }
+        }
+        within("poll_interval_ms", self.poll_interval_ms, 10, 60_000)?;
+        within("claim_batch", self.claim_batch, 1, 10_000)?;
+        within("lease_s", self.lease_s, 10, 86_400)?;
+        within(
+            "max_queued_per_endpoint",
+            self.max_queued_per_endpoint,
+            1,
+            1_000_000,
+        )?;
+        within(
+            "endpoint_cache_ttl_ms",
+            self.endpoint_cache_ttl_ms,
+            0,
+            60_000,
+        )?;
+        within("max_hooks_in_flight", self.max_hooks_in_flight, 1, 256)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,31 +146,50 @@ pub struct Settings {
     pub js_worker: Option<PathBuf>,
     /// The largest private temporary directory an executor may ask for (MiB).
     pub max_run_tmp_mb: u32,
+    /// The delivery engine's tunables, validated.
+    pub delivery: DeliveryTunables,
 }
 
 /// Default of [`Settings::max_run_tmp_mb`].
 pub const DEFAULT_MAX_RUN_TMP_MB: u32 = 256;
 
 impl Settings {
-    /// Settings for a test or a benchmark: a data dir, a port chosen by the OS, loopback allowed.
+    /// Settings for a test or a benchmark: a data dir, a port chosen by the OS, loopback allowed;
+    /// everything else the defaults (no file, no environment).
     pub fn for_local(data_dir: &Path) -> Settings {
-        Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: data_dir.to_path_buf(),
-            database_path: data_dir.join("switchyard.db"),
-            admin_key: None,
-            master_key: None,
-            allow_destinations: vec![
-                "127.0.0.0/8".parse().expect("valid CIDR"),
-                "::1/128".parse().expect("valid CIDR"),
-            ],
-            require_https: false,
-            log_format: LogFormat::Text,
-            max_event_bytes: 256 * 1024,
-            shutdown_grace: Duration::from_secs(10),
-            js_worker: std::env::current_exe().ok(),
-            max_run_tmp_mb: DEFAULT_MAX_RUN_TMP_MB,
+        let args = ServeArgs {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: Some(data_dir.to_path_buf()),
+            allow_destinations: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
+            ..ServeArgs::default()
+        };
+        Settings::layered(args, FileSettings::default(), |_| None)
+            .expect("the defaults and loopback are valid settings")
+    }
+
+    /// The delivery engine's settings for node `node`: its defaults, then `[delivery]`.
+    pub fn engine(&self, node: String) -> switchyard_hub::EngineConfig {
+        let mut c = switchyard_hub::EngineConfig::new(node);
+        let t = &self.delivery;
+        if let Some(v) = t.poll_interval_ms {
+            c.poll_interval = Duration::from_millis(v);
         }
+        if let Some(v) = t.claim_batch {
+            c.claim_batch = v;
+        }
+        if let Some(v) = t.lease_s {
+            c.lease_ms = v as i64 * 1000;
+        }
+        if let Some(v) = t.max_queued_per_endpoint {
+            c.max_queued_per_endpoint = v;
+        }
+        if let Some(v) = t.endpoint_cache_ttl_ms {
+            c.endpoint_cache_ttl = Duration::from_millis(v);
+        }
+        if let Some(v) = t.max_hooks_in_flight {
+            c.max_hooks_in_flight = v;
+        }
+        c
     }
 
     /// Resolves flags/env (`args`) over the settings file over defaults.
@@ -131,6 +206,18 @@ impl Settings {
             }
             None => FileSettings::default(),
         };
+        Settings::layered(args, file, |k| std::env::var(k).ok())
+    }
+
+    /// Flags and environment (`args`, which clap filled from both) over `file` over defaults;
+    /// `env` answers the settings that only the environment gives (keys).
+    fn layered(
+        args: ServeArgs,
+        file: FileSettings,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Settings> {
+        let delivery = file.delivery.unwrap_or_default();
+        delivery.validate()?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -177,19 +264,17 @@ impl Settings {
         }
         Ok(Settings {
             max_run_tmp_mb,
+            delivery,
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8700))),
             database_path,
             data_dir,
-            admin_key: std::env::var("SWITCHYARD_ADMIN_KEY")
-                .ok()
+            admin_key: env("SWITCHYARD_ADMIN_KEY")
                 .filter(|k| !k.is_empty())
                 .or(file.admin_key),
-            master_key: std::env::var("SWITCHYARD_MASTER_KEY")
-                .ok()
-                .filter(|k| !k.is_empty()),
+            master_key: env("SWITCHYARD_MASTER_KEY").filter(|k| !k.is_empty()),
             allow_destinations,
             require_https: args.require_https.or(file.require_https).unwrap_or(false),
             log_format,
@@ -252,6 +337,31 @@ mod tests {
             vec!["10.0.0.0/8".parse::<IpNet>().expect("cidr")]
         );
         assert_eq!(s.log_format, LogFormat::Text, "the flag wins over the file");
+        std::fs::write(
+            &file,
+            "[delivery]\nclaim_batch = 50\npoll_interval_ms = 20\n",
+        )
+        .expect("write");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        let engine = s.engine("n".into());
+        assert_eq!(engine.claim_batch, 50);
+        assert_eq!(engine.poll_interval, Duration::from_millis(20));
+        assert_eq!(
+            engine.lease_ms,
+            switchyard_hub::EngineConfig::new("n").lease_ms,
+            "an absent tunable keeps the engine's default"
+        );
+        std::fs::write(&file, "[delivery]\nclaim_batch = 0\n").expect("write");
+        let err = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("claim_batch"), "{err}");
         std::fs::write(&file, "lissen = 1\n").expect("write");
         assert!(
             Settings::resolve(ServeArgs {

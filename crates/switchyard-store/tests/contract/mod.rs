@@ -1,24 +1,81 @@
 //! The store contract: behaviour every backend must show, written once against [`Store`].
 //!
-//! A backend's own test file opens a fresh, empty store and calls [`run_all`]; SQLite does so in
-//! `tests/sqlite.rs`, and a PostgreSQL backend runs the very same functions.
+//! Each check is a function of a fresh, empty store. [`contract_tests!`] turns every check into
+//! its own test for one backend: `tests/sqlite.rs` does so for SQLite, and a PostgreSQL backend's
+//! test file does the same. Nothing here is compiled into the library.
 
-use crate::*;
+#![allow(dead_code)]
+
 use serde_json::json;
 use std::collections::BTreeMap;
+use switchyard_core::executor::*;
 use switchyard_core::ids::new_id;
+use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
+use switchyard_core::*;
+use switchyard_store::prelude::*;
+use switchyard_store::*;
 
-/// Runs every contract check against an empty store.
-pub async fn run_all(store: &dyn Store) {
-    orgs_and_keys(store).await;
-    endpoints_round_trip_and_stay_in_their_org(store).await;
-    publish_routes_and_is_idempotent(store).await;
-    claims_attempts_and_trace(store).await;
-    listing_and_cursors(store).await;
-    replay_and_retry(store).await;
-    executors_secrets_storage_and_runs(store).await;
+/// One test per contract check, each on a fresh store from `$open` (an async fn returning the
+/// store and a guard that keeps its storage alive while the test runs).
+#[macro_export]
+macro_rules! contract_tests {
+    ($open:path) => {
+        $crate::contract_tests!(@each $open; orgs_and_keys,
+            endpoints_round_trip_and_stay_in_their_org,
+            publish_routes_and_is_idempotent,
+            claims_attempts_and_trace,
+            listing_and_cursors,
+            replay_and_retry,
+            executors_secrets_storage_and_runs,
+            a_publish_routed_before_a_change_is_refused_whole);
+    };
+    (@each $open:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _guard) = $open().await;
+                contract::$check(&store).await;
+            }
+        )*
+    };
+}
+
+/// Publishes as the hub does: routes with the organization's current routing, and routes again
+/// if it changed before the commit.
+pub async fn publish(
+    store: &dyn Store,
+    org: &str,
+    events: Vec<NewEvent>,
+    node: &str,
+) -> Result<Vec<Published>> {
+    let mut batch = route(store, org, events).await?;
+    loop {
+        match store.publish(org, batch, node).await? {
+            PublishOutcome::Committed(out) => return Ok(out),
+            PublishOutcome::StaleRouting(stale) => {
+                let events = stale.events.into_iter().map(|e| e.event).collect();
+                batch = route(store, org, events).await?;
+            }
+        }
+    }
+}
+
+/// Routes `events` with the organization's current routing.
+pub async fn route(store: &dyn Store, org: &str, events: Vec<NewEvent>) -> Result<RoutedBatch> {
+    let snapshot = store.routing(org).await?;
+    let table = RouteTable::new(snapshot.subscriptions);
+    Ok(RoutedBatch {
+        routing_version: snapshot.version,
+        events: events
+            .into_iter()
+            .map(|event| RoutedEvent {
+                targets: table.route(&event),
+                event,
+            })
+            .collect(),
+    })
 }
 
 /// An endpoint of `org` pointing at `url`, with one fresh secret and a token.
@@ -75,7 +132,7 @@ pub fn sample_event(id: &str, t: &str, entity: &str) -> NewEvent {
     }
 }
 
-async fn orgs_and_keys(store: &dyn Store) {
+pub async fn orgs_and_keys(store: &dyn Store) {
     let org = store.create_org("c-org1", "One").await.expect("create org");
     assert_eq!(org.name, "One");
     assert!(matches!(
@@ -171,7 +228,7 @@ async fn orgs_and_keys(store: &dyn Store) {
     );
 }
 
-async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
+pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     store.create_org("c-a", "A").await.expect("org");
     store.create_org("c-b", "B").await.expect("org");
     let ep = sample_endpoint("c-a", "https://a.example/hook");
@@ -248,7 +305,7 @@ async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     assert_eq!(store.list_event_types("c-a").await.expect("list").len(), 1);
 }
 
-async fn publish_routes_and_is_idempotent(store: &dyn Store) {
+pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     store.create_org("c-p", "P").await.expect("org");
     let ep1 = store
         .create_endpoint(&sample_endpoint("c-p", "https://one.example"))
@@ -266,31 +323,31 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     s2.entity_id = Some("456".into());
     store.create_subscription(&s2, None).await.expect("sub");
 
-    let out = store
-        .publish(
-            "c-p",
-            vec![
-                sample_event("e1", "TicketUpdated", "456"),
-                sample_event("e2", "TicketUpdated", "9"),
-                sample_event("e3", "Other", "456"),
-            ],
-            "node-a",
-        )
-        .await
-        .expect("publish");
+    let out = publish(
+        store,
+        "c-p",
+        vec![
+            sample_event("e1", "TicketUpdated", "456"),
+            sample_event("e2", "TicketUpdated", "9"),
+            sample_event("e3", "Other", "456"),
+        ],
+        "node-a",
+    )
+    .await
+    .expect("publish");
     let counts: Vec<_> = out.iter().map(|p| p.delivery_count).collect();
     assert_eq!(counts, vec![2, 1, 0]);
     assert!(out.iter().all(|p| !p.duplicate));
     assert!(out[0].event.seq < out[1].event.seq);
 
-    let again = store
-        .publish(
-            "c-p",
-            vec![sample_event("e1", "TicketUpdated", "456")],
-            "node-a",
-        )
-        .await
-        .expect("publish");
+    let again = publish(
+        store,
+        "c-p",
+        vec![sample_event("e1", "TicketUpdated", "456")],
+        "node-a",
+    )
+    .await
+    .expect("publish");
     assert!(again[0].duplicate);
     assert_eq!(
         again[0].event.seq, out[0].event.seq,
@@ -299,16 +356,16 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     assert_eq!(again[0].delivery_count, 2);
     assert!(again[0].new_deliveries.is_empty());
     // The same id with another body is a conflict, and the whole call stores nothing.
-    let conflict = store
-        .publish(
-            "c-p",
-            vec![
-                sample_event("e4", "TicketUpdated", "1"),
-                sample_event("e1", "TicketCreated", "1"),
-            ],
-            "node-a",
-        )
-        .await;
+    let conflict = publish(
+        store,
+        "c-p",
+        vec![
+            sample_event("e4", "TicketUpdated", "1"),
+            sample_event("e1", "TicketCreated", "1"),
+        ],
+        "node-a",
+    )
+    .await;
     assert!(
         matches!(&conflict, Err(StoreError::Conflict(m)) if m.contains("different type")),
         "{conflict:?}"
@@ -320,14 +377,14 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
 
     // The same caller id in another organization is another event.
     store.create_org("c-q", "Q").await.expect("org");
-    let q = store
-        .publish(
-            "c-q",
-            vec![sample_event("e1", "TicketUpdated", "456")],
-            "node-a",
-        )
-        .await
-        .expect("publish");
+    let q = publish(
+        store,
+        "c-q",
+        vec![sample_event("e1", "TicketUpdated", "456")],
+        "node-a",
+    )
+    .await
+    .expect("publish");
     assert!(!q[0].duplicate);
     assert_eq!(q[0].delivery_count, 0, "no cross-org routing");
     assert!(matches!(
@@ -339,29 +396,29 @@ async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     let mut off = store.get_endpoint("c-p", &ep2.id).await.expect("get");
     off.enabled = false;
     store.update_endpoint(&off).await.expect("disable");
-    let out = store
-        .publish(
-            "c-p",
-            vec![sample_event("e4", "TicketUpdated", "456")],
-            "node-a",
-        )
-        .await
-        .expect("publish");
+    let out = publish(
+        store,
+        "c-p",
+        vec![sample_event("e4", "TicketUpdated", "456")],
+        "node-a",
+    )
+    .await
+    .expect("publish");
     assert_eq!(out[0].delivery_count, 1);
     off.enabled = true;
     store.update_endpoint(&off).await.expect("enable");
-    let out = store
-        .publish(
-            "c-p",
-            vec![sample_event("e5", "TicketUpdated", "456")],
-            "node-a",
-        )
-        .await
-        .expect("publish");
+    let out = publish(
+        store,
+        "c-p",
+        vec![sample_event("e5", "TicketUpdated", "456")],
+        "node-a",
+    )
+    .await
+    .expect("publish");
     assert_eq!(out[0].delivery_count, 2);
 }
 
-async fn claims_attempts_and_trace(store: &dyn Store) {
+pub async fn claims_attempts_and_trace(store: &dyn Store) {
     store.create_org("c-d", "D").await.expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-d", "https://d.example"))
@@ -371,8 +428,7 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
         .create_subscription(&sample_subscription("c-d", &ep.id, &["*"]), None)
         .await
         .expect("sub");
-    let out = store
-        .publish("c-d", vec![sample_event("d1", "X", "1")], "node-d")
+    let out = publish(store, "c-d", vec![sample_event("d1", "X", "1")], "node-d")
         .await
         .expect("publish");
     let d = out[0].new_deliveries[0].clone();
@@ -488,7 +544,7 @@ async fn claims_attempts_and_trace(store: &dyn Store) {
     );
 }
 
-async fn listing_and_cursors(store: &dyn Store) {
+pub async fn listing_and_cursors(store: &dyn Store) {
     store.create_org("c-l", "L").await.expect("org");
     let evs: Vec<_> = (0..5)
         .map(|i| {
@@ -499,7 +555,7 @@ async fn listing_and_cursors(store: &dyn Store) {
             )
         })
         .collect();
-    store.publish("c-l", evs, "n").await.expect("publish");
+    publish(store, "c-l", evs, "n").await.expect("publish");
     let page1 = store
         .list_events(
             "c-l",
@@ -567,7 +623,7 @@ async fn listing_and_cursors(store: &dyn Store) {
     assert!(none.is_empty());
 }
 
-async fn replay_and_retry(store: &dyn Store) {
+pub async fn replay_and_retry(store: &dyn Store) {
     store.create_org("c-r", "R").await.expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-r", "https://r.example"))
@@ -578,14 +634,14 @@ async fn replay_and_retry(store: &dyn Store) {
         .await
         .expect("sub");
     let t0 = now_ms();
-    let out = store
-        .publish(
-            "c-r",
-            vec![sample_event("r1", "X", "1"), sample_event("r2", "X", "2")],
-            "n",
-        )
-        .await
-        .expect("publish");
+    let out = publish(
+        store,
+        "c-r",
+        vec![sample_event("r1", "X", "1"), sample_event("r2", "X", "2")],
+        "n",
+    )
+    .await
+    .expect("publish");
     let d = &out[0].new_deliveries[0];
     let failed = AttemptResult {
         org_id: "c-r".into(),
@@ -655,8 +711,7 @@ async fn replay_and_retry(store: &dyn Store) {
     assert!(store.pending_count().await.expect("count") >= 3);
 }
 
-async fn executors_secrets_storage_and_runs(store: &dyn Store) {
-    use switchyard_core::executor::*;
+pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     store.create_org("c-x", "X").await.expect("org");
     store.create_org("c-y", "Y").await.expect("org");
     let ex = Executor {
@@ -787,6 +842,81 @@ async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         .expect("delete");
     assert!(matches!(
         store.get_executor("c-x", "double").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store) {
+    store.create_org("c-v", "V").await.expect("org");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-v", "https://v.example"))
+        .await
+        .expect("ep");
+    let before = store.routing("c-v").await.expect("routing");
+    assert!(before.subscriptions.is_empty());
+    let batch = route(store, "c-v", vec![sample_event("v1", "T", "1")])
+        .await
+        .expect("route");
+    // A subscription appears between routing and the commit (another request, another node).
+    store
+        .create_subscription(&sample_subscription("c-v", &ep.id, &["T"]), None)
+        .await
+        .expect("sub");
+    let after = store.routing("c-v").await.expect("routing");
+    assert!(
+        after.version > before.version,
+        "a subscription bumps the version"
+    );
+    match store.publish("c-v", batch, "n").await.expect("publish") {
+        PublishOutcome::StaleRouting(back) => {
+            assert_eq!(back.events.len(), 1, "the batch comes back whole");
+        }
+        PublishOutcome::Committed(_) => panic!("a stale routing must not commit"),
+    }
+    assert!(
+        matches!(
+            store.get_event("c-v", "v1").await,
+            Err(StoreError::NotFound)
+        ),
+        "nothing of a stale batch is written"
+    );
+    let out = publish(store, "c-v", vec![sample_event("v1", "T", "1")], "n")
+        .await
+        .expect("publish");
+    assert_eq!(
+        out[0].delivery_count, 1,
+        "routed again, it reaches the new subscription"
+    );
+
+    // Disabling, enabling and deleting endpoints and subscriptions each bump the version.
+    let mut seen = after.version;
+    let mut bumped = |v: i64, what: &str| {
+        assert!(v > seen, "{what} must bump the routing version");
+        seen = v;
+    };
+    let mut off = store.get_endpoint("c-v", &ep.id).await.expect("get");
+    off.enabled = false;
+    store.update_endpoint(&off).await.expect("disable");
+    bumped(
+        store.routing("c-v").await.expect("r").version,
+        "disabling an endpoint",
+    );
+    let sub = store.list_subscriptions("c-v").await.expect("subs")[0].clone();
+    store
+        .delete_subscription("c-v", &sub.id)
+        .await
+        .expect("del sub");
+    bumped(
+        store.routing("c-v").await.expect("r").version,
+        "deleting a subscription",
+    );
+    store.delete_endpoint("c-v", &ep.id).await.expect("del ep");
+    bumped(
+        store.routing("c-v").await.expect("r").version,
+        "deleting an endpoint",
+    );
+    assert!(matches!(
+        store.routing("c-nope").await,
         Err(StoreError::NotFound)
     ));
 }

@@ -1,0 +1,317 @@
+//! The engine itself: its settings, its state, how work enters (dispatch, the poller) and how it
+//! stops (cancellation, draining, the grace period).
+
+use crate::recorder::Msg;
+use crate::worker::{Slot, Work};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_core::hooks::HookRunner;
+use switchyard_core::time::{Clock, SystemClock};
+use switchyard_core::{DueDelivery, Endpoint, Target};
+use switchyard_egress::Clients;
+use switchyard_store::Store;
+use switchyard_store::{DEFAULT_LEASE_MS, StoreError};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The engine's settings. [`EngineConfig::new`] gives the defaults the hub runs with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This node's id; claims carry it.
+    pub node: String,
+    /// How often the poller looks for due retries when nothing wakes it.
+    pub poll_interval: Duration,
+    /// Deliveries claimed per poll.
+    pub claim_batch: u32,
+    /// How long a claim made by the poller lasts before another node may take it over.
+    pub lease_ms: i64,
+    /// Deliveries an endpoint may have queued in memory; beyond this they stay in the store
+    /// (still claimed) and come back through the poller when their lease runs out.
+    pub max_queued_per_endpoint: usize,
+    /// How long a cached endpoint configuration is trusted without asking the store again.
+    pub endpoint_cache_ttl: Duration,
+    /// An idle endpoint worker exits after this long.
+    pub worker_idle: Duration,
+    /// Event hooks running at once; beyond this they wait (webhooks are not affected).
+    pub max_hooks_in_flight: usize,
+    /// Seed of the retry jitter; `None` seeds from the operating system.
+    pub jitter_seed: Option<u64>,
+}
+
+impl EngineConfig {
+    /// The defaults for node `node`.
+    pub fn new(node: impl Into<String>) -> EngineConfig {
+        EngineConfig {
+            node: node.into(),
+            poll_interval: Duration::from_millis(200),
+            claim_batch: 500,
+            lease_ms: DEFAULT_LEASE_MS,
+            max_queued_per_endpoint: 20_000,
+            endpoint_cache_ttl: Duration::from_secs(5),
+            worker_idle: Duration::from_secs(60),
+            max_hooks_in_flight: 8,
+            jitter_seed: None,
+        }
+    }
+}
+
+/// What the engine reports to whoever composed it. It acts on nothing here itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// An attempt disabled this endpoint (the receiver answered 410 Gone).
+    EndpointDisabled { org_id: String, endpoint_id: String },
+}
+
+/// The delivery engine. Cheap to clone; all clones drive the same machine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The engine's shared state; each field says its part in start, run and shutdown.
+pub(crate) struct Inner {
+    /// Where claims, attempts and endpoint configurations are read and written.
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: EngineConfig,
+    /// Run: the guarded HTTP clients every attempt goes through.
+    pub(crate) clients: Clients,
+    /// Run: the time attempts are stamped with and retries are scheduled by.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Run: the retry jitter's source.
+    pub(crate) rng: Mutex<StdRng>,
+    /// Run: per-endpoint queues, made on first use and removed by their idle worker.
+    pub(crate) slots: Mutex<HashMap<String, Slot>>,
+    /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
+    pub(crate) configs: Mutex<HashMap<String, (Arc<Endpoint>, Instant)>>,
+    /// Run: feeds the recorder. Shutdown: the last message is a flush.
+    pub(crate) recorder: mpsc::UnboundedSender<Msg>,
+    /// Run: where [`EngineEvent`]s go.
+    pub(crate) events: mpsc::UnboundedSender<EngineEvent>,
+    /// Run: wakes the poller early (a replay or retry made work due now).
+    pub(crate) wake: Notify,
+    /// Shutdown: cancelled once; every loop of the engine ends on it and no attempt starts after.
+    pub(crate) cancel: CancellationToken,
+    /// Run: every attempt and hook run in progress. Shutdown: closed, then waited for up to
+    /// the grace period.
+    pub(crate) tasks: TaskTracker,
+    /// Run: deliveries dispatched whose result is not yet recorded (or handed back);
+    /// [`Engine::until_idle`] waits for it to reach zero.
+    pub(crate) outstanding: AtomicUsize,
+    pub(crate) idle: Notify,
+    /// Run: executes deliveries whose target is an executor.
+    pub(crate) hooks: Option<Arc<dyn HookRunner>>,
+    pub(crate) hook_slots: Arc<Semaphore>,
+}
+
+impl Engine {
+    /// Builds the engine and starts its poller and recorder tasks. `clients` are the hub's
+    /// guarded HTTP clients; `hooks` runs deliveries whose target is an executor (without it they
+    /// fail as "no executor runner"); what the engine observes goes to `events`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        clients: Clients,
+        hooks: Option<Arc<dyn HookRunner>>,
+        events: mpsc::UnboundedSender<EngineEvent>,
+    ) -> Engine {
+        Engine::start_with_clock(store, config, clients, hooks, events, Arc::new(SystemClock))
+    }
+
+    /// [`Engine::start`] on a given clock.
+    pub fn start_with_clock(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        clients: Clients,
+        hooks: Option<Arc<dyn HookRunner>>,
+        events: mpsc::UnboundedSender<EngineEvent>,
+        clock: Arc<dyn Clock>,
+    ) -> Engine {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rng = match config.jitter_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let inner = Arc::new(Inner {
+            clients,
+            store,
+            hook_slots: Arc::new(Semaphore::new(config.max_hooks_in_flight.max(1))),
+            config,
+            clock,
+            rng: Mutex::new(rng),
+            slots: Mutex::new(HashMap::new()),
+            configs: Mutex::new(HashMap::new()),
+            recorder: tx,
+            events,
+            wake: Notify::new(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            outstanding: AtomicUsize::new(0),
+            idle: Notify::new(),
+            hooks,
+        });
+        let engine = Engine { inner };
+        tokio::spawn(engine.clone().recorder(rx));
+        tokio::spawn(engine.clone().poller());
+        engine
+    }
+
+    /// The settings the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The guarded HTTP clients the engine delivers with (their URL check is the API's too).
+    pub fn clients(&self) -> &Clients {
+        &self.inner.clients
+    }
+
+    /// Queues deliveries that this node has claimed.
+    pub fn dispatch(&self, deliveries: Vec<DueDelivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        inner
+            .outstanding
+            .fetch_add(deliveries.len(), Ordering::SeqCst);
+        let Ok(mut slots) = inner.slots.lock() else {
+            return;
+        };
+        for d in deliveries {
+            if inner.cancel.is_cancelled() {
+                let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                continue;
+            }
+            let endpoint_id = match &d.target {
+                Target::Endpoint(id) => id.clone(),
+                Target::Executor(name) => {
+                    let name = name.clone();
+                    tokio::spawn(self.clone().run_hook(d, name));
+                    continue;
+                }
+            };
+            let slot = slots
+                .entry(endpoint_id.clone())
+                .or_insert_with(|| self.spawn_worker(endpoint_id.clone(), d.org_id.clone()));
+            if slot.queued.load(Ordering::Relaxed) >= inner.config.max_queued_per_endpoint {
+                // Left claimed in the store; the poller brings it back when the lease ends.
+                metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
+                self.done(1);
+                continue;
+            }
+            slot.queued.fetch_add(1, Ordering::Relaxed);
+            if slot.tx.send(Work::Deliver(d)).is_err() {
+                slot.queued.fetch_sub(1, Ordering::Relaxed);
+                self.done(1);
+            }
+        }
+    }
+
+    /// Counts `n` dispatched deliveries as settled (recorded, handed back or left to their lease).
+    pub(crate) fn done(&self, n: usize) {
+        if n > 0 && self.inner.outstanding.fetch_sub(n, Ordering::SeqCst) == n {
+            self.inner.idle.notify_waiters();
+        }
+    }
+
+    /// Resolves once every delivery dispatched so far has settled: its attempt recorded (or it
+    /// was handed back, or left claimed for its lease to run out). Work dispatched meanwhile is
+    /// waited for too.
+    pub async fn until_idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.outstanding.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Forgets the cached configuration of an endpoint (it was changed or deleted).
+    pub fn endpoint_changed(&self, endpoint_id: &str) {
+        if let Ok(mut c) = self.inner.configs.lock() {
+            c.remove(endpoint_id);
+        }
+    }
+
+    /// Makes the poller look for due deliveries now.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Claims the deliveries due now (by the engine's clock), up to one batch, and dispatches
+    /// them; returns how many it claimed.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let due = inner
+            .store
+            .claim_due(
+                &inner.config.node,
+                inner.clock.now_ms(),
+                inner.config.claim_batch,
+                inner.config.lease_ms,
+            )
+            .await?;
+        let n = due.len();
+        self.dispatch(due);
+        Ok(n)
+    }
+
+    /// Stops taking work, hands queued deliveries back, waits up to `grace` for requests in
+    /// flight and records every result that came in.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.cancel.cancel();
+        inner.tasks.close();
+        if tokio::time::timeout(grace, inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = inner.tasks.len(),
+                "grace period over; unfinished deliveries resume at next start"
+            );
+        }
+        let (tx, rx) = oneshot::channel();
+        if inner.recorder.send(Msg::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+    }
+
+    async fn poller(self) {
+        let inner = &self.inner;
+        loop {
+            if inner.cancel.is_cancelled() {
+                return;
+            }
+            match self.run_once().await {
+                Ok(n) if n as u32 >= inner.config.claim_batch => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::error!(error = %e, "claiming due deliveries failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(inner.config.poll_interval) => {}
+                _ = inner.wake.notified() => {}
+                _ = inner.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// A jitter draw for the retry schedule.
+    pub(crate) fn jitter(&self) -> f64 {
+        use rand::Rng;
+        match self.inner.rng.lock() {
+            Ok(mut r) => r.random::<f64>(),
+            Err(_) => 0.5,
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Event hooks: deliveries whose target is an executor, run on the engine's hook runner.
+
+use crate::engine::Engine;
+use crate::outcome::hook_decide;
+use crate::recorder::Msg;
+use switchyard_core::DueDelivery;
+
+impl Engine {
+    /// Runs an event hook and records it as an attempt of its delivery.
+    pub(crate) async fn run_hook(self, job: DueDelivery, executor: String) {
+        let inner = self.inner.clone();
+        let permit = tokio::select! {
+            p = inner.hook_slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return self.done(1),
+            },
+            _ = inner.cancel.cancelled() => {
+                let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+                return;
+            }
+        };
+        if inner.cancel.is_cancelled() {
+            let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+            return;
+        }
+        let Some(runner) = inner.hooks.clone() else {
+            tracing::error!("an event hook is due but no hook runner is plugged in");
+            return self.done(1);
+        };
+        let this = self.clone();
+        inner.tasks.spawn(async move {
+            let at = this.inner.clock.now_ms();
+            let result = runner.run_hook(&job.org_id, &executor, &job.event).await;
+            drop(permit);
+            let now = this.inner.clock.now_ms();
+            let attempt = hook_decide(&job, result, at, now, this.jitter());
+            let _ = this.inner.recorder.send(Msg::Result(attempt));
+        });
+    }
+}

@@ -1,0 +1,121 @@
+//! What an attempt's result makes of its delivery: delivered, retried (when), failed, and
+//! whether the endpoint is disabled. Pure functions of the result, the time and a jitter draw.
+
+use crate::http;
+use switchyard_core::hooks::HookResult;
+use switchyard_core::ids::new_id;
+use switchyard_core::retry::{DEFAULT_SCHEDULE_S, Next, next_after_failure};
+use switchyard_core::{Attempt, AttemptResult, DueDelivery, Endpoint, Outcome};
+
+/// Turns an HTTP response into the delivery's next state.
+pub(crate) fn decide(
+    ep: &Endpoint,
+    job: &DueDelivery,
+    resp: http::Response,
+    jitter: f64,
+) -> AttemptResult {
+    let status = resp.status;
+    let success = status.is_some_and(|s| (200..300).contains(&s));
+    let mut disable = None;
+    let outcome = if success {
+        Outcome::Delivered
+    } else if status == Some(410) {
+        disable = Some("the receiver answered 410 Gone".to_string());
+        Outcome::Failed
+    } else {
+        let retry_after = match status {
+            Some(429 | 503) => resp.retry_after_s,
+            _ => None,
+        };
+        match next_after_failure(ep.schedule(), job.attempts + 1, retry_after, jitter) {
+            Next::RetryInMs(ms) => Outcome::Retry {
+                at: resp.at + ms as i64,
+            },
+            Next::GiveUp => Outcome::Failed,
+        }
+    };
+    AttemptResult {
+        org_id: job.org_id.clone(),
+        endpoint_id: Some(ep.id.clone()),
+        delivery_id: job.delivery_id.clone(),
+        attempt: Attempt {
+            id: new_id("att"),
+            delivery_id: job.delivery_id.clone(),
+            at: resp.at,
+            status_code: status,
+            duration_ms: resp.duration_ms,
+            error: if success { None } else { resp.error },
+            response_body: resp.body,
+        },
+        outcome,
+        disable_endpoint: disable,
+    }
+}
+
+/// Turns an event hook's result (a run started at `at`, finished at `now`) into the delivery's
+/// next state: the executor's `retries` bound the default schedule.
+pub(crate) fn hook_decide(
+    job: &DueDelivery,
+    result: HookResult,
+    at: i64,
+    now: i64,
+    jitter: f64,
+) -> AttemptResult {
+    let outcome = if result.error.is_none() {
+        Outcome::Delivered
+    } else if result.permanent {
+        Outcome::Failed
+    } else {
+        let steps = result
+            .retries
+            .map_or(DEFAULT_SCHEDULE_S.len(), |n| n as usize);
+        let schedule = &DEFAULT_SCHEDULE_S[..steps.min(DEFAULT_SCHEDULE_S.len())];
+        match next_after_failure(schedule, job.attempts + 1, None, jitter) {
+            Next::RetryInMs(ms) => Outcome::Retry {
+                at: now + ms as i64,
+            },
+            Next::GiveUp => Outcome::Failed,
+        }
+    };
+    AttemptResult {
+        org_id: job.org_id.clone(),
+        endpoint_id: None,
+        delivery_id: job.delivery_id.clone(),
+        attempt: Attempt {
+            id: new_id("att"),
+            delivery_id: job.delivery_id.clone(),
+            at,
+            status_code: None,
+            duration_ms: result.duration_ms,
+            error: result.error,
+            response_body: result.run_id.map(|id| format!("run {id}")),
+        },
+        outcome,
+        disable_endpoint: None,
+    }
+}
+
+/// An attempt that ended before any request (the endpoint is gone or disabled).
+pub(crate) fn without_request(
+    job: &DueDelivery,
+    why: String,
+    outcome: Outcome,
+    now: i64,
+) -> AttemptResult {
+    AttemptResult {
+        org_id: job.org_id.clone(),
+        endpoint_id: job.target.endpoint_id().map(str::to_string),
+        delivery_id: job.delivery_id.clone(),
+        attempt: Attempt {
+            id: new_id("att"),
+            delivery_id: job.delivery_id.clone(),
+            at: now,
+            status_code: None,
+            duration_ms: 0.0,
+            error: Some(why),
+            response_body: None,
+        },
+        outcome,
+        disable_endpoint: None,
+    }
+}

@@ -1,0 +1,81 @@
+//! The recorder: one task that writes attempt results and hand-backs in batches, then reports
+//! what they caused.
+
+use crate::engine::{Engine, EngineEvent};
+use switchyard_core::{AttemptResult, Outcome};
+use tokio::sync::{mpsc, oneshot};
+
+// Nearly every message is a result: boxing it would cost an allocation per attempt.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Msg {
+    Result(AttemptResult),
+    Release(String),
+    Flush(oneshot::Sender<()>),
+}
+
+impl Engine {
+    pub(crate) async fn recorder(self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let inner = &self.inner;
+        let mut buf = Vec::with_capacity(1024);
+        while rx.recv_many(&mut buf, 4096).await > 0 {
+            let mut results = Vec::new();
+            let mut releases = Vec::new();
+            let mut flushes = Vec::new();
+            for m in buf.drain(..) {
+                match m {
+                    Msg::Result(result) => results.push(result),
+                    Msg::Release(id) => releases.push(id),
+                    Msg::Flush(tx) => flushes.push(tx),
+                }
+            }
+            let settled = results.len() + releases.len();
+            if !results.is_empty() {
+                for r in &results {
+                    let label = match r.outcome {
+                        Outcome::Delivered => "delivered",
+                        Outcome::Retry { .. } => "retry",
+                        Outcome::Failed => "failed",
+                    };
+                    metrics::counter!("switchyard_attempts_total", "outcome" => label).increment(1);
+                    if !matches!(r.outcome, Outcome::Retry { .. }) {
+                        metrics::counter!("switchyard_deliveries_total", "status" => label)
+                            .increment(1);
+                    }
+                    metrics::histogram!("switchyard_attempt_duration_seconds")
+                        .record(r.attempt.duration_ms / 1000.0);
+                }
+                match inner.store.record_attempts(results).await {
+                    Ok(disabled) => {
+                        for d in disabled {
+                            self.endpoint_changed(&d.endpoint_id);
+                            tracing::warn!(
+                                org = d.org_id,
+                                endpoint_id = d.endpoint_id,
+                                "endpoint disabled"
+                            );
+                            let _ = inner.events.send(EngineEvent::EndpointDisabled {
+                                org_id: d.org_id,
+                                endpoint_id: d.endpoint_id,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "recording attempts failed; the deliveries stay claimed and are retried after their lease")
+                    }
+                }
+            }
+            if !releases.is_empty()
+                && let Err(e) = inner
+                    .store
+                    .release(&inner.config.node, Some(&releases))
+                    .await
+            {
+                tracing::warn!(error = %e, "handing back deliveries failed; they resume after their lease");
+            }
+            self.done(settled);
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+}

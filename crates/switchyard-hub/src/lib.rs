@@ -1,0 +1,206 @@
+//! The hub service: the one place that composes the store, routing, the delivery engine and the
+//! executor runner, and the only way events enter the hub.
+//!
+//! Whoever publishes — the HTTP API, the hub's own system events, later schedules, synchronous
+//! hooks and the CLI — calls [`Hub::publish`], which routes (`publish.rs`: a per-organization
+//! route table checked against the store's routing version at commit), stores, counts and
+//! dispatches. The delivery engine reports what it observes on a channel; `system.rs` turns
+//! those reports into `switchyard.*` events through the same publish.
+
+mod publish;
+mod system;
+
+pub use switchyard_delivery::{EngineConfig, EngineEvent};
+pub use system::ENDPOINT_DISABLED;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_core::egress::EgressPolicy;
+use switchyard_core::{DueDelivery, Endpoint};
+use switchyard_delivery::Engine;
+use switchyard_egress::Clients;
+use switchyard_exec::Runner;
+use switchyard_exec::sandbox::Isolation;
+use switchyard_store::{Store, StoreError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the hub is composed from, besides its store.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// The engine's settings; its `node` is this node's id.
+    pub engine: EngineConfig,
+    /// Where tenant-chosen requests may go.
+    pub egress: EgressPolicy,
+    /// The binary that runs JavaScript workers (`switchyard js-worker`), if JavaScript runs here.
+    pub js_worker: Option<PathBuf>,
+    /// Largest private `/tmp` an executor may ask for, in MiB.
+    pub max_run_tmp_mb: u32,
+}
+
+/// Errors of the hub's own making; the store's pass through.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The organization's routing changed under every attempt to publish (it is being changed
+    /// continuously); nothing was stored.
+    #[error(
+        "the organization's subscriptions kept changing while publishing; nothing was stored, try again"
+    )]
+    RoutingUnstable,
+    #[error("starting the hub failed: {0}")]
+    Start(String),
+}
+
+/// The running hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// The hub's parts; each says its role in start, run and shutdown.
+struct Inner {
+    /// Start: given. Run: every read and write. Shutdown: closed by whoever opened it.
+    store: Arc<dyn Store>,
+    /// Start: started with the runner as its hook runner. Shutdown: drained first.
+    engine: Engine,
+    /// Run: executor previews and event hooks.
+    runner: Runner,
+    /// Run: route tables by organization, each with the routing version it was built from.
+    routes: Mutex<HashMap<String, Arc<publish::OrgRoutes>>>,
+    /// Start: spawned. Shutdown: ends after the engine has stopped and what it reported is
+    /// published.
+    listener: Mutex<Option<JoinHandle<()>>>,
+    /// Shutdown: tells the listener to publish what is left and end.
+    cancel: CancellationToken,
+}
+
+impl Hub {
+    /// Composes the hub on `store`: the guarded HTTP clients, the executor runner that uses them
+    /// (after probing which isolation this host allows), the engine that delivers with them and
+    /// runs event hooks on the runner, and the listener for what the engine reports.
+    pub async fn start(store: Arc<dyn Store>, settings: HubSettings) -> Result<Hub, HubError> {
+        let clients = Clients::new(settings.egress.clone());
+        let isolation = tokio::task::spawn_blocking({
+            let helper = settings.js_worker.clone();
+            move || Isolation::probe(helper.as_deref())
+        })
+        .await
+        .map_err(|e| HubError::Start(format!("probing the executor sandbox: {e}")))?;
+        tracing::info!(level = %isolation.level(), ?isolation, "executor sandbox");
+        let runner = Runner::new(
+            store.clone(),
+            clients.clone(),
+            isolation,
+            settings.js_worker.clone(),
+            settings.max_run_tmp_mb,
+        );
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let engine = Engine::start(
+            store.clone(),
+            settings.engine.clone(),
+            clients,
+            Some(Arc::new(runner.clone())),
+            events_tx,
+        );
+        let hub = Hub {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                runner,
+                routes: Mutex::new(HashMap::new()),
+                listener: Mutex::new(None),
+                cancel: CancellationToken::new(),
+            }),
+        };
+        let listener = tokio::spawn(hub.clone().listen(events_rx));
+        if let Ok(mut l) = hub.inner.listener.lock() {
+            *l = Some(listener);
+        }
+        Ok(hub)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn runner(&self) -> &Runner {
+        &self.inner.runner
+    }
+
+    /// The guarded HTTP clients (their URL check is the API's too).
+    pub fn clients(&self) -> &Clients {
+        self.inner.engine.clients()
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.inner.engine_config().node
+    }
+
+    /// An endpoint was changed or deleted: its cached configuration and its organization's
+    /// routes are dropped (the routing version would catch a stale table anyway; this saves
+    /// the round trip).
+    pub fn endpoint_changed(&self, org: &str, endpoint: &str) {
+        self.inner.engine.endpoint_changed(endpoint);
+        self.routing_changed(org);
+    }
+
+    /// A subscription of `org` was created or deleted.
+    pub fn routing_changed(&self, org: &str) {
+        if let Ok(mut r) = self.inner.routes.lock() {
+            r.remove(org);
+        }
+    }
+
+    /// Makes a delivery pending again with one more attempt and starts it on this node.
+    pub async fn retry_delivery(&self, org: &str, id: &str) -> Result<(), HubError> {
+        let due: DueDelivery = self
+            .inner
+            .store
+            .retry_delivery(org, id, self.node())
+            .await?;
+        self.inner.engine.dispatch(vec![due]);
+        Ok(())
+    }
+
+    /// Re-sends to `endpoint` what it was sent in `[since, until)`; returns how many deliveries
+    /// were made.
+    pub async fn replay(
+        &self,
+        org: &str,
+        endpoint: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<u64, HubError> {
+        let n = self.inner.store.replay(org, endpoint, since, until).await?;
+        self.inner.engine.wake();
+        Ok(n)
+    }
+
+    /// Stops: the engine hands back queued work and waits up to `grace` for attempts in flight,
+    /// then what it reported is published, then the listener ends.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.engine.shutdown(grace).await;
+        let listener = self.inner.listener.lock().ok().and_then(|mut l| l.take());
+        self.inner.cancel.cancel();
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
+    }
+
+    /// The endpoint as the store has it now (for system events).
+    async fn endpoint(&self, org: &str, id: &str) -> Option<Endpoint> {
+        self.inner.store.get_endpoint(org, id).await.ok()
+    }
+}
+
+impl Inner {
+    fn engine_config(&self) -> &EngineConfig {
+        self.engine.config()
+    }
+}

@@ -1,0 +1,244 @@
+//! Organizations, API keys and event types (the catalog's tenant aggregate), and health.
+
+use super::*;
+
+#[async_trait]
+impl OrgCatalog for SqliteStore {
+    async fn create_org(&self, id: &str, name: &str) -> Result<Org> {
+        let org = Org {
+            id: id.to_string(),
+            name: name.to_string(),
+            created_at: now_ms(),
+        };
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![org.id, org.name, org.created_at])
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("organization `{}` exists", org.id))
+                    }
+                    other => other,
+                })?;
+            Ok(org)
+        })
+        .await
+    }
+
+    async fn get_org(&self, id: &str) -> Result<Org> {
+        let id = id.to_string();
+        self.read(move |c, _| {
+            Ok(
+                c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
+                    .query_row([id], org_from_row)?,
+            )
+        })
+        .await
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<Org>> {
+        self.read(|c, _| {
+            list(
+                c,
+                "SELECT id, name, created_at FROM orgs ORDER BY id",
+                &[],
+                org_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        org: Option<&str>,
+        role: Role,
+        key_hash: &str,
+        prefix: &str,
+    ) -> Result<String> {
+        let (org, hash, prefix) = (
+            org.map(str::to_string),
+            key_hash.to_string(),
+            prefix.to_string(),
+        );
+        self.write(move |ctx| {
+            let id = new_id("key");
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO api_keys (id, org_id, role, key_hash, created_at, prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![id, org, role.as_str(), hash, now_ms(), prefix])?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKeyInfo>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                "SELECT id, org_id, role, prefix, created_at, last_used_at FROM api_keys
+                 WHERE org_id = ?1 ORDER BY created_at, id",
+                &[&org],
+                |r| {
+                    let role: String = r.get(2)?;
+                    Ok(ApiKeyInfo {
+                        id: r.get(0)?,
+                        org_id: r.get(1)?,
+                        role: Role::parse(&role).ok_or_else(|| corrupt(2, "role", &role))?,
+                        prefix: r.get(3)?,
+                        created_at: r.get(4)?,
+                        last_used_at: r.get(5)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, org: &str, id: &str) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND id = ?2")?
+                .execute([&org, &id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")?
+                .execute(params![id, at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String> {
+        let (hash, prefix) = (key_hash.to_string(), prefix.to_string());
+        self.write(move |ctx| {
+            ctx.conn
+                .execute("DELETE FROM api_keys WHERE org_id IS NULL", [])?;
+            let id = new_id("key");
+            ctx.conn.execute(
+                "INSERT INTO api_keys (id, org_id, role, key_hash, created_at, prefix) VALUES (?1, NULL, 'admin', ?2, ?3, ?4)",
+                params![id, hash, now_ms(), prefix],
+            )?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>> {
+        let hash = key_hash.to_string();
+        self.read(move |c, _| {
+            let row = c
+                .prepare_cached("SELECT id, org_id, role FROM api_keys WHERE key_hash = ?1")?
+                .query_row([hash], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()?;
+            Ok(row.and_then(|(key_id, org, role)| {
+                Role::parse(&role).map(|role| Principal { org, role, key_id })
+            }))
+        })
+        .await
+    }
+
+    async fn count_admin_keys(&self) -> Result<u64> {
+        self.read(|c, _| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM api_keys WHERE org_id IS NULL",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType> {
+        let (org, t) = (org.to_string(), t.clone());
+        self.write(move |ctx| {
+            let now = now_ms();
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO event_types (org_id, name, description, entity_type, schema, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                       entity_type = excluded.entity_type, schema = excluded.schema, updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    org,
+                    t.name,
+                    t.description,
+                    t.entity_type,
+                    t.schema.as_ref().map(|s| s.to_string()),
+                    now
+                ])?;
+            Ok(EventType { updated_at: now, ..t })
+        })
+        .await
+    }
+
+    async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(
+                "SELECT name, description, entity_type, schema, updated_at FROM event_types
+                 WHERE org_id = ?1 AND name = ?2",
+            )?
+            .query_row([org, name], event_type_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                "SELECT name, description, entity_type, schema, updated_at FROM event_types
+                 WHERE org_id = ?1 ORDER BY name",
+                &[&org],
+                event_type_from_row,
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn storage_full(&self) -> bool {
+        self.inner.full.load(Ordering::Relaxed)
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        self.write(|ctx| {
+            ctx.conn
+                .prepare_cached("INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?1)")?
+                .execute([now_ms()])?;
+            Ok(())
+        })
+        .await?;
+        if self.storage_full() {
+            return Err(StoreError::StorageFull(format!(
+                "less than {} MiB free on the disk holding the database",
+                FULL_RESERVE_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! Endpoints, subscriptions, and the routing snapshot they make; every change here bumps the organization's routing version.
+
+use super::*;
+
+#[async_trait]
+impl EndpointCatalog for SqliteStore {
+    async fn create_endpoint(&self, ep: &Endpoint) -> Result<Endpoint> {
+        let ep = ep.clone();
+        self.write(move |ctx| {
+            insert_endpoint(&ctx.conn, &ctx.key, &ep)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, k| get_endpoint_conn(c, k, &org, &id))
+            .await
+    }
+
+    async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>> {
+        let org = org.to_string();
+        self.read(move |c, k| {
+            list(
+                c,
+                &format!("SELECT {ENDPOINT_COLS} FROM endpoints WHERE org_id = ?1 ORDER BY id"),
+                &[&org],
+                |r| endpoint_from_row(r, k),
+            )
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint> {
+        let ep = ep.clone();
+        self.write(move |ctx| {
+            let token_enc = ep.token.as_ref().map(|t| ctx.key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE endpoints SET url=?3, description=?4, profile=?5, headers=?6, token_enc=?7,
+                     token_header=?8, insecure_tls=?9, timeout_ms=?10, retry_schedule=?11, max_in_flight=?12,
+                     secrets_enc=?13, enabled=?14, disabled_reason=?15, updated_at=?16, max_rps=?17
+                     WHERE org_id = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    ep.org_id,
+                    ep.id,
+                    ep.url,
+                    ep.description,
+                    ep.profile.as_str(),
+                    serde_json::to_string(&ep.headers).unwrap_or_default(),
+                    token_enc,
+                    ep.token_header,
+                    ep.insecure_tls,
+                    ep.timeout_ms,
+                    ep.retry_schedule_s.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
+                    ep.max_in_flight,
+                    encrypt_secrets(&ctx.key, &ep),
+                    ep.enabled,
+                    ep.disabled_reason,
+                    ep.updated_at,
+                    ep.max_rps,
+                ])?;
+            found(n)?;
+            bump_routing(&ctx.conn, &ep.org_id)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, org: &str, id: &str) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |ctx| {
+            let now = now_ms();
+            ctx.conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
+                     updated_at = ?3 WHERE org_id = ?1 AND endpoint_id = ?2 AND status = 'pending'",
+                )?
+                .execute(params![org, id, now])?;
+            ctx.conn
+                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND endpoint_id = ?2")?
+                .execute([&org, &id])?;
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM endpoints WHERE org_id = ?1 AND id = ?2")?
+                .execute([&org, &id])?;
+            found(n)?;
+            bump_routing(&ctx.conn, &org)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        owned_endpoint: Option<&Endpoint>,
+    ) -> Result<Subscription> {
+        let (sub, owned) = (sub.clone(), owned_endpoint.cloned());
+        self.write(move |ctx| {
+            if let Some(ep) = &owned {
+                insert_endpoint(&ctx.conn, &ctx.key, ep)?;
+            }
+            let (sql, what, name) = match &sub.target {
+                Target::Endpoint(id) => (
+                    "SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2",
+                    "endpoint",
+                    id,
+                ),
+                Target::Executor(n) => (
+                    "SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1",
+                    "executor",
+                    n,
+                ),
+            };
+            let exists: Option<i64> = ctx
+                .conn
+                .prepare_cached(sql)?
+                .query_row([&sub.org_id, name], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::InvalidReference(format!(
+                    "{what} `{name}` does not exist"
+                )));
+            }
+            ctx.conn
+                .prepare_cached(&format!(
+                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
+                ))?
+                .execute(params![
+                    sub.id,
+                    sub.org_id,
+                    serde_json::to_string(&sub.event_types).unwrap_or_default(),
+                    sub.target.endpoint_id(),
+                    sub.entity_id,
+                    sub.filter.as_ref().map(|f| f.to_string()),
+                    sub.created_at,
+                    sub.target.executor(),
+                ])?;
+            bump_routing(&ctx.conn, &sub.org_id)?;
+            Ok(sub)
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], sub_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                &format!("SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 ORDER BY id"),
+                &[&org],
+                sub_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn routing(&self, org: &str) -> Result<RoutingSnapshot> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            // One read transaction: the version and the subscriptions come from the same snapshot.
+            let tx = c.unchecked_transaction()?;
+            let version: i64 = tx
+                .prepare_cached("SELECT routing_version FROM orgs WHERE id = ?1")?
+                .query_row([&org], |r| r.get(0))?;
+            let subscriptions = list(
+                &tx,
+                "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at, s.executor
+                 FROM subscriptions s LEFT JOIN endpoints e ON e.id = s.endpoint_id
+                 WHERE s.org_id = ?1 AND (s.executor IS NOT NULL OR e.enabled = 1)",
+                &[&org],
+                sub_from_row,
+            )?;
+            tx.finish()?;
+            Ok(RoutingSnapshot {
+                version,
+                subscriptions,
+            })
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, org: &str, id: &str) -> Result<()> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND id = ?2")?
+                .execute([&org, &id])?;
+            found(n)?;
+            // An endpoint made for this subscription's inline URL is disabled with it: nothing
+            // routes there any more, and its pending deliveries end as failed when next due.
+            ctx.conn
+                .prepare_cached("UPDATE endpoints SET enabled = 0, disabled_reason = 'its subscription was deleted' WHERE org_id = ?1 AND owner_subscription = ?2")?
+                .execute([&org, &id])?;
+            bump_routing(&ctx.conn, &org)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub(super) fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint) -> Result<()> {
+    let token_enc = ep
+        .token
+        .as_ref()
+        .map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+    conn.prepare_cached(&format!(
+        "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+    ))?
+    .execute(params![
+        ep.id,
+        ep.org_id,
+        ep.url,
+        ep.description,
+        ep.profile.as_str(),
+        serde_json::to_string(&ep.headers).unwrap_or_default(),
+        token_enc,
+        ep.token_header,
+        ep.insecure_tls,
+        ep.timeout_ms,
+        ep.retry_schedule_s.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
+        ep.max_in_flight,
+        encrypt_secrets(key, ep),
+        ep.enabled,
+        ep.disabled_reason,
+        ep.owner_subscription,
+        ep.created_at,
+        ep.updated_at,
+        ep.max_rps,
+    ])?;
+    Ok(())
+}
+
+pub(super) fn get_endpoint_conn(
+    conn: &Connection,
+    key: &MasterKey,
+    org: &str,
+    id: &str,
+) -> Result<Endpoint> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENDPOINT_COLS} FROM endpoints WHERE org_id = ?1 AND id = ?2"
+    ))?;
+    Ok(stmt.query_row([org, id], |r| endpoint_from_row(r, key))?)
+}

@@ -1,0 +1,185 @@
+//! The event log: publish (events and their deliveries, one transaction, at a checked routing version), reads and the trace.
+
+use super::queue::insert_delivery;
+use super::*;
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn publish(&self, org: &str, batch: RoutedBatch, node: &str) -> Result<PublishOutcome> {
+        let (org, node) = (org.to_string(), node.to_string());
+        self.write(move |ctx| {
+            let version: i64 = ctx
+                .conn
+                .prepare_cached("SELECT routing_version FROM orgs WHERE id = ?1")?
+                .query_row([&org], |r| r.get(0))?;
+            if version != batch.routing_version {
+                return Ok(PublishOutcome::StaleRouting(batch));
+            }
+            let now = now_ms();
+            let lease_until = now + DEFAULT_LEASE_MS;
+            let mut out = Vec::with_capacity(batch.events.len());
+            for RoutedEvent { event: ne, targets } in batch.events {
+                let existing: Option<i64> = ctx
+                    .conn
+                    .prepare_cached("SELECT seq FROM events WHERE org_id = ?1 AND id = ?2")?
+                    .query_row([&org, &ne.id], |r| r.get(0))
+                    .optional()?;
+                if let Some(seq) = existing {
+                    let event = ctx.load_event_by_seq(seq)?;
+                    if let Some(what) = idempotency_conflict(&event, &ne) {
+                        return Err(StoreError::Conflict(format!(
+                            "event `{}` was published before with a different {what}; an id identifies one event",
+                            ne.id
+                        )));
+                    }
+                    let count: i64 = ctx
+                        .conn
+                        .prepare_cached("SELECT count(*) FROM deliveries WHERE org_id = ?1 AND event_id = ?2")?
+                        .query_row([&org, &ne.id], |r| r.get(0))?;
+                    out.push(Published {
+                        event: Arc::new(event),
+                        duplicate: true,
+                        delivery_count: count as usize,
+                        new_deliveries: vec![],
+                    });
+                    continue;
+                }
+                let data = ne.data.to_string();
+                let seq: i64 = ctx
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO events (org_id, id, type, timestamp, entity_type, entity_id, data, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+                    )?
+                    .query_row(
+                        params![org, ne.id, ne.event_type, ne.timestamp, ne.entity.kind, ne.entity.id, data, now],
+                        |r| r.get(0),
+                    )?;
+                let event = Arc::new(Event {
+                    id: ne.id,
+                    org_id: org.clone(),
+                    event_type: ne.event_type,
+                    timestamp: ne.timestamp,
+                    entity: ne.entity,
+                    data: ne.data,
+                    seq,
+                    received_at: now,
+                });
+                let mut new_deliveries = Vec::new();
+                for target in targets {
+                    let id = insert_delivery(
+                        &ctx.conn,
+                        &org,
+                        &event,
+                        &target.target,
+                        Some(&target.subscription_id),
+                        Some((&node, lease_until)),
+                        now,
+                    )?;
+                    new_deliveries.push(DueDelivery {
+                        delivery_id: id,
+                        org_id: org.clone(),
+                        target: target.target,
+                        attempts: 0,
+                        event: event.clone(),
+                    });
+                }
+                out.push(Published {
+                    event,
+                    duplicate: false,
+                    delivery_count: new_deliveries.len(),
+                    new_deliveries,
+                });
+            }
+            Ok(PublishOutcome::Committed(out))
+        })
+        .await
+    }
+
+    async fn get_event(&self, org: &str, id: &str) -> Result<Event> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], event_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        let (org, q) = (org.to_string(), q.clone());
+        self.read(move |c, _| {
+            let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1");
+            let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(org)];
+            let mut add = |cond: &str, v: Box<dyn ToSql>| {
+                args.push(v);
+                sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+            };
+            if let Some(t) = q.event_type {
+                add("type =", Box::new(t));
+            }
+            if let Some(e) = q.entity_id {
+                add("entity_id =", Box::new(e));
+            }
+            if let Some(s) = q.since {
+                add("timestamp >=", Box::new(s));
+            }
+            if let Some(u) = q.until {
+                add("timestamp <", Box::new(u));
+            }
+            if let Some(b) = q.before_seq {
+                add("seq <", Box::new(b));
+            }
+            sql.push_str(&format!(
+                " ORDER BY seq DESC LIMIT {}",
+                q.limit.clamp(1, 1000)
+            ));
+            let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+            list(c, &sql, &refs, event_from_row)
+        })
+        .await
+    }
+
+    async fn trace(&self, org: &str, event_id: &str) -> Result<Trace> {
+        let (org, id) = (org.to_string(), event_id.to_string());
+        self.read(move |c, _| {
+            let event = c
+                .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
+                .query_row([&org, &id], event_from_row)?;
+            let deliveries = list(
+                c,
+                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
+                &[&org, &id],
+                delivery_from_row,
+            )?;
+            let mut out = Vec::with_capacity(deliveries.len());
+            for d in deliveries {
+                let attempts = list(
+                    c,
+                    "SELECT id, delivery_id, at, status_code, duration_ms, error, response_body FROM attempts
+                     WHERE delivery_id = ?1 ORDER BY at, id",
+                    &[&d.id],
+                    attempt_from_row,
+                )?;
+                out.push((d, attempts));
+            }
+            Ok(Trace { event, deliveries: out })
+        })
+        .await
+    }
+}
+
+/// What differs between a stored event and a new one with the same id (the timestamp is not
+/// compared: it defaults to the time of publishing).
+fn idempotency_conflict(stored: &Event, new: &NewEvent) -> Option<&'static str> {
+    if stored.event_type != new.event_type {
+        Some("type")
+    } else if stored.entity != new.entity {
+        Some("entity")
+    } else if stored.data != new.data {
+        Some("data")
+    } else {
+        None
+    }
+}

@@ -1,0 +1,146 @@
+//! Executors (every version kept) and the organization's secrets, encrypted.
+
+use super::*;
+
+#[async_trait]
+impl ExecutorCatalog for SqliteStore {
+    async fn put_executor(&self, ex: &Executor) -> Result<Executor> {
+        let ex = ex.clone();
+        self.write(move |ctx| {
+            let latest: Option<u32> = ctx
+                .conn
+                .prepare_cached("SELECT max(version) FROM executors WHERE org_id = ?1 AND name = ?2")?
+                .query_row([&ex.org_id, &ex.name], |r| r.get(0))?;
+            let version = latest.unwrap_or(0) + 1;
+            let now = now_ms();
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    ex.org_id,
+                    ex.name,
+                    version,
+                    ex.description,
+                    serde_json::to_string(&ex.spec).unwrap_or_default(),
+                    ex.parameters.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
+                    ex.retries,
+                    now
+                ])?;
+            Ok(Executor { version, created_at: now, ..ex })
+        })
+        .await
+    }
+
+    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, _| {
+            let ex = c
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1"
+                ))?
+                .query_row([org, name], executor_from_row)?;
+            Ok(ex)
+        })
+        .await
+    }
+
+    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            let rows = list(
+                c,
+                &format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors e WHERE org_id = ?1 AND version =
+                     (SELECT max(version) FROM executors x WHERE x.org_id = e.org_id AND x.name = e.name) ORDER BY name"
+                ),
+                &[&org],
+                executor_from_row,
+            )?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn delete_executor(&self, org: &str, name: &str) -> Result<()> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM executors WHERE org_id = ?1 AND name = ?2")?
+                .execute([&org, &name])?;
+            found(n)?;
+            // Its event-hook subscriptions go with it.
+            ctx.conn
+                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND executor = ?2")?
+                .execute([&org, &name])?;
+            bump_routing(&ctx.conn, &org)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()> {
+        let (org, name, value) = (org.to_string(), name.to_string(), value.to_string());
+        self.write(move |ctx| {
+            let enc = ctx.key.encrypt(&secret_ctx(&org, &name), value.as_bytes());
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO secrets (org_id, name, value_enc, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (org_id, name) DO UPDATE SET value_enc = excluded.value_enc, updated_at = excluded.updated_at",
+                )?
+                .execute(params![org, name, enc, now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, k| {
+            let enc: Option<Vec<u8>> = c
+                .prepare_cached("SELECT value_enc FROM secrets WHERE org_id = ?1 AND name = ?2")?
+                .query_row([&org, &name], |r| r.get(0))
+                .optional()?;
+            match enc {
+                None => Ok(None),
+                Some(b) => {
+                    let plain = k
+                        .decrypt(&secret_ctx(&org, &name), &b)
+                        .map_err(|e| StoreError::Database(format!("secret {name}: {e}")))?;
+                    String::from_utf8(plain)
+                        .map(Some)
+                        .map_err(|_| StoreError::Database(format!("secret {name} is not UTF-8")))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                "SELECT name, updated_at FROM secrets WHERE org_id = ?1 ORDER BY name",
+                &[&org],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, org: &str, name: &str) -> Result<()> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM secrets WHERE org_id = ?1 AND name = ?2")?
+                .execute([&org, &name])?;
+            found(n)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,273 @@
+//! Stored rows to domain values, strictly: a value that cannot be decoded is an error naming its
+//! column, never a default; and the encryption of endpoint secrets on the way in.
+
+use super::*;
+
+pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
+    Ok(Org {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+/// A JSON column decoded strictly: text that does not decode is an error naming the column.
+pub(super) fn json_col<T: serde::de::DeserializeOwned>(
+    r: &Row,
+    col: usize,
+    what: &str,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(col)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(col, what, &format!("{e}")))
+}
+
+/// A nullable JSON column decoded strictly.
+pub(super) fn json_col_opt<T: serde::de::DeserializeOwned>(
+    r: &Row,
+    col: usize,
+    what: &str,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = r.get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(col, what, &format!("{e}"))))
+        .transpose()
+}
+
+pub(super) fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
+    Ok(EventType {
+        name: r.get(0)?,
+        description: r.get(1)?,
+        entity_type: r.get(2)?,
+        schema: json_col_opt(r, 3, "event type schema")?,
+        updated_at: r.get(4)?,
+    })
+}
+
+pub(super) const EVENT_COLS: &str =
+    "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at";
+
+pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: r.get(0)?,
+        org_id: r.get(1)?,
+        id: r.get(2)?,
+        event_type: r.get(3)?,
+        timestamp: r.get(4)?,
+        entity: EntityRef {
+            kind: r.get(5)?,
+            id: r.get(6)?,
+        },
+        data: json_col(r, 7, "event data")?,
+        received_at: r.get(8)?,
+    })
+}
+
+pub(super) const ENDPOINT_COLS: &str = "id, org_id, url, description, profile, headers, token_enc, token_header, \
+     insecure_tls, timeout_ms, retry_schedule, max_in_flight, secrets_enc, enabled, disabled_reason, \
+     owner_subscription, created_at, updated_at, max_rps";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct StoredSecret {
+    pub(super) s: String,
+    pub(super) exp: Option<i64>,
+}
+
+pub(super) fn secrets_ctx(id: &str) -> String {
+    format!("endpoint:{id}:secrets")
+}
+pub(super) fn token_ctx(id: &str) -> String {
+    format!("endpoint:{id}:token")
+}
+
+/// A column whose stored value cannot be decoded: an error, never a silent default.
+pub(super) fn corrupt(col: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("corrupt {what}: `{value}`").into(),
+    )
+}
+
+pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
+    let id: String = r.get(0)?;
+    let bad = |what: &str, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            format!("endpoint {id}: {what}: {e}").into(),
+        )
+    };
+    let token_enc: Option<Vec<u8>> = r.get(6)?;
+    let token = match token_enc {
+        None => None,
+        Some(b) => Some(
+            String::from_utf8(
+                key.decrypt(&token_ctx(&id), &b)
+                    .map_err(|e| bad("token", e.to_string()))?,
+            )
+            .map_err(|e| bad("token", e.to_string()))?,
+        ),
+    };
+    let secrets_enc: Vec<u8> = r.get(12)?;
+    let plain = key
+        .decrypt(&secrets_ctx(&id), &secrets_enc)
+        .map_err(|e| bad("secrets", e.to_string()))?;
+    let stored: Vec<StoredSecret> =
+        serde_json::from_slice(&plain).map_err(|e| bad("secrets", e.to_string()))?;
+    let secrets = stored
+        .into_iter()
+        .map(|s| {
+            Ok(KeyedSecret {
+                secret: SigningSecret::parse(&s.s).map_err(|e| bad("secret", e))?,
+                expires_at: s.exp,
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let profile: String = r.get(4)?;
+    let headers: String = r.get(5)?;
+    let schedule: Option<String> = r.get(10)?;
+    Ok(Endpoint {
+        org_id: r.get(1)?,
+        url: r.get(2)?,
+        description: r.get(3)?,
+        profile: Profile::parse(&profile).ok_or_else(|| corrupt(4, "profile", &profile))?,
+        headers: serde_json::from_str(&headers)
+            .map_err(|e| corrupt(5, "headers", &e.to_string()))?,
+        token,
+        token_header: r.get(7)?,
+        insecure_tls: r.get(8)?,
+        timeout_ms: r.get(9)?,
+        retry_schedule_s: schedule
+            .map(|s| {
+                serde_json::from_str(&s).map_err(|e| corrupt(10, "retry schedule", &e.to_string()))
+            })
+            .transpose()?,
+        max_in_flight: r.get(11)?,
+        secrets,
+        enabled: r.get(13)?,
+        disabled_reason: r.get(14)?,
+        owner_subscription: r.get(15)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+        max_rps: r.get(18)?,
+        id,
+    })
+}
+
+pub(super) fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
+    let stored: Vec<StoredSecret> = ep
+        .secrets
+        .iter()
+        .map(|s| StoredSecret {
+            s: s.secret.expose(),
+            exp: s.expires_at,
+        })
+        .collect();
+    let plain = serde_json::to_vec(&stored).unwrap_or_default();
+    key.encrypt(&secrets_ctx(&ep.id), &plain)
+}
+
+pub(super) const SUB_COLS: &str =
+    "id, org_id, event_types, endpoint_id, entity_id, filter, created_at, executor";
+
+pub(super) fn target_from_columns(
+    endpoint_id: Option<String>,
+    executor: Option<String>,
+) -> rusqlite::Result<Target> {
+    Target::from_columns(endpoint_id, executor).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            3,
+            rusqlite::types::Type::Null,
+            "a row must have exactly one of endpoint_id and executor".into(),
+        )
+    })
+}
+
+pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
+    Ok(Subscription {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        event_types: json_col(r, 2, "event types")?,
+        target: target_from_columns(r.get(3)?, r.get(7)?)?,
+        entity_id: r.get(4)?,
+        filter: json_col_opt(r, 5, "filter")?,
+        created_at: r.get(6)?,
+    })
+}
+
+pub(super) const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subscription_id, status, attempts, \
+     next_attempt_at, created_at, updated_at, executor";
+
+pub(super) fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    let status: String = r.get(5)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        event_id: r.get(2)?,
+        target: target_from_columns(r.get(3)?, r.get(10)?)?,
+        subscription_id: r.get(4)?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| corrupt(5, "delivery status", &status))?,
+        attempts: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: r.get(0)?,
+        delivery_id: r.get(1)?,
+        at: r.get(2)?,
+        status_code: r.get(3)?,
+        duration_ms: r.get(4)?,
+        error: r.get(5)?,
+        response_body: r.get(6)?,
+    })
+}
+
+pub(super) const EXECUTOR_COLS: &str =
+    "org_id, name, version, description, spec, parameters, retries, created_at";
+
+pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
+    Ok(Executor {
+        org_id: r.get(0)?,
+        name: r.get(1)?,
+        version: r.get(2)?,
+        description: r.get(3)?,
+        spec: json_col(r, 4, "executor spec")?,
+        parameters: json_col_opt(r, 5, "executor parameters")?,
+        retries: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+pub(super) fn secret_ctx(org: &str, name: &str) -> String {
+    format!("secret:{org}:{name}")
+}
+
+pub(super) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at";
+
+pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
+    let status: String = r.get(5)?;
+    Ok(Run {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        executor: r.get(2)?,
+        version: r.get(3)?,
+        event_id: r.get(4)?,
+        status: match status.as_str() {
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            other => return Err(corrupt(5, "run status", other)),
+        },
+        input: json_col(r, 6, "run input")?,
+        output: json_col_opt(r, 7, "run output")?,
+        error: r.get(8)?,
+        logs: json_col(r, 9, "run logs")?,
+        stderr: r.get(10)?,
+        exit: r.get(11)?,
+        duration_ms: r.get(12)?,
+        at: r.get(13)?,
+    })
+}

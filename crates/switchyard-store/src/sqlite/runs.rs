@@ -1,0 +1,63 @@
+//! The run log.
+
+use super::*;
+
+#[async_trait]
+impl RunLog for SqliteStore {
+    async fn record_run(&self, run: &Run) -> Result<()> {
+        let run = run.clone();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(&format!(
+                    "INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
+                ))?
+                .execute(params![
+                    run.id,
+                    run.org_id,
+                    run.executor,
+                    run.version,
+                    run.event_id,
+                    match run.status {
+                        RunStatus::Succeeded => "succeeded",
+                        RunStatus::Failed => "failed",
+                    },
+                    run.input.to_string(),
+                    run.output.as_ref().map(|o| o.to_string()),
+                    run.error,
+                    serde_json::to_string(&run.logs).unwrap_or_default(),
+                    run.stderr,
+                    run.exit,
+                    run.duration_ms,
+                    run.at,
+                ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_run(&self, org: &str, id: &str) -> Result<Run> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"
+            ))?
+            .query_row([org, id], run_from_row)?)
+        })
+        .await
+    }
+
+    async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>> {
+        let (org, id) = (org.to_string(), event_id.to_string());
+        self.read(move |c, _| {
+            list(
+                c,
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"
+                ),
+                &[&org, &id],
+                run_from_row,
+            )
+        })
+        .await
+    }
+}

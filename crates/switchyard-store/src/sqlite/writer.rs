@@ -1,0 +1,118 @@
+//! The writer thread: write jobs, group commit, and how a caller's job reaches the thread.
+
+use super::*;
+
+pub(super) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write job. Given the writer's context it runs and returns whether it succeeded and how to
+/// answer its caller once the commit is known; given `None` (no transaction could be begun) it
+/// only prepares the failure answer.
+pub(super) type Job = Box<dyn FnOnce(Option<&mut WriterCtx>) -> (bool, Completion) + Send>;
+
+/// What write jobs run against: the writer's connection and the key secrets are sealed with.
+pub(super) struct WriterCtx {
+    pub(super) conn: Connection,
+    pub(super) key: MasterKey,
+}
+
+pub(super) fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let group = jobs.len();
+        if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, jobs = group, "cannot begin a write transaction");
+            let e = StoreError::from(e);
+            for job in jobs {
+                let (_, answer) = job(None);
+                answer(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut done = Vec::with_capacity(group);
+        for job in jobs {
+            let _ = run_cached(&ctx.conn, "SAVEPOINT job");
+            let (ok, completion) = job(Some(&mut ctx));
+            if ok {
+                let _ = run_cached(&ctx.conn, "RELEASE job");
+            } else {
+                let _ = run_cached(&ctx.conn, "ROLLBACK TO job");
+                let _ = run_cached(&ctx.conn, "RELEASE job");
+            }
+            done.push(completion);
+        }
+        let commit = ctx.conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if commit.is_err() {
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+        }
+        metrics::histogram!("switchyard_store_group_commit_size").record(group as f64);
+        for c in done {
+            c(commit.clone());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- row mapping
+
+impl WriterCtx {
+    pub(super) fn load_event_by_seq(&self, seq: i64) -> Result<Event> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE seq = ?1"))?;
+        Ok(stmt.query_row([seq], event_from_row)?)
+    }
+}
+
+impl SqliteStore {
+    /// Runs `f` on the writer thread inside the next group commit; answers once that commit is
+    /// on disk (or failed).
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let r = match ctx {
+                Some(ctx) => f(ctx),
+                None => Err(StoreError::Database(
+                    "cannot begin a write transaction".into(),
+                )),
+            };
+            let ok = r.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(match commit {
+                    Ok(()) => r,
+                    Err(StoreError::Database(e)) => {
+                        Err(StoreError::Database(format!("commit failed: {e}")))
+                    }
+                    Err(e) => Err(e),
+                });
+            });
+            (ok, done)
+        });
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        let r = rx.await.map_err(|_| StoreError::Closed)?;
+        match &r {
+            Err(StoreError::StorageFull(_)) => self.inner.full.store(true, Ordering::Relaxed),
+            // A small write may fit where a publish does not: only free space clears the state.
+            Ok(_)
+                if self.inner.full.load(Ordering::Relaxed)
+                    && self
+                        .free_bytes()
+                        .is_none_or(|free| free >= FULL_RESERVE_BYTES) =>
+            {
+                self.inner.full.store(false, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        r
+    }
+}
