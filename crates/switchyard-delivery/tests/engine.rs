@@ -1,0 +1,291 @@
+//! The engine on virtual time: a real SQLite store and a real HTTP receiver on 127.0.0.1, a
+//! manual clock moved forward instead of waited for, and `until_idle` instead of polling.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use switchyard_core::crypto::MasterKey;
+use switchyard_core::egress::EgressPolicy;
+use switchyard_core::ids::new_id;
+use switchyard_core::routing::RouteTable;
+use switchyard_core::signing::SigningSecret;
+use switchyard_core::time::{Clock, ManualClock, now_ms};
+use switchyard_core::*;
+use switchyard_delivery::{Engine, EngineConfig, EngineEvent};
+use switchyard_egress::Clients;
+use switchyard_store::prelude::*;
+use switchyard_store::{PublishOutcome, RoutedBatch, RoutedEvent, SqliteStore};
+use tokio::sync::mpsc;
+
+/// A receiver that answers each request with the next status of `script` (the last one
+/// repeats) and counts the requests.
+async fn receiver(script: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let code = script[n.min(script.len() - 1)];
+            async move { StatusCode::from_u16(code).unwrap_or(StatusCode::OK) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), hits)
+}
+
+struct Rig {
+    store: Arc<SqliteStore>,
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    events: mpsc::UnboundedReceiver<EngineEvent>,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+/// An organization with one endpoint at `url` (retry schedule `schedule`) subscribed to
+/// everything, and an engine on a manual clock whose poller never runs by itself.
+async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
+    store.create_org("o", "O").await.expect("org");
+    let now = now_ms();
+    let ep = Endpoint {
+        id: new_id("ep"),
+        org_id: "o".into(),
+        url: url.into(),
+        description: String::new(),
+        profile: Profile::Standard,
+        headers: BTreeMap::new(),
+        token: None,
+        token_header: None,
+        insecure_tls: false,
+        timeout_ms: 5000,
+        retry_schedule_s: Some(schedule),
+        max_in_flight: 4,
+        max_rps: None,
+        secrets: vec![KeyedSecret {
+            secret: SigningSecret::generate(),
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        owner_subscription: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_endpoint(&ep).await.expect("endpoint");
+    let sub = Subscription {
+        id: new_id("sub"),
+        org_id: "o".into(),
+        event_types: vec!["*".into()],
+        target: Target::Endpoint(ep.id.clone()),
+        entity_id: None,
+        filter: None,
+        created_at: now,
+    };
+    store.create_subscription(&sub, None).await.expect("sub");
+    let clock = Arc::new(ManualClock::new(now));
+    let (tx, events) = mpsc::unbounded_channel();
+    let config = EngineConfig {
+        poll_interval: Duration::from_secs(3600),
+        jitter_seed: Some(7),
+        ..EngineConfig::new("node-t")
+    };
+    let clients = Clients::new(EgressPolicy {
+        allow: vec!["127.0.0.0/8".parse().expect("cidr")],
+        require_https: false,
+    });
+    let engine = Engine::start_with_clock(store.clone(), config, clients, None, tx, clock.clone());
+    Rig {
+        store,
+        engine,
+        clock,
+        events,
+        endpoint: ep.id,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    /// Publishes one event and hands its deliveries to the engine, as the hub does.
+    async fn publish(&self, id: &str) {
+        let snapshot = self.store.routing("o").await.expect("routing");
+        let table = RouteTable::new(snapshot.subscriptions);
+        let event = NewEvent {
+            id: id.into(),
+            event_type: "T".into(),
+            timestamp: self.clock.now_ms(),
+            entity: EntityRef::default(),
+            data: serde_json::json!({}),
+        };
+        let batch = RoutedBatch {
+            routing_version: snapshot.version,
+            events: vec![RoutedEvent {
+                targets: table.route(&event),
+                event,
+            }],
+        };
+        match self
+            .store
+            .publish("o", batch, "node-t")
+            .await
+            .expect("publish")
+        {
+            PublishOutcome::Committed(out) => {
+                for p in out {
+                    self.engine.dispatch(p.new_deliveries);
+                }
+            }
+            PublishOutcome::StaleRouting(_) => panic!("nothing changed the routing"),
+        }
+    }
+
+    async fn delivery(&self) -> Delivery {
+        let list = self
+            .store
+            .list_deliveries(
+                "o",
+                &switchyard_store::DeliveryQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("list");
+        assert_eq!(list.len(), 1);
+        list[0].clone()
+    }
+}
+
+#[tokio::test]
+async fn retries_follow_the_schedule_on_virtual_time() {
+    let (url, hits) = receiver(vec![500, 500, 200]).await;
+    let rig = rig(&url, vec![60, 3600]).await;
+    let start = rig.clock.now_ms();
+    rig.publish("e1").await;
+    rig.engine.until_idle().await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let d = rig.delivery().await;
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.attempts, 1);
+    // The first retry is due 60 s ± 10 % after the first attempt.
+    let due = d.next_attempt_at.expect("a retry is scheduled") - start;
+    assert!((54_000..=66_000).contains(&due), "due after {due} ms");
+
+    // Not due yet: nothing is claimed, nothing is sent.
+    rig.clock.advance(50_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 0);
+    // Due: claimed and attempted again, failing again; the next step is an hour.
+    rig.clock.advance(20_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 1);
+    rig.engine.until_idle().await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let d = rig.delivery().await;
+    assert_eq!(d.attempts, 2);
+    let due = d.next_attempt_at.expect("retry") - rig.clock.now_ms();
+    assert!((3_240_000..=3_960_000).contains(&due), "due after {due} ms");
+
+    rig.clock.advance(4_000_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 1);
+    rig.engine.until_idle().await;
+    let d = rig.delivery().await;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts, 3);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // Nothing left to do.
+    rig.clock.advance(86_400_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 0);
+}
+
+#[tokio::test]
+async fn the_last_failure_fails_the_delivery() {
+    let (url, hits) = receiver(vec![503]).await;
+    let rig = rig(&url, vec![1]).await;
+    rig.publish("e1").await;
+    rig.engine.until_idle().await;
+    rig.clock.advance(2_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 1);
+    rig.engine.until_idle().await;
+    let d = rig.delivery().await;
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.attempts, 2);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_gone_endpoint_is_disabled_and_reported_never_published() {
+    let (url, _) = receiver(vec![410]).await;
+    let mut rig = rig(&url, vec![1]).await;
+    rig.publish("e1").await;
+    rig.engine.until_idle().await;
+    assert_eq!(rig.delivery().await.status, DeliveryStatus::Failed);
+    let ev = rig
+        .events
+        .try_recv()
+        .expect("the engine reports the disabled endpoint");
+    assert_eq!(
+        ev,
+        EngineEvent::EndpointDisabled {
+            org_id: "o".into(),
+            endpoint_id: rig.endpoint.clone(),
+        }
+    );
+    let ep = rig
+        .store
+        .get_endpoint("o", &rig.endpoint)
+        .await
+        .expect("ep");
+    assert!(!ep.enabled);
+    // The engine publishes nothing itself: the only event is the one published above.
+    let events = rig
+        .store
+        .list_events(
+            "o",
+            &switchyard_store::EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_hands_queued_work_back() {
+    // A receiver that never answers within the test: attempts stay in flight.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let rig = rig(&url, vec![1]).await;
+    let mut ep = rig
+        .store
+        .get_endpoint("o", &rig.endpoint)
+        .await
+        .expect("ep");
+    ep.max_in_flight = 1;
+    rig.store.update_endpoint(&ep).await.expect("update");
+    rig.engine.endpoint_changed(&rig.endpoint);
+    for i in 0..5 {
+        rig.publish(&format!("e{i}")).await;
+    }
+    rig.engine.shutdown(Duration::from_millis(200)).await;
+    // The one in flight stays claimed (it resumes after a restart); the four queued are due
+    // again at once (by the store's clock), claimed by nobody.
+    let due = rig
+        .store
+        .claim_due("other-node", now_ms() + 1, 100, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 4);
+    drop(listener);
+}
