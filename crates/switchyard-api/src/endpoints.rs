@@ -200,10 +200,7 @@ pub fn check_url(s: &AppState, url: &str) -> ApiResult<()> {
             "`url` must not carry credentials; use `headers` or `token`",
         ));
     }
-    s.hub
-        .clients()
-        .check_url(&parsed)
-        .map_err(ApiError::invalid)
+    s.hub.clients().check_url(&parsed).map_err(ApiError::from)
 }
 
 /// Applies `body` to `ep`, validating every field it sets.
@@ -273,7 +270,7 @@ pub fn apply(s: &AppState, ep: &mut Endpoint, body: EndpointIn, creating: bool) 
     }
     if let Some(rs) = body.retry_schedule_s {
         if let Some(rs) = &rs {
-            validate_schedule(rs).map_err(ApiError::invalid)?;
+            validate_schedule(rs).map_err(ApiError::from)?;
         }
         ep.retry_schedule_s = rs;
     }
@@ -310,7 +307,7 @@ pub fn apply(s: &AppState, ep: &mut Endpoint, body: EndpointIn, creating: bool) 
             ));
         }
         ep.secrets = vec![KeyedSecret {
-            secret: SigningSecret::parse(&secret).map_err(ApiError::invalid)?,
+            secret: SigningSecret::parse(&secret).map_err(ApiError::from)?,
             expires_at: None,
         }];
     }
@@ -437,7 +434,7 @@ pub async fn rotate_secret(
     s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
     let fresh = match body.secret {
-        Some(sec) => SigningSecret::parse(&sec).map_err(ApiError::invalid)?,
+        Some(sec) => SigningSecret::parse(&sec).map_err(ApiError::from)?,
         None => SigningSecret::generate(),
     };
     let now = now_ms();

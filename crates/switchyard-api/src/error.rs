@@ -7,6 +7,8 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use switchyard_core::CoreError;
+use switchyard_exec::ExecError;
 use switchyard_hub::HubError;
 use switchyard_store::StoreError;
 
@@ -94,6 +96,23 @@ impl ApiError {
                 e.to_string(),
             ),
             HubError::Start(m) => Self::internal(m),
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    /// A domain rule refused the input: 422 with the rule's message.
+    fn from(e: CoreError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Store(e) => e.into(),
+            ExecError::Upstream(m) => Self::new(StatusCode::BAD_GATEWAY, "upstream_failed", m),
+            other => Self::invalid(other.to_string()),
         }
     }
 }

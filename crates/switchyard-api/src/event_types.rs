@@ -69,7 +69,7 @@ pub async fn put(
     let schema = match body.schema {
         None | Some(Value::Null) => None,
         Some(doc) => {
-            Schema::compile(&doc).map_err(ApiError::invalid)?;
+            Schema::compile(&doc).map_err(ApiError::from)?;
             Some(doc)
         }
     };

@@ -106,7 +106,7 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
             s.hub
                 .runner()
                 .language_available(language)
-                .map_err(ApiError::invalid)?;
+                .map_err(ApiError::from)?;
             let source = body.source.clone().unwrap_or_default();
             if source.trim().is_empty() || source.len() > 256 * 1024 {
                 return Err(ApiError::invalid("`source` must be 1 byte to 256 KiB"));

@@ -16,15 +16,15 @@ pub struct EgressPolicy {
 }
 
 impl EgressPolicy {
-    /// `Err(reason)` if connecting to `ip` is forbidden.
-    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+    /// `Err` (with the reason) if connecting to `ip` is forbidden.
+    pub fn check(&self, ip: IpAddr) -> Result<(), crate::CoreError> {
         if self.allow.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
         match classify(ip) {
-            Some(kind) => Err(format!(
+            Some(kind) => Err(crate::CoreError::Refused(format!(
                 "destination {ip} is a {kind} address and is not allow-listed (see --allow-destination)"
-            )),
+            ))),
             None => Ok(()),
         }
     }
@@ -277,6 +277,6 @@ mod tests {
         };
         assert!(p.check("127.0.0.1".parse().expect("ip")).is_ok());
         let err = p.check("10.0.0.1".parse().expect("ip")).unwrap_err();
-        assert!(err.contains("private"), "{err}");
+        assert!(err.to_string().contains("private"), "{err}");
     }
 }

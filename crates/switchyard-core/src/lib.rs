@@ -5,6 +5,7 @@
 
 pub mod crypto;
 pub mod egress;
+pub mod error;
 pub mod executor;
 pub mod filter;
 pub mod glob;
@@ -18,4 +19,5 @@ pub mod signing;
 pub mod template;
 pub mod time;
 
+pub use error::CoreError;
 pub use model::*;

@@ -49,12 +49,16 @@ fn spread(ms: u64, jitter: f64) -> u64 {
 }
 
 /// Checks a per-endpoint override: 1–20 steps, each at most 7 days.
-pub fn validate_schedule(s: &[u32]) -> Result<(), String> {
+pub fn validate_schedule(s: &[u32]) -> Result<(), crate::CoreError> {
     if s.len() > 20 {
-        return Err("retry_schedule_s has at most 20 steps".into());
+        return Err(crate::CoreError::invalid(
+            "retry_schedule_s has at most 20 steps",
+        ));
     }
     if s.iter().any(|&d| d > 7 * 86400) {
-        return Err("each retry delay is at most 604800 s (7 days)".into());
+        return Err(crate::CoreError::invalid(
+            "each retry delay is at most 604800 s (7 days)",
+        ));
     }
     Ok(())
 }

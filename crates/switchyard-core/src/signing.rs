@@ -1,6 +1,7 @@
 //! Standard Webhooks signing: `whsec_` secrets and `v1,<base64 HMAC-SHA256>` signatures over
 //! `{id}.{timestamp}.{body}`, several space-separated while a rotated secret is still valid.
 
+use crate::CoreError;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
@@ -29,15 +30,15 @@ impl SigningSecret {
     }
 
     /// Parses `whsec_<base64>`; the key must be 24–64 bytes.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let b64 = s
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or_else(|| format!("a signing secret starts with `{SECRET_PREFIX}`"))?;
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        let b64 = s.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
+            CoreError::invalid(format!("a signing secret starts with `{SECRET_PREFIX}`"))
+        })?;
         let key = B64
             .decode(b64)
-            .map_err(|_| "a signing secret is `whsec_` followed by base64".to_string())?;
+            .map_err(|_| CoreError::invalid("a signing secret is `whsec_` followed by base64"))?;
         if !(24..=64).contains(&key.len()) {
-            return Err("a signing secret holds 24 to 64 bytes".into());
+            return Err(CoreError::invalid("a signing secret holds 24 to 64 bytes"));
         }
         Ok(SigningSecret(key))
     }

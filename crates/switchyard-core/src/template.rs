@@ -9,7 +9,7 @@ pub enum Segment<'a> {
 }
 
 /// Splits a template; an unclosed `{{` is an error.
-pub fn parse(template: &str) -> Result<Vec<Segment<'_>>, String> {
+pub fn parse(template: &str) -> Result<Vec<Segment<'_>>, crate::CoreError> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -17,7 +17,9 @@ pub fn parse(template: &str) -> Result<Vec<Segment<'_>>, String> {
             out.push(Segment::Text(&rest[..start]));
         }
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or("an unclosed `{{`")?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| crate::CoreError::invalid("an unclosed `{{`"))?;
         out.push(Segment::Placeholder(after[..end].trim()));
         rest = &after[end + 2..];
     }

@@ -47,7 +47,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
         Err(e) => return done(None, Some(format!("invalid URL: {e}")), None, None),
     };
     if let Err(why) = clients.check_url(&url) {
-        return done(None, Some(why), None, None);
+        return done(None, Some(why.to_string()), None, None);
     }
     let (body, headers) = crate::profile::render(ep, event);
     let ts = at / 1000;

@@ -11,6 +11,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::CoreError;
 use switchyard_core::egress::EgressPolicy;
 
 /// Resolves host names and keeps only the addresses the egress policy allows.
@@ -45,8 +46,12 @@ impl Resolve for GuardedResolver {
                 .into_iter()
                 .filter(|a| match policy.check(a.ip()) {
                     Ok(()) => true,
-                    Err(r) => {
-                        reasons.push(r);
+                    Err(CoreError::Refused(why)) => {
+                        reasons.push(why);
+                        false
+                    }
+                    Err(other) => {
+                        reasons.push(other.to_string());
                         false
                     }
                 })
@@ -122,26 +127,21 @@ impl Clients {
     }
 
     /// Checks what the resolver cannot see: the scheme, and hosts written as IP literals.
-    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), CoreError> {
         match url.scheme() {
             "https" => {}
             "http" if !self.policy.require_https => {}
-            "http" => return Err("destination refused: this instance requires https".into()),
-            other => return Err(format!("destination refused: unsupported scheme `{other}`")),
+            "http" => return Err(CoreError::Refused("this instance requires https".into())),
+            other => {
+                return Err(CoreError::Refused(format!("unsupported scheme `{other}`")));
+            }
         }
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.policy.check(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.policy.check(IpAddr::V6(ip)),
             Some(url::Host::Domain(_)) => Ok(()),
-            None => Err("destination refused: the URL has no host".into()),
+            None => Err(CoreError::Refused("the URL has no host".into())),
         }
-        .map_err(|e| {
-            if e.starts_with("destination refused") {
-                e
-            } else {
-                format!("destination refused: {e}")
-            }
-        })
     }
 }
 
@@ -174,16 +174,19 @@ mod tests {
         assert!(
             c.check_url(&u("http://example.com/"))
                 .unwrap_err()
+                .to_string()
                 .contains("https")
         );
         assert!(
             c.check_url(&u("https://10.0.0.1/"))
                 .unwrap_err()
+                .to_string()
                 .contains("private")
         );
         assert!(
             c.check_url(&u("https://[::1]/"))
                 .unwrap_err()
+                .to_string()
                 .contains("loopback")
         );
         assert!(c.check_url(&u("ftp://example.com/")).is_err());

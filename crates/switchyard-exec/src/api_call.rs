@@ -72,7 +72,7 @@ pub async fn run(
             Ok(v) => {
                 resolved.insert(k.clone(), v);
             }
-            Err(e) => return Outcome::failed(e),
+            Err(e) => return Outcome::failed(e.to_string()),
         }
     }
     let (query, body) = match method {
@@ -91,7 +91,7 @@ pub async fn run(
         )
         .await
     {
-        Err(e) => Outcome::failed(e),
+        Err(e) => Outcome::failed(e.to_string()),
         Ok(resp) => {
             let status = resp["status"].as_u64().unwrap_or(0);
             let text = resp["body"].as_str().unwrap_or("").to_string();

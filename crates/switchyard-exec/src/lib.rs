@@ -10,10 +10,13 @@
 
 mod api_call;
 pub mod channel;
+mod error;
 mod js;
 mod process;
 pub mod sandbox;
 pub mod sandbox_exec;
+
+pub use error::ExecError;
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -113,13 +116,13 @@ impl Runner {
     }
 
     /// Whether this instance can run `language`; `Err` says what is missing.
-    pub fn language_available(&self, language: Language) -> Result<(), String> {
+    pub fn language_available(&self, language: Language) -> Result<(), ExecError> {
         match language {
-            Language::Javascript if self.inner.js.is_none() => {
-                Err("JavaScript is not available on this instance (no worker program)".into())
-            }
+            Language::Javascript if self.inner.js.is_none() => Err(ExecError::Unavailable(
+                "JavaScript is not available on this instance (no worker program)".into(),
+            )),
             Language::Javascript => Ok(()),
-            other => process::interpreter_available(other),
+            other => process::interpreter_available(other).map_err(ExecError::Unavailable),
         }
     }
 
@@ -252,7 +255,7 @@ impl Broker<'_> {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    async fn secret(&self, name: &str) -> Result<String, String> {
+    async fn secret(&self, name: &str) -> Result<String, ExecError> {
         match self.runner.inner.store.get_secret(self.org, name).await {
             Ok(Some(v)) => {
                 if let Ok(mut s) = self.seen_secrets.lock() {
@@ -260,13 +263,13 @@ impl Broker<'_> {
                 }
                 Ok(v)
             }
-            Ok(None) => Err(format!("secret `{name}` is not set")),
-            Err(e) => Err(format!("cannot read secret `{name}`: {e}")),
+            Ok(None) => Err(ExecError::Invalid(format!("secret `{name}` is not set"))),
+            Err(e) => Err(ExecError::Store(e)),
         }
     }
 
     /// Replaces every `{{secret.NAME}}` in `text`; a missing secret is an error.
-    pub async fn fill_secrets(&self, text: &str) -> Result<String, String> {
+    pub async fn fill_secrets(&self, text: &str) -> Result<String, ExecError> {
         let mut out = String::new();
         for seg in template::parse(text).map_err(|e| format!("{e} in a header value"))? {
             match seg {
@@ -293,7 +296,7 @@ impl Broker<'_> {
         json_body: Option<&Value>,
         text_body: Option<&str>,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ExecError> {
         let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("`{method}` is not an HTTP method"))?;
         let mut parsed =
@@ -318,11 +321,11 @@ impl Broker<'_> {
             req = req.body(t.to_string());
         }
         let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
+            ExecError::Upstream(if e.is_timeout() {
                 "timeout: the request did not complete in time".to_string()
             } else {
                 switchyard_egress::error_chain(&e)
-            }
+            })
         })?;
         let status = resp.status().as_u16();
         let resp_headers: serde_json::Map<String, Value> = resp
@@ -346,16 +349,16 @@ impl Broker<'_> {
         req: &Value,
         logs: &mut Vec<String>,
         result: &mut Option<Value>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ExecError> {
         let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
         let need = |k: &str| s(k).ok_or_else(|| format!("`{k}` is required"));
         // Storage keys are names, not payloads.
         if let Some(key) = req.get("key").and_then(Value::as_str)
             && key.len() > MAX_STORAGE_KEY_BYTES
         {
-            return Err(format!(
+            return Err(ExecError::Invalid(format!(
                 "a storage key is at most {MAX_STORAGE_KEY_BYTES} bytes"
-            ));
+            )));
         }
         match req.get("op").and_then(Value::as_str).unwrap_or("") {
             "log" => {
@@ -382,12 +385,14 @@ impl Broker<'_> {
                 .kv_get(self.org, &need("key")?)
                 .await
                 .map(|v| v.unwrap_or(Value::Null))
-                .map_err(|e| e.to_string()),
+                .map_err(ExecError::from),
             "storage.set" => {
                 let key = need("key")?;
                 let value = req.get("value").cloned().unwrap_or(Value::Null);
                 if value.to_string().len() > 256 * 1024 {
-                    return Err("a stored value is at most 256 KiB".into());
+                    return Err(ExecError::Invalid(
+                        "a stored value is at most 256 KiB".into(),
+                    ));
                 }
                 self.runner
                     .inner
@@ -395,7 +400,7 @@ impl Broker<'_> {
                     .kv_set(self.org, &key, &value)
                     .await
                     .map(|_| Value::Null)
-                    .map_err(|e| e.to_string())
+                    .map_err(ExecError::from)
             }
             "storage.delete" => self
                 .runner
@@ -404,7 +409,7 @@ impl Broker<'_> {
                 .kv_delete(self.org, &need("key")?)
                 .await
                 .map(Value::Bool)
-                .map_err(|e| e.to_string()),
+                .map_err(ExecError::from),
             "http" => {
                 let mut headers = BTreeMap::new();
                 if let Some(Value::Object(h)) = req.get("headers") {
@@ -447,13 +452,16 @@ impl Broker<'_> {
             "call" => {
                 let name = need("executor")?;
                 if self.chain.len() >= MAX_CALL_DEPTH {
-                    return Err(format!(
+                    return Err(ExecError::Invalid(format!(
                         "call depth limit ({MAX_CALL_DEPTH}) reached: {} → {name}",
                         self.chain.join(" → ")
-                    ));
+                    )));
                 }
                 if self.chain.contains(&name) {
-                    return Err(format!("call cycle: {} → {name}", self.chain.join(" → ")));
+                    return Err(ExecError::Invalid(format!(
+                        "call cycle: {} → {name}",
+                        self.chain.join(" → ")
+                    )));
                 }
                 let ex = self
                     .runner
@@ -477,14 +485,16 @@ impl Broker<'_> {
                     .map_err(|e| e.to_string())?;
                 match run.status {
                     RunStatus::Succeeded => Ok(run.output.unwrap_or(Value::Null)),
-                    RunStatus::Failed => Err(format!(
+                    RunStatus::Failed => Err(ExecError::Upstream(format!(
                         "`{name}` failed ({}): {}",
                         run.id,
                         run.error.unwrap_or_default()
-                    )),
+                    ))),
                 }
             }
-            other => Err(format!("unknown SDK operation `{other}`")),
+            other => Err(ExecError::Invalid(format!(
+                "unknown SDK operation `{other}`"
+            ))),
         }
     }
 
@@ -516,10 +526,10 @@ impl Broker<'_> {
 
 /// One SDK answer as the wire carries it: `{"ok": true, "value"}` or `{"ok": false, "error"}`
 /// and a newline (the same for a child's socket and a JavaScript worker's stdin).
-pub(crate) fn sdk_answer(answer: Result<Value, String>) -> Vec<u8> {
+pub(crate) fn sdk_answer(answer: Result<Value, ExecError>) -> Vec<u8> {
     let msg = match answer {
         Ok(v) => json!({"ok": true, "value": v}),
-        Err(e) => json!({"ok": false, "error": e}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
     };
     let mut bytes = msg.to_string().into_bytes();
     bytes.push(b'\n');
@@ -528,24 +538,36 @@ pub(crate) fn sdk_answer(answer: Result<Value, String>) -> Vec<u8> {
 
 /// Reads a response body up to `cap` bytes, chunk by chunk; a longer body is an error (the rest
 /// is never read, the connection is dropped).
-async fn read_body_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+async fn read_body_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ExecError> {
     if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("response too large: more than {} MiB", cap >> 20));
+        return Err(ExecError::Upstream(format!(
+            "response too large: more than {} MiB",
+            cap >> 20
+        )));
     }
     let mut out = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if out.len() + chunk.len() > cap {
-                    return Err(format!("response too large: more than {} MiB", cap >> 20));
+                    return Err(ExecError::Upstream(format!(
+                        "response too large: more than {} MiB",
+                        cap >> 20
+                    )));
                 }
                 out.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(out),
             Err(e) if e.is_timeout() => {
-                return Err("timeout: the response did not complete in time".into());
+                return Err(ExecError::Upstream(
+                    "timeout: the response did not complete in time".into(),
+                ));
             }
-            Err(e) => return Err(format!("reading the response failed: {e}")),
+            Err(e) => {
+                return Err(ExecError::Upstream(format!(
+                    "reading the response failed: {e}"
+                )));
+            }
         }
     }
 }

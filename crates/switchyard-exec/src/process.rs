@@ -3,7 +3,7 @@
 
 use crate::channel::{Channel, ChannelEnd};
 use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, UidSlots, give_to};
-use crate::{Broker, OUTPUT_CAP, Outcome, sdk_answer};
+use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
 use std::os::fd::OwnedFd;
@@ -411,7 +411,7 @@ async fn serve_sdk(
         };
         let answer = match serde_json::from_str::<Value>(&line) {
             Ok(req) => broker.handle(&req, logs, result).await,
-            Err(e) => Err(format!("malformed SDK request: {e}")),
+            Err(e) => Err(ExecError::Invalid(format!("malformed SDK request: {e}"))),
         };
         if w.write_all(&sdk_answer(answer)).await.is_err() {
             return None;

@@ -117,7 +117,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<En
         .into_iter()
         .map(|s| {
             Ok(KeyedSecret {
-                secret: SigningSecret::parse(&s.s).map_err(|e| bad("secret", e))?,
+                secret: SigningSecret::parse(&s.s).map_err(|e| bad("secret", e.to_string()))?,
                 expires_at: s.exp,
             })
         })

@@ -1,0 +1,29 @@
+//! The executors' errors. An error of an SDK call is answered to the user's code as its message.
+
+use switchyard_core::CoreError;
+use switchyard_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The request breaks a rule: a missing field, a limit, a malformed message.
+    #[error("{0}")]
+    Invalid(String),
+    /// The domain refused it: a destination the egress policy forbids, a bad template.
+    #[error(transparent)]
+    Refused(#[from] CoreError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A remote server or the network failed, or answered too much.
+    #[error("{0}")]
+    Upstream(String),
+    /// The language cannot run on this instance.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<String> for ExecError {
+    fn from(message: String) -> Self {
+        ExecError::Invalid(message)
+    }
+}
