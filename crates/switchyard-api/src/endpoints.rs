@@ -8,19 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
-use switchyard_core::ids::new_id;
-use switchyard_core::retry::validate_schedule;
+use switchyard_core::endpoint::{Change, EndpointChanges};
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::{now_ms, parse_rfc3339, to_rfc3339};
-use switchyard_core::{Endpoint, KeyedSecret, Profile, Role};
+use switchyard_core::{Endpoint, Role};
 use utoipa::ToSchema;
-
-/// Longest a request to an endpoint may take.
-pub const MAX_TIMEOUT_MS: u32 = 30_000;
-pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
-/// How long a rotated-out secret keeps signing beside the new one.
-pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 
 /// Distinguishes an absent field (keep) from an explicit `null` (clear) in a PATCH.
 fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -140,186 +132,26 @@ impl EndpointOut {
     }
 }
 
-fn valid_header_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 100
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !matches!(
-            n.to_ascii_lowercase().as_str(),
-            "host"
-                | "content-length"
-                | "content-type"
-                | "transfer-encoding"
-                | "connection"
-                | "webhook-id"
-                | "webhook-timestamp"
-                | "webhook-signature"
-        )
-}
-
-fn valid_header_value(v: &str) -> bool {
-    v.len() <= 4096 && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-}
-
-/// A fresh endpoint of `org` with the defaults, before `apply`.
-pub fn new_endpoint(org: &str, url: String) -> Endpoint {
-    let now = now_ms();
-    Endpoint {
-        id: new_id("ep"),
-        org_id: org.to_string(),
-        url,
-        description: String::new(),
-        profile: Profile::Standard,
-        headers: BTreeMap::new(),
-        token: None,
-        token_header: None,
-        insecure_tls: false,
-        timeout_ms: DEFAULT_TIMEOUT_MS,
-        retry_schedule_s: None,
-        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-        max_rps: None,
-        secrets: vec![KeyedSecret {
-            secret: SigningSecret::generate(),
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        owner_subscription: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
-/// Checks a destination URL as far as it can be checked before delivery time.
-pub fn check_url(s: &AppState, url: &str) -> ApiResult<()> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| ApiError::invalid(format!("`url` is not a valid URL: {e}")))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::invalid(
-            "`url` must not carry credentials; use `headers` or `token`",
-        ));
-    }
-    s.hub.clients().check_url(&parsed).map_err(ApiError::from)
-}
-
-/// Applies `body` to `ep`, validating every field it sets.
-pub fn apply(s: &AppState, ep: &mut Endpoint, body: EndpointIn, creating: bool) -> ApiResult<()> {
-    if let Some(url) = body.url {
-        check_url(s, &url)?;
-        ep.url = url;
-    }
-    if let Some(d) = body.description {
-        if d.len() > 1000 {
-            return Err(ApiError::invalid(
-                "`description` is at most 1000 characters",
-            ));
-        }
-        ep.description = d;
-    }
-    if let Some(p) = body.profile {
-        ep.profile = Profile::parse(&p).ok_or_else(|| {
-            ApiError::invalid("`profile` must be `standard`, `enreach` or `enate`")
-        })?;
-    }
-    if let Some(h) = body.headers {
-        for (k, v) in &h {
-            if !valid_header_name(k) {
-                return Err(ApiError::invalid(format!(
-                    "header name `{k}` is not allowed"
-                )));
-            }
-            if !valid_header_value(v) {
-                return Err(ApiError::invalid(format!(
-                    "the value of header `{k}` is not a valid header value"
-                )));
-            }
-        }
-        ep.headers = h;
-    }
-    if let Some(t) = body.token {
-        if let Some(t) = &t
-            && (t.is_empty() || !valid_header_value(t))
-        {
-            return Err(ApiError::invalid(
-                "`token` must be a non-empty header value",
-            ));
-        }
-        ep.token = t;
-    }
-    if let Some(h) = body.token_header {
-        if let Some(h) = &h
-            && !valid_header_name(h)
-        {
-            return Err(ApiError::invalid(format!(
-                "`token_header` `{h}` is not allowed"
-            )));
-        }
-        ep.token_header = h;
-    }
-    if let Some(b) = body.insecure_tls {
-        ep.insecure_tls = b;
-    }
-    if let Some(t) = body.timeout_ms {
-        if t == 0 || t > MAX_TIMEOUT_MS {
-            return Err(ApiError::invalid(format!(
-                "`timeout_ms` must be 1–{MAX_TIMEOUT_MS}"
-            )));
-        }
-        ep.timeout_ms = t;
-    }
-    if let Some(rs) = body.retry_schedule_s {
-        if let Some(rs) = &rs {
-            validate_schedule(rs).map_err(ApiError::from)?;
-        }
-        ep.retry_schedule_s = rs;
-    }
-    if body.ordered == Some(true) {
-        return Err(ApiError::invalid(
-            "`ordered: true` is not available yet; deliveries are unordered",
-        ));
-    }
-    if let Some(r) = body.max_rps {
-        if r == Some(0) {
-            return Err(ApiError::invalid(
-                "`max_rps` must be at least 1 (or null for unlimited)",
-            ));
-        }
-        ep.max_rps = r;
-    }
-    if let Some(m) = body.max_in_flight {
-        if m == 0 || m > 1000 {
-            return Err(ApiError::invalid("`max_in_flight` must be 1–1000"));
-        }
-        ep.max_in_flight = m;
-    }
-    if let Some(sig) = body.signing
-        && sig != "hmac"
-    {
-        return Err(ApiError::invalid(
-            "`signing` must be `hmac` (Ed25519 is not available yet)",
-        ));
-    }
-    if let Some(secret) = body.secret {
-        if !creating {
-            return Err(ApiError::invalid(
-                "change the secret with POST …/rotate-secret",
-            ));
-        }
-        ep.secrets = vec![KeyedSecret {
-            secret: SigningSecret::parse(&secret).map_err(ApiError::from)?,
-            expires_at: None,
-        }];
-    }
-    if let Some(e) = body.enabled {
-        ep.enabled = e;
-        if e {
-            ep.disabled_reason = None;
-        } else if ep.disabled_reason.is_none() {
-            ep.disabled_reason = Some("disabled through the API".into());
+impl From<EndpointIn> for EndpointChanges {
+    fn from(b: EndpointIn) -> Self {
+        EndpointChanges {
+            url: b.url,
+            description: b.description,
+            profile: b.profile,
+            headers: b.headers,
+            token: b.token,
+            token_header: b.token_header,
+            insecure_tls: b.insecure_tls,
+            timeout_ms: b.timeout_ms,
+            retry_schedule_s: b.retry_schedule_s,
+            ordered: b.ordered,
+            max_rps: b.max_rps,
+            max_in_flight: b.max_in_flight,
+            signing: b.signing,
+            secret: b.secret,
+            enabled: b.enabled,
         }
     }
-    Ok(())
 }
 
 /// Create an endpoint. The answer carries its signing secret, once.
@@ -332,11 +164,8 @@ pub async fn create(
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
-    if body.url.is_none() {
-        return Err(ApiError::invalid("`url` is required"));
-    }
-    let mut ep = new_endpoint(&org, String::new());
-    apply(&s, &mut ep, body, true)?;
+    let mut ep = Endpoint::new(&org, now_ms());
+    ep.apply(body.into(), Change::Create, s.hub.clients().policy())?;
     let ep = s.store.create_endpoint(&ep).await?;
     Ok((StatusCode::CREATED, Json(EndpointOut::from(&ep, true))))
 }
@@ -387,7 +216,7 @@ pub async fn patch(
 ) -> ApiResult<Json<EndpointOut>> {
     s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
-    apply(&s, &mut ep, body, false)?;
+    ep.apply(body.into(), Change::Patch, s.hub.clients().policy())?;
     ep.updated_at = now_ms();
     let ep = s
         .store
@@ -433,26 +262,8 @@ pub async fn rotate_secret(
 ) -> ApiResult<Json<EndpointOut>> {
     s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
-    let fresh = match body.secret {
-        Some(sec) => SigningSecret::parse(&sec).map_err(ApiError::from)?,
-        None => SigningSecret::generate(),
-    };
-    let now = now_ms();
-    let mut secrets = vec![KeyedSecret {
-        secret: fresh,
-        expires_at: None,
-    }];
-    for old in ep.secrets.drain(..) {
-        let expires = old.expires_at.unwrap_or(now + ROTATION_OVERLAP_MS);
-        if expires > now {
-            secrets.push(KeyedSecret {
-                secret: old.secret,
-                expires_at: Some(expires),
-            });
-        }
-    }
-    ep.secrets = secrets;
-    ep.updated_at = now;
+    let fresh = body.secret.map(|x| SigningSecret::parse(&x)).transpose()?;
+    ep.rotate_secret(fresh, now_ms());
     let ep = s
         .store
         .update_endpoint(&ep)

@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use switchyard_core::Role;
 use switchyard_core::executor::*;
 use switchyard_core::ids::is_valid_name;
 use switchyard_core::time::to_rfc3339;
+use switchyard_core::{CoreError, Role};
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -74,126 +74,29 @@ impl From<&Executor> for ExecutorOut {
 }
 
 fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
-    let timeout_ms = body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
-        return Err(ApiError::invalid(format!(
-            "`timeout_ms` must be 1–{MAX_TIMEOUT_MS}"
-        )));
-    }
-    match body.kind.as_str() {
-        "code" => {
-            if body.method.is_some() || body.url.is_some() || body.headers.is_some() {
-                return Err(ApiError::invalid(
-                    "`method`, `url` and `headers` belong to `api_call` executors",
-                ));
-            }
-            let language = match body.language.as_deref() {
-                Some("python") => Language::Python,
-                Some("php") => Language::Php,
-                Some("javascript") => Language::Javascript,
-                Some("node") => Language::Node,
-                Some(other) => {
-                    return Err(ApiError::invalid(format!(
-                        "`language` must be `javascript`, `node`, `python` or `php`, not `{other}`"
-                    )));
-                }
-                None => {
-                    return Err(ApiError::invalid(
-                        "`language` is required for `code` executors",
-                    ));
-                }
-            };
-            s.hub
-                .runner()
-                .language_available(language)
-                .map_err(ApiError::from)?;
-            let source = body.source.clone().unwrap_or_default();
-            if source.trim().is_empty() || source.len() > 256 * 1024 {
-                return Err(ApiError::invalid("`source` must be 1 byte to 256 KiB"));
-            }
-            let memory_mb = body.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
-            if !(16..=MAX_MEMORY_MB).contains(&memory_mb) {
-                return Err(ApiError::invalid(format!(
-                    "`memory_mb` must be 16–{MAX_MEMORY_MB}"
-                )));
-            }
-            let tmp_mb = body.tmp_mb.unwrap_or(DEFAULT_TMP_MB);
-            let max_tmp_mb = s.hub.runner().max_tmp_mb();
-            if !(1..=max_tmp_mb).contains(&tmp_mb) {
-                return Err(ApiError::invalid(format!(
-                    "`tmp_mb` must be 1–{max_tmp_mb} on this instance"
-                )));
-            }
-            Ok(ExecutorSpec::Code {
-                language,
-                source,
-                timeout_ms,
-                memory_mb,
-                tmp_mb,
-            })
-        }
-        "api_call" => {
-            if body.language.is_some()
-                || body.source.is_some()
-                || body.memory_mb.is_some()
-                || body.tmp_mb.is_some()
-            {
-                return Err(ApiError::invalid(
-                    "`language`, `source`, `memory_mb` and `tmp_mb` belong to `code` executors",
-                ));
-            }
-            let method = body.method.clone().unwrap_or_default().to_ascii_uppercase();
-            if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-                return Err(ApiError::invalid(
-                    "`method` must be GET, POST, PUT, PATCH or DELETE",
-                ));
-            }
-            let url = body
-                .url
-                .clone()
-                .ok_or_else(|| ApiError::invalid("`url` is required for `api_call` executors"))?;
-            // Check the URL's shape with its placeholders filled by a harmless value.
-            let probe = fill_placeholders(&url)?;
-            crate::endpoints::check_url(s, &probe)?;
-            let headers = body.headers.clone().unwrap_or_default();
-            for k in headers.keys() {
-                if k.is_empty()
-                    || !k
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Err(ApiError::invalid(format!("header name `{k}` is not valid")));
-                }
-            }
-            Ok(ExecutorSpec::ApiCall {
-                method,
-                url,
-                headers,
-                timeout_ms,
-            })
-        }
-        other => Err(ApiError::invalid(format!(
-            "`type` must be `code` or `api_call`, not `{other}`"
-        ))),
-    }
-}
-
-/// The URL template with each `{{input.NAME}}` replaced by a harmless value, to check its shape.
-fn fill_placeholders(url: &str) -> ApiResult<String> {
-    use switchyard_core::template::{Segment, parse};
-    let mut out = String::new();
-    for seg in parse(url).map_err(|e| ApiError::invalid(format!("`url`: {e}")))? {
-        match seg {
-            Segment::Text(t) => out.push_str(t),
-            Segment::Placeholder(name) if name.starts_with("input.") => out.push('x'),
-            Segment::Placeholder(name) => {
-                return Err(ApiError::invalid(format!(
-                    "`url`: `{{{{{name}}}}}` is not allowed; only {{{{input.NAME}}}} may be used in a URL"
-                )));
-            }
-        }
-    }
-    Ok(out)
+    let runner = s.hub.runner();
+    let available = |l: Language| {
+        runner
+            .language_available(l)
+            .map_err(|e| CoreError::invalid(e.to_string()))
+    };
+    let draft = SpecDraft {
+        kind: body.kind.clone(),
+        language: body.language.clone(),
+        source: body.source.clone(),
+        timeout_ms: body.timeout_ms,
+        memory_mb: body.memory_mb,
+        tmp_mb: body.tmp_mb,
+        method: body.method.clone(),
+        url: body.url.clone(),
+        headers: body.headers.clone(),
+    };
+    let limits = SpecLimits {
+        policy: s.hub.clients().policy(),
+        max_tmp_mb: runner.max_tmp_mb(),
+        language_available: &available,
+    };
+    Ok(ExecutorSpec::parse(draft, &limits)?)
 }
 
 /// Create or replace an executor: every PUT stores a new version.

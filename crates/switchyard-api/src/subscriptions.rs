@@ -1,7 +1,7 @@
 //! Subscriptions: which events (types, globs, entity, filter) go to which endpoint.
 
 use crate::AppState;
-use crate::endpoints::{EndpointIn, apply, new_endpoint};
+use crate::endpoints::EndpointIn;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody};
 use axum::Json;
@@ -10,11 +10,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use switchyard_core::endpoint::Change;
 use switchyard_core::filter::Filter;
 use switchyard_core::glob::is_valid_pattern;
 use switchyard_core::ids::new_id;
 use switchyard_core::time::{now_ms, to_rfc3339};
-use switchyard_core::{Role, Subscription, Target};
+use switchyard_core::{Endpoint, Role, Subscription, Target};
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -183,7 +184,7 @@ pub async fn create(
                     ));
                 }
             }
-            let mut ep = new_endpoint(&org, String::new());
+            let mut ep = Endpoint::new(&org, now_ms());
             ep.description = format!("inline URL of subscription {sub_id}");
             ep.owner_subscription = Some(sub_id.clone());
             let settings = EndpointIn {
@@ -197,7 +198,7 @@ pub async fn create(
                 retry_schedule_s: body.retry_schedule_s.map(Some),
                 ..Default::default()
             };
-            apply(&s, &mut ep, settings, true)?;
+            ep.apply(settings.into(), Change::Create, s.hub.clients().policy())?;
             (Target::Endpoint(ep.id.clone()), Some(ep))
         }
         _ => {

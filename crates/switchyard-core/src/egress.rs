@@ -16,6 +16,24 @@ pub struct EgressPolicy {
 }
 
 impl EgressPolicy {
+    /// Checks what can be checked of a URL before resolving it: the scheme, and a host written
+    /// as an IP literal. Host names are checked when resolved, address by address.
+    pub fn check_url(&self, url: &url::Url) -> Result<(), crate::CoreError> {
+        use crate::CoreError::Refused;
+        match url.scheme() {
+            "https" => {}
+            "http" if !self.require_https => {}
+            "http" => return Err(Refused("this instance requires https".into())),
+            other => return Err(Refused(format!("unsupported scheme `{other}`"))),
+        }
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.check(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => self.check(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => Ok(()),
+            None => Err(Refused("the URL has no host".into())),
+        }
+    }
+
     /// `Err` (with the reason) if connecting to `ip` is forbidden.
     pub fn check(&self, ip: IpAddr) -> Result<(), crate::CoreError> {
         if self.allow.iter().any(|n| n.contains(&ip)) {

@@ -1,5 +1,6 @@
 //! Executors: reusable integration logic (custom code or an API call) and the record of a run.
 
+use crate::CoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -137,6 +138,155 @@ pub struct Run {
     pub exit: Option<i32>,
     pub duration_ms: f64,
     pub at: i64,
+}
+
+/// An executor definition as submitted, before [`ExecutorSpec::parse`] checks it.
+#[derive(Debug, Clone, Default)]
+pub struct SpecDraft {
+    /// `code` or `api_call`.
+    pub kind: String,
+    pub language: Option<String>,
+    pub source: Option<String>,
+    pub timeout_ms: Option<u32>,
+    pub memory_mb: Option<u32>,
+    pub tmp_mb: Option<u32>,
+    pub method: Option<String>,
+    pub url: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// What this instance allows an executor.
+pub struct SpecLimits<'a> {
+    /// Where `api_call` URLs may point.
+    pub policy: &'a crate::egress::EgressPolicy,
+    /// The operator's largest private `/tmp` per run (MiB).
+    pub max_tmp_mb: u32,
+    /// Whether a language can run here; `Err` says what is missing.
+    pub language_available: &'a dyn Fn(Language) -> Result<(), CoreError>,
+}
+
+impl ExecutorSpec {
+    /// Checks a submitted definition against the rules and this instance's limits.
+    pub fn parse(d: SpecDraft, limits: &SpecLimits) -> Result<ExecutorSpec, CoreError> {
+        let timeout_ms = d.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+            return Err(CoreError::invalid(format!(
+                "`timeout_ms` must be 1–{MAX_TIMEOUT_MS}"
+            )));
+        }
+        match d.kind.as_str() {
+            "code" => {
+                if d.method.is_some() || d.url.is_some() || d.headers.is_some() {
+                    return Err(CoreError::invalid(
+                        "`method`, `url` and `headers` belong to `api_call` executors",
+                    ));
+                }
+                let language = match d.language.as_deref() {
+                    Some("python") => Language::Python,
+                    Some("php") => Language::Php,
+                    Some("javascript") => Language::Javascript,
+                    Some("node") => Language::Node,
+                    Some(other) => {
+                        return Err(CoreError::invalid(format!(
+                            "`language` must be `javascript`, `node`, `python` or `php`, not `{other}`"
+                        )));
+                    }
+                    None => {
+                        return Err(CoreError::invalid(
+                            "`language` is required for `code` executors",
+                        ));
+                    }
+                };
+                (limits.language_available)(language)?;
+                let source = d.source.unwrap_or_default();
+                if source.trim().is_empty() || source.len() > 256 * 1024 {
+                    return Err(CoreError::invalid("`source` must be 1 byte to 256 KiB"));
+                }
+                let memory_mb = d.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
+                if !(16..=MAX_MEMORY_MB).contains(&memory_mb) {
+                    return Err(CoreError::invalid(format!(
+                        "`memory_mb` must be 16–{MAX_MEMORY_MB}"
+                    )));
+                }
+                let tmp_mb = d.tmp_mb.unwrap_or(DEFAULT_TMP_MB);
+                let max_tmp_mb = limits.max_tmp_mb;
+                if !(1..=max_tmp_mb).contains(&tmp_mb) {
+                    return Err(CoreError::invalid(format!(
+                        "`tmp_mb` must be 1–{max_tmp_mb} on this instance"
+                    )));
+                }
+                Ok(ExecutorSpec::Code {
+                    language,
+                    source,
+                    timeout_ms,
+                    memory_mb,
+                    tmp_mb,
+                })
+            }
+            "api_call" => {
+                if d.language.is_some()
+                    || d.source.is_some()
+                    || d.memory_mb.is_some()
+                    || d.tmp_mb.is_some()
+                {
+                    return Err(CoreError::invalid(
+                        "`language`, `source`, `memory_mb` and `tmp_mb` belong to `code` executors",
+                    ));
+                }
+                let method = d.method.unwrap_or_default().to_ascii_uppercase();
+                if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+                    return Err(CoreError::invalid(
+                        "`method` must be GET, POST, PUT, PATCH or DELETE",
+                    ));
+                }
+                let url = d.url.ok_or_else(|| {
+                    CoreError::invalid("`url` is required for `api_call` executors")
+                })?;
+                // Check the URL's shape with its placeholders filled by a harmless value.
+                let probe = fill_placeholders(&url)?;
+                crate::endpoint::check_destination(&probe, limits.policy)?;
+                let headers = d.headers.unwrap_or_default();
+                for k in headers.keys() {
+                    if k.is_empty()
+                        || !k
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(CoreError::invalid(format!(
+                            "header name `{k}` is not valid"
+                        )));
+                    }
+                }
+                Ok(ExecutorSpec::ApiCall {
+                    method,
+                    url,
+                    headers,
+                    timeout_ms,
+                })
+            }
+            other => Err(CoreError::invalid(format!(
+                "`type` must be `code` or `api_call`, not `{other}`"
+            ))),
+        }
+    }
+}
+
+/// The URL template with each `{{input.NAME}}` replaced by a harmless value, to check its shape.
+fn fill_placeholders(url: &str) -> Result<String, CoreError> {
+    use crate::template::{Segment, parse};
+    let mut out = String::new();
+    for seg in parse(url).map_err(|e| CoreError::invalid(format!("`url`: {e}")))? {
+        match seg {
+            Segment::Text(t) => out.push_str(t),
+            Segment::Placeholder(name) if name.starts_with("input.") => out.push('x'),
+            Segment::Placeholder(name) => {
+                return Err(CoreError::invalid(format!(
+                    "`url`: `{{{{{name}}}}}` is not allowed; only {{{{input.NAME}}}} may be used in a URL"
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod crypto;
 pub mod egress;
+pub mod endpoint;
 pub mod error;
 pub mod executor;
 pub mod filter;

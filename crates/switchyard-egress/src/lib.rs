@@ -8,7 +8,7 @@
 //! the delivery engine (webhooks) and the executors (`sdk.http`, `api_call`) alike.
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::CoreError;
@@ -128,20 +128,7 @@ impl Clients {
 
     /// Checks what the resolver cannot see: the scheme, and hosts written as IP literals.
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), CoreError> {
-        match url.scheme() {
-            "https" => {}
-            "http" if !self.policy.require_https => {}
-            "http" => return Err(CoreError::Refused("this instance requires https".into())),
-            other => {
-                return Err(CoreError::Refused(format!("unsupported scheme `{other}`")));
-            }
-        }
-        match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.policy.check(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => self.policy.check(IpAddr::V6(ip)),
-            Some(url::Host::Domain(_)) => Ok(()),
-            None => Err(CoreError::Refused("the URL has no host".into())),
-        }
+        self.policy.check_url(url)
     }
 }
 

@@ -1,0 +1,357 @@
+//! The rules of endpoints: a new endpoint's defaults, which settings a create or a patch may
+//! carry and what each must be, and secret rotation. The API, the CLI and config files all
+//! change endpoints through here.
+
+use crate::egress::EgressPolicy;
+use crate::error::CoreError;
+use crate::ids::new_id;
+use crate::model::{Endpoint, KeyedSecret, Profile};
+use crate::signing::SigningSecret;
+use std::collections::BTreeMap;
+
+/// Longest a request to an endpoint may take.
+pub const MAX_TIMEOUT_MS: u32 = 30_000;
+pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
+/// Most concurrent requests an endpoint may ask for.
+pub const MAX_IN_FLIGHT: u32 = 1000;
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+/// Settings a create or a patch carries. `None` keeps the current value; for the fields that
+/// can be cleared, `Some(None)` clears.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointChanges {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub profile: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub token: Option<Option<String>>,
+    pub token_header: Option<Option<String>>,
+    pub insecure_tls: Option<bool>,
+    pub timeout_ms: Option<u32>,
+    pub retry_schedule_s: Option<Option<Vec<u32>>>,
+    pub ordered: Option<bool>,
+    pub max_rps: Option<Option<u32>>,
+    pub max_in_flight: Option<u32>,
+    pub signing: Option<String>,
+    /// The caller's own `whsec_…` secret (create only).
+    pub secret: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// Whether the changes make a new endpoint or patch an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    Patch,
+}
+
+impl Endpoint {
+    /// A fresh endpoint of `org` with the defaults and a generated secret, before changes.
+    pub fn new(org: &str, now: i64) -> Endpoint {
+        Endpoint {
+            id: new_id("ep"),
+            org_id: org.to_string(),
+            url: String::new(),
+            description: String::new(),
+            profile: Profile::Standard,
+            headers: BTreeMap::new(),
+            token: None,
+            token_header: None,
+            insecure_tls: false,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            retry_schedule_s: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_rps: None,
+            secrets: vec![KeyedSecret {
+                secret: SigningSecret::generate(),
+                expires_at: None,
+            }],
+            enabled: true,
+            disabled_reason: None,
+            owner_subscription: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies `c`, checking every setting it carries (the URL against `policy`). On error the
+    /// endpoint may be partly changed: apply to a copy and keep it only on success.
+    pub fn apply(
+        &mut self,
+        c: EndpointChanges,
+        change: Change,
+        policy: &EgressPolicy,
+    ) -> Result<(), CoreError> {
+        let invalid = |m: &str| Err(CoreError::invalid(m));
+        if change == Change::Create && c.url.is_none() && self.url.is_empty() {
+            return invalid("`url` is required");
+        }
+        if let Some(url) = c.url {
+            check_destination(&url, policy)?;
+            self.url = url;
+        }
+        if let Some(d) = c.description {
+            if d.len() > 1000 {
+                return invalid("`description` is at most 1000 characters");
+            }
+            self.description = d;
+        }
+        if let Some(p) = c.profile {
+            self.profile = Profile::parse(&p).ok_or_else(|| {
+                CoreError::invalid("`profile` must be `standard`, `enreach` or `enate`")
+            })?;
+        }
+        if let Some(h) = c.headers {
+            for (k, v) in &h {
+                if !valid_header_name(k) {
+                    return Err(CoreError::invalid(format!(
+                        "header name `{k}` is not allowed"
+                    )));
+                }
+                if !valid_header_value(v) {
+                    return Err(CoreError::invalid(format!(
+                        "the value of header `{k}` is not a valid header value"
+                    )));
+                }
+            }
+            self.headers = h;
+        }
+        if let Some(t) = c.token {
+            if let Some(t) = &t
+                && (t.is_empty() || !valid_header_value(t))
+            {
+                return invalid("`token` must be a non-empty header value");
+            }
+            self.token = t;
+        }
+        if let Some(h) = c.token_header {
+            if let Some(h) = &h
+                && !valid_header_name(h)
+            {
+                return Err(CoreError::invalid(format!(
+                    "`token_header` `{h}` is not allowed"
+                )));
+            }
+            self.token_header = h;
+        }
+        if let Some(b) = c.insecure_tls {
+            self.insecure_tls = b;
+        }
+        if let Some(t) = c.timeout_ms {
+            check_timeout(t)?;
+            self.timeout_ms = t;
+        }
+        if let Some(rs) = c.retry_schedule_s {
+            if let Some(rs) = &rs {
+                crate::retry::validate_schedule(rs)?;
+            }
+            self.retry_schedule_s = rs;
+        }
+        if c.ordered == Some(true) {
+            return invalid("`ordered: true` is not available yet; deliveries are unordered");
+        }
+        if let Some(r) = c.max_rps {
+            if r == Some(0) {
+                return invalid("`max_rps` must be at least 1 (or null for unlimited)");
+            }
+            self.max_rps = r;
+        }
+        if let Some(m) = c.max_in_flight {
+            if m == 0 || m > MAX_IN_FLIGHT {
+                return Err(CoreError::invalid(format!(
+                    "`max_in_flight` must be 1–{MAX_IN_FLIGHT}"
+                )));
+            }
+            self.max_in_flight = m;
+        }
+        if let Some(sig) = c.signing
+            && sig != "hmac"
+        {
+            return invalid("`signing` must be `hmac` (Ed25519 is not available yet)");
+        }
+        if let Some(secret) = c.secret {
+            if change == Change::Patch {
+                return invalid("change the secret with POST …/rotate-secret");
+            }
+            self.secrets = vec![KeyedSecret {
+                secret: SigningSecret::parse(&secret)?,
+                expires_at: None,
+            }];
+        }
+        if let Some(e) = c.enabled {
+            self.enabled = e;
+            if e {
+                self.disabled_reason = None;
+            } else if self.disabled_reason.is_none() {
+                self.disabled_reason = Some("disabled through the API".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `fresh` (or a generated secret) the signing secret at `now`. Secrets it replaces
+    /// keep signing beside it for [`ROTATION_OVERLAP_MS`] (or until their own earlier expiry),
+    /// so receivers can switch over; expired ones are dropped.
+    pub fn rotate_secret(&mut self, fresh: Option<SigningSecret>, now: i64) {
+        let mut secrets = vec![KeyedSecret {
+            secret: fresh.unwrap_or_else(SigningSecret::generate),
+            expires_at: None,
+        }];
+        for old in self.secrets.drain(..) {
+            let expires = old.expires_at.unwrap_or(now + ROTATION_OVERLAP_MS);
+            if expires > now {
+                secrets.push(KeyedSecret {
+                    secret: old.secret,
+                    expires_at: Some(expires),
+                });
+            }
+        }
+        self.secrets = secrets;
+        self.updated_at = now;
+    }
+}
+
+/// A request timeout an endpoint or an executor may have.
+pub fn check_timeout(ms: u32) -> Result<(), CoreError> {
+    if ms == 0 || ms > MAX_TIMEOUT_MS {
+        return Err(CoreError::invalid(format!(
+            "`timeout_ms` must be 1–{MAX_TIMEOUT_MS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a destination URL as far as it can be checked before sending: it parses, carries no
+/// credentials, and its scheme and IP literal (if any) pass `policy`.
+pub fn check_destination(url: &str, policy: &EgressPolicy) -> Result<(), CoreError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| CoreError::invalid(format!("`url` is not a valid URL: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(CoreError::invalid(
+            "`url` must not carry credentials; use `headers` or `token`",
+        ));
+    }
+    policy.check_url(&parsed)
+}
+
+/// A header name a tenant may set: a token, and none the hub sets itself.
+pub fn valid_header_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 100
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !matches!(
+            n.to_ascii_lowercase().as_str(),
+            "host"
+                | "content-length"
+                | "content-type"
+                | "transfer-encoding"
+                | "connection"
+                | "webhook-id"
+                | "webhook-timestamp"
+                | "webhook-signature"
+        )
+}
+
+/// A header value a tenant may set: visible ASCII and tabs, at most 4 KiB.
+pub fn valid_header_value(v: &str) -> bool {
+    v.len() <= 4096 && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> EgressPolicy {
+        EgressPolicy {
+            allow: vec![],
+            require_https: false,
+        }
+    }
+
+    #[test]
+    fn a_create_needs_a_url_and_checks_every_field() {
+        let mut ep = Endpoint::new("o", 1);
+        let err = ep
+            .apply(EndpointChanges::default(), Change::Create, &policy())
+            .unwrap_err();
+        assert!(err.to_string().contains("`url` is required"), "{err}");
+        let bad = [
+            EndpointChanges {
+                url: Some("https://10.0.0.1/x".into()),
+                ..Default::default()
+            },
+            EndpointChanges {
+                url: Some("https://u:p@example.com/".into()),
+                ..Default::default()
+            },
+            EndpointChanges {
+                timeout_ms: Some(0),
+                ..Default::default()
+            },
+            EndpointChanges {
+                headers: Some(BTreeMap::from([("webhook-id".into(), "x".into())])),
+                ..Default::default()
+            },
+            EndpointChanges {
+                max_rps: Some(Some(0)),
+                ..Default::default()
+            },
+        ];
+        for c in bad {
+            let mut ep = Endpoint::new("o", 1);
+            ep.url = "https://example.com/".into();
+            assert!(
+                ep.apply(c.clone(), Change::Create, &policy()).is_err(),
+                "{c:?}"
+            );
+        }
+        let mut ep = Endpoint::new("o", 1);
+        ep.apply(
+            EndpointChanges {
+                url: Some("https://example.com/hook".into()),
+                timeout_ms: Some(500),
+                enabled: Some(false),
+                ..Default::default()
+            },
+            Change::Create,
+            &policy(),
+        )
+        .expect("valid");
+        assert_eq!(ep.timeout_ms, 500);
+        assert_eq!(
+            ep.disabled_reason.as_deref(),
+            Some("disabled through the API")
+        );
+    }
+
+    #[test]
+    fn a_patch_cannot_set_the_secret() {
+        let mut ep = Endpoint::new("o", 1);
+        let c = EndpointChanges {
+            secret: Some(SigningSecret::generate().expose()),
+            ..Default::default()
+        };
+        assert!(ep.apply(c, Change::Patch, &policy()).is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_secret_for_the_overlap() {
+        let mut ep = Endpoint::new("o", 0);
+        let old = ep.secrets[0].secret.clone();
+        ep.rotate_secret(None, 1000);
+        assert_eq!(ep.secrets.len(), 2);
+        assert_eq!(ep.secrets[1].secret, old);
+        assert_eq!(ep.secrets[1].expires_at, Some(1000 + ROTATION_OVERLAP_MS));
+        // Past the overlap the old one is gone at the next rotation.
+        ep.rotate_secret(None, 1000 + ROTATION_OVERLAP_MS + 1);
+        assert_eq!(
+            ep.secrets.len(),
+            2,
+            "the current one and the one just replaced"
+        );
+        assert!(ep.secrets.iter().all(|s| s.secret != old));
+    }
+}
