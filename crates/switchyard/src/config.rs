@@ -321,6 +321,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_settings_file_is_valid_and_matches_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../switchyard.toml.example");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(example),
+            ..Default::default()
+        })
+        .expect("the example resolves");
+        let from_example = s.engine("n".into());
+        let defaults = switchyard_hub::EngineConfig::new("n");
+        assert_eq!(from_example.poll_interval, defaults.poll_interval);
+        assert_eq!(from_example.claim_batch, defaults.claim_batch);
+        assert_eq!(from_example.lease_ms, defaults.lease_ms);
+        assert_eq!(
+            from_example.max_queued_per_endpoint,
+            defaults.max_queued_per_endpoint
+        );
+        assert_eq!(from_example.endpoint_cache_ttl, defaults.endpoint_cache_ttl);
+        assert_eq!(from_example.max_hooks_in_flight, defaults.max_hooks_in_flight);
+    }
+
+    #[test]
     fn file_settings_fill_what_flags_leave() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("switchyard.toml");
