@@ -29,7 +29,7 @@ pub struct DeliveryPage {
 }
 
 /// List deliveries, newest first.
-#[utoipa::path(get, path = "/v1/orgs/{org}/deliveries",
+#[utoipa::path(get, tag = "deliveries", path = "/v1/orgs/{org}/deliveries",
     params(("status" = Option<String>, Query), ("endpoint_id" = Option<String>, Query), ("event_id" = Option<String>, Query),
            ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = DeliveryPage)))]
@@ -69,7 +69,7 @@ pub async fn list(
 }
 
 /// Read one delivery.
-#[utoipa::path(get, path = "/v1/orgs/{org}/deliveries/{id}", responses((status = 200, body = DeliveryOut)))]
+#[utoipa::path(get, tag = "deliveries", path = "/v1/orgs/{org}/deliveries/{id}", responses((status = 200, body = DeliveryOut)))]
 pub async fn get(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -85,7 +85,7 @@ pub async fn get(
 }
 
 /// Attempt a delivery again now (one more attempt; a failed delivery becomes pending).
-#[utoipa::path(post, path = "/v1/orgs/{org}/deliveries/{id}/retry", responses((status = 202, body = DeliveryOut)))]
+#[utoipa::path(post, tag = "deliveries", path = "/v1/orgs/{org}/deliveries/{id}/retry", responses((status = 202, body = DeliveryOut)))]
 pub async fn retry(
     State(s): State<AppState>,
     Auth(p): Auth,

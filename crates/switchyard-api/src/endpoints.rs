@@ -155,7 +155,7 @@ impl From<EndpointIn> for EndpointChanges {
 }
 
 /// Create an endpoint. The answer carries its signing secret, once.
-#[utoipa::path(post, path = "/v1/orgs/{org}/endpoints", request_body = EndpointIn,
+#[utoipa::path(post, tag = "endpoints", path = "/v1/orgs/{org}/endpoints", request_body = EndpointIn,
     responses((status = 201, body = EndpointOut), (status = 422, description = "invalid settings")))]
 pub async fn create(
     State(s): State<AppState>,
@@ -171,7 +171,7 @@ pub async fn create(
 }
 
 /// List endpoints.
-#[utoipa::path(get, path = "/v1/orgs/{org}/endpoints", responses((status = 200, body = Vec<EndpointOut>)))]
+#[utoipa::path(get, tag = "endpoints", path = "/v1/orgs/{org}/endpoints", responses((status = 200, body = Vec<EndpointOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -194,7 +194,7 @@ async fn load(s: &AppState, org: &str, id: &str) -> ApiResult<Endpoint> {
 }
 
 /// Read an endpoint (without its secret).
-#[utoipa::path(get, path = "/v1/orgs/{org}/endpoints/{id}", responses((status = 200, body = EndpointOut)))]
+#[utoipa::path(get, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}", responses((status = 200, body = EndpointOut)))]
 pub async fn get(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -207,7 +207,7 @@ pub async fn get(
 }
 
 /// Change some settings of an endpoint.
-#[utoipa::path(patch, path = "/v1/orgs/{org}/endpoints/{id}", request_body = EndpointIn, responses((status = 200, body = EndpointOut)))]
+#[utoipa::path(patch, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}", request_body = EndpointIn, responses((status = 200, body = EndpointOut)))]
 pub async fn patch(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -228,7 +228,7 @@ pub async fn patch(
 }
 
 /// Delete an endpoint with its subscriptions; its pending deliveries become `failed`.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/endpoints/{id}", responses((status = 204)))]
+#[utoipa::path(delete, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}", responses((status = 204)))]
 pub async fn delete(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -252,7 +252,7 @@ pub struct RotateIn {
 
 /// Replace the signing secret. The previous one keeps signing beside it for 24 hours, so both
 /// signatures are in `webhook-signature` while receivers switch over.
-#[utoipa::path(post, path = "/v1/orgs/{org}/endpoints/{id}/rotate-secret", request_body = RotateIn,
+#[utoipa::path(post, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}/rotate-secret", request_body = RotateIn,
     responses((status = 200, body = EndpointOut)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
@@ -289,7 +289,7 @@ pub struct ReplayOut {
 }
 
 /// Deliver again every event published in `[since, until)` that went to this endpoint before.
-#[utoipa::path(post, path = "/v1/orgs/{org}/endpoints/{id}/replay", request_body = ReplayIn,
+#[utoipa::path(post, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}/replay", request_body = ReplayIn,
     responses((status = 202, body = ReplayOut)))]
 pub async fn replay(
     State(s): State<AppState>,

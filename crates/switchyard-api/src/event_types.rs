@@ -52,7 +52,7 @@ pub fn valid_type_name(name: &str) -> bool {
 }
 
 /// Create or replace an event type.
-#[utoipa::path(put, path = "/v1/orgs/{org}/event-types/{name}", request_body = EventTypeIn,
+#[utoipa::path(put, tag = "event_types", path = "/v1/orgs/{org}/event-types/{name}", request_body = EventTypeIn,
     responses((status = 200, body = EventTypeOut), (status = 422, description = "invalid name or schema")))]
 pub async fn put(
     State(s): State<AppState>,
@@ -86,7 +86,7 @@ pub async fn put(
 }
 
 /// Read one event type.
-#[utoipa::path(get, path = "/v1/orgs/{org}/event-types/{name}", responses((status = 200, body = EventTypeOut)))]
+#[utoipa::path(get, tag = "event_types", path = "/v1/orgs/{org}/event-types/{name}", responses((status = 200, body = EventTypeOut)))]
 pub async fn get(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -102,7 +102,7 @@ pub async fn get(
 }
 
 /// List event types.
-#[utoipa::path(get, path = "/v1/orgs/{org}/event-types", responses((status = 200, body = Vec<EventTypeOut>)))]
+#[utoipa::path(get, tag = "event_types", path = "/v1/orgs/{org}/event-types", responses((status = 200, body = Vec<EventTypeOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -182,7 +182,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 }
 
 /// Publish one event. 202 means the event and all its deliveries are durably committed.
-#[utoipa::path(post, path = "/v1/orgs/{org}/events", request_body = EventIn,
+#[utoipa::path(post, tag = "events", path = "/v1/orgs/{org}/events", request_body = EventIn,
     responses((status = 202, body = PublishedOut), (status = 413, description = "event too large"),
               (status = 422, description = "invalid event or schema violation")))]
 pub async fn publish(
@@ -210,7 +210,7 @@ pub enum BatchIn {
 }
 
 /// Publish up to 1,000 events in one transaction: all are committed, or none.
-#[utoipa::path(post, path = "/v1/orgs/{org}/events/batch", request_body = BatchIn,
+#[utoipa::path(post, tag = "events", path = "/v1/orgs/{org}/events/batch", request_body = BatchIn,
     responses((status = 202, body = BatchOut), (status = 413, description = "too many or too large events")))]
 pub async fn publish_batch(
     State(s): State<AppState>,
@@ -277,7 +277,7 @@ pub struct EventPage {
 }
 
 /// List events, newest first.
-#[utoipa::path(get, path = "/v1/orgs/{org}/events",
+#[utoipa::path(get, tag = "events", path = "/v1/orgs/{org}/events",
     params(("type" = Option<String>, Query), ("entity_id" = Option<String>, Query), ("since" = Option<String>, Query),
            ("until" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = EventPage)))]
@@ -400,7 +400,7 @@ pub struct TraceOut {
 }
 
 /// An event with everything that happened to it: deliveries, their attempts, runs.
-#[utoipa::path(get, path = "/v1/orgs/{org}/events/{id}", responses((status = 200, body = TraceOut)))]
+#[utoipa::path(get, tag = "events", path = "/v1/orgs/{org}/events/{id}", responses((status = 200, body = TraceOut)))]
 pub async fn trace(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -100,7 +100,7 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
 }
 
 /// Create or replace an executor: every PUT stores a new version.
-#[utoipa::path(put, path = "/v1/orgs/{org}/executors/{name}", request_body = ExecutorIn,
+#[utoipa::path(put, tag = "executors", path = "/v1/orgs/{org}/executors/{name}", request_body = ExecutorIn,
     responses((status = 200, body = ExecutorOut), (status = 422, description = "invalid executor")))]
 pub async fn put(
     State(s): State<AppState>,
@@ -139,7 +139,7 @@ pub async fn put(
 }
 
 /// Read the latest version of an executor.
-#[utoipa::path(get, path = "/v1/orgs/{org}/executors/{name}", responses((status = 200, body = ExecutorOut)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors/{name}", responses((status = 200, body = ExecutorOut)))]
 pub async fn get(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -155,7 +155,7 @@ pub async fn get(
 }
 
 /// List executors (latest versions).
-#[utoipa::path(get, path = "/v1/orgs/{org}/executors", responses((status = 200, body = Vec<ExecutorOut>)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors", responses((status = 200, body = Vec<ExecutorOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -173,7 +173,7 @@ pub async fn list(
 }
 
 /// Delete an executor with all its versions.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/executors/{name}", responses((status = 204)))]
+#[utoipa::path(delete, tag = "executors", path = "/v1/orgs/{org}/executors/{name}", responses((status = 204)))]
 pub async fn delete(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -241,7 +241,7 @@ impl From<&Run> for RunOut {
 
 /// Run an executor now with a given input (a preview). The answer is the run's trace record;
 /// a failure of the code is a 200 with `status: failed` and the reason.
-#[utoipa::path(post, path = "/v1/orgs/{org}/executors/{name}/run", request_body = RunIn, responses((status = 200, body = RunOut)))]
+#[utoipa::path(post, tag = "executors", path = "/v1/orgs/{org}/executors/{name}/run", request_body = RunIn, responses((status = 200, body = RunOut)))]
 pub async fn run(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -259,7 +259,7 @@ pub async fn run(
 }
 
 /// Read one run.
-#[utoipa::path(get, path = "/v1/orgs/{org}/runs/{id}", responses((status = 200, body = RunOut)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/runs/{id}", responses((status = 200, body = RunOut)))]
 pub async fn get_run(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -287,7 +287,7 @@ pub struct SecretOut {
 }
 
 /// Store a secret (encrypted at rest; never returned).
-#[utoipa::path(put, path = "/v1/orgs/{org}/secrets/{name}", request_body = SecretIn, responses((status = 200, body = SecretOut)))]
+#[utoipa::path(put, tag = "executors", path = "/v1/orgs/{org}/secrets/{name}", request_body = SecretIn, responses((status = 200, body = SecretOut)))]
 pub async fn put_secret(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -311,7 +311,7 @@ pub async fn put_secret(
 }
 
 /// List secret names (never values).
-#[utoipa::path(get, path = "/v1/orgs/{org}/secrets", responses((status = 200, body = Vec<SecretOut>)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/secrets", responses((status = 200, body = Vec<SecretOut>)))]
 pub async fn list_secrets(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -331,7 +331,7 @@ pub async fn list_secrets(
 }
 
 /// Delete a secret.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/secrets/{name}", responses((status = 204)))]
+#[utoipa::path(delete, tag = "executors", path = "/v1/orgs/{org}/secrets/{name}", responses((status = 204)))]
 pub async fn delete_secret(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -20,7 +20,7 @@ pub use ops::metrics_handle;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,6 +31,8 @@ use switchyard_core::time::now_ms;
 use switchyard_core::{Principal, Role};
 use switchyard_hub::Hub;
 use switchyard_store::{Store, StoreError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Limits the API enforces on input.
 #[derive(Debug, Clone)]
@@ -233,92 +235,74 @@ impl AppState {
     }
 }
 
+/// Every documented route, each registered once: the router and the OpenAPI document both come
+/// from here.
+fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
+    let max_event = limits.max_event_bytes;
+    let batch_limit = (limits.max_event_bytes * 4).max(32 * 1024 * 1024);
+    let publish = OpenApiRouter::new()
+        .routes(routes!(events::publish, events::list))
+        .layer(DefaultBodyLimit::max(max_event));
+    let batch = OpenApiRouter::new()
+        .routes(routes!(events::publish_batch))
+        .layer(DefaultBodyLimit::max(batch_limit));
+    OpenApiRouter::with_openapi(<ops::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(orgs::create, orgs::list))
+        .routes(routes!(orgs::get))
+        .routes(routes!(orgs::create_key, orgs::list_keys))
+        .routes(routes!(orgs::revoke_key))
+        .routes(routes!(event_types::list))
+        .routes(routes!(event_types::put, event_types::get))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(endpoints::get, endpoints::patch, endpoints::delete))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::replay))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(subscriptions::get, subscriptions::delete))
+        .routes(routes!(events::trace))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::get))
+        .routes(routes!(deliveries::retry))
+        .routes(routes!(executors::list))
+        .routes(routes!(executors::put, executors::get, executors::delete))
+        .routes(routes!(executors::run))
+        .routes(routes!(executors::get_run))
+        .routes(routes!(executors::list_secrets))
+        .routes(routes!(executors::put_secret, executors::delete_secret))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .merge(publish)
+        .merge(batch)
+}
+
 /// The whole API. Kept apart from binding a socket so tests can serve it on any listener.
 pub fn router(state: AppState) -> Router {
-    let max_event = state.limits.max_event_bytes;
-    let batch_limit = (state.limits.max_event_bytes * 4).max(32 * 1024 * 1024);
-    let publish = Router::new()
-        .route(
-            "/v1/orgs/{org}/events",
-            post(events::publish).get(events::list),
-        )
-        .layer(DefaultBodyLimit::max(max_event));
-    let batch = Router::new()
-        .route("/v1/orgs/{org}/events/batch", post(events::publish_batch))
-        .layer(DefaultBodyLimit::max(batch_limit));
+    let (api, doc) = api_routes(&state.limits).split_for_parts();
+    // Rendered once: the document does not change while the hub runs.
+    let doc: Arc<str> = serde_json::to_string(&ops::finish(doc))
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+        .into();
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/v1/openapi.json", get(ops::openapi))
-        .route("/v1/orgs", post(orgs::create).get(orgs::list))
-        .route("/v1/orgs/{org}", get(orgs::get))
         .route(
-            "/v1/orgs/{org}/keys",
-            post(orgs::create_key).get(orgs::list_keys),
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.to_string(),
+                    )
+                }
+            }),
         )
-        .route("/v1/orgs/{org}/keys/{id}", delete(orgs::revoke_key))
-        .route("/v1/orgs/{org}/event-types", get(event_types::list))
-        .route(
-            "/v1/orgs/{org}/event-types/{name}",
-            put(event_types::put).get(event_types::get),
-        )
-        .route(
-            "/v1/orgs/{org}/endpoints",
-            post(endpoints::create).get(endpoints::list),
-        )
-        .route(
-            "/v1/orgs/{org}/endpoints/{id}",
-            get(endpoints::get)
-                .patch(endpoints::patch)
-                .delete(endpoints::delete),
-        )
-        .route(
-            "/v1/orgs/{org}/endpoints/{id}/rotate-secret",
-            post(endpoints::rotate_secret),
-        )
-        .route(
-            "/v1/orgs/{org}/endpoints/{id}/replay",
-            post(endpoints::replay),
-        )
-        .route(
-            "/v1/orgs/{org}/subscriptions",
-            post(subscriptions::create).get(subscriptions::list),
-        )
-        .route(
-            "/v1/orgs/{org}/subscriptions/{id}",
-            get(subscriptions::get).delete(subscriptions::delete),
-        )
-        .route("/v1/orgs/{org}/events/{id}", get(events::trace))
-        .route("/v1/orgs/{org}/deliveries", get(deliveries::list))
-        .route("/v1/orgs/{org}/deliveries/{id}", get(deliveries::get))
-        .route(
-            "/v1/orgs/{org}/deliveries/{id}/retry",
-            post(deliveries::retry),
-        )
-        .route("/v1/orgs/{org}/executors", get(executors::list))
-        .route(
-            "/v1/orgs/{org}/executors/{name}",
-            put(executors::put)
-                .get(executors::get)
-                .delete(executors::delete),
-        )
-        .route("/v1/orgs/{org}/executors/{name}/run", post(executors::run))
-        .route("/v1/orgs/{org}/runs/{id}", get(executors::get_run))
-        .route("/v1/orgs/{org}/secrets", get(executors::list_secrets))
-        .route(
-            "/v1/orgs/{org}/secrets/{name}",
-            put(executors::put_secret).delete(executors::delete_secret),
-        )
-        .layer(DefaultBodyLimit::max(1024 * 1024))
-        .merge(publish)
-        .merge(batch)
+        .merge(api)
         .fallback(ops::not_found)
         .with_state(state)
 }
 
 /// The OpenAPI document of this API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi;
-    ops::ApiDoc::openapi()
+    ops::finish(api_routes(&Limits::default()).split_for_parts().1)
 }

@@ -78,61 +78,24 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
-}
-
 pub async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
 #[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Switchyard API",
-        description = "Event and webhook integration hub. Authenticate with `Authorization: Bearer <key>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
-    ),
-    modifiers(&ServiceNames),
-    paths(
-        crate::orgs::create,
-        crate::orgs::list,
-        crate::orgs::get,
-        crate::orgs::create_key,
-        crate::orgs::list_keys,
-        crate::orgs::revoke_key,
-        crate::event_types::put,
-        crate::event_types::get,
-        crate::event_types::list,
-        crate::endpoints::create,
-        crate::endpoints::list,
-        crate::endpoints::get,
-        crate::endpoints::patch,
-        crate::endpoints::delete,
-        crate::endpoints::rotate_secret,
-        crate::endpoints::replay,
-        crate::subscriptions::create,
-        crate::subscriptions::list,
-        crate::subscriptions::get,
-        crate::subscriptions::delete,
-        crate::events::publish,
-        crate::events::publish_batch,
-        crate::events::list,
-        crate::events::trace,
-        crate::deliveries::list,
-        crate::deliveries::get,
-        crate::deliveries::retry,
-        crate::executors::put,
-        crate::executors::get,
-        crate::executors::list,
-        crate::executors::delete,
-        crate::executors::run,
-        crate::executors::get_run,
-        crate::executors::put_secret,
-        crate::executors::list_secrets,
-        crate::executors::delete_secret,
-    )
-)]
+#[openapi(info(
+    title = "Switchyard API",
+    description = "Event and webhook integration hub. Authenticate with `Authorization: Bearer <key>`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+))]
 pub struct ApiDoc;
+
+/// The document as served: paths come from the router ([`crate::router`]); then every operation
+/// is named after its resource and the bearer scheme is declared.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::Modify;
+    ServiceNames.modify(&mut doc);
+    doc
+}
 
 /// Names every operation after its resource (`endpoints_list`, not `list`: operationIds must be
 /// unique for client generators), tags it with the resource, and declares the bearer key every

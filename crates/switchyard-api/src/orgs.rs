@@ -65,7 +65,7 @@ fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
 }
 
 /// Create an organization (instance admin key).
-#[utoipa::path(post, path = "/v1/orgs", request_body = OrgIn,
+#[utoipa::path(post, tag = "orgs", path = "/v1/orgs", request_body = OrgIn,
     responses((status = 201, body = OrgOut), (status = 409, description = "the id is taken")))]
 pub async fn create(
     State(s): State<AppState>,
@@ -86,7 +86,7 @@ pub async fn create(
 }
 
 /// List organizations (instance admin key).
-#[utoipa::path(get, path = "/v1/orgs", responses((status = 200, body = Vec<OrgOut>)))]
+#[utoipa::path(get, tag = "orgs", path = "/v1/orgs", responses((status = 200, body = Vec<OrgOut>)))]
 pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Vec<OrgOut>>> {
     instance_admin(&p)?;
     Ok(Json(
@@ -100,7 +100,7 @@ pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Ve
 }
 
 /// Read an organization.
-#[utoipa::path(get, path = "/v1/orgs/{org}", responses((status = 200, body = OrgOut)))]
+#[utoipa::path(get, tag = "orgs", path = "/v1/orgs/{org}", responses((status = 200, body = OrgOut)))]
 pub async fn get(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -116,7 +116,7 @@ pub async fn get(
 }
 
 /// Create an API key in an organization; the key is in the answer only.
-#[utoipa::path(post, path = "/v1/orgs/{org}/keys", request_body = KeyIn, responses((status = 201, body = KeyOut)))]
+#[utoipa::path(post, tag = "orgs", path = "/v1/orgs/{org}/keys", request_body = KeyIn, responses((status = 201, body = KeyOut)))]
 pub async fn create_key(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -155,7 +155,7 @@ pub struct KeyInfoOut {
 }
 
 /// List an organization's keys: ids, prefixes, roles and use; never the keys.
-#[utoipa::path(get, path = "/v1/orgs/{org}/keys", responses((status = 200, body = Vec<KeyInfoOut>)))]
+#[utoipa::path(get, tag = "orgs", path = "/v1/orgs/{org}/keys", responses((status = 200, body = Vec<KeyInfoOut>)))]
 pub async fn list_keys(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -177,7 +177,7 @@ pub async fn list_keys(
 }
 
 /// Revoke a key: refused from the next request on, on this node at once.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/keys/{id}", responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, tag = "orgs", path = "/v1/orgs/{org}/keys/{id}", responses((status = 204), (status = 404)))]
 pub async fn revoke_key(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -97,7 +97,7 @@ pub fn entity_id_text(v: &Value, field: &str) -> ApiResult<Option<String>> {
 }
 
 /// Subscribe an endpoint (or a URL) to events.
-#[utoipa::path(post, path = "/v1/orgs/{org}/subscriptions", request_body = SubscriptionIn,
+#[utoipa::path(post, tag = "subscriptions", path = "/v1/orgs/{org}/subscriptions", request_body = SubscriptionIn,
     responses((status = 201, body = SubscriptionOut), (status = 422, description = "invalid subscription")))]
 pub async fn create(
     State(s): State<AppState>,
@@ -226,7 +226,7 @@ pub async fn create(
 }
 
 /// List subscriptions.
-#[utoipa::path(get, path = "/v1/orgs/{org}/subscriptions", responses((status = 200, body = Vec<SubscriptionOut>)))]
+#[utoipa::path(get, tag = "subscriptions", path = "/v1/orgs/{org}/subscriptions", responses((status = 200, body = Vec<SubscriptionOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -242,7 +242,7 @@ pub async fn list(
 }
 
 /// Read a subscription.
-#[utoipa::path(get, path = "/v1/orgs/{org}/subscriptions/{id}", responses((status = 200, body = SubscriptionOut)))]
+#[utoipa::path(get, tag = "subscriptions", path = "/v1/orgs/{org}/subscriptions/{id}", responses((status = 200, body = SubscriptionOut)))]
 pub async fn get(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -258,7 +258,7 @@ pub async fn get(
 }
 
 /// Delete a subscription (and the endpoint made for its inline URL).
-#[utoipa::path(delete, path = "/v1/orgs/{org}/subscriptions/{id}", responses((status = 204)))]
+#[utoipa::path(delete, tag = "subscriptions", path = "/v1/orgs/{org}/subscriptions/{id}", responses((status = 204)))]
 pub async fn delete(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -338,7 +338,10 @@ mod tests {
             defaults.max_queued_per_endpoint
         );
         assert_eq!(from_example.endpoint_cache_ttl, defaults.endpoint_cache_ttl);
-        assert_eq!(from_example.max_hooks_in_flight, defaults.max_hooks_in_flight);
+        assert_eq!(
+            from_example.max_hooks_in_flight,
+            defaults.max_hooks_in_flight
+        );
     }
 
     #[test]
