@@ -7,12 +7,12 @@ use switchyard_core::ids::new_id;
 use switchyard_core::retry::{DEFAULT_SCHEDULE_S, Next, next_after_failure};
 use switchyard_core::{Attempt, AttemptResult, DueDelivery, Endpoint, Outcome};
 
-/// Turns an HTTP response into the delivery's next state.
+/// Turns an HTTP response into the delivery's next state; `jitter` is drawn only for a retry.
 pub(crate) fn decide(
     ep: &Endpoint,
     job: &DueDelivery,
     resp: http::Response,
-    jitter: f64,
+    jitter: impl FnOnce() -> f64,
 ) -> AttemptResult {
     let status = resp.status;
     let success = status.is_some_and(|s| (200..300).contains(&s));
@@ -27,7 +27,7 @@ pub(crate) fn decide(
             Some(429 | 503) => resp.retry_after_s,
             _ => None,
         };
-        match next_after_failure(ep.schedule(), job.attempts + 1, retry_after, jitter) {
+        match next_after_failure(ep.schedule(), job.attempts + 1, retry_after, jitter()) {
             Next::RetryInMs(ms) => Outcome::Retry {
                 at: resp.at + ms as i64,
             },

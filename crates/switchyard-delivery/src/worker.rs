@@ -70,12 +70,18 @@ impl Engine {
         // Pacing for `max_rps`: the earliest time the next request may start.
         let mut next_slot = tokio::time::Instant::now();
         loop {
-            let next = tokio::select! {
-                _ = inner.cancel.cancelled() => {
-                    self.hand_back(&mut rx, &queued);
-                    return;
-                }
-                next = tokio::time::timeout(inner.config.worker_idle, rx.recv()) => next,
+            // Fast path first: a busy queue never registers with the cancellation token (its
+            // waiter list is shared by every worker); only an empty queue waits on both.
+            let next = match rx.try_recv() {
+                Ok(work) => Ok(Some(work)),
+                Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                    _ = inner.cancel.cancelled() => {
+                        self.hand_back(&mut rx, &queued);
+                        return;
+                    }
+                    next = tokio::time::timeout(inner.config.worker_idle, rx.recv()) => next,
+                },
             };
             let job = match next {
                 Ok(Some(Work::Deliver(job))) => job,
@@ -131,15 +137,18 @@ impl Engine {
                     s
                 }
             };
-            let permit = tokio::select! {
-                p = sem.acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
+            let permit = match sem.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => tokio::select! {
+                    p = sem.acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                    _ = inner.cancel.cancelled() => {
+                        let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+                        continue;
+                    }
                 },
-                _ = inner.cancel.cancelled() => {
-                    let _ = inner.recorder.send(Msg::Release(job.delivery_id));
-                    continue;
-                }
             };
             if let Some(rps) = ep.max_rps.filter(|r| *r > 0) {
                 let now = tokio::time::Instant::now();
@@ -159,7 +168,7 @@ impl Engine {
                 let at = this.inner.clock.now_ms();
                 let resp = crate::http::send(&this.inner.clients, &ep, &job.event, at).await;
                 drop(permit);
-                let result = decide(&ep, &job, resp, this.jitter());
+                let result = decide(&ep, &job, resp, || this.jitter());
                 let _ = this.inner.recorder.send(Msg::Result(result));
             });
         }
