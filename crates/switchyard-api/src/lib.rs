@@ -276,27 +276,13 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
 
 /// The whole API. Kept apart from binding a socket so tests can serve it on any listener.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_routes(&state.limits).split_for_parts();
-    // Rendered once: the document does not change while the hub runs.
-    let doc: Arc<str> = serde_json::to_string(&ops::finish(doc))
-        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
-        .into();
+    // The document is rendered on first request, not at start: most hubs never serve it.
+    let api: Router<AppState> = api_routes(&state.limits).into();
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route(
-            "/v1/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        doc.to_string(),
-                    )
-                }
-            }),
-        )
+        .route("/v1/openapi.json", get(ops::openapi))
         .merge(api)
         .fallback(ops::not_found)
         .with_state(state)

@@ -78,6 +78,19 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
+/// The OpenAPI document, rendered once on first request.
+pub async fn openapi() -> impl IntoResponse {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        serde_json::to_string(&crate::openapi())
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.as_str(),
+    )
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
