@@ -396,7 +396,7 @@ pub struct TraceOut {
     pub event: EventOut,
     pub deliveries: Vec<DeliveryOut>,
     /// Executor runs the event caused (event hooks).
-    pub runs: Vec<crate::executors::RunOut>,
+    pub runs: Vec<crate::runs::RunOut>,
 }
 
 /// An event with everything that happened to it: deliveries, their attempts, runs.
@@ -420,6 +420,6 @@ pub async fn trace(
             .iter()
             .map(|(d, a)| DeliveryOut::from(d, Some(a)))
             .collect(),
-        runs: runs.iter().map(crate::executors::RunOut::from).collect(),
+        runs: runs.iter().map(crate::runs::RunOut::from).collect(),
     }))
 }

@@ -13,6 +13,8 @@ mod executors;
 mod extract;
 mod ops;
 mod orgs;
+mod runs;
+mod secrets;
 mod subscriptions;
 
 pub use error::{ApiError, ApiResult};
@@ -265,10 +267,10 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::retry))
         .routes(routes!(executors::list))
         .routes(routes!(executors::put, executors::get, executors::delete))
-        .routes(routes!(executors::run))
-        .routes(routes!(executors::get_run))
-        .routes(routes!(executors::list_secrets))
-        .routes(routes!(executors::put_secret, executors::delete_secret))
+        .routes(routes!(runs::run))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(secrets::list_secrets))
+        .routes(routes!(secrets::put_secret, secrets::delete_secret))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .merge(publish)
         .merge(batch)

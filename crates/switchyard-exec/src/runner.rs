@@ -1,0 +1,268 @@
+//! The runner: one executor version and an input in, a stored [`Run`] out; and event hooks.
+
+use crate::broker::Broker;
+use crate::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_core::executor::{Executor, ExecutorSpec, Language, Run, RunStatus};
+use switchyard_core::hooks::{HookResult, HookRunner};
+use switchyard_core::ids::new_id;
+use switchyard_core::time::now_ms;
+use switchyard_egress::Clients;
+use switchyard_store::{Store, StoreError};
+
+/// Runs executors. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    pub(crate) inner: Arc<RunnerInner>,
+}
+
+pub(crate) struct RunnerInner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clients: Clients,
+    isolation: sandbox::Isolation,
+    /// JavaScript workers; `None` when no worker program was given.
+    js: Option<js::JsPool>,
+    /// The uids of concurrent child-process runs.
+    slots: sandbox::UidSlots,
+    /// The operator's largest private temporary directory per run (MiB).
+    max_tmp_mb: u32,
+}
+
+impl Runner {
+    /// `js_worker` is the switchyard binary, whose `js-worker` subcommand runs JavaScript.
+    /// `max_tmp_mb` is the operator's bound on a run's private temporary directory.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clients: Clients,
+        isolation: sandbox::Isolation,
+        js_worker: Option<std::path::PathBuf>,
+        max_tmp_mb: u32,
+    ) -> Runner {
+        let js = js_worker.map(|p| js::JsPool::new(p, isolation.clone()));
+        Runner {
+            inner: Arc::new(RunnerInner {
+                store,
+                clients,
+                isolation,
+                js,
+                slots: sandbox::UidSlots::new(sandbox::DEFAULT_SLOTS),
+                max_tmp_mb: max_tmp_mb.clamp(1, sandbox::MAX_TMP_MB),
+            }),
+        }
+    }
+
+    pub fn isolation(&self) -> &sandbox::Isolation {
+        &self.inner.isolation
+    }
+
+    /// The operator's largest private temporary directory per run (MiB).
+    pub fn max_tmp_mb(&self) -> u32 {
+        self.inner.max_tmp_mb
+    }
+
+    /// Whether this instance can run `language`; `Err` says what is missing.
+    pub fn language_available(&self, language: Language) -> Result<(), ExecError> {
+        match language {
+            Language::Javascript if self.inner.js.is_none() => Err(ExecError::Unavailable(
+                "JavaScript is not available on this instance (no worker program)".into(),
+            )),
+            Language::Javascript => Ok(()),
+            other => process::interpreter_available(other).map_err(ExecError::Unavailable),
+        }
+    }
+
+    /// The languages this instance can run, for `/readyz`.
+    pub fn languages(&self) -> Vec<&'static str> {
+        [
+            Language::Javascript,
+            Language::Python,
+            Language::Php,
+            Language::Node,
+        ]
+        .into_iter()
+        .filter(|l| self.language_available(*l).is_ok())
+        .map(Language::as_str)
+        .collect()
+    }
+
+    /// Runs `ex` with `input` within its timeout, stores the run and returns it.
+    pub async fn run(
+        &self,
+        ex: &Executor,
+        input: Value,
+        event_id: Option<&str>,
+    ) -> Result<Run, StoreError> {
+        let deadline = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
+        self.run_in_chain(ex, input, event_id, vec![ex.name.clone()], deadline)
+            .await
+    }
+
+    pub(crate) async fn run_in_chain(
+        &self,
+        ex: &Executor,
+        input: Value,
+        event_id: Option<&str>,
+        chain: Vec<String>,
+        deadline: Instant,
+    ) -> Result<Run, StoreError> {
+        let started = Instant::now();
+        let at = now_ms();
+        let broker = Broker {
+            runner: self,
+            org: &ex.org_id,
+            chain,
+            deadline,
+            seen_secrets: Mutex::new(Vec::new()),
+        };
+        let own = Duration::from_millis(u64::from(ex.timeout_ms()));
+        let timeout = own.min(deadline.saturating_duration_since(Instant::now()));
+        let outcome = match &ex.spec {
+            ExecutorSpec::ApiCall {
+                method,
+                url,
+                headers,
+                ..
+            } => api_call::run(&broker, method, url, headers, &input, timeout).await,
+            ExecutorSpec::Code {
+                language: Language::Javascript,
+                source,
+                memory_mb,
+                ..
+            } => match &self.inner.js {
+                Some(pool) => pool.run(source, *memory_mb, &input, timeout, &broker).await,
+                None => Outcome::failed(
+                    "JavaScript is not available on this instance (no worker program)".into(),
+                ),
+            },
+            ExecutorSpec::Code {
+                language,
+                source,
+                memory_mb,
+                tmp_mb,
+                ..
+            } => {
+                let spec = process::RunSpec {
+                    language: *language,
+                    source,
+                    memory_mb: *memory_mb,
+                    tmp_mb: (*tmp_mb).min(self.inner.max_tmp_mb),
+                    input: &input,
+                    timeout,
+                };
+                process::run(&self.inner.isolation, &self.inner.slots, spec, &broker).await
+            }
+        };
+        let outcome = cap_outcome(outcome);
+        let mut run = Run {
+            id: new_id("run"),
+            org_id: ex.org_id.clone(),
+            executor: ex.name.clone(),
+            version: ex.version,
+            event_id: event_id.map(str::to_string),
+            status: if outcome.error.is_none() {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            },
+            input,
+            output: if outcome.error.is_none() {
+                outcome.output
+            } else {
+                None
+            },
+            error: outcome.error,
+            logs: outcome.logs,
+            stderr: outcome.stderr,
+            exit: outcome.exit,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            at,
+        };
+        broker.redact(&mut run);
+        self.inner.store.record_run(&run).await?;
+        Ok(run)
+    }
+}
+
+/// Fails a run whose output or logs are larger than [`OUTPUT_CAP`], keeping the logs that fit.
+fn cap_outcome(mut outcome: Outcome) -> Outcome {
+    let mut used = 0;
+    let fit = outcome
+        .logs
+        .iter()
+        .take_while(|l| {
+            used += l.len() + 1;
+            used <= OUTPUT_CAP
+        })
+        .count();
+    if fit < outcome.logs.len() {
+        outcome.logs.truncate(fit);
+        outcome.error.get_or_insert_with(|| {
+            format!(
+                "output too large: the logs are longer than {} MiB",
+                OUTPUT_CAP >> 20
+            )
+        });
+    }
+    let out_len = outcome.output.as_ref().map_or(0, |v| v.to_string().len());
+    if out_len > OUTPUT_CAP {
+        outcome.output = None;
+        outcome.error.get_or_insert_with(|| {
+            format!(
+                "output too large: the output is {out_len} bytes as JSON, more than {} MiB",
+                OUTPUT_CAP >> 20
+            )
+        });
+    }
+    outcome
+}
+
+/// Event hooks: the delivery engine runs a subscription's executor through this.
+impl HookRunner for Runner {
+    fn run_hook<'a>(
+        &'a self,
+        org: &'a str,
+        executor: &'a str,
+        event: &'a switchyard_core::Event,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HookResult> + Send + 'a>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let fail = |error: String, permanent: bool, retries: Option<u32>| HookResult {
+                run_id: None,
+                error: Some(error),
+                permanent,
+                retries,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            };
+            let ex = match self.inner.store.get_executor(org, executor).await {
+                Ok(ex) => ex,
+                Err(StoreError::NotFound) => {
+                    return fail(format!("executor `{executor}` does not exist"), true, None);
+                }
+                Err(e) => {
+                    return fail(
+                        format!("cannot load executor `{executor}`: {e}"),
+                        false,
+                        None,
+                    );
+                }
+            };
+            let input = ex.input_for_event(&event.envelope());
+            match self.run(&ex, input, Some(&event.id)).await {
+                Ok(run) => HookResult {
+                    error: match run.status {
+                        RunStatus::Succeeded => None,
+                        RunStatus::Failed => {
+                            Some(run.error.unwrap_or_else(|| "the run failed".into()))
+                        }
+                    },
+                    run_id: Some(run.id),
+                    permanent: false,
+                    retries: ex.retries,
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                },
+                Err(e) => fail(format!("cannot record the run: {e}"), false, ex.retries),
+            }
+        })
+    }
+}
