@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::endpoint::Change;
-use switchyard_core::filter::Filter;
-use switchyard_core::glob::is_valid_pattern;
 use switchyard_core::ids::new_id;
 use switchyard_core::time::{now_ms, to_rfc3339};
 use switchyard_core::{Endpoint, Role, Subscription, Target};
@@ -106,16 +104,7 @@ pub async fn create(
     JsonBody(body): JsonBody<SubscriptionIn>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
-    if body.event_types.is_empty() || body.event_types.len() > 100 {
-        return Err(ApiError::invalid(
-            "`event_types` must list 1–100 names or patterns",
-        ));
-    }
-    if let Some(bad) = body.event_types.iter().find(|t| !is_valid_pattern(t)) {
-        return Err(ApiError::invalid(format!(
-            "`{bad}` is not a valid event type or pattern"
-        )));
-    }
+    let filter = Subscription::check_matching(&body.event_types, body.filter)?;
     match body.mode.as_deref() {
         None | Some("async") => {}
         Some("sync") => return Err(ApiError::invalid("`mode: sync` is not available yet")),
@@ -139,13 +128,6 @@ pub async fn create(
             "`all_entities: false` needs an `entity_id`",
         ));
     }
-    let filter = match body.filter {
-        None | Some(Value::Null) => None,
-        Some(f) => {
-            Filter::parse(&f).map_err(|e| ApiError::invalid(e.to_string()))?;
-            Some(f)
-        }
-    };
     let sub_id = new_id("sub");
     let inline = body.profile.is_some()
         || body.headers.is_some()

@@ -274,6 +274,36 @@ pub struct Subscription {
     pub created_at: i64,
 }
 
+impl Subscription {
+    /// Checks what a subscription matches: 1–100 event type names or patterns, and a filter
+    /// that parses (`null` is none). Returns the filter to store. The target's existence is the
+    /// store's to check.
+    pub fn check_matching(
+        event_types: &[String],
+        filter: Option<Value>,
+    ) -> Result<Option<Value>, crate::CoreError> {
+        use crate::CoreError;
+        if event_types.is_empty() || event_types.len() > 100 {
+            return Err(CoreError::invalid(
+                "`event_types` must list 1–100 names or patterns",
+            ));
+        }
+        if let Some(bad) = event_types
+            .iter()
+            .find(|t| !crate::glob::is_valid_pattern(t))
+        {
+            return Err(CoreError::invalid(format!(
+                "`{bad}` is not a valid event type or pattern"
+            )));
+        }
+        let filter = filter.filter(|f| !f.is_null());
+        if let Some(f) = &filter {
+            crate::filter::Filter::parse(f)?;
+        }
+        Ok(filter)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     Pending,

@@ -56,8 +56,7 @@ pub async fn reset_admin_key(settings: &Settings) -> anyhow::Result<String> {
     if !settings.database_path.exists() {
         anyhow::bail!("no database at {}", settings.database_path.display());
     }
-    let store = SqliteStore::open(&settings.database_path, master_key(settings)?)
-        .with_context(|| format!("opening {}", settings.database_path.display()))?;
+    let store = open_store(settings)?;
     let key = generate_api_key();
     store
         .replace_admin_keys(&hash_api_key(&key), &api_key_prefix(&key))
@@ -81,6 +80,13 @@ fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     write_private(&path, &b64)?;
     tracing::info!(path = %path.display(), "generated a master key; back it up: without it stored secrets cannot be read");
     Ok(key)
+}
+
+/// The data dir's database, opened with its master key (made on first start).
+fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+    let key = master_key(settings)?;
+    SqliteStore::open(&settings.database_path, key)
+        .with_context(|| format!("opening {}", settings.database_path.display()))
 }
 
 /// This node's id, kept across restarts so that it can take back its own claims at once.
@@ -112,10 +118,8 @@ impl Application {
             std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("restricting data dir {}", settings.data_dir.display()))?;
         }
-        let key = master_key(&settings)?;
         let node = node_id(&settings.data_dir)?;
-        let store = SqliteStore::open(&settings.database_path, key)
-            .with_context(|| format!("opening {}", settings.database_path.display()))?;
+        let store = open_store(&settings)?;
         let resumed = store.release(&node, None).await?;
         if resumed > 0 {
             tracing::info!(
