@@ -7,26 +7,9 @@ use crate::extract::{Auth, Query};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use switchyard_core::{DeliveryStatus, Role};
 use switchyard_store::DeliveryQuery;
-use utoipa::ToSchema;
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    pub status: Option<String>,
-    pub endpoint_id: Option<String>,
-    pub event_id: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<u32>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryPage {
-    pub data: Vec<DeliveryOut>,
-    pub next_cursor: Option<String>,
-}
+pub use switchyard_wire::deliveries::*;
 
 /// List deliveries, newest first.
 #[utoipa::path(get, tag = "deliveries", path = "/v1/orgs/{org}/deliveries",

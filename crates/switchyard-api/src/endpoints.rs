@@ -6,153 +6,11 @@ use crate::extract::{Auth, JsonBody, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
-use std::collections::BTreeMap;
-use switchyard_core::endpoint::{Change, EndpointChanges};
+use switchyard_core::endpoint::Change;
 use switchyard_core::signing::SigningSecret;
-use switchyard_core::time::{now_ms, parse_rfc3339, to_rfc3339};
+use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{Endpoint, Role};
-use utoipa::ToSchema;
-
-/// Distinguishes an absent field (keep) from an explicit `null` (clear) in a PATCH.
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// The endpoint settings a create or a patch may carry.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointIn {
-    /// Full URL; `https` unless the instance allows `http`.
-    pub url: Option<String>,
-    pub description: Option<String>,
-    /// `standard` (default), `enreach` or `enate`.
-    pub profile: Option<String>,
-    /// Extra headers sent with every request.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// A static token sent in `token_header` (Enreach's `Secret`); `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub token: Option<Option<String>>,
-    /// Header carrying `token` (default `X-Benemen-Token` for `enreach`, else `X-Switchyard-Token`).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub token_header: Option<Option<String>>,
-    /// Accept self-signed certificates (Enreach's `InsecureSSL`).
-    pub insecure_tls: Option<bool>,
-    /// Per-request timeout, 1–30000 ms (default 15000).
-    pub timeout_ms: Option<u32>,
-    /// Seconds to wait after each failed attempt; `null` restores the default schedule.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<u32>>)]
-    pub retry_schedule_s: Option<Option<Vec<u32>>>,
-    /// Per-entity ordered delivery: not available yet (only `false` is accepted).
-    pub ordered: Option<bool>,
-    /// Requests per second at most; `null` means unlimited.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
-    pub max_rps: Option<Option<u32>>,
-    /// Concurrent requests at most (default 10).
-    pub max_in_flight: Option<u32>,
-    /// `hmac` (Standard Webhooks `v1`); the only scheme so far.
-    pub signing: Option<String>,
-    /// Your own `whsec_…` secret instead of a generated one (create only).
-    pub secret: Option<String>,
-    pub enabled: Option<bool>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EndpointOut {
-    pub id: String,
-    pub url: String,
-    pub description: String,
-    pub profile: String,
-    pub headers: BTreeMap<String, String>,
-    /// Whether a token is set (the token itself is never returned).
-    pub token_set: bool,
-    pub token_header: Option<String>,
-    pub insecure_tls: bool,
-    pub timeout_ms: u32,
-    pub retry_schedule_s: Vec<u32>,
-    pub ordered: bool,
-    pub max_rps: Option<u32>,
-    pub max_in_flight: u32,
-    pub signing: String,
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
-    /// Set when the endpoint belongs to a subscription's inline URL.
-    pub subscription_id: Option<String>,
-    /// The signing secret: present only in the answer to create and rotate-secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl EndpointOut {
-    /// Header values may carry credentials: only admins see them; others see the names.
-    pub fn for_reader(mut self, p: &switchyard_core::Principal, org: &str) -> Self {
-        if !p.may(org, Role::Admin) {
-            for v in self.headers.values_mut() {
-                *v = "[hidden]".into();
-            }
-        }
-        self
-    }
-
-    pub fn from(ep: &Endpoint, show_secret: bool) -> Self {
-        EndpointOut {
-            id: ep.id.clone(),
-            url: ep.url.clone(),
-            description: ep.description.clone(),
-            profile: ep.profile.as_str().into(),
-            headers: ep.headers.clone(),
-            token_set: ep.token.is_some(),
-            token_header: ep.token_header.clone(),
-            insecure_tls: ep.insecure_tls,
-            timeout_ms: ep.timeout_ms,
-            retry_schedule_s: ep.schedule().to_vec(),
-            ordered: false,
-            max_rps: ep.max_rps,
-            max_in_flight: ep.max_in_flight,
-            signing: "hmac".into(),
-            enabled: ep.enabled,
-            disabled_reason: ep.disabled_reason.clone(),
-            subscription_id: ep.owner_subscription.clone(),
-            secret: if show_secret {
-                ep.secrets.first().map(|s| s.secret.expose())
-            } else {
-                None
-            },
-            created_at: to_rfc3339(ep.created_at),
-            updated_at: to_rfc3339(ep.updated_at),
-        }
-    }
-}
-
-impl From<EndpointIn> for EndpointChanges {
-    fn from(b: EndpointIn) -> Self {
-        EndpointChanges {
-            url: b.url,
-            description: b.description,
-            profile: b.profile,
-            headers: b.headers,
-            token: b.token,
-            token_header: b.token_header,
-            insecure_tls: b.insecure_tls,
-            timeout_ms: b.timeout_ms,
-            retry_schedule_s: b.retry_schedule_s,
-            ordered: b.ordered,
-            max_rps: b.max_rps,
-            max_in_flight: b.max_in_flight,
-            signing: b.signing,
-            secret: b.secret,
-            enabled: b.enabled,
-        }
-    }
-}
+pub use switchyard_wire::endpoints::*;
 
 /// Create an endpoint. The answer carries its signing secret, once.
 #[utoipa::path(post, tag = "endpoints", path = "/v1/orgs/{org}/endpoints", request_body = EndpointIn,
@@ -243,13 +101,6 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RotateIn {
-    /// Your own new `whsec_…` secret; generated when absent.
-    pub secret: Option<String>,
-}
-
 /// Replace the signing secret. The previous one keeps signing beside it for 24 hours, so both
 /// signatures are in `webhook-signature` while receivers switch over.
 #[utoipa::path(post, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}/rotate-secret", request_body = RotateIn,
@@ -271,21 +122,6 @@ pub async fn rotate_secret(
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
     s.hub.endpoint_changed(&org, &id);
     Ok(Json(EndpointOut::from(&ep, true)))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayIn {
-    /// RFC 3339; events published at or after this time.
-    pub since: String,
-    /// RFC 3339; events published before this time (default: now).
-    pub until: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ReplayOut {
-    /// New deliveries created.
-    pub deliveries: u64,
 }
 
 /// Deliver again every event published in `[since, until)` that went to this endpoint before.

@@ -6,53 +6,11 @@ use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use switchyard_core::Role;
 use switchyard_core::crypto::{api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::ids::is_valid_name;
 use switchyard_core::time::to_rfc3339;
-use switchyard_core::{Org, Role};
-use utoipa::ToSchema;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OrgIn {
-    /// 1–64 characters: letters, digits, `-_.:@`.
-    pub id: String,
-    pub name: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OrgOut {
-    pub id: String,
-    pub name: String,
-    pub created_at: String,
-}
-
-impl From<Org> for OrgOut {
-    fn from(o: Org) -> Self {
-        OrgOut {
-            id: o.id,
-            name: o.name,
-            created_at: to_rfc3339(o.created_at),
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyIn {
-    /// `admin`, `publisher` or `viewer`.
-    pub role: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct KeyOut {
-    pub id: String,
-    /// The key itself: shown once, stored only as a hash.
-    pub key: String,
-    pub role: String,
-    pub org: String,
-}
+pub use switchyard_wire::orgs::*;
 
 fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
     if p.org.is_none() {
@@ -141,17 +99,6 @@ pub async fn create_key(
             org,
         }),
     ))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct KeyInfoOut {
-    pub id: String,
-    /// The first characters of the key, to tell keys apart (never the key).
-    pub prefix: String,
-    pub role: String,
-    pub created_at: String,
-    /// When the key was last used (to the minute), if ever.
-    pub last_used_at: Option<String>,
 }
 
 /// List an organization's keys: ids, prefixes, roles and use; never the keys.

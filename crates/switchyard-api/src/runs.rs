@@ -5,63 +5,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use switchyard_core::Role;
-use switchyard_core::executor::*;
-use switchyard_core::time::to_rfc3339;
-use utoipa::ToSchema;
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RunIn {
-    #[schema(value_type = Object)]
-    #[serde(default)]
-    pub input: Value,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RunOut {
-    pub id: String,
-    pub executor: String,
-    pub version: u32,
-    pub event_id: Option<String>,
-    /// `succeeded` or `failed`.
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub input: Value,
-    #[schema(value_type = Object)]
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    pub logs: Vec<String>,
-    pub stderr: String,
-    pub exit: Option<i32>,
-    pub duration_ms: f64,
-    pub at: String,
-}
-
-impl From<&Run> for RunOut {
-    fn from(r: &Run) -> Self {
-        RunOut {
-            id: r.id.clone(),
-            executor: r.executor.clone(),
-            version: r.version,
-            event_id: r.event_id.clone(),
-            status: match r.status {
-                RunStatus::Succeeded => "succeeded".into(),
-                RunStatus::Failed => "failed".into(),
-            },
-            input: r.input.clone(),
-            output: r.output.clone(),
-            error: r.error.clone(),
-            logs: r.logs.clone(),
-            stderr: r.stderr.clone(),
-            exit: r.exit,
-            duration_ms: r.duration_ms,
-            at: to_rfc3339(r.at),
-        }
-    }
-}
+pub use switchyard_wire::runs::*;
 
 /// Run an executor now with a given input (a preview). The answer is the run's trace record;
 /// a failure of the code is a 200 with `status: failed` and the reason.

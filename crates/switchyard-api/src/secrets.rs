@@ -6,23 +6,10 @@ use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use switchyard_core::Role;
 use switchyard_core::ids::is_valid_name;
 use switchyard_core::time::to_rfc3339;
-use utoipa::ToSchema;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecretIn {
-    pub value: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SecretOut {
-    pub name: String,
-    pub updated_at: String,
-}
+pub use switchyard_wire::secrets::*;
 
 /// Store a secret (encrypted at rest; never returned).
 #[utoipa::path(put, tag = "executors", path = "/v1/orgs/{org}/secrets/{name}", request_body = SecretIn, responses((status = 200, body = SecretOut)))]

@@ -1,0 +1,182 @@
+//! Events: publishing (single, batch), listing, and the trace with deliveries and attempts.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_core::time::to_rfc3339;
+use switchyard_core::*;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EntityIn {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// A string or a number.
+    #[schema(value_type = Option<String>)]
+    pub id: Option<Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// Your id for the event: publishing the same id again stores nothing new and answers
+    /// with the first event. Generated (`evt_…`) when absent.
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339; when the event happened (default: now).
+    pub timestamp: Option<String>,
+    pub entity: Option<EntityIn>,
+    #[schema(value_type = Object)]
+    #[serde(default)]
+    pub data: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntityOut {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventOut {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub timestamp: String,
+    pub entity: EntityOut,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub received_at: String,
+}
+
+impl From<&Event> for EventOut {
+    fn from(e: &Event) -> Self {
+        EventOut {
+            id: e.id.clone(),
+            event_type: e.event_type.clone(),
+            timestamp: to_rfc3339(e.timestamp),
+            entity: EntityOut {
+                kind: e.entity.kind.clone(),
+                id: e.entity.id.clone(),
+            },
+            data: e.data.clone(),
+            received_at: to_rfc3339(e.received_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublishedOut {
+    #[serde(flatten)]
+    pub event: EventOut,
+    /// How many deliveries the event has.
+    pub deliveries: usize,
+    /// True when this id was published before: the answer is that first event.
+    pub duplicate: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchOut {
+    pub events: Vec<PublishedOut>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchIn {
+    Wrapped { events: Vec<Value> },
+    List(Vec<Value>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    pub data: Vec<EventOut>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptOut {
+    pub id: String,
+    pub at: String,
+    pub status_code: Option<u16>,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body.
+    pub response_body: Option<String>,
+}
+
+impl From<&Attempt> for AttemptOut {
+    fn from(a: &Attempt) -> Self {
+        AttemptOut {
+            id: a.id.clone(),
+            at: to_rfc3339(a.at),
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error.clone(),
+            response_body: a.response_body.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryOut {
+    pub id: String,
+    pub event_id: String,
+    /// The endpoint, for a webhook delivery.
+    pub endpoint_id: Option<String>,
+    /// The executor, for an event hook (its runs are in the event's `runs`).
+    pub executor: Option<String>,
+    pub subscription_id: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempt_count: u32,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptOut>>,
+}
+
+impl DeliveryOut {
+    pub fn from(d: &Delivery, attempts: Option<&[Attempt]>) -> Self {
+        DeliveryOut {
+            id: d.id.clone(),
+            event_id: d.event_id.clone(),
+            endpoint_id: d.target.endpoint_id().map(str::to_string),
+            executor: d.target.executor().map(str::to_string),
+            subscription_id: d.subscription_id.clone(),
+            status: d.status.as_str().into(),
+            attempt_count: d.attempts,
+            next_attempt_at: match d.status {
+                switchyard_core::DeliveryStatus::Pending => d.next_attempt_at.map(to_rfc3339),
+                _ => None,
+            },
+            created_at: to_rfc3339(d.created_at),
+            updated_at: to_rfc3339(d.updated_at),
+            attempts: attempts.map(|a| a.iter().map(AttemptOut::from).collect()),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TraceOut {
+    #[serde(flatten)]
+    pub event: EventOut,
+    pub deliveries: Vec<DeliveryOut>,
+    /// Executor runs the event caused (event hooks).
+    pub runs: Vec<crate::runs::RunOut>,
+}

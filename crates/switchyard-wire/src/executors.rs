@@ -1,0 +1,66 @@
+//! Executors: definitions in and out.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use switchyard_core::executor::*;
+use switchyard_core::time::to_rfc3339;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorIn {
+    /// `code` or `api_call`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    /// code: `javascript` (embedded QuickJS), `node` (Node.js as a child process), `python` or `php`.
+    pub language: Option<String>,
+    /// code: the program; defines `main(input, sdk)` or reads JSON on stdin and prints JSON.
+    pub source: Option<String>,
+    /// Wall-clock limit, 1–60000 ms (default 10000).
+    pub timeout_ms: Option<u32>,
+    /// code: memory limit, 16–2048 MB (default 128).
+    pub memory_mb: Option<u32>,
+    /// code: size of the run's private temporary directory (its working directory), 1 MiB up
+    /// to the operator's maximum (default 64, `--max-run-tmp-mb`).
+    pub tmp_mb: Option<u32>,
+    /// api_call: GET, POST, PUT, PATCH or DELETE.
+    pub method: Option<String>,
+    /// api_call: URL, may contain `{{input.NAME}}`.
+    pub url: Option<String>,
+    /// api_call: header values may contain `{{secret.NAME}}`.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Which event properties become the input: `{"ticketId": "data.ticketId"}`.
+    pub parameters: Option<BTreeMap<String, String>>,
+    /// Retries when run as an event hook (`0`: none; absent: the delivery retry policy).
+    pub retries: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExecutorOut {
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    /// The definition: `type` and its fields.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    pub parameters: Option<BTreeMap<String, String>>,
+    pub retries: Option<u32>,
+    pub created_at: String,
+}
+
+impl From<&Executor> for ExecutorOut {
+    fn from(e: &Executor) -> Self {
+        ExecutorOut {
+            name: e.name.clone(),
+            version: e.version,
+            description: e.description.clone(),
+            spec: serde_json::to_value(&e.spec).unwrap_or(Value::Null),
+            parameters: e.parameters.clone(),
+            retries: e.retries,
+            created_at: to_rfc3339(e.created_at),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Secrets: names and update times only, never values.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretIn {
+    pub value: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretOut {
+    pub name: String,
+    pub updated_at: String,
+}
