@@ -25,6 +25,8 @@
 //! [`Clock`]: switchyard_core::time::Clock
 
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod hooks;
 pub mod http;
 mod outcome;

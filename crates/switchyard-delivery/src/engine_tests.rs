@@ -1,6 +1,7 @@
 //! The engine on virtual time: a real SQLite store and a real HTTP receiver on 127.0.0.1, a
 //! manual clock moved forward instead of waited for, and `until_idle` instead of polling.
 
+use crate::{Engine, EngineConfig, EngineEvent};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -15,7 +16,6 @@ use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::{Clock, ManualClock, now_ms};
 use switchyard_core::*;
-use switchyard_delivery::{Engine, EngineConfig, EngineEvent};
 use switchyard_egress::Clients;
 use switchyard_store::prelude::*;
 use switchyard_store::{PublishOutcome, RoutedBatch, RoutedEvent, SqliteStore};
