@@ -6,8 +6,8 @@ use crate::extract::{Auth, JsonBody, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use switchyard_core::endpoint::Change;
-use switchyard_core::signing::SigningSecret;
+use switchyard_core::endpoint::{Change, Rotation};
+use switchyard_core::signing::{Scheme, SigningSecret};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{Endpoint, Role};
 pub use switchyard_wire::endpoints::*;
@@ -113,8 +113,25 @@ pub async fn rotate_secret(
 ) -> ApiResult<Json<EndpointOut>> {
     s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
-    let fresh = body.secret.map(|x| SigningSecret::parse(&x)).transpose()?;
-    ep.rotate_secret(fresh, now_ms());
+    let rotation = Rotation {
+        secret: body.secret.map(|x| SigningSecret::parse(&x)).transpose()?,
+        scheme: match body.signing.as_deref() {
+            None => None,
+            Some(s) => Some(
+                Scheme::parse(s)
+                    .ok_or_else(|| ApiError::invalid("`signing` must be `hmac` or `ed25519`"))?,
+            ),
+        },
+        old_expires_at: match body.old_expires_at.as_deref() {
+            None => None,
+            Some(t) => {
+                Some(parse_rfc3339(t).ok_or_else(|| {
+                    ApiError::invalid("`old_expires_at` must be an RFC 3339 time")
+                })?)
+            }
+        },
+    };
+    ep.rotate_secret(rotation, now_ms())?;
     let ep = s
         .store
         .update_endpoint(&ep)

@@ -6,7 +6,7 @@ use crate::egress::EgressPolicy;
 use crate::error::CoreError;
 use crate::ids::new_id;
 use crate::model::{Endpoint, KeyedSecret, Profile};
-use crate::signing::SigningSecret;
+use crate::signing::{Scheme, SigningSecret};
 use std::collections::BTreeMap;
 
 /// Longest a request to an endpoint may take.
@@ -166,17 +166,37 @@ impl Endpoint {
             }
             self.max_in_flight = m;
         }
-        if let Some(sig) = c.signing
-            && sig != "hmac"
-        {
-            return invalid("`signing` must be `hmac` (Ed25519 is not available yet)");
-        }
-        if let Some(secret) = c.secret {
-            if change == Change::Patch {
+        let scheme = match c.signing.as_deref() {
+            None => None,
+            Some(s) => Some(
+                Scheme::parse(s)
+                    .ok_or_else(|| CoreError::invalid("`signing` must be `hmac` or `ed25519`"))?,
+            ),
+        };
+        if change == Change::Patch {
+            if c.secret.is_some() {
                 return invalid("change the secret with POST …/rotate-secret");
             }
+            if scheme.is_some_and(|s| s != self.scheme()) {
+                return invalid(
+                    "change the signing scheme with POST …/rotate-secret and `signing`, so that receivers get both signatures while they switch",
+                );
+            }
+        } else {
+            let secret = match c.secret {
+                Some(given) => {
+                    let secret = SigningSecret::parse(&given)?;
+                    if scheme.is_some_and(|s| s != secret.scheme()) {
+                        return invalid(
+                            "`secret` does not match `signing` (`whsec_` is hmac, `whsk_` is ed25519)",
+                        );
+                    }
+                    secret
+                }
+                None => SigningSecret::generate_for(scheme.unwrap_or(Scheme::Hmac)),
+            };
             self.secrets = vec![KeyedSecret {
-                secret: SigningSecret::parse(&secret)?,
+                secret,
                 expires_at: None,
             }];
         }
@@ -191,16 +211,29 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Makes `fresh` (or a generated secret) the signing secret at `now`. Secrets it replaces
-    /// keep signing beside it for [`ROTATION_OVERLAP_MS`] (or until their own earlier expiry),
-    /// so receivers can switch over; expired ones are dropped.
-    pub fn rotate_secret(&mut self, fresh: Option<SigningSecret>, now: i64) {
+    /// Makes a new signing key current at `now`: `rotation.secret`, or one generated for
+    /// `rotation.scheme` (default: the current scheme). Keys it replaces keep signing beside it
+    /// until `rotation.old_expires_at` (default: [`ROTATION_OVERLAP_MS`] from now; now or
+    /// earlier retires them at once), or their own earlier expiry, so receivers can switch
+    /// over; expired ones are dropped.
+    pub fn rotate_secret(&mut self, rotation: Rotation, now: i64) -> Result<(), CoreError> {
+        let scheme = rotation.scheme.unwrap_or_else(|| self.scheme());
+        let fresh = match rotation.secret {
+            Some(s) if s.scheme() != scheme => {
+                return Err(CoreError::invalid(
+                    "`secret` does not match `signing` (`whsec_` is hmac, `whsk_` is ed25519)",
+                ));
+            }
+            Some(s) => s,
+            None => SigningSecret::generate_for(scheme),
+        };
+        let retire_at = rotation.old_expires_at.unwrap_or(now + ROTATION_OVERLAP_MS);
         let mut secrets = vec![KeyedSecret {
-            secret: fresh.unwrap_or_else(SigningSecret::generate),
+            secret: fresh,
             expires_at: None,
         }];
         for old in self.secrets.drain(..) {
-            let expires = old.expires_at.unwrap_or(now + ROTATION_OVERLAP_MS);
+            let expires = old.expires_at.map_or(retire_at, |e| e.min(retire_at));
             if expires > now {
                 secrets.push(KeyedSecret {
                     secret: old.secret,
@@ -210,7 +243,19 @@ impl Endpoint {
         }
         self.secrets = secrets;
         self.updated_at = now;
+        Ok(())
     }
+}
+
+/// A key rotation: what [`Endpoint::rotate_secret`] makes current and when the old keys stop.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    /// The caller's own new key; generated when absent.
+    pub secret: Option<SigningSecret>,
+    /// The scheme of the new key (default: the endpoint's current scheme).
+    pub scheme: Option<Scheme>,
+    /// When the replaced keys stop signing (milliseconds since the epoch).
+    pub old_expires_at: Option<i64>,
 }
 
 /// A request timeout an endpoint or an executor may have.
@@ -341,12 +386,13 @@ mod tests {
     fn rotation_keeps_the_old_secret_for_the_overlap() {
         let mut ep = Endpoint::new("o", 0);
         let old = ep.secrets[0].secret.clone();
-        ep.rotate_secret(None, 1000);
+        ep.rotate_secret(Rotation::default(), 1000).expect("rotate");
         assert_eq!(ep.secrets.len(), 2);
         assert_eq!(ep.secrets[1].secret, old);
         assert_eq!(ep.secrets[1].expires_at, Some(1000 + ROTATION_OVERLAP_MS));
         // Past the overlap the old one is gone at the next rotation.
-        ep.rotate_secret(None, 1000 + ROTATION_OVERLAP_MS + 1);
+        ep.rotate_secret(Rotation::default(), 1000 + ROTATION_OVERLAP_MS + 1)
+            .expect("rotate");
         assert_eq!(
             ep.secrets.len(),
             2,

@@ -224,6 +224,22 @@ impl Endpoint {
             .collect()
     }
 
+    /// How this endpoint's requests are signed: the scheme of its current key.
+    pub fn scheme(&self) -> crate::signing::Scheme {
+        self.secrets
+            .first()
+            .map_or(crate::signing::Scheme::Hmac, |s| s.secret.scheme())
+    }
+
+    /// The `whpk_` public keys that verify this endpoint's requests at `now`, current first
+    /// (none for HMAC keys).
+    pub fn public_keys(&self, now: i64) -> Vec<String> {
+        self.active_secrets(now)
+            .iter()
+            .filter_map(SigningSecret::public_key)
+            .collect()
+    }
+
     pub fn schedule(&self) -> &[u32] {
         self.retry_schedule_s
             .as_deref()

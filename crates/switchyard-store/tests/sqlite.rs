@@ -26,6 +26,10 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     store.create_org("o", "O").await.expect("org");
     let ep = contract::sample_endpoint("o", "https://x.example");
     store.create_endpoint(&ep).await.expect("ep");
+    let mut ed = contract::sample_endpoint("o", "https://ed.example");
+    ed.secrets[0].secret = switchyard_core::signing::SigningSecret::generate_ed25519();
+    store.create_endpoint(&ed).await.expect("ed25519 ep");
+    let ed_key = ed.secrets[0].secret.expose();
     store
         .put_secret("o", "ERP_PASSWORD", "hunter2-very-secret")
         .await
@@ -44,6 +48,8 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
         secret.as_str(),
         b64,
         "hunter2-very-secret",
+        ed_key.as_str(),
+        ed_key.trim_start_matches("whsk_"),
     ] {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
@@ -53,6 +59,11 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
 
     let again = SqliteStore::open(&path, key).expect("reopen");
     assert_eq!(again.get_endpoint("o", &ep.id).await.expect("get"), ep);
+    assert_eq!(
+        again.get_endpoint("o", &ed.id).await.expect("get"),
+        ed,
+        "an Ed25519 key survives the round trip"
+    );
     let (wrong, _) = MasterKey::generate();
     let other = SqliteStore::open(&path, wrong).expect("reopen with wrong key");
     assert!(

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use switchyard_core::endpoint::EndpointChanges;
-use switchyard_core::time::to_rfc3339;
+use switchyard_core::signing::Scheme;
+use switchyard_core::time::{now_ms, to_rfc3339};
 use switchyard_core::*;
 use utoipa::ToSchema;
 
@@ -49,9 +50,11 @@ pub struct EndpointIn {
     pub max_rps: Option<Option<u32>>,
     /// Concurrent requests at most (default 10).
     pub max_in_flight: Option<u32>,
-    /// `hmac` (Standard Webhooks `v1`); the only scheme so far.
+    /// `hmac` (Standard Webhooks `v1`, default) or `ed25519` (`v1a`, receivers verify with the
+    /// public key). Set at create; change it with rotate-secret.
     pub signing: Option<String>,
-    /// Your own `whsec_…` secret instead of a generated one (create only).
+    /// Your own `whsec_…` secret (or `whsk_…` key for `ed25519`) instead of a generated one
+    /// (create only).
     pub secret: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -72,12 +75,17 @@ pub struct EndpointOut {
     pub ordered: bool,
     pub max_rps: Option<u32>,
     pub max_in_flight: u32,
+    /// `hmac` (Standard Webhooks `v1`) or `ed25519` (`v1a`).
     pub signing: String,
+    /// For `ed25519`: the `whpk_` public keys that verify requests now, current first (two
+    /// while a rotated key still signs).
+    pub public_keys: Vec<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     /// Set when the endpoint belongs to a subscription's inline URL.
     pub subscription_id: Option<String>,
-    /// The signing secret: present only in the answer to create and rotate-secret.
+    /// The `whsec_` signing secret of an `hmac` endpoint: present only in the answer to create
+    /// and rotate-secret. (An `ed25519` endpoint's secret key is never shown.)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     pub created_at: String,
@@ -110,15 +118,17 @@ impl EndpointOut {
             ordered: false,
             max_rps: ep.max_rps,
             max_in_flight: ep.max_in_flight,
-            signing: "hmac".into(),
+            signing: ep.scheme().as_str().into(),
+            public_keys: ep.public_keys(now_ms()),
             enabled: ep.enabled,
             disabled_reason: ep.disabled_reason.clone(),
             subscription_id: ep.owner_subscription.clone(),
-            secret: if show_secret {
-                ep.secrets.first().map(|s| s.secret.expose())
-            } else {
-                None
-            },
+            // An Ed25519 secret key never leaves the hub: receivers need only the public key.
+            secret: ep
+                .secrets
+                .first()
+                .filter(|s| show_secret && s.secret.scheme() == Scheme::Hmac)
+                .map(|s| s.secret.expose()),
             created_at: to_rfc3339(ep.created_at),
             updated_at: to_rfc3339(ep.updated_at),
         }
@@ -150,8 +160,14 @@ impl From<EndpointIn> for EndpointChanges {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
-    /// Your own new `whsec_…` secret; generated when absent.
+    /// Your own new key (`whsec_…` or `whsk_…`); generated when absent.
     pub secret: Option<String>,
+    /// The scheme of the new key, `hmac` or `ed25519` (default: the current one). Changing it
+    /// here keeps the old key signing beside the new one until `old_expires_at`.
+    pub signing: Option<String>,
+    /// RFC 3339; when the replaced keys stop signing (default: in 24 hours; now or earlier
+    /// retires them at once).
+    pub old_expires_at: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]

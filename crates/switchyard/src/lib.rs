@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod verify;
 
 pub use app::Application;
 pub use config::Settings;

@@ -1,4 +1,5 @@
-//! `switchyard`: the command line. `serve` runs the hub; `bench` measures it.
+//! `switchyard`: the command line. `serve` runs the hub; `bench` measures it; `verify` checks
+//! a received webhook.
 
 use clap::{Parser, Subcommand};
 use switchyard::config::{LogFormat, ServeArgs, Settings};
@@ -26,6 +27,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure trivial executor runs per language (JavaScript, Node.js, Python, PHP).
     BenchExec(bench::ExecBenchArgs),
+    /// Check a received webhook request (headers and body) against an endpoint's `whsec_`
+    /// secret or `whpk_` public key; exits 0 when valid, 1 when not, saying why.
+    Verify(switchyard::verify::VerifyArgs),
     /// Internal: run JavaScript executors for a hub (started by the hub itself).
     #[command(hide = true)]
     JsWorker,
@@ -57,6 +61,18 @@ fn main() -> anyhow::Result<()> {
     if let Command::SandboxExec { args } = &cli.command {
         std::process::exit(switchyard_exec::sandbox_exec::sandbox_exec_main(args));
     }
+    if let Command::Verify(args) = &cli.command {
+        match switchyard::verify::run(args)? {
+            Ok(()) => {
+                println!("valid");
+                return Ok(());
+            }
+            Err(why) => {
+                println!("invalid: {why}");
+                std::process::exit(1);
+            }
+        }
+    }
     switchyard_egress::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,6 +103,6 @@ fn main() -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             runtime.block_on(bench::run_exec(args))
         }
-        Command::JsWorker | Command::SandboxExec { .. } => Ok(()),
+        Command::JsWorker | Command::SandboxExec { .. } | Command::Verify(_) => Ok(()),
     }
 }
