@@ -5,7 +5,6 @@ use crate::{Engine, EngineConfig, EngineEvent};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,7 +12,6 @@ use switchyard_core::crypto::MasterKey;
 use switchyard_core::egress::EgressPolicy;
 use switchyard_core::ids::new_id;
 use switchyard_core::routing::RouteTable;
-use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::{Clock, ManualClock, now_ms};
 use switchyard_core::*;
 use switchyard_egress::Clients;
@@ -59,30 +57,11 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
     let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
     store.create_org("o", "O").await.expect("org");
     let now = now_ms();
-    let ep = Endpoint {
-        id: new_id("ep"),
-        org_id: "o".into(),
-        url: url.into(),
-        description: String::new(),
-        profile: Profile::Standard,
-        headers: BTreeMap::new(),
-        token: None,
-        token_header: None,
-        insecure_tls: false,
-        timeout_ms: 5000,
-        retry_schedule_s: Some(schedule),
-        max_in_flight: 4,
-        max_rps: None,
-        secrets: vec![KeyedSecret {
-            secret: SigningSecret::generate(),
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        owner_subscription: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut ep = Endpoint::new("o", now);
+    ep.url = url.into();
+    ep.timeout_ms = 5000;
+    ep.retry_schedule_s = Some(schedule);
+    ep.max_in_flight = 4;
     store.create_endpoint(&ep).await.expect("endpoint");
     let sub = Subscription {
         id: new_id("sub"),
