@@ -8,8 +8,10 @@
 //! those reports into `switchyard.*` events through the same publish.
 
 mod publish;
+mod retention;
 mod system;
 
+pub use retention::RetentionSettings;
 pub use switchyard_delivery::{EngineConfig, EngineEvent};
 pub use system::ENDPOINT_DISABLED;
 
@@ -39,6 +41,8 @@ pub struct HubSettings {
     pub js_worker: Option<PathBuf>,
     /// Largest private `/tmp` an executor may ask for, in MiB.
     pub max_run_tmp_mb: u32,
+    /// What is deleted when, and how.
+    pub retention: RetentionSettings,
 }
 
 /// Errors of the hub's own making; the store's pass through.
@@ -72,11 +76,13 @@ struct Inner {
     runner: Runner,
     /// Run: route tables by organization, each with the routing version it was built from.
     routes: Mutex<HashMap<String, Arc<publish::OrgRoutes>>>,
-    /// Start: spawned. Shutdown: ends after the engine has stopped and what it reported is
-    /// published.
-    listener: Mutex<Option<JoinHandle<()>>>,
-    /// Shutdown: tells the listener to publish what is left and end.
+    /// Start: the listener for what the engine reports, and the retention task. Shutdown:
+    /// awaited after cancellation (the listener first publishes what is left).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Shutdown: tells the listener to publish what is left and end, and stops retention.
     cancel: CancellationToken,
+    /// Run: how long data is kept; the retention task runs on it.
+    retention: RetentionSettings,
 }
 
 impl Hub {
@@ -113,13 +119,15 @@ impl Hub {
                 engine,
                 runner,
                 routes: Mutex::new(HashMap::new()),
-                listener: Mutex::new(None),
+                tasks: Mutex::new(Vec::new()),
                 cancel: CancellationToken::new(),
+                retention: settings.retention.clone(),
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));
-        if let Ok(mut l) = hub.inner.listener.lock() {
-            *l = Some(listener);
+        let retention = tokio::spawn(hub.clone().retention_loop());
+        if let Ok(mut t) = hub.inner.tasks.lock() {
+            t.extend([listener, retention]);
         }
         Ok(hub)
     }
@@ -183,13 +191,18 @@ impl Hub {
     }
 
     /// Stops: the engine hands back queued work and waits up to `grace` for attempts in flight,
-    /// then what it reported is published, then the listener ends.
+    /// then what it reported is published, then the listener and retention end.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.engine.shutdown(grace).await;
-        let listener = self.inner.listener.lock().ok().and_then(|mut l| l.take());
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
         self.inner.cancel.cancel();
-        if let Some(listener) = listener {
-            let _ = listener.await;
+        for task in tasks {
+            let _ = task.await;
         }
     }
 

@@ -141,6 +141,8 @@ pub trait Store:
     fn storage_full(&self) -> bool;
     /// A tiny write that tells whether the store takes writes (again).
     async fn probe_write(&self) -> Result<()>;
+    /// Gives space freed by deletions back to the file system, a bounded amount at a time.
+    async fn reclaim_space(&self) -> Result<()>;
 }
 
 /// The catalog: what tenants configure. Small, read far more than written, kept in one
@@ -233,6 +235,24 @@ pub trait EventLog: Send + Sync {
     async fn get_event(&self, org: &str, id: &str) -> Result<Event>;
     async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>>;
     async fn trace(&self, org: &str, event_id: &str) -> Result<Trace>;
+    /// Retention: deletes up to `limit` events received before `before` whose deliveries are
+    /// all finished (none pending), with their deliveries, attempts and runs, scanning in
+    /// sequence order after `after_seq`. One short transaction, so publishing is never held up
+    /// for long; call it again from `next_after_seq` until `done`.
+    async fn purge_events(&self, before: i64, after_seq: i64, limit: u32) -> Result<PurgeBatch>;
+}
+
+/// What one retention batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeBatch {
+    pub events: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+    pub runs: u64,
+    /// Where the next batch starts.
+    pub next_after_seq: i64,
+    /// No event older than the cutoff is left after `next_after_seq`.
+    pub done: bool,
 }
 
 /// The delivery queue: deliveries waiting, claimed, attempted and finished.
@@ -277,4 +297,7 @@ pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &Run) -> Result<()>;
     async fn get_run(&self, org: &str, id: &str) -> Result<Run>;
     async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>>;
+    /// Retention: deletes up to `limit` runs made before `before` that belong to no event
+    /// (previews); runs of events go with their events. Returns how many.
+    async fn purge_runs(&self, before: i64, limit: u32) -> Result<u64>;
 }

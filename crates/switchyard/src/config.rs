@@ -65,6 +65,44 @@ struct FileSettings {
     max_run_tmp_mb: Option<u32>,
     admin_key: Option<String>,
     delivery: Option<DeliveryTunables>,
+    retention: Option<RetentionFile>,
+}
+
+/// `[retention]` in `switchyard.toml`.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// Age in seconds past which finished events, their deliveries, attempts and runs are
+    /// deleted (default 2592000, 30 days); 0 keeps everything.
+    pub max_age_s: Option<u64>,
+    /// How often retention runs, in seconds (default 60).
+    pub interval_s: Option<u64>,
+    /// Events deleted per write (1–5000, default 200).
+    pub batch: Option<u32>,
+}
+
+impl RetentionFile {
+    fn resolve(&self) -> anyhow::Result<switchyard_hub::RetentionSettings> {
+        let mut r = switchyard_hub::RetentionSettings::default();
+        match self.max_age_s {
+            Some(0) => r.max_age = None,
+            Some(s) => r.max_age = Some(Duration::from_secs(s)),
+            None => {}
+        }
+        if let Some(i) = self.interval_s {
+            if !(1..=86_400).contains(&i) {
+                bail!("[retention] interval_s must be between 1 and 86400, not {i}");
+            }
+            r.interval = Duration::from_secs(i);
+        }
+        if let Some(b) = self.batch {
+            if !(1..=5000).contains(&b) {
+                bail!("[retention] batch must be between 1 and 5000, not {b}");
+            }
+            r.batch = b;
+        }
+        Ok(r)
+    }
 }
 
 /// `[delivery]` in `switchyard.toml`: the delivery engine's tunables. Absent ones keep the
@@ -148,6 +186,8 @@ pub struct Settings {
     pub max_run_tmp_mb: u32,
     /// The delivery engine's tunables, validated.
     pub delivery: DeliveryTunables,
+    /// What is deleted when.
+    pub retention: switchyard_hub::RetentionSettings,
 }
 
 /// Default of [`Settings::max_run_tmp_mb`].
@@ -218,6 +258,7 @@ impl Settings {
     ) -> anyhow::Result<Settings> {
         let delivery = file.delivery.unwrap_or_default();
         delivery.validate()?;
+        let retention = file.retention.unwrap_or_default().resolve()?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -265,6 +306,7 @@ impl Settings {
         Ok(Settings {
             max_run_tmp_mb,
             delivery,
+            retention,
             listen: args
                 .listen
                 .or(file.listen)

@@ -168,6 +168,63 @@ impl EventLog for SqliteStore {
         })
         .await
     }
+
+    async fn purge_events(&self, before: i64, after_seq: i64, limit: u32) -> Result<PurgeBatch> {
+        self.write(move |ctx| {
+            let mut out = PurgeBatch {
+                next_after_seq: after_seq,
+                ..Default::default()
+            };
+            // Sequence order follows arrival: stop at the first event inside the retention, so
+            // a batch reads at most `limit` rows past the ones it keeps.
+            let rows: Vec<(i64, String, String, i64)> = list(
+                &ctx.conn,
+                "SELECT seq, org_id, id, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                &[&after_seq, &limit],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            out.done = rows.len() < limit as usize;
+            for (seq, org, id, received_at) in rows {
+                if received_at >= before {
+                    out.done = true;
+                    break;
+                }
+                out.next_after_seq = seq;
+                let pending: Option<i64> = ctx
+                    .conn
+                    .prepare_cached(
+                        "SELECT 1 FROM deliveries WHERE org_id = ?1 AND event_id = ?2 AND status = 'pending' LIMIT 1",
+                    )?
+                    .query_row([&org, &id], |r| r.get(0))
+                    .optional()?;
+                if pending.is_some() {
+                    // Still to be delivered: kept until it is finished.
+                    continue;
+                }
+                out.attempts += ctx
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM attempts WHERE delivery_id IN
+                         (SELECT id FROM deliveries WHERE org_id = ?1 AND event_id = ?2)",
+                    )?
+                    .execute([&org, &id])? as u64;
+                out.deliveries += ctx
+                    .conn
+                    .prepare_cached("DELETE FROM deliveries WHERE org_id = ?1 AND event_id = ?2")?
+                    .execute([&org, &id])? as u64;
+                out.runs += ctx
+                    .conn
+                    .prepare_cached("DELETE FROM runs WHERE org_id = ?1 AND event_id = ?2")?
+                    .execute([&org, &id])? as u64;
+                out.events += ctx
+                    .conn
+                    .prepare_cached("DELETE FROM events WHERE seq = ?1")?
+                    .execute([seq])? as u64;
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// What differs between a stored event and a new one with the same id (the timestamp is not

@@ -110,7 +110,8 @@ fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-         PRAGMA busy_timeout=10000; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY;",
+         PRAGMA busy_timeout=10000; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY;
+         PRAGMA journal_size_limit=67108864;",
     )
     .map_err(db_err)?;
     Ok(conn)
@@ -128,6 +129,15 @@ impl SqliteStore {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
                 |e| StoreError::Database(format!("cannot restrict {}: {e}", path.display())),
             )?;
+        }
+        // A new database gives pages freed by retention back in steps (`reclaim_space`); it can
+        // only be chosen before the first table exists.
+        let fresh: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if fresh == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL;")
+                .map_err(db_err)?;
         }
         migrate(&conn)?;
         // Checkpoints run on their own thread so that copying the WAL into the database never

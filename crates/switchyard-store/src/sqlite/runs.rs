@@ -60,4 +60,17 @@ impl RunLog for SqliteStore {
         })
         .await
     }
+
+    async fn purge_runs(&self, before: i64, limit: u32) -> Result<u64> {
+        self.write(move |ctx| {
+            Ok(ctx
+                .conn
+                .prepare_cached(
+                    "DELETE FROM runs WHERE rowid IN
+                     (SELECT rowid FROM runs WHERE event_id IS NULL AND at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![before, limit])? as u64)
+        })
+        .await
+    }
 }

@@ -29,7 +29,8 @@ macro_rules! contract_tests {
             listing_and_cursors,
             replay_and_retry,
             executors_secrets_storage_and_runs,
-            a_publish_routed_before_a_change_is_refused_whole);
+            a_publish_routed_before_a_change_is_refused_whole,
+            retention_deletes_finished_events_and_keeps_pending_ones);
     };
     (@each $open:path; $($check:ident),* $(,)?) => {
         $(
@@ -919,4 +920,121 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
         store.routing("c-nope").await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dyn Store) {
+    store.create_org("c-t", "T").await.expect("org");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-t", "https://t.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-t", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let out = publish(
+        store,
+        "c-t",
+        vec![
+            sample_event("done-1", "T", "1"),
+            sample_event("pending-1", "T", "2"),
+            sample_event("done-2", "T", "3"),
+        ],
+        "n",
+    )
+    .await
+    .expect("publish");
+    let finish = |p: &Published| {
+        let d = &p.new_deliveries[0];
+        AttemptResult {
+            org_id: "c-t".into(),
+            endpoint_id: Some(ep.id.clone()),
+            delivery_id: d.delivery_id.clone(),
+            attempt: Attempt {
+                id: new_id("att"),
+                delivery_id: d.delivery_id.clone(),
+                at: now_ms(),
+                status_code: Some(200),
+                duration_ms: 1.0,
+                error: None,
+                response_body: None,
+            },
+            outcome: Outcome::Delivered,
+            disable_endpoint: None,
+        }
+    };
+    store
+        .record_attempts(vec![finish(&out[0]), finish(&out[2])])
+        .await
+        .expect("record");
+    let hook_run = |event: Option<&str>, at: i64| Run {
+        id: new_id("run"),
+        org_id: "c-t".into(),
+        executor: "x".into(),
+        version: 1,
+        event_id: event.map(str::to_string),
+        status: RunStatus::Succeeded,
+        input: json!({}),
+        output: None,
+        error: None,
+        logs: vec![],
+        stderr: String::new(),
+        exit: Some(0),
+        duration_ms: 1.0,
+        at,
+    };
+    let of_event = hook_run(Some("done-1"), now_ms());
+    let preview = hook_run(None, now_ms());
+    store.record_run(&of_event).await.expect("run");
+    store.record_run(&preview).await.expect("run");
+
+    // A cutoff before everything deletes nothing.
+    let none = store.purge_events(0, 0, 100).await.expect("purge");
+    assert_eq!(none.events, 0);
+    assert!(none.done);
+
+    // Past the cutoff, in batches of one: finished events go with everything of theirs.
+    let cutoff = now_ms() + 60_000;
+    let mut after = 0;
+    let mut total = PurgeBatch::default();
+    loop {
+        let b = store.purge_events(cutoff, after, 1).await.expect("purge");
+        total.events += b.events;
+        total.deliveries += b.deliveries;
+        total.attempts += b.attempts;
+        total.runs += b.runs;
+        after = b.next_after_seq;
+        if b.done {
+            break;
+        }
+    }
+    assert_eq!(
+        (total.events, total.deliveries, total.attempts, total.runs),
+        (2, 2, 2, 1)
+    );
+    for gone in ["done-1", "done-2"] {
+        assert!(matches!(
+            store.get_event("c-t", gone).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.trace("c-t", gone).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    assert!(matches!(
+        store.get_run("c-t", &of_event.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // The pending one is still to be delivered: kept, with its delivery.
+    let kept = store.trace("c-t", "pending-1").await.expect("kept");
+    assert_eq!(kept.deliveries.len(), 1);
+    // Preview runs have their own cutoff.
+    assert_eq!(store.purge_runs(0, 100).await.expect("runs"), 0);
+    assert_eq!(store.purge_runs(cutoff, 100).await.expect("runs"), 1);
+    assert!(matches!(
+        store.get_run("c-t", &preview.id).await,
+        Err(StoreError::NotFound)
+    ));
+    store.reclaim_space().await.expect("reclaim");
 }
