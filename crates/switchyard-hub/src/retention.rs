@@ -24,7 +24,7 @@ impl Default for RetentionSettings {
         RetentionSettings {
             max_age: Some(Duration::from_secs(30 * 86_400)),
             interval: Duration::from_secs(60),
-            batch: 200,
+            batch: 100,
         }
     }
 }

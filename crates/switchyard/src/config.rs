@@ -77,7 +77,7 @@ pub struct RetentionFile {
     pub max_age_s: Option<u64>,
     /// How often retention runs, in seconds (default 60).
     pub interval_s: Option<u64>,
-    /// Events deleted per write (1–5000, default 200).
+    /// Events deleted per write (1–5000, default 100).
     pub batch: Option<u32>,
 }
 

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Free pages below which nothing is given back (4 MiB at the default page size).
+const RECLAIM_MIN_PAGES: i64 = 1024;
+/// Most pages given back per call, so one call is a short write.
+const RECLAIM_STEP_PAGES: i64 = 2048;
+
 #[async_trait]
 impl OrgCatalog for SqliteStore {
     async fn create_org(&self, id: &str, name: &str) -> Result<Org> {
@@ -244,11 +249,22 @@ impl Store for SqliteStore {
 
     async fn reclaim_space(&self) -> Result<()> {
         self.write(|ctx| {
-            // A no-op on databases made before incremental vacuum was on: their freed pages are
-            // reused by later writes instead, so the file stops growing all the same.
-            let mut stmt = ctx.conn.prepare_cached("PRAGMA incremental_vacuum(2000)")?;
-            let mut rows = stmt.query([])?;
-            while rows.next()?.is_some() {}
+            // Free pages are reused by later writes: under a steady load giving them back would
+            // only make the file grow again. Only a large surplus (after a burst, or a lowered
+            // retention) is given back, a bounded step per call. A no-op on databases made
+            // before incremental vacuum was on.
+            let free: i64 = ctx
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            let pages: i64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            if free > RECLAIM_MIN_PAGES && free * 4 > pages {
+                let step = (free - pages / 8).clamp(0, RECLAIM_STEP_PAGES);
+                let mut stmt = ctx
+                    .conn
+                    .prepare(&format!("PRAGMA incremental_vacuum({step})"))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+            }
             Ok(())
         })
         .await
