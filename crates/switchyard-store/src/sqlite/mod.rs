@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_executors.sql"),
     include_str!("../../migrations/sqlite/0003_key_management.sql"),
     include_str!("../../migrations/sqlite/0004_routing_version.sql"),
+    include_str!("../../migrations/sqlite/0005_retention.sql"),
 ];
 
 /// A SQLite database file opened for Switchyard. Cheap to clone.
