@@ -113,24 +113,21 @@ pub async fn rotate_secret(
 ) -> ApiResult<Json<EndpointOut>> {
     s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
-    let rotation = Rotation {
-        secret: body.secret.map(|x| SigningSecret::parse(&x)).transpose()?,
-        scheme: match body.signing.as_deref() {
-            None => None,
-            Some(s) => Some(
-                Scheme::parse(s)
-                    .ok_or_else(|| ApiError::invalid("`signing` must be `hmac` or `ed25519`"))?,
-            ),
-        },
-        old_expires_at: match body.old_expires_at.as_deref() {
-            None => None,
-            Some(t) => {
-                Some(parse_rfc3339(t).ok_or_else(|| {
+    let rotation =
+        Rotation {
+            secret: body.secret.map(|x| SigningSecret::parse(&x)).transpose()?,
+            scheme: body
+                .signing
+                .as_deref()
+                .map(Scheme::parse_setting)
+                .transpose()?,
+            old_expires_at: match body.old_expires_at.as_deref() {
+                None => None,
+                Some(t) => Some(parse_rfc3339(t).ok_or_else(|| {
                     ApiError::invalid("`old_expires_at` must be an RFC 3339 time")
-                })?)
-            }
-        },
-    };
+                })?),
+            },
+        };
     ep.rotate_secret(rotation, now_ms())?;
     let ep = s
         .store

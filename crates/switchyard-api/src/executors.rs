@@ -18,23 +18,12 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
             .language_available(l)
             .map_err(|e| CoreError::invalid(e.to_string()))
     };
-    let draft = SpecDraft {
-        kind: body.kind.clone(),
-        language: body.language.clone(),
-        source: body.source.clone(),
-        timeout_ms: body.timeout_ms,
-        memory_mb: body.memory_mb,
-        tmp_mb: body.tmp_mb,
-        method: body.method.clone(),
-        url: body.url.clone(),
-        headers: body.headers.clone(),
-    };
     let limits = SpecLimits {
         policy: s.hub.clients().policy(),
         max_tmp_mb: runner.max_tmp_mb(),
         language_available: &available,
     };
-    Ok(ExecutorSpec::parse(draft, &limits)?)
+    Ok(ExecutorSpec::parse(SpecDraft::from(body), &limits)?)
 }
 
 /// Create or replace an executor: every PUT stores a new version.

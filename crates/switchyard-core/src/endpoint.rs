@@ -166,13 +166,11 @@ impl Endpoint {
             }
             self.max_in_flight = m;
         }
-        let scheme = match c.signing.as_deref() {
-            None => None,
-            Some(s) => Some(
-                Scheme::parse(s)
-                    .ok_or_else(|| CoreError::invalid("`signing` must be `hmac` or `ed25519`"))?,
-            ),
-        };
+        let scheme = c
+            .signing
+            .as_deref()
+            .map(Scheme::parse_setting)
+            .transpose()?;
         if change == Change::Patch {
             if c.secret.is_some() {
                 return invalid("change the secret with POST …/rotate-secret");

@@ -39,6 +39,11 @@ impl Scheme {
         }
     }
 
+    /// The `signing` setting of an endpoint or a rotation.
+    pub fn parse_setting(s: &str) -> Result<Scheme, CoreError> {
+        Scheme::parse(s).ok_or_else(|| CoreError::invalid("`signing` must be `hmac` or `ed25519`"))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Hmac => "hmac",

@@ -176,12 +176,12 @@ impl Engine {
             return;
         }
         let inner = &self.inner;
-        inner
-            .outstanding
-            .fetch_add(deliveries.len(), Ordering::SeqCst);
         let Ok(mut slots) = inner.slots.lock() else {
             return;
         };
+        inner
+            .outstanding
+            .fetch_add(deliveries.len(), Ordering::SeqCst);
         for d in deliveries {
             if inner.cancel.is_cancelled() {
                 let _ = inner.recorder.send(Msg::Release(d.delivery_id));

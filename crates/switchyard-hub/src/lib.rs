@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchyard_core::DueDelivery;
 use switchyard_core::egress::EgressPolicy;
-use switchyard_core::{DueDelivery, Endpoint};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
@@ -147,7 +147,7 @@ impl Hub {
 
     /// This node's id.
     pub fn node(&self) -> &str {
-        &self.inner.engine_config().node
+        &self.inner.engine.config().node
     }
 
     /// An endpoint was changed or deleted: its cached configuration and its organization's
@@ -204,16 +204,5 @@ impl Hub {
         for task in tasks {
             let _ = task.await;
         }
-    }
-
-    /// The endpoint as the store has it now (for system events).
-    async fn endpoint(&self, org: &str, id: &str) -> Option<Endpoint> {
-        self.inner.store.get_endpoint(org, id).await.ok()
-    }
-}
-
-impl Inner {
-    fn engine_config(&self) -> &EngineConfig {
-        self.engine.config()
     }
 }

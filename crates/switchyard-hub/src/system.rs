@@ -35,7 +35,7 @@ impl Hub {
                 endpoint_id,
             } => {
                 self.routing_changed(&org_id);
-                let ep = self.endpoint(&org_id, &endpoint_id).await;
+                let ep = self.store().get_endpoint(&org_id, &endpoint_id).await.ok();
                 let event = NewEvent {
                     id: new_id("evt"),
                     event_type: ENDPOINT_DISABLED.to_string(),

@@ -42,13 +42,6 @@ pub enum StoreError {
     Closed,
 }
 
-impl StoreError {
-    /// A stored row that cannot be decoded (a corrupt or foreign value): never defaulted.
-    pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
-        StoreError::Database(format!("corrupt row: {what}"))
-    }
-}
-
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// An organization's routing as of one version: the subscriptions that route (those of enabled

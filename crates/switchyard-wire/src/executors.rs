@@ -64,3 +64,19 @@ impl From<&Executor> for ExecutorOut {
         }
     }
 }
+
+impl From<&ExecutorIn> for SpecDraft {
+    fn from(b: &ExecutorIn) -> Self {
+        SpecDraft {
+            kind: b.kind.clone(),
+            language: b.language.clone(),
+            source: b.source.clone(),
+            timeout_ms: b.timeout_ms,
+            memory_mb: b.memory_mb,
+            tmp_mb: b.tmp_mb,
+            method: b.method.clone(),
+            url: b.url.clone(),
+            headers: b.headers.clone(),
+        }
+    }
+}
