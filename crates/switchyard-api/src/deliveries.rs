@@ -75,14 +75,10 @@ pub async fn retry(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
-    s.hub
+    let d = s
+        .hub
         .retry_delivery(&org, &id)
         .await
         .map_err(|e| ApiError::from_hub(e, "delivery"))?;
-    let d = s
-        .store
-        .get_delivery(&org, &id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "delivery"))?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&d, None))))
 }

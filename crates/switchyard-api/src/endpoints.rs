@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, OptionalJson};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use switchyard_core::endpoint::{Change, Rotation};
 use switchyard_core::signing::{Scheme, SigningSecret};
@@ -136,6 +136,30 @@ pub async fn rotate_secret(
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
     s.hub.endpoint_changed(&org, &id);
     Ok(Json(EndpointOut::from(&ep, true)))
+}
+
+/// How the endpoint has been answering: failures in a row, last success and failure, and over
+/// a recent window the success rate and latency percentiles.
+#[utoipa::path(get, tag = "endpoints", path = "/v1/orgs/{org}/endpoints/{id}/health", params(HealthQuery),
+    responses((status = 200, body = EndpointHealthOut)))]
+pub async fn health(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+    Query(q): Query<HealthQuery>,
+) -> ApiResult<Json<EndpointHealthOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let window_s = q.window_s.unwrap_or(3600);
+    if window_s == 0 || window_s > 30 * 86_400 {
+        return Err(ApiError::invalid("`window_s` must be 1–2592000"));
+    }
+    let ep = load(&s, &org, &id).await?;
+    let h = s
+        .store
+        .endpoint_health(&org, &id, now_ms() - window_s as i64 * 1000)
+        .await
+        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
+    Ok(Json(EndpointHealthOut::from(&ep, &h)))
 }
 
 /// Deliver again every event published in `[since, until)` that went to this endpoint before.

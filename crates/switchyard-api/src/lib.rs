@@ -259,6 +259,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::get, endpoints::patch, endpoints::delete))
         .routes(routes!(endpoints::rotate_secret))
         .routes(routes!(endpoints::replay))
+        .routes(routes!(endpoints::health))
         .routes(routes!(subscriptions::create, subscriptions::list))
         .routes(routes!(subscriptions::get, subscriptions::delete))
         .routes(routes!(events::trace))

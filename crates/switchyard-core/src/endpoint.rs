@@ -6,6 +6,7 @@ use crate::egress::EgressPolicy;
 use crate::error::CoreError;
 use crate::ids::new_id;
 use crate::model::{Endpoint, KeyedSecret, Profile};
+use crate::ordering::{HeadFailure, Ordering, OrderingKey};
 use crate::signing::{Scheme, SigningSecret};
 use std::collections::BTreeMap;
 
@@ -32,6 +33,10 @@ pub struct EndpointChanges {
     pub timeout_ms: Option<u32>,
     pub retry_schedule_s: Option<Option<Vec<u32>>>,
     pub ordered: Option<bool>,
+    /// `entity` or a data path such as `data.ticketId` (ordered endpoints only).
+    pub ordering_key: Option<String>,
+    /// `skip` or `block` (ordered endpoints only).
+    pub on_head_failure: Option<String>,
     pub max_rps: Option<Option<u32>>,
     pub max_in_flight: Option<u32>,
     pub signing: Option<String>,
@@ -64,6 +69,7 @@ impl Endpoint {
             retry_schedule_s: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_rps: None,
+            ordering: None,
             secrets: vec![KeyedSecret {
                 secret: SigningSecret::generate(),
                 expires_at: None,
@@ -149,8 +155,26 @@ impl Endpoint {
             }
             self.retry_schedule_s = rs;
         }
-        if c.ordered == Some(true) {
-            return invalid("`ordered: true` is not available yet; deliveries are unordered");
+        match c.ordered {
+            Some(true) if self.ordering.is_none() => {
+                self.ordering = Some(Ordering {
+                    key: OrderingKey::Entity,
+                    on_head_failure: HeadFailure::Skip,
+                })
+            }
+            Some(false) => self.ordering = None,
+            _ => {}
+        }
+        if c.ordering_key.is_some() || c.on_head_failure.is_some() {
+            let Some(o) = self.ordering.as_mut() else {
+                return invalid("`ordering_key` and `on_head_failure` need `ordered: true`");
+            };
+            if let Some(k) = &c.ordering_key {
+                o.key = OrderingKey::parse(k)?;
+            }
+            if let Some(h) = &c.on_head_failure {
+                o.on_head_failure = HeadFailure::parse(h)?;
+            }
         }
         if let Some(r) = c.max_rps {
             if r == Some(0) {

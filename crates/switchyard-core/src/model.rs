@@ -204,6 +204,8 @@ pub struct Endpoint {
     pub max_in_flight: u32,
     /// Requests per second at most (`None`: unlimited).
     pub max_rps: Option<u32>,
+    /// `Some`: deliveries with the same ordering key arrive in publish order, one at a time.
+    pub ordering: Option<crate::ordering::Ordering>,
     /// Newest first; the first one is current, later ones are rotated out and expire.
     pub secrets: Vec<KeyedSecret>,
     pub enabled: bool,
@@ -325,6 +327,9 @@ pub enum DeliveryStatus {
     Pending,
     Delivered,
     Failed,
+    /// The head of an ordering key that failed on an endpoint with `on_head_failure: block`:
+    /// its key waits until it is retried by hand.
+    Blocked,
 }
 
 impl DeliveryStatus {
@@ -333,6 +338,7 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Blocked => "blocked",
         }
     }
     pub fn parse(s: &str) -> Option<DeliveryStatus> {
@@ -340,6 +346,7 @@ impl DeliveryStatus {
             "pending" => Some(DeliveryStatus::Pending),
             "delivered" => Some(DeliveryStatus::Delivered),
             "failed" => Some(DeliveryStatus::Failed),
+            "blocked" => Some(DeliveryStatus::Blocked),
             _ => None,
         }
     }
@@ -355,7 +362,13 @@ pub struct Delivery {
     pub subscription_id: Option<String>,
     pub status: DeliveryStatus,
     pub attempts: u32,
+    /// When the next attempt is due. `None` on a pending delivery: it is being attempted now
+    /// (`in_flight`), or it waits for the delivery before it with the same ordering key.
     pub next_attempt_at: Option<i64>,
+    /// Claimed by a node and being attempted.
+    pub in_flight: bool,
+    /// For an ordered endpoint: the key this delivery is ordered by.
+    pub ordering_key: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -406,6 +419,13 @@ pub struct DisabledEndpoint {
     pub endpoint_id: String,
 }
 
+/// An endpoint named with its organization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointRef {
+    pub org_id: String,
+    pub endpoint_id: String,
+}
+
 /// A delivery that is due, with what the engine needs to make the attempt.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -414,4 +434,6 @@ pub struct DueDelivery {
     pub target: Target,
     pub attempts: u32,
     pub event: std::sync::Arc<Event>,
+    /// Until when this node's claim holds (ms); after it, another claim may take the delivery.
+    pub lease_until: i64,
 }

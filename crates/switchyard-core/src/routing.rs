@@ -9,6 +9,7 @@
 use crate::filter::Filter;
 use crate::glob;
 use crate::model::{NewEvent, Subscription, Target as Destination};
+use crate::ordering::OrderingKey;
 use std::collections::HashMap;
 
 /// One subscription, ready to match.
@@ -26,20 +27,31 @@ pub struct RouteTable {
     exact: HashMap<String, Vec<usize>>,
     globs: Vec<(String, usize)>,
     routes: Vec<Route>,
+    /// What each ordered endpoint orders by.
+    ordered: HashMap<String, OrderingKey>,
 }
 
-/// Where one event goes: the subscription and its endpoint or executor.
+/// Where one event goes: the subscription and its endpoint or executor, and for an ordered
+/// endpoint the key the delivery is ordered by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub subscription_id: String,
     pub target: Destination,
+    pub ordering_key: Option<String>,
 }
 
 impl RouteTable {
-    /// Builds the table from subscriptions whose endpoints are enabled. A stored filter that no
-    /// longer parses (it was checked on write) matches nothing rather than everything.
-    pub fn new(subs: impl IntoIterator<Item = Subscription>) -> RouteTable {
-        let mut t = RouteTable::default();
+    /// Builds the table from subscriptions whose endpoints are enabled and the ordering keys of
+    /// the ordered endpoints among them. A stored filter that no longer parses (it was checked
+    /// on write) matches nothing rather than everything.
+    pub fn new(
+        subs: impl IntoIterator<Item = Subscription>,
+        ordered: HashMap<String, OrderingKey>,
+    ) -> RouteTable {
+        let mut t = RouteTable {
+            ordered,
+            ..RouteTable::default()
+        };
         for s in subs {
             let filter = match &s.filter {
                 None => None,
@@ -100,9 +112,17 @@ impl RouteTable {
             if out.iter().any(|t| t.target == r.target) {
                 continue;
             }
+            let ordering_key = match &r.target {
+                Destination::Endpoint(ep) => self
+                    .ordered
+                    .get(ep)
+                    .map(|k| k.key_of(&event.entity, &event.data)),
+                Destination::Executor(_) => None,
+            };
             out.push(Target {
                 subscription_id: r.subscription_id.clone(),
                 target: r.target.clone(),
+                ordering_key,
             });
         }
         out
@@ -156,19 +176,22 @@ mod tests {
 
     #[test]
     fn routes_by_type_glob_entity_and_filter() {
-        let t = RouteTable::new(vec![
-            sub("s1", "ep1", &["TicketCreated"], None, None),
-            sub("s2", "ep2", &["Ticket*"], Some("456"), None),
-            sub(
-                "s3",
-                "ep3",
-                &["*"],
-                None,
-                Some(json!({"data.priority": {"$in": ["high"]}})),
-            ),
-            sub("s4", "ep1", &["Ticket*"], None, None),
-            sub("s5", "ep5", &["QueueCallIn*"], None, None),
-        ]);
+        let t = RouteTable::new(
+            vec![
+                sub("s1", "ep1", &["TicketCreated"], None, None),
+                sub("s2", "ep2", &["Ticket*"], Some("456"), None),
+                sub(
+                    "s3",
+                    "ep3",
+                    &["*"],
+                    None,
+                    Some(json!({"data.priority": {"$in": ["high"]}})),
+                ),
+                sub("s4", "ep1", &["Ticket*"], None, None),
+                sub("s5", "ep5", &["QueueCallIn*"], None, None),
+            ],
+            HashMap::from([("ep2".to_string(), OrderingKey::Entity)]),
+        );
         let ids = |e: &NewEvent| {
             t.route(e)
                 .into_iter()
@@ -186,5 +209,11 @@ mod tests {
         );
         assert_eq!(ids(&ev("QueueCallInArrived", "9", json!({}))), vec!["s5"]);
         assert!(ids(&ev("ProfileCreated", "9", json!({}))).is_empty());
+        let keys: Vec<_> = t
+            .route(&ev("TicketCreated", "456", json!({})))
+            .into_iter()
+            .map(|x| x.ordering_key)
+            .collect();
+        assert_eq!(keys, vec![None, Some("Ticket/456".to_string())]);
     }
 }

@@ -2,16 +2,17 @@
 //! stops (cancellation, draining, the grace period).
 
 use crate::recorder::Msg;
-use crate::worker::{Slot, Work};
+use crate::worker::Slot;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_core::health::DisablePolicy;
 use switchyard_core::hooks::HookRunner;
 use switchyard_core::time::{Clock, SystemClock};
-use switchyard_core::{DueDelivery, Endpoint, Target};
+use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Target};
 use switchyard_egress::Clients;
 use switchyard_store::Store;
 use switchyard_store::{DEFAULT_LEASE_MS, StoreError};
@@ -26,13 +27,17 @@ pub struct EngineConfig {
     pub node: String,
     /// How often the poller looks for due retries when nothing wakes it.
     pub poll_interval: Duration,
-    /// Deliveries claimed per poll.
+    /// Most deliveries claimed at once (by an endpoint pulling its backlog, or for event hooks).
     pub claim_batch: u32,
-    /// How long a claim made by the poller lasts before another node may take it over.
+    /// How long a claim lasts before another node may take it over.
     pub lease_ms: i64,
-    /// Deliveries an endpoint may have queued in memory; beyond this they stay in the store
-    /// (still claimed) and come back through the poller when their lease runs out.
+    /// Deliveries an endpoint may hold in memory; beyond this they are handed back to the
+    /// store and the endpoint pulls them when it has room.
     pub max_queued_per_endpoint: usize,
+    /// Deliveries all endpoints together may hold in memory, likewise.
+    pub max_queued_total: usize,
+    /// When repeated failure disables an endpoint.
+    pub disable_policy: DisablePolicy,
     /// How long a cached endpoint configuration is trusted without asking the store again.
     pub endpoint_cache_ttl: Duration,
     /// An idle endpoint worker exits after this long.
@@ -51,7 +56,9 @@ impl EngineConfig {
             poll_interval: Duration::from_millis(200),
             claim_batch: 500,
             lease_ms: DEFAULT_LEASE_MS,
-            max_queued_per_endpoint: 20_000,
+            max_queued_per_endpoint: 2_000,
+            max_queued_total: 50_000,
+            disable_policy: DisablePolicy::default(),
             endpoint_cache_ttl: Duration::from_secs(5),
             worker_idle: Duration::from_secs(60),
             max_hooks_in_flight: 8,
@@ -84,6 +91,10 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     /// Run: the retry jitter's source.
     pub(crate) rng: Mutex<StdRng>,
+    /// Run: deliveries held in memory by all endpoint workers together.
+    pub(crate) queued_total: Arc<AtomicUsize>,
+    /// Run: event hooks handed over and waiting for a hook slot.
+    pub(crate) hooks_waiting: AtomicUsize,
     /// Run: per-endpoint queues, made on first use and removed by their idle worker.
     pub(crate) slots: Mutex<HashMap<String, Slot>>,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
@@ -144,6 +155,8 @@ impl Engine {
             clock,
             rng: Mutex::new(rng),
             slots: Mutex::new(HashMap::new()),
+            queued_total: Arc::new(AtomicUsize::new(0)),
+            hooks_waiting: AtomicUsize::new(0),
             configs: Mutex::new(HashMap::new()),
             recorder: tx,
             events,
@@ -170,7 +183,8 @@ impl Engine {
         &self.inner.clients
     }
 
-    /// Queues deliveries that this node has claimed.
+    /// Queues deliveries that this node has claimed. What does not fit in memory is handed
+    /// back to the store, and its endpoint pulls it when it has room.
     pub fn dispatch(&self, deliveries: Vec<DueDelivery>) {
         if deliveries.is_empty() {
             return;
@@ -187,28 +201,66 @@ impl Engine {
                 let _ = inner.recorder.send(Msg::Release(d.delivery_id));
                 continue;
             }
-            let endpoint_id = match &d.target {
-                Target::Endpoint(id) => id.clone(),
+            let endpoint = match &d.target {
+                Target::Endpoint(id) => EndpointRef {
+                    org_id: d.org_id.clone(),
+                    endpoint_id: id.clone(),
+                },
                 Target::Executor(name) => {
+                    if inner.hooks_waiting.load(Ordering::Relaxed)
+                        >= inner.config.max_queued_per_endpoint
+                    {
+                        // The poller claims it again when hook slots are free.
+                        let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                        continue;
+                    }
+                    inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
                     let name = name.clone();
                     tokio::spawn(self.clone().run_hook(d, name));
                     continue;
                 }
             };
             let slot = slots
-                .entry(endpoint_id.clone())
-                .or_insert_with(|| self.spawn_worker(endpoint_id.clone(), d.org_id.clone()));
-            if slot.queued.load(Ordering::Relaxed) >= inner.config.max_queued_per_endpoint {
-                // Left claimed in the store; the poller brings it back when the lease ends.
+                .entry(endpoint.endpoint_id.clone())
+                .or_insert_with(|| self.spawn_worker(endpoint));
+            let shared = &slot.shared;
+            if shared.queued() >= inner.config.max_queued_per_endpoint
+                || inner.queued_total.load(Ordering::Relaxed) >= inner.config.max_queued_total
+            {
                 metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
-                self.done(1);
+                let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                if shared.mark_backlog() {
+                    inner.outstanding.fetch_add(1, Ordering::SeqCst);
+                }
+                shared.wake.notify_one();
                 continue;
             }
-            slot.queued.fetch_add(1, Ordering::Relaxed);
-            if slot.tx.send(Work::Deliver(d)).is_err() {
-                slot.queued.fetch_sub(1, Ordering::Relaxed);
+            shared.hold(1);
+            if slot.tx.send(d).is_err() {
+                shared.unhold(1);
                 self.done(1);
             }
+        }
+    }
+
+    /// Tells the workers of `endpoints` that deliveries of theirs are due in the store; a
+    /// worker is started where there is none.
+    pub(crate) fn backlog(&self, endpoints: impl IntoIterator<Item = EndpointRef>) {
+        let inner = &self.inner;
+        let Ok(mut slots) = inner.slots.lock() else {
+            return;
+        };
+        for endpoint in endpoints {
+            if inner.cancel.is_cancelled() {
+                return;
+            }
+            let slot = slots
+                .entry(endpoint.endpoint_id.clone())
+                .or_insert_with(|| self.spawn_worker(endpoint));
+            if slot.shared.mark_backlog() {
+                inner.outstanding.fetch_add(1, Ordering::SeqCst);
+            }
+            slot.shared.wake.notify_one();
         }
     }
 
@@ -244,21 +296,34 @@ impl Engine {
         self.inner.wake.notify_one();
     }
 
-    /// Claims the deliveries due now (by the engine's clock), up to one batch, and dispatches
-    /// them; returns how many it claimed.
+    /// Finds the endpoints with deliveries due now (by the engine's clock) and has each pull
+    /// them, and claims due event hooks as far as hook slots are free; returns how many
+    /// endpoints and hooks it found.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let inner = &self.inner;
-        let due = inner
-            .store
-            .claim_due(
-                &inner.config.node,
-                inner.clock.now_ms(),
-                inner.config.claim_batch,
-                inner.config.lease_ms,
-            )
-            .await?;
-        let n = due.len();
-        self.dispatch(due);
+        let now = inner.clock.now_ms();
+        let endpoints = inner.store.due_endpoints(now, 10_000).await?;
+        let found = endpoints.len();
+        self.backlog(endpoints);
+        let free = inner
+            .config
+            .max_hooks_in_flight
+            .saturating_sub(inner.hooks_waiting.load(Ordering::Relaxed));
+        let hooks = if free > 0 {
+            inner
+                .store
+                .claim_hooks(
+                    &inner.config.node,
+                    now,
+                    (free as u32).min(inner.config.claim_batch),
+                    inner.config.lease_ms,
+                )
+                .await?
+        } else {
+            Vec::new()
+        };
+        let n = found + hooks.len();
+        self.dispatch(hooks);
         Ok(n)
     }
 
@@ -290,10 +355,6 @@ impl Engine {
                 return;
             }
             match self.run_once().await {
-                Ok(n) if n as u32 >= inner.config.claim_batch => {
-                    tokio::task::yield_now().await;
-                    continue;
-                }
                 Ok(_) => {}
                 Err(StoreError::Closed) => return,
                 Err(e) => tracing::error!(error = %e, "claiming due deliveries failed"),

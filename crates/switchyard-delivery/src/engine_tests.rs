@@ -99,7 +99,7 @@ impl Rig {
     /// Publishes one event and hands its deliveries to the engine, as the hub does.
     async fn publish(&self, id: &str) {
         let snapshot = self.store.routing("o").await.expect("routing");
-        let table = RouteTable::new(snapshot.subscriptions);
+        let table = RouteTable::new(snapshot.subscriptions, snapshot.ordered);
         let event = NewEvent {
             id: id.into(),
             event_type: "T".into(),
@@ -262,7 +262,16 @@ async fn shutdown_hands_queued_work_back() {
     // again at once (by the store's clock), claimed by nobody.
     let due = rig
         .store
-        .claim_due("other-node", now_ms() + 1, 100, 60_000)
+        .claim_endpoint(
+            "other-node",
+            &EndpointRef {
+                org_id: "o".into(),
+                endpoint_id: rig.endpoint.clone(),
+            },
+            now_ms() + 1,
+            100,
+            60_000,
+        )
         .await
         .expect("claim");
     assert_eq!(due.len(), 4);

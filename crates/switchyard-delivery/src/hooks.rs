@@ -3,6 +3,7 @@
 use crate::engine::Engine;
 use crate::outcome::hook_decide;
 use crate::recorder::Msg;
+use std::sync::atomic::Ordering;
 use switchyard_core::DueDelivery;
 
 impl Engine {
@@ -10,14 +11,13 @@ impl Engine {
     pub(crate) async fn run_hook(self, job: DueDelivery, executor: String) {
         let inner = self.inner.clone();
         let permit = tokio::select! {
-            p = inner.hook_slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return self.done(1),
-            },
-            _ = inner.cancel.cancelled() => {
-                let _ = inner.recorder.send(Msg::Release(job.delivery_id));
-                return;
-            }
+            p = inner.hook_slots.clone().acquire_owned() => p.ok(),
+            _ = inner.cancel.cancelled() => None,
+        };
+        inner.hooks_waiting.fetch_sub(1, Ordering::Relaxed);
+        let Some(permit) = permit else {
+            let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+            return;
         };
         if inner.cancel.is_cancelled() {
             let _ = inner.recorder.send(Msg::Release(job.delivery_id));

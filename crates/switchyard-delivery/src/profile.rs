@@ -112,6 +112,7 @@ mod tests {
             retry_schedule_s: None,
             max_in_flight: 1,
             max_rps: None,
+            ordering: None,
             secrets: vec![],
             enabled: true,
             disabled_reason: None,

@@ -44,9 +44,13 @@ impl Engine {
                     metrics::histogram!("switchyard_attempt_duration_seconds")
                         .record(r.attempt.duration_ms / 1000.0);
                 }
-                match inner.store.record_attempts(results).await {
-                    Ok(disabled) => {
-                        for d in disabled {
+                match inner
+                    .store
+                    .record_attempts(results, &inner.config.disable_policy)
+                    .await
+                {
+                    Ok(recorded) => {
+                        for d in recorded.disabled {
                             self.endpoint_changed(&d.endpoint_id);
                             tracing::warn!(
                                 org = d.org_id,
@@ -58,6 +62,7 @@ impl Engine {
                                 endpoint_id: d.endpoint_id,
                             });
                         }
+                        self.backlog(recorded.due_now);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "recording attempts failed; the deliveries stay claimed and are retried after their lease")

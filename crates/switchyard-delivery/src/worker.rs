@@ -1,37 +1,137 @@
-//! One worker per endpoint: its queue, its in-flight limit and pacing, one task per attempt.
+//! One worker per endpoint: its bounded queue (deliveries handed over at publish, and those it
+//! pulls from the store when it has room), its flow control (`max_in_flight`, `max_rps`, and
+//! slowing down when the receiver answers 429 or 503), one task per attempt.
 
 use crate::engine::Engine;
 use crate::outcome::{decide, without_request};
 use crate::recorder::Msg;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::{DueDelivery, Endpoint, Outcome};
+use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Outcome};
 use switchyard_store::StoreError;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 
-/// What an endpoint worker's queue carries.
-pub(crate) enum Work {
-    Deliver(DueDelivery),
-}
+/// A delivery in memory is sent only if its claim still holds this long after the request
+/// starts (the longest request an endpoint may take), so that no other claim can have taken it.
+const LEASE_MARGIN_MS: i64 = 35_000;
+/// The longest pause a 429 or 503 without `Retry-After` causes.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest pause a receiver's `Retry-After` can impose on its endpoint.
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 /// The engine's handle on one endpoint's worker.
 pub(crate) struct Slot {
-    pub(crate) tx: mpsc::UnboundedSender<Work>,
-    /// Deliveries waiting in the queue.
-    pub(crate) queued: Arc<AtomicUsize>,
+    pub(crate) tx: mpsc::UnboundedSender<DueDelivery>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What the engine, the worker and its attempts share.
+pub(crate) struct Shared {
+    /// Deliveries held in memory: in the channel and in the worker's pulled queue.
+    queued: AtomicUsize,
+    /// The same, summed over every endpoint.
+    total: Arc<AtomicUsize>,
+    /// Deliveries of this endpoint may be due in the store: the worker pulls when it has room.
+    /// While set, it counts as one outstanding unit of work (see [`Engine::until_idle`]).
+    pub(crate) backlog: AtomicBool,
+    /// Wakes the worker: work to pull, or an attempt finished.
+    pub(crate) wake: Notify,
+    flow: Mutex<Flow>,
+}
+
+/// Flow control: how many requests may be in flight now, and until when the endpoint rests.
+struct Flow {
+    in_flight: u32,
+    /// The congestion window: at most `max_in_flight`, halved on every 429/503, grown by one
+    /// per window of successes (additive increase, multiplicative decrease).
+    window: f64,
+    paused_until: Option<Instant>,
+    /// Pauses in a row without `Retry-After`: each doubles the last.
+    backoff: u32,
+}
+
+/// What an attempt tells flow control.
+enum Signal {
+    Answered,
+    /// 429 or 503, with the receiver's `Retry-After` if it sent one.
+    Throttled(Option<Duration>),
+}
+
+impl Shared {
+    /// Deliveries held in memory by this endpoint.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn hold(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn unhold(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.total.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Marks that the store may hold due deliveries for this endpoint; returns whether the
+    /// mark is new (the caller counts it as outstanding work).
+    pub(crate) fn mark_backlog(&self) -> bool {
+        !self.backlog.swap(true, Ordering::SeqCst)
+    }
+
+    fn finished(&self, signal: Signal, max: u32) {
+        if let Ok(mut f) = self.flow.lock() {
+            f.in_flight = f.in_flight.saturating_sub(1);
+            match signal {
+                Signal::Answered => {
+                    f.backoff = 0;
+                    f.window = (f.window + 1.0 / f.window.max(1.0)).min(max as f64);
+                }
+                Signal::Throttled(retry_after) => {
+                    f.window = (f.window / 2.0).max(1.0);
+                    let pause = retry_after.map(|r| r.min(MAX_PAUSE)).unwrap_or_else(|| {
+                        f.backoff = (f.backoff + 1).min(7);
+                        (Duration::from_millis(500) * 2u32.pow(f.backoff - 1)).min(MAX_BACKOFF)
+                    });
+                    let until = Instant::now() + pause;
+                    f.paused_until = Some(f.paused_until.map_or(until, |p| p.max(until)));
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Why the worker cannot start a request yet.
+enum Gate {
+    Open,
+    Full,
+    PausedUntil(Instant),
 }
 
 impl Engine {
-    /// Starts the worker of `endpoint_id` and returns its slot.
-    pub(crate) fn spawn_worker(&self, endpoint_id: String, org: String) -> Slot {
+    /// Starts the worker of `endpoint` and returns its slot.
+    pub(crate) fn spawn_worker(&self, endpoint: EndpointRef) -> Slot {
         let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(
-            self.clone()
-                .endpoint_worker(endpoint_id, org, rx, queued.clone()),
-        );
-        Slot { tx, queued }
+        let shared = Arc::new(Shared {
+            queued: AtomicUsize::new(0),
+            total: self.inner.queued_total.clone(),
+            backlog: AtomicBool::new(false),
+            wake: Notify::new(),
+            flow: Mutex::new(Flow {
+                in_flight: 0,
+                window: f64::MAX,
+                paused_until: None,
+                backoff: 0,
+            }),
+        });
+        tokio::spawn(self.clone().endpoint_worker(endpoint, rx, shared.clone()));
+        Slot { tx, shared }
     }
 
     async fn endpoint_config(&self, org: &str, id: &str) -> Result<Arc<Endpoint>, StoreError> {
@@ -49,60 +149,132 @@ impl Engine {
         Ok(ep)
     }
 
-    /// Hands back every delivery still queued (shutdown) and ends the worker.
-    fn hand_back(&self, rx: &mut mpsc::UnboundedReceiver<Work>, queued: &AtomicUsize) {
-        rx.close();
-        while let Ok(Work::Deliver(job)) = rx.try_recv() {
-            queued.fetch_sub(1, Ordering::Relaxed);
+    /// Hands back every delivery held in memory (shutdown, or the endpoint is disabled).
+    fn hand_back(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<DueDelivery>,
+        pulled: &mut VecDeque<DueDelivery>,
+        shared: &Shared,
+    ) {
+        while let Some(job) = pulled.pop_front().or_else(|| rx.try_recv().ok()) {
+            shared.unhold(1);
             let _ = self.inner.recorder.send(Msg::Release(job.delivery_id));
         }
     }
 
+    /// Claims due deliveries of the endpoint into `pulled`, at most `limit`.
+    async fn pull(
+        &self,
+        endpoint: &EndpointRef,
+        pulled: &mut VecDeque<DueDelivery>,
+        shared: &Shared,
+        limit: u32,
+    ) {
+        let inner = &self.inner;
+        if !shared.backlog.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let claimed = inner
+            .store
+            .claim_endpoint(
+                &inner.config.node,
+                endpoint,
+                inner.clock.now_ms(),
+                limit,
+                inner.config.lease_ms,
+            )
+            .await;
+        match claimed {
+            Ok(due) => {
+                let n = due.len();
+                inner.outstanding.fetch_add(n, Ordering::SeqCst);
+                shared.hold(n);
+                pulled.extend(due);
+                if n as u32 >= limit && shared.mark_backlog() {
+                    // There may be more: keep the mark (and its unit of outstanding work).
+                    inner.outstanding.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Err(e) => {
+                if !matches!(e, StoreError::Closed) {
+                    tracing::error!(error = %e, endpoint = endpoint.endpoint_id, "claiming deliveries failed; the poller tries again");
+                }
+            }
+        }
+        // The mark taken above is settled.
+        self.done(1);
+    }
+
     async fn endpoint_worker(
         self,
-        endpoint_id: String,
-        org: String,
-        mut rx: mpsc::UnboundedReceiver<Work>,
-        queued: Arc<AtomicUsize>,
+        endpoint: EndpointRef,
+        mut rx: mpsc::UnboundedReceiver<DueDelivery>,
+        shared: Arc<Shared>,
     ) {
         let inner = self.inner.clone();
-        let mut limit: Option<(u32, Arc<Semaphore>)> = None;
-        // Pacing for `max_rps`: the earliest time the next request may start.
-        let mut next_slot = tokio::time::Instant::now();
+        let mut pulled: VecDeque<DueDelivery> = VecDeque::new();
+        let mut limiter: Option<(u32, DefaultDirectRateLimiter)> = None;
+        let mut idle_since = Instant::now();
         loop {
-            // Fast path first: a busy queue never registers with the cancellation token (its
-            // waiter list is shared by every worker); only an empty queue waits on both.
-            let next = match rx.try_recv() {
-                Ok(work) => Ok(Some(work)),
-                Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
-                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
-                    _ = inner.cancel.cancelled() => {
-                        self.hand_back(&mut rx, &queued);
-                        return;
-                    }
-                    next = tokio::time::timeout(inner.config.worker_idle, rx.recv()) => next,
-                },
-            };
-            let job = match next {
-                Ok(Some(Work::Deliver(job))) => job,
-                Ok(None) => return,
-                Err(_) => {
-                    let Ok(mut slots) = inner.slots.lock() else {
-                        return;
+            if inner.cancel.is_cancelled() {
+                self.hand_back(&mut rx, &mut pulled, &shared);
+                // A mark left unpulled is settled: the store keeps the deliveries.
+                if shared.backlog.swap(false, Ordering::SeqCst) {
+                    self.done(1);
+                }
+                return;
+            }
+            let job = match pulled.pop_front().or_else(|| rx.try_recv().ok()) {
+                Some(job) => job,
+                None if shared.backlog.load(Ordering::SeqCst) => {
+                    let limit = match self
+                        .endpoint_config(&endpoint.org_id, &endpoint.endpoint_id)
+                        .await
+                    {
+                        Ok(ep) => {
+                            (ep.max_in_flight.saturating_mul(4)).clamp(16, inner.config.claim_batch)
+                        }
+                        Err(_) => 16,
                     };
-                    if rx.is_empty() {
-                        slots.remove(&endpoint_id);
-                        return;
+                    self.pull(&endpoint, &mut pulled, &shared, limit).await;
+                    continue;
+                }
+                None => {
+                    let idle_for = inner
+                        .config
+                        .worker_idle
+                        .saturating_sub(idle_since.elapsed());
+                    let notified = shared.wake.notified();
+                    tokio::select! {
+                        _ = inner.cancel.cancelled() => {}
+                        next = rx.recv() => if let Some(job) = next {
+                            pulled.push_back(job);
+                        },
+                        _ = notified => {}
+                        _ = tokio::time::sleep(idle_for) => {
+                            let Ok(mut slots) = inner.slots.lock() else { return };
+                            let busy = shared.flow.lock().map(|f| f.in_flight > 0).unwrap_or(false);
+                            if rx.is_empty() && !busy && !shared.backlog.load(Ordering::SeqCst) {
+                                slots.remove(&endpoint.endpoint_id);
+                                return;
+                            }
+                            idle_since = Instant::now();
+                        }
                     }
                     continue;
                 }
             };
-            queued.fetch_sub(1, Ordering::Relaxed);
-            if inner.cancel.is_cancelled() {
-                let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+            shared.unhold(1);
+            idle_since = Instant::now();
+            if inner.clock.now_ms() + LEASE_MARGIN_MS > job.lease_until {
+                // Held too long: its claim may lapse mid-request. Another claim takes it.
+                self.done(1);
                 continue;
             }
-            let ep = match self.endpoint_config(&org, &endpoint_id).await {
+            let ep = match self
+                .endpoint_config(&endpoint.org_id, &endpoint.endpoint_id)
+                .await
+            {
                 Ok(ep) => ep,
                 Err(StoreError::NotFound) => {
                     let now = inner.clock.now_ms();
@@ -113,63 +285,89 @@ impl Engine {
                 }
                 Err(e) => {
                     // The store is unwell: leave the delivery claimed; it comes back after its lease.
-                    tracing::error!(error = %e, endpoint_id, "cannot load endpoint");
+                    tracing::error!(error = %e, endpoint = endpoint.endpoint_id, "cannot load endpoint");
                     self.done(1);
                     continue;
                 }
             };
             if !ep.enabled {
-                let why = format!(
-                    "endpoint is disabled: {}",
-                    ep.disabled_reason.as_deref().unwrap_or("by its owner")
-                );
-                let now = inner.clock.now_ms();
-                let result = without_request(&job, why, Outcome::Failed, now);
-                let _ = inner.recorder.send(Msg::Result(result));
+                // Kept, not failed: re-enabling the endpoint resumes it.
+                let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+                self.hand_back(&mut rx, &mut pulled, &shared);
                 continue;
             }
+            // Flow control: wait for room in the window and for any pause to end.
             let max = ep.max_in_flight.max(1);
-            let sem = match &limit {
-                Some((m, s)) if *m == max => s.clone(),
-                _ => {
-                    let s = Arc::new(Semaphore::new(max as usize));
-                    limit = Some((max, s.clone()));
-                    s
-                }
-            };
-            let permit = match sem.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => tokio::select! {
-                    p = sem.acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    },
-                    _ = inner.cancel.cancelled() => {
-                        let _ = inner.recorder.send(Msg::Release(job.delivery_id));
-                        continue;
+            let admitted = loop {
+                let gate = match shared.flow.lock() {
+                    Ok(mut f) => {
+                        f.window = f.window.min(max as f64);
+                        match f.paused_until {
+                            Some(t) if t > Instant::now() => Gate::PausedUntil(t),
+                            _ if f.in_flight >= (f.window as u32).max(1) => Gate::Full,
+                            _ => {
+                                f.paused_until = None;
+                                f.in_flight += 1;
+                                Gate::Open
+                            }
+                        }
                     }
-                },
-            };
-            if let Some(rps) = ep.max_rps.filter(|r| *r > 0) {
-                let now = tokio::time::Instant::now();
-                next_slot = next_slot.max(now);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next_slot) => {}
-                    _ = inner.cancel.cancelled() => {}
+                    Err(_) => return,
+                };
+                let notified = shared.wake.notified();
+                match gate {
+                    Gate::Open => break true,
+                    Gate::Full => tokio::select! {
+                        _ = notified => {}
+                        _ = inner.cancel.cancelled() => break false,
+                    },
+                    Gate::PausedUntil(t) => tokio::select! {
+                        _ = tokio::time::sleep_until(t.into()) => {}
+                        _ = inner.cancel.cancelled() => break false,
+                    },
                 }
-                next_slot += Duration::from_secs(1) / rps;
+            };
+            if !admitted {
+                let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+                continue;
+            }
+            if let Some(rps) = ep.max_rps.and_then(NonZeroU32::new) {
+                let lim = match &limiter {
+                    Some((r, l)) if *r == rps.get() => l,
+                    _ => {
+                        let l = RateLimiter::direct(
+                            Quota::per_second(rps).allow_burst(NonZeroU32::MIN),
+                        );
+                        &limiter.insert((rps.get(), l)).1
+                    }
+                };
+                while let Err(not_until) = lim.check() {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = inner.cancel.cancelled() => break,
+                    }
+                }
             }
             if inner.cancel.is_cancelled() {
+                shared.finished(Signal::Answered, max);
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));
                 continue;
             }
             let this = self.clone();
+            let shared = shared.clone();
             inner.tasks.spawn(async move {
                 let at = this.inner.clock.now_ms();
                 let resp = crate::http::send(&this.inner.clients, &ep, &job.event, at).await;
-                drop(permit);
+                let signal = match resp.status {
+                    Some(429 | 503) => {
+                        Signal::Throttled(resp.retry_after_s.map(Duration::from_secs))
+                    }
+                    _ => Signal::Answered,
+                };
                 let result = decide(&ep, &job, resp, || this.jitter());
                 let _ = this.inner.recorder.send(Msg::Result(result));
+                shared.finished(signal, max);
             });
         }
     }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::DueDelivery;
+use switchyard_core::Delivery;
 use switchyard_core::egress::EgressPolicy;
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
@@ -156,6 +156,8 @@ impl Hub {
     pub fn endpoint_changed(&self, org: &str, endpoint: &str) {
         self.inner.engine.endpoint_changed(endpoint);
         self.routing_changed(org);
+        // Re-enabled, or no longer ordered: deliveries it kept may be due now.
+        self.inner.engine.wake();
     }
 
     /// A subscription of `org` was created or deleted.
@@ -165,15 +167,19 @@ impl Hub {
         }
     }
 
-    /// Makes a delivery pending again with one more attempt and starts it on this node.
-    pub async fn retry_delivery(&self, org: &str, id: &str) -> Result<(), HubError> {
-        let due: DueDelivery = self
+    /// Makes a delivery pending again with one more attempt and starts it on this node (or,
+    /// on an ordered endpoint whose key is busy, once the deliveries before it settle). Returns
+    /// the delivery as it now is.
+    pub async fn retry_delivery(&self, org: &str, id: &str) -> Result<Delivery, HubError> {
+        let retried = self
             .inner
             .store
             .retry_delivery(org, id, self.node())
             .await?;
-        self.inner.engine.dispatch(vec![due]);
-        Ok(())
+        if let Some(due) = retried.claimed {
+            self.inner.engine.dispatch(vec![due]);
+        }
+        Ok(retried.delivery)
     }
 
     /// Re-sends to `endpoint` what it was sent in `[since, until)`; returns how many deliveries

@@ -66,7 +66,7 @@ impl Hub {
         let snapshot = self.inner.store.routing(org).await?;
         let routes = Arc::new(OrgRoutes {
             version: snapshot.version,
-            table: RouteTable::new(snapshot.subscriptions),
+            table: RouteTable::new(snapshot.subscriptions, snapshot.ordered),
         });
         if let Ok(mut r) = self.inner.routes.lock() {
             // A newer table built meanwhile by another publish wins.

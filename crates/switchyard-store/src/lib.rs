@@ -23,6 +23,7 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
+use switchyard_core::health::{DisablePolicy, EndpointHealth};
 use switchyard_core::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,6 +52,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct RoutingSnapshot {
     pub version: i64,
     pub subscriptions: Vec<Subscription>,
+    /// What each ordered endpoint among them orders by.
+    pub ordered: std::collections::HashMap<String, switchyard_core::ordering::OrderingKey>,
 }
 
 /// A new event with the targets routing chose for it.
@@ -248,13 +251,44 @@ pub struct PurgeBatch {
     pub done: bool,
 }
 
+/// What recording a batch of attempts caused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Endpoints disabled (a 410, or the disable policy).
+    pub disabled: Vec<DisabledEndpoint>,
+    /// Endpoints with deliveries this made due now: the next of an ordered key, or the
+    /// retries of an endpoint that answered again after failures.
+    pub due_now: Vec<EndpointRef>,
+}
+
+/// A manual retry: the delivery as it now is and, if it was claimed at once, the work to hand
+/// to the engine.
+#[derive(Debug, Clone)]
+pub struct Retried {
+    pub delivery: Delivery,
+    pub claimed: Option<DueDelivery>,
+}
+
 /// The delivery queue: deliveries waiting, claimed, attempted and finished.
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
     async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
     async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery>;
-    /// Claims up to `limit` pending deliveries due at `now` for `node` for `lease_ms`.
-    async fn claim_due(
+    /// Enabled endpoints with a delivery due at `now` (at most `limit`), each with its
+    /// organization. Deliveries stay where they are; each endpoint claims its own.
+    async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>>;
+    /// Claims for `node`, for `lease_ms`, up to `limit` deliveries of one endpoint due at `now`,
+    /// oldest first. Of an ordered endpoint only the head of a key is ever due.
+    async fn claim_endpoint(
+        &self,
+        node: &str,
+        endpoint: &EndpointRef,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Claims up to `limit` deliveries to executors (event hooks) due at `now`.
+    async fn claim_hooks(
         &self,
         node: &str,
         now: i64,
@@ -264,11 +298,20 @@ pub trait DeliveryQueue: Send + Sync {
     /// Makes claimed deliveries due again at once (work handed back at shutdown, or after a
     /// restart: `ids = None` releases everything `node` holds).
     async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64>;
-    /// Records attempts and their outcomes, each scoped to the organization it carries; returns
-    /// the endpoints this disabled, each with its organization.
-    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<DisabledEndpoint>>;
-    /// Makes a delivery pending again with one more attempt, claimed for `node`.
-    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<DueDelivery>;
+    /// Records attempts and their outcomes, each scoped to the organization it carries, and
+    /// the endpoints' health; disables endpoints the attempts or `policy` say to. Settling the
+    /// head of an ordered key makes the key's next delivery due; the first success after
+    /// failures makes the endpoint's waiting retries due at once.
+    async fn record_attempts(
+        &self,
+        results: Vec<AttemptResult>,
+        policy: &DisablePolicy,
+    ) -> Result<Recorded>;
+    /// Makes a delivery pending again with one more attempt. It is claimed for `node` at once,
+    /// unless it must wait for the head of its ordering key.
+    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<Retried>;
+    /// An endpoint's health, with the attempts made since `since`.
+    async fn endpoint_health(&self, org: &str, id: &str, since: i64) -> Result<EndpointHealth>;
     /// New deliveries to `endpoint_id` for every event received in `[since, until)` that was
     /// delivered to it before. Returns how many were created.
     async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64>;

@@ -158,11 +158,19 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     }
     store.close();
     drop(store);
-    // Go back to before migration 5, with the deliveries in place, and open again: the table
-    // rebuild runs on real rows.
+    // Go back to before migration 5 (undoing what migration 6 added), with the deliveries in
+    // place, and open again: the table rebuild runs on real rows.
     let raw = rusqlite::Connection::open(&path).expect("raw");
-    raw.execute_batch("PRAGMA user_version = 4;")
-        .expect("rewind");
+    raw.execute_batch(
+        "DROP INDEX deliveries_order; DROP INDEX deliveries_endpoint_due; DROP INDEX attempts_endpoint;
+         DROP TABLE endpoint_health;
+         ALTER TABLE endpoints DROP COLUMN ordering_key; ALTER TABLE endpoints DROP COLUMN on_head_failure;
+         ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
+         ALTER TABLE attempts DROP COLUMN endpoint_id;
+         CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+         PRAGMA user_version = 4;",
+    )
+    .expect("rewind");
     drop(raw);
     let store = SqliteStore::open(&path, key).expect("reopen migrates");
     assert_eq!(store.pending_count().await.expect("count"), 20);

@@ -42,8 +42,15 @@ pub struct EndpointIn {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<u32>>)]
     pub retry_schedule_s: Option<Option<Vec<u32>>>,
-    /// Per-entity ordered delivery: not available yet (only `false` is accepted).
+    /// Ordered delivery: deliveries with the same ordering key reach the receiver in publish
+    /// order, one at a time, retries included (default `false`).
     pub ordered: Option<bool>,
+    /// What an ordered endpoint orders by: `entity` (the event's entity type and id, the
+    /// default) or a path into the event's data such as `data.ticketId`.
+    pub ordering_key: Option<String>,
+    /// When the head of a key fails for good: `skip` (default: it is marked failed and the key
+    /// moves on) or `block` (it is marked blocked and the key waits until it is retried).
+    pub on_head_failure: Option<String>,
     /// Requests per second at most; `null` means unlimited.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
@@ -73,6 +80,10 @@ pub struct EndpointOut {
     pub timeout_ms: u32,
     pub retry_schedule_s: Vec<u32>,
     pub ordered: bool,
+    /// For an ordered endpoint: `entity` or a data path.
+    pub ordering_key: Option<String>,
+    /// For an ordered endpoint: `skip` or `block`.
+    pub on_head_failure: Option<String>,
     pub max_rps: Option<u32>,
     pub max_in_flight: u32,
     /// `hmac` (Standard Webhooks `v1`) or `ed25519` (`v1a`).
@@ -115,7 +126,12 @@ impl EndpointOut {
             insecure_tls: ep.insecure_tls,
             timeout_ms: ep.timeout_ms,
             retry_schedule_s: ep.schedule().to_vec(),
-            ordered: false,
+            ordered: ep.ordering.is_some(),
+            ordering_key: ep.ordering.as_ref().map(|o| o.key.as_setting()),
+            on_head_failure: ep
+                .ordering
+                .as_ref()
+                .map(|o| o.on_head_failure.as_str().into()),
             max_rps: ep.max_rps,
             max_in_flight: ep.max_in_flight,
             signing: ep.scheme().as_str().into(),
@@ -148,6 +164,8 @@ impl From<EndpointIn> for EndpointChanges {
             timeout_ms: b.timeout_ms,
             retry_schedule_s: b.retry_schedule_s,
             ordered: b.ordered,
+            ordering_key: b.ordering_key,
+            on_head_failure: b.on_head_failure,
             max_rps: b.max_rps,
             max_in_flight: b.max_in_flight,
             signing: b.signing,
@@ -183,4 +201,62 @@ pub struct ReplayIn {
 pub struct ReplayOut {
     /// New deliveries created.
     pub deliveries: u64,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct HealthQuery {
+    /// The window of recent attempts the rates and latencies cover, in seconds (default 3600,
+    /// at most 30 days).
+    pub window_s: Option<u64>,
+}
+
+/// How an endpoint has been answering.
+#[derive(Serialize, ToSchema)]
+pub struct EndpointHealthOut {
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Attempts failed in a row since the last success.
+    pub consecutive_failures: u64,
+    /// When the current run of failures began.
+    pub failing_since: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    /// What the last failure was (status or error).
+    pub last_error: Option<String>,
+    pub window: HealthWindowOut,
+}
+
+/// Attempts over the recent window (the most recent 10,000 at most).
+#[derive(Serialize, ToSchema)]
+pub struct HealthWindowOut {
+    pub since: String,
+    pub attempts: u64,
+    pub successes: u64,
+    /// Successes per attempt; `null` without attempts.
+    pub success_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl EndpointHealthOut {
+    pub fn from(ep: &Endpoint, h: &switchyard_core::health::EndpointHealth) -> Self {
+        EndpointHealthOut {
+            enabled: ep.enabled,
+            disabled_reason: ep.disabled_reason.clone(),
+            consecutive_failures: h.consecutive_failures,
+            failing_since: h.failing_since.map(to_rfc3339),
+            last_success_at: h.last_success_at.map(to_rfc3339),
+            last_failure_at: h.last_failure_at.map(to_rfc3339),
+            last_error: h.last_error.clone(),
+            window: HealthWindowOut {
+                since: to_rfc3339(h.window.since),
+                attempts: h.window.attempts,
+                successes: h.window.successes,
+                success_rate: h.window.success_rate(),
+                p50_ms: h.window.p50_ms,
+                p99_ms: h.window.p99_ms,
+            },
+        }
+    }
 }

@@ -141,10 +141,17 @@ pub struct DeliveryOut {
     /// The executor, for an event hook (its runs are in the event's `runs`).
     pub executor: Option<String>,
     pub subscription_id: Option<String>,
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `delivered`, `failed`, or `blocked` (the head of an ordering key that failed
+    /// on an endpoint with `on_head_failure: block`; retry it to resume the key).
     pub status: String,
     pub attempt_count: u32,
+    /// When a pending delivery is next attempted. `null` while it is being attempted
+    /// (`in_flight`) or while it waits for the delivery before it with the same ordering key.
     pub next_attempt_at: Option<String>,
+    /// Being attempted now.
+    pub in_flight: bool,
+    /// For an ordered endpoint: the key this delivery is ordered by.
+    pub ordering_key: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,6 +168,8 @@ impl DeliveryOut {
             subscription_id: d.subscription_id.clone(),
             status: d.status.as_str().into(),
             attempt_count: d.attempts,
+            in_flight: d.in_flight,
+            ordering_key: d.ordering_key.clone(),
             next_attempt_at: match d.status {
                 switchyard_core::DeliveryStatus::Pending => d.next_attempt_at.map(to_rfc3339),
                 _ => None,

@@ -116,8 +116,14 @@ pub struct DeliveryTunables {
     pub claim_batch: Option<u32>,
     /// How long a claim lasts before another node may take it over (10 s – 1 day).
     pub lease_s: Option<u64>,
-    /// Deliveries one endpoint may have queued in memory (1–1000000).
+    /// Deliveries one endpoint may hold in memory (1–1000000).
     pub max_queued_per_endpoint: Option<usize>,
+    /// Deliveries all endpoints together may hold in memory (1–10000000).
+    pub max_queued_total: Option<usize>,
+    /// An endpoint whose every attempt has failed this long is disabled (1 h – 1 year).
+    pub disable_after_failing_s: Option<u64>,
+    /// ... if its failures span at least this long (0 – 1 year).
+    pub disable_min_span_s: Option<u64>,
     /// How long an endpoint's configuration is cached (0–60000 ms).
     pub endpoint_cache_ttl_ms: Option<u64>,
     /// Event hooks running at once (1–256).
@@ -147,6 +153,19 @@ impl DeliveryTunables {
             self.max_queued_per_endpoint,
             1,
             1_000_000,
+        )?;
+        within("max_queued_total", self.max_queued_total, 1, 10_000_000)?;
+        within(
+            "disable_after_failing_s",
+            self.disable_after_failing_s,
+            3600,
+            365 * 86_400,
+        )?;
+        within(
+            "disable_min_span_s",
+            self.disable_min_span_s,
+            0,
+            365 * 86_400,
         )?;
         within(
             "endpoint_cache_ttl_ms",
@@ -222,6 +241,15 @@ impl Settings {
         }
         if let Some(v) = t.max_queued_per_endpoint {
             c.max_queued_per_endpoint = v;
+        }
+        if let Some(v) = t.max_queued_total {
+            c.max_queued_total = v;
+        }
+        if let Some(v) = t.disable_after_failing_s {
+            c.disable_policy.failing_for_ms = v as i64 * 1000;
+        }
+        if let Some(v) = t.disable_min_span_s {
+            c.disable_policy.min_span_ms = v as i64 * 1000;
         }
         if let Some(v) = t.endpoint_cache_ttl_ms {
             c.endpoint_cache_ttl = Duration::from_millis(v);
@@ -379,6 +407,8 @@ mod tests {
             from_example.max_queued_per_endpoint,
             defaults.max_queued_per_endpoint
         );
+        assert_eq!(from_example.max_queued_total, defaults.max_queued_total);
+        assert_eq!(from_example.disable_policy, defaults.disable_policy);
         assert_eq!(from_example.endpoint_cache_ttl, defaults.endpoint_cache_ttl);
         assert_eq!(
             from_example.max_hooks_in_flight,

@@ -36,12 +36,17 @@ impl EndpointCatalog for SqliteStore {
         let ep = ep.clone();
         self.write(move |ctx| {
             let token_enc = ep.token.as_ref().map(|t| ctx.key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+            let (was_enabled, was_ordered): (bool, bool) = ctx
+                .conn
+                .prepare_cached("SELECT enabled, ordering_key IS NOT NULL FROM endpoints WHERE org_id = ?1 AND id = ?2")?
+                .query_row([&ep.org_id, &ep.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let n = ctx
                 .conn
                 .prepare_cached(
                     "UPDATE endpoints SET url=?3, description=?4, profile=?5, headers=?6, token_enc=?7,
                      token_header=?8, insecure_tls=?9, timeout_ms=?10, retry_schedule=?11, max_in_flight=?12,
-                     secrets_enc=?13, enabled=?14, disabled_reason=?15, updated_at=?16, max_rps=?17
+                     secrets_enc=?13, enabled=?14, disabled_reason=?15, updated_at=?16, max_rps=?17,
+                     ordering_key=?18, on_head_failure=?19
                      WHERE org_id = ?1 AND id = ?2",
                 )?
                 .execute(params![
@@ -62,8 +67,36 @@ impl EndpointCatalog for SqliteStore {
                     ep.disabled_reason,
                     ep.updated_at,
                     ep.max_rps,
+                    ep.ordering.as_ref().map(|o| o.key.as_setting()),
+                    ep.ordering.as_ref().map(|o| o.on_head_failure.as_str()),
                 ])?;
             found(n)?;
+            let now = now_ms();
+            if ep.enabled && !was_enabled {
+                // Re-enabled: the deliveries kept while it was disabled are due now, and the
+                // failures before it no longer count towards disabling it again.
+                ctx.conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?2 WHERE endpoint_id = ?1
+                         AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > ?2",
+                    )?
+                    .execute(params![ep.id, now])?;
+                ctx.conn
+                    .prepare_cached(
+                        "UPDATE endpoint_health SET consecutive_failures = 0, failing_since = NULL
+                         WHERE endpoint_id = ?1",
+                    )?
+                    .execute([&ep.id])?;
+            }
+            if was_ordered && ep.ordering.is_none() {
+                // No longer ordered: deliveries waiting for their key's head are due now.
+                ctx.conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET order_slot = NULL, next_attempt_at = coalesce(next_attempt_at, ?2)
+                         WHERE endpoint_id = ?1 AND order_slot IS NOT NULL AND status = 'pending'",
+                    )?
+                    .execute(params![ep.id, now])?;
+            }
             bump_routing(&ctx.conn, &ep.org_id)?;
             Ok(ep)
         })
@@ -77,7 +110,8 @@ impl EndpointCatalog for SqliteStore {
             ctx.conn
                 .prepare_cached(
                     "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
-                     updated_at = ?3 WHERE org_id = ?1 AND endpoint_id = ?2 AND status = 'pending'",
+                     order_slot = NULL, updated_at = ?3
+                     WHERE org_id = ?1 AND endpoint_id = ?2 AND status IN ('pending', 'blocked')",
                 )?
                 .execute(params![org, id, now])?;
             ctx.conn
@@ -178,6 +212,19 @@ impl EndpointCatalog for SqliteStore {
             let version: i64 = tx
                 .prepare_cached("SELECT routing_version FROM orgs WHERE id = ?1")?
                 .query_row([&org], |r| r.get(0))?;
+            let ordered = list(
+                &tx,
+                "SELECT id, ordering_key FROM endpoints WHERE org_id = ?1 AND ordering_key IS NOT NULL",
+                &[&org],
+                |r| {
+                    let key: String = r.get(1)?;
+                    let parsed = switchyard_core::ordering::OrderingKey::parse(&key)
+                        .map_err(|_| corrupt(1, "ordering key", &key))?;
+                    Ok((r.get::<_, String>(0)?, parsed))
+                },
+            )?
+            .into_iter()
+            .collect();
             let subscriptions = list(
                 &tx,
                 "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at, s.executor
@@ -190,6 +237,7 @@ impl EndpointCatalog for SqliteStore {
             Ok(RoutingSnapshot {
                 version,
                 subscriptions,
+                ordered,
             })
         })
         .await
@@ -204,7 +252,15 @@ impl EndpointCatalog for SqliteStore {
                 .execute([&org, &id])?;
             found(n)?;
             // An endpoint made for this subscription's inline URL is disabled with it: nothing
-            // routes there any more, and its pending deliveries end as failed when next due.
+            // routes there any more, and its open deliveries end as failed.
+            ctx.conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
+                     order_slot = NULL, updated_at = ?3
+                     WHERE org_id = ?1 AND status IN ('pending', 'blocked') AND endpoint_id IN
+                       (SELECT id FROM endpoints WHERE org_id = ?1 AND owner_subscription = ?2)",
+                )?
+                .execute(params![org, id, now_ms()])?;
             ctx.conn
                 .prepare_cached("UPDATE endpoints SET enabled = 0, disabled_reason = 'its subscription was deleted' WHERE org_id = ?1 AND owner_subscription = ?2")?
                 .execute([&org, &id])?;
@@ -221,7 +277,7 @@ pub(super) fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint)
         .as_ref()
         .map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
     conn.prepare_cached(&format!(
-        "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+        "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
     ))?
     .execute(params![
         ep.id,
@@ -243,6 +299,8 @@ pub(super) fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint)
         ep.created_at,
         ep.updated_at,
         ep.max_rps,
+        ep.ordering.as_ref().map(|o| o.key.as_setting()),
+        ep.ordering.as_ref().map(|o| o.on_head_failure.as_str()),
     ])?;
     Ok(())
 }

@@ -66,28 +66,36 @@ impl EventLog for SqliteStore {
                     received_at: now,
                 });
                 let mut new_deliveries = Vec::new();
+                let mut count = 0;
                 for target in targets {
-                    let id = insert_delivery(
+                    let (id, claimed) = insert_delivery(
                         &ctx.conn,
                         &org,
                         &event,
                         &target.target,
                         Some(&target.subscription_id),
+                        target.ordering_key.as_deref(),
                         Some((&node, lease_until)),
                         now,
                     )?;
+                    count += 1;
+                    if !claimed {
+                        // It waits for the delivery before it with the same ordering key.
+                        continue;
+                    }
                     new_deliveries.push(DueDelivery {
                         delivery_id: id,
                         org_id: org.clone(),
                         target: target.target,
                         attempts: 0,
                         event: event.clone(),
+                        lease_until,
                     });
                 }
                 out.push(Published {
                     event,
                     duplicate: false,
-                    delivery_count: new_deliveries.len(),
+                    delivery_count: count,
                     new_deliveries,
                 });
             }
@@ -193,7 +201,7 @@ impl EventLog for SqliteStore {
                 let pending: Option<i64> = ctx
                     .conn
                     .prepare_cached(
-                        "SELECT 1 FROM deliveries WHERE org_id = ?1 AND event_id = ?2 AND status = 'pending' LIMIT 1",
+                        "SELECT 1 FROM deliveries WHERE org_id = ?1 AND event_id = ?2 AND status IN ('pending', 'blocked') LIMIT 1",
                     )?
                     .query_row([&org, &id], |r| r.get(0))
                     .optional()?;

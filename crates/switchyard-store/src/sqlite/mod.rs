@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_key_management.sql"),
     include_str!("../../migrations/sqlite/0004_routing_version.sql"),
     include_str!("../../migrations/sqlite/0005_retention.sql"),
+    include_str!("../../migrations/sqlite/0006_delivery_policy.sql"),
 ];
 
 /// A SQLite database file opened for Switchyard. Cheap to clone.

@@ -3,6 +3,8 @@
 use super::endpoints::get_endpoint_conn;
 use super::*;
 use std::collections::HashMap;
+use switchyard_core::health::{DisablePolicy, EndpointHealth, WindowStats};
+use switchyard_core::ordering::HeadFailure;
 
 #[async_trait]
 impl DeliveryQueue for SqliteStore {
@@ -48,7 +50,59 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn claim_due(
+    async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
+        self.read(move |c, _| {
+            // A skip-scan over the endpoints that have pending deliveries (one index seek each),
+            // keeping the enabled ones with a delivery due.
+            list(
+                c,
+                "WITH RECURSIVE ep(id) AS (
+                   SELECT (SELECT min(endpoint_id) FROM deliveries WHERE status = 'pending' AND endpoint_id IS NOT NULL)
+                   UNION ALL
+                   SELECT (SELECT min(endpoint_id) FROM deliveries WHERE status = 'pending' AND endpoint_id > ep.id)
+                   FROM ep WHERE ep.id IS NOT NULL
+                 )
+                 SELECT e.org_id, e.id FROM ep JOIN endpoints e ON e.id = ep.id
+                 WHERE e.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'pending'
+                   AND d.endpoint_id = ep.id AND d.next_attempt_at <= ?1)
+                 LIMIT ?2",
+                &[&now, &limit],
+                |r| {
+                    Ok(EndpointRef {
+                        org_id: r.get(0)?,
+                        endpoint_id: r.get(1)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn claim_endpoint(
+        &self,
+        node: &str,
+        endpoint: &EndpointRef,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>> {
+        let (node, ep) = (node.to_string(), endpoint.clone());
+        self.write(move |ctx| {
+            claim(
+                ctx,
+                now + lease_ms,
+                "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id = ?5
+                              AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4)
+                   AND org_id = ?6
+                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor",
+                params![node, now + lease_ms, now, limit, ep.endpoint_id, ep.org_id],
+            )
+        })
+        .await
+    }
+
+    async fn claim_hooks(
         &self,
         node: &str,
         now: i64,
@@ -57,44 +111,15 @@ impl DeliveryQueue for SqliteStore {
     ) -> Result<Vec<DueDelivery>> {
         let node = node.to_string();
         self.write(move |ctx| {
-            let claimed = {
-                let mut stmt = ctx.conn.prepare_cached(
-                    "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
-                     WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?3
-                                  ORDER BY next_attempt_at LIMIT ?4)
-                     RETURNING id, org_id, endpoint_id, attempts, event_seq, executor",
-                )?;
-                stmt.query_map(params![node, now + lease_ms, now, limit], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        target_from_columns(r.get(2)?, r.get(5)?)?,
-                        r.get::<_, u32>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            let mut events: HashMap<i64, Arc<Event>> = HashMap::new();
-            let mut out = Vec::with_capacity(claimed.len());
-            for (id, org_id, target, attempts, seq) in claimed {
-                let event = match events.get(&seq) {
-                    Some(e) => e.clone(),
-                    None => {
-                        let e = Arc::new(ctx.load_event_by_seq(seq)?);
-                        events.insert(seq, e.clone());
-                        e
-                    }
-                };
-                out.push(DueDelivery {
-                    delivery_id: id,
-                    org_id,
-                    target,
-                    attempts,
-                    event,
-                });
-            }
-            Ok(out)
+            claim(
+                ctx,
+                now + lease_ms,
+                "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
+                              AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4)
+                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor",
+                params![node, now + lease_ms, now, limit],
+            )
         })
         .await
     }
@@ -128,10 +153,17 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<Vec<DisabledEndpoint>> {
+    async fn record_attempts(
+        &self,
+        results: Vec<AttemptResult>,
+        policy: &DisablePolicy,
+    ) -> Result<Recorded> {
+        let policy = *policy;
         self.write(move |ctx| {
             let now = now_ms();
-            let mut disabled = Vec::new();
+            let mut out = Recorded::default();
+            let mut health: HashMap<EndpointRef, HealthDelta> = HashMap::new();
+            let mut head_failure: HashMap<String, HeadFailure> = HashMap::new();
             for res in results {
                 let a = &res.attempt;
                 let (status, next) = match res.outcome {
@@ -139,66 +171,183 @@ impl DeliveryQueue for SqliteStore {
                     Outcome::Retry { at } => ("pending", Some(at)),
                     Outcome::Failed => ("failed", None),
                 };
-                let changed = ctx
+                let slot: Option<Option<String>> = ctx
                     .conn
                     .prepare_cached(
                         "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4,
-                         claimed_by = NULL, updated_at = ?5 WHERE id = ?1 AND org_id = ?2",
+                         claimed_by = NULL, updated_at = ?5 WHERE id = ?1 AND org_id = ?2 RETURNING order_slot",
                     )?
-                    .execute(params![res.delivery_id, res.org_id, status, next, now])?;
-                if changed == 0 {
+                    .query_row(params![res.delivery_id, res.org_id, status, next, now], |r| r.get(0))
+                    .optional()?;
+                let Some(slot) = slot else {
                     // The delivery is gone (its endpoint or organization was deleted).
                     continue;
-                }
+                };
                 ctx.conn
                     .prepare_cached(
-                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body, endpoint_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
-                    .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error, a.response_body])?;
-                if let (Some(reason), Some(endpoint_id)) = (&res.disable_endpoint, &res.endpoint_id) {
+                    .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error, a.response_body, res.endpoint_id])?;
+                let Some(endpoint_id) = &res.endpoint_id else {
+                    continue;
+                };
+                let ep = EndpointRef {
+                    org_id: res.org_id.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                };
+                if let (Some(key), false) = (&slot, matches!(res.outcome, Outcome::Retry { .. })) {
+                    let on_failure = match head_failure.get(endpoint_id) {
+                        Some(h) => *h,
+                        None => {
+                            let h = endpoint_head_failure(&ctx.conn, endpoint_id)?;
+                            head_failure.insert(endpoint_id.clone(), h);
+                            h
+                        }
+                    };
+                    if res.outcome == Outcome::Failed && on_failure == HeadFailure::Block {
+                        ctx.conn
+                            .prepare_cached("UPDATE deliveries SET status = 'blocked' WHERE id = ?1")?
+                            .execute([&res.delivery_id])?;
+                    } else if settle_head(&ctx.conn, &res.delivery_id, endpoint_id, key, now)? {
+                        push_once(&mut out.due_now, &ep);
+                    }
+                }
+                let failure = match res.outcome {
+                    Outcome::Delivered => None,
+                    _ => Some(
+                        a.error
+                            .clone()
+                            .or_else(|| a.status_code.map(|s| format!("HTTP {s}")))
+                            .unwrap_or_else(|| "failed".into()),
+                    ),
+                };
+                health.entry(ep.clone()).or_default().add(a.at, failure);
+                if let Some(reason) = &res.disable_endpoint
+                    && disable_endpoint(&ctx.conn, &ep, reason, now)?
+                {
+                    out.disabled.push(DisabledEndpoint {
+                        org_id: ep.org_id.clone(),
+                        endpoint_id: ep.endpoint_id.clone(),
+                    });
+                }
+            }
+            for (ep, delta) in health {
+                let (h, recovered) = update_health(&ctx.conn, &ep, &delta)?;
+                if recovered {
+                    // It answers again: its waiting retries go now rather than on their schedule.
                     let n = ctx
                         .conn
                         .prepare_cached(
-                            "UPDATE endpoints SET enabled = 0, disabled_reason = ?3, updated_at = ?4
-                             WHERE id = ?1 AND org_id = ?2 AND enabled = 1",
+                            "UPDATE deliveries SET next_attempt_at = ?2 WHERE endpoint_id = ?1
+                             AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > ?2",
                         )?
-                        .execute(params![endpoint_id, res.org_id, reason, now])?;
+                        .execute(params![ep.endpoint_id, now])?;
                     if n > 0 {
-                        bump_routing(&ctx.conn, &res.org_id)?;
-                        disabled.push(DisabledEndpoint {
-                            org_id: res.org_id.clone(),
-                            endpoint_id: endpoint_id.clone(),
-                        });
+                        push_once(&mut out.due_now, &ep);
                     }
                 }
+                if let (Some(since), Some(last)) = (h.failing_since, h.last_failure_at)
+                    && h.consecutive_failures > 0
+                    && let Some(reason) = policy.verdict(since, last, now)
+                    && disable_endpoint(&ctx.conn, &ep, &reason, now)?
+                {
+                    out.disabled.push(DisabledEndpoint {
+                        org_id: ep.org_id.clone(),
+                        endpoint_id: ep.endpoint_id.clone(),
+                    });
+                }
             }
-            Ok(disabled)
+            Ok(out)
         })
         .await
     }
 
-    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<DueDelivery> {
+    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<Retried> {
         let (org, id, node) = (org.to_string(), id.to_string(), node.to_string());
         self.write(move |ctx| {
             let now = now_ms();
+            let (status, endpoint_id, key, slot, next): (String, Option<String>, Option<String>, Option<String>, Option<i64>) = ctx
+                .conn
+                .prepare_cached(
+                    "SELECT status, endpoint_id, ordering_key, order_slot, next_attempt_at FROM deliveries
+                     WHERE org_id = ?1 AND id = ?2",
+                )?
+                .query_row([&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let mut claim_now = true;
+            if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
+                if status == "pending" && slot.is_some() && next.is_none() {
+                    return Err(StoreError::Conflict(
+                        "this delivery waits for the delivery before it with the same ordering key; retry that one".into(),
+                    ));
+                }
+                if slot.is_none() {
+                    // Settled before: it reopens in its key, and waits if the key is busy.
+                    claim_now = !key_open(&ctx.conn, ep, key)?;
+                }
+            }
+            let (claimed_by, next_at) = if claim_now {
+                (Some(node.as_str()), Some(now + DEFAULT_LEASE_MS))
+            } else {
+                (None, None)
+            };
             let (target, attempts, seq): (Target, u32, i64) = ctx
                 .conn
                 .prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', claimed_by = ?3, next_attempt_at = ?4, updated_at = ?5
+                    "UPDATE deliveries SET status = 'pending', claimed_by = ?3, next_attempt_at = ?4, updated_at = ?5,
+                     order_slot = ordering_key
                      WHERE org_id = ?1 AND id = ?2 RETURNING endpoint_id, attempts, event_seq, executor",
                 )?
-                .query_row(params![org, id, node, now + DEFAULT_LEASE_MS, now], |r| {
+                .query_row(params![org, id, claimed_by, next_at, now], |r| {
                     Ok((target_from_columns(r.get(0)?, r.get(3)?)?, r.get(1)?, r.get(2)?))
                 })?;
-            let event = Arc::new(ctx.load_event_by_seq(seq)?);
-            Ok(DueDelivery {
-                delivery_id: id,
-                org_id: org,
-                target,
-                attempts,
-                event,
-            })
+            let claimed = if claim_now {
+                Some(DueDelivery {
+                    delivery_id: id.clone(),
+                    org_id: org.clone(),
+                    target,
+                    attempts,
+                    event: Arc::new(ctx.load_event_by_seq(seq)?),
+                    lease_until: now + DEFAULT_LEASE_MS,
+                })
+            } else {
+                None
+            };
+            let delivery = ctx
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
+                ))?
+                .query_row([&org, &id], delivery_from_row)?;
+            Ok(Retried { delivery, claimed })
+        })
+        .await
+    }
+
+    async fn endpoint_health(&self, org: &str, id: &str, since: i64) -> Result<EndpointHealth> {
+        let (org, id) = (org.to_string(), id.to_string());
+        self.read(move |c, k| {
+            get_endpoint_conn(c, k, &org, &id)?;
+            let mut h = c
+                .prepare_cached(
+                    "SELECT consecutive_failures, failing_since, last_success_at, last_failure_at, last_error
+                     FROM endpoint_health WHERE endpoint_id = ?1",
+                )?
+                .query_row([&id], health_from_row)
+                .optional()?
+                .unwrap_or_default();
+            let attempts = list(
+                c,
+                "SELECT status_code, duration_ms FROM attempts WHERE endpoint_id = ?1 AND at >= ?2
+                 ORDER BY at DESC LIMIT 10000",
+                &[&id, &since],
+                |r| {
+                    let code: Option<u16> = r.get(0)?;
+                    Ok((code.is_some_and(|s| (200..300).contains(&s)), r.get::<_, f64>(1)?))
+                },
+            )?;
+            h.window = WindowStats::of(since, &attempts);
+            Ok(h)
         })
         .await
     }
@@ -206,7 +355,7 @@ impl DeliveryQueue for SqliteStore {
     async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64> {
         let (org, endpoint_id) = (org.to_string(), endpoint_id.to_string());
         self.write(move |ctx| {
-            get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
+            let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
             let now = now_ms();
             let seqs: Vec<(i64, Option<String>)> = list(
                 &ctx.conn,
@@ -219,7 +368,8 @@ impl DeliveryQueue for SqliteStore {
             for (seq, sub) in &seqs {
                 let event = ctx.load_event_by_seq(*seq)?;
                 let target = Target::Endpoint(endpoint_id.clone());
-                insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), None, now)?;
+                let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
+                insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
             }
             Ok(seqs.len() as u64)
         })
@@ -238,24 +388,35 @@ impl DeliveryQueue for SqliteStore {
     }
 }
 
+/// Inserts a pending delivery of `event` to `target`. With `claim` it is claimed for that node
+/// until that time and the caller hands it to the engine (returns `true`); without, it is due
+/// now. A delivery whose ordering key already has an open delivery is never claimed: it waits,
+/// with no due time, until the deliveries before it settle.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn insert_delivery(
     conn: &Connection,
     org: &str,
     event: &Event,
     target: &Target,
     subscription_id: Option<&str>,
+    ordering_key: Option<&str>,
     claim: Option<(&str, i64)>,
     now: i64,
-) -> Result<String> {
+) -> Result<(String, bool)> {
     let id = new_id("dlv");
-    let (claimed_by, next) = match claim {
-        Some((node, until)) => (Some(node), until),
-        None => (None, now),
+    let waits = match (ordering_key, target.endpoint_id()) {
+        (Some(key), Some(ep)) => key_open(conn, ep, key)?,
+        _ => false,
+    };
+    let (claimed_by, next) = match (waits, claim) {
+        (true, _) => (None, None),
+        (false, Some((node, until))) => (Some(node), Some(until)),
+        (false, None) => (None, Some(now)),
     };
     conn.prepare_cached(
         "INSERT INTO deliveries (id, org_id, event_seq, event_id, endpoint_id, subscription_id, status,
-         attempts, next_attempt_at, claimed_by, created_at, updated_at, executor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8, ?9, ?9, ?10)",
+         attempts, next_attempt_at, claimed_by, created_at, updated_at, executor, ordering_key, order_slot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8, ?9, ?9, ?10, ?11, ?11)",
     )?
     .execute(params![
         id,
@@ -267,7 +428,187 @@ pub(super) fn insert_delivery(
         next,
         claimed_by,
         now,
-        target.executor()
+        target.executor(),
+        ordering_key,
     ])?;
-    Ok(id)
+    Ok((id, claimed_by.is_some()))
+}
+
+/// Whether ordering key `key` of endpoint `ep` has an open (pending or blocked) delivery.
+fn key_open(conn: &Connection, ep: &str, key: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND order_slot = ?2 LIMIT 1",
+        )?
+        .query_row([ep, key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The head of a key settled: it leaves its key, and the key's next delivery becomes due.
+/// Returns whether there was one.
+fn settle_head(conn: &Connection, id: &str, ep: &str, key: &str, now: i64) -> Result<bool> {
+    conn.prepare_cached("UPDATE deliveries SET order_slot = NULL WHERE id = ?1")?
+        .execute([id])?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET next_attempt_at = ?3 WHERE id =
+               (SELECT id FROM deliveries WHERE endpoint_id = ?1 AND order_slot = ?2 ORDER BY event_seq LIMIT 1)
+             AND status = 'pending' AND next_attempt_at IS NULL",
+        )?
+        .execute(params![ep, key, now])?;
+    Ok(n > 0)
+}
+
+fn endpoint_head_failure(conn: &Connection, ep: &str) -> Result<HeadFailure> {
+    let h: Option<Option<String>> = conn
+        .prepare_cached("SELECT on_head_failure FROM endpoints WHERE id = ?1")?
+        .query_row([ep], |r| r.get(0))
+        .optional()?;
+    Ok(match h.flatten().as_deref() {
+        Some("block") => HeadFailure::Block,
+        _ => HeadFailure::Skip,
+    })
+}
+
+/// Disables an enabled endpoint for `reason`; returns whether it was enabled.
+fn disable_endpoint(conn: &Connection, ep: &EndpointRef, reason: &str, now: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE endpoints SET enabled = 0, disabled_reason = ?3, updated_at = ?4
+             WHERE id = ?1 AND org_id = ?2 AND enabled = 1",
+        )?
+        .execute(params![ep.endpoint_id, ep.org_id, reason, now])?;
+    if n > 0 {
+        bump_routing(conn, &ep.org_id)?;
+    }
+    Ok(n > 0)
+}
+
+fn push_once(v: &mut Vec<EndpointRef>, ep: &EndpointRef) {
+    if !v.contains(ep) {
+        v.push(ep.clone());
+    }
+}
+
+/// The attempts of one batch to one endpoint, in order, as they change its health.
+#[derive(Default)]
+struct HealthDelta {
+    /// The last success in the batch.
+    last_success: Option<i64>,
+    /// Failures after the last success (or all, without one): count, first, last and why.
+    failures_after: u64,
+    first_failure_after: Option<i64>,
+    last_failure: Option<(i64, String)>,
+}
+
+impl HealthDelta {
+    fn add(&mut self, at: i64, failure: Option<String>) {
+        match failure {
+            None => {
+                self.last_success = Some(at);
+                self.failures_after = 0;
+                self.first_failure_after = None;
+            }
+            Some(why) => {
+                self.failures_after += 1;
+                self.first_failure_after.get_or_insert(at);
+                self.last_failure = Some((at, why));
+            }
+        }
+    }
+}
+
+/// Applies a batch's delta to an endpoint's stored health; returns the result and whether the
+/// batch brought back an endpoint that was failing before it.
+fn update_health(
+    conn: &Connection,
+    ep: &EndpointRef,
+    d: &HealthDelta,
+) -> Result<(EndpointHealth, bool)> {
+    let before: EndpointHealth = conn
+        .prepare_cached(
+            "SELECT consecutive_failures, failing_since, last_success_at, last_failure_at, last_error
+             FROM endpoint_health WHERE endpoint_id = ?1",
+        )?
+        .query_row([&ep.endpoint_id], health_from_row)
+        .optional()?
+        .unwrap_or_default();
+    let mut h = before.clone();
+    let recovered = d.last_success.is_some() && before.consecutive_failures > 0;
+    if let Some(ok) = d.last_success {
+        h.last_success_at = Some(ok);
+        h.consecutive_failures = d.failures_after;
+        h.failing_since = d.first_failure_after;
+    } else {
+        h.consecutive_failures += d.failures_after;
+        if h.failing_since.is_none() {
+            h.failing_since = d.first_failure_after;
+        }
+    }
+    if let Some((at, why)) = &d.last_failure {
+        h.last_failure_at = Some(*at);
+        h.last_error = Some(why.clone());
+    }
+    conn.prepare_cached(
+        "INSERT INTO endpoint_health (endpoint_id, org_id, consecutive_failures, failing_since,
+           last_success_at, last_failure_at, last_error)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ?1 AND org_id = ?2)
+         ON CONFLICT (endpoint_id) DO UPDATE SET consecutive_failures = ?3, failing_since = ?4,
+           last_success_at = ?5, last_failure_at = ?6, last_error = ?7",
+    )?
+    .execute(params![
+        ep.endpoint_id,
+        ep.org_id,
+        h.consecutive_failures,
+        h.failing_since,
+        h.last_success_at,
+        h.last_failure_at,
+        h.last_error
+    ])?;
+    Ok((h, recovered))
+}
+
+/// Claims with `sql` (an `UPDATE … RETURNING id, org_id, endpoint_id, attempts, event_seq,
+/// executor`) and loads each claimed delivery's event once.
+fn claim(
+    ctx: &mut WriterCtx,
+    lease_until: i64,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<DueDelivery>> {
+    let claimed = {
+        let mut stmt = ctx.conn.prepare_cached(sql)?;
+        stmt.query_map(args, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                target_from_columns(r.get(2)?, r.get(5)?)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut events: HashMap<i64, Arc<Event>> = HashMap::new();
+    let mut out = Vec::with_capacity(claimed.len());
+    for (id, org_id, target, attempts, seq) in claimed {
+        let event = match events.get(&seq) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(ctx.load_event_by_seq(seq)?);
+                events.insert(seq, e.clone());
+                e
+            }
+        };
+        out.push(DueDelivery {
+            delivery_id: id,
+            org_id,
+            target,
+            attempts,
+            event,
+            lease_until,
+        });
+    }
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! column, never a default; and the encryption of endpoint secrets on the way in.
 
 use super::*;
+use switchyard_core::ordering::{HeadFailure, OrderingKey};
 
 pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -63,7 +64,7 @@ pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
 
 pub(super) const ENDPOINT_COLS: &str = "id, org_id, url, description, profile, headers, token_enc, token_header, \
      insecure_tls, timeout_ms, retry_schedule, max_in_flight, secrets_enc, enabled, disabled_reason, \
-     owner_subscription, created_at, updated_at, max_rps";
+     owner_subscription, created_at, updated_at, max_rps, ordering_key, on_head_failure";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct StoredSecret {
@@ -148,6 +149,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<En
         owner_subscription: r.get(15)?,
         created_at: r.get(16)?,
         updated_at: r.get(17)?,
+        ordering: ordering_from_columns(r, 19, 20)?,
         max_rps: r.get(18)?,
         id,
     })
@@ -195,10 +197,47 @@ pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
 }
 
 pub(super) const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subscription_id, status, attempts, \
-     next_attempt_at, created_at, updated_at, executor";
+     next_attempt_at, created_at, updated_at, executor, ordering_key, claimed_by";
+
+/// An endpoint's ordering from its two columns (`ordering_key` NULL: unordered).
+pub(super) fn ordering_from_columns(
+    r: &Row,
+    key_col: usize,
+    failure_col: usize,
+) -> rusqlite::Result<Option<switchyard_core::ordering::Ordering>> {
+    let key: Option<String> = r.get(key_col)?;
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let failure: Option<String> = r.get(failure_col)?;
+    let failure = failure.unwrap_or_else(|| "skip".into());
+    Ok(Some(switchyard_core::ordering::Ordering {
+        key: OrderingKey::parse(&key).map_err(|_| corrupt(key_col, "ordering key", &key))?,
+        on_head_failure: HeadFailure::parse(&failure)
+            .map_err(|_| corrupt(failure_col, "on_head_failure", &failure))?,
+    }))
+}
+
+pub(super) fn health_from_row(
+    r: &Row,
+) -> rusqlite::Result<switchyard_core::health::EndpointHealth> {
+    Ok(switchyard_core::health::EndpointHealth {
+        consecutive_failures: r.get(0)?,
+        failing_since: r.get(1)?,
+        last_success_at: r.get(2)?,
+        last_failure_at: r.get(3)?,
+        last_error: r.get(4)?,
+        window: Default::default(),
+    })
+}
 
 pub(super) fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
     let status: String = r.get(5)?;
+    // A claim's lease is kept in `next_attempt_at`: while it runs, the delivery is being
+    // attempted now and has no next attempt yet.
+    let next: Option<i64> = r.get(7)?;
+    let claimed: Option<String> = r.get(12)?;
+    let in_flight = claimed.is_some() && next.is_some_and(|t| t > now_ms());
     Ok(Delivery {
         id: r.get(0)?,
         org_id: r.get(1)?,
@@ -208,7 +247,9 @@ pub(super) fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| corrupt(5, "delivery status", &status))?,
         attempts: r.get(6)?,
-        next_attempt_at: r.get(7)?,
+        next_attempt_at: if in_flight { None } else { next },
+        in_flight,
+        ordering_key: r.get(11)?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
     })

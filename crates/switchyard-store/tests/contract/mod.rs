@@ -9,6 +9,7 @@
 use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
+use switchyard_core::health::DisablePolicy;
 use switchyard_core::ids::new_id;
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
@@ -66,7 +67,7 @@ pub async fn publish(
 /// Routes `events` with the organization's current routing.
 pub async fn route(store: &dyn Store, org: &str, events: Vec<NewEvent>) -> Result<RoutedBatch> {
     let snapshot = store.routing(org).await?;
-    let table = RouteTable::new(snapshot.subscriptions);
+    let table = RouteTable::new(snapshot.subscriptions, snapshot.ordered);
     Ok(RoutedBatch {
         routing_version: snapshot.version,
         events: events
@@ -96,6 +97,7 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
         retry_schedule_s: Some(vec![1, 2]),
         max_in_flight: 10,
         max_rps: Some(50),
+        ordering: None,
         secrets: vec![KeyedSecret {
             secret: SigningSecret::generate(),
             expires_at: None,
@@ -436,7 +438,16 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     let now = now_ms();
     assert!(
         store
-            .claim_due("node-b", now + 1000, 100, 60_000)
+            .claim_endpoint(
+                "node-b",
+                &EndpointRef {
+                    org_id: "c-d".into(),
+                    endpoint_id: ep.id.clone()
+                },
+                now + 1000,
+                100,
+                60_000
+            )
             .await
             .expect("claim")
             .iter()
@@ -445,7 +456,16 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     );
     assert_eq!(store.release("node-d", None).await.expect("release"), 1);
     let claimed = store
-        .claim_due("node-b", now_ms() + 10, 100, 60_000)
+        .claim_endpoint(
+            "node-b",
+            &EndpointRef {
+                org_id: "c-d".into(),
+                endpoint_id: ep.id.clone(),
+            },
+            now_ms() + 10,
+            100,
+            60_000,
+        )
         .await
         .expect("claim");
     let mine: Vec<_> = claimed
@@ -456,7 +476,16 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert_eq!(mine[0].event.id, "d1");
     assert!(
         store
-            .claim_due("node-c", now_ms() + 10, 100, 60_000)
+            .claim_endpoint(
+                "node-c",
+                &EndpointRef {
+                    org_id: "c-d".into(),
+                    endpoint_id: ep.id.clone()
+                },
+                now_ms() + 10,
+                100,
+                60_000
+            )
             .await
             .expect("claim")
             .is_empty(),
@@ -480,19 +509,31 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         disable_endpoint: disable.map(str::to_string),
     };
     let disabled = store
-        .record_attempts(vec![attempt(
-            500,
-            Outcome::Retry {
-                at: now_ms() + 3_600_000,
-            },
-            None,
-        )])
+        .record_attempts(
+            vec![attempt(
+                500,
+                Outcome::Retry {
+                    at: now_ms() + 3_600_000,
+                },
+                None,
+            )],
+            &DisablePolicy::default(),
+        )
         .await
         .expect("record");
-    assert!(disabled.is_empty());
+    assert!(disabled.disabled.is_empty());
     assert!(
         store
-            .claim_due("node-b", now_ms() + 10, 100, 60_000)
+            .claim_endpoint(
+                "node-b",
+                &EndpointRef {
+                    org_id: "c-d".into(),
+                    endpoint_id: ep.id.clone()
+                },
+                now_ms() + 10,
+                100,
+                60_000
+            )
             .await
             .expect("claim")
             .is_empty(),
@@ -503,9 +544,10 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     foreign.org_id = "c-other".into();
     assert!(
         store
-            .record_attempts(vec![foreign])
+            .record_attempts(vec![foreign], &DisablePolicy::default())
             .await
             .expect("record")
+            .disabled
             .is_empty()
     );
     assert!(
@@ -516,11 +558,14 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             .enabled
     );
     let disabled = store
-        .record_attempts(vec![attempt(410, Outcome::Failed, Some("410 Gone"))])
+        .record_attempts(
+            vec![attempt(410, Outcome::Failed, Some("410 Gone"))],
+            &DisablePolicy::default(),
+        )
         .await
         .expect("record");
     assert_eq!(
-        disabled,
+        disabled.disabled,
         vec![DisabledEndpoint {
             org_id: "c-d".into(),
             endpoint_id: ep.id.clone()
@@ -660,7 +705,10 @@ pub async fn replay_and_retry(store: &dyn Store) {
         outcome: Outcome::Failed,
         disable_endpoint: None,
     };
-    store.record_attempts(vec![failed]).await.expect("record");
+    store
+        .record_attempts(vec![failed], &DisablePolicy::default())
+        .await
+        .expect("record");
     let failed_list = store
         .list_deliveries(
             "c-r",
@@ -677,7 +725,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
         .retry_delivery("c-r", &d.delivery_id, "n")
         .await
         .expect("retry");
-    assert_eq!(again.attempts, 1);
+    assert_eq!(again.claimed.expect("claimed at once").attempts, 1);
     assert_eq!(
         store
             .get_delivery("c-r", &d.delivery_id)
@@ -964,7 +1012,10 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         }
     };
     store
-        .record_attempts(vec![finish(&out[0]), finish(&out[2])])
+        .record_attempts(
+            vec![finish(&out[0]), finish(&out[2])],
+            &DisablePolicy::default(),
+        )
         .await
         .expect("record");
     let hook_run = |event: Option<&str>, at: i64| Run {

@@ -10,6 +10,7 @@ mod input;
 mod isolation;
 mod keys;
 mod operations;
+mod policy;
 mod retention;
 mod signatures;
 mod tenant_safety;
