@@ -47,6 +47,17 @@ pub struct BenchArgs {
     /// Print only the JSON report
     #[arg(long)]
     pub json: bool,
+    /// Deliver to an ordered endpoint with this many ordering keys (events spread over them;
+    /// 1 = every event in one key). 0 = unordered.
+    #[arg(long, default_value_t = 0)]
+    pub ordered_keys: usize,
+    /// Subscribe this many endpoints to the events (each event is delivered to every one).
+    #[arg(long, default_value_t = 1)]
+    pub endpoints: usize,
+    /// Before measuring, give another organization a backlog of this many deliveries to an
+    /// endpoint that takes 5 s per request (fairness: the measured events must not wait behind it).
+    #[arg(long, default_value_t = 0)]
+    pub backlog: usize,
 }
 
 /// What a benchmark run measured.
@@ -66,16 +77,24 @@ pub struct Report {
     pub ceiling_per_s: Option<f64>,
     pub fraction_of_ceiling: Option<f64>,
     pub duplicates: usize,
+    pub ordered_keys: usize,
+    pub endpoints: usize,
+    pub backlog: usize,
+    /// Requests to the ordered endpoint that arrived before an earlier event of their key.
+    pub out_of_order: usize,
 }
 
 /// The receiver: records when each event first arrived.
 struct Receiver {
     /// Publish time of event i, in µs since `epoch` (0 = not yet sent).
     sent_us: Vec<AtomicU64>,
-    /// 1 once event i arrived.
+    /// Arrivals of event i (one per endpoint when all is well).
     seen: Vec<AtomicU64>,
+    /// Per ordering key: the highest event index that arrived so far.
+    last_of_key: Vec<AtomicU64>,
+    out_of_order: AtomicUsize,
+    /// Arrivals, all endpoints together.
     received: AtomicUsize,
-    duplicates: AtomicUsize,
     last_us: AtomicU64,
     latencies: Mutex<Histogram<u64>>,
     epoch: Instant,
@@ -83,11 +102,16 @@ struct Receiver {
 
 impl Receiver {
     fn new(n: usize) -> Arc<Receiver> {
+        Receiver::with_keys(n, 0)
+    }
+
+    fn with_keys(n: usize, keys: usize) -> Arc<Receiver> {
         Arc::new(Receiver {
             sent_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
             seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            last_of_key: (0..keys).map(|_| AtomicU64::new(0)).collect(),
+            out_of_order: AtomicUsize::new(0),
             received: AtomicUsize::new(0),
-            duplicates: AtomicUsize::new(0),
             last_us: AtomicU64::new(0),
             latencies: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
             epoch: Instant::now(),
@@ -108,22 +132,36 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCo
         return StatusCode::OK;
     };
     let now = r.now_us();
-    if r.seen[i].swap(1, Ordering::SeqCst) == 1 {
-        r.duplicates.fetch_add(1, Ordering::Relaxed);
+    if !r.last_of_key.is_empty() {
+        // Event i is in key i % keys; its predecessors in the key have smaller indexes (+1 so
+        // that 0 means none yet).
+        let prev = r.last_of_key[i % r.last_of_key.len()].fetch_max(i as u64 + 1, Ordering::SeqCst);
+        if prev > i as u64 + 1 {
+            r.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    r.received.fetch_add(1, Ordering::SeqCst);
+    r.last_us.fetch_max(now, Ordering::SeqCst);
+    if r.seen[i].fetch_add(1, Ordering::SeqCst) > 0 {
         return StatusCode::OK;
     }
     let sent = r.sent_us[i].load(Ordering::SeqCst);
     if let Ok(mut h) = r.latencies.lock() {
         let _ = h.record(now.saturating_sub(sent).max(1));
     }
-    r.last_us.fetch_max(now, Ordering::SeqCst);
-    r.received.fetch_add(1, Ordering::SeqCst);
+    StatusCode::OK
+}
+
+/// The backlog's receiver: slow on purpose.
+async fn receive_slowly() -> StatusCode {
+    tokio::time::sleep(Duration::from_secs(5)).await;
     StatusCode::OK
 }
 
 async fn start_receiver(r: Arc<Receiver>) -> anyhow::Result<String> {
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
+        .route("/slow", axum::routing::post(receive_slowly))
         .with_state(r);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -212,24 +250,27 @@ async fn call(
     Ok(v)
 }
 
-fn event_json(i: usize, payload: &str) -> serde_json::Value {
+/// Event `i`; its entity (an ordered endpoint's key) is `i % keys` (1,000 entities if `keys`
+/// is 0).
+fn event_json(i: usize, payload: &str, keys: usize) -> serde_json::Value {
+    let keys = if keys == 0 { 1000 } else { keys };
     serde_json::json!({
         "id": format!("b-{i}"),
         "type": "TicketUpdated",
-        "entity": {"type": "Ticket", "id": (i % 1000).to_string()},
+        "entity": {"type": "Ticket", "id": (i % keys).to_string()},
         "data": {"ticketId": i, "note": payload},
     })
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.events == 0 || args.concurrency == 0 || args.batch == 0 {
-        bail!("--events, --concurrency and --batch must be at least 1");
+    if args.events == 0 || args.concurrency == 0 || args.batch == 0 || args.endpoints == 0 {
+        bail!("--events, --concurrency, --batch and --endpoints must be at least 1");
     }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .tcp_nodelay(true)
         .build()?;
-    let receiver = Receiver::new(args.events);
+    let receiver = Receiver::with_keys(args.events, args.ordered_keys);
     let hook_url = start_receiver(receiver.clone()).await?;
 
     let (hub, base, admin) = match &args.url {
@@ -265,30 +306,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .as_str()
         .context("no key in answer")?
         .to_string();
-    let ep = call(
-        &client,
-        reqwest::Method::POST,
-        format!("{base}/v1/orgs/{org}/endpoints"),
-        &admin,
-        serde_json::json!({"url": hook_url, "max_in_flight": 64, "retry_schedule_s": [1, 1, 1]}),
-    )
-    .await?;
-    let ep_id = ep["id"].as_str().context("no endpoint id")?.to_string();
-    call(
-        &client,
-        reqwest::Method::POST,
-        format!("{base}/v1/orgs/{org}/subscriptions"),
-        &admin,
-        serde_json::json!({"event_types": ["*"], "endpoint_id": ep_id}),
-    )
-    .await?;
+    let mut settings = serde_json::json!({"url": hook_url, "max_in_flight": 64, "retry_schedule_s": [1, 1, 1]});
+    if args.ordered_keys > 0 {
+        settings["ordered"] = true.into();
+    }
+    for _ in 0..args.endpoints {
+        let ep = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{base}/v1/orgs/{org}/endpoints"),
+            &admin,
+            settings.clone(),
+        )
+        .await?;
+        let ep_id = ep["id"].as_str().context("no endpoint id")?.to_string();
+        call(
+            &client,
+            reqwest::Method::POST,
+            format!("{base}/v1/orgs/{org}/subscriptions"),
+            &admin,
+            serde_json::json!({"event_types": ["*"], "endpoint_id": ep_id}),
+        )
+        .await?;
+    }
+    if args.backlog > 0 {
+        make_backlog(&client, &base, &admin, &hook_url, args.backlog).await?;
+    }
 
     let payload = "x".repeat(args.payload_bytes);
     let next = Arc::new(AtomicUsize::new(0));
     let accepted_at = Arc::new(AtomicU64::new(0));
     let start = receiver.now_us();
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    for p in 0..args.concurrency {
         let (client, next, receiver, accepted_at, payload, key) = (
             client.clone(),
             next.clone(),
@@ -302,13 +352,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             format!("{base}/v1/orgs/{org}/events/batch"),
         );
         let args = args.clone();
+        // Ordered: every event of a key comes from one publisher, in index order, so that the
+        // publish order of a key is its index order and the receiver can check it.
+        let mine: Option<Vec<usize>> = (args.ordered_keys > 0).then(|| {
+            (0..args.events)
+                .filter(|i| (i % args.ordered_keys) % args.concurrency == p)
+                .collect()
+        });
         tasks.push(tokio::spawn(async move {
+            let mut pos = 0;
             loop {
-                let first = next.fetch_add(args.batch, Ordering::SeqCst);
-                if first >= args.events {
+                let idxs: Vec<usize> = match &mine {
+                    Some(m) => {
+                        let c = m[pos..(pos + args.batch).min(m.len())].to_vec();
+                        pos += c.len();
+                        c
+                    }
+                    None => {
+                        let first = next.fetch_add(args.batch, Ordering::SeqCst);
+                        (first..(first + args.batch).min(args.events)).collect()
+                    }
+                };
+                let Some(&first) = idxs.first() else {
                     return Ok::<(), anyhow::Error>(());
-                }
-                let last = (first + args.batch).min(args.events);
+                };
                 if let Some(offset_us) = (first as u64 * 1_000_000).checked_div(args.rate) {
                     let due_us = start + offset_us;
                     let now = receiver.now_us();
@@ -317,13 +384,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     }
                 }
                 let now = receiver.now_us();
-                for i in first..last {
+                for &i in &idxs {
                     receiver.sent_us[i].store(now, Ordering::SeqCst);
                 }
                 let req = if args.batch == 1 {
-                    client.post(&url_one).json(&event_json(first, &payload))
+                    client
+                        .post(&url_one)
+                        .json(&event_json(first, &payload, args.ordered_keys))
                 } else {
-                    let evs: Vec<_> = (first..last).map(|i| event_json(i, &payload)).collect();
+                    let evs: Vec<_> = idxs
+                        .iter()
+                        .map(|&i| event_json(i, &payload, args.ordered_keys))
+                        .collect();
                     client
                         .post(&url_batch)
                         .json(&serde_json::json!({"events": evs}))
@@ -345,13 +417,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         t.await??;
     }
     let accepted_s = (accepted_at.load(Ordering::SeqCst) - start) as f64 / 1e6;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while receiver.received.load(Ordering::SeqCst) < args.events {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let expected = args.events * args.endpoints;
+    while receiver.received.load(Ordering::SeqCst) < expected {
         if Instant::now() > deadline {
             bail!(
-                "only {} of {} events arrived within 120 s",
+                "only {} of {} deliveries arrived within 300 s",
                 receiver.received.load(Ordering::SeqCst),
-                args.events
+                expected
             );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -390,7 +463,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         hub_peak_rss_mb,
         ceiling_per_s: ceiling,
         fraction_of_ceiling: ceiling.map(|c| delivered_per_s / c),
-        duplicates: receiver.duplicates.load(Ordering::SeqCst),
+        duplicates: receiver
+            .seen
+            .iter()
+            .map(|n| (n.load(Ordering::SeqCst) as usize).saturating_sub(args.endpoints))
+            .sum(),
+        ordered_keys: args.ordered_keys,
+        endpoints: args.endpoints,
+        backlog: args.backlog,
+        out_of_order: receiver.out_of_order.load(Ordering::SeqCst),
     };
     if !args.json {
         println!(
@@ -405,8 +486,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
             report.payload_bytes
         );
+        if report.ordered_keys > 0 || report.endpoints > 1 || report.backlog > 0 {
+            println!(
+                "ordered keys {} · endpoints {} · another org's backlog {} · out of order {}",
+                report.ordered_keys, report.endpoints, report.backlog, report.out_of_order
+            );
+        }
         println!("accepted     {:>10.0} events/s", report.accepted_per_s);
-        println!("delivered    {:>10.0} events/s", report.delivered_per_s);
+        println!(
+            "delivered    {:>10.0} events/s (each to {} endpoint(s))",
+            report.delivered_per_s, report.endpoints
+        );
         println!(
             "latency      p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms (publish → receipt)",
             p50, p99, max
@@ -422,6 +512,75 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Gives a second organization `n` deliveries to an endpoint that answers in 5 s, 10 at a
+/// time: a backlog that drains for hours while the measured organization publishes.
+async fn make_backlog(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    hook_url: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let org = format!("bench-backlog-{}", std::process::id());
+    call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs"),
+        admin,
+        serde_json::json!({"id": org, "name": "backlog"}),
+    )
+    .await?;
+    let slow = hook_url.replace("/hook", "/slow");
+    let ep = call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs/{org}/endpoints"),
+        admin,
+        serde_json::json!({"url": slow, "max_in_flight": 10, "timeout_ms": 30000}),
+    )
+    .await?;
+    call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs/{org}/subscriptions"),
+        admin,
+        serde_json::json!({"event_types": ["*"], "endpoint_id": ep["id"]}),
+    )
+    .await?;
+    let url = format!("{base}/v1/orgs/{org}/events/batch");
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, admin, next) =
+            (client.clone(), url.clone(), admin.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(100, Ordering::SeqCst);
+                if first >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let evs: Vec<_> = (first..(first + 100).min(n))
+                    .map(|i| {
+                        serde_json::json!({"id": format!("backlog-{i}"), "type": "Backlog", "data": {}})
+                    })
+                    .collect();
+                call(
+                    &client,
+                    reqwest::Method::POST,
+                    url.clone(),
+                    &admin,
+                    serde_json::json!({"events": evs}),
+                )
+                .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
     Ok(())
 }
 
@@ -441,7 +600,7 @@ async fn ceiling(client: &reqwest::Client, args: &BenchArgs, payload: &str) -> a
                 if i >= n {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let body = serde_json::to_vec(&event_json(i, &payload))?;
+                let body = serde_json::to_vec(&event_json(i, &payload, 0))?;
                 let resp = client
                     .post(&url)
                     .header("webhook-id", format!("b-{i}"))

@@ -31,7 +31,9 @@ macro_rules! contract_tests {
             replay_and_retry,
             executors_secrets_storage_and_runs,
             a_publish_routed_before_a_change_is_refused_whole,
-            retention_deletes_finished_events_and_keeps_pending_ones);
+            retention_deletes_finished_events_and_keeps_pending_ones,
+            an_ordered_key_hands_out_only_its_head,
+            health_counts_failures_and_a_recovery_makes_retries_due);
     };
     (@each $open:path; $($check:ident),* $(,)?) => {
         $(
@@ -1088,4 +1090,238 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         Err(StoreError::NotFound)
     ));
     store.reclaim_space().await.expect("reclaim");
+}
+
+fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
+    AttemptResult {
+        org_id: d.org_id.clone(),
+        endpoint_id: d.target.endpoint_id().map(str::to_string),
+        delivery_id: d.delivery_id.clone(),
+        attempt: Attempt {
+            id: new_id("att"),
+            delivery_id: d.delivery_id.clone(),
+            at: now_ms(),
+            status_code: Some(code),
+            duration_ms: 2.0,
+            error: (code >= 300).then(|| format!("receiver answered {code}")),
+            response_body: None,
+        },
+        outcome,
+        disable_endpoint: None,
+    }
+}
+
+pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
+    use switchyard_core::ordering::{HeadFailure, Ordering, OrderingKey};
+    store.create_org("c-o", "O").await.expect("org");
+    let mut ep = sample_endpoint("c-o", "https://o.example");
+    ep.ordering = Some(Ordering {
+        key: OrderingKey::Entity,
+        on_head_failure: HeadFailure::Block,
+    });
+    let ep = store.create_endpoint(&ep).await.expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-o", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let at = EndpointRef {
+        org_id: "c-o".into(),
+        endpoint_id: ep.id.clone(),
+    };
+    let out = publish(
+        store,
+        "c-o",
+        vec![
+            sample_event("o1", "X", "1"),
+            sample_event("o2", "X", "1"),
+            sample_event("o3", "X", "2"),
+        ],
+        "n",
+    )
+    .await
+    .expect("publish");
+    // The heads of keys 1 and 2 are claimed at once; o2 waits behind o1, undue.
+    let counts: Vec<_> = out.iter().map(|p| p.new_deliveries.len()).collect();
+    assert_eq!(counts, vec![1, 0, 1]);
+    assert_eq!(out[1].delivery_count, 1);
+    let waiting = &store
+        .trace("c-o", "o2")
+        .await
+        .expect("trace")
+        .deliveries[0]
+        .0;
+    assert_eq!(waiting.status, DeliveryStatus::Pending);
+    assert_eq!(waiting.next_attempt_at, None);
+    assert_eq!(waiting.ordering_key.as_deref(), Some("Ticket/1"));
+    assert!(
+        store
+            .claim_endpoint("other", &at, now_ms() + 10, 100, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "only heads are ever due, and both are claimed"
+    );
+    // A retried head keeps its key; its successor stays undue.
+    let policy = DisablePolicy::default();
+    let head = &out[0].new_deliveries[0];
+    store
+        .record_attempts(
+            vec![result_for(head, 500, Outcome::Retry { at: now_ms() })],
+            &policy,
+        )
+        .await
+        .expect("record");
+    let due = store
+        .claim_endpoint("n", &at, now_ms() + 10, 100, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].delivery_id, head.delivery_id);
+    // Delivered: the next of its key becomes due.
+    let recorded = store
+        .record_attempts(vec![result_for(&due[0], 200, Outcome::Delivered)], &policy)
+        .await
+        .expect("record");
+    assert_eq!(recorded.due_now, vec![at.clone()]);
+    let next = store
+        .claim_endpoint("n", &at, now_ms() + 10, 100, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event.id, "o2");
+    // With `block`, a head that fails for good holds its key; a publish behind it waits.
+    store
+        .record_attempts(vec![result_for(&next[0], 500, Outcome::Failed)], &policy)
+        .await
+        .expect("record");
+    let blocked = store
+        .get_delivery("c-o", &next[0].delivery_id)
+        .await
+        .expect("get");
+    assert_eq!(blocked.status, DeliveryStatus::Blocked);
+    let out = publish(store, "c-o", vec![sample_event("o4", "X", "1")], "n")
+        .await
+        .expect("publish");
+    assert!(out[0].new_deliveries.is_empty(), "o4 waits behind o2");
+    // Retrying the waiting one would overtake its head: refused. The head goes at once.
+    let o4 = store.trace("c-o", "o4").await.expect("trace").deliveries[0]
+        .0
+        .id
+        .clone();
+    assert!(matches!(
+        store.retry_delivery("c-o", &o4, "n").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let retried = store
+        .retry_delivery("c-o", &next[0].delivery_id, "n")
+        .await
+        .expect("retry");
+    assert!(retried.claimed.is_some());
+    assert!(retried.delivery.in_flight);
+    // A settled delivery retried while its key is busy reopens behind the busy head.
+    let again = store
+        .retry_delivery("c-o", &head.delivery_id, "n")
+        .await
+        .expect("retry");
+    assert!(again.claimed.is_none());
+    assert_eq!(again.delivery.next_attempt_at, None);
+}
+
+pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn Store) {
+    store.create_org("c-h", "H").await.expect("org");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-h", "https://h.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-h", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let at = EndpointRef {
+        org_id: "c-h".into(),
+        endpoint_id: ep.id.clone(),
+    };
+    let out = publish(
+        store,
+        "c-h",
+        vec![sample_event("h1", "X", "1"), sample_event("h2", "X", "2")],
+        "n",
+    )
+    .await
+    .expect("publish");
+    let (a, b) = (&out[0].new_deliveries[0], &out[1].new_deliveries[0]);
+    let policy = DisablePolicy::default();
+    let later = now_ms() + 3_600_000;
+    store
+        .record_attempts(
+            vec![
+                result_for(a, 500, Outcome::Retry { at: later }),
+                result_for(b, 502, Outcome::Retry { at: later }),
+            ],
+            &policy,
+        )
+        .await
+        .expect("record");
+    let h = store
+        .endpoint_health("c-h", &ep.id, 0)
+        .await
+        .expect("health");
+    assert_eq!(h.consecutive_failures, 2);
+    assert!(h.failing_since.is_some());
+    assert_eq!(h.last_error.as_deref(), Some("receiver answered 502"));
+    assert_eq!((h.window.attempts, h.window.successes), (2, 0));
+    assert!(
+        store
+            .due_endpoints(now_ms() + 10, 100)
+            .await
+            .expect("due")
+            .is_empty(),
+        "both wait an hour"
+    );
+    // A success (h1 published again and delivered) brings h2 forward.
+    let c = &publish(store, "c-h", vec![sample_event("h3", "X", "3")], "n")
+        .await
+        .expect("publish")[0]
+        .new_deliveries[0];
+    let recorded = store
+        .record_attempts(vec![result_for(c, 200, Outcome::Delivered)], &policy)
+        .await
+        .expect("record");
+    assert_eq!(recorded.due_now, vec![at.clone()]);
+    assert_eq!(
+        store.due_endpoints(now_ms() + 10, 100).await.expect("due"),
+        vec![at]
+    );
+    let h = store
+        .endpoint_health("c-h", &ep.id, 0)
+        .await
+        .expect("health");
+    assert_eq!(h.consecutive_failures, 0);
+    assert_eq!(h.failing_since, None);
+    assert!(h.last_success_at.is_some());
+    assert_eq!(h.window.success_rate(), Some(1.0 / 3.0));
+    assert!(matches!(
+        store.endpoint_health("c-other", &ep.id, 0).await,
+        Err(StoreError::NotFound)
+    ));
+    // The disable policy: failing long enough, spread wide enough, disables.
+    let strict = DisablePolicy {
+        failing_for_ms: 0,
+        min_span_ms: 0,
+    };
+    let recorded = store
+        .record_attempts(
+            vec![result_for(a, 500, Outcome::Retry { at: later })],
+            &strict,
+        )
+        .await
+        .expect("record");
+    assert_eq!(recorded.disabled.len(), 1);
+    assert!(
+        !store
+            .get_endpoint("c-h", &ep.id)
+            .await
+            .expect("get")
+            .enabled
+    );
 }
