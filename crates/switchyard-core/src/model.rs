@@ -384,6 +384,10 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first 4 KiB of the response body.
     pub response_body: Option<String>,
+    /// What held the attempt back once it was due (flow control), e.g. `120 ms: max_rps`.
+    pub waited: Option<String>,
+    /// For a failed attempt that will be retried: why the next one waits as long as it does.
+    pub retry_reason: Option<String>,
 }
 
 /// What happened to an attempt, and so what the delivery becomes.

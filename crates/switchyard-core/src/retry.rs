@@ -41,6 +41,32 @@ pub fn next_after_failure(
     Next::RetryInMs(ms)
 }
 
+/// Why the retry [`next_after_failure`] schedules with the same arguments waits as long as it
+/// does: the schedule's step and its jitter, or the receiver's `Retry-After` where that is later.
+/// `None` when there is no retry.
+pub fn retry_reason(
+    schedule_s: &[u32],
+    attempts_made: u32,
+    retry_after_s: Option<u64>,
+    jitter: f64,
+) -> Option<String> {
+    let &base = schedule_s.get(attempts_made.saturating_sub(1) as usize)?;
+    let base_ms = u64::from(base) * 1000;
+    let jittered = spread(base_ms, jitter);
+    let scheduled = format!(
+        "retry {attempts_made} of {}: schedule {base} s, jitter {:+.1} s",
+        schedule_s.len(),
+        (jittered as f64 - base_ms as f64) / 1000.0
+    );
+    Some(match retry_after_s {
+        Some(ra) if ra.min(MAX_RETRY_AFTER_S) * 1000 > jittered => format!(
+            "Retry-After {} s from the receiver (later than {scheduled})",
+            ra.min(MAX_RETRY_AFTER_S)
+        ),
+        _ => scheduled,
+    })
+}
+
 /// ±10 % jitter so that receivers recovering from an outage are not hit by a synchronized wave.
 fn spread(ms: u64, jitter: f64) -> u64 {
     let band = ms / 10;
@@ -66,6 +92,21 @@ pub fn validate_schedule(s: &[u32]) -> Result<(), crate::CoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_names_the_step_or_the_retry_after() {
+        assert_eq!(
+            retry_reason(&[5, 60], 1, None, 0.5).as_deref(),
+            Some("retry 1 of 2: schedule 5 s, jitter +0.0 s")
+        );
+        assert_eq!(
+            retry_reason(&[5, 60], 2, Some(120), 0.0).as_deref(),
+            Some(
+                "Retry-After 120 s from the receiver (later than retry 2 of 2: schedule 60 s, jitter -6.0 s)"
+            )
+        );
+        assert_eq!(retry_reason(&[5], 2, None, 0.5), None);
+    }
 
     #[test]
     fn default_schedule_has_ten_attempts() {

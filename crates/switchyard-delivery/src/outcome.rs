@@ -4,7 +4,7 @@
 use crate::http;
 use switchyard_core::hooks::HookResult;
 use switchyard_core::ids::new_id;
-use switchyard_core::retry::{DEFAULT_SCHEDULE_S, Next, next_after_failure};
+use switchyard_core::retry::{DEFAULT_SCHEDULE_S, Next, next_after_failure, retry_reason};
 use switchyard_core::{Attempt, AttemptResult, DueDelivery, Endpoint, Outcome};
 
 /// Turns an HTTP response into the delivery's next state; `jitter` is drawn only for a retry.
@@ -17,6 +17,7 @@ pub(crate) fn decide(
     let status = resp.status;
     let success = status.is_some_and(|s| (200..300).contains(&s));
     let mut disable = None;
+    let mut retry_why = None;
     let outcome = if success {
         Outcome::Delivered
     } else if status == Some(410) {
@@ -27,7 +28,9 @@ pub(crate) fn decide(
             Some(429 | 503) => resp.retry_after_s,
             _ => None,
         };
-        match next_after_failure(ep.schedule(), job.attempts + 1, retry_after, jitter()) {
+        let j = jitter();
+        retry_why = retry_reason(ep.schedule(), job.attempts + 1, retry_after, j);
+        match next_after_failure(ep.schedule(), job.attempts + 1, retry_after, j) {
             Next::RetryInMs(ms) => Outcome::Retry {
                 at: resp.at + ms as i64,
             },
@@ -46,6 +49,8 @@ pub(crate) fn decide(
             duration_ms: resp.duration_ms,
             error: if success { None } else { resp.error },
             response_body: resp.body,
+            waited: None,
+            retry_reason: retry_why,
         },
         outcome,
         disable_endpoint: disable,
@@ -89,6 +94,8 @@ pub(crate) fn hook_decide(
             duration_ms: result.duration_ms,
             error: result.error,
             response_body: result.run_id.map(|id| format!("run {id}")),
+            waited: None,
+            retry_reason: None,
         },
         outcome,
         disable_endpoint: None,
@@ -114,6 +121,8 @@ pub(crate) fn without_request(
             duration_ms: 0.0,
             error: Some(why),
             response_body: None,
+            waited: None,
+            retry_reason: None,
         },
         outcome,
         disable_endpoint: None,

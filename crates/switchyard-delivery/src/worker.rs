@@ -298,6 +298,13 @@ impl Engine {
             }
             // Flow control: wait for room in the window and for any pause to end.
             let max = ep.max_in_flight.max(1);
+            let due_at = Instant::now();
+            let mut held: Vec<&str> = Vec::new();
+            let mut hold = |why: &'static str| {
+                if !held.contains(&why) {
+                    held.push(why);
+                }
+            };
             let admitted = loop {
                 let gate = match shared.flow.lock() {
                     Ok(mut f) => {
@@ -318,11 +325,11 @@ impl Engine {
                 match gate {
                     Gate::Open => break true,
                     Gate::Full => tokio::select! {
-                        _ = notified => {}
+                        _ = notified => hold("max_in_flight"),
                         _ = inner.cancel.cancelled() => break false,
                     },
                     Gate::PausedUntil(t) => tokio::select! {
-                        _ = tokio::time::sleep_until(t.into()) => {}
+                        _ = tokio::time::sleep_until(t.into()) => hold("paused after a 429/503"),
                         _ = inner.cancel.cancelled() => break false,
                     },
                 }
@@ -342,6 +349,7 @@ impl Engine {
                     }
                 };
                 while let Err(not_until) = lim.check() {
+                    hold("max_rps");
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -354,6 +362,8 @@ impl Engine {
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));
                 continue;
             }
+            let waited = (!held.is_empty())
+                .then(|| format!("{} ms: {}", due_at.elapsed().as_millis(), held.join(", ")));
             let this = self.clone();
             let shared = shared.clone();
             inner.tasks.spawn(async move {
@@ -365,7 +375,8 @@ impl Engine {
                     }
                     _ => Signal::Answered,
                 };
-                let result = decide(&ep, &job, resp, || this.jitter());
+                let mut result = decide(&ep, &job, resp, || this.jitter());
+                result.attempt.waited = waited;
                 let _ = this.inner.recorder.send(Msg::Result(result));
                 shared.finished(signal, max);
             });

@@ -166,7 +166,8 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          DROP TABLE endpoint_health;
          ALTER TABLE endpoints DROP COLUMN ordering_key; ALTER TABLE endpoints DROP COLUMN on_head_failure;
          ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
-         ALTER TABLE attempts DROP COLUMN endpoint_id;
+         ALTER TABLE attempts DROP COLUMN endpoint_id; ALTER TABLE attempts DROP COLUMN waited;
+         ALTER TABLE attempts DROP COLUMN retry_reason;
          CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
          PRAGMA user_version = 4;",
     )

@@ -117,6 +117,12 @@ pub struct AttemptOut {
     pub error: Option<String>,
     /// The first 4 KiB of the response body.
     pub response_body: Option<String>,
+    /// What held this attempt back once it was due: `max_in_flight`, a pause after a 429 or
+    /// 503 (`Retry-After`), or `max_rps`, with how long.
+    pub waited: Option<String>,
+    /// For a failed attempt that will be retried: why the next one waits as long as it does
+    /// (the retry schedule's step and its jitter, or the receiver's `Retry-After`).
+    pub retry_reason: Option<String>,
 }
 
 impl From<&Attempt> for AttemptOut {
@@ -128,6 +134,8 @@ impl From<&Attempt> for AttemptOut {
             duration_ms: a.duration_ms,
             error: a.error.clone(),
             response_body: a.response_body.clone(),
+            waited: a.waited.clone(),
+            retry_reason: a.retry_reason.clone(),
         }
     }
 }

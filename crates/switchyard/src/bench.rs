@@ -306,7 +306,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .as_str()
         .context("no key in answer")?
         .to_string();
-    let mut settings = serde_json::json!({"url": hook_url, "max_in_flight": 64, "retry_schedule_s": [1, 1, 1]});
+    let mut settings =
+        serde_json::json!({"url": hook_url, "max_in_flight": 64, "retry_schedule_s": [1, 1, 1]});
     if args.ordered_keys > 0 {
         settings["ordered"] = true.into();
     }

@@ -31,3 +31,6 @@ CREATE TABLE endpoint_health (
 -- Attempts name their endpoint so that health over a window reads only that endpoint's.
 ALTER TABLE attempts ADD COLUMN endpoint_id TEXT;
 CREATE INDEX attempts_endpoint ON attempts (endpoint_id, at) WHERE endpoint_id IS NOT NULL;
+-- Why an attempt waited: held back by flow control once due, and why its retry waits.
+ALTER TABLE attempts ADD COLUMN waited TEXT;
+ALTER TABLE attempts ADD COLUMN retry_reason TEXT;

@@ -185,10 +185,12 @@ impl DeliveryQueue for SqliteStore {
                 };
                 ctx.conn
                     .prepare_cached(
-                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body, endpoint_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body,
+                           endpoint_id, waited, retry_reason)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )?
-                    .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error, a.response_body, res.endpoint_id])?;
+                    .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
+                        a.response_body, res.endpoint_id, a.waited, a.retry_reason])?;
                 let Some(endpoint_id) = &res.endpoint_id else {
                     continue;
                 };

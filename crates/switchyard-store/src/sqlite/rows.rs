@@ -264,6 +264,8 @@ pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
         duration_ms: r.get(4)?,
         error: r.get(5)?,
         response_body: r.get(6)?,
+        waited: r.get(7)?,
+        retry_reason: r.get(8)?,
     })
 }
 

@@ -506,6 +506,8 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             duration_ms: 1.5,
             error: None,
             response_body: Some("body".into()),
+            waited: None,
+            retry_reason: None,
         },
         outcome,
         disable_endpoint: disable.map(str::to_string),
@@ -703,6 +705,8 @@ pub async fn replay_and_retry(store: &dyn Store) {
             duration_ms: 0.0,
             error: Some("connection refused".into()),
             response_body: None,
+            waited: None,
+            retry_reason: None,
         },
         outcome: Outcome::Failed,
         disable_endpoint: None,
@@ -1008,6 +1012,8 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
                 duration_ms: 1.0,
                 error: None,
                 response_body: None,
+                waited: None,
+                retry_reason: None,
             },
             outcome: Outcome::Delivered,
             disable_endpoint: None,
@@ -1105,6 +1111,8 @@ fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
             duration_ms: 2.0,
             error: (code >= 300).then(|| format!("receiver answered {code}")),
             response_body: None,
+            waited: None,
+            retry_reason: None,
         },
         outcome,
         disable_endpoint: None,
@@ -1144,12 +1152,7 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     let counts: Vec<_> = out.iter().map(|p| p.new_deliveries.len()).collect();
     assert_eq!(counts, vec![1, 0, 1]);
     assert_eq!(out[1].delivery_count, 1);
-    let waiting = &store
-        .trace("c-o", "o2")
-        .await
-        .expect("trace")
-        .deliveries[0]
-        .0;
+    let waiting = &store.trace("c-o", "o2").await.expect("trace").deliveries[0].0;
     assert_eq!(waiting.status, DeliveryStatus::Pending);
     assert_eq!(waiting.next_attempt_at, None);
     assert_eq!(waiting.ordering_key.as_deref(), Some("Ticket/1"));

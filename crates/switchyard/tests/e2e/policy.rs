@@ -333,6 +333,17 @@ async fn max_rps_holds_at_the_receiver() {
         (18.0..=22.0).contains(&rate),
         "{rate:.1} requests/s over {span:.2} s, limit 20"
     );
+    // The trace says what held the later attempts back.
+    let t = app
+        .wait_trace(&org, "r79", Duration::from_secs(5), |t| {
+            first_delivery_status(t) == Some("delivered")
+        })
+        .await;
+    let waited = t["deliveries"][0]["attempts"][0]["waited"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(waited.contains("max_rps"), "{t}");
     app.stop().await;
 }
 
@@ -345,7 +356,7 @@ async fn a_429_with_retry_after_pauses_only_its_endpoint() {
     let org = app.org("throttle").await;
     app.endpoint(
         &org,
-        json!({"url": slow.url("/"), "max_in_flight": 1}),
+        json!({"url": slow.url("/"), "max_in_flight": 1, "retry_schedule_s": [1, 1, 1]}),
         &["*"],
     )
     .await;
@@ -377,6 +388,30 @@ async fn a_429_with_retry_after_pauses_only_its_endpoint() {
         during >= 5,
         "the other endpoint got {during} requests meanwhile"
     );
+    // The trace says why: the throttled attempt names the Retry-After, and the attempts held
+    // meanwhile name the pause.
+    let t = app
+        .wait_trace(&org, "t0", Duration::from_secs(5), |t| {
+            t["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|d| d["status"] == "delivered"))
+        })
+        .await;
+    let throttled = t["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .find(|d| d["attempt_count"] == 2)
+        .expect("the throttled delivery");
+    assert!(
+        throttled["attempts"][0]["retry_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Retry-After 2 s"),
+        "{throttled}"
+    );
+    let t1 = app.trace(&org, "t1").await;
+    assert!(t1.to_string().contains("paused after a 429/503"), "{t1}");
     app.stop().await;
 }
 
