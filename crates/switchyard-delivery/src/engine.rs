@@ -36,6 +36,10 @@ pub struct EngineConfig {
     pub max_queued_per_endpoint: usize,
     /// Deliveries all endpoints together may hold in memory, likewise.
     pub max_queued_total: usize,
+    /// Requests to endpoints in flight at once, all endpoints together (each endpoint is also
+    /// held to its own `max_in_flight`). Bounds the memory and sockets a burst to many
+    /// endpoints can take.
+    pub max_requests_in_flight: usize,
     /// When repeated failure disables an endpoint.
     pub disable_policy: DisablePolicy,
     /// How long a cached endpoint configuration is trusted without asking the store again.
@@ -58,6 +62,7 @@ impl EngineConfig {
             lease_ms: DEFAULT_LEASE_MS,
             max_queued_per_endpoint: 2_000,
             max_queued_total: 50_000,
+            max_requests_in_flight: 512,
             disable_policy: DisablePolicy::default(),
             endpoint_cache_ttl: Duration::from_secs(5),
             worker_idle: Duration::from_secs(60),
@@ -117,6 +122,8 @@ pub(crate) struct Inner {
     /// Run: executes deliveries whose target is an executor.
     pub(crate) hooks: Option<Arc<dyn HookRunner>>,
     pub(crate) hook_slots: Arc<Semaphore>,
+    /// Run: one permit per request to an endpoint in flight, all endpoints together.
+    pub(crate) request_slots: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -151,6 +158,7 @@ impl Engine {
             clients,
             store,
             hook_slots: Arc::new(Semaphore::new(config.max_hooks_in_flight.max(1))),
+            request_slots: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
             config,
             clock,
             rng: Mutex::new(rng),

@@ -357,7 +357,17 @@ impl Engine {
                     }
                 }
             }
-            if inner.cancel.is_cancelled() {
+            let request_slot = match inner.request_slots.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    hold("the hub-wide request limit");
+                    tokio::select! {
+                        p = inner.request_slots.clone().acquire_owned() => p.ok(),
+                        _ = inner.cancel.cancelled() => None,
+                    }
+                }
+            };
+            if inner.cancel.is_cancelled() || request_slot.is_none() {
                 shared.finished(Signal::Answered, max);
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));
                 continue;
@@ -369,6 +379,7 @@ impl Engine {
             inner.tasks.spawn(async move {
                 let at = this.inner.clock.now_ms();
                 let resp = crate::http::send(&this.inner.clients, &ep, &job.event, at).await;
+                drop(request_slot);
                 let signal = match resp.status {
                     Some(429 | 503) => {
                         Signal::Throttled(resp.retry_after_s.map(Duration::from_secs))

@@ -120,6 +120,8 @@ pub struct DeliveryTunables {
     pub max_queued_per_endpoint: Option<usize>,
     /// Deliveries all endpoints together may hold in memory (1–10000000).
     pub max_queued_total: Option<usize>,
+    /// Requests to endpoints in flight at once, all endpoints together (1–100000).
+    pub max_requests_in_flight: Option<usize>,
     /// An endpoint whose every attempt has failed this long is disabled (1 h – 1 year).
     pub disable_after_failing_s: Option<u64>,
     /// ... if its failures span at least this long (0 – 1 year).
@@ -155,6 +157,12 @@ impl DeliveryTunables {
             1_000_000,
         )?;
         within("max_queued_total", self.max_queued_total, 1, 10_000_000)?;
+        within(
+            "max_requests_in_flight",
+            self.max_requests_in_flight,
+            1,
+            100_000,
+        )?;
         within(
             "disable_after_failing_s",
             self.disable_after_failing_s,
@@ -244,6 +252,9 @@ impl Settings {
         }
         if let Some(v) = t.max_queued_total {
             c.max_queued_total = v;
+        }
+        if let Some(v) = t.max_requests_in_flight {
+            c.max_requests_in_flight = v;
         }
         if let Some(v) = t.disable_after_failing_s {
             c.disable_policy.failing_for_ms = v as i64 * 1000;
@@ -408,6 +419,10 @@ mod tests {
             defaults.max_queued_per_endpoint
         );
         assert_eq!(from_example.max_queued_total, defaults.max_queued_total);
+        assert_eq!(
+            from_example.max_requests_in_flight,
+            defaults.max_requests_in_flight
+        );
         assert_eq!(from_example.disable_policy, defaults.disable_policy);
         assert_eq!(from_example.endpoint_cache_ttl, defaults.endpoint_cache_ttl);
         assert_eq!(
