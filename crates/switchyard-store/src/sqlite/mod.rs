@@ -108,13 +108,20 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-fn open_conn(path: &Path) -> Result<Connection> {
+/// Page cache of the writer connection, in KiB: it holds the B-tree pages every commit touches.
+const WRITER_CACHE_KIB: u32 = 16_000;
+/// Page cache of each reader and of the checkpointer, in KiB: their reads are point lookups
+/// and short scans that the operating system's page cache serves as well; a large cache per
+/// pooled connection would multiply the hub's memory by the pool size.
+const READER_CACHE_KIB: u32 = 2_000;
+
+fn open_conn(path: &Path, cache_kib: u32) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-         PRAGMA busy_timeout=10000; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY;
-         PRAGMA journal_size_limit=67108864;",
-    )
+         PRAGMA busy_timeout=10000; PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY;
+         PRAGMA journal_size_limit=67108864;"
+    ))
     .map_err(db_err)?;
     Ok(conn)
 }
@@ -123,7 +130,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, runs pending migrations and starts the
     /// writer thread.
     pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
-        let conn = open_conn(path)?;
+        let conn = open_conn(path, WRITER_CACHE_KIB)?;
         // Owner-only, before the first write creates the WAL (SQLite gives the WAL and shared
         // memory files the database file's permissions).
         {
@@ -156,7 +163,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(ctx, rx))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let checkpoint_conn = open_conn(path)?;
+        let checkpoint_conn = open_conn(path, READER_CACHE_KIB)?;
         let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
@@ -216,7 +223,7 @@ impl SqliteStore {
             let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
             let conn = match pooled {
                 Some(c) => c,
-                None => open_conn(&inner.path)?,
+                None => open_conn(&inner.path, READER_CACHE_KIB)?,
             };
             let r = f(&conn, &inner.key);
             if let Ok(mut r) = inner.readers.lock()
