@@ -236,7 +236,27 @@ impl Engine {
                         }
                         Err(_) => 16,
                     };
-                    self.pull(&endpoint, &mut pulled, &shared, limit).await;
+                    // Never past the engine's memory bounds: without room, the deliveries
+                    // stay in the store (the mark stays too) until other endpoints drain.
+                    let room = inner
+                        .config
+                        .max_queued_per_endpoint
+                        .saturating_sub(shared.queued())
+                        .min(
+                            inner
+                                .config
+                                .max_queued_total
+                                .saturating_sub(inner.queued_total.load(Ordering::Relaxed)),
+                        );
+                    if room == 0 {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                            _ = inner.cancel.cancelled() => {}
+                        }
+                        continue;
+                    }
+                    self.pull(&endpoint, &mut pulled, &shared, limit.min(room as u32))
+                        .await;
                     continue;
                 }
                 None => {
