@@ -45,8 +45,8 @@ const FULL_RESERVE_BYTES: u64 = 4 * 1024 * 1024;
 const MAX_GROUP: usize = 2000;
 /// How often the checkpoint thread copies the WAL into the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-/// Reader connections kept open for reuse.
-const MAX_IDLE_READERS: usize = 8;
+/// Reads running at once, and reader connections kept for reuse.
+const MAX_READERS: usize = 8;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -73,6 +73,9 @@ struct Inner {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Run: reader connections kept for reuse.
     readers: Mutex<Vec<Connection>>,
+    /// Run: one permit per read running at once. Without it a burst of reads (a thousand
+    /// endpoint workers starting together) opened a connection and a blocking thread each.
+    reading: tokio::sync::Semaphore,
     path: PathBuf,
     key: MasterKey,
     /// Run: set while writes fail for lack of space; cleared by the next write that commits.
@@ -174,6 +177,7 @@ impl SqliteStore {
                 checkpoint_stop: Mutex::new(Some(stop_tx)),
                 threads: Mutex::new(vec![writer, checkpointer]),
                 readers: Mutex::new(Vec::new()),
+                reading: tokio::sync::Semaphore::new(MAX_READERS),
                 path: path.to_path_buf(),
                 key,
                 full: AtomicBool::new(false),
@@ -218,6 +222,12 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection, &MasterKey) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _permit = self
+            .inner
+            .reading
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
@@ -227,7 +237,7 @@ impl SqliteStore {
             };
             let r = f(&conn, &inner.key);
             if let Ok(mut r) = inner.readers.lock()
-                && r.len() < MAX_IDLE_READERS
+                && r.len() < MAX_READERS
             {
                 r.push(conn);
             }

@@ -13,7 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard::{Application, Settings};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, RwLock, oneshot};
+
+/// Tests that assert how long something took hold this exclusively (`write`); tests that load
+/// both cores for seconds hold it shared (`read`). So a timing assertion measures the hub, not
+/// a neighbouring test's flood, and the heavy tests still run beside everything else.
+pub static TIMING: std::sync::LazyLock<RwLock<()>> = std::sync::LazyLock::new(|| RwLock::new(()));
 
 pub const ADMIN_KEY: &str = "sy_test_admin_key_for_e2e_tests_only";
 

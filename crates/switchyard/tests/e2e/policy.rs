@@ -99,6 +99,7 @@ fn ordered_event(entity: &str, n: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ordered_deliveries_arrive_in_publish_order_per_entity_while_a_head_fails() {
+    let _heavy = TIMING.read().await;
     let app = spawn_app().await;
     let (url, rx) = order_receiver().await;
     // The head of t7 fails twice before it succeeds.
@@ -306,6 +307,7 @@ async fn a_failed_head_blocks_its_key_until_retried_by_hand_or_is_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_rps_holds_at_the_receiver() {
+    let _timed = TIMING.write().await;
     let app = spawn_app().await;
     let rx = TestReceiver::start().await;
     let org = app.org("rps").await;
@@ -417,6 +419,7 @@ async fn a_429_with_retry_after_pauses_only_its_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_drains_at_once_when_its_receiver_answers_again() {
+    let _heavy = TIMING.read().await;
     let app = spawn_app().await;
     let rx = TestReceiver::start().await;
     // 500, not 503: a 503 would make the hub slow down, which is another test.

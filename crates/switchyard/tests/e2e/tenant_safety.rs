@@ -411,6 +411,7 @@ async fn endpoint_disabled_events_reach_their_own_organization() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_cannot_stall_the_api() {
+    let _timed = TIMING.write().await;
     let app = spawn_app().await;
     let a = app.org("regex-a").await;
     let b = app.org("regex-b").await;
