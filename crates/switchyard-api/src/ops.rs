@@ -32,6 +32,19 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (an embedding program); then ours
             // renders nothing, which is all we can do.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples wait in buffers until they are folded in; without a scrape
+            // nothing folds them, and a hub nobody scrapes would hold every sample it ever
+            // took. Fold them every few seconds.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("a thread can be started at startup");
             handle
         })
         .clone()

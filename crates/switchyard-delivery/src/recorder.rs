@@ -18,6 +18,9 @@ impl Engine {
         let inner = &self.inner;
         let mut buf = Vec::with_capacity(1024);
         while rx.recv_many(&mut buf, 4096).await > 0 {
+            metrics::gauge!("switchyard_recorder_backlog").set(rx.len() as f64);
+            metrics::gauge!("switchyard_engine_queued")
+                .set(inner.queued_total.load(std::sync::atomic::Ordering::Relaxed) as f64);
             let mut results = Vec::new();
             let mut releases = Vec::new();
             let mut flushes = Vec::new();
