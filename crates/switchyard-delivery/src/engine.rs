@@ -40,6 +40,9 @@ pub struct EngineConfig {
     /// held to its own `max_in_flight`). Bounds the memory and sockets a burst to many
     /// endpoints can take.
     pub max_requests_in_flight: usize,
+    /// Attempt results held in memory until the store has written them; when this many wait,
+    /// no new request starts (backpressure from the store to the endpoints).
+    pub max_unrecorded: usize,
     /// When repeated failure disables an endpoint.
     pub disable_policy: DisablePolicy,
     /// How long a cached endpoint configuration is trusted without asking the store again.
@@ -63,6 +66,7 @@ impl EngineConfig {
             max_queued_per_endpoint: 2_000,
             max_queued_total: 50_000,
             max_requests_in_flight: 512,
+            max_unrecorded: 16_384,
             disable_policy: DisablePolicy::default(),
             endpoint_cache_ttl: Duration::from_secs(5),
             worker_idle: Duration::from_secs(60),
@@ -124,6 +128,8 @@ pub(crate) struct Inner {
     pub(crate) hook_slots: Arc<Semaphore>,
     /// Run: one permit per request to an endpoint in flight, all endpoints together.
     pub(crate) request_slots: Arc<Semaphore>,
+    /// Run: one permit per attempt result not yet written; the recorder drops them.
+    pub(crate) record_slots: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -159,6 +165,7 @@ impl Engine {
             store,
             hook_slots: Arc::new(Semaphore::new(config.max_hooks_in_flight.max(1))),
             request_slots: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
+            record_slots: Arc::new(Semaphore::new(config.max_unrecorded.max(1))),
             config,
             clock,
             rng: Mutex::new(rng),

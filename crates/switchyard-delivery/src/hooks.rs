@@ -34,7 +34,7 @@ impl Engine {
             drop(permit);
             let now = this.inner.clock.now_ms();
             let attempt = hook_decide(&job, result, at, now, this.jitter());
-            let _ = this.inner.recorder.send(Msg::Result(attempt));
+            let _ = this.inner.recorder.send(Msg::Result(attempt, None));
         });
     }
 }

@@ -3,12 +3,13 @@
 
 use crate::engine::{Engine, EngineEvent};
 use switchyard_core::{AttemptResult, Outcome};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 // Nearly every message is a result: boxing it would cost an allocation per attempt.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
-    Result(AttemptResult),
+    /// A result, with the slot it holds until it is written (see `Inner::record_slots`).
+    Result(AttemptResult, Option<OwnedSemaphorePermit>),
     Release(String),
     Flush(oneshot::Sender<()>),
 }
@@ -19,14 +20,21 @@ impl Engine {
         let mut buf = Vec::with_capacity(1024);
         while rx.recv_many(&mut buf, 4096).await > 0 {
             metrics::gauge!("switchyard_recorder_backlog").set(rx.len() as f64);
-            metrics::gauge!("switchyard_engine_queued")
-                .set(inner.queued_total.load(std::sync::atomic::Ordering::Relaxed) as f64);
+            metrics::gauge!("switchyard_engine_queued").set(
+                inner
+                    .queued_total
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
             let mut results = Vec::new();
             let mut releases = Vec::new();
             let mut flushes = Vec::new();
+            let mut slots = Vec::new();
             for m in buf.drain(..) {
                 match m {
-                    Msg::Result(result) => results.push(result),
+                    Msg::Result(result, slot) => {
+                        results.push(result);
+                        slots.extend(slot);
+                    }
                     Msg::Release(id) => releases.push(id),
                     Msg::Flush(tx) => flushes.push(tx),
                 }
@@ -80,6 +88,8 @@ impl Engine {
             {
                 tracing::warn!(error = %e, "handing back deliveries failed; they resume after their lease");
             }
+            // Written (or given up on): the attempts waiting for a slot may go.
+            drop(slots);
             self.done(settled);
             for f in flushes {
                 let _ = f.send(());

@@ -300,7 +300,7 @@ impl Engine {
                     let now = inner.clock.now_ms();
                     let result =
                         without_request(&job, "endpoint was deleted".into(), Outcome::Failed, now);
-                    let _ = inner.recorder.send(Msg::Result(result));
+                    let _ = inner.recorder.send(Msg::Result(result, None));
                     continue;
                 }
                 Err(e) => {
@@ -387,7 +387,19 @@ impl Engine {
                     }
                 }
             };
-            if inner.cancel.is_cancelled() || request_slot.is_none() {
+            // Backpressure: a result waits in memory until the store has written it, and at
+            // most `max_unrecorded` do; beyond, no new request starts.
+            let record_slot = match inner.record_slots.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    hold("results not yet written");
+                    tokio::select! {
+                        p = inner.record_slots.clone().acquire_owned() => p.ok(),
+                        _ = inner.cancel.cancelled() => None,
+                    }
+                }
+            };
+            if inner.cancel.is_cancelled() || request_slot.is_none() || record_slot.is_none() {
                 shared.finished(Signal::Answered, max);
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));
                 continue;
@@ -408,7 +420,7 @@ impl Engine {
                 };
                 let mut result = decide(&ep, &job, resp, || this.jitter());
                 result.attempt.waited = waited;
-                let _ = this.inner.recorder.send(Msg::Result(result));
+                let _ = this.inner.recorder.send(Msg::Result(result, record_slot));
                 shared.finished(signal, max);
             });
         }
