@@ -2,7 +2,7 @@
 //! stops (cancellation, draining, the grace period).
 
 use crate::recorder::Msg;
-use crate::worker::Slot;
+use crate::worker::{Shared, Slot};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::health::DisablePolicy;
 use switchyard_core::hooks::HookRunner;
+use switchyard_core::routing::Target as Route;
 use switchyard_core::time::{Clock, SystemClock};
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Target};
 use switchyard_egress::Clients;
@@ -81,6 +82,17 @@ impl EngineConfig {
 pub enum EngineEvent {
     /// An attempt disabled this endpoint (the receiver answered 410 Gone).
     EndpointDisabled { org_id: String, endpoint_id: String },
+}
+
+/// Room in memory taken for the deliveries of one publish before it commits
+/// ([`Engine::reserve`]); the commit's deliveries use it ([`Engine::dispatch_reserved`]) or
+/// it is given back ([`Engine::unreserve`]).
+#[derive(Default)]
+pub struct Reserved {
+    endpoints: HashMap<String, (Arc<Shared>, usize)>,
+    hooks: usize,
+    /// Endpoints left without room: their deliveries are stored due, for them to pull.
+    overflow: Vec<EndpointRef>,
 }
 
 /// The delivery engine. Cheap to clone; all clones drive the same machine.
@@ -256,6 +268,127 @@ impl Engine {
                 self.done(1);
             }
         }
+    }
+
+    /// Takes room in memory for the deliveries a publish of `org` is about to make, one per
+    /// route: `true` where the engine will take the delivery at once (the store claims it for
+    /// this node), `false` where there is no room (the store leaves it due, and its endpoint
+    /// pulls it when it has room). Nothing beyond the engine's bounds is ever claimed.
+    pub fn reserve(&self, org: &str, routes: &[Route], reserved: &mut Reserved) -> Vec<bool> {
+        let inner = &self.inner;
+        let Ok(mut slots) = inner.slots.lock() else {
+            return vec![false; routes.len()];
+        };
+        routes
+            .iter()
+            .map(|r| match &r.target {
+                Target::Executor(_) => {
+                    let waiting = inner.hooks_waiting.load(Ordering::Relaxed);
+                    if waiting >= inner.config.max_queued_per_endpoint {
+                        return false;
+                    }
+                    inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
+                    reserved.hooks += 1;
+                    true
+                }
+                Target::Endpoint(id) => {
+                    let endpoint = EndpointRef {
+                        org_id: org.to_string(),
+                        endpoint_id: id.clone(),
+                    };
+                    let slot = slots
+                        .entry(id.clone())
+                        .or_insert_with(|| self.spawn_worker(endpoint.clone()));
+                    let shared = &slot.shared;
+                    if shared.queued() >= inner.config.max_queued_per_endpoint
+                        || inner.queued_total.load(Ordering::Relaxed)
+                            >= inner.config.max_queued_total
+                    {
+                        metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
+                        if !reserved.overflow.contains(&endpoint) {
+                            reserved.overflow.push(endpoint);
+                        }
+                        return false;
+                    }
+                    shared.hold(1);
+                    reserved
+                        .endpoints
+                        .entry(id.clone())
+                        .or_insert_with(|| (shared.clone(), 0))
+                        .1 += 1;
+                    true
+                }
+            })
+            .collect()
+    }
+
+    /// Queues the deliveries a publish committed, in the room [`Engine::reserve`] took; room
+    /// they did not use (a duplicate event, a delivery waiting for its ordering key) is given
+    /// back, and endpoints left without room are told to pull.
+    pub fn dispatch_reserved(&self, deliveries: Vec<DueDelivery>, mut reserved: Reserved) {
+        let inner = &self.inner;
+        inner
+            .outstanding
+            .fetch_add(deliveries.len(), Ordering::SeqCst);
+        let mut unplanned = Vec::new();
+        if let Ok(mut slots) = inner.slots.lock() {
+            for d in deliveries {
+                if inner.cancel.is_cancelled() {
+                    let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                    continue;
+                }
+                match &d.target {
+                    Target::Executor(name) if reserved.hooks > 0 => {
+                        reserved.hooks -= 1;
+                        let name = name.clone();
+                        tokio::spawn(self.clone().run_hook(d, name));
+                    }
+                    Target::Endpoint(id) => {
+                        let Some(room) = reserved.endpoints.get_mut(id).filter(|r| r.1 > 0) else {
+                            unplanned.push(d);
+                            continue;
+                        };
+                        room.1 -= 1;
+                        // The worker that had the room may have ended meanwhile: move the
+                        // room to the endpoint's current worker.
+                        room.0.unhold(1);
+                        let endpoint = EndpointRef {
+                            org_id: d.org_id.clone(),
+                            endpoint_id: id.clone(),
+                        };
+                        let slot = slots
+                            .entry(id.clone())
+                            .or_insert_with(|| self.spawn_worker(endpoint));
+                        slot.shared.hold(1);
+                        if let Err(e) = slot.tx.send(d) {
+                            slot.shared.unhold(1);
+                            let _ = inner.recorder.send(Msg::Release(e.0.delivery_id));
+                        }
+                    }
+                    Target::Executor(_) => unplanned.push(d),
+                }
+            }
+        }
+        let overflow = std::mem::take(&mut reserved.overflow);
+        self.unreserve(reserved);
+        if !unplanned.is_empty() {
+            // Not reserved (a caller that did not reserve): the bounded path.
+            inner
+                .outstanding
+                .fetch_sub(unplanned.len(), Ordering::SeqCst);
+            self.dispatch(unplanned);
+        }
+        self.backlog(overflow);
+    }
+
+    /// Gives back room that no delivery will use (the publish failed, or is routed again).
+    pub fn unreserve(&self, reserved: Reserved) {
+        for (_, (shared, n)) in reserved.endpoints {
+            shared.unhold(n);
+        }
+        self.inner
+            .hooks_waiting
+            .fetch_sub(reserved.hooks, Ordering::Relaxed);
     }
 
     /// Tells the workers of `endpoints` that deliveries of theirs are due in the store; a

@@ -110,6 +110,7 @@ impl Rig {
         let batch = RoutedBatch {
             routing_version: snapshot.version,
             events: vec![RoutedEvent {
+                claim: vec![true; table.route(&event).len()],
                 targets: table.route(&event),
                 event,
             }],

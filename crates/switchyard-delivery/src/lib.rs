@@ -34,4 +34,4 @@ pub mod profile;
 mod recorder;
 mod worker;
 
-pub use engine::{Engine, EngineConfig, EngineEvent};
+pub use engine::{Engine, EngineConfig, EngineEvent, Reserved};

@@ -31,7 +31,7 @@ pub(crate) struct Slot {
 }
 
 /// What the engine, the worker and its attempts share.
-pub(crate) struct Shared {
+pub struct Shared {
     /// Deliveries held in memory: in the channel and in the worker's pulled queue.
     queued: AtomicUsize,
     /// The same, summed over every endpoint.

@@ -6,6 +6,7 @@ use crate::{Hub, HubError};
 use std::sync::Arc;
 use switchyard_core::NewEvent;
 use switchyard_core::routing::{RouteTable, Target};
+use switchyard_delivery::Reserved;
 use switchyard_store::{PublishOutcome, Published, RoutedBatch, RoutedEvent};
 
 /// How often a publish is routed again before giving up on an organization whose routing
@@ -27,27 +28,43 @@ impl Hub {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Published>, HubError> {
         let n = events.len() as u64;
+        let engine = &self.inner.engine;
         let mut routes = self.routes(org).await?;
-        let mut batch = route_batch(&routes, events);
+        let mut reserved = Reserved::default();
+        let mut batch = route_batch(&routes, events, |t| engine.reserve(org, t, &mut reserved));
         for _ in 0..MAX_ROUTING_ATTEMPTS {
-            match self.inner.store.publish(org, batch, self.node()).await? {
+            let outcome = match self.inner.store.publish(org, batch, self.node()).await {
+                Ok(o) => o,
+                Err(e) => {
+                    engine.unreserve(reserved);
+                    return Err(e.into());
+                }
+            };
+            match outcome {
                 PublishOutcome::Committed(mut published) => {
                     metrics::counter!("switchyard_events_published_total").increment(n);
-                    for p in &mut published {
-                        self.inner
-                            .engine
-                            .dispatch(std::mem::take(&mut p.new_deliveries));
-                    }
+                    let due = published
+                        .iter_mut()
+                        .flat_map(|p| std::mem::take(&mut p.new_deliveries))
+                        .collect();
+                    engine.dispatch_reserved(due, reserved);
                     return Ok(published);
                 }
                 PublishOutcome::StaleRouting(stale) => {
                     metrics::counter!("switchyard_routing_reloads_total").increment(1);
+                    engine.unreserve(std::mem::take(&mut reserved));
                     self.routing_changed(org);
-                    routes = self.routes(org).await?;
-                    batch = route_batch(&routes, stale.events.into_iter().map(|e| e.event));
+                    routes = match self.routes(org).await {
+                        Ok(r) => r,
+                        Err(e) => return Err(e),
+                    };
+                    batch = route_batch(&routes, stale.events.into_iter().map(|e| e.event), |t| {
+                        engine.reserve(org, t, &mut reserved)
+                    });
                 }
             }
         }
+        engine.unreserve(reserved);
         Err(HubError::RoutingUnstable)
     }
 
@@ -81,14 +98,24 @@ impl Hub {
     }
 }
 
-fn route_batch(routes: &OrgRoutes, events: impl IntoIterator<Item = NewEvent>) -> RoutedBatch {
+/// Routes `events` with `routes`; `room` says for each event's targets which ones this node
+/// takes at once.
+fn route_batch(
+    routes: &OrgRoutes,
+    events: impl IntoIterator<Item = NewEvent>,
+    mut room: impl FnMut(&[Target]) -> Vec<bool>,
+) -> RoutedBatch {
     RoutedBatch {
         routing_version: routes.version,
         events: events
             .into_iter()
-            .map(|event| RoutedEvent {
-                targets: routes.table.route(&event),
-                event,
+            .map(|event| {
+                let targets = routes.table.route(&event);
+                RoutedEvent {
+                    claim: room(&targets),
+                    targets,
+                    event,
+                }
             })
             .collect(),
     }

@@ -61,6 +61,10 @@ pub struct RoutingSnapshot {
 pub struct RoutedEvent {
     pub event: NewEvent,
     pub targets: Vec<switchyard_core::routing::Target>,
+    /// Per target: whether the publishing node takes the delivery at once (it is claimed for
+    /// that node and handed back in `new_deliveries`) or leaves it due in the store for its
+    /// endpoint to pull (the node has no room for it in memory).
+    pub claim: Vec<bool>,
 }
 
 /// Events of one organization routed with the routing of `routing_version`.

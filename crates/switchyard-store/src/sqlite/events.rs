@@ -18,7 +18,12 @@ impl EventLog for SqliteStore {
             let now = now_ms();
             let lease_until = now + DEFAULT_LEASE_MS;
             let mut out = Vec::with_capacity(batch.events.len());
-            for RoutedEvent { event: ne, targets } in batch.events {
+            for RoutedEvent {
+                event: ne,
+                targets,
+                claim,
+            } in batch.events
+            {
                 let existing: Option<i64> = ctx
                     .conn
                     .prepare_cached("SELECT seq FROM events WHERE org_id = ?1 AND id = ?2")?
@@ -67,7 +72,8 @@ impl EventLog for SqliteStore {
                 });
                 let mut new_deliveries = Vec::new();
                 let mut count = 0;
-                for target in targets {
+                for (i, target) in targets.into_iter().enumerate() {
+                    let take = claim.get(i).copied().unwrap_or(false);
                     let (id, claimed) = insert_delivery(
                         &ctx.conn,
                         &org,
@@ -75,12 +81,13 @@ impl EventLog for SqliteStore {
                         &target.target,
                         Some(&target.subscription_id),
                         target.ordering_key.as_deref(),
-                        Some((&node, lease_until)),
+                        take.then_some((node.as_str(), lease_until)),
                         now,
                     )?;
                     count += 1;
                     if !claimed {
-                        // It waits for the delivery before it with the same ordering key.
+                        // Left due for its endpoint to pull, or waiting behind the delivery
+                        // before it with the same ordering key.
                         continue;
                     }
                     new_deliveries.push(DueDelivery {

@@ -74,9 +74,13 @@ pub async fn route(store: &dyn Store, org: &str, events: Vec<NewEvent>) -> Resul
         routing_version: snapshot.version,
         events: events
             .into_iter()
-            .map(|event| RoutedEvent {
-                targets: table.route(&event),
-                event,
+            .map(|event| {
+                let targets = table.route(&event);
+                RoutedEvent {
+                    claim: vec![true; targets.len()],
+                    targets,
+                    event,
+                }
             })
             .collect(),
     })
