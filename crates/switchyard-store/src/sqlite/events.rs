@@ -70,6 +70,7 @@ impl EventLog for SqliteStore {
                     seq,
                     received_at: now,
                 });
+                ctx.remember(&event);
                 let mut new_deliveries = Vec::new();
                 let mut count = 0;
                 for (i, target) in targets.into_iter().enumerate() {

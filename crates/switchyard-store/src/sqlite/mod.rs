@@ -160,6 +160,7 @@ impl SqliteStore {
         let ctx = WriterCtx {
             conn,
             key: key.clone(),
+            events: std::collections::HashMap::new(),
         };
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())

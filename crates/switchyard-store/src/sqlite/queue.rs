@@ -309,7 +309,7 @@ impl DeliveryQueue for SqliteStore {
                     org_id: org.clone(),
                     target,
                     attempts,
-                    event: Arc::new(ctx.load_event_by_seq(seq)?),
+                    event: ctx.shared_event(seq)?,
                     lease_until: now + DEFAULT_LEASE_MS,
                 })
             } else {
@@ -592,17 +592,9 @@ fn claim(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?
     };
-    let mut events: HashMap<i64, Arc<Event>> = HashMap::new();
     let mut out = Vec::with_capacity(claimed.len());
     for (id, org_id, target, attempts, seq) in claimed {
-        let event = match events.get(&seq) {
-            Some(e) => e.clone(),
-            None => {
-                let e = Arc::new(ctx.load_event_by_seq(seq)?);
-                events.insert(seq, e.clone());
-                e
-            }
-        };
+        let event = ctx.shared_event(seq)?;
         out.push(DueDelivery {
             delivery_id: id,
             org_id,

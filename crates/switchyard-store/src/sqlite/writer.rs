@@ -8,10 +8,14 @@ pub(super) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// only prepares the failure answer.
 pub(super) type Job = Box<dyn FnOnce(Option<&mut WriterCtx>) -> (bool, Completion) + Send>;
 
-/// What write jobs run against: the writer's connection and the key secrets are sealed with.
+/// What write jobs run against: the writer's connection, the key secrets are sealed with, and
+/// the events handed out that someone still holds.
 pub(super) struct WriterCtx {
     pub(super) conn: Connection,
     pub(super) key: MasterKey,
+    /// Events handed out with deliveries, by `seq`, as long as any delivery in memory holds
+    /// them: a thousand endpoints pulling the same event share one copy of it.
+    pub(super) events: std::collections::HashMap<i64, std::sync::Weak<Event>>,
 }
 
 pub(super) fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
@@ -64,6 +68,24 @@ impl WriterCtx {
             .conn
             .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE seq = ?1"))?;
         Ok(stmt.query_row([seq], event_from_row)?)
+    }
+
+    /// The event `seq`, shared with every delivery in memory that holds it already.
+    pub(super) fn shared_event(&mut self, seq: i64) -> Result<Arc<Event>> {
+        if let Some(e) = self.events.get(&seq).and_then(std::sync::Weak::upgrade) {
+            return Ok(e);
+        }
+        let e = Arc::new(self.load_event_by_seq(seq)?);
+        self.remember(&e);
+        Ok(e)
+    }
+
+    /// Lets later claims share `event`. Entries nobody holds any more are swept as the map grows.
+    pub(super) fn remember(&mut self, event: &Arc<Event>) {
+        if self.events.len() >= 4096 && self.events.len().is_power_of_two() {
+            self.events.retain(|_, w| w.strong_count() > 0);
+        }
+        self.events.insert(event.seq, Arc::downgrade(event));
     }
 }
 
