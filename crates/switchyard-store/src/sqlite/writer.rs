@@ -41,11 +41,14 @@ pub(super) fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
         for job in jobs {
             let _ = run_cached(&ctx.conn, "SAVEPOINT job");
             let (ok, completion) = job(Some(&mut ctx));
-            if ok {
-                let _ = run_cached(&ctx.conn, "RELEASE job");
+            let ended = if ok {
+                run_cached(&ctx.conn, "RELEASE job")
             } else {
-                let _ = run_cached(&ctx.conn, "ROLLBACK TO job");
-                let _ = run_cached(&ctx.conn, "RELEASE job");
+                run_cached(&ctx.conn, "ROLLBACK TO job")
+                    .and_then(|_| run_cached(&ctx.conn, "RELEASE job"))
+            };
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "a write job's savepoint did not end");
             }
             done.push(completion);
         }
