@@ -118,27 +118,11 @@ const WRITER_CACHE_KIB: u32 = 16_000;
 /// pooled connection would multiply the hub's memory by the pool size.
 const READER_CACHE_KIB: u32 = 2_000;
 
-/// Where a connection keeps its temporary data.
-#[derive(Clone, Copy)]
-enum Temp {
-    /// In memory: readers, whose temporary data is a sort or a small table.
-    Memory,
-    /// SQLite's default, spilling to a file past 64 KiB: the writer. Its statement
-    /// sub-journals (a copy of each page a job changes inside its savepoint) grow with the
-    /// group commit; kept in memory they cost RAM without bound, and every statement's release
-    /// walked them (measured: 63 % of the hub's CPU with 1,000 endpoints).
-    Default,
-}
-
-fn open_conn(path: &Path, cache_kib: u32, temp: Temp) -> Result<Connection> {
+fn open_conn(path: &Path, cache_kib: u32) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
-    let temp_store = match temp {
-        Temp::Memory => "MEMORY",
-        Temp::Default => "DEFAULT",
-    };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-         PRAGMA busy_timeout=10000; PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store={temp_store};
+         PRAGMA busy_timeout=10000; PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY;
          PRAGMA journal_size_limit=67108864;"
     ))
     .map_err(db_err)?;
@@ -149,7 +133,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, runs pending migrations and starts the
     /// writer thread.
     pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
-        let conn = open_conn(path, WRITER_CACHE_KIB, Temp::Default)?;
+        let conn = open_conn(path, WRITER_CACHE_KIB)?;
         // Owner-only, before the first write creates the WAL (SQLite gives the WAL and shared
         // memory files the database file's permissions).
         {
@@ -183,7 +167,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(ctx, rx))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let checkpoint_conn = open_conn(path, READER_CACHE_KIB, Temp::Memory)?;
+        let checkpoint_conn = open_conn(path, READER_CACHE_KIB)?;
         let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
@@ -250,7 +234,7 @@ impl SqliteStore {
             let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
             let conn = match pooled {
                 Some(c) => c,
-                None => open_conn(&inner.path, READER_CACHE_KIB, Temp::Memory)?,
+                None => open_conn(&inner.path, READER_CACHE_KIB)?,
             };
             let r = f(&conn, &inner.key);
             if let Ok(mut r) = inner.readers.lock()

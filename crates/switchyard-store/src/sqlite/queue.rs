@@ -155,114 +155,27 @@ impl DeliveryQueue for SqliteStore {
 
     async fn record_attempts(
         &self,
-        results: Vec<AttemptResult>,
+        mut results: Vec<AttemptResult>,
         policy: &DisablePolicy,
     ) -> Result<Recorded> {
-        let policy = *policy;
-        self.write(move |ctx| {
-            let now = now_ms();
-            let mut out = Recorded::default();
-            let mut health: HashMap<EndpointRef, HealthDelta> = HashMap::new();
-            let mut head_failure: HashMap<String, HeadFailure> = HashMap::new();
-            for res in results {
-                let a = &res.attempt;
-                let (status, next) = match res.outcome {
-                    Outcome::Delivered => ("delivered", None),
-                    Outcome::Retry { at } => ("pending", Some(at)),
-                    Outcome::Failed => ("failed", None),
-                };
-                let slot: Option<Option<String>> = ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4,
-                         claimed_by = NULL, updated_at = ?5 WHERE id = ?1 AND org_id = ?2 RETURNING order_slot",
-                    )?
-                    .query_row(params![res.delivery_id, res.org_id, status, next, now], |r| r.get(0))
-                    .optional()?;
-                let Some(slot) = slot else {
-                    // The delivery is gone (its endpoint or organization was deleted).
-                    continue;
-                };
-                ctx.conn
-                    .prepare_cached(
-                        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body,
-                           endpoint_id, waited, retry_reason)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )?
-                    .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
-                        a.response_body, res.endpoint_id, a.waited, a.retry_reason])?;
-                let Some(endpoint_id) = &res.endpoint_id else {
-                    continue;
-                };
-                let ep = EndpointRef {
-                    org_id: res.org_id.clone(),
-                    endpoint_id: endpoint_id.clone(),
-                };
-                if let (Some(key), false) = (&slot, matches!(res.outcome, Outcome::Retry { .. })) {
-                    let on_failure = match head_failure.get(endpoint_id) {
-                        Some(h) => *h,
-                        None => {
-                            let h = endpoint_head_failure(&ctx.conn, endpoint_id)?;
-                            head_failure.insert(endpoint_id.clone(), h);
-                            h
-                        }
-                    };
-                    if res.outcome == Outcome::Failed && on_failure == HeadFailure::Block {
-                        ctx.conn
-                            .prepare_cached("UPDATE deliveries SET status = 'blocked' WHERE id = ?1")?
-                            .execute([&res.delivery_id])?;
-                    } else if settle_head(&ctx.conn, &res.delivery_id, endpoint_id, key, now)? {
-                        push_once(&mut out.due_now, &ep);
-                    }
-                }
-                let failure = match res.outcome {
-                    Outcome::Delivered => None,
-                    _ => Some(
-                        a.error
-                            .clone()
-                            .or_else(|| a.status_code.map(|s| format!("HTTP {s}")))
-                            .unwrap_or_else(|| "failed".into()),
-                    ),
-                };
-                health.entry(ep.clone()).or_default().add(a.at, failure);
-                if let Some(reason) = &res.disable_endpoint
-                    && disable_endpoint(&ctx.conn, &ep, reason, now)?
-                {
-                    out.disabled.push(DisabledEndpoint {
-                        org_id: ep.org_id.clone(),
-                        endpoint_id: ep.endpoint_id.clone(),
-                    });
-                }
+        // In jobs of a few hundred, submitted together so that they share one commit: a job's
+        // statement journal holds every page the job changes, and each statement's end walks
+        // it, so one job of thousands of results cost time growing with its square.
+        let mut pending = Vec::new();
+        while !results.is_empty() {
+            let rest = results.split_off(results.len().min(RECORD_CHUNK));
+            let chunk = std::mem::replace(&mut results, rest);
+            pending.push(self.submit(record_chunk(chunk, *policy))?);
+        }
+        let mut out = Recorded::default();
+        for rx in pending {
+            let r = self.finish(rx).await?;
+            out.disabled.extend(r.disabled);
+            for ep in r.due_now {
+                push_once(&mut out.due_now, &ep);
             }
-            for (ep, delta) in health {
-                let (h, recovered) = update_health(&ctx.conn, &ep, &delta)?;
-                if recovered {
-                    // It answers again: its waiting retries go now rather than on their schedule.
-                    let n = ctx
-                        .conn
-                        .prepare_cached(
-                            "UPDATE deliveries SET next_attempt_at = ?2 WHERE endpoint_id = ?1
-                             AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > ?2",
-                        )?
-                        .execute(params![ep.endpoint_id, now])?;
-                    if n > 0 {
-                        push_once(&mut out.due_now, &ep);
-                    }
-                }
-                if let (Some(since), Some(last)) = (h.failing_since, h.last_failure_at)
-                    && h.consecutive_failures > 0
-                    && let Some(reason) = policy.verdict(since, last, now)
-                    && disable_endpoint(&ctx.conn, &ep, &reason, now)?
-                {
-                    out.disabled.push(DisabledEndpoint {
-                        org_id: ep.org_id.clone(),
-                        endpoint_id: ep.endpoint_id.clone(),
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+        }
+        Ok(out)
     }
 
     async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<Retried> {
@@ -387,6 +300,119 @@ impl DeliveryQueue for SqliteStore {
             )?)
         })
         .await
+    }
+}
+
+/// Results of attempts in chunks of at most this many per write job.
+const RECORD_CHUNK: usize = 256;
+
+/// One write job of [`DeliveryQueue::record_attempts`].
+fn record_chunk(
+    results: Vec<AttemptResult>,
+    policy: DisablePolicy,
+) -> impl FnOnce(&mut WriterCtx) -> Result<Recorded> + Send + 'static {
+    move |ctx| {
+        let now = now_ms();
+        let mut out = Recorded::default();
+        let mut health: HashMap<EndpointRef, HealthDelta> = HashMap::new();
+        let mut head_failure: HashMap<String, HeadFailure> = HashMap::new();
+        for res in results {
+            let a = &res.attempt;
+            let (status, next) = match res.outcome {
+                Outcome::Delivered => ("delivered", None),
+                Outcome::Retry { at } => ("pending", Some(at)),
+                Outcome::Failed => ("failed", None),
+            };
+            let slot: Option<Option<String>> = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = ?3, attempts = attempts + 1, next_attempt_at = ?4,
+                     claimed_by = NULL, updated_at = ?5 WHERE id = ?1 AND org_id = ?2 RETURNING order_slot",
+                )?
+                .query_row(params![res.delivery_id, res.org_id, status, next, now], |r| r.get(0))
+                .optional()?;
+            let Some(slot) = slot else {
+                // The delivery is gone (its endpoint or organization was deleted).
+                continue;
+            };
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body,
+                       endpoint_id, waited, retry_reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?
+                .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
+                    a.response_body, res.endpoint_id, a.waited, a.retry_reason])?;
+            let Some(endpoint_id) = &res.endpoint_id else {
+                continue;
+            };
+            let ep = EndpointRef {
+                org_id: res.org_id.clone(),
+                endpoint_id: endpoint_id.clone(),
+            };
+            if let (Some(key), false) = (&slot, matches!(res.outcome, Outcome::Retry { .. })) {
+                let on_failure = match head_failure.get(endpoint_id) {
+                    Some(h) => *h,
+                    None => {
+                        let h = endpoint_head_failure(&ctx.conn, endpoint_id)?;
+                        head_failure.insert(endpoint_id.clone(), h);
+                        h
+                    }
+                };
+                if res.outcome == Outcome::Failed && on_failure == HeadFailure::Block {
+                    ctx.conn
+                        .prepare_cached("UPDATE deliveries SET status = 'blocked' WHERE id = ?1")?
+                        .execute([&res.delivery_id])?;
+                } else if settle_head(&ctx.conn, &res.delivery_id, endpoint_id, key, now)? {
+                    push_once(&mut out.due_now, &ep);
+                }
+            }
+            let failure = match res.outcome {
+                Outcome::Delivered => None,
+                _ => Some(
+                    a.error
+                        .clone()
+                        .or_else(|| a.status_code.map(|s| format!("HTTP {s}")))
+                        .unwrap_or_else(|| "failed".into()),
+                ),
+            };
+            health.entry(ep.clone()).or_default().add(a.at, failure);
+            if let Some(reason) = &res.disable_endpoint
+                && disable_endpoint(&ctx.conn, &ep, reason, now)?
+            {
+                out.disabled.push(DisabledEndpoint {
+                    org_id: ep.org_id.clone(),
+                    endpoint_id: ep.endpoint_id.clone(),
+                });
+            }
+        }
+        for (ep, delta) in health {
+            let (h, recovered) = update_health(&ctx.conn, &ep, &delta)?;
+            if recovered {
+                // It answers again: its waiting retries go now rather than on their schedule.
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?2 WHERE endpoint_id = ?1
+                         AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > ?2",
+                    )?
+                    .execute(params![ep.endpoint_id, now])?;
+                if n > 0 {
+                    push_once(&mut out.due_now, &ep);
+                }
+            }
+            if let (Some(since), Some(last)) = (h.failing_since, h.last_failure_at)
+                && h.consecutive_failures > 0
+                && let Some(reason) = policy.verdict(since, last, now)
+                && disable_endpoint(&ctx.conn, &ep, &reason, now)?
+            {
+                out.disabled.push(DisabledEndpoint {
+                    org_id: ep.org_id.clone(),
+                    endpoint_id: ep.endpoint_id.clone(),
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

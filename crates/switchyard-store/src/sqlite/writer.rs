@@ -99,6 +99,16 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let rx = self.submit(f)?;
+        self.finish(rx).await
+    }
+
+    /// Hands `f` to the writer at once, so that jobs submitted one after another share a group
+    /// commit; [`SqliteStore::finish`] waits for its answer.
+    pub(super) fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<T>>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |ctx| {
             let r = match ctx {
@@ -119,11 +129,17 @@ impl SqliteStore {
             });
             (ok, done)
         });
-        {
-            let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
-            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(job).map_err(|_| StoreError::Closed)?;
-        }
+        let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Waits for the answer of a submitted job (after its commit).
+    pub(super) async fn finish<T>(
+        &self,
+        rx: tokio::sync::oneshot::Receiver<Result<T>>,
+    ) -> Result<T> {
         let r = rx.await.map_err(|_| StoreError::Closed)?;
         match &r {
             Err(StoreError::StorageFull(_)) => self.inner.full.store(true, Ordering::Relaxed),
