@@ -8,15 +8,19 @@
 //! same HTTP client and no hub in between: that ceiling puts the hub's figure in proportion.
 
 use anyhow::{Context, bail};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use clap::Args;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod exec;
+mod receiver;
+
+pub use exec::{ExecBenchArgs, run_exec};
+use receiver::{Receiver, start_receiver};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -82,93 +86,6 @@ pub struct Report {
     pub backlog: usize,
     /// Requests to the ordered endpoint that arrived before an earlier event of their key.
     pub out_of_order: usize,
-}
-
-/// The receiver: records when each event first arrived.
-struct Receiver {
-    /// Publish time of event i, in µs since `epoch` (0 = not yet sent).
-    sent_us: Vec<AtomicU64>,
-    /// Arrivals of event i (one per endpoint when all is well).
-    seen: Vec<AtomicU64>,
-    /// Per ordering key: the highest event index that arrived so far.
-    last_of_key: Vec<AtomicU64>,
-    out_of_order: AtomicUsize,
-    /// Arrivals, all endpoints together.
-    received: AtomicUsize,
-    last_us: AtomicU64,
-    latencies: Mutex<Histogram<u64>>,
-    epoch: Instant,
-}
-
-impl Receiver {
-    fn new(n: usize) -> Arc<Receiver> {
-        Receiver::with_keys(n, 0)
-    }
-
-    fn with_keys(n: usize, keys: usize) -> Arc<Receiver> {
-        Arc::new(Receiver {
-            sent_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            seen: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            last_of_key: (0..keys).map(|_| AtomicU64::new(0)).collect(),
-            out_of_order: AtomicUsize::new(0),
-            received: AtomicUsize::new(0),
-            last_us: AtomicU64::new(0),
-            latencies: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
-            epoch: Instant::now(),
-        })
-    }
-    fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
-    }
-}
-
-async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCode {
-    let idx = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|id| id.strip_prefix("b-"))
-        .and_then(|i| i.parse::<usize>().ok());
-    let Some(i) = idx.filter(|i| *i < r.seen.len()) else {
-        return StatusCode::OK;
-    };
-    let now = r.now_us();
-    if !r.last_of_key.is_empty() {
-        // Event i is in key i % keys; its predecessors in the key have smaller indexes (+1 so
-        // that 0 means none yet).
-        let prev = r.last_of_key[i % r.last_of_key.len()].fetch_max(i as u64 + 1, Ordering::SeqCst);
-        if prev > i as u64 + 1 {
-            r.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    r.received.fetch_add(1, Ordering::SeqCst);
-    r.last_us.fetch_max(now, Ordering::SeqCst);
-    if r.seen[i].fetch_add(1, Ordering::SeqCst) > 0 {
-        return StatusCode::OK;
-    }
-    let sent = r.sent_us[i].load(Ordering::SeqCst);
-    if let Ok(mut h) = r.latencies.lock() {
-        let _ = h.record(now.saturating_sub(sent).max(1));
-    }
-    StatusCode::OK
-}
-
-/// The backlog's receiver: slow on purpose.
-async fn receive_slowly() -> StatusCode {
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    StatusCode::OK
-}
-
-async fn start_receiver(r: Arc<Receiver>) -> anyhow::Result<String> {
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .route("/slow", axum::routing::post(receive_slowly))
-        .with_state(r);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(format!("http://{addr}/hook"))
 }
 
 /// A hub started for the benchmark; killed when dropped.
@@ -617,134 +534,4 @@ async fn ceiling(client: &reqwest::Client, args: &BenchArgs, payload: &str) -> a
         t.await??;
     }
     Ok(args.events as f64 / started.elapsed().as_secs_f64())
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct ExecBenchArgs {
-    /// Runs per language
-    #[arg(long, default_value_t = 200)]
-    pub runs: usize,
-    /// Languages to measure, comma-separated
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "javascript,node,python,php"
-    )]
-    pub languages: Vec<String>,
-    /// Print only the JSON report
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// What `bench-exec` measured for one language.
-#[derive(Serialize, Debug)]
-pub struct ExecReport {
-    pub language: String,
-    pub runs: usize,
-    /// The run's own duration as the hub records it (start of the run to its result).
-    pub run_ms_p50: f64,
-    pub run_ms_p99: f64,
-    pub run_ms_max: f64,
-    /// The whole `POST …/run` request as a client sees it.
-    pub request_ms_p50: f64,
-    pub request_ms_p99: f64,
-}
-
-const TRIVIAL: &[(&str, &str)] = &[
-    (
-        "javascript",
-        "function main(input, sdk) { return { n: input.n * 2 }; }",
-    ),
-    (
-        "node",
-        "function main(input, sdk) { return { n: input.n * 2 }; }",
-    ),
-    (
-        "python",
-        "def main(input, sdk):\n    return {'n': input['n'] * 2}\n",
-    ),
-    (
-        "php",
-        "<?php\nfunction main($in, $sdk) { return ['n' => $in['n'] * 2]; }\n",
-    ),
-];
-
-/// `switchyard bench-exec`: trivial executor runs, one after another, per language.
-pub async fn run_exec(args: ExecBenchArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let (hub, base, admin) = start_hub(&client).await?;
-    let org = format!("bench-exec-{}", std::process::id());
-    call(
-        &client,
-        reqwest::Method::POST,
-        format!("{base}/v1/orgs"),
-        &admin,
-        serde_json::json!({"id": org, "name": "bench"}),
-    )
-    .await?;
-    let mut reports = Vec::new();
-    for lang in &args.languages {
-        let source = TRIVIAL
-            .iter()
-            .find(|(l, _)| l == lang)
-            .map(|(_, s)| *s)
-            .with_context(|| format!("no trivial program for `{lang}`"))?;
-        call(
-            &client,
-            reqwest::Method::PUT,
-            format!("{base}/v1/orgs/{org}/executors/trivial-{lang}"),
-            &admin,
-            serde_json::json!({"type": "code", "language": lang, "source": source}),
-        )
-        .await?;
-        let mut run_h = Histogram::<u64>::new(3)?;
-        let mut req_h = Histogram::<u64>::new(3)?;
-        // One warm-up run (starts a JavaScript worker, loads interpreter files into the cache).
-        for i in 0..=args.runs {
-            let started = Instant::now();
-            let v = call(
-                &client,
-                reqwest::Method::POST,
-                format!("{base}/v1/orgs/{org}/executors/trivial-{lang}/run"),
-                &admin,
-                serde_json::json!({"input": {"n": i}}),
-            )
-            .await?;
-            if v["status"] != "succeeded" {
-                bail!("a trivial {lang} run failed: {v}");
-            }
-            if i == 0 {
-                continue;
-            }
-            req_h.record((started.elapsed().as_micros() as u64).max(1))?;
-            run_h.record(((v["duration_ms"].as_f64().unwrap_or(0.0) * 1000.0) as u64).max(1))?;
-        }
-        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        reports.push(ExecReport {
-            language: lang.clone(),
-            runs: args.runs,
-            run_ms_p50: ms(&run_h, 0.5),
-            run_ms_p99: ms(&run_h, 0.99),
-            run_ms_max: run_h.max() as f64 / 1000.0,
-            request_ms_p50: ms(&req_h, 0.5),
-            request_ms_p99: ms(&req_h, 0.99),
-        });
-    }
-    drop(hub);
-    if !args.json {
-        for r in &reports {
-            println!(
-                "{:<10} {} runs · run p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms · request p50 {:.2} ms · p99 {:.2} ms",
-                r.language,
-                r.runs,
-                r.run_ms_p50,
-                r.run_ms_p99,
-                r.run_ms_max,
-                r.request_ms_p50,
-                r.request_ms_p99
-            );
-        }
-    }
-    println!("{}", serde_json::to_string(&reports)?);
-    Ok(())
 }

@@ -1,0 +1,138 @@
+//! `switchyard bench-exec`: trivial executor runs, one after another, per language.
+
+use super::{call, start_hub};
+use anyhow::{Context, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecBenchArgs {
+    /// Runs per language
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Languages to measure, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "javascript,node,python,php"
+    )]
+    pub languages: Vec<String>,
+    /// Print only the JSON report
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `bench-exec` measured for one language.
+#[derive(Serialize, Debug)]
+pub struct ExecReport {
+    pub language: String,
+    pub runs: usize,
+    /// The run's own duration as the hub records it (start of the run to its result).
+    pub run_ms_p50: f64,
+    pub run_ms_p99: f64,
+    pub run_ms_max: f64,
+    /// The whole `POST …/run` request as a client sees it.
+    pub request_ms_p50: f64,
+    pub request_ms_p99: f64,
+}
+
+const TRIVIAL: &[(&str, &str)] = &[
+    (
+        "javascript",
+        "function main(input, sdk) { return { n: input.n * 2 }; }",
+    ),
+    (
+        "node",
+        "function main(input, sdk) { return { n: input.n * 2 }; }",
+    ),
+    (
+        "python",
+        "def main(input, sdk):\n    return {'n': input['n'] * 2}\n",
+    ),
+    (
+        "php",
+        "<?php\nfunction main($in, $sdk) { return ['n' => $in['n'] * 2]; }\n",
+    ),
+];
+
+/// `switchyard bench-exec`: trivial executor runs, one after another, per language.
+pub async fn run_exec(args: ExecBenchArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let (hub, base, admin) = start_hub(&client).await?;
+    let org = format!("bench-exec-{}", std::process::id());
+    call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs"),
+        &admin,
+        serde_json::json!({"id": org, "name": "bench"}),
+    )
+    .await?;
+    let mut reports = Vec::new();
+    for lang in &args.languages {
+        let source = TRIVIAL
+            .iter()
+            .find(|(l, _)| l == lang)
+            .map(|(_, s)| *s)
+            .with_context(|| format!("no trivial program for `{lang}`"))?;
+        call(
+            &client,
+            reqwest::Method::PUT,
+            format!("{base}/v1/orgs/{org}/executors/trivial-{lang}"),
+            &admin,
+            serde_json::json!({"type": "code", "language": lang, "source": source}),
+        )
+        .await?;
+        let mut run_h = Histogram::<u64>::new(3)?;
+        let mut req_h = Histogram::<u64>::new(3)?;
+        // One warm-up run (starts a JavaScript worker, loads interpreter files into the cache).
+        for i in 0..=args.runs {
+            let started = Instant::now();
+            let v = call(
+                &client,
+                reqwest::Method::POST,
+                format!("{base}/v1/orgs/{org}/executors/trivial-{lang}/run"),
+                &admin,
+                serde_json::json!({"input": {"n": i}}),
+            )
+            .await?;
+            if v["status"] != "succeeded" {
+                bail!("a trivial {lang} run failed: {v}");
+            }
+            if i == 0 {
+                continue;
+            }
+            req_h.record((started.elapsed().as_micros() as u64).max(1))?;
+            run_h.record(((v["duration_ms"].as_f64().unwrap_or(0.0) * 1000.0) as u64).max(1))?;
+        }
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        reports.push(ExecReport {
+            language: lang.clone(),
+            runs: args.runs,
+            run_ms_p50: ms(&run_h, 0.5),
+            run_ms_p99: ms(&run_h, 0.99),
+            run_ms_max: run_h.max() as f64 / 1000.0,
+            request_ms_p50: ms(&req_h, 0.5),
+            request_ms_p99: ms(&req_h, 0.99),
+        });
+    }
+    drop(hub);
+    if !args.json {
+        for r in &reports {
+            println!(
+                "{:<10} {} runs · run p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms · request p50 {:.2} ms · p99 {:.2} ms",
+                r.language,
+                r.runs,
+                r.run_ms_p50,
+                r.run_ms_p99,
+                r.run_ms_max,
+                r.request_ms_p50,
+                r.request_ms_p99
+            );
+        }
+    }
+    println!("{}", serde_json::to_string(&reports)?);
+    Ok(())
+}
