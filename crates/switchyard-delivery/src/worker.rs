@@ -73,6 +73,11 @@ impl Shared {
         self.total.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Like [`Shared::hold`] for deliveries whose room in the total was already taken.
+    fn hold_taken(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn unhold(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::Relaxed);
         self.total.fetch_sub(n, Ordering::Relaxed);
@@ -171,7 +176,24 @@ impl Engine {
         limit: u32,
     ) {
         let inner = &self.inner;
+        // Take the room first (all endpoints pull at once), give back what the claim left.
+        let mut took = 0usize;
+        let _ = inner
+            .queued_total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| {
+                took = inner
+                    .config
+                    .max_queued_total
+                    .saturating_sub(total)
+                    .min(limit as usize);
+                (took > 0).then_some(total + took)
+            });
+        if took == 0 {
+            // No room: the mark stays, and the worker asks again shortly.
+            return;
+        }
         if !shared.backlog.swap(false, Ordering::SeqCst) {
+            inner.queued_total.fetch_sub(took, Ordering::SeqCst);
             return;
         }
         let claimed = inner
@@ -180,17 +202,18 @@ impl Engine {
                 &inner.config.node,
                 endpoint,
                 inner.clock.now_ms(),
-                limit,
+                took as u32,
                 inner.config.lease_ms,
             )
             .await;
+        let n = claimed.as_ref().map_or(0, Vec::len);
+        inner.queued_total.fetch_sub(took - n, Ordering::SeqCst);
         match claimed {
             Ok(due) => {
-                let n = due.len();
                 inner.outstanding.fetch_add(n, Ordering::SeqCst);
-                shared.hold(n);
+                shared.hold_taken(n);
                 pulled.extend(due);
-                if n as u32 >= limit && shared.mark_backlog() {
+                if n >= took && shared.mark_backlog() {
                     // There may be more: keep the mark (and its unit of outstanding work).
                     inner.outstanding.fetch_add(1, Ordering::SeqCst);
                 }
@@ -241,22 +264,21 @@ impl Engine {
                     let room = inner
                         .config
                         .max_queued_per_endpoint
-                        .saturating_sub(shared.queued())
-                        .min(
-                            inner
-                                .config
-                                .max_queued_total
-                                .saturating_sub(inner.queued_total.load(Ordering::Relaxed)),
-                        );
-                    if room == 0 {
+                        .saturating_sub(shared.queued());
+                    let held = shared.queued();
+                    if room > 0 {
+                        self.pull(&endpoint, &mut pulled, &shared, limit.min(room as u32))
+                            .await;
+                    }
+                    if pulled.is_empty()
+                        && shared.queued() == held
+                        && shared.backlog.load(Ordering::SeqCst)
+                    {
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                             _ = inner.cancel.cancelled() => {}
                         }
-                        continue;
                     }
-                    self.pull(&endpoint, &mut pulled, &shared, limit.min(room as u32))
-                        .await;
                     continue;
                 }
                 None => {
