@@ -32,8 +32,9 @@ pub struct EngineConfig {
     pub claim_batch: u32,
     /// How long a claim lasts before another node may take it over.
     pub lease_ms: i64,
-    /// Deliveries an endpoint may hold in memory; beyond this they are handed back to the
-    /// store and the endpoint pulls them when it has room.
+    /// Deliveries an endpoint may hold in memory; beyond this they stay in the store and the
+    /// endpoint pulls them when it has room. Event hooks waiting for a slot count as one
+    /// endpoint.
     pub max_queued_per_endpoint: usize,
     /// Deliveries all endpoints together may hold in memory, likewise.
     pub max_queued_total: usize,
@@ -210,8 +211,9 @@ impl Engine {
         &self.inner.clients
     }
 
-    /// Queues deliveries that this node has claimed. What does not fit in memory is handed
-    /// back to the store, and its endpoint pulls it when it has room.
+    /// Queues deliveries that this node has claimed without reserving room (retries, event
+    /// hooks the poller claimed). What does not fit in memory is handed back to the store, and
+    /// its endpoint pulls it when it has room.
     pub fn dispatch(&self, deliveries: Vec<DueDelivery>) {
         if deliveries.is_empty() {
             return;
@@ -234,14 +236,11 @@ impl Engine {
                     endpoint_id: id.clone(),
                 },
                 Target::Executor(name) => {
-                    if inner.hooks_waiting.load(Ordering::Relaxed)
-                        >= inner.config.max_queued_per_endpoint
-                    {
+                    if !self.take_hook_room() {
                         // The poller claims it again when hook slots are free.
                         let _ = inner.recorder.send(Msg::Release(d.delivery_id));
                         continue;
                     }
-                    inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
                     let name = name.clone();
                     tokio::spawn(self.clone().run_hook(d, name));
                     continue;
@@ -251,9 +250,7 @@ impl Engine {
                 .entry(endpoint.endpoint_id.clone())
                 .or_insert_with(|| self.spawn_worker(endpoint));
             let shared = &slot.shared;
-            if shared.queued() >= inner.config.max_queued_per_endpoint
-                || inner.queued_total.load(Ordering::Relaxed) >= inner.config.max_queued_total
-            {
+            if !self.has_room(shared) {
                 metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
                 let _ = inner.recorder.send(Msg::Release(d.delivery_id));
                 if shared.mark_backlog() {
@@ -270,6 +267,24 @@ impl Engine {
         }
     }
 
+    /// Whether an endpoint with `shared` may hold one more delivery in memory.
+    fn has_room(&self, shared: &Shared) -> bool {
+        let c = &self.inner.config;
+        shared.queued() < c.max_queued_per_endpoint
+            && self.inner.queued_total.load(Ordering::Relaxed) < c.max_queued_total
+    }
+
+    /// Counts one more event hook waiting for a hook slot, if fewer than the bound wait (the
+    /// per-endpoint bound: the hooks together count as one queue).
+    fn take_hook_room(&self) -> bool {
+        let inner = &self.inner;
+        if inner.hooks_waiting.load(Ordering::Relaxed) >= inner.config.max_queued_per_endpoint {
+            return false;
+        }
+        inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
     /// Takes room in memory for the deliveries a publish of `org` is about to make, one per
     /// route: `true` where the engine will take the delivery at once (the store claims it for
     /// this node), `false` where there is no room (the store leaves it due, and its endpoint
@@ -283,13 +298,9 @@ impl Engine {
             .iter()
             .map(|r| match &r.target {
                 Target::Executor(_) => {
-                    let waiting = inner.hooks_waiting.load(Ordering::Relaxed);
-                    if waiting >= inner.config.max_queued_per_endpoint {
-                        return false;
-                    }
-                    inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
-                    reserved.hooks += 1;
-                    true
+                    let taken = self.take_hook_room();
+                    reserved.hooks += usize::from(taken);
+                    taken
                 }
                 Target::Endpoint(id) => {
                     let endpoint = EndpointRef {
@@ -300,10 +311,7 @@ impl Engine {
                         .entry(id.clone())
                         .or_insert_with(|| self.spawn_worker(endpoint.clone()));
                     let shared = &slot.shared;
-                    if shared.queued() >= inner.config.max_queued_per_endpoint
-                        || inner.queued_total.load(Ordering::Relaxed)
-                            >= inner.config.max_queued_total
-                    {
+                    if !self.has_room(shared) {
                         metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
                         if !reserved.overflow.contains(&endpoint) {
                             reserved.overflow.push(endpoint);

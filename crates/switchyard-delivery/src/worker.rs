@@ -167,14 +167,15 @@ impl Engine {
         }
     }
 
-    /// Claims due deliveries of the endpoint into `pulled`, at most `limit`.
+    /// Claims due deliveries of the endpoint into `pulled`, at most `limit` and never past
+    /// `max_queued_total`; returns `false` if there was no room to claim any.
     async fn pull(
         &self,
         endpoint: &EndpointRef,
         pulled: &mut VecDeque<DueDelivery>,
         shared: &Shared,
         limit: u32,
-    ) {
+    ) -> bool {
         let inner = &self.inner;
         // Take the room first (all endpoints pull at once), give back what the claim left.
         let mut took = 0usize;
@@ -190,11 +191,11 @@ impl Engine {
             });
         if took == 0 {
             // No room: the mark stays, and the worker asks again shortly.
-            return;
+            return false;
         }
         if !shared.backlog.swap(false, Ordering::SeqCst) {
             inner.queued_total.fetch_sub(took, Ordering::SeqCst);
-            return;
+            return true;
         }
         let claimed = inner
             .store
@@ -226,6 +227,7 @@ impl Engine {
         }
         // The mark taken above is settled.
         self.done(1);
+        true
     }
 
     async fn endpoint_worker(
@@ -265,15 +267,11 @@ impl Engine {
                         .config
                         .max_queued_per_endpoint
                         .saturating_sub(shared.queued());
-                    let held = shared.queued();
-                    if room > 0 {
-                        self.pull(&endpoint, &mut pulled, &shared, limit.min(room as u32))
+                    let tried = room > 0
+                        && self
+                            .pull(&endpoint, &mut pulled, &shared, limit.min(room as u32))
                             .await;
-                    }
-                    if pulled.is_empty()
-                        && shared.queued() == held
-                        && shared.backlog.load(Ordering::SeqCst)
-                    {
+                    if !tried {
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                             _ = inner.cancel.cancelled() => {}
