@@ -250,7 +250,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(batch_limit));
     OpenApiRouter::with_openapi(<ops::ApiDoc as utoipa::OpenApi>::openapi())
         .routes(routes!(orgs::create, orgs::list))
-        .routes(routes!(orgs::get))
+        .routes(routes!(orgs::get, orgs::patch))
         .routes(routes!(orgs::create_key, orgs::list_keys))
         .routes(routes!(orgs::revoke_key))
         .routes(routes!(event_types::list))

@@ -6,10 +6,11 @@ use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use switchyard_core::Org;
 use switchyard_core::Role;
 use switchyard_core::crypto::{api_key_prefix, generate_api_key, hash_api_key};
-use switchyard_core::ids::is_valid_name;
-use switchyard_core::time::to_rfc3339;
+use switchyard_core::org::OrgChanges;
+use switchyard_core::time::{now_ms, to_rfc3339};
 pub use switchyard_wire::orgs::*;
 
 fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
@@ -31,16 +32,46 @@ pub async fn create(
     JsonBody(body): JsonBody<OrgIn>,
 ) -> ApiResult<(StatusCode, Json<OrgOut>)> {
     instance_admin(&p)?;
-    if !is_valid_name(&body.id, 64) {
-        return Err(ApiError::invalid(
-            "`id` must be 1–64 characters of letters, digits and -_.:@",
-        ));
-    }
-    if body.name.trim().is_empty() || body.name.len() > 200 {
-        return Err(ApiError::invalid("`name` must be 1–200 characters"));
-    }
-    let org = s.store.create_org(&body.id, body.name.trim()).await?;
+    let (id, changes) = body.changes();
+    let org = Org::new(&id, changes, now_ms())?;
+    let org = s.store.create_org(&org).await?;
     Ok((StatusCode::CREATED, Json(org.into())))
+}
+
+/// Change an organization's name or retentions. An organization's own admin may shorten its
+/// retention, or lengthen it up to the hub's; beyond that takes the instance admin key.
+#[utoipa::path(patch, tag = "orgs", path = "/v1/orgs/{org}", request_body = OrgPatch,
+    responses((status = 200, body = OrgOut), (status = 403, description = "longer than the hub's retention")))]
+pub async fn patch(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    JsonBody(body): JsonBody<OrgPatch>,
+) -> ApiResult<Json<OrgOut>> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let mut o = s
+        .store
+        .get_org(&org)
+        .await
+        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    let changes: OrgChanges = body.into();
+    let ceiling = s.hub.retention().max_age.map(|d| d.as_secs());
+    if p.org.is_some()
+        && let (Some(ceiling), Some(Some(asked))) = (ceiling, changes.retention_s)
+        && asked > ceiling
+    {
+        return Err(ApiError::forbidden(format!(
+            "`retention_s` {asked} is longer than this hub keeps data ({ceiling} s); \
+             only the instance admin key can set it"
+        )));
+    }
+    o.apply(changes)?;
+    let o = s
+        .store
+        .update_org(&o)
+        .await
+        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    Ok(Json(o.into()))
 }
 
 /// List organizations (instance admin key).

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod ids;
 pub mod model;
 pub mod ordering;
+pub mod org;
 pub mod retry;
 pub mod routing;
 pub mod schema;

@@ -67,6 +67,11 @@ pub struct Org {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// How long its events and runs are kept, in seconds; `None` follows the hub's default.
+    pub retention_s: Option<u64>,
+    /// How long the payload of an event whose every delivery succeeded is kept, in seconds;
+    /// `None` follows the hub's default (by default payloads live as long as their events).
+    pub payload_retention_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +103,9 @@ pub struct Event {
     /// Store-assigned, strictly increasing position; the cursor of event listings.
     pub seq: i64,
     pub received_at: i64,
+    /// When the payload was dropped by the organization's payload retention (`data` is then
+    /// `null`); such an event cannot be delivered again.
+    pub payload_dropped_at: Option<i64>,
 }
 
 impl Event {

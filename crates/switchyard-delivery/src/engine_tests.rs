@@ -55,7 +55,10 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
-    store.create_org("o", "O").await.expect("org");
+    store
+        .create_org(&Org::named("o", "O").expect("valid org"))
+        .await
+        .expect("org");
     let now = now_ms();
     let mut ep = Endpoint::new("o", now);
     ep.url = url.into();

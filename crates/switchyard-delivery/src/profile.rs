@@ -135,6 +135,7 @@ mod tests {
             data: json!({"CallId": "9cae", "OrganizationId": "fd43", "QueueName": "Sample queue 1"}),
             seq: 1,
             received_at: 0,
+            payload_dropped_at: None,
         }
     }
 

@@ -11,7 +11,7 @@ mod publish;
 mod retention;
 mod system;
 
-pub use retention::RetentionSettings;
+pub use retention::{RetentionPass, RetentionSettings};
 pub use switchyard_delivery::{EngineConfig, EngineEvent};
 pub use system::ENDPOINT_DISABLED;
 
@@ -83,6 +83,8 @@ struct Inner {
     cancel: CancellationToken,
     /// Run: how long data is kept; the retention task runs on it.
     retention: RetentionSettings,
+    /// Run: how far the payload retention has read, per organization.
+    payload_marks: retention::PayloadMarks,
 }
 
 impl Hub {
@@ -122,6 +124,7 @@ impl Hub {
                 tasks: Mutex::new(Vec::new()),
                 cancel: CancellationToken::new(),
                 retention: settings.retention.clone(),
+                payload_marks: Default::default(),
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));
@@ -143,6 +146,11 @@ impl Hub {
     /// The guarded HTTP clients (their URL check is the API's too).
     pub fn clients(&self) -> &Clients {
         self.inner.engine.clients()
+    }
+
+    /// The hub's retention: the default and ceiling of organizations' own.
+    pub fn retention(&self) -> &RetentionSettings {
+        &self.inner.retention
     }
 
     /// This node's id.

@@ -154,7 +154,10 @@ impl<T: OrgCatalog + EndpointCatalog + ExecutorCatalog> Catalog for T {}
 /// Organizations, their API keys and their event types.
 #[async_trait]
 pub trait OrgCatalog: Send + Sync {
-    async fn create_org(&self, id: &str, name: &str) -> Result<Org>;
+    /// Stores a new organization; `Conflict` if the id is taken.
+    async fn create_org(&self, org: &Org) -> Result<Org>;
+    /// Replaces an organization's name and retentions; `NotFound` if there is none.
+    async fn update_org(&self, org: &Org) -> Result<Org>;
     async fn get_org(&self, id: &str) -> Result<Org>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     /// Stores a key by its hash and a displayable prefix; `org = None` makes an instance admin
@@ -235,11 +238,41 @@ pub trait EventLog: Send + Sync {
     async fn get_event(&self, org: &str, id: &str) -> Result<Event>;
     async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>>;
     async fn trace(&self, org: &str, event_id: &str) -> Result<Trace>;
-    /// Retention: deletes up to `limit` events received before `before` whose deliveries are
-    /// all finished (none pending), with their deliveries, attempts and runs, scanning in
-    /// sequence order after `after_seq`. One short transaction, so publishing is never held up
-    /// for long; call it again from `next_after_seq` until `done`.
-    async fn purge_events(&self, before: i64, after_seq: i64, limit: u32) -> Result<PurgeBatch>;
+    /// Retention: deletes up to `limit` events of `org` received before `before` whose
+    /// deliveries are all finished (none pending or blocked), with their deliveries, attempts
+    /// and runs, scanning in sequence order after `after_seq`. One short transaction, so
+    /// publishing is never held up for long; call it again from `next_after_seq` until `done`.
+    async fn purge_events(
+        &self,
+        org: &str,
+        before: i64,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<PurgeBatch>;
+    /// Payload retention: replaces with `null` the data of up to `limit` events of `org`
+    /// received before `before` whose every delivery was delivered (and the input of their
+    /// runs), scanning in sequence order after `after_seq` like [`EventLog::purge_events`].
+    async fn drop_payloads(
+        &self,
+        org: &str,
+        before: i64,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<DropBatch>;
+}
+
+/// What one payload-retention batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropBatch {
+    /// Payloads dropped.
+    pub dropped: u64,
+    /// Where the next batch starts.
+    pub next_after_seq: i64,
+    /// The first event scanned that keeps its payload for now (not every delivery is
+    /// delivered yet): a later pass must look at it again.
+    pub first_kept: Option<i64>,
+    /// No event older than the cutoff is left after `next_after_seq`.
+    pub done: bool,
 }
 
 /// What one retention batch did.
@@ -337,7 +370,7 @@ pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &Run) -> Result<()>;
     async fn get_run(&self, org: &str, id: &str) -> Result<Run>;
     async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>>;
-    /// Retention: deletes up to `limit` runs made before `before` that belong to no event
-    /// (previews); runs of events go with their events. Returns how many.
-    async fn purge_runs(&self, before: i64, limit: u32) -> Result<u64>;
+    /// Retention: deletes up to `limit` runs of `org` made before `before` that belong to no
+    /// event (previews); runs of events go with their events. Returns how many.
+    async fn purge_runs(&self, org: &str, before: i64, limit: u32) -> Result<u64>;
 }

@@ -3,6 +3,7 @@
 mod contract;
 
 use std::sync::Arc;
+use switchyard_core::Org;
 use switchyard_core::crypto::MasterKey;
 use switchyard_store::SqliteStore;
 use switchyard_store::prelude::*;
@@ -23,7 +24,10 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     let path = dir.path().join("db.sqlite");
     let (key, _) = MasterKey::generate();
     let store = SqliteStore::open(&path, key.clone()).expect("open");
-    store.create_org("o", "O").await.expect("org");
+    store
+        .create_org(&Org::named("o", "O").expect("valid org"))
+        .await
+        .expect("org");
     let ep = contract::sample_endpoint("o", "https://x.example");
     store.create_endpoint(&ep).await.expect("ep");
     let mut ed = contract::sample_endpoint("o", "https://ed.example");
@@ -74,7 +78,10 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
 
 /// Organization `o` with one endpoint subscribed to `types`.
 async fn subscribed_org(store: &SqliteStore, types: &str) {
-    store.create_org("o", "O").await.expect("org");
+    store
+        .create_org(&Org::named("o", "O").expect("valid org"))
+        .await
+        .expect("org");
     let ep = store
         .create_endpoint(&contract::sample_endpoint("o", "https://x.example"))
         .await
@@ -158,8 +165,8 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     }
     store.close();
     drop(store);
-    // Go back to before migration 5 (undoing what migration 6 added), with the deliveries in
-    // place, and open again: the table rebuild runs on real rows.
+    // Go back to before migration 5 (undoing what migrations 6 and 7 added), with the
+    // deliveries in place, and open again: the table rebuild runs on real rows.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
         "DROP INDEX deliveries_order; DROP INDEX deliveries_endpoint_due; DROP INDEX attempts_endpoint;
@@ -168,6 +175,8 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
          ALTER TABLE attempts DROP COLUMN endpoint_id; ALTER TABLE attempts DROP COLUMN waited;
          ALTER TABLE attempts DROP COLUMN retry_reason;
+         ALTER TABLE orgs DROP COLUMN retention_s; ALTER TABLE orgs DROP COLUMN payload_retention_s;
+         ALTER TABLE events DROP COLUMN payload_dropped_at;
          CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
          PRAGMA user_version = 4;",
     )

@@ -1,6 +1,6 @@
 //! Endpoints: settings in (create, patch), the endpoint out, rotation and replay.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use switchyard_core::endpoint::EndpointChanges;
 use switchyard_core::signing::Scheme;
@@ -8,12 +8,7 @@ use switchyard_core::time::{now_ms, to_rfc3339};
 use switchyard_core::*;
 use utoipa::ToSchema;
 
-/// Distinguishes an absent field (keep) from an explicit `null` (clear) in a PATCH.
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
+use crate::double_option;
 
 /// The endpoint settings a create or a patch may carry.
 #[derive(Deserialize, ToSchema, Default)]

@@ -49,6 +49,10 @@ pub struct EventOut {
     #[schema(value_type = Object)]
     pub data: Value,
     pub received_at: String,
+    /// When the organization's payload retention dropped `data` (then `null`): the event is
+    /// kept for its trace but cannot be delivered again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_dropped_at: Option<String>,
 }
 
 impl From<&Event> for EventOut {
@@ -63,6 +67,7 @@ impl From<&Event> for EventOut {
             },
             data: e.data.clone(),
             received_at: to_rfc3339(e.received_at),
+            payload_dropped_at: e.payload_dropped_at.map(to_rfc3339),
         }
     }
 }

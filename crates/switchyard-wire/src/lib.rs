@@ -11,3 +11,12 @@ pub mod orgs;
 pub mod runs;
 pub mod secrets;
 pub mod subscriptions;
+
+use serde::{Deserialize, Deserializer};
+
+/// Distinguishes an absent field (keep) from an explicit `null` (clear) in a PATCH.
+pub(crate) fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,6 +1,7 @@
 //! Organizations and their API keys.
 
 use serde::{Deserialize, Serialize};
+use switchyard_core::org::OrgChanges;
 use switchyard_core::time::to_rfc3339;
 use switchyard_core::*;
 use utoipa::ToSchema;
@@ -11,6 +12,50 @@ pub struct OrgIn {
     /// 1–64 characters: letters, digits, `-_.:@`.
     pub id: String,
     pub name: String,
+    /// Seconds its events, deliveries, attempts and runs are kept (1 to ten years); absent or
+    /// `null` follows the hub's `[retention] max_age_s`.
+    pub retention_s: Option<u64>,
+    /// Seconds the payload of an event whose every delivery succeeded is kept, at most
+    /// `retention_s`; then `data` becomes `null`. Absent or `null` follows the hub's
+    /// `[retention] payload_max_age_s` (by default payloads live as long as their events).
+    pub payload_retention_s: Option<u64>,
+}
+
+impl OrgIn {
+    pub fn changes(self) -> (String, OrgChanges) {
+        (
+            self.id,
+            OrgChanges {
+                name: Some(self.name),
+                retention_s: Some(self.retention_s),
+                payload_retention_s: Some(self.payload_retention_s),
+            },
+        )
+    }
+}
+
+/// A patch of an organization: absent fields are kept, a `null` retention goes back to the
+/// hub's default.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub retention_s: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "crate::double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub payload_retention_s: Option<Option<u64>>,
+}
+
+impl From<OrgPatch> for OrgChanges {
+    fn from(p: OrgPatch) -> Self {
+        OrgChanges {
+            name: p.name,
+            retention_s: p.retention_s,
+            payload_retention_s: p.payload_retention_s,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -18,6 +63,10 @@ pub struct OrgOut {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// The organization's own retention in seconds; `null` follows the hub's default.
+    pub retention_s: Option<u64>,
+    /// The organization's own payload retention in seconds; `null` follows the hub's default.
+    pub payload_retention_s: Option<u64>,
 }
 
 impl From<Org> for OrgOut {
@@ -26,6 +75,8 @@ impl From<Org> for OrgOut {
             id: o.id,
             name: o.name,
             created_at: to_rfc3339(o.created_at),
+            retention_s: o.retention_s,
+            payload_retention_s: o.payload_retention_s,
         }
     }
 }

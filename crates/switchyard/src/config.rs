@@ -75,6 +75,10 @@ pub struct RetentionFile {
     /// Age in seconds past which finished events, their deliveries, attempts and runs are
     /// deleted (default 2592000, 30 days); 0 keeps everything.
     pub max_age_s: Option<u64>,
+    /// Age in seconds past which the payload of an event whose every delivery succeeded is
+    /// dropped (`data` becomes `null`), for organizations that set none; default 0, payloads
+    /// live as long as their events.
+    pub payload_max_age_s: Option<u64>,
     /// How often retention runs, in seconds (default 60).
     pub interval_s: Option<u64>,
     /// Events deleted per write (1–5000, default 100).
@@ -88,6 +92,9 @@ impl RetentionFile {
             Some(0) => r.max_age = None,
             Some(s) => r.max_age = Some(Duration::from_secs(s)),
             None => {}
+        }
+        if let Some(s) = self.payload_max_age_s.filter(|s| *s > 0) {
+            r.payload_max_age = Some(Duration::from_secs(s));
         }
         if let Some(i) = self.interval_s {
             if !(1..=86_400).contains(&i) {

@@ -9,16 +9,21 @@ const RECLAIM_STEP_PAGES: i64 = 2048;
 
 #[async_trait]
 impl OrgCatalog for SqliteStore {
-    async fn create_org(&self, id: &str, name: &str) -> Result<Org> {
-        let org = Org {
-            id: id.to_string(),
-            name: name.to_string(),
-            created_at: now_ms(),
-        };
+    async fn create_org(&self, org: &Org) -> Result<Org> {
+        let org = org.clone();
         self.write(move |ctx| {
             ctx.conn
-                .prepare_cached("INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![org.id, org.name, org.created_at])
+                .prepare_cached(
+                    "INSERT INTO orgs (id, name, created_at, retention_s, payload_retention_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    org.id,
+                    org.name,
+                    org.created_at,
+                    org.retention_s,
+                    org.payload_retention_s
+                ])
                 .map_err(|e| match StoreError::from(e) {
                     StoreError::Conflict(_) => {
                         StoreError::Conflict(format!("organization `{}` exists", org.id))
@@ -34,9 +39,26 @@ impl OrgCatalog for SqliteStore {
         let id = id.to_string();
         self.read(move |c, _| {
             Ok(
-                c.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")?
+                c.prepare_cached(&format!("SELECT {ORG_COLS} FROM orgs WHERE id = ?1"))?
                     .query_row([id], org_from_row)?,
             )
+        })
+        .await
+    }
+
+    async fn update_org(&self, org: &Org) -> Result<Org> {
+        let org = org.clone();
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE orgs SET name = ?2, retention_s = ?3, payload_retention_s = ?4 WHERE id = ?1",
+                )?
+                .execute(params![org.id, org.name, org.retention_s, org.payload_retention_s])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(org)
         })
         .await
     }
@@ -45,7 +67,7 @@ impl OrgCatalog for SqliteStore {
         self.read(|c, _| {
             list(
                 c,
-                "SELECT id, name, created_at FROM orgs ORDER BY id",
+                &format!("SELECT {ORG_COLS} FROM orgs ORDER BY id"),
                 &[],
                 org_from_row,
             )

@@ -69,6 +69,7 @@ impl EventLog for SqliteStore {
                     data: ne.data,
                     seq,
                     received_at: now,
+                    payload_dropped_at: None,
                 });
                 ctx.remember(&event);
                 let mut new_deliveries = Vec::new();
@@ -185,26 +186,22 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    async fn purge_events(&self, before: i64, after_seq: i64, limit: u32) -> Result<PurgeBatch> {
+    async fn purge_events(
+        &self,
+        org: &str,
+        before: i64,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<PurgeBatch> {
+        let org = org.to_string();
         self.write(move |ctx| {
             let mut out = PurgeBatch {
                 next_after_seq: after_seq,
                 ..Default::default()
             };
-            // Sequence order follows arrival: stop at the first event inside the retention, so
-            // a batch reads at most `limit` rows past the ones it keeps.
-            let rows: Vec<(i64, String, String, i64)> = list(
-                &ctx.conn,
-                "SELECT seq, org_id, id, received_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                &[&after_seq, &limit],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
-            out.done = rows.len() < limit as usize;
-            for (seq, org, id, received_at) in rows {
-                if received_at >= before {
-                    out.done = true;
-                    break;
-                }
+            let (rows, done) = retention_scan(&ctx.conn, &org, before, after_seq, limit)?;
+            out.done = done;
+            for (seq, id, _) in rows {
                 out.next_after_seq = seq;
                 let pending: Option<i64> = ctx
                     .conn
@@ -241,6 +238,85 @@ impl EventLog for SqliteStore {
         })
         .await
     }
+
+    async fn drop_payloads(
+        &self,
+        org: &str,
+        before: i64,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<DropBatch> {
+        let org = org.to_string();
+        self.write(move |ctx| {
+            let now = now_ms();
+            let mut out = DropBatch {
+                next_after_seq: after_seq,
+                ..Default::default()
+            };
+            let (rows, done) = retention_scan(&ctx.conn, &org, before, after_seq, limit)?;
+            out.done = done;
+            for (seq, id, dropped) in rows {
+                out.next_after_seq = seq;
+                if dropped {
+                    continue;
+                }
+                let open: Option<i64> = ctx
+                    .conn
+                    .prepare_cached(
+                        "SELECT 1 FROM deliveries WHERE org_id = ?1 AND event_id = ?2 AND status != 'delivered' LIMIT 1",
+                    )?
+                    .query_row([&org, &id], |r| r.get(0))
+                    .optional()?;
+                if open.is_some() {
+                    // Pending, blocked or failed: it may be delivered again and needs its data.
+                    out.first_kept.get_or_insert(seq);
+                    continue;
+                }
+                ctx.conn
+                    .prepare_cached("UPDATE events SET data = 'null', payload_dropped_at = ?2 WHERE seq = ?1")?
+                    .execute(params![seq, now])?;
+                ctx.conn
+                    .prepare_cached("UPDATE runs SET input = 'null' WHERE org_id = ?1 AND event_id = ?2")?
+                    .execute([&org, &id])?;
+                out.dropped += 1;
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// An event a retention pass looks at: its sequence, its id, whether its payload is dropped.
+type Scanned = (i64, String, bool);
+
+/// The next events of `org` a retention pass looks at: up to `limit` after `after_seq` received
+/// before `before`, as (seq, id, payload already dropped), and whether none is left after them.
+/// Sequence order follows arrival, so the scan stops at the first event inside the retention and
+/// reads at most `limit` rows past the ones it keeps.
+fn retention_scan(
+    conn: &rusqlite::Connection,
+    org: &str,
+    before: i64,
+    after_seq: i64,
+    limit: u32,
+) -> Result<(Vec<Scanned>, bool)> {
+    let rows: Vec<(i64, String, i64, bool)> = list(
+        conn,
+        "SELECT seq, id, received_at, payload_dropped_at IS NOT NULL FROM events
+         WHERE org_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        &[&org, &after_seq, &limit],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let mut done = rows.len() < limit as usize;
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, id, received_at, dropped) in rows {
+        if received_at >= before {
+            done = true;
+            break;
+        }
+        out.push((seq, id, dropped));
+    }
+    Ok((out, done))
 }
 
 /// What differs between a stored event and a new one with the same id (the timestamp is not

@@ -182,13 +182,19 @@ impl DeliveryQueue for SqliteStore {
         let (org, id, node) = (org.to_string(), id.to_string(), node.to_string());
         self.write(move |ctx| {
             let now = now_ms();
-            let (status, endpoint_id, key, slot, next): (String, Option<String>, Option<String>, Option<String>, Option<i64>) = ctx
+            let (status, endpoint_id, key, slot, next, dropped): (String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>) = ctx
                 .conn
                 .prepare_cached(
-                    "SELECT status, endpoint_id, ordering_key, order_slot, next_attempt_at FROM deliveries
-                     WHERE org_id = ?1 AND id = ?2",
+                    "SELECT status, endpoint_id, ordering_key, order_slot, next_attempt_at,
+                     (SELECT payload_dropped_at FROM events WHERE seq = deliveries.event_seq)
+                     FROM deliveries WHERE org_id = ?1 AND id = ?2",
                 )?
-                .query_row([&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+                .query_row([&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+            if dropped.is_some() {
+                return Err(StoreError::Conflict(
+                    "the payload of this delivery's event was dropped by the organization's payload retention; it cannot be delivered again".into(),
+                ));
+            }
             let mut claim_now = true;
             if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
                 if status == "pending" && slot.is_some() && next.is_none() {
@@ -276,6 +282,7 @@ impl DeliveryQueue for SqliteStore {
                 &ctx.conn,
                 "SELECT e.seq, min(d.subscription_id) FROM events e JOIN deliveries d ON d.event_seq = e.seq
                  WHERE e.org_id = ?1 AND d.endpoint_id = ?2 AND e.received_at >= ?3 AND e.received_at < ?4
+                 AND e.payload_dropped_at IS NULL
                  GROUP BY e.seq ORDER BY e.seq LIMIT 100000",
                 &[&org, &endpoint_id, &since, &until],
                 |r| Ok((r.get(0)?, r.get(1)?)),

@@ -4,11 +4,15 @@
 use super::*;
 use switchyard_core::ordering::{HeadFailure, OrderingKey};
 
+pub(super) const ORG_COLS: &str = "id, name, created_at, retention_s, payload_retention_s";
+
 pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
     Ok(Org {
         id: r.get(0)?,
         name: r.get(1)?,
         created_at: r.get(2)?,
+        retention_s: r.get(3)?,
+        payload_retention_s: r.get(4)?,
     })
 }
 
@@ -43,8 +47,7 @@ pub(super) fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
     })
 }
 
-pub(super) const EVENT_COLS: &str =
-    "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at";
+pub(super) const EVENT_COLS: &str = "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at, payload_dropped_at";
 
 pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
     Ok(Event {
@@ -59,6 +62,7 @@ pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
         },
         data: json_col(r, 7, "event data")?,
         received_at: r.get(8)?,
+        payload_dropped_at: r.get(9)?,
     })
 }
 

@@ -61,15 +61,16 @@ impl RunLog for SqliteStore {
         .await
     }
 
-    async fn purge_runs(&self, before: i64, limit: u32) -> Result<u64> {
+    async fn purge_runs(&self, org: &str, before: i64, limit: u32) -> Result<u64> {
+        let org = org.to_string();
         self.write(move |ctx| {
             Ok(ctx
                 .conn
                 .prepare_cached(
                     "DELETE FROM runs WHERE rowid IN
-                     (SELECT rowid FROM runs WHERE event_id IS NULL AND at < ?1 LIMIT ?2)",
+                     (SELECT rowid FROM runs WHERE org_id = ?1 AND event_id IS NULL AND at < ?2 LIMIT ?3)",
                 )?
-                .execute(params![before, limit])? as u64)
+                .execute(params![org, before, limit])? as u64)
         })
         .await
     }

@@ -32,6 +32,7 @@ macro_rules! contract_tests {
             executors_secrets_storage_and_runs,
             a_publish_routed_before_a_change_is_refused_whole,
             retention_deletes_finished_events_and_keeps_pending_ones,
+            payload_retention_drops_only_what_is_delivered,
             an_ordered_key_hands_out_only_its_head,
             health_counts_failures_and_a_recovery_makes_retries_due);
     };
@@ -142,10 +143,15 @@ pub fn sample_event(id: &str, t: &str, entity: &str) -> NewEvent {
 }
 
 pub async fn orgs_and_keys(store: &dyn Store) {
-    let org = store.create_org("c-org1", "One").await.expect("create org");
+    let org = store
+        .create_org(&Org::named("c-org1", "One").expect("valid org"))
+        .await
+        .expect("create org");
     assert_eq!(org.name, "One");
     assert!(matches!(
-        store.create_org("c-org1", "Again").await,
+        store
+            .create_org(&Org::named("c-org1", "Again").expect("valid org"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
@@ -191,7 +197,10 @@ pub async fn orgs_and_keys(store: &dyn Store) {
         "org must exist"
     );
     // Listing shows the prefix and usage, scoped to the organization; revoking is too.
-    store.create_org("c-org2", "Other").await.expect("org");
+    store
+        .create_org(&Org::named("c-org2", "Other").expect("valid org"))
+        .await
+        .expect("org");
     store.touch_api_key(&key_id, 1234).await.expect("touch");
     let keys = store.list_api_keys("c-org1").await.expect("list");
     assert_eq!(keys.len(), 1);
@@ -238,8 +247,14 @@ pub async fn orgs_and_keys(store: &dyn Store) {
 }
 
 pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
-    store.create_org("c-a", "A").await.expect("org");
-    store.create_org("c-b", "B").await.expect("org");
+    store
+        .create_org(&Org::named("c-a", "A").expect("valid org"))
+        .await
+        .expect("org");
+    store
+        .create_org(&Org::named("c-b", "B").expect("valid org"))
+        .await
+        .expect("org");
     let ep = sample_endpoint("c-a", "https://a.example/hook");
     store.create_endpoint(&ep).await.expect("create");
     let got = store.get_endpoint("c-a", &ep.id).await.expect("get");
@@ -315,7 +330,10 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
 }
 
 pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
-    store.create_org("c-p", "P").await.expect("org");
+    store
+        .create_org(&Org::named("c-p", "P").expect("valid org"))
+        .await
+        .expect("org");
     let ep1 = store
         .create_endpoint(&sample_endpoint("c-p", "https://one.example"))
         .await
@@ -385,7 +403,10 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     ));
 
     // The same caller id in another organization is another event.
-    store.create_org("c-q", "Q").await.expect("org");
+    store
+        .create_org(&Org::named("c-q", "Q").expect("valid org"))
+        .await
+        .expect("org");
     let q = publish(
         store,
         "c-q",
@@ -428,7 +449,10 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
 }
 
 pub async fn claims_attempts_and_trace(store: &dyn Store) {
-    store.create_org("c-d", "D").await.expect("org");
+    store
+        .create_org(&Org::named("c-d", "D").expect("valid org"))
+        .await
+        .expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-d", "https://d.example"))
         .await
@@ -599,7 +623,10 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
 }
 
 pub async fn listing_and_cursors(store: &dyn Store) {
-    store.create_org("c-l", "L").await.expect("org");
+    store
+        .create_org(&Org::named("c-l", "L").expect("valid org"))
+        .await
+        .expect("org");
     let evs: Vec<_> = (0..5)
         .map(|i| {
             sample_event(
@@ -678,7 +705,10 @@ pub async fn listing_and_cursors(store: &dyn Store) {
 }
 
 pub async fn replay_and_retry(store: &dyn Store) {
-    store.create_org("c-r", "R").await.expect("org");
+    store
+        .create_org(&Org::named("c-r", "R").expect("valid org"))
+        .await
+        .expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-r", "https://r.example"))
         .await
@@ -771,8 +801,14 @@ pub async fn replay_and_retry(store: &dyn Store) {
 }
 
 pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
-    store.create_org("c-x", "X").await.expect("org");
-    store.create_org("c-y", "Y").await.expect("org");
+    store
+        .create_org(&Org::named("c-x", "X").expect("valid org"))
+        .await
+        .expect("org");
+    store
+        .create_org(&Org::named("c-y", "Y").expect("valid org"))
+        .await
+        .expect("org");
     let ex = Executor {
         org_id: "c-x".into(),
         name: "double".into(),
@@ -906,7 +942,10 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
 }
 
 pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store) {
-    store.create_org("c-v", "V").await.expect("org");
+    store
+        .create_org(&Org::named("c-v", "V").expect("valid org"))
+        .await
+        .expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-v", "https://v.example"))
         .await
@@ -981,7 +1020,10 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
 }
 
 pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dyn Store) {
-    store.create_org("c-t", "T").await.expect("org");
+    store
+        .create_org(&Org::named("c-t", "T").expect("valid org"))
+        .await
+        .expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-t", "https://t.example"))
         .await
@@ -1052,16 +1094,35 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     store.record_run(&preview).await.expect("run");
 
     // A cutoff before everything deletes nothing.
-    let none = store.purge_events(0, 0, 100).await.expect("purge");
+    let none = store.purge_events("c-t", 0, 0, 100).await.expect("purge");
     assert_eq!(none.events, 0);
     assert!(none.done);
 
-    // Past the cutoff, in batches of one: finished events go with everything of theirs.
+    // Another organization's retention touches nothing of this one's.
+    store
+        .create_org(&Org::named("c-t2", "T2").expect("valid org"))
+        .await
+        .expect("org");
     let cutoff = now_ms() + 60_000;
+    let other = store
+        .purge_events("c-t2", cutoff, 0, 100)
+        .await
+        .expect("purge");
+    assert_eq!((other.events, other.deliveries), (0, 0));
+    assert_eq!(
+        store.purge_runs("c-t2", cutoff, 100).await.expect("runs"),
+        0
+    );
+    assert!(store.get_event("c-t", "done-1").await.is_ok());
+
+    // Past the cutoff, in batches of one: finished events go with everything of theirs.
     let mut after = 0;
     let mut total = PurgeBatch::default();
     loop {
-        let b = store.purge_events(cutoff, after, 1).await.expect("purge");
+        let b = store
+            .purge_events("c-t", cutoff, after, 1)
+            .await
+            .expect("purge");
         total.events += b.events;
         total.deliveries += b.deliveries;
         total.attempts += b.attempts;
@@ -1093,13 +1154,127 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     let kept = store.trace("c-t", "pending-1").await.expect("kept");
     assert_eq!(kept.deliveries.len(), 1);
     // Preview runs have their own cutoff.
-    assert_eq!(store.purge_runs(0, 100).await.expect("runs"), 0);
-    assert_eq!(store.purge_runs(cutoff, 100).await.expect("runs"), 1);
+    assert_eq!(store.purge_runs("c-t", 0, 100).await.expect("runs"), 0);
+    assert_eq!(store.purge_runs("c-t", cutoff, 100).await.expect("runs"), 1);
     assert!(matches!(
         store.get_run("c-t", &preview.id).await,
         Err(StoreError::NotFound)
     ));
     store.reclaim_space().await.expect("reclaim");
+}
+
+pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
+    let mut org = Org::named("c-pl", "PL").expect("valid org");
+    store.create_org(&org).await.expect("org");
+    org.retention_s = Some(86_400);
+    org.payload_retention_s = Some(3_600);
+    assert_eq!(store.update_org(&org).await.expect("update"), org);
+    assert_eq!(store.get_org("c-pl").await.expect("get"), org);
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-pl", "https://pl.example"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-pl", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let t0 = now_ms();
+    let out = publish(
+        store,
+        "c-pl",
+        vec![
+            sample_event("delivered", "T", "1"),
+            sample_event("pending", "T", "2"),
+            sample_event("failed", "T", "3"),
+        ],
+        "n",
+    )
+    .await
+    .expect("publish");
+    let due = |i: usize| out[i].new_deliveries[0].clone();
+    store
+        .record_attempts(
+            vec![
+                result_for(&due(0), 200, Outcome::Delivered),
+                result_for(&due(2), 500, Outcome::Failed),
+            ],
+            &DisablePolicy::default(),
+        )
+        .await
+        .expect("record");
+    let run = Run {
+        id: new_id("run"),
+        org_id: "c-pl".into(),
+        executor: "x".into(),
+        version: 1,
+        event_id: Some("delivered".into()),
+        status: RunStatus::Succeeded,
+        input: json!({"data": {"secret": "pii"}}),
+        output: None,
+        error: None,
+        logs: vec![],
+        stderr: String::new(),
+        exit: Some(0),
+        duration_ms: 1.0,
+        at: now_ms(),
+    };
+    store.record_run(&run).await.expect("run");
+
+    let cutoff = now_ms() + 60_000;
+    let b = store
+        .drop_payloads("c-pl", cutoff, 0, 100)
+        .await
+        .expect("drop");
+    assert_eq!(b.dropped, 1, "{b:?}");
+    assert!(b.done);
+    let pending_seq = store.get_event("c-pl", "pending").await.expect("kept").seq;
+    assert_eq!(
+        b.first_kept,
+        Some(pending_seq),
+        "the first event that keeps its payload"
+    );
+    let gone = store
+        .get_event("c-pl", "delivered")
+        .await
+        .expect("event stays");
+    assert_eq!(gone.data, serde_json::Value::Null);
+    assert!(gone.payload_dropped_at.is_some());
+    assert_eq!(
+        store.get_run("c-pl", &run.id).await.expect("run").input,
+        serde_json::Value::Null,
+        "the run's copy of the payload goes too"
+    );
+    for kept in ["pending", "failed"] {
+        let e = store.get_event("c-pl", kept).await.expect("kept");
+        assert_ne!(e.data, serde_json::Value::Null, "{kept}");
+        assert!(e.payload_dropped_at.is_none());
+    }
+    // Nothing can send the dropped payload again: not a retry, not a replay.
+    assert!(matches!(
+        store.retry_delivery("c-pl", &due(0).delivery_id, "n").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .replay("c-pl", &ep.id, t0 - 1, now_ms() + 1)
+            .await
+            .expect("replay"),
+        2
+    );
+    // Once dropped, a later pass passes over it; another organization is untouched.
+    let again = store
+        .drop_payloads("c-pl", cutoff, 0, 100)
+        .await
+        .expect("drop");
+    assert_eq!(again.dropped, 0);
+    assert_eq!(
+        store
+            .drop_payloads("c-t-none", cutoff, 0, 100)
+            .await
+            .expect("drop")
+            .dropped,
+        0
+    );
 }
 
 fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
@@ -1125,7 +1300,10 @@ fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
 
 pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     use switchyard_core::ordering::{HeadFailure, Ordering, OrderingKey};
-    store.create_org("c-o", "O").await.expect("org");
+    store
+        .create_org(&Org::named("c-o", "O").expect("valid org"))
+        .await
+        .expect("org");
     let mut ep = sample_endpoint("c-o", "https://o.example");
     ep.ordering = Some(Ordering {
         key: OrderingKey::Entity,
@@ -1235,7 +1413,10 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
 }
 
 pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn Store) {
-    store.create_org("c-h", "H").await.expect("org");
+    store
+        .create_org(&Org::named("c-h", "H").expect("valid org"))
+        .await
+        .expect("org");
     let ep = store
         .create_endpoint(&sample_endpoint("c-h", "https://h.example"))
         .await
