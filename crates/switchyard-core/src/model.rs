@@ -448,4 +448,6 @@ pub struct DueDelivery {
     pub event: std::sync::Arc<Event>,
     /// Until when this node's claim holds (ms); after it, another claim may take the delivery.
     pub lease_until: i64,
+    /// How long its first attempt waited behind the head of its ordering key (ms), if it did.
+    pub ordering_wait_ms: Option<i64>,
 }

@@ -424,8 +424,15 @@ impl Engine {
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));
                 continue;
             }
-            let waited = (!held.is_empty())
+            let mut waited = (!held.is_empty())
                 .then(|| format!("{} ms: {}", due_at.elapsed().as_millis(), held.join(", ")));
+            if let Some(ms) = job.ordering_wait_ms {
+                let behind = format!("{ms} ms: ordering (behind the head of its key)");
+                waited = Some(match waited {
+                    Some(w) => format!("{behind}; then {w}"),
+                    None => behind,
+                });
+            }
             let this = self.clone();
             let shared = shared.clone();
             inner.tasks.spawn(async move {

@@ -99,6 +99,7 @@ impl EventLog for SqliteStore {
                         attempts: 0,
                         event: event.clone(),
                         lease_until,
+                        ordering_wait_ms: None,
                     });
                 }
                 out.push(Published {

@@ -95,7 +95,8 @@ impl DeliveryQueue for SqliteStore {
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id = ?5
                               AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4)
                    AND org_id = ?6
-                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor",
+                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor,
+                   CASE WHEN ordering_key IS NOT NULL AND attempts = 0 THEN updated_at - created_at END",
                 params![node, now + lease_ms, now, limit, ep.endpoint_id, ep.org_id],
             )
         })
@@ -117,7 +118,7 @@ impl DeliveryQueue for SqliteStore {
                 "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
                               AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4)
-                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor",
+                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor, NULL",
                 params![node, now + lease_ms, now, limit],
             )
         })
@@ -230,6 +231,7 @@ impl DeliveryQueue for SqliteStore {
                     attempts,
                     event: ctx.shared_event(seq)?,
                     lease_until: now + DEFAULT_LEASE_MS,
+                    ordering_wait_ms: None,
                 })
             } else {
                 None
@@ -487,7 +489,7 @@ fn settle_head(conn: &Connection, id: &str, ep: &str, key: &str, now: i64) -> Re
         .execute([id])?;
     let n = conn
         .prepare_cached(
-            "UPDATE deliveries SET next_attempt_at = ?3 WHERE id =
+            "UPDATE deliveries SET next_attempt_at = ?3, updated_at = ?3 WHERE id =
                (SELECT id FROM deliveries WHERE endpoint_id = ?1 AND order_slot = ?2 ORDER BY event_seq LIMIT 1)
              AND status = 'pending' AND next_attempt_at IS NULL",
         )?
@@ -621,12 +623,13 @@ fn claim(
                 target_from_columns(r.get(2)?, r.get(5)?)?,
                 r.get::<_, u32>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(6)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut out = Vec::with_capacity(claimed.len());
-    for (id, org_id, target, attempts, seq) in claimed {
+    for (id, org_id, target, attempts, seq, ordering_wait_ms) in claimed {
         let event = ctx.shared_event(seq)?;
         out.push(DueDelivery {
             delivery_id: id,
@@ -635,6 +638,7 @@ fn claim(
             attempts,
             event,
             lease_until,
+            ordering_wait_ms: ordering_wait_ms.filter(|ms| *ms > 0),
         });
     }
     Ok(out)

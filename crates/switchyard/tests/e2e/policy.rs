@@ -254,10 +254,16 @@ async fn a_failed_head_blocks_its_key_until_retried_by_hand_or_is_skipped() {
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["status"], "pending");
     assert_eq!(v["in_flight"], true, "a manual retry goes now: {v}");
-    app.wait_trace(&org, "a-1", Duration::from_secs(10), |t| {
-        first_delivery_status(t) == Some("delivered")
-    })
-    .await;
+    let resumed = app
+        .wait_trace(&org, "a-1", Duration::from_secs(10), |t| {
+            first_delivery_status(t) == Some("delivered")
+        })
+        .await;
+    // Its trace says why it went this late: it waited behind the head of its key.
+    let waited = resumed["deliveries"][0]["attempts"][0]["waited"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(waited.contains("ordering"), "{resumed}");
     let a: Vec<(u64, bool)> = rx
         .arrivals
         .lock()
