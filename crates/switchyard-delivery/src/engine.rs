@@ -68,7 +68,7 @@ impl EngineConfig {
             max_queued_per_endpoint: 2_000,
             max_queued_total: 50_000,
             max_requests_in_flight: 512,
-            max_unrecorded: 16_384,
+            max_unrecorded: 4_096,
             disable_policy: DisablePolicy::default(),
             endpoint_cache_ttl: Duration::from_secs(5),
             worker_idle: Duration::from_secs(60),

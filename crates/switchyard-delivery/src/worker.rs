@@ -280,6 +280,10 @@ impl Engine {
                     continue;
                 }
                 None => {
+                    // Drained: give back what a burst grew the queue to.
+                    if pulled.capacity() > 64 {
+                        pulled.shrink_to(16);
+                    }
                     let idle_for = inner
                         .config
                         .worker_idle

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod memory;
 pub mod verify;
 
 pub use app::Application;

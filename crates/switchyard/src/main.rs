@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     switchyard_egress::install_crypto_provider();
+    switchyard::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -81,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = Settings::resolve(args)?;
             init_logging(settings.log_format);
+            switchyard::memory::start_trimming();
             runtime.block_on(async {
                 let app = Application::build(settings).await?;
                 app.run(app::shutdown_signal()).await
