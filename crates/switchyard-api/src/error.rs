@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use switchyard_core::CoreError;
 use switchyard_exec::ExecError;
-use switchyard_hub::HubError;
+use switchyard_hub::{CallError, HubError};
 use switchyard_store::StoreError;
 
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The executor run behind the failure, when there was one (a hook call).
+    pub run_id: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -27,6 +29,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            run_id: None,
         }
     }
     pub fn not_found(what: &str) -> Self {
@@ -100,6 +103,34 @@ impl ApiError {
     }
 }
 
+impl From<CallError> for ApiError {
+    /// What a hook's caller sees: 404 for a missing hook, 422 for input failing its schema, 502
+    /// for a failed run or output failing its schema, 504 for a timeout; the run's id with it.
+    fn from(e: CallError) -> Self {
+        let message = e.to_string();
+        let (status, code, run_id) = match e {
+            CallError::NoHook(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            CallError::NoExecutor(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", None),
+            CallError::Input(_) => (StatusCode::UNPROCESSABLE_ENTITY, "input_invalid", None),
+            CallError::Failed { run_id, .. } => {
+                (StatusCode::BAD_GATEWAY, "hook_failed", Some(run_id))
+            }
+            CallError::Timeout { run_id, .. } => {
+                (StatusCode::GATEWAY_TIMEOUT, "hook_timeout", Some(run_id))
+            }
+            CallError::Output { run_id, .. } => {
+                (StatusCode::BAD_GATEWAY, "output_invalid", Some(run_id))
+            }
+            CallError::Schema(_) => (StatusCode::UNPROCESSABLE_ENTITY, "schema_invalid", None),
+            CallError::Store(e) => return Self::from_store(e, "hook"),
+        };
+        ApiError {
+            run_id,
+            ..Self::new(status, code, message)
+        }
+    }
+}
+
 impl From<CoreError> for ApiError {
     /// A domain rule refused the input: 422 with the rule's message.
     fn from(e: CoreError) -> Self {
@@ -159,7 +190,10 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(run_id) = self.run_id {
+            body["error"]["run_id"] = run_id.into();
+        }
         (self.status, Json(body)).into_response()
     }
 }

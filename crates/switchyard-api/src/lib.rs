@@ -16,6 +16,7 @@ mod orgs;
 mod runs;
 mod secrets;
 mod subscriptions;
+mod sync_hooks;
 
 pub use error::{ApiError, ApiResult};
 pub use ops::metrics_handle;
@@ -272,6 +273,14 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(runs::get_run))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::put_secret, secrets::delete_secret))
+        .routes(routes!(sync_hooks::list))
+        .routes(routes!(
+            sync_hooks::put,
+            sync_hooks::get,
+            sync_hooks::delete
+        ))
+        .routes(routes!(sync_hooks::call))
+        .routes(routes!(sync_hooks::empty_cache))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .merge(publish)
         .merge(batch)

@@ -138,6 +138,9 @@ pub struct Run {
     pub exit: Option<i32>,
     pub duration_ms: f64,
     pub at: i64,
+    /// The synchronous hook whose call made the run, if a call did.
+    #[serde(default)]
+    pub hook: Option<String>,
 }
 
 /// An executor definition as submitted, before [`ExecutorSpec::parse`] checks it.

@@ -20,8 +20,10 @@ pub mod retry;
 pub mod routing;
 pub mod schema;
 pub mod signing;
+pub mod sync_hook;
 pub mod template;
 pub mod time;
 
 pub use error::CoreError;
 pub use model::*;
+pub use sync_hook::SyncHook;

@@ -35,19 +35,18 @@ impl Schema {
     /// `Err` names the first failing location as a JSON pointer into the event's `data`
     /// and what failed there.
     pub fn validate(&self, data: &Value) -> Result<(), SchemaViolation> {
-        match self.0.iter_errors(data).next() {
+        self.validate_at(data, "/data")
+    }
+
+    /// Like [`Schema::validate`], for a document found at `root` (a JSON pointer such as
+    /// `/input`), which the violation's path starts with.
+    pub fn validate_at(&self, doc: &Value, root: &str) -> Result<(), SchemaViolation> {
+        match self.0.iter_errors(doc).next() {
             None => Ok(()),
-            Some(e) => {
-                let pointer = e.instance_path().to_string();
-                Err(SchemaViolation {
-                    path: if pointer.is_empty() {
-                        "/data".to_string()
-                    } else {
-                        format!("/data{pointer}")
-                    },
-                    message: e.to_string(),
-                })
-            }
+            Some(e) => Err(SchemaViolation {
+                path: format!("{root}{}", e.instance_path()),
+                message: e.to_string(),
+            }),
         }
     }
 }

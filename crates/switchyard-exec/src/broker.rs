@@ -18,6 +18,8 @@ pub struct Broker<'a> {
     pub(crate) chain: Vec<String>,
     /// The caller's deadline: time spent in called executors counts against it.
     pub(crate) deadline: Instant,
+    /// Fires when the outermost caller no longer waits: every run of the chain stops.
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
     /// Secret values this run used, to be redacted from its trace.
     pub(crate) seen_secrets: Mutex<Vec<String>>,
 }
@@ -248,11 +250,14 @@ impl Broker<'_> {
                 let mut chain = self.chain.clone();
                 chain.push(name.clone());
                 let input = req.get("input").cloned().unwrap_or(Value::Null);
-                let run =
-                    Box::pin(
-                        self.runner
-                            .run_in_chain(&ex, input, None, chain, self.deadline),
-                    )
+                let call = crate::runner::Call {
+                    event_id: None,
+                    hook: None,
+                    chain,
+                    deadline: self.deadline,
+                    cancel: self.cancel.clone(),
+                };
+                let run = Box::pin(self.runner.run_in_chain(&ex, input, call))
                     .await
                     .map_err(|e| e.to_string())?;
                 match run.status {

@@ -143,6 +143,12 @@ impl JsPool {
         loop {
             let next = tokio::select! {
                 l = worker.stdout.next() => l,
+                _ = broker.cancel.cancelled() => {
+                    worker.kill();
+                    let mut o = Outcome::failed(crate::runner::CANCELLED.into());
+                    o.logs = logs;
+                    return o;
+                }
                 _ = &mut deadline => {
                     worker.kill();
                     let mut o = Outcome::failed(format!("timeout: the code ran longer than {} ms and its worker was killed", timeout.as_millis()));

@@ -244,6 +244,8 @@ pub async fn run(
     enum Ended {
         Exited(std::io::Result<std::process::ExitStatus>),
         TimedOut,
+        /// The caller went away.
+        Cancelled,
         /// The SDK channel passed a limit; the text names it.
         Limit(String),
     }
@@ -264,6 +266,7 @@ pub async fn run(
                     None => serving = false,
                 },
                 _ = &mut deadline => break Ended::TimedOut,
+                _ = broker.cancel.cancelled() => break Ended::Cancelled,
             }
         }
     };
@@ -302,6 +305,10 @@ pub async fn run(
         }
         Ended::Limit(why) => {
             outcome.error = Some(why);
+            return outcome;
+        }
+        Ended::Cancelled => {
+            outcome.error = Some(crate::runner::CANCELLED.into());
             return outcome;
         }
         Ended::Exited(_) => {}

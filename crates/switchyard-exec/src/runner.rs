@@ -10,6 +10,23 @@ use switchyard_core::ids::new_id;
 use switchyard_core::time::now_ms;
 use switchyard_egress::Clients;
 use switchyard_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+/// Why a run stopped when its caller went away.
+pub(crate) const CANCELLED: &str = "cancelled: the caller went away; the code was stopped";
+
+/// Who asked for a run, and until when it may take.
+pub(crate) struct Call<'a> {
+    /// The event that caused it (event hooks).
+    pub(crate) event_id: Option<&'a str>,
+    /// The synchronous hook whose call made it.
+    pub(crate) hook: Option<&'a str>,
+    /// Executor names from the outermost caller to this run.
+    pub(crate) chain: Vec<String>,
+    pub(crate) deadline: Instant,
+    /// Fires when the caller no longer waits.
+    pub(crate) cancel: CancellationToken,
+}
 
 /// Runs executors. Cheap to clone.
 #[derive(Clone)]
@@ -94,25 +111,52 @@ impl Runner {
         event_id: Option<&str>,
     ) -> Result<Run, StoreError> {
         let deadline = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
-        self.run_in_chain(ex, input, event_id, vec![ex.name.clone()], deadline)
-            .await
+        let call = Call {
+            event_id,
+            hook: None,
+            chain: vec![ex.name.clone()],
+            deadline,
+            cancel: CancellationToken::new(),
+        };
+        self.run_in_chain(ex, input, call).await
+    }
+
+    /// Runs `ex` for a call of synchronous hook `hook` that waits at most until `deadline`:
+    /// past it, or once `cancel` fires (the caller went away), the code is stopped, and the
+    /// run is stored failed with a reason starting `timeout:` or `cancelled:`.
+    pub async fn run_for_hook(
+        &self,
+        ex: &Executor,
+        input: Value,
+        hook: &str,
+        deadline: Instant,
+        cancel: CancellationToken,
+    ) -> Result<Run, StoreError> {
+        let call = Call {
+            event_id: None,
+            hook: Some(hook),
+            chain: vec![ex.name.clone()],
+            deadline,
+            cancel,
+        };
+        self.run_in_chain(ex, input, call).await
     }
 
     pub(crate) async fn run_in_chain(
         &self,
         ex: &Executor,
         input: Value,
-        event_id: Option<&str>,
-        chain: Vec<String>,
-        deadline: Instant,
+        call: Call<'_>,
     ) -> Result<Run, StoreError> {
         let started = Instant::now();
         let at = now_ms();
+        let deadline = call.deadline;
         let broker = Broker {
             runner: self,
             org: &ex.org_id,
-            chain,
+            chain: call.chain,
             deadline,
+            cancel: call.cancel.clone(),
             seen_secrets: Mutex::new(Vec::new()),
         };
         let own = Duration::from_millis(u64::from(ex.timeout_ms()));
@@ -123,7 +167,10 @@ impl Runner {
                 url,
                 headers,
                 ..
-            } => api_call::run(&broker, method, url, headers, &input, timeout).await,
+            } => tokio::select! {
+                o = api_call::run(&broker, method, url, headers, &input, timeout) => o,
+                _ = call.cancel.cancelled() => Outcome::failed(CANCELLED.into()),
+            },
             ExecutorSpec::Code {
                 language: Language::Javascript,
                 source,
@@ -159,7 +206,7 @@ impl Runner {
             org_id: ex.org_id.clone(),
             executor: ex.name.clone(),
             version: ex.version,
-            event_id: event_id.map(str::to_string),
+            event_id: call.event_id.map(str::to_string),
             status: if outcome.error.is_none() {
                 RunStatus::Succeeded
             } else {
@@ -177,6 +224,7 @@ impl Runner {
             exit: outcome.exit,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             at,
+            hook: call.hook.map(str::to_string),
         };
         broker.redact(&mut run);
         self.inner.store.record_run(&run).await?;

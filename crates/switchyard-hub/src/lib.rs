@@ -9,10 +9,12 @@
 
 mod publish;
 mod retention;
+mod sync_hooks;
 mod system;
 
 pub use retention::{RetentionPass, RetentionSettings};
 pub use switchyard_delivery::{EngineConfig, EngineEvent};
+pub use sync_hooks::{CacheUse, CallError, HookAnswer};
 pub use system::ENDPOINT_DISABLED;
 
 use std::collections::HashMap;
@@ -85,6 +87,8 @@ struct Inner {
     retention: RetentionSettings,
     /// Run: how far the payload retention has read, per organization.
     payload_marks: retention::PayloadMarks,
+    /// Run: answers of synchronous hooks, and their compiled schemas.
+    hook_cache: sync_hooks::HookCache,
 }
 
 impl Hub {
@@ -125,6 +129,7 @@ impl Hub {
                 cancel: CancellationToken::new(),
                 retention: settings.retention.clone(),
                 payload_marks: Default::default(),
+                hook_cache: Default::default(),
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));

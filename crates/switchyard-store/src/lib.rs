@@ -226,6 +226,12 @@ pub trait ExecutorCatalog: Send + Sync {
     /// Names and update times; never values.
     async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>>;
     async fn delete_secret(&self, org: &str, name: &str) -> Result<()>;
+    /// Creates or replaces a synchronous hook; the executor it names must exist (`NotFound`
+    /// otherwise, naming it).
+    async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook>;
+    async fn get_sync_hook(&self, org: &str, name: &str) -> Result<SyncHook>;
+    async fn list_sync_hooks(&self, org: &str) -> Result<Vec<SyncHook>>;
+    async fn delete_sync_hook(&self, org: &str, name: &str) -> Result<()>;
 }
 
 /// The event log: every event published, append-only, with the trace of what happened to it.

@@ -11,6 +11,7 @@ pub mod orgs;
 pub mod runs;
 pub mod secrets;
 pub mod subscriptions;
+pub mod sync_hooks;
 
 use serde::{Deserialize, Deserializer};
 

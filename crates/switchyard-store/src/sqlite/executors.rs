@@ -81,6 +81,82 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
+    async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook> {
+        let hook = hook.clone();
+        self.write(move |ctx| {
+            let exists: Option<i64> = ctx
+                .conn
+                .prepare_cached("SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1")?
+                .query_row([&hook.org_id, &hook.executor], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::InvalidReference(format!(
+                    "no executor `{}` in this organization; create it first",
+                    hook.executor
+                )));
+            }
+            let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+            ctx.conn
+                .prepare_cached(&format!(
+                    "INSERT INTO sync_hooks ({SYNC_HOOK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                       executor = excluded.executor, timeout_ms = excluded.timeout_ms,
+                       cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
+                       output_schema = excluded.output_schema, updated_at = excluded.updated_at"
+                ))?
+                .execute(params![
+                    hook.org_id,
+                    hook.name,
+                    hook.description,
+                    hook.executor,
+                    hook.timeout_ms,
+                    hook.cache_ttl_s,
+                    json(&hook.input_schema),
+                    json(&hook.output_schema),
+                    hook.created_at,
+                    hook.updated_at
+                ])?;
+            Ok(hook)
+        })
+        .await
+    }
+
+    async fn get_sync_hook(&self, org: &str, name: &str) -> Result<SyncHook> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, _| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = ?1 AND name = ?2"
+            ))?
+            .query_row([org, name], sync_hook_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_sync_hooks(&self, org: &str) -> Result<Vec<SyncHook>> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            list(
+                c,
+                &format!("SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = ?1 ORDER BY name"),
+                &[&org],
+                sync_hook_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_sync_hook(&self, org: &str, name: &str) -> Result<()> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.write(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached("DELETE FROM sync_hooks WHERE org_id = ?1 AND name = ?2")?
+                .execute([&org, &name])?;
+            found(n)
+        })
+        .await
+    }
+
     async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()> {
         let (org, name, value) = (org.to_string(), name.to_string(), value.to_string());
         self.write(move |ctx| {

@@ -293,7 +293,7 @@ pub(super) fn secret_ctx(org: &str, name: &str) -> String {
     format!("secret:{org}:{name}")
 }
 
-pub(super) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at";
+pub(super) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at, hook";
 
 pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
     let status: String = r.get(5)?;
@@ -316,5 +316,24 @@ pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         exit: r.get(11)?,
         duration_ms: r.get(12)?,
         at: r.get(13)?,
+        hook: r.get(14)?,
+    })
+}
+
+pub(super) const SYNC_HOOK_COLS: &str = "org_id, name, description, executor, timeout_ms, cache_ttl_s, \
+     input_schema, output_schema, created_at, updated_at";
+
+pub(super) fn sync_hook_from_row(r: &Row) -> rusqlite::Result<SyncHook> {
+    Ok(SyncHook {
+        org_id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        executor: r.get(3)?,
+        timeout_ms: r.get(4)?,
+        cache_ttl_s: r.get(5)?,
+        input_schema: json_col_opt(r, 6, "hook input schema")?,
+        output_schema: json_col_opt(r, 7, "hook output schema")?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
     })
 }

@@ -9,7 +9,7 @@ impl RunLog for SqliteStore {
         self.write(move |ctx| {
             ctx.conn
                 .prepare_cached(&format!(
-                    "INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
+                    "INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
                 ))?
                 .execute(params![
                     run.id,
@@ -29,6 +29,7 @@ impl RunLog for SqliteStore {
                     run.exit,
                     run.duration_ms,
                     run.at,
+                    run.hook,
                 ])?;
             Ok(())
         })

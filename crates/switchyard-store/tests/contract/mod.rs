@@ -913,6 +913,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         exit: Some(0),
         duration_ms: 1.5,
         at: now_ms(),
+        hook: Some("contract-by-id".into()),
     };
     store.record_run(&run).await.expect("run");
     assert_eq!(store.get_run("c-x", &run.id).await.expect("get"), run);
@@ -931,6 +932,59 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         store.get_run("c-y", &run.id).await,
         Err(StoreError::NotFound)
     ));
+
+    // Synchronous hooks: stored whole, replaced, scoped to their organization, and only in
+    // front of an executor that exists.
+    use switchyard_core::sync_hook::SyncHookDefinition;
+    let def = |executor: &str| SyncHookDefinition {
+        executor: executor.into(),
+        cache_ttl_s: Some(60),
+        input_schema: Some(json!({"type": "object", "required": ["contractId"]})),
+        ..Default::default()
+    };
+    let hook =
+        SyncHook::define("c-x", "contract-by-id", def("double"), None, now_ms()).expect("valid");
+    assert_eq!(store.put_sync_hook(&hook).await.expect("put"), hook);
+    assert_eq!(
+        store
+            .get_sync_hook("c-x", "contract-by-id")
+            .await
+            .expect("get"),
+        hook
+    );
+    let orphan = SyncHook::define("c-x", "orphan", def("no-such"), None, now_ms()).expect("valid");
+    assert!(matches!(
+        store.put_sync_hook(&orphan).await,
+        Err(StoreError::InvalidReference(_))
+    ));
+    let mut changed = SyncHook::define(
+        "c-x",
+        "contract-by-id",
+        def("double"),
+        Some(&hook),
+        now_ms(),
+    )
+    .expect("valid");
+    changed.timeout_ms = 500;
+    store.put_sync_hook(&changed).await.expect("replace");
+    assert_eq!(
+        store.list_sync_hooks("c-x").await.expect("list"),
+        vec![changed.clone()]
+    );
+    assert!(store.list_sync_hooks("c-y").await.expect("list").is_empty());
+    assert!(matches!(
+        store.get_sync_hook("c-y", "contract-by-id").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_sync_hook("c-y", "contract-by-id").await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .delete_sync_hook("c-x", "contract-by-id")
+        .await
+        .expect("delete");
+    assert!(store.list_sync_hooks("c-x").await.expect("list").is_empty());
     store
         .delete_executor("c-x", "double")
         .await
@@ -1087,6 +1141,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         exit: Some(0),
         duration_ms: 1.0,
         at,
+        hook: None,
     };
     let of_event = hook_run(Some("done-1"), now_ms());
     let preview = hook_run(None, now_ms());
@@ -1217,6 +1272,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         exit: Some(0),
         duration_ms: 1.0,
         at: now_ms(),
+        hook: None,
     };
     store.record_run(&run).await.expect("run");
 

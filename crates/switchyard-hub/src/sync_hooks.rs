@@ -1,0 +1,303 @@
+//! Synchronous hooks: a caller runs an organization's hook now and waits for its answer (an
+//! ERP look-up). Input and output are checked against the hook's schemas; answers of a hook
+//! with `cache_ttl_s` are reused for equal input (canonical JSON) and concurrent equal calls
+//! share one run (single flight); a caller that goes away stops its run.
+
+use crate::Hub;
+use moka::Expiry;
+use moka::future::Cache;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_core::SyncHook;
+use switchyard_core::executor::{Executor, RunStatus};
+use switchyard_core::schema::{Schema, SchemaViolation};
+use switchyard_core::sync_hook::canonical_json;
+use switchyard_store::StoreError;
+use tokio_util::sync::CancellationToken;
+
+/// Bytes of cached answers (with their keys) the hub holds at most, all organizations together.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Compiled hook schemas kept at most; past it the map starts over.
+const MAX_COMPILED: usize = 10_000;
+
+/// Whether an answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// The hook caches nothing: the executor ran.
+    Off,
+    /// Not cached: the executor ran and its answer is cached now.
+    Miss,
+    /// From the cache (or from a concurrent equal call's run): the executor did not run.
+    Hit,
+}
+
+impl CacheUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheUse::Off => "off",
+            CacheUse::Miss => "miss",
+            CacheUse::Hit => "hit",
+        }
+    }
+}
+
+/// A hook's answer.
+#[derive(Debug, Clone)]
+pub struct HookAnswer {
+    pub output: Value,
+    /// The run that produced it (for a cache hit, the earlier run).
+    pub run_id: String,
+    pub cache: CacheUse,
+}
+
+/// Why a call has no answer; each maps to what the caller sees.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("no hook `{0}` in this organization")]
+    NoHook(String),
+    #[error("the hook's executor `{0}` does not exist")]
+    NoExecutor(String),
+    #[error("the input fails the hook's input schema at {}: {}", .0.path, .0.message)]
+    Input(SchemaViolation),
+    #[error("{reason}")]
+    Failed { run_id: String, reason: String },
+    #[error("{reason}")]
+    Timeout { run_id: String, reason: String },
+    #[error("the executor's output fails the hook's output schema at {}: {}", .violation.path, .violation.message)]
+    Output {
+        run_id: String,
+        violation: SchemaViolation,
+    },
+    #[error("the hook's {0} cannot be used; replace the hook")]
+    Schema(&'static str),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// A cached answer and how long it lives.
+struct Cached {
+    output: Value,
+    run_id: String,
+    ttl: Duration,
+}
+
+struct ByTtl;
+
+impl Expiry<String, Arc<Cached>> for ByTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Cached>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Compiled input and output schemas of one hook definition.
+type Compiled = (Option<Arc<Schema>>, Option<Arc<Schema>>);
+
+/// The hub's cache of answers, and what it needs to key and check them.
+pub(crate) struct HookCache {
+    answers: Cache<String, Arc<Cached>>,
+    /// Per (organization, hook), bumped when its cache is emptied: older keys are never read
+    /// again and age out.
+    generations: Mutex<HashMap<(String, String), u64>>,
+    /// Per (organization, hook, definition time).
+    schemas: Mutex<HashMap<(String, String, i64), Compiled>>,
+}
+
+impl Default for HookCache {
+    fn default() -> Self {
+        HookCache {
+            answers: Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|k: &String, v: &Arc<Cached>| {
+                    let bytes = k.len() + v.output.to_string().len() + 64;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .expire_after(ByTtl)
+                .build(),
+            generations: Mutex::new(HashMap::new()),
+            schemas: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Hub {
+    /// Calls hook `name` of `org` with `input` and waits for its answer.
+    pub async fn call_hook(
+        &self,
+        org: &str,
+        name: &str,
+        input: Value,
+    ) -> Result<HookAnswer, CallError> {
+        let store = &self.inner.store;
+        let hook = store.get_sync_hook(org, name).await.map_err(|e| match e {
+            StoreError::NotFound => CallError::NoHook(name.to_string()),
+            other => CallError::Store(other),
+        })?;
+        let (input_schema, output_schema) = self.hook_schemas(&hook)?;
+        if let Some(s) = &input_schema {
+            s.validate_at(&input, "/input").map_err(CallError::Input)?;
+        }
+        let ex = store
+            .get_executor(org, &hook.executor)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => CallError::NoExecutor(hook.executor.clone()),
+                other => CallError::Store(other),
+            })?;
+        let result = match hook.cache_ttl_s {
+            None => {
+                self.run_hook(&hook, &ex, input, output_schema)
+                    .await
+                    .map(|(output, run_id)| HookAnswer {
+                        output,
+                        run_id,
+                        cache: CacheUse::Off,
+                    })
+            }
+            Some(ttl) => {
+                let cache = &self.inner.hook_cache;
+                let generation = cache
+                    .generations
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.get(&(org.to_string(), name.to_string())).copied())
+                    .unwrap_or(0);
+                // Everything an answer depends on: the hook's definition, the executor's
+                // version, the emptying generation and the input.
+                let key = format!(
+                    "{org}\u{0}{name}\u{0}{}\u{0}{}\u{0}{generation}\u{0}{}",
+                    hook.updated_at,
+                    ex.version,
+                    canonical_json(&input)
+                );
+                let ttl = Duration::from_secs(u64::from(ttl));
+                let entry = cache
+                    .answers
+                    .entry(key)
+                    .or_try_insert_with(async {
+                        let (output, run_id) =
+                            self.run_hook(&hook, &ex, input, output_schema).await?;
+                        Ok::<_, CallError>(Arc::new(Cached {
+                            output,
+                            run_id,
+                            ttl,
+                        }))
+                    })
+                    .await;
+                match entry {
+                    Ok(entry) => {
+                        let use_ = if entry.is_fresh() {
+                            CacheUse::Miss
+                        } else {
+                            CacheUse::Hit
+                        };
+                        let v = entry.into_value();
+                        Ok(HookAnswer {
+                            output: v.output.clone(),
+                            run_id: v.run_id.clone(),
+                            cache: use_,
+                        })
+                    }
+                    Err(e) => Err((*e).clone()),
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(a) => a.cache.as_str(),
+            Err(CallError::Timeout { .. }) => "timeout",
+            Err(_) => "failed",
+        };
+        metrics::counter!("switchyard_hook_calls_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    /// Forgets every cached answer of hook `name` of `org`.
+    pub fn empty_hook_cache(&self, org: &str, name: &str) {
+        if let Ok(mut g) = self.inner.hook_cache.generations.lock() {
+            *g.entry((org.to_string(), name.to_string())).or_insert(0) += 1;
+        }
+    }
+
+    /// Runs the hook's executor in a task of its own that stops when the caller goes away (this
+    /// future is dropped) or the hook's timeout passes; the run is stored either way.
+    async fn run_hook(
+        &self,
+        hook: &SyncHook,
+        ex: &Executor,
+        input: Value,
+        output_schema: Option<Arc<Schema>>,
+    ) -> Result<(Value, String), CallError> {
+        let cancel = CancellationToken::new();
+        let stop_on_drop = cancel.clone().drop_guard();
+        let deadline = Instant::now() + Duration::from_millis(u64::from(hook.timeout_ms));
+        let (runner, ex, name) = (self.inner.runner.clone(), ex.clone(), hook.name.clone());
+        let run = tokio::spawn(async move {
+            runner
+                .run_for_hook(&ex, input, &name, deadline, cancel)
+                .await
+        })
+        .await
+        .map_err(|e| CallError::Store(StoreError::Database(format!("the run's task ended: {e}"))))?
+        .map_err(CallError::Store)?;
+        stop_on_drop.disarm();
+        match run.status {
+            RunStatus::Succeeded => {
+                let output = run.output.unwrap_or(Value::Null);
+                if let Some(s) = output_schema {
+                    s.validate_at(&output, "/output")
+                        .map_err(|violation| CallError::Output {
+                            run_id: run.id.clone(),
+                            violation,
+                        })?;
+                }
+                Ok((output, run.id))
+            }
+            RunStatus::Failed => {
+                let reason = run.error.unwrap_or_else(|| "the run failed".into());
+                if reason.starts_with("timeout:") {
+                    Err(CallError::Timeout {
+                        run_id: run.id,
+                        reason,
+                    })
+                } else {
+                    Err(CallError::Failed {
+                        run_id: run.id,
+                        reason,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The hook's compiled schemas, compiled once per definition.
+    fn hook_schemas(&self, hook: &SyncHook) -> Result<Compiled, CallError> {
+        let key = (hook.org_id.clone(), hook.name.clone(), hook.updated_at);
+        let cache = &self.inner.hook_cache.schemas;
+        if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let compile = |doc: &Option<Value>, what: &'static str| {
+            doc.as_ref()
+                .map(|d| Schema::compile(d).map(Arc::new))
+                .transpose()
+                .map_err(|_| CallError::Schema(what))
+        };
+        let compiled = (
+            compile(&hook.input_schema, "input schema")?,
+            compile(&hook.output_schema, "output schema")?,
+        );
+        if let Ok(mut m) = cache.lock() {
+            if m.len() >= MAX_COMPILED {
+                m.clear();
+            }
+            m.insert(key, compiled.clone());
+        }
+        Ok(compiled)
+    }
+}
