@@ -20,6 +20,8 @@ pub struct RunOut {
     pub executor: String,
     pub version: u32,
     pub event_id: Option<String>,
+    /// The synchronous hook whose call made the run, if a call did.
+    pub hook: Option<String>,
     /// `succeeded` or `failed`.
     pub status: String,
     #[schema(value_type = Object)]
@@ -41,6 +43,7 @@ impl From<&Run> for RunOut {
             executor: r.executor.clone(),
             version: r.version,
             event_id: r.event_id.clone(),
+            hook: r.hook.clone(),
             status: match r.status {
                 RunStatus::Succeeded => "succeeded".into(),
                 RunStatus::Failed => "failed".into(),

@@ -13,5 +13,6 @@ mod operations;
 mod policy;
 mod retention;
 mod signatures;
+mod sync_hooks;
 mod tenant_safety;
 mod walkthrough;
