@@ -273,6 +273,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(runs::get_run))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::put_secret, secrets::delete_secret))
+        .routes(routes!(sync_hooks::presets))
         .routes(routes!(sync_hooks::list))
         .routes(routes!(
             sync_hooks::put,

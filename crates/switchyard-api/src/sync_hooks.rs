@@ -43,6 +43,18 @@ pub async fn put(
     Ok((status, Json(saved.into())))
 }
 
+/// The ready-made hook definitions (the four ERP look-ups); install one with
+/// `PUT /v1/orgs/{org}/hooks/{name}` and `{"preset": …, "executor": …}`.
+#[utoipa::path(get, tag = "hooks", path = "/v1/hook-presets", responses((status = 200, body = Vec<HookPresetOut>)))]
+pub async fn presets(_caller: Auth) -> Json<Vec<HookPresetOut>> {
+    Json(
+        switchyard_core::hook_presets::hook_presets()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    )
+}
+
 /// Read a hook.
 #[utoipa::path(get, tag = "hooks", path = "/v1/orgs/{org}/hooks/{name}", responses((status = 200, body = SyncHookOut)))]
 pub async fn get(

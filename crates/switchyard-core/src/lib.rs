@@ -11,6 +11,7 @@ pub mod executor;
 pub mod filter;
 pub mod glob;
 pub mod health;
+pub mod hook_presets;
 pub mod hooks;
 pub mod ids;
 pub mod model;

@@ -37,6 +37,9 @@ pub struct SyncHook {
 /// What a PUT carries: the whole definition.
 #[derive(Debug, Clone, Default)]
 pub struct SyncHookDefinition {
+    /// A ready-made definition ([`crate::hook_presets`]) whose description and schemas fill in
+    /// what the definition leaves out.
+    pub preset: Option<String>,
     pub description: Option<String>,
     pub executor: String,
     pub timeout_ms: Option<u32>,
@@ -54,6 +57,23 @@ impl SyncHook {
         existing: Option<&SyncHook>,
         now: i64,
     ) -> Result<SyncHook, CoreError> {
+        let mut def = def;
+        if let Some(name) = def.preset.take() {
+            let Some(p) = crate::hook_presets::hook_preset(&name) else {
+                let known: Vec<&str> = crate::hook_presets::hook_presets()
+                    .iter()
+                    .map(|p| p.name)
+                    .collect();
+                return Err(CoreError::invalid(format!(
+                    "no preset `{name}`; the presets are {}",
+                    known.join(", ")
+                )));
+            };
+            def.description
+                .get_or_insert_with(|| p.description.to_string());
+            def.input_schema.get_or_insert(p.input_schema);
+            def.output_schema.get_or_insert(p.output_schema);
+        }
         if !is_valid_name(name, 64) {
             return Err(CoreError::invalid(
                 "a hook's name must be 1–64 characters of letters, digits and -_.:@",
@@ -197,6 +217,34 @@ mod tests {
             );
         }
         assert!(SyncHook::define("o", "a/b", def("erp"), None, 0).is_err());
+    }
+
+    #[test]
+    fn a_preset_fills_what_the_definition_leaves_out() {
+        let with = |preset: &str| SyncHookDefinition {
+            preset: Some(preset.into()),
+            cache_ttl_s: Some(300),
+            ..def("erp")
+        };
+        let h = SyncHook::define("o", "c", with("erp-contract-by-id"), None, 0).expect("valid");
+        assert!(h.description.starts_with("Search contract by ID"));
+        assert_eq!(
+            h.input_schema.as_ref().map(|s| &s["required"]),
+            Some(&json!(["contractId"]))
+        );
+        assert!(h.output_schema.is_some());
+        let own = SyncHookDefinition {
+            input_schema: Some(json!({"type": "object"})),
+            ..with("erp-contract-by-id")
+        };
+        let h = SyncHook::define("o", "c", own, None, 0).expect("valid");
+        assert_eq!(
+            h.input_schema,
+            Some(json!({"type": "object"})),
+            "its own schema wins"
+        );
+        let err = SyncHook::define("o", "c", with("nope"), None, 0).expect_err("unknown");
+        assert!(err.to_string().contains("erp-customer-search"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncHookIn {
+    /// A ready-made definition (`GET /v1/hook-presets`) that fills the description and schemas
+    /// left out, e.g. `erp-contract-by-id`.
+    pub preset: Option<String>,
     pub description: Option<String>,
     /// The executor a call runs (its latest version).
     pub executor: String,
@@ -31,6 +34,7 @@ pub struct SyncHookIn {
 impl From<SyncHookIn> for SyncHookDefinition {
     fn from(h: SyncHookIn) -> Self {
         SyncHookDefinition {
+            preset: h.preset,
             description: h.description,
             executor: h.executor,
             timeout_ms: h.timeout_ms,
@@ -68,6 +72,28 @@ impl From<SyncHook> for SyncHookOut {
             output_schema: h.output_schema,
             created_at: to_rfc3339(h.created_at),
             updated_at: to_rfc3339(h.updated_at),
+        }
+    }
+}
+
+/// A ready-made hook definition.
+#[derive(Serialize, ToSchema)]
+pub struct HookPresetOut {
+    pub name: String,
+    pub description: String,
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+    #[schema(value_type = Object)]
+    pub output_schema: Value,
+}
+
+impl From<switchyard_core::hook_presets::HookPreset> for HookPresetOut {
+    fn from(p: switchyard_core::hook_presets::HookPreset) -> Self {
+        HookPresetOut {
+            name: p.name.into(),
+            description: p.description.into(),
+            input_schema: p.input_schema,
+            output_schema: p.output_schema,
         }
     }
 }

@@ -194,7 +194,10 @@ async fn a_hook_answers_and_every_failure_reaches_the_caller() {
             json!({"contractId": "C-1"}),
         )
         .await;
-    assert_eq!(s, 404, "another organization's key sees no such organization");
+    assert_eq!(
+        s, 404,
+        "another organization's key sees no such organization"
+    );
     let (s, list) = app
         .get(&format!("/v1/orgs/{}/hooks", org.id), &org.viewer)
         .await;
@@ -338,5 +341,124 @@ async fn a_caller_that_goes_away_stops_the_code_it_started() {
         settled,
         "the code still runs after its caller left"
     );
+    app.stop().await;
+}
+
+/// A stand-in ERP: `GET /contracts?contractId=…` answers the contract, counting requests and
+/// checking the bearer token.
+async fn erp() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::{Query, State};
+    use axum::http::HeaderMap;
+    use axum::response::IntoResponse;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    async fn contract(
+        State(hits): State<Arc<AtomicUsize>>,
+        headers: HeaderMap,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::response::Response {
+        hits.fetch_add(1, Ordering::SeqCst);
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer erp-token") {
+            return (axum::http::StatusCode::UNAUTHORIZED, "bad token").into_response();
+        }
+        match q.get("contractId").map(String::as_str) {
+            Some("C-1") => axum::Json(json!({"id": "C-1", "customerId": "K-7", "business": false,
+                "lastname": "Doe", "firstname": "Jane", "zip": "10115"}))
+            .into_response(),
+            Some("C-2") => axum::Json(json!({"id": "C-2", "customerId": "K-8", "business": true}))
+                .into_response(),
+            _ => (axum::http::StatusCode::NOT_FOUND, "no such contract").into_response(),
+        }
+    }
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route("/contracts", axum::routing::get(contract))
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/contracts", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_erp_contract_look_up_installs_from_its_preset() {
+    use std::sync::atomic::Ordering;
+    let app = spawn_app().await;
+    let org = app.org("erp").await;
+    let (s, presets) = app.get("/v1/hook-presets", &org.viewer).await;
+    assert_eq!(s, 200, "{presets}");
+    let names: Vec<&str> = presets
+        .as_array()
+        .expect("presets")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "erp-contract-by-id",
+            "erp-customer-by-id",
+            "erp-contract-search",
+            "erp-customer-search"
+        ]
+    );
+    let (url, hits) = erp().await;
+    crate::executors::secret(&app, &org, "ERP_TOKEN", "erp-token").await;
+    put_executor(
+        &app,
+        &org,
+        "erp-contract",
+        json!({"type": "api_call", "method": "GET", "url": url,
+               "headers": {"Authorization": "Bearer {{secret.ERP_TOKEN}}"}}),
+    )
+    .await;
+    let (s, h) = put_hook(
+        &app,
+        &org,
+        "contract-by-id",
+        json!({"preset": "erp-contract-by-id", "executor": "erp-contract", "cache_ttl_s": 300}),
+    )
+    .await;
+    assert_eq!(s, 201, "{h}");
+    assert_eq!(h["input_schema"]["required"], json!(["contractId"]), "{h}");
+    let (s, v) = call(&app, &org, "contract-by-id", json!({"contractId": "C-1"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["output"]["lastname"].as_str(), v["cache"].as_str()),
+        (Some("Doe"), Some("miss"))
+    );
+    let (_, v) = call(&app, &org, "contract-by-id", json!({"contractId": "C-1"})).await;
+    assert_eq!(v["cache"], "hit", "{v}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the ERP was asked once");
+    // A contract without `lastname` or `company` breaks the preset's output schema.
+    let (s, v) = call(&app, &org, "contract-by-id", json!({"contractId": "C-2"})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("output_invalid")),
+        "{v}"
+    );
+    // The ERP's 404 reaches the caller as a failed look-up.
+    let (s, v) = call(&app, &org, "contract-by-id", json!({"contractId": "C-404"})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("hook_failed")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap_or("").contains("404"),
+        "{v}"
+    );
+    let (s, v) = put_hook(
+        &app,
+        &org,
+        "x",
+        json!({"preset": "nope", "executor": "erp-contract"}),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
     app.stop().await;
 }
