@@ -1,4 +1,5 @@
-//! `switchyard bench-exec`: trivial executor runs, one after another, per language.
+//! `switchyard bench-exec`: trivial executor runs, one after another, per language; and calls
+//! of synchronous hooks in front of a trivial JavaScript executor, uncached and cached.
 
 use super::{call, start_hub};
 use anyhow::{Context, bail};
@@ -19,6 +20,9 @@ pub struct ExecBenchArgs {
         default_value = "javascript,node,python,php"
     )]
     pub languages: Vec<String>,
+    /// Also measure synchronous hook calls (a trivial JavaScript hook, and a cached one)
+    #[arg(long)]
+    pub hooks: bool,
     /// Print only the JSON report
     #[arg(long)]
     pub json: bool,
@@ -29,13 +33,30 @@ pub struct ExecBenchArgs {
 pub struct ExecReport {
     pub language: String,
     pub runs: usize,
-    /// The run's own duration as the hub records it (start of the run to its result).
+    /// The run's own duration as the hub records it (start of the run to its result); for a
+    /// hook call, the hub's time answering the call.
     pub run_ms_p50: f64,
     pub run_ms_p99: f64,
     pub run_ms_max: f64,
     /// The whole `POST …/run` request as a client sees it.
     pub request_ms_p50: f64,
     pub request_ms_p99: f64,
+}
+
+impl ExecReport {
+    /// The report of `runs` measured into histograms of microseconds.
+    fn of(language: &str, runs: usize, run_h: &Histogram<u64>, req_h: &Histogram<u64>) -> Self {
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        ExecReport {
+            language: language.to_string(),
+            runs,
+            run_ms_p50: ms(run_h, 0.5),
+            run_ms_p99: ms(run_h, 0.99),
+            run_ms_max: run_h.max() as f64 / 1000.0,
+            request_ms_p50: ms(req_h, 0.5),
+            request_ms_p99: ms(req_h, 0.99),
+        }
+    }
 }
 
 const TRIVIAL: &[(&str, &str)] = &[
@@ -107,16 +128,52 @@ pub async fn run_exec(args: ExecBenchArgs) -> anyhow::Result<()> {
             req_h.record((started.elapsed().as_micros() as u64).max(1))?;
             run_h.record(((v["duration_ms"].as_f64().unwrap_or(0.0) * 1000.0) as u64).max(1))?;
         }
-        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        reports.push(ExecReport {
-            language: lang.clone(),
-            runs: args.runs,
-            run_ms_p50: ms(&run_h, 0.5),
-            run_ms_p99: ms(&run_h, 0.99),
-            run_ms_max: run_h.max() as f64 / 1000.0,
-            request_ms_p50: ms(&req_h, 0.5),
-            request_ms_p99: ms(&req_h, 0.99),
-        });
+        reports.push(ExecReport::of(lang, args.runs, &run_h, &req_h));
+    }
+    if args.hooks {
+        for (name, ttl) in [("hook-javascript", None), ("hook-cached", Some(300))] {
+            call(
+                &client,
+                reqwest::Method::PUT,
+                format!("{base}/v1/orgs/{org}/executors/trivial-hook"),
+                &admin,
+                serde_json::json!({"type": "code", "language": "javascript", "source": TRIVIAL[0].1}),
+            )
+            .await?;
+            call(
+                &client,
+                reqwest::Method::PUT,
+                format!("{base}/v1/orgs/{org}/hooks/{name}"),
+                &admin,
+                serde_json::json!({"executor": "trivial-hook", "cache_ttl_s": ttl}),
+            )
+            .await?;
+            let mut run_h = Histogram::<u64>::new(3)?;
+            let mut req_h = Histogram::<u64>::new(3)?;
+            for i in 0..=args.runs {
+                // Cached: the same input every time, so every call after the first is a hit.
+                let n = if ttl.is_some() { 1 } else { i };
+                let started = Instant::now();
+                let v = call(
+                    &client,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/orgs/{org}/hooks/{name}/call"),
+                    &admin,
+                    serde_json::json!({"n": n}),
+                )
+                .await?;
+                if i == 0 {
+                    continue;
+                }
+                if ttl.is_some() && v["cache"] != "hit" {
+                    bail!("a cached hook call was not a hit: {v}");
+                }
+                req_h.record((started.elapsed().as_micros() as u64).max(1))?;
+                run_h
+                    .record(((v["duration_ms"].as_f64().unwrap_or(0.0) * 1000.0) as u64).max(1))?;
+            }
+            reports.push(ExecReport::of(name, args.runs, &run_h, &req_h));
+        }
     }
     drop(hub);
     if !args.json {
