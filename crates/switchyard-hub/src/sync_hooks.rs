@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Compiled hook schemas kept at most; past it the map starts over.
 const MAX_COMPILED: usize = 10_000;
+/// How long a hook's definition and its executor are trusted without reading them again. A
+/// change through this node is seen at once; one made through another node within this time.
+const DEFINITION_TTL: Duration = Duration::from_secs(5);
+/// Hook definitions and executors kept in memory at most.
+const MAX_DEFINITIONS: u64 = 10_000;
 
 /// Whether an answer came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +112,10 @@ pub(crate) struct HookCache {
     generations: Mutex<HashMap<(String, String), u64>>,
     /// Per (organization, hook, definition time).
     schemas: Mutex<HashMap<(String, String, i64), Compiled>>,
+    /// Hook definitions by (organization, hook).
+    hooks: moka::sync::Cache<(String, String), Arc<SyncHook>>,
+    /// Executors (their latest version) by (organization, executor).
+    executors: moka::sync::Cache<(String, String), Arc<Executor>>,
 }
 
 impl Default for HookCache {
@@ -122,6 +131,14 @@ impl Default for HookCache {
                 .build(),
             generations: Mutex::new(HashMap::new()),
             schemas: Mutex::new(HashMap::new()),
+            hooks: moka::sync::Cache::builder()
+                .max_capacity(MAX_DEFINITIONS)
+                .time_to_live(DEFINITION_TTL)
+                .build(),
+            executors: moka::sync::Cache::builder()
+                .max_capacity(MAX_DEFINITIONS)
+                .time_to_live(DEFINITION_TTL)
+                .build(),
         }
     }
 }
@@ -135,21 +152,37 @@ impl Hub {
         input: Value,
     ) -> Result<HookAnswer, CallError> {
         let store = &self.inner.store;
-        let hook = store.get_sync_hook(org, name).await.map_err(|e| match e {
-            StoreError::NotFound => CallError::NoHook(name.to_string()),
-            other => CallError::Store(other),
-        })?;
+        let cache = &self.inner.hook_cache;
+        let key = (org.to_string(), name.to_string());
+        let hook = match cache.hooks.get(&key) {
+            Some(h) => h,
+            None => {
+                let h = Arc::new(store.get_sync_hook(org, name).await.map_err(|e| match e {
+                    StoreError::NotFound => CallError::NoHook(name.to_string()),
+                    other => CallError::Store(other),
+                })?);
+                cache.hooks.insert(key, h.clone());
+                h
+            }
+        };
         let (input_schema, output_schema) = self.hook_schemas(&hook)?;
         if let Some(s) = &input_schema {
             s.validate_at(&input, "/input").map_err(CallError::Input)?;
         }
-        let ex = store
-            .get_executor(org, &hook.executor)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => CallError::NoExecutor(hook.executor.clone()),
-                other => CallError::Store(other),
-            })?;
+        let ex_key = (org.to_string(), hook.executor.clone());
+        let ex = match cache.executors.get(&ex_key) {
+            Some(ex) => ex,
+            None => {
+                let ex = Arc::new(store.get_executor(org, &hook.executor).await.map_err(
+                    |e| match e {
+                        StoreError::NotFound => CallError::NoExecutor(hook.executor.clone()),
+                        other => CallError::Store(other),
+                    },
+                )?);
+                cache.executors.insert(ex_key, ex.clone());
+                ex
+            }
+        };
         let result = match hook.cache_ttl_s {
             None => {
                 self.run_hook(&hook, &ex, input, output_schema)
@@ -161,7 +194,6 @@ impl Hub {
                     })
             }
             Some(ttl) => {
-                let cache = &self.inner.hook_cache;
                 let generation = cache
                     .generations
                     .lock()
@@ -215,6 +247,20 @@ impl Hub {
         };
         metrics::counter!("switchyard_hook_calls_total", "outcome" => outcome).increment(1);
         result
+    }
+
+    /// Hook `name` of `org` was defined again or deleted: its cached definition and answers
+    /// are forgotten.
+    pub fn hook_changed(&self, org: &str, name: &str) {
+        let key = (org.to_string(), name.to_string());
+        self.inner.hook_cache.hooks.invalidate(&key);
+        self.empty_hook_cache(org, name);
+    }
+
+    /// Executor `name` of `org` has a new version or was deleted: hooks read it again.
+    pub fn executor_changed(&self, org: &str, name: &str) {
+        let key = (org.to_string(), name.to_string());
+        self.inner.hook_cache.executors.invalidate(&key);
     }
 
     /// Forgets every cached answer of hook `name` of `org`.

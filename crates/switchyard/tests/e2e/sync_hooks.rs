@@ -206,6 +206,31 @@ async fn a_hook_answers_and_every_failure_reaches_the_caller() {
         (StatusCode::OK, Some(1)),
         "{list}"
     );
+    // A new version of the executor answers the very next call; a deleted hook is gone at once.
+    put_executor(
+        &app,
+        &org,
+        "erp",
+        code("javascript", r#"function main(i) { return {id: "v2", customerId: "k", business: true, company: "New"}; }"#),
+    )
+    .await;
+    let (s, v) = call(&app, &org, "contract", json!({"contractId": "C-1"})).await;
+    assert_eq!(
+        (s, v["output"]["id"].as_str()),
+        (StatusCode::OK, Some("v2")),
+        "{v}"
+    );
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/orgs/{}/hooks/contract", org.id),
+            &org.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, v) = call(&app, &org, "contract", json!({"contractId": "C-1"})).await;
+    assert_eq!(s, 404, "{v}");
     app.stop().await;
 }
 
