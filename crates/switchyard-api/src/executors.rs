@@ -62,7 +62,7 @@ pub async fn put(
         created_at: 0,
     };
     let saved = s.store.put_executor(&ex).await?;
-    s.hub.executor_changed(&saved.org_id, &saved.name);
+    s.hub.executor_changed(&saved.org_id, &saved.name).await;
     Ok(Json(ExecutorOut::from(&saved)))
 }
 
@@ -113,6 +113,6 @@ pub async fn delete(
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
     s.hub.routing_changed(&org);
-    s.hub.executor_changed(&org, &name);
+    s.hub.executor_changed(&org, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,7 +35,7 @@ pub async fn put(
         .put_sync_hook(&hook)
         .await
         .map_err(|e| ApiError::from_store(e, "hook"))?;
-    s.hub.hook_changed(&org, &name);
+    s.hub.hook_changed(&org, &name).await;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
@@ -96,7 +96,7 @@ pub async fn delete(
         .delete_sync_hook(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "hook"))?;
-    s.hub.hook_changed(&org, &name);
+    s.hub.hook_changed(&org, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -53,11 +53,10 @@ impl SyncHook {
     pub fn define(
         org: &str,
         name: &str,
-        def: SyncHookDefinition,
+        mut def: SyncHookDefinition,
         existing: Option<&SyncHook>,
         now: i64,
     ) -> Result<SyncHook, CoreError> {
-        let mut def = def;
         if let Some(name) = def.preset.take() {
             let Some(p) = crate::hook_presets::hook_preset(&name) else {
                 let known: Vec<&str> = crate::hook_presets::hook_presets()

@@ -19,8 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Bytes of cached answers (with their keys) the hub holds at most, all organizations together.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
-/// Compiled hook schemas kept at most; past it the map starts over.
-const MAX_COMPILED: usize = 10_000;
 /// How long a hook's definition and its executor are trusted without reading them again. A
 /// change through this node is seen at once; one made through another node within this time.
 const DEFINITION_TTL: Duration = Duration::from_secs(5);
@@ -101,8 +99,28 @@ impl Expiry<String, Arc<Cached>> for ByTtl {
     }
 }
 
-/// Compiled input and output schemas of one hook definition.
-type Compiled = (Option<Arc<Schema>>, Option<Arc<Schema>>);
+/// A hook's definition with its schemas compiled.
+struct LoadedHook {
+    hook: SyncHook,
+    input_schema: Option<Schema>,
+    output_schema: Option<Schema>,
+}
+
+impl LoadedHook {
+    fn compile(hook: SyncHook) -> Result<LoadedHook, CallError> {
+        let compile = |doc: &Option<Value>, what: &'static str| {
+            doc.as_ref()
+                .map(Schema::compile)
+                .transpose()
+                .map_err(|_| CallError::Schema(what))
+        };
+        Ok(LoadedHook {
+            input_schema: compile(&hook.input_schema, "input schema")?,
+            output_schema: compile(&hook.output_schema, "output schema")?,
+            hook,
+        })
+    }
+}
 
 /// The hub's cache of answers, and what it needs to key and check them.
 pub(crate) struct HookCache {
@@ -110,12 +128,10 @@ pub(crate) struct HookCache {
     /// Per (organization, hook), bumped when its cache is emptied: older keys are never read
     /// again and age out.
     generations: Mutex<HashMap<(String, String), u64>>,
-    /// Per (organization, hook, definition time).
-    schemas: Mutex<HashMap<(String, String, i64), Compiled>>,
-    /// Hook definitions by (organization, hook).
-    hooks: moka::sync::Cache<(String, String), Arc<SyncHook>>,
+    /// Hook definitions, compiled, by (organization, hook).
+    hooks: Cache<(String, String), Arc<LoadedHook>>,
     /// Executors (their latest version) by (organization, executor).
-    executors: moka::sync::Cache<(String, String), Arc<Executor>>,
+    executors: Cache<(String, String), Arc<Executor>>,
 }
 
 impl Default for HookCache {
@@ -130,12 +146,11 @@ impl Default for HookCache {
                 .expire_after(ByTtl)
                 .build(),
             generations: Mutex::new(HashMap::new()),
-            schemas: Mutex::new(HashMap::new()),
-            hooks: moka::sync::Cache::builder()
+            hooks: Cache::builder()
                 .max_capacity(MAX_DEFINITIONS)
                 .time_to_live(DEFINITION_TTL)
                 .build(),
-            executors: moka::sync::Cache::builder()
+            executors: Cache::builder()
                 .max_capacity(MAX_DEFINITIONS)
                 .time_to_live(DEFINITION_TTL)
                 .build(),
@@ -153,52 +168,51 @@ impl Hub {
     ) -> Result<HookAnswer, CallError> {
         let store = &self.inner.store;
         let cache = &self.inner.hook_cache;
-        let key = (org.to_string(), name.to_string());
-        let hook = match cache.hooks.get(&key) {
-            Some(h) => h,
-            None => {
-                let h = Arc::new(store.get_sync_hook(org, name).await.map_err(|e| match e {
+        let hook_key = (org.to_string(), name.to_string());
+        let loaded = cache
+            .hooks
+            .try_get_with_by_ref(&hook_key, async {
+                let hook = store.get_sync_hook(org, name).await.map_err(|e| match e {
                     StoreError::NotFound => CallError::NoHook(name.to_string()),
                     other => CallError::Store(other),
-                })?);
-                cache.hooks.insert(key, h.clone());
-                h
-            }
-        };
-        let (input_schema, output_schema) = self.hook_schemas(&hook)?;
-        if let Some(s) = &input_schema {
+                })?;
+                LoadedHook::compile(hook).map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        let hook = &loaded.hook;
+        if let Some(s) = &loaded.input_schema {
             s.validate_at(&input, "/input").map_err(CallError::Input)?;
         }
-        let ex_key = (org.to_string(), hook.executor.clone());
-        let ex = match cache.executors.get(&ex_key) {
-            Some(ex) => ex,
-            None => {
-                let ex = Arc::new(store.get_executor(org, &hook.executor).await.map_err(
-                    |e| match e {
+        let ex = cache
+            .executors
+            .try_get_with((org.to_string(), hook.executor.clone()), async {
+                store
+                    .get_executor(org, &hook.executor)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| match e {
                         StoreError::NotFound => CallError::NoExecutor(hook.executor.clone()),
                         other => CallError::Store(other),
-                    },
-                )?);
-                cache.executors.insert(ex_key, ex.clone());
-                ex
-            }
-        };
-        let result = match hook.cache_ttl_s {
-            None => {
-                self.run_hook(&hook, &ex, input, output_schema)
-                    .await
-                    .map(|(output, run_id)| HookAnswer {
-                        output,
-                        run_id,
-                        cache: CacheUse::Off,
                     })
-            }
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        let result = match hook.cache_ttl_s {
+            None => self
+                .run_hook(&loaded, &ex, input)
+                .await
+                .map(|(output, run_id)| HookAnswer {
+                    output,
+                    run_id,
+                    cache: CacheUse::Off,
+                }),
             Some(ttl) => {
                 let generation = cache
                     .generations
                     .lock()
                     .ok()
-                    .and_then(|g| g.get(&(org.to_string(), name.to_string())).copied())
+                    .and_then(|g| g.get(&hook_key).copied())
                     .unwrap_or(0);
                 // Everything an answer depends on: the hook's definition, the executor's
                 // version, the emptying generation and the input.
@@ -213,8 +227,7 @@ impl Hub {
                     .answers
                     .entry(key)
                     .or_try_insert_with(async {
-                        let (output, run_id) =
-                            self.run_hook(&hook, &ex, input, output_schema).await?;
+                        let (output, run_id) = self.run_hook(&loaded, &ex, input).await?;
                         Ok::<_, CallError>(Arc::new(Cached {
                             output,
                             run_id,
@@ -251,16 +264,16 @@ impl Hub {
 
     /// Hook `name` of `org` was defined again or deleted: its cached definition and answers
     /// are forgotten.
-    pub fn hook_changed(&self, org: &str, name: &str) {
+    pub async fn hook_changed(&self, org: &str, name: &str) {
         let key = (org.to_string(), name.to_string());
-        self.inner.hook_cache.hooks.invalidate(&key);
+        self.inner.hook_cache.hooks.invalidate(&key).await;
         self.empty_hook_cache(org, name);
     }
 
     /// Executor `name` of `org` has a new version or was deleted: hooks read it again.
-    pub fn executor_changed(&self, org: &str, name: &str) {
+    pub async fn executor_changed(&self, org: &str, name: &str) {
         let key = (org.to_string(), name.to_string());
-        self.inner.hook_cache.executors.invalidate(&key);
+        self.inner.hook_cache.executors.invalidate(&key).await;
     }
 
     /// Forgets every cached answer of hook `name` of `org`.
@@ -274,11 +287,11 @@ impl Hub {
     /// future is dropped) or the hook's timeout passes; the run is stored either way.
     async fn run_hook(
         &self,
-        hook: &SyncHook,
+        loaded: &LoadedHook,
         ex: &Executor,
         input: Value,
-        output_schema: Option<Arc<Schema>>,
     ) -> Result<(Value, String), CallError> {
+        let hook = &loaded.hook;
         let cancel = CancellationToken::new();
         let stop_on_drop = cancel.clone().drop_guard();
         let deadline = Instant::now() + Duration::from_millis(u64::from(hook.timeout_ms));
@@ -295,7 +308,7 @@ impl Hub {
         match run.status {
             RunStatus::Succeeded => {
                 let output = run.output.unwrap_or(Value::Null);
-                if let Some(s) = output_schema {
+                if let Some(s) = &loaded.output_schema {
                     s.validate_at(&output, "/output")
                         .map_err(|violation| CallError::Output {
                             run_id: run.id.clone(),
@@ -319,31 +332,5 @@ impl Hub {
                 }
             }
         }
-    }
-
-    /// The hook's compiled schemas, compiled once per definition.
-    fn hook_schemas(&self, hook: &SyncHook) -> Result<Compiled, CallError> {
-        let key = (hook.org_id.clone(), hook.name.clone(), hook.updated_at);
-        let cache = &self.inner.hook_cache.schemas;
-        if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(c);
-        }
-        let compile = |doc: &Option<Value>, what: &'static str| {
-            doc.as_ref()
-                .map(|d| Schema::compile(d).map(Arc::new))
-                .transpose()
-                .map_err(|_| CallError::Schema(what))
-        };
-        let compiled = (
-            compile(&hook.input_schema, "input schema")?,
-            compile(&hook.output_schema, "output schema")?,
-        );
-        if let Ok(mut m) = cache.lock() {
-            if m.len() >= MAX_COMPILED {
-                m.clear();
-            }
-            m.insert(key, compiled.clone());
-        }
-        Ok(compiled)
     }
 }
