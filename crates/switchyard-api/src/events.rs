@@ -10,17 +10,47 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::ids::{is_valid_name, new_id};
 use switchyard_core::time::{now_ms, parse_rfc3339};
-use switchyard_core::{EntityRef, NewEvent, Role};
+use switchyard_core::{EntityRef, NewEvent, Role, Target};
 use switchyard_store::{EventQuery, Published};
 pub use switchyard_wire::events::*;
 
 /// What the store answered for one published event, as the wire shows it.
 fn published_out(p: &Published) -> PublishedOut {
     PublishedOut {
+        error: None,
         event: EventOut::from(p.event.as_ref()),
         deliveries: p.delivery_count,
         duplicate: p.duplicate,
+        sync: p.sync.iter().map(SyncOutcomeOut::from).collect(),
     }
+}
+
+/// The answer's status and error: 202, or 502 naming the synchronous targets that failed.
+fn sync_verdict(published: &[Published]) -> (StatusCode, Option<ErrorOut>) {
+    let failed: Vec<String> = published
+        .iter()
+        .flat_map(|p| p.sync.iter().filter(|o| !o.ok).map(move |o| (p, o)))
+        .map(|(p, o)| {
+            let target = match &o.target {
+                Target::Endpoint(id) => format!("endpoint `{id}`"),
+                Target::Executor(name) => format!("executor `{name}`"),
+            };
+            let why = o.error.as_deref().unwrap_or("failed");
+            format!("event `{}` → {target}: {why}", p.event.id)
+        })
+        .collect();
+    if failed.is_empty() {
+        return (StatusCode::ACCEPTED, None);
+    }
+    let error = ErrorOut {
+        code: "sync_failed",
+        message: format!(
+            "the event is committed, but {} synchronous target(s) failed: {}",
+            failed.len(),
+            failed.join("; ")
+        ),
+    };
+    (StatusCode::BAD_GATEWAY, Some(error))
 }
 
 /// Turns one wire event into a domain event, checking it fully (schema included).
@@ -105,6 +135,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 /// Publish one event. 202 means the event and all its deliveries are durably committed.
 #[utoipa::path(post, tag = "events", path = "/v1/orgs/{org}/events", request_body = EventIn,
     responses((status = 202, body = PublishedOut), (status = 413, description = "event too large"),
+              (status = 502, body = PublishedOut, description = "committed, but a synchronous target failed"),
               (status = 422, description = "invalid event or schema violation")))]
 pub async fn publish(
     State(s): State<AppState>,
@@ -116,16 +147,18 @@ pub async fn publish(
     let e: EventIn = parse_json(&body)?;
     let event = parse_event(&s, &org, e, "").await?;
     let published = commit(&s, &org, vec![event]).await?;
-    let out = published
+    let (status, error) = sync_verdict(&published);
+    let mut out = published
         .first()
         .map(published_out)
         .ok_or_else(|| ApiError::internal("publish returned nothing"))?;
-    Ok((StatusCode::ACCEPTED, Json(out)))
+    out.error = error;
+    Ok((status, Json(out)))
 }
 
 /// Publish up to 1,000 events in one transaction: all are committed, or none.
 #[utoipa::path(post, tag = "events", path = "/v1/orgs/{org}/events/batch", request_body = BatchIn,
-    responses((status = 202, body = BatchOut), (status = 413, description = "too many or too large events")))]
+    responses((status = 202, body = BatchOut), (status = 502, body = BatchOut, description = "committed, but a synchronous target failed"), (status = 413, description = "too many or too large events")))]
 pub async fn publish_batch(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -163,9 +196,11 @@ pub async fn publish_batch(
         events.push(parse_event(&s, &org, e, &at).await?);
     }
     let published = commit(&s, &org, events).await?;
+    let (status, error) = sync_verdict(&published);
     Ok((
-        StatusCode::ACCEPTED,
+        status,
         Json(BatchOut {
+            error,
             events: published.iter().map(published_out).collect(),
         }),
     ))

@@ -11,7 +11,7 @@ use serde_json::Value;
 use switchyard_core::endpoint::Change;
 use switchyard_core::ids::new_id;
 use switchyard_core::time::now_ms;
-use switchyard_core::{Endpoint, Role, Subscription, Target};
+use switchyard_core::{Endpoint, Mode, Role, Subscription, Target};
 pub use switchyard_wire::subscriptions::*;
 
 /// An entity id as given: a string, or a number as its decimal text.
@@ -37,15 +37,12 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
     let filter = Subscription::check_matching(&body.event_types, body.filter)?;
-    match body.mode.as_deref() {
-        None | Some("async") => {}
-        Some("sync") => return Err(ApiError::invalid("`mode: sync` is not available yet")),
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "`mode` must be `async`, not `{other}`"
-            )));
-        }
-    }
+    let mode = match body.mode.as_deref() {
+        None => Mode::Async,
+        Some(m) => Mode::parse(m).ok_or_else(|| {
+            ApiError::invalid(format!("`mode` must be `async` or `sync`, not `{m}`"))
+        })?,
+    };
     let entity_id = match &body.entity_id {
         Some(v) => entity_id_text(v, "entity_id")?,
         None => None,
@@ -128,6 +125,7 @@ pub async fn create(
         target,
         entity_id,
         filter,
+        mode,
         created_at: now_ms(),
     };
     let saved = s.store.create_subscription(&sub, owned.as_ref()).await?;

@@ -5,6 +5,7 @@
 use crate::model::Event;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Instant;
 
 /// What running an event hook produced.
 #[derive(Debug, Clone)]
@@ -18,15 +19,18 @@ pub struct HookResult {
     /// The executor's own retry setting (`Some(0)`: never retried).
     pub retries: Option<u32>,
     pub duration_ms: f64,
+    /// What the run returned, when it succeeded.
+    pub output: Option<serde_json::Value>,
 }
 
 /// Runs executors for event hooks; implemented by the executor crate, given to the engine when
-/// it is built.
+/// it is built. A `deadline` earlier than the executor's own timeout stops the run there.
 pub trait HookRunner: Send + Sync + 'static {
     fn run_hook<'a>(
         &'a self,
         org: &'a str,
         executor: &'a str,
         event: &'a Event,
+        deadline: Option<Instant>,
     ) -> Pin<Box<dyn Future<Output = HookResult> + Send + 'a>>;
 }

@@ -297,7 +297,53 @@ pub struct Subscription {
     pub entity_id: Option<String>,
     /// The filter document as given (parsed again into [`crate::filter::Filter`] when routing).
     pub filter: Option<Value>,
+    /// Whether the publish waits for this subscription's target.
+    pub mode: Mode,
     pub created_at: i64,
+}
+
+/// How a subscription's target is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Delivered after the publish answered, with retries (the default).
+    #[default]
+    Async,
+    /// Attempted once while the publish waits; the publish answers with its outcome.
+    Sync,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Async => "async",
+            Mode::Sync => "sync",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "async" => Some(Mode::Async),
+            "sync" => Some(Mode::Sync),
+            _ => None,
+        }
+    }
+}
+
+/// What one synchronous target of a published event did while the publish waited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    pub delivery_id: String,
+    pub subscription_id: Option<String>,
+    pub target: Target,
+    /// Whether the target took the event (a 2xx answer, a successful run).
+    pub ok: bool,
+    /// The endpoint's HTTP status.
+    pub status_code: Option<u16>,
+    /// What the target answered: the run's output, or the endpoint's body (JSON when it is).
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    /// The run an executor target made.
+    pub run_id: Option<String>,
+    pub duration_ms: f64,
 }
 
 impl Subscription {
@@ -450,4 +496,8 @@ pub struct DueDelivery {
     pub lease_until: i64,
     /// How long its first attempt waited behind the head of its ordering key (ms), if it did.
     pub ordering_wait_ms: Option<i64>,
+    /// Made just now by a publish that attempts it itself, once, while its caller waits (a
+    /// `sync` subscription). A claim from the store is never sync: a sync delivery whose
+    /// publish did not record it (a crash) is delivered like any other.
+    pub sync: bool,
 }

@@ -8,7 +8,7 @@
 
 use crate::filter::Filter;
 use crate::glob;
-use crate::model::{NewEvent, Subscription, Target as Destination};
+use crate::model::{Mode, NewEvent, Subscription, Target as Destination};
 use crate::ordering::OrderingKey;
 use std::collections::HashMap;
 
@@ -17,6 +17,7 @@ use std::collections::HashMap;
 struct Route {
     subscription_id: String,
     target: Destination,
+    sync: bool,
     entity_id: Option<String>,
     filter: Option<Filter>,
 }
@@ -38,6 +39,9 @@ pub struct Target {
     pub subscription_id: String,
     pub target: Destination,
     pub ordering_key: Option<String>,
+    /// Attempted by the publish itself while its caller waits (never ordered: it cannot wait
+    /// behind other deliveries).
+    pub sync: bool,
 }
 
 impl RouteTable {
@@ -64,6 +68,7 @@ impl RouteTable {
             t.routes.push(Route {
                 subscription_id: s.id,
                 target: s.target,
+                sync: s.mode == Mode::Sync,
                 entity_id: s.entity_id,
                 filter,
             });
@@ -113,6 +118,7 @@ impl RouteTable {
                 continue;
             }
             let ordering_key = match &r.target {
+                _ if r.sync => None,
                 Destination::Endpoint(ep) => self
                     .ordered
                     .get(ep)
@@ -123,6 +129,7 @@ impl RouteTable {
                 subscription_id: r.subscription_id.clone(),
                 target: r.target.clone(),
                 ordering_key,
+                sync: r.sync,
             });
         }
         out
@@ -157,6 +164,7 @@ mod tests {
             target: Destination::Endpoint(ep.into()),
             entity_id: entity.map(str::to_string),
             filter,
+            mode: Mode::Async,
             created_at: 0,
         }
     }
@@ -215,5 +223,33 @@ mod tests {
             .map(|x| x.ordering_key)
             .collect();
         assert_eq!(keys, vec![None, Some("Ticket/456".to_string())]);
+    }
+
+    #[test]
+    fn a_sync_route_is_marked_and_never_ordered() {
+        let mut sync = sub("s1", "ep1", &["TicketUpdated"], None, None);
+        sync.mode = Mode::Sync;
+        let t = RouteTable::new(
+            vec![sync, sub("s2", "ep2", &["Ticket*"], None, None)],
+            HashMap::from([
+                ("ep1".to_string(), OrderingKey::Entity),
+                ("ep2".to_string(), OrderingKey::Entity),
+            ]),
+        );
+        let routed = t.route(&ev("TicketUpdated", "7", json!({})));
+        let got: Vec<_> = routed
+            .iter()
+            .map(|x| {
+                (
+                    x.subscription_id.as_str(),
+                    x.sync,
+                    x.ordering_key.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![("s1", true, None), ("s2", false, Some("Ticket/7"))]
+        );
     }
 }

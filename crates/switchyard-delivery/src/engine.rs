@@ -55,6 +55,8 @@ pub struct EngineConfig {
     pub max_hooks_in_flight: usize,
     /// Seed of the retry jitter; `None` seeds from the operating system.
     pub jitter_seed: Option<u64>,
+    /// How long a publish waits for its synchronous targets, together.
+    pub sync_deadline: Duration,
 }
 
 impl EngineConfig {
@@ -74,6 +76,7 @@ impl EngineConfig {
             worker_idle: Duration::from_secs(60),
             max_hooks_in_flight: 8,
             jitter_seed: None,
+            sync_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -288,7 +291,8 @@ impl Engine {
     /// Takes room in memory for the deliveries a publish of `org` is about to make, one per
     /// route: `true` where the engine will take the delivery at once (the store claims it for
     /// this node), `false` where there is no room (the store leaves it due, and its endpoint
-    /// pulls it when it has room). Nothing beyond the engine's bounds is ever claimed.
+    /// pulls it when it has room). Nothing beyond the engine's bounds is ever claimed. A sync
+    /// route is always claimed and takes no room: its publish attempts it itself.
     pub fn reserve(&self, org: &str, routes: &[Route], reserved: &mut Reserved) -> Vec<bool> {
         let inner = &self.inner;
         let Ok(mut slots) = inner.slots.lock() else {
@@ -297,6 +301,7 @@ impl Engine {
         routes
             .iter()
             .map(|r| match &r.target {
+                _ if r.sync => true,
                 Target::Executor(_) => {
                     let taken = self.take_hook_room();
                     reserved.hooks += usize::from(taken);

@@ -73,6 +73,7 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
         target: Target::Endpoint(ep.id.clone()),
         entity_id: None,
         filter: None,
+        mode: Mode::Async,
         created_at: now,
     };
     store.create_subscription(&sub, None).await.expect("sub");

@@ -30,7 +30,9 @@ impl Engine {
         let this = self.clone();
         inner.tasks.spawn(async move {
             let at = this.inner.clock.now_ms();
-            let result = runner.run_hook(&job.org_id, &executor, &job.event).await;
+            let result = runner
+                .run_hook(&job.org_id, &executor, &job.event, None)
+                .await;
             drop(permit);
             let now = this.inner.clock.now_ms();
             let attempt = hook_decide(&job, result, at, now, this.jitter());

@@ -14,6 +14,9 @@
 //! - **Event hooks** (`hooks.rs`). Deliveries to an executor run through the [`HookRunner`] the
 //!   engine is built with, on their own concurrency limit, so a slow executor never delays
 //!   webhooks.
+//! - **Synchronous deliveries** (`sync.rs`). A `sync` subscription's delivery is attempted once
+//!   by the publish that made it ([`Engine::attempt_now`]), outside the queues, and recorded
+//!   before the publish answers.
 //! - **Outcomes** (`outcome.rs`): an HTTP response or a hook result becomes the delivery's next
 //!   state, with the retry schedule's jitter drawn from the engine's own random source.
 //! - **Time and lifecycle.** The engine reads time from the [`Clock`] it is given and draws
@@ -32,6 +35,7 @@ pub mod http;
 mod outcome;
 pub mod profile;
 mod recorder;
+mod sync;
 mod worker;
 
 pub use engine::{Engine, EngineConfig, EngineEvent, Reserved};

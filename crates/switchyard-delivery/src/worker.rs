@@ -139,7 +139,11 @@ impl Engine {
         Slot { tx, shared }
     }
 
-    async fn endpoint_config(&self, org: &str, id: &str) -> Result<Arc<Endpoint>, StoreError> {
+    pub(crate) async fn endpoint_config(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> Result<Arc<Endpoint>, StoreError> {
         let ttl = self.inner.config.endpoint_cache_ttl;
         if let Ok(c) = self.inner.configs.lock()
             && let Some((ep, at)) = c.get(id)

@@ -272,6 +272,7 @@ impl HookRunner for Runner {
         org: &'a str,
         executor: &'a str,
         event: &'a switchyard_core::Event,
+        deadline: Option<Instant>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HookResult> + Send + 'a>> {
         Box::pin(async move {
             let started = Instant::now();
@@ -281,6 +282,7 @@ impl HookRunner for Runner {
                 permanent,
                 retries,
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                output: None,
             };
             let ex = match self.inner.store.get_executor(org, executor).await {
                 Ok(ex) => ex,
@@ -296,7 +298,15 @@ impl HookRunner for Runner {
                 }
             };
             let input = ex.input_for_event(&event.envelope());
-            match self.run(&ex, input, Some(&event.id)).await {
+            let own = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
+            let call = Call {
+                event_id: Some(&event.id),
+                hook: None,
+                chain: vec![ex.name.clone()],
+                deadline: deadline.map_or(own, |d| d.min(own)),
+                cancel: CancellationToken::new(),
+            };
+            match self.run_in_chain(&ex, input, call).await {
                 Ok(run) => HookResult {
                     error: match run.status {
                         RunStatus::Succeeded => None,
@@ -308,6 +318,7 @@ impl HookRunner for Runner {
                     permanent: false,
                     retries: ex.retries,
                     duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    output: run.output,
                 },
                 Err(e) => fail(format!("cannot record the run: {e}"), false, ex.retries),
             }

@@ -4,8 +4,9 @@
 
 use crate::{Hub, HubError};
 use std::sync::Arc;
-use switchyard_core::NewEvent;
+use std::time::Instant;
 use switchyard_core::routing::{RouteTable, Target};
+use switchyard_core::{DueDelivery, NewEvent, Target as Destination};
 use switchyard_delivery::Reserved;
 use switchyard_store::{PublishOutcome, Published, RoutedBatch, RoutedEvent};
 
@@ -33,6 +34,7 @@ impl Hub {
         let mut reserved = Reserved::default();
         let mut batch = route_batch(&routes, events, |t| engine.reserve(org, t, &mut reserved));
         for _ in 0..MAX_ROUTING_ATTEMPTS {
+            let sync_subs = sync_subscriptions(&batch);
             let outcome = match self.inner.store.publish(org, batch, self.node()).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -43,11 +45,21 @@ impl Hub {
             match outcome {
                 PublishOutcome::Committed(mut published) => {
                     metrics::counter!("switchyard_events_published_total").increment(n);
-                    let due = published
-                        .iter_mut()
-                        .flat_map(|p| std::mem::take(&mut p.new_deliveries))
-                        .collect();
+                    let mut due = Vec::new();
+                    let mut sync = Vec::new();
+                    for (i, p) in published.iter_mut().enumerate() {
+                        for d in std::mem::take(&mut p.new_deliveries) {
+                            if d.sync {
+                                sync.push((i, d));
+                            } else {
+                                due.push(d);
+                            }
+                        }
+                    }
                     engine.dispatch_reserved(due, reserved);
+                    if !sync.is_empty() {
+                        self.attempt_sync(&sync_subs, &mut published, sync).await;
+                    }
                     return Ok(published);
                 }
                 PublishOutcome::StaleRouting(stale) => {
@@ -66,6 +78,49 @@ impl Hub {
         }
         engine.unreserve(reserved);
         Err(HubError::RoutingUnstable)
+    }
+
+    /// Attempts the synchronous deliveries a publish made (`(index of the event, delivery)`),
+    /// all at once and together within the engine's sync deadline, and puts each outcome on
+    /// its event. Each attempt runs in its own task: a caller that goes away does not cut one
+    /// off before it is recorded.
+    async fn attempt_sync(
+        &self,
+        subs: &[(usize, String, Destination)],
+        published: &mut [Published],
+        sync: Vec<(usize, DueDelivery)>,
+    ) {
+        let engine = &self.inner.engine;
+        let deadline = Instant::now() + engine.config().sync_deadline;
+        let tasks: Vec<_> = sync
+            .into_iter()
+            .map(|(i, d)| {
+                let subscription = subs
+                    .iter()
+                    .find(|(at, _, target)| *at == i && *target == d.target)
+                    .map(|(_, id, _)| id.clone());
+                let engine = engine.clone();
+                (
+                    i,
+                    tokio::spawn(
+                        async move { engine.attempt_now(d, subscription, deadline).await },
+                    ),
+                )
+            })
+            .collect();
+        for (i, task) in tasks {
+            match task.await {
+                Ok(outcome) => {
+                    metrics::counter!("switchyard_sync_attempts_total",
+                        "outcome" => if outcome.ok { "ok" } else { "failed" })
+                    .increment(1);
+                    if let Some(p) = published.get_mut(i) {
+                        p.sync.push(outcome);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "a synchronous attempt did not finish"),
+            }
+        }
     }
 
     /// Where `event` would go if `org` published it now. Nothing is written.
@@ -96,6 +151,17 @@ impl Hub {
         }
         Ok(routes)
     }
+}
+
+/// The sync targets of a batch: the index of the event, the subscription, the target.
+fn sync_subscriptions(batch: &RoutedBatch) -> Vec<(usize, String, Destination)> {
+    let mut out = Vec::new();
+    for (i, e) in batch.events.iter().enumerate() {
+        for t in e.targets.iter().filter(|t| t.sync) {
+            out.push((i, t.subscription_id.clone(), t.target.clone()));
+        }
+    }
+    out
 }
 
 /// Routes `events` with `routes`; `room` says for each event's targets which ones this node

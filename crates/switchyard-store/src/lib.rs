@@ -95,6 +95,9 @@ pub struct Published {
     pub delivery_count: usize,
     /// The deliveries this call created, claimed for this node: hand them to the engine.
     pub new_deliveries: Vec<DueDelivery>,
+    /// What the event's synchronous targets did; the store leaves it empty, the publish that
+    /// attempts them fills it in.
+    pub sync: Vec<SyncOutcome>,
 }
 
 /// Filters of the event listing.

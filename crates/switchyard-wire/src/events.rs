@@ -74,16 +74,79 @@ impl From<&Event> for EventOut {
 
 #[derive(Serialize, ToSchema)]
 pub struct PublishedOut {
+    /// Set (with status 502) when a synchronous target failed; the event is committed all the
+    /// same, with its other deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorOut>,
     #[serde(flatten)]
     pub event: EventOut,
     /// How many deliveries the event has.
     pub deliveries: usize,
     /// True when this id was published before: the answer is that first event.
     pub duplicate: bool,
+    /// What each synchronous (`mode: sync`) target did while the publish waited. Absent when
+    /// the event has none (or is a duplicate: its sync targets are not attempted again).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sync: Vec<SyncOutcomeOut>,
+}
+
+/// The `error` member of an answer that carries more than the error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorOut {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// One synchronous target's outcome.
+#[derive(Serialize, ToSchema)]
+pub struct SyncOutcomeOut {
+    pub subscription_id: Option<String>,
+    /// The delivery in the event's trace; a failed one can be retried by hand.
+    pub delivery_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    /// `delivered` or `failed`.
+    pub status: &'static str,
+    /// The endpoint's HTTP status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// The executor's output, or the endpoint's answer (its JSON, or its text; the first
+    /// 4 KiB).
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    pub duration_ms: f64,
+}
+
+impl From<&SyncOutcome> for SyncOutcomeOut {
+    fn from(o: &SyncOutcome) -> Self {
+        SyncOutcomeOut {
+            subscription_id: o.subscription_id.clone(),
+            delivery_id: o.delivery_id.clone(),
+            endpoint_id: o.target.endpoint_id().map(str::to_string),
+            executor: o.target.executor().map(str::to_string),
+            status: if o.ok { "delivered" } else { "failed" },
+            status_code: o.status_code,
+            output: o.output.clone(),
+            error: o.error.clone(),
+            run_id: o.run_id.clone(),
+            duration_ms: o.duration_ms,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct BatchOut {
+    /// Set (with status 502) when a synchronous target of any event failed; every event is
+    /// committed all the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorOut>,
     pub events: Vec<PublishedOut>,
 }
 

@@ -26,7 +26,9 @@ pub struct SubscriptionIn {
     /// A filter on the event: `{"data.priority": {"$in": ["high"]}}`.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
-    /// `async` (the default). `sync` is not available yet.
+    /// `async` (the default): delivered after the publish answered, with retries. `sync`: the
+    /// publish attempts the target once and waits for it, answering with its outcome (502 when
+    /// it failed; the event stays committed).
     pub mode: Option<String>,
     // Settings of the endpoint made for `url`:
     pub profile: Option<String>,
@@ -66,7 +68,7 @@ impl SubscriptionOut {
             executor: s.target.executor().map(str::to_string),
             entity_id: s.entity_id,
             filter: s.filter,
-            mode: "async".into(),
+            mode: s.mode.as_str().into(),
             secret,
             created_at: to_rfc3339(s.created_at),
         }

@@ -137,6 +137,8 @@ pub struct DeliveryTunables {
     pub endpoint_cache_ttl_ms: Option<u64>,
     /// Event hooks running at once (1–256).
     pub max_hooks_in_flight: Option<usize>,
+    /// How long a publish waits for its synchronous targets (100–60000 ms).
+    pub sync_deadline_ms: Option<u64>,
 }
 
 impl DeliveryTunables {
@@ -188,7 +190,8 @@ impl DeliveryTunables {
             0,
             60_000,
         )?;
-        within("max_hooks_in_flight", self.max_hooks_in_flight, 1, 256)
+        within("max_hooks_in_flight", self.max_hooks_in_flight, 1, 256)?;
+        within("sync_deadline_ms", self.sync_deadline_ms, 100, 60_000)
     }
 }
 
@@ -274,6 +277,9 @@ impl Settings {
         }
         if let Some(v) = t.max_hooks_in_flight {
             c.max_hooks_in_flight = v;
+        }
+        if let Some(v) = t.sync_deadline_ms {
+            c.sync_deadline = Duration::from_millis(v);
         }
         c
     }

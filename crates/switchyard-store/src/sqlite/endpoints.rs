@@ -162,7 +162,7 @@ impl EndpointCatalog for SqliteStore {
             }
             ctx.conn
                 .prepare_cached(&format!(
-                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
+                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
                 ))?
                 .execute(params![
                     sub.id,
@@ -173,6 +173,7 @@ impl EndpointCatalog for SqliteStore {
                     sub.filter.as_ref().map(|f| f.to_string()),
                     sub.created_at,
                     sub.target.executor(),
+                    sub.mode.as_str(),
                 ])?;
             bump_routing(&ctx.conn, &sub.org_id)?;
             Ok(sub)
@@ -227,7 +228,7 @@ impl EndpointCatalog for SqliteStore {
             .collect();
             let subscriptions = list(
                 &tx,
-                "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at, s.executor
+                "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter, s.created_at, s.executor, s.mode
                  FROM subscriptions s LEFT JOIN endpoints e ON e.id = s.endpoint_id
                  WHERE s.org_id = ?1 AND (s.executor IS NOT NULL OR e.enabled = 1)",
                 &[&org],

@@ -46,6 +46,7 @@ impl EventLog for SqliteStore {
                         duplicate: true,
                         delivery_count: count as usize,
                         new_deliveries: vec![],
+                        sync: vec![],
                     });
                     continue;
                 }
@@ -100,6 +101,7 @@ impl EventLog for SqliteStore {
                         event: event.clone(),
                         lease_until,
                         ordering_wait_ms: None,
+                        sync: target.sync,
                     });
                 }
                 out.push(Published {
@@ -107,6 +109,7 @@ impl EventLog for SqliteStore {
                     duplicate: false,
                     delivery_count: count,
                     new_deliveries,
+                    sync: vec![],
                 });
             }
             Ok(PublishOutcome::Committed(out))

@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_delivery_policy.sql"),
     include_str!("../../migrations/sqlite/0007_org_retention.sql"),
     include_str!("../../migrations/sqlite/0008_sync_hooks.sql"),
+    include_str!("../../migrations/sqlite/0009_sync_subscriptions.sql"),
 ];
 
 /// A SQLite database file opened for Switchyard. Cheap to clone.

@@ -173,7 +173,7 @@ pub(super) fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
 }
 
 pub(super) const SUB_COLS: &str =
-    "id, org_id, event_types, endpoint_id, entity_id, filter, created_at, executor";
+    "id, org_id, event_types, endpoint_id, entity_id, filter, created_at, executor, mode";
 
 pub(super) fn target_from_columns(
     endpoint_id: Option<String>,
@@ -196,6 +196,10 @@ pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
         target: target_from_columns(r.get(3)?, r.get(7)?)?,
         entity_id: r.get(4)?,
         filter: json_col_opt(r, 5, "filter")?,
+        mode: {
+            let m: String = r.get(8)?;
+            Mode::parse(&m).ok_or_else(|| corrupt(8, "subscription mode", &m))?
+        },
         created_at: r.get(6)?,
     })
 }

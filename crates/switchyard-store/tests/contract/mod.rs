@@ -26,6 +26,7 @@ macro_rules! contract_tests {
         $crate::contract_tests!(@each $open; orgs_and_keys,
             endpoints_round_trip_and_stay_in_their_org,
             publish_routes_and_is_idempotent,
+            a_sync_subscription_keeps_its_mode_and_marks_its_deliveries,
             claims_attempts_and_trace,
             listing_and_cursors,
             replay_and_retry,
@@ -125,6 +126,7 @@ pub fn sample_subscription(org: &str, endpoint_id: &str, types: &[&str]) -> Subs
         target: Target::Endpoint(endpoint_id.to_string()),
         entity_id: None,
         filter: None,
+        mode: Mode::Async,
         created_at: now_ms(),
     }
 }
@@ -446,6 +448,70 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     .await
     .expect("publish");
     assert_eq!(out[0].delivery_count, 2);
+}
+
+pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: &dyn Store) {
+    store
+        .create_org(&Org::named("c-s", "S").expect("valid org"))
+        .await
+        .expect("org");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-s", "https://sync.example"))
+        .await
+        .expect("ep");
+    let other = store
+        .create_endpoint(&sample_endpoint("c-s", "https://async.example"))
+        .await
+        .expect("ep");
+    let mut sync = sample_subscription("c-s", &ep.id, &["Email"]);
+    sync.mode = Mode::Sync;
+    store.create_subscription(&sync, None).await.expect("sub");
+    store
+        .create_subscription(&sample_subscription("c-s", &other.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let got = store.get_subscription("c-s", &sync.id).await.expect("get");
+    assert_eq!(got.mode, Mode::Sync);
+    let listed = store.list_subscriptions("c-s").await.expect("list");
+    assert_eq!(listed.iter().filter(|s| s.mode == Mode::Sync).count(), 1);
+    let routing = store.routing("c-s").await.expect("routing");
+    assert_eq!(
+        routing
+            .subscriptions
+            .iter()
+            .find(|s| s.id == sync.id)
+            .map(|s| s.mode),
+        Some(Mode::Sync)
+    );
+
+    let out = publish(
+        store,
+        "c-s",
+        vec![sample_event("m1", "Email", "1")],
+        "node-a",
+    )
+    .await
+    .expect("publish");
+    let marks: Vec<_> = out[0]
+        .new_deliveries
+        .iter()
+        .map(|d| (d.target.endpoint_id().unwrap_or("").to_string(), d.sync))
+        .collect();
+    assert!(marks.contains(&(ep.id.clone(), true)), "{marks:?}");
+    assert!(marks.contains(&(other.id.clone(), false)), "{marks:?}");
+    // Claimed again from the store (the publish that made it went away), it is an ordinary
+    // delivery.
+    store.release("node-a", None).await.expect("release");
+    let endpoint = EndpointRef {
+        org_id: "c-s".into(),
+        endpoint_id: ep.id.clone(),
+    };
+    let due = store
+        .claim_endpoint("node-b", &endpoint, now_ms() + 1, 10, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 1);
+    assert!(!due[0].sync);
 }
 
 pub async fn claims_attempts_and_trace(store: &dyn Store) {

@@ -14,5 +14,6 @@ mod policy;
 mod retention;
 mod signatures;
 mod sync_hooks;
+mod sync_subscriptions;
 mod tenant_safety;
 mod walkthrough;
