@@ -10,10 +10,7 @@ use switchyard_core::schema::Schema;
 use switchyard_core::{EventType, Role};
 pub use switchyard_wire::event_types::*;
 
-/// Checks an event type name: letters, digits and `-_.:`, 1–200 characters.
-pub fn valid_type_name(name: &str) -> bool {
-    switchyard_core::ids::is_valid_name(name, 200) && !name.contains('@')
-}
+pub use switchyard_core::valid_type_name;
 
 /// Create or replace an event type.
 #[utoipa::path(put, tag = "event_types", path = "/v1/orgs/{org}/event-types/{name}", request_body = EventTypeIn,

@@ -19,6 +19,7 @@ pub mod ordering;
 pub mod org;
 pub mod retry;
 pub mod routing;
+pub mod schedule;
 pub mod schema;
 pub mod signing;
 pub mod sync_hook;
@@ -27,4 +28,5 @@ pub mod time;
 
 pub use error::CoreError;
 pub use model::*;
+pub use schedule::Schedule;
 pub use sync_hook::SyncHook;

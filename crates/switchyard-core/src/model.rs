@@ -302,6 +302,11 @@ pub struct Subscription {
     pub created_at: i64,
 }
 
+/// Checks an event type name: letters, digits and `-_.:`, 1–200 characters.
+pub fn valid_type_name(name: &str) -> bool {
+    crate::ids::is_valid_name(name, 200) && !name.contains('@')
+}
+
 /// How a subscription's target is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {

@@ -14,7 +14,7 @@ mod sqlite;
 pub mod prelude {
     pub use crate::{
         Catalog, DeliveryQueue, EndpointCatalog, EventLog, ExecutorCatalog, KvStorage, OrgCatalog,
-        RunLog, Store,
+        RunLog, ScheduleCatalog, Store,
     };
 }
 
@@ -151,8 +151,8 @@ pub trait Store:
 /// The catalog: what tenants configure. Small, read far more than written, kept in one
 /// database for its transactions across aggregates (a subscription and the endpoint it owns).
 /// It is three traits, one per aggregate, so that a backend implements each in its own file.
-pub trait Catalog: OrgCatalog + EndpointCatalog + ExecutorCatalog {}
-impl<T: OrgCatalog + EndpointCatalog + ExecutorCatalog> Catalog for T {}
+pub trait Catalog: OrgCatalog + EndpointCatalog + ExecutorCatalog + ScheduleCatalog {}
+impl<T: OrgCatalog + EndpointCatalog + ExecutorCatalog + ScheduleCatalog> Catalog for T {}
 
 /// Organizations, their API keys and their event types.
 #[async_trait]
@@ -235,6 +235,32 @@ pub trait ExecutorCatalog: Send + Sync {
     async fn get_sync_hook(&self, org: &str, name: &str) -> Result<SyncHook>;
     async fn list_sync_hooks(&self, org: &str) -> Result<Vec<SyncHook>>;
     async fn delete_sync_hook(&self, org: &str, name: &str) -> Result<()>;
+}
+
+/// Schedules, and where each one stands: its next fire time, moved on by whoever fired it.
+#[async_trait]
+pub trait ScheduleCatalog: Send + Sync {
+    /// Creates or replaces a schedule (its next fire time included).
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<Schedule>;
+    async fn get_schedule(&self, org: &str, name: &str) -> Result<Schedule>;
+    async fn list_schedules(&self, org: &str) -> Result<Vec<Schedule>>;
+    async fn delete_schedule(&self, org: &str, name: &str) -> Result<()>;
+    /// Schedules of every organization whose next fire time is at or before `now`, earliest
+    /// first, at most `limit`.
+    async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<Schedule>>;
+    /// The earliest next fire time of all schedules, if any fires again.
+    async fn next_fire_at(&self) -> Result<Option<i64>>;
+    /// Moves a schedule due at `due` on to `next`, recording `fired` as its last fire time if
+    /// an event was published for it. Only if it is still due at `due` (another node, or a
+    /// change of the schedule, did not move it meanwhile); returns whether it did.
+    async fn advance_schedule(
+        &self,
+        org: &str,
+        name: &str,
+        due: i64,
+        next: Option<i64>,
+        fired: Option<i64>,
+    ) -> Result<bool>;
 }
 
 /// The event log: every event published, append-only, with the trace of what happened to it.

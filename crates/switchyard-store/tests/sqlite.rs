@@ -165,7 +165,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     }
     store.close();
     drop(store);
-    // Go back to before migration 5 (undoing what migrations 6 to 9 added), with the
+    // Go back to before migration 5 (undoing what migrations 6 to 10 added), with the
     // deliveries in place, and open again: the table rebuild runs on real rows.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
@@ -178,7 +178,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE orgs DROP COLUMN retention_s; ALTER TABLE orgs DROP COLUMN payload_retention_s;
          ALTER TABLE events DROP COLUMN payload_dropped_at;
          DROP TABLE sync_hooks; ALTER TABLE runs DROP COLUMN hook;
-         ALTER TABLE subscriptions DROP COLUMN mode;
+         ALTER TABLE subscriptions DROP COLUMN mode; DROP TABLE schedules;
          CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
          PRAGMA user_version = 4;",
     )

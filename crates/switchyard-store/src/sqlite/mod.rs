@@ -20,6 +20,7 @@ mod kv;
 mod queue;
 mod rows;
 mod runs;
+mod schedules;
 mod writer;
 
 use crate::*;
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_org_retention.sql"),
     include_str!("../../migrations/sqlite/0008_sync_hooks.sql"),
     include_str!("../../migrations/sqlite/0009_sync_subscriptions.sql"),
+    include_str!("../../migrations/sqlite/0010_schedules.sql"),
 ];
 
 /// A SQLite database file opened for Switchyard. Cheap to clone.

@@ -341,3 +341,26 @@ pub(super) fn sync_hook_from_row(r: &Row) -> rusqlite::Result<SyncHook> {
         updated_at: r.get(9)?,
     })
 }
+
+pub(super) const SCHEDULE_COLS: &str = "org_id, name, description, cron, timezone, event_type, data, \
+     enabled, misfire, next_fire_at, last_fired_at, created_at, updated_at";
+
+pub(super) fn schedule_from_row(r: &Row) -> rusqlite::Result<Schedule> {
+    let misfire: String = r.get(8)?;
+    Ok(Schedule {
+        org_id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        cron: r.get(3)?,
+        timezone: r.get(4)?,
+        event_type: r.get(5)?,
+        data: json_col(r, 6, "schedule data")?,
+        enabled: r.get(7)?,
+        misfire: switchyard_core::schedule::Misfire::parse(&misfire)
+            .ok_or_else(|| corrupt(8, "schedule misfire", &misfire))?,
+        next_fire_at: r.get(9)?,
+        last_fired_at: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+    })
+}

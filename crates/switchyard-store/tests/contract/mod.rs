@@ -27,6 +27,7 @@ macro_rules! contract_tests {
             endpoints_round_trip_and_stay_in_their_org,
             publish_routes_and_is_idempotent,
             a_sync_subscription_keeps_its_mode_and_marks_its_deliveries,
+            schedules_are_due_once_and_move_on_only_from_where_they_were,
             claims_attempts_and_trace,
             listing_and_cursors,
             replay_and_retry,
@@ -512,6 +513,94 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         .expect("claim");
     assert_eq!(due.len(), 1);
     assert!(!due[0].sync);
+}
+
+pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store: &dyn Store) {
+    use switchyard_core::schedule::{Misfire, ScheduleDefinition};
+    for org in ["c-sch", "c-sch2"] {
+        store
+            .create_org(&Org::named(org, org).expect("valid org"))
+            .await
+            .expect("org");
+    }
+    let now = 1_795_428_000_000; // 2026-11-23T10:00:00Z
+    let def = |cron: &str| ScheduleDefinition {
+        cron: Some(cron.into()),
+        event_type: Some("Tick".into()),
+        data: Some(json!({"n": 1})),
+        misfire: Some("skip".into()),
+        ..Default::default()
+    };
+    let a =
+        Schedule::define("c-sch", "every-5", def("*/5 * * * *"), None, now, false).expect("define");
+    let b =
+        Schedule::define("c-sch2", "hourly", def("0 * * * *"), None, now, false).expect("define");
+    store.put_schedule(&a).await.expect("put");
+    store.put_schedule(&b).await.expect("put");
+    let got = store.get_schedule("c-sch", "every-5").await.expect("get");
+    assert_eq!(got, a);
+    assert_eq!(got.misfire, Misfire::Skip);
+    assert!(matches!(
+        store.get_schedule("c-sch2", "every-5").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.list_schedules("c-sch").await.expect("list").len(), 1);
+    let five = now + 300_000;
+    assert_eq!(store.next_fire_at().await.expect("next"), Some(five));
+
+    // Due across organizations, earliest first.
+    assert!(
+        store
+            .due_schedules(five - 1, 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    let due = store.due_schedules(now + 3_600_000, 10).await.expect("due");
+    let names: Vec<_> = due.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["every-5", "hourly"]);
+
+    // Moving on is compare-and-set on the fire time it was due at.
+    assert!(
+        store
+            .advance_schedule("c-sch", "every-5", five, Some(five + 300_000), Some(five))
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !store
+            .advance_schedule("c-sch", "every-5", five, Some(five + 300_000), Some(five))
+            .await
+            .expect("advance again"),
+        "a second node moving the same fire time on finds it moved"
+    );
+    let moved = store.get_schedule("c-sch", "every-5").await.expect("get");
+    assert_eq!(moved.next_fire_at, Some(five + 300_000));
+    assert_eq!(moved.last_fired_at, Some(five));
+    // Redefining keeps what it was given; disabling takes it off the due list.
+    let off = Schedule {
+        enabled: false,
+        next_fire_at: None,
+        ..moved.clone()
+    };
+    store.put_schedule(&off).await.expect("disable");
+    assert_eq!(store.next_fire_at().await.expect("next"), b.next_fire_at);
+    assert!(
+        store
+            .due_schedules(now + 86_400_000, 10)
+            .await
+            .expect("due")
+            .iter()
+            .all(|s| s.name != "every-5")
+    );
+    store
+        .delete_schedule("c-sch", "every-5")
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store.delete_schedule("c-sch", "every-5").await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn claims_attempts_and_trace(store: &dyn Store) {
