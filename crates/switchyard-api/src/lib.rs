@@ -14,6 +14,7 @@ mod extract;
 mod ops;
 mod orgs;
 mod runs;
+mod schedules;
 mod secrets;
 mod subscriptions;
 mod sync_hooks;
@@ -282,6 +283,9 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(sync_hooks::call))
         .routes(routes!(sync_hooks::empty_cache))
+        .routes(routes!(schedules::presets))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::put, schedules::get, schedules::delete))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .merge(publish)
         .merge(batch)

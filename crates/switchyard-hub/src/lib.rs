@@ -5,14 +5,17 @@
 //! hooks and the CLI — calls [`Hub::publish`], which routes (`publish.rs`: a per-organization
 //! route table checked against the store's routing version at commit), stores, counts and
 //! dispatches. The delivery engine reports what it observes on a channel; `system.rs` turns
-//! those reports into `switchyard.*` events through the same publish.
+//! those reports into `switchyard.*` events through the same publish, and the scheduler
+//! (`schedules.rs`) publishes each schedule's events the same way.
 
 mod publish;
 mod retention;
+mod schedules;
 mod sync_hooks;
 mod system;
 
 pub use retention::{RetentionPass, RetentionSettings};
+pub use schedules::ScheduleSettings;
 pub use switchyard_delivery::{EngineConfig, EngineEvent};
 pub use sync_hooks::{CacheUse, CallError, HookAnswer};
 pub use system::ENDPOINT_DISABLED;
@@ -28,7 +31,7 @@ use switchyard_egress::Clients;
 use switchyard_exec::Runner;
 use switchyard_exec::sandbox::Isolation;
 use switchyard_store::{Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +48,8 @@ pub struct HubSettings {
     pub max_run_tmp_mb: u32,
     /// What is deleted when, and how.
     pub retention: RetentionSettings,
+    /// How cron lines are read.
+    pub schedules: ScheduleSettings,
 }
 
 /// Errors of the hub's own making; the store's pass through.
@@ -78,10 +83,11 @@ struct Inner {
     runner: Runner,
     /// Run: route tables by organization, each with the routing version it was built from.
     routes: Mutex<HashMap<String, Arc<publish::OrgRoutes>>>,
-    /// Start: the listener for what the engine reports, and the retention task. Shutdown:
-    /// awaited after cancellation (the listener first publishes what is left).
+    /// Start: the listener for what the engine reports, the retention task and the scheduler.
+    /// Shutdown: awaited after cancellation (the listener first publishes what is left).
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Shutdown: tells the listener to publish what is left and end, and stops retention.
+    /// Shutdown: tells the listener to publish what is left and end, and stops retention and
+    /// the scheduler.
     cancel: CancellationToken,
     /// Run: how long data is kept; the retention task runs on it.
     retention: RetentionSettings,
@@ -89,6 +95,10 @@ struct Inner {
     payload_marks: retention::PayloadMarks,
     /// Run: answers of synchronous hooks, and their compiled schemas.
     hook_cache: sync_hooks::HookCache,
+    /// Run: how cron lines are read.
+    schedules: ScheduleSettings,
+    /// Run: wakes the scheduler when a schedule changed.
+    schedule_wake: Notify,
 }
 
 impl Hub {
@@ -130,12 +140,15 @@ impl Hub {
                 retention: settings.retention.clone(),
                 payload_marks: Default::default(),
                 hook_cache: Default::default(),
+                schedules: settings.schedules,
+                schedule_wake: Notify::new(),
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));
         let retention = tokio::spawn(hub.clone().retention_loop());
+        let scheduler = tokio::spawn(hub.clone().schedule_loop());
         if let Ok(mut t) = hub.inner.tasks.lock() {
-            t.extend([listener, retention]);
+            t.extend([listener, retention, scheduler]);
         }
         Ok(hub)
     }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod executors;
 pub mod orgs;
 pub mod runs;
+pub mod schedules;
 pub mod secrets;
 pub mod subscriptions;
 pub mod sync_hooks;

@@ -155,6 +155,7 @@ impl Application {
                 js_worker: settings.js_worker.clone(),
                 max_run_tmp_mb: settings.max_run_tmp_mb,
                 retention: settings.retention.clone(),
+                schedules: settings.schedules,
             },
         )
         .await?;

@@ -66,6 +66,16 @@ struct FileSettings {
     admin_key: Option<String>,
     delivery: Option<DeliveryTunables>,
     retention: Option<RetentionFile>,
+    schedules: Option<SchedulesFile>,
+}
+
+/// `[schedules]` in `switchyard.toml`.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulesFile {
+    /// Accept a sixth, leading cron field for seconds (for tests and development; default
+    /// false: standard five-field lines only).
+    pub seconds_field: Option<bool>,
 }
 
 /// `[retention]` in `switchyard.toml`.
@@ -225,6 +235,8 @@ pub struct Settings {
     pub delivery: DeliveryTunables,
     /// What is deleted when.
     pub retention: switchyard_hub::RetentionSettings,
+    /// How cron lines are read.
+    pub schedules: switchyard_hub::ScheduleSettings,
 }
 
 /// Default of [`Settings::max_run_tmp_mb`].
@@ -311,6 +323,13 @@ impl Settings {
         let delivery = file.delivery.unwrap_or_default();
         delivery.validate()?;
         let retention = file.retention.unwrap_or_default().resolve()?;
+        let schedules = switchyard_hub::ScheduleSettings {
+            seconds: file
+                .schedules
+                .unwrap_or_default()
+                .seconds_field
+                .unwrap_or(false),
+        };
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -359,6 +378,7 @@ impl Settings {
             max_run_tmp_mb,
             delivery,
             retention,
+            schedules,
             listen: args
                 .listen
                 .or(file.listen)

@@ -12,6 +12,7 @@ mod keys;
 mod operations;
 mod policy;
 mod retention;
+mod schedules;
 mod signatures;
 mod sync_hooks;
 mod sync_subscriptions;

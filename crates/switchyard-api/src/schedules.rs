@@ -1,0 +1,124 @@
+//! Schedules: define them (with the next five fire times in the answer), list, read, delete;
+//! and the built-in Enneo schedules.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use switchyard_core::time::now_ms;
+use switchyard_core::{Role, Schedule};
+use switchyard_store::StoreError;
+pub use switchyard_wire::schedules::*;
+
+/// A schedule as the API shows it, with its next fire times.
+fn out(s: &AppState, schedule: Schedule) -> ScheduleOut {
+    let line = schedule.line(s.hub.schedule_settings().seconds).ok();
+    ScheduleOut::from(schedule, line.as_ref())
+}
+
+/// Create or replace a schedule: a cron line in a time zone that publishes an event of
+/// `event_type` with `data` at each fire time, once per fire time.
+#[utoipa::path(put, tag = "schedules", path = "/v1/orgs/{org}/schedules/{name}", request_body = ScheduleIn,
+    responses((status = 201, body = ScheduleOut), (status = 200, body = ScheduleOut),
+              (status = 422, description = "invalid cron line, time zone, event type or data")))]
+pub async fn put(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ScheduleIn>,
+) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    let existing = match s.store.get_schedule(&org, &name).await {
+        Ok(x) => Some(x),
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let seconds = s.hub.schedule_settings().seconds;
+    let schedule = Schedule::define(
+        &org,
+        &name,
+        body.into(),
+        existing.as_ref(),
+        now_ms(),
+        seconds,
+    )?;
+    // What it will publish must pass the event type's schema now, not fail at 2 am.
+    if let Some(schema) = s.schema_for(&org, &schedule.event_type).await?
+        && let Err(v) = schema.validate(&schedule.data)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema_violation",
+            format!(
+                "`data` does not match the schema of `{}` at {}: {}",
+                schedule.event_type, v.path, v.message
+            ),
+        ));
+    }
+    let saved = s.store.put_schedule(&schedule).await?;
+    s.hub.schedules_changed();
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(out(&s, saved))))
+}
+
+/// Read a schedule, with its next five fire times.
+#[utoipa::path(get, tag = "schedules", path = "/v1/orgs/{org}/schedules/{name}", responses((status = 200, body = ScheduleOut)))]
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<Json<ScheduleOut>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let schedule = s
+        .store
+        .get_schedule(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "schedule"))?;
+    Ok(Json(out(&s, schedule)))
+}
+
+/// List the organization's schedules.
+#[utoipa::path(get, tag = "schedules", path = "/v1/orgs/{org}/schedules", responses((status = 200, body = Vec<ScheduleOut>)))]
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<ScheduleOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let all = s.store.list_schedules(&org).await?;
+    Ok(Json(all.into_iter().map(|x| out(&s, x)).collect()))
+}
+
+/// Delete a schedule; the events it published stay.
+#[utoipa::path(delete, tag = "schedules", path = "/v1/orgs/{org}/schedules/{name}", responses((status = 204)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.authorize(&p, &org, Role::Admin).await?;
+    s.store
+        .delete_schedule(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "schedule"))?;
+    s.hub.schedules_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The built-in schedules (Enneo's Cron events, with exactly its cron lines); enable one with
+/// `PUT /v1/orgs/{org}/schedules/{name}` and `{"preset": "CronDay", "timezone": "Europe/Berlin"}`.
+#[utoipa::path(get, tag = "schedules", path = "/v1/schedule-presets", responses((status = 200, body = Vec<SchedulePresetOut>)))]
+pub async fn presets(_caller: Auth) -> Json<Vec<SchedulePresetOut>> {
+    Json(
+        switchyard_core::schedule::schedule_presets()
+            .iter()
+            .map(Into::into)
+            .collect(),
+    )
+}
