@@ -462,6 +462,8 @@ mod tests {
             from_example.max_hooks_in_flight,
             defaults.max_hooks_in_flight
         );
+        assert_eq!(from_example.sync_deadline, defaults.sync_deadline);
+        assert!(!s.schedules.seconds);
     }
 
     #[test]
@@ -499,6 +501,20 @@ mod tests {
             switchyard_hub::EngineConfig::new("n").lease_ms,
             "an absent tunable keeps the engine's default"
         );
+        std::fs::write(&file, "[schedules]\nseconds_field = true\n").expect("write");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert!(s.schedules.seconds);
+        std::fs::write(&file, "[delivery]\nsync_deadline_ms = 50\n").expect("write");
+        let err = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("sync_deadline_ms"), "{err}");
         std::fs::write(&file, "[delivery]\nclaim_batch = 0\n").expect("write");
         let err = Settings::resolve(ServeArgs {
             config: Some(file.clone()),
