@@ -27,6 +27,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure trivial executor runs per language (JavaScript, Node.js, Python, PHP).
     BenchExec(bench::ExecBenchArgs),
+    /// Measure scheduler accuracy: many schedules firing every second, fire time to commit.
+    BenchSchedules(bench::ScheduleBenchArgs),
     /// Check a received webhook request (headers and body) against an endpoint's `whsec_`
     /// secret or `whpk_` public key; exits 0 when valid, 1 when not, saying why.
     Verify(switchyard::verify::VerifyArgs),
@@ -104,6 +106,10 @@ fn main() -> anyhow::Result<()> {
         Command::BenchExec(args) => {
             init_logging(LogFormat::Text);
             runtime.block_on(bench::run_exec(args))
+        }
+        Command::BenchSchedules(args) => {
+            init_logging(LogFormat::Text);
+            runtime.block_on(bench::run_schedules(args))
         }
         Command::JsWorker | Command::SandboxExec { .. } | Command::Verify(_) => Ok(()),
     }

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 mod exec;
 mod receiver;
+mod schedules;
 
 pub use exec::{ExecBenchArgs, run_exec};
+pub use schedules::{ScheduleBenchArgs, run_schedules};
 use receiver::{Receiver, start_receiver};
 
 #[derive(Args, Debug, Clone)]
@@ -109,7 +111,17 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 }
 
 async fn start_hub(client: &reqwest::Client) -> anyhow::Result<(ChildHub, String, String)> {
+    start_hub_with(client, "").await
+}
+
+/// Starts a hub with `config` as its settings file.
+async fn start_hub_with(
+    client: &reqwest::Client,
+    config: &str,
+) -> anyhow::Result<(ChildHub, String, String)> {
     let dir = tempfile::tempdir()?;
+    let config_file = dir.path().join("switchyard.toml");
+    std::fs::write(&config_file, config)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -125,6 +137,8 @@ async fn start_hub(client: &reqwest::Client) -> anyhow::Result<(ChildHub, String
         ])
         .arg("--data-dir")
         .arg(dir.path())
+        .arg("--config")
+        .arg(&config_file)
         .env("SWITCHYARD_ADMIN_KEY", &admin)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
