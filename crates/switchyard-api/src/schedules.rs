@@ -12,6 +12,9 @@ use switchyard_core::{Role, Schedule};
 use switchyard_store::StoreError;
 pub use switchyard_wire::schedules::*;
 
+/// Schedules one organization may have: each costs the scheduler work on every fire time.
+const MAX_SCHEDULES_PER_ORG: usize = 1_000;
+
 /// A schedule as the API shows it, with its next fire times.
 fn out(s: &AppState, schedule: Schedule) -> ScheduleOut {
     let line = schedule.line(s.hub.schedule_settings().seconds).ok();
@@ -35,6 +38,11 @@ pub async fn put(
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
+    if existing.is_none() && s.store.list_schedules(&org).await?.len() >= MAX_SCHEDULES_PER_ORG {
+        return Err(ApiError::invalid(format!(
+            "an organization has at most {MAX_SCHEDULES_PER_ORG} schedules; delete one first"
+        )));
+    }
     let seconds = s.hub.schedule_settings().seconds;
     let schedule = Schedule::define(
         &org,

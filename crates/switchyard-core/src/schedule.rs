@@ -275,17 +275,18 @@ impl Schedule {
         CronLine::parse(&self.cron, &self.timezone, seconds)
     }
 
-    /// What to do at `now` with this schedule, due at `due`: fire for `due` when on time; when
-    /// late (no hub ran), fire once for the latest missed time or skip, as `misfire` says.
-    /// Either way the next fire time is the first after `now`.
+    /// What to do at `now` with this schedule, due at `due`: when on time (or behind by less
+    /// than the grace: a busy scheduler catching up), fire for `due` and go on with the fire
+    /// time after it, so no time is lost; when later (no hub ran), fire once for the latest
+    /// missed time or skip, as `misfire` says, and go on with the first fire time after `now`.
     pub fn plan(&self, line: &CronLine, due: i64, now: i64) -> FirePlan {
-        let next = line.next_after(now.max(due));
         if now - due <= MISFIRE_GRACE_MS {
             return FirePlan {
                 fire: Some(due),
-                next,
+                next: line.next_after(due),
             };
         }
+        let next = line.next_after(now.max(due));
         let fire = match self.misfire {
             Misfire::Skip => None,
             Misfire::FireOnce => Some(line.latest_between(due - 1, now).unwrap_or(due)),
@@ -551,6 +552,27 @@ mod tests {
             FirePlan {
                 fire: Some(due),
                 next: Some(utc("2026-11-23T10:10:00Z"))
+            }
+        );
+        // Behind within the grace (a busy scheduler): every fire time still fires, in turn.
+        let fast = Schedule::define(
+            "o",
+            "fast",
+            ScheduleDefinition {
+                cron: Some("* * * * * *".into()),
+                ..def.clone()
+            },
+            None,
+            start,
+            true,
+        )
+        .expect("define");
+        let fast_line = fast.line(true).expect("line");
+        assert_eq!(
+            fast.plan(&fast_line, start + 1000, start + 3500),
+            FirePlan {
+                fire: Some(start + 1000),
+                next: Some(start + 2000)
             }
         );
         // Down from 10:04 to 10:27: once, for 10:25, then 10:30.

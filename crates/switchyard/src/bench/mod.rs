@@ -21,8 +21,8 @@ mod receiver;
 mod schedules;
 
 pub use exec::{ExecBenchArgs, run_exec};
-pub use schedules::{ScheduleBenchArgs, run_schedules};
 use receiver::{Receiver, start_receiver};
+pub use schedules::{ScheduleBenchArgs, run_schedules};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {

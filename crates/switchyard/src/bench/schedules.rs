@@ -113,7 +113,10 @@ pub async fn run_schedules(args: ScheduleBenchArgs) -> anyhow::Result<()> {
                     bail!("an event without its times: {e}");
                 };
                 let schedule = e["entity"]["id"].as_str().unwrap_or("").to_string();
-                times.entry(format!("{org}/{schedule}")).or_default().push(at);
+                times
+                    .entry(format!("{org}/{schedule}"))
+                    .or_default()
+                    .push(at);
                 delay.record(((received - at).max(0) as u64 * 1000).max(1))?;
             }
             match page["next_cursor"].as_str() {
