@@ -148,6 +148,16 @@ impl From<ExecError> for ApiError {
     }
 }
 
+/// A read of something that may not exist yet (a PUT that creates or replaces): `None` when it
+/// does not.
+pub fn existing<T>(read: Result<T, StoreError>) -> ApiResult<Option<T>> {
+    match read {
+        Ok(x) => Ok(Some(x)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
         Self::from_hub(e, "resource")

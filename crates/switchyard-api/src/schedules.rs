@@ -2,14 +2,13 @@
 //! and the built-in Enneo schedules.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, existing};
 use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Role, Schedule};
-use switchyard_store::StoreError;
 pub use switchyard_wire::schedules::*;
 
 /// Schedules one organization may have: each costs the scheduler work on every fire time.
@@ -33,11 +32,7 @@ pub async fn put(
     JsonBody(body): JsonBody<ScheduleIn>,
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
-    let existing = match s.store.get_schedule(&org, &name).await {
-        Ok(x) => Some(x),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let existing = existing(s.store.get_schedule(&org, &name).await)?;
     if existing.is_none() && s.store.list_schedules(&org).await?.len() >= MAX_SCHEDULES_PER_ORG {
         return Err(ApiError::invalid(format!(
             "an organization has at most {MAX_SCHEDULES_PER_ORG} schedules; delete one first"

@@ -1,7 +1,7 @@
 //! Synchronous hooks: define them, call them and wait for the answer, empty their cache.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, existing};
 use crate::extract::{Auth, JsonBody, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,7 +10,6 @@ use serde_json::Value;
 use std::time::Instant;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Role, SyncHook};
-use switchyard_store::StoreError;
 pub use switchyard_wire::sync_hooks::*;
 
 /// Create or replace a synchronous hook: a named front door to an executor that callers run
@@ -24,11 +23,7 @@ pub async fn put(
     JsonBody(body): JsonBody<SyncHookIn>,
 ) -> ApiResult<(StatusCode, Json<SyncHookOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
-    let existing = match s.store.get_sync_hook(&org, &name).await {
-        Ok(h) => Some(h),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let existing = existing(s.store.get_sync_hook(&org, &name).await)?;
     let hook = SyncHook::define(&org, &name, body.into(), existing.as_ref(), now_ms())?;
     let saved = s
         .store
