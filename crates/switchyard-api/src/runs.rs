@@ -23,7 +23,7 @@ pub async fn run(
         .get_executor(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
-    let run = s.hub.runner().run(&ex, body.input, None).await?;
+    let run = s.hub.runner().run(&ex, body.input, None, None).await?;
     Ok(Json(RunOut::from(&run)))
 }
 

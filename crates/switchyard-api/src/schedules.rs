@@ -12,7 +12,7 @@ use switchyard_core::{Role, Schedule};
 pub use switchyard_wire::schedules::*;
 
 /// Schedules one organization may have: each costs the scheduler work on every fire time.
-const MAX_SCHEDULES_PER_ORG: usize = 1_000;
+const MAX_SCHEDULES_PER_ORG: u64 = 1_000;
 
 /// A schedule as the API shows it, with its next fire times.
 fn out(s: &AppState, schedule: Schedule) -> ScheduleOut {
@@ -33,7 +33,7 @@ pub async fn put(
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
     let existing = existing(s.store.get_schedule(&org, &name).await)?;
-    if existing.is_none() && s.store.list_schedules(&org).await?.len() >= MAX_SCHEDULES_PER_ORG {
+    if existing.is_none() && s.store.count_schedules(&org).await? >= MAX_SCHEDULES_PER_ORG {
         return Err(ApiError::invalid(format!(
             "an organization has at most {MAX_SCHEDULES_PER_ORG} schedules; delete one first"
         )));

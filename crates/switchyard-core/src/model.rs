@@ -337,7 +337,7 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOutcome {
     pub delivery_id: String,
-    pub subscription_id: Option<String>,
+    pub subscription_id: String,
     pub target: Target,
     /// Whether the target took the event (a 2xx answer, a successful run).
     pub ok: bool,
@@ -501,8 +501,8 @@ pub struct DueDelivery {
     pub lease_until: i64,
     /// How long its first attempt waited behind the head of its ordering key (ms), if it did.
     pub ordering_wait_ms: Option<i64>,
-    /// Made just now by a publish that attempts it itself, once, while its caller waits (a
-    /// `sync` subscription). A claim from the store is never sync: a sync delivery whose
-    /// publish did not record it (a crash) is delivered like any other.
-    pub sync: bool,
+    /// The `sync` subscription that made it, when it was made just now by a publish that
+    /// attempts it itself, once, while its caller waits. A claim from the store is never sync:
+    /// a sync delivery whose publish did not record it (a crash) is delivered like any other.
+    pub sync: Option<String>,
 }

@@ -16,15 +16,10 @@ use switchyard_store::StoreError;
 use tokio::sync::oneshot;
 
 impl Engine {
-    /// Attempts `job` (a delivery this node claimed in the publish that made it) now, at most
-    /// until `deadline`; records the attempt and waits until the store has it; returns what
-    /// the target did. `subscription_id` is only reported back.
-    pub async fn attempt_now(
-        &self,
-        job: DueDelivery,
-        subscription_id: Option<String>,
-        deadline: Instant,
-    ) -> SyncOutcome {
+    /// Attempts `job` (a sync delivery this node claimed in the publish that made it) now, at
+    /// most until `deadline`; records the attempt and waits until the store has it; returns
+    /// what the target did.
+    pub async fn attempt_now(&self, job: DueDelivery, deadline: Instant) -> SyncOutcome {
         let inner = &self.inner;
         inner.outstanding.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
@@ -94,7 +89,7 @@ impl Engine {
             result.outcome = Outcome::Failed;
             result.attempt.retry_reason = None;
         }
-        let outcome = outcome_of(&job, &result, subscription_id, output, run_id);
+        let outcome = outcome_of(&job, &result, output, run_id);
         self.record_and_wait(result).await;
         outcome
     }
@@ -122,13 +117,12 @@ fn body_value(body: &str) -> Value {
 fn outcome_of(
     job: &DueDelivery,
     result: &AttemptResult,
-    subscription_id: Option<String>,
     output: Option<Value>,
     run_id: Option<String>,
 ) -> SyncOutcome {
     SyncOutcome {
         delivery_id: job.delivery_id.clone(),
-        subscription_id,
+        subscription_id: job.sync.clone().unwrap_or_default(),
         target: job.target.clone(),
         ok: matches!(result.outcome, Outcome::Delivered),
         status_code: result.attempt.status_code,

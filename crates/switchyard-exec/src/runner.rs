@@ -103,19 +103,21 @@ impl Runner {
         .collect()
     }
 
-    /// Runs `ex` with `input` within its timeout, stores the run and returns it.
+    /// Runs `ex` with `input` within its timeout (or until `deadline`, if that is earlier),
+    /// stores the run and returns it.
     pub async fn run(
         &self,
         ex: &Executor,
         input: Value,
         event_id: Option<&str>,
+        deadline: Option<Instant>,
     ) -> Result<Run, StoreError> {
-        let deadline = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
+        let own = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
         let call = Call {
             event_id,
             hook: None,
             chain: vec![ex.name.clone()],
-            deadline,
+            deadline: deadline.map_or(own, |d| d.min(own)),
             cancel: CancellationToken::new(),
         };
         self.run_in_chain(ex, input, call).await
@@ -298,15 +300,7 @@ impl HookRunner for Runner {
                 }
             };
             let input = ex.input_for_event(&event.envelope());
-            let own = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
-            let call = Call {
-                event_id: Some(&event.id),
-                hook: None,
-                chain: vec![ex.name.clone()],
-                deadline: deadline.map_or(own, |d| d.min(own)),
-                cancel: CancellationToken::new(),
-            };
-            match self.run_in_chain(&ex, input, call).await {
+            match self.run(&ex, input, Some(&event.id), deadline).await {
                 Ok(run) => HookResult {
                     error: match run.status {
                         RunStatus::Succeeded => None,

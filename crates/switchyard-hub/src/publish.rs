@@ -6,7 +6,7 @@ use crate::{Hub, HubError};
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_core::routing::{RouteTable, Target};
-use switchyard_core::{DueDelivery, NewEvent, Target as Destination};
+use switchyard_core::{DueDelivery, NewEvent};
 use switchyard_delivery::Reserved;
 use switchyard_store::{PublishOutcome, Published, RoutedBatch, RoutedEvent};
 
@@ -34,7 +34,6 @@ impl Hub {
         let mut reserved = Reserved::default();
         let mut batch = route_batch(&routes, events, |t| engine.reserve(org, t, &mut reserved));
         for _ in 0..MAX_ROUTING_ATTEMPTS {
-            let sync_subs = sync_subscriptions(&batch);
             let outcome = match self.inner.store.publish(org, batch, self.node()).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -49,7 +48,7 @@ impl Hub {
                     let mut sync = Vec::new();
                     for (i, p) in published.iter_mut().enumerate() {
                         for d in std::mem::take(&mut p.new_deliveries) {
-                            if d.sync {
+                            if d.sync.is_some() {
                                 sync.push((i, d));
                             } else {
                                 due.push(d);
@@ -58,7 +57,7 @@ impl Hub {
                     }
                     engine.dispatch_reserved(due, reserved);
                     if !sync.is_empty() {
-                        self.attempt_sync(&sync_subs, &mut published, sync).await;
+                        self.attempt_sync(&mut published, sync).await;
                     }
                     return Ok(published);
                 }
@@ -84,27 +83,16 @@ impl Hub {
     /// all at once and together within the engine's sync deadline, and puts each outcome on
     /// its event. Each attempt runs in its own task: a caller that goes away does not cut one
     /// off before it is recorded.
-    async fn attempt_sync(
-        &self,
-        subs: &[(usize, String, Destination)],
-        published: &mut [Published],
-        sync: Vec<(usize, DueDelivery)>,
-    ) {
+    async fn attempt_sync(&self, published: &mut [Published], sync: Vec<(usize, DueDelivery)>) {
         let engine = &self.inner.engine;
         let deadline = Instant::now() + engine.config().sync_deadline;
         let tasks: Vec<_> = sync
             .into_iter()
             .map(|(i, d)| {
-                let subscription = subs
-                    .iter()
-                    .find(|(at, _, target)| *at == i && *target == d.target)
-                    .map(|(_, id, _)| id.clone());
                 let engine = engine.clone();
                 (
                     i,
-                    tokio::spawn(
-                        async move { engine.attempt_now(d, subscription, deadline).await },
-                    ),
+                    tokio::spawn(async move { engine.attempt_now(d, deadline).await }),
                 )
             })
             .collect();
@@ -151,17 +139,6 @@ impl Hub {
         }
         Ok(routes)
     }
-}
-
-/// The sync targets of a batch: the index of the event, the subscription, the target.
-fn sync_subscriptions(batch: &RoutedBatch) -> Vec<(usize, String, Destination)> {
-    let mut out = Vec::new();
-    for (i, e) in batch.events.iter().enumerate() {
-        for t in e.targets.iter().filter(|t| t.sync) {
-            out.push((i, t.subscription_id.clone(), t.target.clone()));
-        }
-    }
-    out
 }
 
 /// Routes `events` with `routes`; `room` says for each event's targets which ones this node

@@ -46,13 +46,18 @@ impl Hub {
             if cancel.is_cancelled() {
                 return;
             }
-            if let Err(e) = self.fire_due(now_ms()).await {
-                tracing::error!(error = %e, "firing schedules failed; trying again shortly");
-            }
+            let moved_on = match self.fire_due(now_ms()).await {
+                Ok(all) => all,
+                Err(e) => {
+                    tracing::error!(error = %e, "firing schedules failed; trying again shortly");
+                    false
+                }
+            };
+            // A schedule left due (its publish failed) is tried again after a pause, not in a
+            // tight loop.
             let wait = match self.inner.store.next_fire_at().await {
-                Ok(Some(t)) => (t - now_ms()).clamp(0, MAX_SLEEP_MS),
-                Ok(None) => MAX_SLEEP_MS,
-                Err(_) => MAX_SLEEP_MS,
+                Ok(Some(t)) if moved_on => (t - now_ms()).clamp(0, MAX_SLEEP_MS),
+                _ => MAX_SLEEP_MS,
             };
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
@@ -63,25 +68,26 @@ impl Hub {
     }
 
     /// Fires every schedule due at `now`, up to [`CONCURRENT_FIRES`] at once (their commits
-    /// share fsyncs); returns how many events were published.
-    pub async fn fire_due(&self, now: i64) -> Result<usize, HubError> {
+    /// share fsyncs); returns whether every one of them moved on.
+    async fn fire_due(&self, now: i64) -> Result<bool, HubError> {
         let due = self.inner.store.due_schedules(now, DUE_BATCH).await?;
         let results: Vec<Result<bool, HubError>> = futures_util::stream::iter(due)
             .map(|s| async move { self.fire(&s, now).await })
             .buffer_unordered(CONCURRENT_FIRES)
             .collect()
             .await;
-        let mut fired = 0;
+        let mut all = true;
         for r in results {
-            fired += usize::from(r?);
+            all &= r?;
         }
-        Ok(fired)
+        Ok(all)
     }
 
-    /// Fires one due schedule and moves it on; returns whether an event was published.
+    /// Fires one due schedule and moves it on; returns `false` if it stays due (its event could
+    /// not be published).
     async fn fire(&self, s: &Schedule, now: i64) -> Result<bool, HubError> {
         let Some(due) = s.next_fire_at else {
-            return Ok(false);
+            return Ok(true);
         };
         let store = &self.inner.store;
         let line = match s.line(self.inner.schedules.seconds) {
@@ -92,7 +98,7 @@ impl Hub {
                 store
                     .advance_schedule(&s.org_id, &s.name, due, None, None)
                     .await?;
-                return Ok(false);
+                return Ok(true);
             }
         };
         let plan = s.plan(&line, due, now);
@@ -126,6 +132,6 @@ impl Hub {
         store
             .advance_schedule(&s.org_id, &s.name, due, plan.next, plan.fire)
             .await?;
-        Ok(plan.fire.is_some())
+        Ok(true)
     }
 }

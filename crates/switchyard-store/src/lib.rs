@@ -245,6 +245,8 @@ pub trait ScheduleCatalog: Send + Sync {
     async fn get_schedule(&self, org: &str, name: &str) -> Result<Schedule>;
     async fn list_schedules(&self, org: &str) -> Result<Vec<Schedule>>;
     async fn delete_schedule(&self, org: &str, name: &str) -> Result<()>;
+    /// How many schedules the organization has.
+    async fn count_schedules(&self, org: &str) -> Result<u64>;
     /// Schedules of every organization whose next fire time is at or before `now`, earliest
     /// first, at most `limit`.
     async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<Schedule>>;

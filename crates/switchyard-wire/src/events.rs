@@ -100,7 +100,7 @@ pub struct ErrorOut {
 /// One synchronous target's outcome.
 #[derive(Serialize, ToSchema)]
 pub struct SyncOutcomeOut {
-    pub subscription_id: Option<String>,
+    pub subscription_id: String,
     /// The delivery in the event's trace; a failed one can be retried by hand.
     pub delivery_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -101,7 +101,7 @@ impl EventLog for SqliteStore {
                         event: event.clone(),
                         lease_until,
                         ordering_wait_ms: None,
-                        sync: target.sync,
+                        sync: target.sync.then_some(target.subscription_id),
                     });
                 }
                 out.push(Published {

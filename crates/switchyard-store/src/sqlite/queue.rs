@@ -232,7 +232,7 @@ impl DeliveryQueue for SqliteStore {
                     event: ctx.shared_event(seq)?,
                     lease_until: now + DEFAULT_LEASE_MS,
                     ordering_wait_ms: None,
-                    sync: false,
+                    sync: None,
                 })
             } else {
                 None
@@ -640,7 +640,7 @@ fn claim(
             event,
             lease_until,
             ordering_wait_ms: ordering_wait_ms.filter(|ms| *ms > 0),
-            sync: false,
+            sync: None,
         });
     }
     Ok(out)

@@ -71,6 +71,17 @@ impl ScheduleCatalog for SqliteStore {
         .await
     }
 
+    async fn count_schedules(&self, org: &str) -> Result<u64> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            Ok(
+                c.prepare_cached("SELECT count(*) FROM schedules WHERE org_id = ?1")?
+                    .query_row([org], |r| r.get(0))?,
+            )
+        })
+        .await
+    }
+
     async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<Schedule>> {
         self.read(move |c, _| {
             list(
@@ -89,8 +100,10 @@ impl ScheduleCatalog for SqliteStore {
 
     async fn next_fire_at(&self) -> Result<Option<i64>> {
         self.read(move |c, _| {
-            Ok(c.prepare_cached("SELECT min(next_fire_at) FROM schedules")?
-                .query_row([], |r| r.get(0))?)
+            Ok(c.prepare_cached(
+                "SELECT min(next_fire_at) FROM schedules WHERE next_fire_at IS NOT NULL",
+            )?
+            .query_row([], |r| r.get(0))?)
         })
         .await
     }

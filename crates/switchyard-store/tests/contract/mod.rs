@@ -496,7 +496,12 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
     let marks: Vec<_> = out[0]
         .new_deliveries
         .iter()
-        .map(|d| (d.target.endpoint_id().unwrap_or("").to_string(), d.sync))
+        .map(|d| {
+            (
+                d.target.endpoint_id().unwrap_or("").to_string(),
+                d.sync.is_some(),
+            )
+        })
         .collect();
     assert!(marks.contains(&(ep.id.clone(), true)), "{marks:?}");
     assert!(marks.contains(&(other.id.clone(), false)), "{marks:?}");
@@ -512,7 +517,7 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         .await
         .expect("claim");
     assert_eq!(due.len(), 1);
-    assert!(!due[0].sync);
+    assert!(due[0].sync.is_none());
 }
 
 pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store: &dyn Store) {
@@ -545,6 +550,7 @@ pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store:
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.list_schedules("c-sch").await.expect("list").len(), 1);
+    assert_eq!(store.count_schedules("c-sch").await.expect("count"), 1);
     let five = now + 300_000;
     assert_eq!(store.next_fire_at().await.expect("next"), Some(five));
 
