@@ -3,9 +3,12 @@
 //! Nothing in here opens a socket, a file or a database: the store, the delivery engine and the
 //! API build on these types and add the IO themselves.
 
+pub mod catalog;
 pub mod crypto;
 pub mod egress;
+pub mod enate;
 pub mod endpoint;
+pub mod enreach;
 pub mod error;
 pub mod executor;
 pub mod filter;

@@ -176,6 +176,14 @@ impl Profile {
             Profile::Enate => "enate",
         }
     }
+    /// Whether a receiver of this profile accepted a request it answered with `status`: any
+    /// 2xx, except that Enreach re-sends on anything but 200 OK (seed 003).
+    pub fn accepts(self, status: u16) -> bool {
+        match self {
+            Profile::Enreach => status == 200,
+            Profile::Standard | Profile::Enate => (200..300).contains(&status),
+        }
+    }
     pub fn parse(s: &str) -> Option<Profile> {
         match s {
             "standard" => Some(Profile::Standard),

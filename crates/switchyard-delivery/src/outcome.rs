@@ -15,7 +15,17 @@ pub(crate) fn decide(
     jitter: impl FnOnce() -> f64,
 ) -> AttemptResult {
     let status = resp.status;
-    let success = status.is_some_and(|s| (200..300).contains(&s));
+    let success = status.is_some_and(|s| ep.profile.accepts(s));
+    let mut error = resp.error;
+    if let Some(s) = status
+        && !success
+        && (200..300).contains(&s)
+    {
+        error = Some(format!(
+            "an {} receiver must answer 200 OK; it answered {s}",
+            ep.profile.as_str()
+        ));
+    }
     let mut disable = None;
     let mut retry_why = None;
     let outcome = if success {
@@ -47,7 +57,7 @@ pub(crate) fn decide(
             at: resp.at,
             status_code: status,
             duration_ms: resp.duration_ms,
-            error: if success { None } else { resp.error },
+            error: if success { None } else { error },
             response_body: resp.body,
             waited: None,
             retry_reason: retry_why,

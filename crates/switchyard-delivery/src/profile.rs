@@ -1,8 +1,6 @@
 //! Request shapes: how an event becomes a webhook body and headers for each receiver profile.
 
-use serde_json::{Map, Value, json};
-use switchyard_core::time::to_rfc3339;
-use switchyard_core::{Endpoint, Event, Profile};
+use switchyard_core::{Endpoint, Event, Profile, enate, enreach};
 
 /// Header names and values a request carries besides the signature headers.
 pub type Headers = Vec<(String, String)>;
@@ -21,14 +19,14 @@ pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
                 "application/json; charset=utf-8".into(),
             ));
             headers.push(("X-Benemen-Event".into(), event.event_type.clone()));
-            enreach_body(event)
+            enreach::envelope(event)
         }
         Profile::Enate => {
             headers.push((
                 "content-type".into(),
                 "application/json; charset=utf-8".into(),
             ));
-            enate_body(event)
+            enate::message(event, ep.owner_subscription.as_deref())
         }
     };
     if let Some(token) = &ep.token {
@@ -44,56 +42,10 @@ pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
     (serde_json::to_vec(&body).unwrap_or_default(), headers)
 }
 
-/// Seed 003's envelope: `Id, Timestamp, RootEntityType, RootEntityId, EntityType, EntityId,
-/// EventType` beside the event's own properties at the top level.
-fn enreach_body(event: &Event) -> Value {
-    let mut m = match &event.data {
-        Value::Object(o) => o.clone(),
-        Value::Null => Map::new(),
-        other => {
-            let mut m = Map::new();
-            m.insert("Data".into(), other.clone());
-            m
-        }
-    };
-    if !m.contains_key("RootEntityType") {
-        m.insert("RootEntityType".into(), json!("Organization"));
-    }
-    if !m.contains_key("RootEntityId") {
-        let root = m.get("OrganizationId").cloned().unwrap_or(Value::Null);
-        m.insert("RootEntityId".into(), root);
-    }
-    m.insert("EventType".into(), json!(event.event_type));
-    m.insert(
-        "EntityType".into(),
-        json!(event.entity.kind.as_deref().unwrap_or("Undefined")),
-    );
-    m.insert("EntityId".into(), json!(event.entity.id));
-    m.insert("Id".into(), json!(event.id));
-    if !m.contains_key("Timestamp") {
-        m.insert("Timestamp".into(), json!(to_rfc3339(event.timestamp)));
-    }
-    Value::Object(m)
-}
-
-/// Seed 004's message: the event's data holds the message fields (`GUID`, `PacketGUID`,
-/// `Status`, …) and goes out as they are; `Webhook` names the event when the data lacks it.
-fn enate_body(event: &Event) -> Value {
-    match &event.data {
-        Value::Object(o) => {
-            let mut m = o.clone();
-            if !m.contains_key("Webhook") {
-                m.insert("Webhook".into(), json!(event.event_type));
-            }
-            Value::Object(m)
-        }
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use switchyard_core::EntityRef;
 
@@ -147,10 +99,10 @@ mod tests {
         assert_eq!(v["EntityType"], "Queue");
         assert_eq!(v["EntityId"], "6cb31d7d");
         assert_eq!(v["RootEntityType"], "Organization");
-        assert_eq!(v["RootEntityId"], "fd43");
+        assert_eq!(v["RootEntityId"], enreach::guid("o"));
         assert_eq!(v["Id"], "85b214f2-1d27-4262-87b6-8f55b3199400");
         assert_eq!(v["QueueName"], "Sample queue 1");
-        assert!(v["Timestamp"].is_string());
+        assert_eq!(v["Timestamp"], "1970-01-01T00:00:00");
         assert!(headers.contains(&("X-Benemen-Event".into(), "QueueCallInUserAllocated".into())));
         assert!(headers.contains(&("X-Benemen-Token".into(), "MySecretString".into())));
         assert!(headers.contains(&("X-Tenant".into(), "7".into())));

@@ -183,7 +183,13 @@ pub trait OrgCatalog: Send + Sync {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
     async fn count_admin_keys(&self) -> Result<u64>;
 
-    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType>;
+    /// Creates or replaces an event type.
+    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType> {
+        let mut saved = self.put_event_types(org, std::slice::from_ref(t)).await?;
+        saved.pop().ok_or(StoreError::NotFound)
+    }
+    /// Creates or replaces event types, all or none (a catalog import).
+    async fn put_event_types(&self, org: &str, types: &[EventType]) -> Result<Vec<EventType>>;
     async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType>;
     async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>>;
 }
@@ -205,7 +211,19 @@ pub trait EndpointCatalog: Send + Sync {
         &self,
         sub: &Subscription,
         owned_endpoint: Option<&Endpoint>,
-    ) -> Result<Subscription>;
+    ) -> Result<Subscription> {
+        let mut saved = self
+            .create_subscriptions(std::slice::from_ref(sub), owned_endpoint)
+            .await?;
+        saved.pop().ok_or(StoreError::NotFound)
+    }
+    /// Creates subscriptions, all or none; with `new_endpoint`, creates that endpoint first in
+    /// the same transaction (an inline URL, or a platform's webhook with its subscriptions).
+    async fn create_subscriptions(
+        &self,
+        subs: &[Subscription],
+        new_endpoint: Option<&Endpoint>,
+    ) -> Result<Vec<Subscription>>;
     async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription>;
     async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>>;
     /// Deletes the subscription and an endpoint it owns.

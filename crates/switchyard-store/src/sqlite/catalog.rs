@@ -195,18 +195,18 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType> {
-        let (org, t) = (org.to_string(), t.clone());
+    async fn put_event_types(&self, org: &str, types: &[EventType]) -> Result<Vec<EventType>> {
+        let (org, types) = (org.to_string(), types.to_vec());
         self.write(move |ctx| {
             let now = now_ms();
-            ctx.conn
-                .prepare_cached(
-                    "INSERT INTO event_types (org_id, name, description, entity_type, schema, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
-                       entity_type = excluded.entity_type, schema = excluded.schema, updated_at = excluded.updated_at",
-                )?
-                .execute(params![
+            let mut put = ctx.conn.prepare_cached(
+                "INSERT INTO event_types (org_id, name, description, entity_type, schema, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                   entity_type = excluded.entity_type, schema = excluded.schema, updated_at = excluded.updated_at",
+            )?;
+            for t in &types {
+                put.execute(params![
                     org,
                     t.name,
                     t.description,
@@ -214,7 +214,11 @@ impl OrgCatalog for SqliteStore {
                     t.schema.as_ref().map(|s| s.to_string()),
                     now
                 ])?;
-            Ok(EventType { updated_at: now, ..t })
+            }
+            Ok(types
+                .into_iter()
+                .map(|t| EventType { updated_at: now, ..t })
+                .collect())
         })
         .await
     }

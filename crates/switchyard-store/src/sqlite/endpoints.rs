@@ -128,55 +128,64 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn create_subscription(
+    async fn create_subscriptions(
         &self,
-        sub: &Subscription,
-        owned_endpoint: Option<&Endpoint>,
-    ) -> Result<Subscription> {
-        let (sub, owned) = (sub.clone(), owned_endpoint.cloned());
+        subs: &[Subscription],
+        new_endpoint: Option<&Endpoint>,
+    ) -> Result<Vec<Subscription>> {
+        let (subs, new_ep) = (subs.to_vec(), new_endpoint.cloned());
         self.write(move |ctx| {
-            if let Some(ep) = &owned {
+            if let Some(ep) = &new_ep {
                 insert_endpoint(&ctx.conn, &ctx.key, ep)?;
             }
-            let (sql, what, name) = match &sub.target {
-                Target::Endpoint(id) => (
-                    "SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2",
-                    "endpoint",
-                    id,
-                ),
-                Target::Executor(n) => (
-                    "SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1",
-                    "executor",
-                    n,
-                ),
-            };
-            let exists: Option<i64> = ctx
-                .conn
-                .prepare_cached(sql)?
-                .query_row([&sub.org_id, name], |r| r.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::InvalidReference(format!(
-                    "{what} `{name}` does not exist"
-                )));
+            for sub in &subs {
+                let (sql, what, name) = match &sub.target {
+                    Target::Endpoint(id) => (
+                        "SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2",
+                        "endpoint",
+                        id,
+                    ),
+                    Target::Executor(n) => (
+                        "SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1",
+                        "executor",
+                        n,
+                    ),
+                };
+                let exists: Option<i64> = ctx
+                    .conn
+                    .prepare_cached(sql)?
+                    .query_row([&sub.org_id, name], |r| r.get(0))
+                    .optional()?;
+                if exists.is_none() {
+                    return Err(StoreError::InvalidReference(format!(
+                        "{what} `{name}` does not exist"
+                    )));
+                }
+                ctx.conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+                    ))?
+                    .execute(params![
+                        sub.id,
+                        sub.org_id,
+                        serde_json::to_string(&sub.event_types).unwrap_or_default(),
+                        sub.target.endpoint_id(),
+                        sub.entity_id,
+                        sub.filter.as_ref().map(|f| f.to_string()),
+                        sub.created_at,
+                        sub.target.executor(),
+                        sub.mode.as_str(),
+                    ])?;
             }
-            ctx.conn
-                .prepare_cached(&format!(
-                    "INSERT INTO subscriptions ({SUB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
-                ))?
-                .execute(params![
-                    sub.id,
-                    sub.org_id,
-                    serde_json::to_string(&sub.event_types).unwrap_or_default(),
-                    sub.target.endpoint_id(),
-                    sub.entity_id,
-                    sub.filter.as_ref().map(|f| f.to_string()),
-                    sub.created_at,
-                    sub.target.executor(),
-                    sub.mode.as_str(),
-                ])?;
-            bump_routing(&ctx.conn, &sub.org_id)?;
-            Ok(sub)
+            let orgs: std::collections::BTreeSet<&str> = subs
+                .iter()
+                .map(|s| s.org_id.as_str())
+                .chain(new_ep.iter().map(|e| e.org_id.as_str()))
+                .collect();
+            for org in orgs {
+                bump_routing(&ctx.conn, org)?;
+            }
+            Ok(subs)
         })
         .await
     }

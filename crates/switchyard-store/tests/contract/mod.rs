@@ -27,6 +27,7 @@ macro_rules! contract_tests {
             endpoints_round_trip_and_stay_in_their_org,
             publish_routes_and_is_idempotent,
             a_sync_subscription_keeps_its_mode_and_marks_its_deliveries,
+            a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole,
             schedules_are_due_once_and_move_on_only_from_where_they_were,
             claims_attempts_and_trace,
             listing_and_cursors,
@@ -330,6 +331,67 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.list_event_types("c-a").await.expect("list").len(), 1);
+}
+
+/// A platform's webhook (an endpoint and its subscriptions) and a catalog import (many event
+/// types) are each one transaction: a bad part writes nothing of the rest.
+pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(store: &dyn Store) {
+    store
+        .create_org(&Org::named("c-w", "W").expect("valid org"))
+        .await
+        .expect("org");
+    let before = store.routing("c-w").await.expect("routing").version;
+    let ep = sample_endpoint("c-w", "https://example.com/hook");
+    let subs = [
+        sample_subscription("c-w", &ep.id, &["QueueCallInConnected"]),
+        sample_subscription("c-w", &ep.id, &["QueueCallInAllocated"]),
+    ];
+    let saved = store
+        .create_subscriptions(&subs, Some(&ep))
+        .await
+        .expect("webhook");
+    assert_eq!(saved.len(), 2);
+    let routing = store.routing("c-w").await.expect("routing");
+    assert!(routing.version > before);
+    assert_eq!(routing.subscriptions.len(), 2);
+
+    let other = sample_endpoint("c-w", "https://example.com/other");
+    let bad = [
+        sample_subscription("c-w", &other.id, &["A"]),
+        sample_subscription("c-w", "ep_missing", &["B"]),
+    ];
+    assert!(matches!(
+        store.create_subscriptions(&bad, Some(&other)).await,
+        Err(StoreError::InvalidReference(_))
+    ));
+    assert!(matches!(
+        store.get_endpoint("c-w", &other.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.list_subscriptions("c-w").await.expect("list").len(),
+        2
+    );
+
+    let types: Vec<EventType> = (0..40)
+        .map(|i| EventType {
+            name: format!("T{i}"),
+            description: format!("type {i}"),
+            entity_type: Some("Queue".into()),
+            schema: Some(json!({"type": "object", "properties": {"b": {}, "a": {}}})),
+            updated_at: 0,
+        })
+        .collect();
+    store.put_event_types("c-w", &types).await.expect("import");
+    store.put_event_types("c-w", &types).await.expect("again");
+    let listed = store.list_event_types("c-w").await.expect("list");
+    assert_eq!(listed.len(), 40);
+    let t7 = store.get_event_type("c-w", "T7").await.expect("get");
+    // The schema comes back as written, its keys in their order.
+    assert_eq!(
+        t7.schema.map(|s| s.to_string()).as_deref(),
+        Some(r#"{"type":"object","properties":{"b":{},"a":{}}}"#)
+    );
 }
 
 pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
