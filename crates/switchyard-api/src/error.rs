@@ -39,6 +39,16 @@ impl ApiError {
             format!("{what} not found"),
         )
     }
+    /// A refusal of input that arrived in a platform's own field names: the message speaks of
+    /// `field` where our rule said `ours`, and a refused destination names `field` too.
+    pub fn in_field(mut self, ours: &str, field: &str) -> Self {
+        if self.message.contains(ours) {
+            self.message = self.message.replace(ours, &format!("`{field}`"));
+        } else if self.message.starts_with("destination refused") {
+            self.message = format!("`{field}`: {}", self.message);
+        }
+        self
+    }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }

@@ -61,11 +61,6 @@ async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult
             "`type` must be 1–200 characters of letters, digits and -_.:".into(),
         ));
     }
-    if e.event_type.starts_with("switchyard.") {
-        return Err(inv(
-            "types starting with `switchyard.` are reserved for events of the hub itself".into(),
-        ));
-    }
     let id = match e.id {
         Some(id) if is_valid_name(&id, 200) => id,
         Some(_) => {
@@ -91,38 +86,72 @@ async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult
             },
         },
     };
-    let mut data = e.data;
-    if let Some(schema) = s.schema_for(org, &e.event_type).await? {
+    let event = NewEvent {
+        id,
+        event_type: e.event_type,
+        timestamp,
+        entity,
+        data: e.data,
+    };
+    check_event(s, org, event, at).await
+}
+
+/// Checks what every published event must pass, however it was shaped: a type of its own
+/// (not `switchyard.…`) and data that matches the type's schema.
+pub(crate) async fn check_event(
+    s: &AppState,
+    org: &str,
+    mut event: NewEvent,
+    at: &str,
+) -> ApiResult<NewEvent> {
+    if event.event_type.starts_with("switchyard.") {
+        return Err(ApiError::invalid(format!(
+            "{at}types starting with `switchyard.` are reserved for events of the hub itself"
+        )));
+    }
+    if let Some(schema) = s.schema_for(org, &event.event_type).await? {
+        let data = std::mem::take(&mut event.data);
         // Off the async workers: a large document never stalls other requests.
         let (checked, back) = tokio::task::spawn_blocking(move || (schema.validate(&data), data))
             .await
             .map_err(|e| ApiError::internal(format!("schema validation failed: {e}")))?;
-        data = back;
+        event.data = back;
         if let Err(v) = checked {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "schema_violation",
                 format!(
                     "{at}data does not match the schema of `{}` at {}: {}",
-                    e.event_type, v.path, v.message
+                    event.event_type, v.path, v.message
                 ),
             ));
         }
     }
-    Ok(NewEvent {
-        id,
-        event_type: e.event_type,
-        timestamp,
-        entity,
-        data,
-    })
+    Ok(event)
+}
+
+/// Publishes one checked event and answers as a publish does: 202 with the event, or 502
+/// naming the synchronous targets that failed.
+pub(crate) async fn publish_one(
+    s: &AppState,
+    org: &str,
+    event: NewEvent,
+) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
+    let published = commit(s, org, vec![event]).await?;
+    let (status, error) = sync_verdict(&published);
+    let mut out = published
+        .first()
+        .map(published_out)
+        .ok_or_else(|| ApiError::internal("publish returned nothing"))?;
+    out.error = error;
+    Ok((status, Json(out)))
 }
 
 async fn commit(s: &AppState, org: &str, events: Vec<NewEvent>) -> ApiResult<Vec<Published>> {
     Ok(s.hub.publish(org, events).await?)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
             ApiError::invalid(e.to_string())
@@ -146,14 +175,7 @@ pub async fn publish(
     s.authorize(&p, &org, Role::Publisher).await?;
     let e: EventIn = parse_json(&body)?;
     let event = parse_event(&s, &org, e, "").await?;
-    let published = commit(&s, &org, vec![event]).await?;
-    let (status, error) = sync_verdict(&published);
-    let mut out = published
-        .first()
-        .map(published_out)
-        .ok_or_else(|| ApiError::internal("publish returned nothing"))?;
-    out.error = error;
-    Ok((status, Json(out)))
+    publish_one(&s, &org, event).await
 }
 
 /// Publish up to 1,000 events in one transaction: all are committed, or none.

@@ -4,6 +4,8 @@
 //! edge (`XIn` types), call the hub (or read the store), and render `XOut` types. Each
 //! resource lives in its own module with its handlers and wire types.
 
+mod catalogs;
+mod compat;
 mod deliveries;
 mod endpoints;
 mod error;
@@ -246,6 +248,8 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
     let batch_limit = (limits.max_event_bytes * 4).max(32 * 1024 * 1024);
     let publish = OpenApiRouter::new()
         .routes(routes!(events::publish, events::list))
+        .routes(routes!(compat::enreach_publish))
+        .routes(routes!(compat::enate_publish))
         .layer(DefaultBodyLimit::max(max_event));
     let batch = OpenApiRouter::new()
         .routes(routes!(events::publish_batch))
@@ -286,6 +290,13 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(schedules::presets))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::put, schedules::get, schedules::delete))
+        .routes(routes!(catalogs::list))
+        .routes(routes!(catalogs::get))
+        .routes(routes!(catalogs::import))
+        .routes(routes!(compat::enreach_create, compat::enreach_list))
+        .routes(routes!(compat::enreach_delete))
+        .routes(routes!(compat::enate_create, compat::enate_list))
+        .routes(routes!(compat::enate_delete))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .merge(publish)
         .merge(batch)

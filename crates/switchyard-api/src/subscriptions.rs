@@ -36,6 +36,21 @@ pub async fn create(
     JsonBody(body): JsonBody<SubscriptionIn>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
     s.authorize(&p, &org, Role::Admin).await?;
+    let (saved, owned) = create_from(&s, &org, body).await?;
+    let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
+    Ok((
+        StatusCode::CREATED,
+        Json(SubscriptionOut::from(saved, secret)),
+    ))
+}
+
+/// Checks and stores a subscription (with the endpoint of its inline URL, which it returns),
+/// and tells the hub its routing changed. The caller has authorized the request.
+pub(crate) async fn create_from(
+    s: &AppState,
+    org: &str,
+    body: SubscriptionIn,
+) -> ApiResult<(Subscription, Option<Endpoint>)> {
     let filter = Subscription::check_matching(&body.event_types, body.filter)?;
     let mode = match body.mode.as_deref() {
         None => Mode::Async,
@@ -95,7 +110,7 @@ pub async fn create(
                     ));
                 }
             }
-            let mut ep = Endpoint::new(&org, now_ms());
+            let mut ep = Endpoint::new(org, now_ms());
             ep.description = format!("inline URL of subscription {sub_id}");
             ep.owner_subscription = Some(sub_id.clone());
             let settings = EndpointIn {
@@ -120,7 +135,7 @@ pub async fn create(
     };
     let sub = Subscription {
         id: sub_id,
-        org_id: org.clone(),
+        org_id: org.to_string(),
         event_types: body.event_types,
         target,
         entity_id,
@@ -129,12 +144,8 @@ pub async fn create(
         created_at: now_ms(),
     };
     let saved = s.store.create_subscription(&sub, owned.as_ref()).await?;
-    s.hub.routing_changed(&org);
-    let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
-    Ok((
-        StatusCode::CREATED,
-        Json(SubscriptionOut::from(saved, secret)),
-    ))
+    s.hub.routing_changed(org);
+    Ok((saved, owned))
 }
 
 /// List subscriptions.

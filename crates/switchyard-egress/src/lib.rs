@@ -95,6 +95,9 @@ fn build(resolver: GuardedResolver, insecure: bool) -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(90))
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
+        // `Content-Type`, `X-Benemen-Event`: receivers written against a platform's example
+        // request (seed 003) sometimes compare header names as written there.
+        .http1_title_case_headers()
         .user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client configuration is static and valid")

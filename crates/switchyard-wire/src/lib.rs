@@ -2,6 +2,8 @@
 //! OpenAPI schema. The server renders these; the CLI and the console read and send the same
 //! types. No HTTP framework here: serde, utoipa and the domain types only.
 
+pub mod catalogs;
+pub mod compat;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;

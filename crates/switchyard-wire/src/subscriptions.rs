@@ -7,7 +7,7 @@ use switchyard_core::time::to_rfc3339;
 use switchyard_core::*;
 use utoipa::ToSchema;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionIn {
     /// Event type names or globs (`Ticket*`, `QueueCallIn*`, `*`).

@@ -10,6 +10,7 @@ mod input;
 mod isolation;
 mod keys;
 mod operations;
+mod platforms;
 mod policy;
 mod retention;
 mod schedules;
