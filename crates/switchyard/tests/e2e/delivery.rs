@@ -311,7 +311,7 @@ async fn enreach_and_enate_profiles_reach_their_receivers_unchanged() {
     );
     app.publish(&org, json!({"id": "85b214f2-1d27-4262-87b6-8f55b3199400", "type": "QueueCallInUserAllocated",
         "entity": {"type": "Queue", "id": "6cb31d7d-9cd9-41dc-a096-62cf31fd0281"},
-        "data": {"CallId": "9cae633f", "OrganizationId": "fd434d24", "QueueName": "Sample queue 1"}})).await;
+        "data": {"CallId": "9cae633f", "OrganizationId": "fd434d24-f685-431d-8df5-386b5d5ffa73", "QueueName": "Sample queue 1"}})).await;
     app.publish(
         &org,
         json!({"id": "p1", "type": "PacketCreated", "entity": {"type": "Packet", "id": "p-guid"},
@@ -338,7 +338,7 @@ async fn enreach_and_enate_profiles_reach_their_receivers_unchanged() {
     assert_eq!(b["EntityType"], "Queue");
     assert_eq!(b["EntityId"], "6cb31d7d-9cd9-41dc-a096-62cf31fd0281");
     assert_eq!(b["RootEntityType"], "Organization");
-    assert_eq!(b["RootEntityId"], "fd434d24");
+    assert_eq!(b["RootEntityId"], "fd434d24-f685-431d-8df5-386b5d5ffa73");
     assert_eq!(b["QueueName"], "Sample queue 1");
     let enate = got
         .iter()
