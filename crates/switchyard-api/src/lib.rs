@@ -313,6 +313,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .merge(api)
         .fallback(ops::not_found)
+        .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)
 }
 

@@ -32,6 +32,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (an embedding program); then ours
             // renders nothing, which is all we can do.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             // Histogram samples wait in buffers until they are folded in; without a scrape
             // nothing folds them, and a hub nobody scrapes would hold every sample it ever
             // took. Fold them every few seconds.
@@ -48,6 +49,107 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Every metric the hub records, with its `# HELP` line, and the build's identity.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "switchyard_build_info",
+        "Always 1; the labels say which build answers"
+    );
+    metrics::gauge!("switchyard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_counter!(
+        "switchyard_http_requests_total",
+        "API requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        "switchyard_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from a request's arrival to its answer, by method and route template"
+    );
+    describe_counter!(
+        "switchyard_events_published_total",
+        "Events committed (duplicates of an earlier id not counted)"
+    );
+    describe_counter!(
+        "switchyard_routing_reloads_total",
+        "Route tables rebuilt because an organization's routing changed"
+    );
+    describe_counter!(
+        "switchyard_sync_attempts_total",
+        "Attempts of sync subscriptions made while their publish waited, by outcome"
+    );
+    describe_counter!(
+        "switchyard_attempts_total",
+        "Delivery attempts recorded, by outcome"
+    );
+    describe_counter!(
+        "switchyard_deliveries_total",
+        "Deliveries that reached a final state, by status"
+    );
+    describe_histogram!(
+        "switchyard_attempt_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of each delivery attempt"
+    );
+    describe_counter!(
+        "switchyard_deliveries_deferred_total",
+        "Deliveries left in the store for lack of room in memory (pulled later)"
+    );
+    describe_gauge!(
+        "switchyard_recorder_backlog",
+        "Attempt results waiting to be written"
+    );
+    describe_gauge!(
+        "switchyard_engine_queued",
+        "Deliveries queued in memory across endpoints"
+    );
+    describe_gauge!(
+        "switchyard_queue_depth",
+        "Deliveries pending in the store (read at each scrape)"
+    );
+    describe_histogram!(
+        "switchyard_store_group_commit_size",
+        "Write jobs committed together in one transaction"
+    );
+    describe_counter!(
+        "switchyard_hook_calls_total",
+        "Synchronous hook calls, by outcome (cache hits included)"
+    );
+    describe_counter!(
+        "switchyard_retention_deleted_total",
+        "Rows deleted or payloads dropped by retention, by kind"
+    );
+    describe_histogram!(
+        "switchyard_schedule_delay_seconds",
+        metrics::Unit::Seconds,
+        "How late each schedule fired after its fire time"
+    );
+    describe_counter!(
+        "switchyard_schedule_fires_total",
+        "Schedule fire times, by outcome"
+    );
+}
+
+/// Counts each API request and times it, by method, route template and status.
+pub async fn track(
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!("switchyard_http_request_duration_seconds",
+        "method" => method.clone(), "route" => route.clone())
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!("switchyard_http_requests_total",
+        "method" => method, "route" => route, "status" => status)
+    .increment(1);
+    resp
 }
 
 /// Liveness: the process answers.

@@ -54,24 +54,18 @@ pub fn filter_of(filter: &Value) -> Option<(i64, String)> {
     Some((*n, value.as_str()?.to_string()))
 }
 
-/// The message an `enate` endpoint receives: the event's data as published, with `GUID` —
-/// "the Webhook GUID" — the GUID of the subscription the endpoint belongs to (the one Enate
-/// answered when the subscription was created), and `Webhook` naming the event when the data
-/// lacks it.
+/// The message an `enate` endpoint receives: the event's data as published — seed 004's
+/// message fields, nothing added — with `GUID` ("the Webhook GUID") the GUID of the
+/// subscription the endpoint belongs to, the one Enate answered when it was created.
 pub fn message(event: &Event, subscription: Option<&str>) -> Value {
-    match &event.data {
-        Value::Object(o) => {
+    match (&event.data, subscription) {
+        (Value::Object(o), Some(sub)) => {
             let mut m: Map<String, Value> = o.clone();
-            if let Some(sub) = subscription {
-                // In place when the publisher sent one, so the order stays the publisher's.
-                m.insert("GUID".into(), json!(guid(sub)));
-            }
-            if !m.contains_key("Webhook") {
-                m.insert("Webhook".into(), json!(event.event_type));
-            }
+            // In place when the publisher sent one, so the order stays the publisher's.
+            m.insert("GUID".into(), json!(guid(sub)));
             Value::Object(m)
         }
-        other => other.clone(),
+        (data, _) => data.clone(),
     }
 }
 
@@ -166,7 +160,7 @@ mod tests {
         let body = serde_json::to_string(&message(&event, Some(sub))).expect("json");
         assert_eq!(
             body,
-            r#"{"AttachmentCount":0,"GUID":"0193a1b2-c3d4-e5f6-0718-293a4b5c6d7e","PacketGUID":"p","Status":1,"Webhook":"PacketCreated"}"#
+            r#"{"AttachmentCount":0,"GUID":"0193a1b2-c3d4-e5f6-0718-293a4b5c6d7e","PacketGUID":"p","Status":1}"#
         );
     }
 

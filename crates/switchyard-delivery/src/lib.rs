@@ -10,7 +10,8 @@
 //! - **One recorder** (`recorder.rs`). Attempt results go to a single task that writes them in
 //!   batches (one store call, one commit, for many attempts) and reports what they caused (an
 //!   endpoint disabled) as [`EngineEvent`]s. The engine never publishes: whoever composes it
-//!   (the hub) listens and decides.
+//!   (the hub) listens and decides. Failed attempts are logged once per target and cause every
+//!   few minutes (`failure_log.rs`), never a line per retry.
 //! - **Event hooks** (`hooks.rs`). Deliveries to an executor run through the [`HookRunner`] the
 //!   engine is built with, on their own concurrency limit, so a slow executor never delays
 //!   webhooks.
@@ -30,6 +31,7 @@
 mod engine;
 #[cfg(test)]
 mod engine_tests;
+mod failure_log;
 mod hooks;
 pub mod http;
 mod outcome;

@@ -126,9 +126,6 @@ mod tests {
         e.data = json!({"PacketGUID": "p1", "Status": 1});
         let (body, _) = render(&ep(Profile::Enate, None), &e);
         let v: Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(
-            v,
-            json!({"PacketGUID": "p1", "Status": 1, "Webhook": "PacketCreated"})
-        );
+        assert_eq!(v, json!({"PacketGUID": "p1", "Status": 1}));
     }
 }

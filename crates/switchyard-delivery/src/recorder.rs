@@ -18,6 +18,7 @@ impl Engine {
     pub(crate) async fn recorder(self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let inner = &self.inner;
         let mut buf = Vec::with_capacity(1024);
+        let mut failures = crate::failure_log::FailureLog::default();
         while rx.recv_many(&mut buf, 4096).await > 0 {
             metrics::gauge!("switchyard_recorder_backlog").set(rx.len() as f64);
             metrics::gauge!("switchyard_engine_queued").set(
@@ -54,6 +55,7 @@ impl Engine {
                     }
                     metrics::histogram!("switchyard_attempt_duration_seconds")
                         .record(r.attempt.duration_ms / 1000.0);
+                    failures.note(r, std::time::Instant::now());
                 }
                 match inner
                     .store

@@ -1,5 +1,6 @@
 //! `api_call` executors: one HTTP request made by the hub, its JSON answer being the output.
 //!
+//! A 2xx answer with an empty body is a `null` output.
 //! GET and DELETE carry the input as a query string, POST, PUT and PATCH as a JSON body.
 //! `{{input.NAME}}` in the URL is replaced by the URL-encoded input property; `{{secret.NAME}}`
 //! in a header value by the secret. A missing secret fails the run: it is never sent as text.
@@ -98,6 +99,10 @@ pub async fn run(
             if !(200..300).contains(&status) {
                 let shown: String = text.chars().take(1024).collect();
                 return Outcome::failed(format!("the API answered {status}: {shown}"));
+            }
+            // A 2xx without a body (204, or an API that answers nothing): no output.
+            if text.trim().is_empty() {
+                return Outcome::succeeded(Value::Null);
             }
             match serde_json::from_str::<Value>(&text) {
                 Ok(v) => Outcome::succeeded(v),

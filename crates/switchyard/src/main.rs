@@ -1,5 +1,5 @@
-//! `switchyard`: the command line. `serve` runs the hub; `bench` measures it; `verify` checks
-//! a received webhook.
+//! `switchyard`: the command line. `serve` runs the hub; `send`, `tail` and `replay` talk to a
+//! running one; `bench` measures it; `verify` checks a received webhook.
 
 use clap::{Parser, Subcommand};
 use switchyard::config::{LogFormat, ServeArgs, Settings};
@@ -29,6 +29,12 @@ enum Command {
     BenchExec(bench::ExecBenchArgs),
     /// Measure scheduler accuracy: many schedules firing every second, fire time to commit.
     BenchSchedules(bench::ScheduleBenchArgs),
+    /// Publish an event to a running hub.
+    Send(switchyard::cli::SendArgs),
+    /// Print events as they arrive at a running hub.
+    Tail(switchyard::cli::TailArgs),
+    /// Send an endpoint's events of a time range again, showing the progress.
+    Replay(switchyard::cli::ReplayArgs),
     /// Check a received webhook request (headers and body) against an endpoint's `whsec_`
     /// secret or `whpk_` public key; exits 0 when valid, 1 when not, saying why.
     Verify(switchyard::verify::VerifyArgs),
@@ -53,6 +59,15 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Ends a command that talks to a hub with the exit code its outcome stands for.
+fn cli_exit(outcome: Result<(), switchyard::cli::Failure>) -> anyhow::Result<()> {
+    if let Err(f) = outcome {
+        eprintln!("error: {}", f.message());
+        std::process::exit(f.exit_code());
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,6 +126,9 @@ fn main() -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             runtime.block_on(bench::run_schedules(args))
         }
+        Command::Send(args) => cli_exit(runtime.block_on(switchyard::cli::send(args))),
+        Command::Tail(args) => cli_exit(runtime.block_on(switchyard::cli::tail(args))),
+        Command::Replay(args) => cli_exit(runtime.block_on(switchyard::cli::replay(args))),
         Command::JsWorker | Command::SandboxExec { .. } | Command::Verify(_) => Ok(()),
     }
 }

@@ -481,6 +481,17 @@ async fn api_calls_place_input_by_method_and_inject_secrets() {
         r["error"].as_str().expect("e").contains("answered 404"),
         "{r:#}"
     );
+    // A 2xx with no body at all succeeds with no output.
+    put_executor(
+        &app,
+        &org,
+        "empty",
+        json!({"type": "api_call", "method": "POST", "url": json_rx.url("/204")}),
+    )
+    .await;
+    let r = run(&app, &org, "empty", json!({"a": 1})).await;
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["output"], Value::Null, "{r:#}");
     app.stop().await;
 }
 

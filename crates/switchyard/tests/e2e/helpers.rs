@@ -374,7 +374,8 @@ impl TestReceiver {
     }
 }
 
-/// A receiver answering JSON: `{"path", "query"}` for 2xx paths, 404 for `/404`.
+/// A receiver answering JSON: `{"path", "query"}` for 2xx paths, 404 for `/404`, an empty 204
+/// for `/204`.
 pub struct JsonReceiver {
     pub addr: SocketAddr,
 }
@@ -384,6 +385,9 @@ impl JsonReceiver {
         async fn answer(uri: Uri) -> Response {
             if uri.path() == "/404" {
                 return (StatusCode::NOT_FOUND, "no such contract").into_response();
+            }
+            if uri.path() == "/204" {
+                return StatusCode::NO_CONTENT.into_response();
             }
             axum::Json(json!({"path": uri.path(), "query": uri.query().unwrap_or("")}))
                 .into_response()

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod cli;
 mod delivery;
 mod durability;
 mod egress;

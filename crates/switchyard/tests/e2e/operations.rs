@@ -47,6 +47,12 @@ async fn health_readiness_metrics_and_openapi() {
         "switchyard_deliveries_total",
         "switchyard_attempt_duration_seconds_bucket",
         "switchyard_queue_depth",
+        "# HELP switchyard_events_published_total Events committed",
+        "# HELP switchyard_http_requests_total",
+        "# TYPE switchyard_attempt_duration_seconds histogram",
+        "switchyard_build_info{version=\"",
+        "switchyard_http_requests_total{method=\"POST\",route=\"/v1/orgs/{org}/events\",status=\"202\"}",
+        "switchyard_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/orgs/{org}/events\"",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }

@@ -1,0 +1,247 @@
+//! The command line (`switchyard send|tail|replay`), the real binary against a real hub: what
+//! it prints, and the exit codes scripts rely on.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::process::Output;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn switchyard(app: &TestApp, org: &str, key: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    c.env("SWITCHYARD_URL", format!("http://{}", app.addr))
+        .env("SWITCHYARD_KEY", key)
+        .env("SWITCHYARD_ORG", org)
+        .kill_on_drop(true);
+    c
+}
+
+async fn run(app: &TestApp, org: &str, key: &str, args: &[&str]) -> Output {
+    switchyard(app, org, key)
+        .args(args)
+        .output()
+        .await
+        .expect("run the switchyard binary")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+#[tokio::test]
+async fn send_publishes_and_its_exit_code_says_how_it_went() {
+    let app = spawn_app().await;
+    let org = app.org("cli-send").await;
+    let o = &org.id;
+
+    let out = run(
+        &app,
+        o,
+        &org.publisher,
+        &[
+            "send",
+            "TicketCreated",
+            "--entity",
+            "Ticket:7",
+            "--id",
+            "t-7",
+            "--data",
+            r#"{"ticketId": 7}"#,
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "published t-7 (0 deliveries)");
+    let trace = app.trace(&org, "t-7").await;
+    assert_eq!(trace["entity"], json!({"type": "Ticket", "id": "7"}));
+    assert_eq!(trace["data"], json!({"ticketId": 7}));
+
+    // The same id again: said so; --json prints the hub's answer.
+    let out = run(
+        &app,
+        o,
+        &org.publisher,
+        &[
+            "send",
+            "TicketCreated",
+            "--entity",
+            "Ticket:7",
+            "--id",
+            "t-7",
+            "--data",
+            r#"{"ticketId": 7}"#,
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["duplicate"], true);
+    // The same id with other data: the hub refuses, naming what differs.
+    let out = run(
+        &app,
+        o,
+        &org.publisher,
+        &["send", "TicketCreated", "--id", "t-7"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("409"), "{}", text(&out.stderr));
+
+    // Data from a file.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("ticket.json");
+    std::fs::write(&file, r#"{"ticketId": 8, "subject": "Zähler"}"#).expect("write");
+    let data = format!("@{}", file.display());
+    let out = run(
+        &app,
+        o,
+        &org.publisher,
+        &["send", "TicketCreated", "--id", "t-8", "--data", &data],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(app.trace(&org, "t-8").await["data"]["subject"], "Zähler");
+
+    // 1: the hub refused (a viewer may not publish; a schema violation).
+    let out = run(&app, o, &org.viewer, &["send", "TicketCreated"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+    // 2: the command line is wrong.
+    for args in [
+        &["send", "TicketCreated", "--entity", "Ticket"][..],
+        &["send", "TicketCreated", "--data", "{not json"][..],
+        &["send", "TicketCreated", "--data", "@/no/such/file.json"][..],
+        &["send"][..],
+    ] {
+        let out = run(&app, o, &org.publisher, args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // 3: no hub there.
+    let out = switchyard(&app, o, &org.publisher)
+        .env("SWITCHYARD_URL", "http://127.0.0.1:9")
+        .args(["send", "TicketCreated"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("cannot reach the hub"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Every command has help with an example.
+    let out = run(&app, o, &org.publisher, &["send", "--help"]).await;
+    assert!(text(&out.stdout).contains("Example:"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tail_prints_matching_events_as_they_arrive() {
+    let app = spawn_app().await;
+    let org = app.org("cli-tail").await;
+    app.publish(&org, json!({"id": "before", "type": "TicketCreated"}))
+        .await;
+    let mut tail = switchyard(&app, &org.id, &org.viewer)
+        .args([
+            "tail",
+            "--type",
+            "Ticket*",
+            "--count",
+            "2",
+            "--interval-ms",
+            "100",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tail");
+    let mut lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    // Give it its first look at the hub, then publish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.publish(
+        &org,
+        json!({"id": "a", "type": "TicketCreated", "timestamp": "2018-01-01T00:00:00Z"}),
+    )
+    .await;
+    app.publish(&org, json!({"id": "b", "type": "ProfileCreated"}))
+        .await;
+    app.publish(
+        &org,
+        json!({"id": "c", "type": "TicketUpdated", "data": {"z": 1, "a": 2}}),
+    )
+    .await;
+    let mut got = vec![];
+    while got.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("tail printed in time")
+            .expect("read")
+            .expect("a line");
+        got.push(serde_json::from_str::<Value>(&line).expect("json line"));
+    }
+    // Not the one before it started; not the one of another type; in arrival order, even the
+    // one that says it happened in 2018.
+    assert_eq!(got[0]["id"], "a");
+    assert_eq!(got[1]["id"], "c");
+    let status = tokio::time::timeout(Duration::from_secs(10), tail.wait())
+        .await
+        .expect("tail ends after --count")
+        .expect("status");
+    assert!(status.success());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn replay_sends_again_and_waits_until_done() {
+    let app = spawn_app().await;
+    let org = app.org("cli-replay").await;
+    let rx = TestReceiver::start().await;
+    let ep = app
+        .endpoint(&org, json!({"url": rx.url("/r")}), &["*"])
+        .await;
+    for id in ["r1", "r2", "r3"] {
+        app.publish(&org, json!({"id": id, "type": "T"})).await;
+    }
+    rx.wait_for(3, Duration::from_secs(10)).await;
+    let ep = ep["id"].as_str().expect("id");
+    let out = run(
+        &app,
+        &org.id,
+        &org.admin,
+        &["replay", "--endpoint", ep, "--since", "1h"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("replaying 3 events"),
+        "{}",
+        text(&out.stdout)
+    );
+    // It returned when the replayed deliveries were done.
+    assert_eq!(rx.received().len(), 6);
+    assert!(text(&out.stderr).contains("3/3"), "{}", text(&out.stderr));
+    let out = run(
+        &app,
+        &org.id,
+        &org.admin,
+        &["replay", "--endpoint", ep, "--since", "yesterday"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        &app,
+        &org.id,
+        &org.admin,
+        &["replay", "--endpoint", "ep_nope", "--since", "1h"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    app.stop().await;
+}
