@@ -35,6 +35,8 @@ enum Command {
     Tail(switchyard::cli::TailArgs),
     /// Send an endpoint's events of a time range again, showing the progress.
     Replay(switchyard::cli::ReplayArgs),
+    /// Keep executors as files: `pull` a folder from a running hub, `push` it back.
+    Executors(switchyard::cli::executors::ExecutorsArgs),
     /// Check a received webhook request (headers and body) against an endpoint's `whsec_`
     /// secret or `whpk_` public key; exits 0 when valid, 1 when not, saying why.
     Verify(switchyard::verify::VerifyArgs),
@@ -129,6 +131,9 @@ fn main() -> anyhow::Result<()> {
         Command::Send(args) => cli_exit(runtime.block_on(switchyard::cli::send(args))),
         Command::Tail(args) => cli_exit(runtime.block_on(switchyard::cli::tail(args))),
         Command::Replay(args) => cli_exit(runtime.block_on(switchyard::cli::replay(args))),
+        Command::Executors(args) => {
+            cli_exit(runtime.block_on(switchyard::cli::executors::run(args)))
+        }
         Command::JsWorker | Command::SandboxExec { .. } | Command::Verify(_) => Ok(()),
     }
 }

@@ -245,3 +245,102 @@ async fn replay_sends_again_and_waits_until_done() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn executors_go_to_a_folder_and_back() {
+    let app = spawn_app().await;
+    let org = app.org("cli-executors").await;
+    let o = &org.id;
+    for (name, body) in [
+        (
+            "greet",
+            json!({"type": "code", "language": "python", "source": "def main(input, sdk):\n    return {'hi': input.get('name')}\n", "parameters": {"name": "data.name"}}),
+        ),
+        (
+            "erp",
+            json!({"type": "api_call", "method": "GET", "url": "https://erp.example.com/c/{{input.id}}", "headers": {"Authorization": "Bearer {{secret.ERP}}"}}),
+        ),
+    ] {
+        let (s, v) = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/orgs/{o}/executors/{name}"),
+                &org.admin,
+                Some(body),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let folder = dir.path().join("executors");
+    let folder_arg = folder.display().to_string();
+    let out = run(&app, o, &org.admin, &["executors", "pull", &folder_arg]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join("executors.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["greet"]["source_file"], "greet.py");
+    assert!(manifest["greet"].get("source").is_none());
+    assert_eq!(
+        manifest["greet"]["parameters"],
+        json!({"name": "data.name"})
+    );
+    assert_eq!(manifest["erp"]["type"], "api_call");
+    assert!(
+        std::fs::read_to_string(folder.join("greet.py"))
+            .expect("source")
+            .contains("def main")
+    );
+
+    // Pushed back unchanged: no new version.
+    let out = run(&app, o, &org.admin, &["executors", "push", &folder_arg]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("greet: unchanged (v1)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains("erp: unchanged (v1)"));
+
+    // An edited source and a new executor: a new version, a first one.
+    std::fs::write(
+        folder.join("greet.py"),
+        "def main(input, sdk):\n    return {'hello': input.get('name')}\n",
+    )
+    .expect("edit");
+    std::fs::write(
+        folder.join("twice.js"),
+        "function main(input) { return {n: input.n * 2}; }",
+    )
+    .expect("new");
+    let mut m = manifest.clone();
+    m["twice"] = json!({"type": "code", "language": "javascript", "source_file": "twice.js"});
+    std::fs::write(folder.join("executors.json"), m.to_string()).expect("manifest");
+    let out = run(&app, o, &org.admin, &["executors", "push", &folder_arg]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("greet: updated (v2)"), "{said}");
+    assert!(said.contains("erp: unchanged (v1)"), "{said}");
+    assert!(said.contains("twice: created (v1)"), "{said}");
+    let (_, run_out) = app
+        .post(
+            &format!("/v1/orgs/{o}/executors/twice/run"),
+            &org.admin,
+            json!({"input": {"n": 21}}),
+        )
+        .await;
+    assert_eq!(run_out["output"], json!({"n": 42}), "{run_out}");
+
+    // A file outside the folder is refused (2); a definition the hub refuses names itself (1).
+    m["twice"]["source_file"] = json!("../../etc/passwd");
+    std::fs::write(folder.join("executors.json"), m.to_string()).expect("manifest");
+    let out = run(&app, o, &org.admin, &["executors", "push", &folder_arg]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    m["twice"] = json!({"type": "code", "language": "cobol", "source_file": "twice.js"});
+    std::fs::write(folder.join("executors.json"), m.to_string()).expect("manifest");
+    let out = run(&app, o, &org.admin, &["executors", "push", &folder_arg]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("twice"), "{}", text(&out.stderr));
+    app.stop().await;
+}

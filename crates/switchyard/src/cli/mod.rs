@@ -1,9 +1,12 @@
 //! The command line against a running hub, through its API: `send` publishes an event,
 //! `tail` prints events as they arrive (polling the newest 500; a faster stream than that per
-//! interval can skip some), `replay` sends an endpoint's past events again.
+//! interval can skip some), `replay` sends an endpoint's past events again, `executors`
+//! keeps executors as files (`executors.rs`).
 //!
 //! Exit codes scripts can rely on: 0 done; 1 the hub refused the request (its error is
 //! printed); 2 the command line is wrong; 3 the hub could not be reached or failed.
+
+pub mod executors;
 
 use anyhow::Context;
 use clap::Args;

@@ -1,0 +1,220 @@
+//! `switchyard executors pull|push DIR`: an organization's executors as files in a folder —
+//! one source file per code executor and a manifest, `executors.json`, with the rest of each
+//! definition — so they live in Git and go through review and CI.
+//!
+//! `pull` writes what the hub has. `push` sends each executor of the manifest whose settings or
+//! source differ from the hub's (a new version), and leaves the rest alone; a setting the
+//! manifest leaves out takes the hub's default when the executor is pushed.
+
+use super::{Failure, Hub, HubArgs};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use switchyard_core::ids::is_valid_name;
+
+/// The manifest's file name in the folder.
+const MANIFEST: &str = "executors.json";
+/// Largest source file `push` reads.
+const MAX_SOURCE_BYTES: u64 = 1 << 20;
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecutorsArgs {
+    #[command(subcommand)]
+    pub command: ExecutorsCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ExecutorsCommand {
+    /// Write the organization's executors into a folder (sources and `executors.json`).
+    #[command(
+        after_help = "Example:\n  switchyard executors pull ./executors && git -C ./executors diff"
+    )]
+    Pull(FolderArgs),
+    /// Send the folder's executors to the hub: each one that differs becomes a new version.
+    #[command(after_help = "Example:\n  switchyard executors push ./executors")]
+    Push(FolderArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FolderArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// The folder holding `executors.json` and the sources.
+    pub dir: PathBuf,
+}
+
+/// The source file's extension for a language.
+fn extension(language: &str) -> &'static str {
+    match language {
+        "python" => "py",
+        "php" => "php",
+        "node" => "node.js",
+        _ => "js",
+    }
+}
+
+/// An executor's definition as the manifest holds it: the hub's, without the source (which
+/// goes to its own file) and without what the hub keeps for itself.
+fn manifest_entry(current: &Value, source_file: Option<&str>) -> Value {
+    let mut m = Map::new();
+    if let Some(spec) = current["spec"].as_object() {
+        for (k, v) in spec {
+            if k != "source" {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(f) = source_file {
+        m.insert("source_file".into(), json!(f));
+    }
+    for k in ["description", "parameters", "retries"] {
+        if let Some(v) = current.get(k).filter(|v| !v.is_null()) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(m)
+}
+
+pub async fn run(args: ExecutorsArgs) -> Result<(), Failure> {
+    match args.command {
+        ExecutorsCommand::Pull(f) => pull(f).await,
+        ExecutorsCommand::Push(f) => push(f).await,
+    }
+}
+
+async fn pull(args: FolderArgs) -> Result<(), Failure> {
+    let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
+    let list = hub.call(reqwest::Method::GET, "/executors", None).await?;
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", args.dir.display())))?;
+    let mut manifest = Map::new();
+    for ex in list.as_array().into_iter().flatten() {
+        let name = ex["name"].as_str().unwrap_or_default();
+        if !is_valid_name(name, 200) || name.contains(['/', '\\']) {
+            continue;
+        }
+        let source_file = match (
+            ex["spec"]["source"].as_str(),
+            ex["spec"]["language"].as_str(),
+        ) {
+            (Some(source), Some(language)) => {
+                let file = format!("{name}.{}", extension(language));
+                write(&args.dir.join(&file), source)?;
+                Some(file)
+            }
+            _ => None,
+        };
+        manifest.insert(name.to_string(), manifest_entry(ex, source_file.as_deref()));
+        if !hub.json() {
+            println!("{name}: v{}", ex["version"]);
+        }
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(manifest.clone()))
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
+    write(&args.dir.join(MANIFEST), &(text + "\n"))?;
+    if hub.json() {
+        println!("{}", Value::Object(manifest));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text)
+        .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Reads a source file named by the manifest, inside the folder and at most 1 MiB.
+fn read_source(dir: &Path, file: &str) -> Result<String, Failure> {
+    if file.contains("..") || Path::new(file).is_absolute() {
+        return Err(Failure::Usage(format!(
+            "`source_file` {file}: name a file inside the folder"
+        )));
+    }
+    let path = dir.join(file);
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(Failure::Usage(format!(
+            "{} is larger than 1 MiB",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(&path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+async fn push(args: FolderArgs) -> Result<(), Failure> {
+    let path = args.dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let manifest: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+        Failure::Usage(format!(
+            "{} is not a JSON object of executors: {e}",
+            path.display()
+        ))
+    })?;
+    let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
+    let mut report = Map::new();
+    for (name, entry) in &manifest {
+        let Some(entry) = entry.as_object() else {
+            return Err(Failure::Usage(format!(
+                "{MANIFEST}: `{name}` is not an object"
+            )));
+        };
+        let mut body = entry.clone();
+        if let Some(file) = body.remove("source_file") {
+            let file = file.as_str().ok_or_else(|| {
+                Failure::Usage(format!(
+                    "{MANIFEST}: `{name}.source_file` is not a file name"
+                ))
+            })?;
+            body.insert("source".into(), json!(read_source(&args.dir, file)?));
+        }
+        let current = match hub
+            .call(reqwest::Method::GET, &format!("/executors/{name}"), None)
+            .await
+        {
+            Ok(v) => Some(v),
+            Err(Failure::Refused(m)) if m.starts_with("404") => None,
+            Err(e) => return Err(e),
+        };
+        let same = current.as_ref().is_some_and(|c| {
+            body.iter().all(|(k, v)| match k.as_str() {
+                "description" | "parameters" | "retries" => c.get(k) == Some(v),
+                _ => c["spec"].get(k) == Some(v),
+            })
+        });
+        let outcome = if same {
+            format!(
+                "unchanged (v{})",
+                current.as_ref().map_or(json!(0), |c| c["version"].clone())
+            )
+        } else {
+            let saved = hub
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/executors/{name}"),
+                    Some(&Value::Object(body)),
+                )
+                .await
+                .map_err(|e| match e {
+                    Failure::Refused(m) => Failure::Refused(format!("{name}: {m}")),
+                    other => other,
+                })?;
+            let verb = if current.is_some() {
+                "updated"
+            } else {
+                "created"
+            };
+            format!("{verb} (v{})", saved["version"])
+        };
+        if !hub.json() {
+            println!("{name}: {outcome}");
+        }
+        report.insert(name.clone(), json!(outcome));
+    }
+    if hub.json() {
+        println!("{}", Value::Object(report));
+    }
+    Ok(())
+}
