@@ -317,10 +317,7 @@ pub async fn enreach_publish(
     Path(org): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    s.authorize(&p, &org, Role::Publisher).await?;
-    let event = enreach::published_event(parse_json(&body)?)?;
-    let event = check_event(&s, &org, event, "").await?;
-    publish_one(&s, &org, event).await
+    publish_shaped(&s, &p, &org, &body, enreach::published_event).await
 }
 
 /// Publish an Enate message (seed 004) as it is: a `PacketCreated` of its `PacketGUID`, once
@@ -334,8 +331,19 @@ pub async fn enate_publish(
     Path(org): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    s.authorize(&p, &org, Role::Publisher).await?;
-    let event = enate::published_event(parse_json(&body)?)?;
-    let event = check_event(&s, &org, event, "").await?;
-    publish_one(&s, &org, event).await
+    publish_shaped(&s, &p, &org, &body, enate::published_event).await
+}
+
+/// Publishes a body in a platform's shape: `map` makes it our event, then it is checked and
+/// published like any other.
+async fn publish_shaped(
+    s: &AppState,
+    p: &switchyard_core::Principal,
+    org: &str,
+    body: &[u8],
+    map: fn(Value) -> Result<switchyard_core::NewEvent, switchyard_core::CoreError>,
+) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
+    s.authorize(p, org, Role::Publisher).await?;
+    let event = check_event(s, org, map(parse_json(body)?)?, "").await?;
+    publish_one(s, org, event).await
 }

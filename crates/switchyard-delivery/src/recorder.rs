@@ -42,6 +42,7 @@ impl Engine {
             }
             let settled = results.len() + releases.len();
             if !results.is_empty() {
+                let now = std::time::Instant::now();
                 for r in &results {
                     let label = match r.outcome {
                         Outcome::Delivered => "delivered",
@@ -55,7 +56,7 @@ impl Engine {
                     }
                     metrics::histogram!("switchyard_attempt_duration_seconds")
                         .record(r.attempt.duration_ms / 1000.0);
-                    failures.note(r, std::time::Instant::now());
+                    failures.note(r, now);
                 }
                 match inner
                     .store

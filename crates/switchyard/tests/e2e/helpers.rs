@@ -97,6 +97,33 @@ impl TestApp {
         self.call(reqwest::Method::GET, path, key, None).await
     }
 
+    /// Posts raw JSON text and returns the status and the raw answer.
+    pub async fn post_raw(&self, path: &str, key: &str, body: &str) -> (u16, String) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send");
+        (r.status().as_u16(), r.text().await.expect("text"))
+    }
+
+    /// The trace of an event as the API's text, exactly as sent.
+    pub async fn trace_text(&self, org: &Org, id: &str) -> String {
+        self.client
+            .get(self.url(&format!("/v1/orgs/{}/events/{id}", org.id)))
+            .bearer_auth(&org.viewer)
+            .send()
+            .await
+            .expect("trace")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Creates an organization with an admin and a publisher key.
     pub async fn org(&self, id: &str) -> Org {
         let (s, _) = self

@@ -239,20 +239,6 @@ async fn bad_input_is_refused_clearly_and_nothing_is_half_stored() {
     app.stop().await;
 }
 
-/// Posts raw JSON text and returns the status and the raw answer.
-async fn post_raw(app: &TestApp, path: &str, key: &str, body: &str) -> (u16, String) {
-    let r = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send");
-    (r.status().as_u16(), r.text().await.expect("text"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_is_never_silently_changed() {
     let app = spawn_app().await;
@@ -265,7 +251,7 @@ async fn input_is_never_silently_changed() {
     let body = format!(
         r#"{{"id": "n1", "type": "Big", "data": {{"n": {big}, "f": 0.1, "one": 1.0, "neg": -0.000000000000000000001}}}}"#
     );
-    let (s, text) = post_raw(&app, &path, &org.publisher, &body).await;
+    let (s, text) = app.post_raw(&path, &org.publisher, &body).await;
     assert_eq!(s, 202, "{text}");
     // Kept exactly: in the answer, in the trace and in the webhook.
     let expect = format!(r#""n":{big}"#);
@@ -289,7 +275,7 @@ async fn input_is_never_silently_changed() {
     );
 
     // The same id with the same body: the first event. With another body: 409 naming it.
-    let (s, text) = post_raw(&app, &path, &org.publisher, &body).await;
+    let (s, text) = app.post_raw(&path, &org.publisher, &body).await;
     assert_eq!(s, 202, "{text}");
     assert!(text.contains(r#""duplicate":true"#), "{text}");
     let (s, v) = app

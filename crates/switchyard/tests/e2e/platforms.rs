@@ -208,19 +208,9 @@ impl StrictReceiver {
 }
 
 async fn post_raw(app: &TestApp, path: &str, key: &str, body: &str) -> (StatusCode, Value) {
-    let resp = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
+    let (status, text) = app.post_raw(path, key, body).await;
     (
-        status,
+        StatusCode::from_u16(status).expect("status"),
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
@@ -335,17 +325,8 @@ async fn an_enreach_receiver_written_to_seed_003_gets_exactly_the_documented_req
 
     // The trace shows the data as published too, in its order.
     let raw = app
-        .client
-        .get(app.url(&format!(
-            "/v1/orgs/{o}/events/85b214f2-1d27-4262-87b6-8f55b3199400"
-        )))
-        .bearer_auth(&org.viewer)
-        .send()
-        .await
-        .expect("trace")
-        .text()
-        .await
-        .expect("text");
+        .trace_text(&org, "85b214f2-1d27-4262-87b6-8f55b3199400")
+        .await;
     let compact = String::from_utf8_lossy(&exact).to_string();
     assert!(raw.contains(&format!("\"data\":{compact}")), "{raw}");
 
@@ -898,16 +879,7 @@ async fn the_payload_reaches_receivers_and_the_trace_as_published() {
     let sent = String::from_utf8_lossy(&got[0].body).to_string();
     assert!(sent.contains(&format!("\"data\":{data}")), "{sent}");
     let id = v["id"].as_str().expect("id");
-    let raw = app
-        .client
-        .get(app.url(&format!("/v1/orgs/{}/events/{id}", org.id)))
-        .bearer_auth(&org.viewer)
-        .send()
-        .await
-        .expect("trace")
-        .text()
-        .await
-        .expect("text");
+    let raw = app.trace_text(&org, id).await;
     assert!(raw.contains(&format!("\"data\":{data}")), "{raw}");
     app.stop().await;
 }
