@@ -8,9 +8,10 @@ use crate::subscriptions::entity_id_text;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use switchyard_core::glob::is_valid_pattern;
 use switchyard_core::ids::{is_valid_name, new_id};
 use switchyard_core::time::{now_ms, parse_rfc3339};
-use switchyard_core::{EntityRef, NewEvent, Role, Target};
+use switchyard_core::{DeliveryStatus, EntityRef, NewEvent, Role, Target};
 use switchyard_store::{EventQuery, Published};
 pub use switchyard_wire::events::*;
 
@@ -230,8 +231,9 @@ pub async fn publish_batch(
 
 /// List events, newest first.
 #[utoipa::path(get, tag = "events", path = "/v1/orgs/{org}/events",
-    params(("type" = Option<String>, Query), ("entity_id" = Option<String>, Query), ("since" = Option<String>, Query),
-           ("until" = Option<String>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    params(("type" = Option<String>, Query), ("entity_type" = Option<String>, Query), ("entity_id" = Option<String>, Query),
+           ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("status" = Option<String>, Query),
+           ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = EventPage)))]
 pub async fn list(
     State(s): State<AppState>,
@@ -258,13 +260,25 @@ pub async fn list(
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let delivery_status = q
+        .status
+        .as_deref()
+        .map(|v| {
+            DeliveryStatus::parse(v).ok_or_else(|| {
+                ApiError::bad_request("`status` is pending, delivered, failed or blocked")
+            })
+        })
+        .transpose()?;
     let query = EventQuery {
-        event_type: q.event_type,
+        event_type: type_pattern(q.event_type)?,
+        entity_type: q.entity_type,
         entity_id: q.entity_id,
         since: time(&q.since, "since")?,
         until: time(&q.until, "until")?,
         before_seq,
+        delivery_status,
         limit,
+        ..Default::default()
     };
     let events = s.store.list_events(&org, &query).await?;
     let next_cursor = if events.len() as u32 == limit {
@@ -276,6 +290,16 @@ pub async fn list(
         data: events.iter().map(EventOut::from).collect(),
         next_cursor,
     }))
+}
+
+/// A `type` filter: an exact name or a pattern with `*`.
+pub(crate) fn type_pattern(t: Option<String>) -> ApiResult<Option<String>> {
+    match t {
+        Some(t) if !is_valid_pattern(&t) => Err(ApiError::bad_request(
+            "`type` is an event type or a pattern of letters, digits, -_.: and `*`",
+        )),
+        t => Ok(t),
+    }
 }
 
 /// An event with everything that happened to it: deliveries, their attempts, runs.

@@ -20,6 +20,7 @@ mod schedules;
 mod secrets;
 mod subscriptions;
 mod sync_hooks;
+mod tail;
 
 pub use error::{ApiError, ApiResult};
 pub use ops::metrics_handle;
@@ -268,6 +269,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::health))
         .routes(routes!(subscriptions::create, subscriptions::list))
         .routes(routes!(subscriptions::get, subscriptions::delete))
+        .routes(routes!(tail::stream))
         .routes(routes!(events::trace))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get))

@@ -31,7 +31,7 @@ use switchyard_egress::Clients;
 use switchyard_exec::Runner;
 use switchyard_exec::sandbox::Isolation;
 use switchyard_store::{Store, StoreError};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +99,9 @@ struct Inner {
     schedules: ScheduleSettings,
     /// Run: wakes the scheduler when a schedule changed.
     schedule_wake: Notify,
+    /// Run: the organization of each commit on this node, for live tails
+    /// ([`Hub::published_orgs`]). Sending costs nothing when nobody listens.
+    published: broadcast::Sender<Arc<str>>,
 }
 
 impl Hub {
@@ -142,6 +145,7 @@ impl Hub {
                 hook_cache: Default::default(),
                 schedules: settings.schedules,
                 schedule_wake: Notify::new(),
+                published: broadcast::channel(256).0,
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));
@@ -151,6 +155,13 @@ impl Hub {
             t.extend([listener, retention, scheduler]);
         }
         Ok(hub)
+    }
+
+    /// Tells of each commit of new events on this node, by organization: a live tail wakes on
+    /// it and reads the store (which also holds what other nodes committed). A listener that
+    /// falls behind is told it lagged and reads the store anyway.
+    pub fn published_orgs(&self) -> broadcast::Receiver<Arc<str>> {
+        self.inner.published.subscribe()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -44,6 +44,11 @@ impl Hub {
             match outcome {
                 PublishOutcome::Committed(mut published) => {
                     metrics::counter!("switchyard_events_published_total").increment(n);
+                    if self.inner.published.receiver_count() > 0
+                        && published.iter().any(|p| !p.duplicate)
+                    {
+                        let _ = self.inner.published.send(Arc::from(org));
+                    }
                     let mut due = Vec::new();
                     let mut sync = Vec::new();
                     for (i, p) in published.iter_mut().enumerate() {

@@ -103,12 +103,18 @@ pub struct Published {
 /// Filters of the event listing.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
+    /// An exact type name, or a pattern where `*` matches any run of characters.
     pub event_type: Option<String>,
+    pub entity_type: Option<String>,
     pub entity_id: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     /// Only events with `seq` below this (pages go from newest to oldest).
     pub before_seq: Option<i64>,
+    /// Only events with `seq` above this, oldest first (how a live tail follows the log).
+    pub after_seq: Option<i64>,
+    /// Only events with at least one delivery in this status.
+    pub delivery_status: Option<DeliveryStatus>,
     pub limit: u32,
 }
 

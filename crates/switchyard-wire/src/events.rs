@@ -160,13 +160,32 @@ pub enum BatchIn {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// An exact type or a pattern (`Ticket*`).
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    pub entity_type: Option<String>,
     pub entity_id: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Only events with a delivery in this status (`pending`, `delivered`, `failed`,
+    /// `blocked`).
+    pub status: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
+}
+
+/// What a live tail follows.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// An exact type or a pattern (`Ticket*`).
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    /// Start after this stream id (an earlier message's `id:`); without it (and without a
+    /// `Last-Event-ID` header) the tail starts with the next event published.
+    pub after: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -2,6 +2,7 @@
 
 use super::queue::insert_delivery;
 use super::*;
+use switchyard_core::glob::is_glob;
 
 #[async_trait]
 impl EventLog for SqliteStore {
@@ -138,7 +139,12 @@ impl EventLog for SqliteStore {
                 sql.push_str(&format!(" AND {cond} ?{}", args.len()));
             };
             if let Some(t) = q.event_type {
-                add("type =", Box::new(t));
+                // Type patterns hold no GLOB metacharacter but `*`, which means the same.
+                let op = if is_glob(&t) { "type GLOB" } else { "type =" };
+                add(op, Box::new(t));
+            }
+            if let Some(t) = q.entity_type {
+                add("entity_type =", Box::new(t));
             }
             if let Some(e) = q.entity_id {
                 add("entity_id =", Box::new(e));
@@ -152,8 +158,20 @@ impl EventLog for SqliteStore {
             if let Some(b) = q.before_seq {
                 add("seq <", Box::new(b));
             }
+            if let Some(a) = q.after_seq {
+                add("seq >", Box::new(a));
+            }
+            if let Some(st) = q.delivery_status {
+                add(
+                    "EXISTS (SELECT 1 FROM deliveries d WHERE d.org_id = events.org_id \
+                     AND d.event_id = events.id AND d.status =",
+                    Box::new(st.as_str()),
+                );
+                sql.push(')');
+            }
+            let order = if q.after_seq.is_some() { "ASC" } else { "DESC" };
             sql.push_str(&format!(
-                " ORDER BY seq DESC LIMIT {}",
+                " ORDER BY seq {order} LIMIT {}",
                 q.limit.clamp(1, 1000)
             ));
             let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();

@@ -839,6 +839,24 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
         vec![Some(500), Some(410)]
     );
+    let with_status = |status| EventQuery {
+        limit: 10,
+        delivery_status: Some(status),
+        ..Default::default()
+    };
+    let failed = store
+        .list_events("c-d", &with_status(DeliveryStatus::Failed))
+        .await
+        .expect("list");
+    assert_eq!(
+        failed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec!["d1"]
+    );
+    let pending = store
+        .list_events("c-d", &with_status(DeliveryStatus::Pending))
+        .await
+        .expect("list");
+    assert!(pending.is_empty(), "no delivery of c-d is pending");
     assert!(
         matches!(store.trace("c-p", "d1").await, Err(StoreError::NotFound)),
         "trace is org-scoped"
@@ -901,6 +919,36 @@ pub async fn listing_and_cursors(store: &dyn Store) {
         .await
         .expect("list");
     assert_eq!(a.len(), 3);
+    let list = |q: EventQuery| async move {
+        store
+            .list_events("c-l", &EventQuery { limit: 10, ..q })
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    let glob = |t: &str| EventQuery {
+        event_type: Some(t.into()),
+        ..Default::default()
+    };
+    assert_eq!(list(glob("*")).await.len(), 5, "`*` matches every type");
+    assert_eq!(list(glob("B*")).await, vec!["l3", "l1"]);
+    let after = EventQuery {
+        after_seq: Some(page2[0].seq),
+        ..Default::default()
+    };
+    assert_eq!(
+        list(after).await,
+        vec!["l3", "l4"],
+        "after a seq, oldest first"
+    );
+    let kind = |k: &str| EventQuery {
+        entity_type: Some(k.into()),
+        ..Default::default()
+    };
+    assert_eq!(list(kind("Ticket")).await.len(), 5);
+    assert!(list(kind("Contact")).await.is_empty());
     let one = store
         .list_events(
             "c-l",

@@ -1,7 +1,7 @@
 //! The command line against a running hub, through its API: `send` publishes an event,
-//! `tail` prints events as they arrive (polling the newest 500; a faster stream than that per
-//! interval can skip some), `replay` sends an endpoint's past events again, `executors`
-//! keeps executors as files (`executors.rs`).
+//! `tail` follows the hub's live stream of events (server-sent events, resumed after a break),
+//! `replay` sends an endpoint's past events again, `executors` keeps executors as files
+//! (`executors.rs`).
 //!
 //! Exit codes scripts can rely on: 0 done; 1 the hub refused the request (its error is
 //! printed); 2 the command line is wrong; 3 the hub could not be reached or failed.
@@ -11,9 +11,7 @@ pub mod executors;
 use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
-use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
-use switchyard_core::glob::matches as glob_matches;
 
 /// Where the hub is and who is asking.
 #[derive(Args, Debug, Clone)]
@@ -67,8 +65,10 @@ pub struct Hub {
 impl Hub {
     pub fn new(args: HubArgs) -> anyhow::Result<Hub> {
         switchyard_egress::install_crypto_provider();
+        // No overall timeout on the client: a live tail stays open. Each call has its own.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("switchyard-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build an HTTP client")?;
@@ -93,6 +93,7 @@ impl Hub {
         let mut req = self
             .http
             .request(method, self.path(rest))
+            .timeout(Duration::from_secs(60))
             .bearer_auth(&self.args.key);
         if let Some(b) = body {
             req = req.json(b);
@@ -113,21 +114,47 @@ impl Hub {
         if status.is_success() {
             return Ok(v);
         }
-        let message = v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string());
-        let code = v["error"]["code"].as_str().unwrap_or("error");
-        let text = format!("{} {code}: {message}", status.as_u16());
-        if status.is_server_error() && status != reqwest::StatusCode::BAD_GATEWAY {
-            Err(Failure::Unavailable(text))
-        } else {
-            Err(Failure::Refused(text))
+        Err(failure_of(status, &v))
+    }
+
+    /// Opens a server-sent event stream; an error answer is the failure it was.
+    async fn open_stream(&self, rest: &str) -> Result<reqwest::Response, Failure> {
+        let resp = self
+            .http
+            .get(self.path(rest))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .bearer_auth(&self.args.key)
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::Unavailable(format!("cannot reach the hub at {}: {e}", self.args.url))
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
         }
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(failure_of(status, &v))
     }
 
     pub fn json(&self) -> bool {
         self.args.json
+    }
+}
+
+/// The failure an error answer is: the hub's refusal, or (a 5xx other than 502) the hub
+/// failing.
+fn failure_of(status: reqwest::StatusCode, v: &Value) -> Failure {
+    let message = v["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string());
+    let code = v["error"]["code"].as_str().unwrap_or("error");
+    let text = format!("{} {code}: {message}", status.as_u16());
+    if status.is_server_error() && status != reqwest::StatusCode::BAD_GATEWAY {
+        Failure::Unavailable(text)
+    } else {
+        Failure::Refused(text)
     }
 }
 
@@ -213,7 +240,7 @@ pub async fn send(args: SendArgs) -> Result<(), Failure> {
 /// `switchyard tail`.
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Example:\n  switchyard tail --type 'Ticket*'\n  switchyard tail --json | jq .data"
+    after_help = "Example:\n  switchyard tail --type 'Ticket*'\n  switchyard tail --json | jq .data\n  switchyard tail --after 1042   # resume after the stream id a previous tail printed"
 )]
 pub struct TailArgs {
     #[command(flatten)]
@@ -221,96 +248,200 @@ pub struct TailArgs {
     /// Only events whose type matches this name or glob (`Ticket*`).
     #[arg(long = "type")]
     pub event_type: Option<String>,
-    /// Only events about this entity id.
+    /// Only events about this entity: `TYPE:ID` (`Ticket:7`) or just the id.
     #[arg(long)]
     pub entity: Option<String>,
-    /// Also print the events of the last this many seconds before following.
-    #[arg(long, default_value_t = 0)]
-    pub backlog_s: u64,
-    /// How often to ask the hub for new events, in milliseconds.
-    #[arg(long, default_value_t = 500)]
-    pub interval_ms: u64,
+    /// Start after this stream id (printed with `--json` as `stream_id`) instead of with the
+    /// next event published.
+    #[arg(long)]
+    pub after: Option<String>,
     /// Stop after this many events (default: follow until interrupted).
     #[arg(long)]
     pub count: Option<u64>,
 }
 
-/// Ids already printed, the oldest forgotten first (the hub's newest page is what is polled).
-struct Seen {
-    ids: HashSet<String>,
-    order: VecDeque<String>,
-}
+/// Largest server-sent message a tail accepts (an event is at most a few hundred KiB).
+const MAX_SSE_MESSAGE: usize = 8 << 20;
 
-impl Seen {
-    fn insert(&mut self, id: &str) -> bool {
-        if !self.ids.insert(id.to_string()) {
-            return false;
-        }
-        self.order.push_back(id.to_string());
-        if self.order.len() > 10_000
-            && let Some(old) = self.order.pop_front()
-        {
-            self.ids.remove(&old);
-        }
-        true
-    }
-}
-
+/// `switchyard tail`: follows the hub's live stream; when the connection breaks, it connects
+/// again and resumes after the last event it printed.
 pub async fn tail(args: TailArgs) -> Result<(), Failure> {
     let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
-    // What arrived before this moment (less the backlog) is not printed.
-    let from = switchyard_core::time::now_ms() - (args.backlog_s as i64) * 1000;
-    let mut seen = Seen {
-        ids: HashSet::new(),
-        order: VecDeque::new(),
-    };
-    let mut printed = 0u64;
-    let mut query = "/events?limit=500".to_string();
-    if let Some(e) = &args.entity {
-        query.push_str(&format!("&entity_id={}", url_encode(e)));
+    let mut query = Vec::new();
+    if let Some(t) = &args.event_type {
+        query.push(format!("type={}", url_encode(t)));
     }
+    match args.entity.as_deref().map(|e| e.split_once(':')) {
+        Some(Some((kind, id))) => {
+            query.push(format!("entity_type={}", url_encode(kind)));
+            query.push(format!("entity_id={}", url_encode(id)));
+        }
+        Some(None) => query.push(format!(
+            "entity_id={}",
+            url_encode(args.entity.as_deref().unwrap_or_default())
+        )),
+        None => {}
+    }
+    let mut after = args.after.clone();
+    let mut printed = 0u64;
+    let mut connected_once = false;
     loop {
-        // The newest events, by arrival (whatever time they say they happened at).
-        let page = hub.call(reqwest::Method::GET, &query, None).await?;
-        let events = page["data"].as_array().cloned().unwrap_or_default();
-        for e in events.iter().rev() {
-            let id = e["id"].as_str().unwrap_or_default();
-            if !seen.insert(id) {
+        let mut q = query.clone();
+        if let Some(a) = &after {
+            q.push(format!("after={}", url_encode(a)));
+        }
+        let path = format!("/events/stream?{}", q.join("&"));
+        let mut resp = match hub.open_stream(&path).await {
+            Ok(r) => r,
+            // The first connection must work; later, the hub may be restarting.
+            Err(Failure::Unavailable(m)) if connected_once => {
+                eprintln!("{m}; trying again in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
-            let received = e["received_at"]
-                .as_str()
-                .and_then(switchyard_core::time::parse_rfc3339)
-                .unwrap_or(i64::MAX);
-            let ty = e["type"].as_str().unwrap_or_default();
-            if received < from
-                || args
-                    .event_type
-                    .as_deref()
-                    .is_some_and(|g| !glob_matches(g, ty))
-            {
-                continue;
-            }
-            if hub.json() {
-                println!("{e}");
-            } else {
-                let entity = match (e["entity"]["type"].as_str(), e["entity"]["id"].as_str()) {
-                    (Some(k), Some(i)) => format!(" {k}:{i}"),
-                    (None, Some(i)) => format!(" {i}"),
-                    _ => String::new(),
-                };
-                println!(
-                    "{} {ty}{entity} {id} {}",
-                    e["received_at"].as_str().unwrap_or_default(),
-                    e["data"]
-                );
-            }
-            printed += 1;
-            if args.count.is_some_and(|n| printed >= n) {
-                return Ok(());
+            Err(e) => return Err(e),
+        };
+        if !connected_once {
+            eprintln!("following the events of {} (Ctrl-C stops)", hub.args.org);
+            connected_once = true;
+        }
+        let mut parser = SseParser::default();
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) | Err(_) => break,
+            };
+            let messages = parser.push(&chunk).map_err(Failure::Unavailable)?;
+            for m in messages {
+                if m.event != "event" {
+                    continue;
+                }
+                let mut e: Value = serde_json::from_str(&m.data).map_err(|e| {
+                    Failure::Unavailable(format!("the hub sent an event that is not JSON: {e}"))
+                })?;
+                if hub.json() {
+                    e["stream_id"] = json!(m.id);
+                    println!("{e}");
+                } else {
+                    println!("{}", event_line(&e));
+                }
+                after = Some(m.id);
+                printed += 1;
+                if args.count.is_some_and(|n| printed >= n) {
+                    return Ok(());
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(args.interval_ms.max(50))).await;
+        eprintln!("the stream broke off; connecting again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One event as a line for people: when it arrived, its type, entity, id and data.
+fn event_line(e: &Value) -> String {
+    let entity = match (e["entity"]["type"].as_str(), e["entity"]["id"].as_str()) {
+        (Some(k), Some(i)) => format!(" {k}:{i}"),
+        (None, Some(i)) => format!(" {i}"),
+        _ => String::new(),
+    };
+    format!(
+        "{} {}{entity} {} {}",
+        e["received_at"].as_str().unwrap_or_default(),
+        e["type"].as_str().unwrap_or_default(),
+        e["id"].as_str().unwrap_or_default(),
+        e["data"]
+    )
+}
+
+/// One server-sent message.
+#[derive(Debug, Default, PartialEq)]
+struct SseMessage {
+    id: String,
+    event: String,
+    data: String,
+}
+
+/// Reads `text/event-stream` as it arrives in chunks (the fields this hub sends: `id`,
+/// `event`, `data`; comments are keep-alives).
+#[derive(Default)]
+struct SseParser {
+    buf: Vec<u8>,
+    current: SseMessage,
+}
+
+impl SseParser {
+    /// Takes the next chunk; returns the messages it completed.
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseMessage>, String> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                let m = std::mem::take(&mut self.current);
+                if !m.event.is_empty() || !m.data.is_empty() {
+                    out.push(m);
+                }
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => self.current.id = value.to_string(),
+                "event" => self.current.event = value.to_string(),
+                "data" => {
+                    if !self.current.data.is_empty() {
+                        self.current.data.push('\n');
+                    }
+                    self.current.data.push_str(value);
+                }
+                _ => {}
+            }
+        }
+        if self.buf.len() + self.current.data.len() > MAX_SSE_MESSAGE {
+            return Err(format!(
+                "the hub sent a message larger than {} MiB",
+                MAX_SSE_MESSAGE >> 20
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SseMessage, SseParser};
+
+    #[test]
+    fn sse_messages_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.push(b": keep-alive\n\nevent: ev").expect("ok").is_empty());
+        let got = p
+            .push(b"ent\r\nid: 7\ndata: {\"a\":\ndata: 1}\n\n")
+            .expect("ok");
+        assert_eq!(
+            got,
+            vec![SseMessage {
+                id: "7".into(),
+                event: "event".into(),
+                data: "{\"a\":\n1}".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn an_endless_line_is_refused() {
+        let mut p = SseParser::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut refused = false;
+        for _ in 0..10 {
+            if p.push(&chunk).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
     }
 }
 

@@ -149,22 +149,20 @@ async fn tail_prints_matching_events_as_they_arrive() {
     app.publish(&org, json!({"id": "before", "type": "TicketCreated"}))
         .await;
     let mut tail = switchyard(&app, &org.id, &org.viewer)
-        .args([
-            "tail",
-            "--type",
-            "Ticket*",
-            "--count",
-            "2",
-            "--interval-ms",
-            "100",
-            "--json",
-        ])
+        .args(["tail", "--type", "Ticket*", "--count", "2", "--json"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("tail");
     let mut lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
-    // Give it its first look at the hub, then publish.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut errors = BufReader::new(tail.stderr.take().expect("stderr")).lines();
+    // Publish once it says it follows the stream.
+    let said = tokio::time::timeout(Duration::from_secs(10), errors.next_line())
+        .await
+        .expect("tail connected in time")
+        .expect("read")
+        .expect("a line");
+    assert!(said.contains("following"), "{said}");
     app.publish(
         &org,
         json!({"id": "a", "type": "TicketCreated", "timestamp": "2018-01-01T00:00:00Z"}),
@@ -195,6 +193,48 @@ async fn tail_prints_matching_events_as_they_arrive() {
         .expect("tail ends after --count")
         .expect("status");
     assert!(status.success());
+
+    // Resuming after the first one's stream id gives what followed it, and with an entity
+    // filter only that entity's events.
+    app.publish(
+        &org,
+        json!({"id": "d", "type": "TicketUpdated", "entity": {"type": "Ticket", "id": "9"}}),
+    )
+    .await;
+    let after = got[0]["stream_id"].as_str().expect("stream id").to_string();
+    let out = run(
+        &app,
+        &org.id,
+        &org.viewer,
+        &["tail", "--after", &after, "--count", "2", "--json"],
+    )
+    .await;
+    let resumed: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(
+        resumed.iter().map(|e| e["id"].clone()).collect::<Vec<_>>(),
+        vec![json!("b"), json!("c")],
+        "after `a`, in order, without a type filter"
+    );
+    let out = run(
+        &app,
+        &org.id,
+        &org.viewer,
+        &[
+            "tail", "--after", "0", "--entity", "Ticket:9", "--count", "1",
+        ],
+    )
+    .await;
+    let line = text(&out.stdout);
+    assert!(line.contains("TicketUpdated Ticket:9 d"), "{line}");
+    let out = run(&app, &org.id, &org.viewer, &["tail", "--type", "bad type!"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad pattern is the hub's refusal"
+    );
     app.stop().await;
 }
 
