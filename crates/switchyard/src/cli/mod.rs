@@ -409,42 +409,6 @@ impl SseParser {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{SseMessage, SseParser};
-
-    #[test]
-    fn sse_messages_split_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(p.push(b": keep-alive\n\nevent: ev").expect("ok").is_empty());
-        let got = p
-            .push(b"ent\r\nid: 7\ndata: {\"a\":\ndata: 1}\n\n")
-            .expect("ok");
-        assert_eq!(
-            got,
-            vec![SseMessage {
-                id: "7".into(),
-                event: "event".into(),
-                data: "{\"a\":\n1}".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn an_endless_line_is_refused() {
-        let mut p = SseParser::default();
-        let chunk = vec![b'x'; 1 << 20];
-        let mut refused = false;
-        for _ in 0..10 {
-            if p.push(&chunk).is_err() {
-                refused = true;
-                break;
-            }
-        }
-        assert!(refused);
-    }
-}
-
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -600,5 +564,36 @@ mod tests {
             url_encode("2026-11-23T10:00:00.000+01:00"),
             "2026-11-23T10%3A00%3A00.000%2B01%3A00"
         );
+    }
+
+    #[test]
+    fn sse_messages_split_across_chunks() {
+        let mut p = SseParser::default();
+        assert!(p.push(b": keep-alive\n\nevent: ev").expect("ok").is_empty());
+        let got = p
+            .push(b"ent\r\nid: 7\ndata: {\"a\":\ndata: 1}\n\n")
+            .expect("ok");
+        assert_eq!(
+            got,
+            vec![SseMessage {
+                id: "7".into(),
+                event: "event".into(),
+                data: "{\"a\":\n1}".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn an_endless_line_is_refused() {
+        let mut p = SseParser::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut refused = false;
+        for _ in 0..10 {
+            if p.push(&chunk).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
     }
 }
