@@ -82,6 +82,22 @@ pub async fn get(
     Ok(Json(ExecutorOut::from(&ex)))
 }
 
+/// Every version of an executor, newest first: what each one ran and when it was saved.
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors/{name}/versions", responses((status = 200, body = Vec<ExecutorOut>)))]
+pub async fn versions(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((org, name)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<ExecutorOut>>> {
+    s.authorize(&p, &org, Role::Viewer).await?;
+    let all = s
+        .store
+        .executor_versions(&org, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    Ok(Json(all.iter().map(ExecutorOut::from).collect()))
+}
+
 /// List executors (latest versions).
 #[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors", responses((status = 200, body = Vec<ExecutorOut>)))]
 pub async fn list(

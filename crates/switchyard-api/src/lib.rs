@@ -6,6 +6,7 @@
 
 mod catalogs;
 mod compat;
+mod console;
 mod deliveries;
 mod endpoints;
 mod error;
@@ -256,6 +257,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(events::publish_batch))
         .layer(DefaultBodyLimit::max(batch_limit));
     OpenApiRouter::with_openapi(<ops::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(orgs::whoami))
         .routes(routes!(orgs::create, orgs::list))
         .routes(routes!(orgs::get, orgs::patch))
         .routes(routes!(orgs::create_key, orgs::list_keys))
@@ -276,6 +278,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::retry))
         .routes(routes!(executors::list))
         .routes(routes!(executors::put, executors::get, executors::delete))
+        .routes(routes!(executors::versions))
         .routes(routes!(runs::run))
         .routes(routes!(runs::get_run))
         .routes(routes!(secrets::list_secrets))
@@ -314,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/openapi.json", get(ops::openapi))
         .merge(api)
+        .merge(console::routes())
         .fallback(ops::not_found)
         .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)

@@ -23,6 +23,27 @@ fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
     }
 }
 
+/// The calling key: its organization and role.
+#[utoipa::path(get, tag = "orgs", path = "/v1/whoami", responses((status = 200, body = WhoAmIOut)))]
+pub async fn whoami(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<WhoAmIOut>> {
+    let org_name = match &p.org {
+        Some(org) => Some(
+            s.store
+                .get_org(org)
+                .await
+                .map_err(|e| ApiError::from_store(e, "organization"))?
+                .name,
+        ),
+        None => None,
+    };
+    Ok(Json(WhoAmIOut {
+        org: p.org,
+        org_name,
+        role: p.role.as_str().to_string(),
+        key_id: p.key_id,
+    }))
+}
+
 /// Create an organization (instance admin key).
 #[utoipa::path(post, tag = "orgs", path = "/v1/orgs", request_body = OrgIn,
     responses((status = 201, body = OrgOut), (status = 409, description = "the id is taken")))]

@@ -246,6 +246,8 @@ pub trait ExecutorCatalog: Send + Sync {
     /// The latest version.
     async fn get_executor(&self, org: &str, name: &str) -> Result<Executor>;
     async fn list_executors(&self, org: &str) -> Result<Vec<Executor>>;
+    /// Every stored version of an executor, newest first (`NotFound` if it has none).
+    async fn executor_versions(&self, org: &str, name: &str) -> Result<Vec<Executor>>;
     /// Deletes every version, and the subscriptions that run it.
     async fn delete_executor(&self, org: &str, name: &str) -> Result<()>;
     async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()>;

@@ -97,6 +97,18 @@ pub struct KeyOut {
     pub org: String,
 }
 
+/// Who a key is: what a client (the console, the CLI) needs to know before anything else.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmIOut {
+    /// The key's organization; absent for the instance admin key.
+    pub org: Option<String>,
+    /// The organization's name.
+    pub org_name: Option<String>,
+    /// `viewer`, `publisher` or `admin`.
+    pub role: String,
+    pub key_id: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct KeyInfoOut {
     pub id: String,

@@ -46,6 +46,25 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
+    async fn executor_versions(&self, org: &str, name: &str) -> Result<Vec<Executor>> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.read(move |c, _| {
+            let rows = list(
+                c,
+                &format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC"
+                ),
+                &[&org, &name],
+                executor_from_row,
+            )?;
+            if rows.is_empty() {
+                return Err(StoreError::NotFound);
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn list_executors(&self, org: &str) -> Result<Vec<Executor>> {
         let org = org.to_string();
         self.read(move |c, _| {

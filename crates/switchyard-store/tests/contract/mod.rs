@@ -1117,6 +1117,20 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     ));
     assert_eq!(store.list_executors("c-x").await.expect("list").len(), 1);
     assert!(store.list_executors("c-y").await.expect("list").is_empty());
+    let versions = store
+        .executor_versions("c-x", "double")
+        .await
+        .expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![2, 1],
+        "newest first"
+    );
+    assert_eq!(versions[1].spec, ex.spec, "each version keeps what it ran");
+    assert!(matches!(
+        store.executor_versions("c-y", "double").await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         store.delete_executor("c-y", "double").await,
         Err(StoreError::NotFound)

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod cli;
+mod console;
 mod delivery;
 mod durability;
 mod egress;
