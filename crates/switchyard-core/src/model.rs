@@ -455,6 +455,9 @@ pub struct Attempt {
     pub waited: Option<String>,
     /// For a failed attempt that will be retried: why the next one waits as long as it does.
     pub retry_reason: Option<String>,
+    /// The request's headers as sent, in order, with credentials and signatures redacted
+    /// (attempts that sent no HTTP request have none).
+    pub request_headers: Option<Vec<(String, String)>>,
 }
 
 /// What happened to an attempt, and so what the delivery becomes.

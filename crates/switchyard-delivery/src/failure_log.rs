@@ -91,6 +91,7 @@ mod tests {
                 response_body: None,
                 waited: None,
                 retry_reason: None,
+                request_headers: None,
             },
             outcome,
             disable_endpoint: None,

@@ -19,6 +19,40 @@ pub struct Response {
     pub retry_after_s: Option<u64>,
     pub duration_ms: f64,
     pub at: i64,
+    /// The headers as sent, redacted ([`redacted`]); none when no request went out.
+    pub request_headers: Option<Vec<(String, String)>>,
+}
+
+/// What the trace shows of a header value: credentials and signatures are replaced by what
+/// kind of value they were, everything else is kept. `token_header` is the endpoint's own
+/// credential header, whatever its name.
+fn redacted(name: &str, value: &str, token_header: Option<&str>) -> String {
+    let lower = name.to_ascii_lowercase();
+    if lower == "webhook-signature" {
+        // The schemes stay readable (`v1,… v1a,…`), the signatures do not.
+        return value
+            .split(' ')
+            .map(|s| format!("{},[redacted]", s.split(',').next().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let credential = token_header.is_some_and(|t| t.eq_ignore_ascii_case(name))
+        || [
+            "authorization",
+            "cookie",
+            "token",
+            "secret",
+            "key",
+            "password",
+            "auth",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+    if credential {
+        "[redacted]".to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 fn parse_retry_after(v: &str, now: i64) -> Option<u64> {
@@ -34,20 +68,21 @@ fn parse_retry_after(v: &str, now: i64) -> Option<u64> {
 /// Makes one signed request delivering `event` to `ep`, stamped (and signed) with time `at`.
 pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> Response {
     let started = Instant::now();
-    let done = |status, error: Option<String>, body, retry_after_s| Response {
+    let done = |status, error: Option<String>, body, retry_after_s, sent| Response {
         status,
         error,
         body,
         retry_after_s,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         at,
+        request_headers: sent,
     };
     let url = match reqwest::Url::parse(&ep.url) {
         Ok(u) => u,
-        Err(e) => return done(None, Some(format!("invalid URL: {e}")), None, None),
+        Err(e) => return done(None, Some(format!("invalid URL: {e}")), None, None, None),
     };
     if let Err(why) = clients.check_url(&url) {
-        return done(None, Some(why.to_string()), None, None);
+        return done(None, Some(why.to_string()), None, None, None);
     }
     let (body, headers) = crate::profile::render(ep, event);
     let ts = at / 1000;
@@ -55,15 +90,20 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
     let client = clients.client(ep.insecure_tls);
     let mut req = client
         .post(url)
-        .timeout(Duration::from_millis(u64::from(ep.timeout_ms)))
-        .header("webhook-id", &event.id)
-        .header("webhook-timestamp", ts.to_string());
+        .timeout(Duration::from_millis(u64::from(ep.timeout_ms)));
+    let mut all = Vec::with_capacity(headers.len() + 3);
+    all.push(("webhook-id".to_string(), event.id.clone()));
+    all.push(("webhook-timestamp".to_string(), ts.to_string()));
     if !signature.is_empty() {
-        req = req.header("webhook-signature", signature);
+        all.push(("webhook-signature".to_string(), signature));
     }
-    for (k, v) in headers {
+    all.extend(headers);
+    let mut shown = Vec::with_capacity(all.len());
+    for (k, v) in all {
+        shown.push((k.clone(), redacted(&k, &v, ep.token_header.as_deref())));
         req = req.header(k, v);
     }
+    let sent = Some(shown);
     let mut resp = match req.body(Bytes::from(body)).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -72,7 +112,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
             } else {
                 error_chain(&e)
             };
-            return done(None, Some(msg), None, None);
+            return done(None, Some(msg), None, None, sent);
         }
     };
     let status = resp.status().as_u16();
@@ -124,7 +164,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
     } else {
         Some(format!("receiver answered {status}"))
     };
-    done(Some(status), error, body, retry_after)
+    done(Some(status), error, body, retry_after, sent)
 }
 
 #[cfg(test)]
@@ -139,5 +179,28 @@ mod tests {
             Some(0)
         );
         assert_eq!(parse_retry_after("soon", 0), None);
+    }
+
+    #[test]
+    fn credentials_and_signatures_are_redacted() {
+        assert_eq!(
+            redacted("webhook-signature", "v1,abc= v1a,def=", None),
+            "v1,[redacted] v1a,[redacted]"
+        );
+        for name in ["Authorization", "X-Benemen-Token", "X-Api-Key", "Cookie"] {
+            assert_eq!(redacted(name, "s3cret", None), "[redacted]", "{name}");
+        }
+        assert_eq!(
+            redacted("X-Crm-Pass", "s3cret", Some("x-crm-pass")),
+            "[redacted]"
+        );
+        assert_eq!(
+            redacted("Content-Type", "application/json", None),
+            "application/json"
+        );
+        assert_eq!(
+            redacted("X-Benemen-Event", "UserCreated", None),
+            "UserCreated"
+        );
     }
 }

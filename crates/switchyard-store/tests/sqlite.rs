@@ -165,7 +165,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     }
     store.close();
     drop(store);
-    // Go back to before migration 5 (undoing what migrations 6 to 10 added), with the
+    // Go back to before migration 5 (undoing what migrations 6 to 11 added), with the
     // deliveries in place, and open again: the table rebuild runs on real rows.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
@@ -174,7 +174,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE endpoints DROP COLUMN ordering_key; ALTER TABLE endpoints DROP COLUMN on_head_failure;
          ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
          ALTER TABLE attempts DROP COLUMN endpoint_id; ALTER TABLE attempts DROP COLUMN waited;
-         ALTER TABLE attempts DROP COLUMN retry_reason;
+         ALTER TABLE attempts DROP COLUMN retry_reason; ALTER TABLE attempts DROP COLUMN request_headers;
          ALTER TABLE orgs DROP COLUMN retention_s; ALTER TABLE orgs DROP COLUMN payload_retention_s;
          ALTER TABLE events DROP COLUMN payload_dropped_at;
          DROP TABLE sync_hooks; ALTER TABLE runs DROP COLUMN hook;

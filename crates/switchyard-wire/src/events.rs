@@ -210,6 +210,11 @@ pub struct AttemptOut {
     /// For a failed attempt that will be retried: why the next one waits as long as it does
     /// (the retry schedule's step and its jitter, or the receiver's `Retry-After`).
     pub retry_reason: Option<String>,
+    /// The request's headers as sent, in order; credentials (the endpoint's token header,
+    /// `Authorization`, names with `token`, `secret`, `key`, `auth`, `password` or `cookie`) and
+    /// signatures are `[redacted]`.
+    #[schema(value_type = Option<Object>)]
+    pub request_headers: Option<serde_json::Map<String, Value>>,
 }
 
 impl From<&Attempt> for AttemptOut {
@@ -223,6 +228,11 @@ impl From<&Attempt> for AttemptOut {
             response_body: a.response_body.clone(),
             waited: a.waited.clone(),
             retry_reason: a.retry_reason.clone(),
+            request_headers: a.request_headers.as_ref().map(|hs| {
+                hs.iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect()
+            }),
         }
     }
 }

@@ -196,7 +196,7 @@ impl EventLog for SqliteStore {
             for d in deliveries {
                 let attempts = list(
                     c,
-                    "SELECT id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason FROM attempts
+                    "SELECT id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason, request_headers FROM attempts
                      WHERE delivery_id = ?1 ORDER BY at, id",
                     &[&d.id],
                     attempt_from_row,

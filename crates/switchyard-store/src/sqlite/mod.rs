@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_sync_hooks.sql"),
     include_str!("../../migrations/sqlite/0009_sync_subscriptions.sql"),
     include_str!("../../migrations/sqlite/0010_schedules.sql"),
+    include_str!("../../migrations/sqlite/0011_attempt_headers.sql"),
 ];
 
 /// A SQLite database file opened for Switchyard. Cheap to clone.

@@ -328,6 +328,12 @@ fn record_chunk(
         let mut head_failure: HashMap<String, HeadFailure> = HashMap::new();
         for res in results {
             let a = &res.attempt;
+            let headers = a
+                .request_headers
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Database(format!("attempt headers: {e}")))?;
             let (status, next) = match res.outcome {
                 Outcome::Delivered => ("delivered", None),
                 Outcome::Retry { at } => ("pending", Some(at)),
@@ -348,11 +354,11 @@ fn record_chunk(
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body,
-                       endpoint_id, waited, retry_reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                       endpoint_id, waited, retry_reason, request_headers)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?
                 .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
-                    a.response_body, res.endpoint_id, a.waited, a.retry_reason])?;
+                    a.response_body, res.endpoint_id, a.waited, a.retry_reason, headers])?;
             let Some(endpoint_id) = &res.endpoint_id else {
                 continue;
             };

@@ -274,6 +274,7 @@ pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
         response_body: r.get(6)?,
         waited: r.get(7)?,
         retry_reason: r.get(8)?,
+        request_headers: json_col_opt(r, 9, "attempt request headers")?,
     })
 }
 

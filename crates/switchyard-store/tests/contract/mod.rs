@@ -759,6 +759,10 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             response_body: Some("body".into()),
             waited: None,
             retry_reason: None,
+            request_headers: Some(vec![
+                ("webhook-id".into(), "d1".into()),
+                ("X-Crm".into(), format!("answered {code}")),
+            ]),
         },
         outcome,
         disable_endpoint: disable.map(str::to_string),
@@ -838,6 +842,16 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert_eq!(
         attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
         vec![Some(500), Some(410)]
+    );
+    assert_eq!(
+        attempts[1].request_headers.as_deref(),
+        Some(
+            &[
+                ("webhook-id".to_string(), "d1".to_string()),
+                ("X-Crm".to_string(), "answered 410".to_string())
+            ][..]
+        ),
+        "the headers as sent come back in order"
     );
     let with_status = |status| EventQuery {
         limit: 10,
@@ -1012,6 +1026,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
             response_body: None,
             waited: None,
             retry_reason: None,
+            request_headers: None,
         },
         outcome: Outcome::Failed,
         disable_endpoint: None,
@@ -1399,6 +1414,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
                 response_body: None,
                 waited: None,
                 retry_reason: None,
+                request_headers: None,
             },
             outcome: Outcome::Delivered,
             disable_endpoint: None,
@@ -1633,6 +1649,7 @@ fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
             response_body: None,
             waited: None,
             retry_reason: None,
+            request_headers: None,
         },
         outcome,
         disable_endpoint: None,

@@ -101,6 +101,8 @@ def main():
         delivery.locator("button").click()
         expect(page.locator(".card.delivery .badge")).to_have_text("delivered", timeout=10_000)
         expect(page.locator(".card.delivery tbody tr")).to_have_count(2)
+        # Each attempt's headers as sent, the signature redacted.
+        expect(page.locator(".card.delivery")).to_contain_text('"webhook-signature": "v1,[redacted]"')
         shot(page, "04-event-trace-retried")
 
         # The endpoint: its health after one failure and one success.

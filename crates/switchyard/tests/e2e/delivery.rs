@@ -360,3 +360,54 @@ async fn enreach_and_enate_profiles_reach_their_receivers_unchanged() {
     );
     app.stop().await;
 }
+
+/// The trace shows each attempt's request headers as the receiver got them, in order, with the
+/// endpoint's token, credentials and the signature redacted; nothing secret reaches the trace.
+#[tokio::test]
+async fn the_trace_shows_the_headers_as_sent_without_secrets() {
+    let app = spawn_app().await;
+    let org = app.org("headers-sent").await;
+    let rx = TestReceiver::start().await;
+    app.endpoint(
+        &org,
+        json!({"url": rx.url("/h"), "token": "tok-s3cret-value", "token_header": "X-Crm-Pass",
+               "headers": {"X-Tenant": "north", "Authorization": "Bearer s3cret-bearer"}}),
+        &["*"],
+    )
+    .await;
+    app.publish(&org, json!({"id": "hdr-1", "type": "TicketCreated"}))
+        .await;
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    let trace = app
+        .wait_trace(&org, "hdr-1", Duration::from_secs(10), |t| {
+            first_delivery_status(t) == Some("delivered")
+        })
+        .await;
+    let sent = &trace["deliveries"][0]["attempts"][0]["request_headers"];
+    assert_eq!(sent["webhook-id"], "hdr-1");
+    assert_eq!(
+        sent["webhook-timestamp"].as_str(),
+        got[0].header("webhook-timestamp").as_deref()
+    );
+    assert_eq!(sent["webhook-signature"], "v1,[redacted]");
+    assert_eq!(sent["X-Tenant"], "north");
+    let text = app.trace_text(&org, "hdr-1").await;
+    for secret in ["tok-s3cret-value", "s3cret-bearer"] {
+        assert!(!text.contains(secret), "{secret} is in the trace");
+    }
+    let names: Vec<String> = sent
+        .as_object()
+        .expect("headers")
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    for name in ["x-crm-pass", "authorization", "content-type"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    // The receiver got the real values.
+    assert_eq!(
+        got[0].header("x-crm-pass").as_deref(),
+        Some("tok-s3cret-value")
+    );
+    app.stop().await;
+}
