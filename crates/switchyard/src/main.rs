@@ -1,5 +1,5 @@
-//! `switchyard`: the command line. `serve` runs the hub; `send`, `tail` and `replay` talk to a
-//! running one; `bench` measures it; `verify` checks a received webhook.
+//! `switchyard`: the command line. `serve` runs the hub; `send`, `tail`, `replay`, `listen` and
+//! `executors` talk to a running one; `bench` measures it; `verify` checks a received webhook.
 
 use clap::{Parser, Subcommand};
 use switchyard::config::{LogFormat, ServeArgs, Settings};
@@ -35,6 +35,9 @@ enum Command {
     Tail(switchyard::cli::TailArgs),
     /// Send an endpoint's events of a time range again, showing the progress.
     Replay(switchyard::cli::ReplayArgs),
+    /// Receive the organization's events on this machine: a temporary endpoint, each delivery
+    /// printed (signature checked) and forwarded if asked; removed on exit.
+    Listen(switchyard::cli::listen::ListenArgs),
     /// Keep executors as files: `pull` a folder from a running hub, `push` it back.
     Executors(switchyard::cli::executors::ExecutorsArgs),
     /// Check a received webhook request (headers and body) against an endpoint's `whsec_`
@@ -131,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         Command::Send(args) => cli_exit(runtime.block_on(switchyard::cli::send(args))),
         Command::Tail(args) => cli_exit(runtime.block_on(switchyard::cli::tail(args))),
         Command::Replay(args) => cli_exit(runtime.block_on(switchyard::cli::replay(args))),
+        Command::Listen(args) => cli_exit(runtime.block_on(switchyard::cli::listen::listen(args))),
         Command::Executors(args) => {
             cli_exit(runtime.block_on(switchyard::cli::executors::run(args)))
         }

@@ -81,7 +81,8 @@ const TRIVIAL: &[(&str, &str)] = &[
 /// `switchyard bench-exec`: trivial executor runs, one after another, per language.
 pub async fn run_exec(args: ExecBenchArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let (hub, base, admin) = start_hub(&client).await?;
+    let hub = start_hub(&client).await?;
+    let (base, admin) = (hub.url.clone(), hub.admin_key.clone());
     let org = format!("bench-exec-{}", std::process::id());
     call(
         &client,

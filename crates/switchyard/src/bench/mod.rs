@@ -7,11 +7,11 @@
 //! latency and the hub's peak RSS. In the same run it drives the same receiver directly with the
 //! same HTTP client and no hub in between: that ceiling puts the hub's figure in proportion.
 
+use crate::local_hub::LocalHub;
 use anyhow::{Context, bail};
 use axum::http::StatusCode;
 use clap::Args;
 use serde::Serialize;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -90,19 +90,6 @@ pub struct Report {
     pub out_of_order: usize,
 }
 
-/// A hub started for the benchmark; killed when dropped.
-struct ChildHub {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for ChildHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -110,54 +97,14 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-async fn start_hub(client: &reqwest::Client) -> anyhow::Result<(ChildHub, String, String)> {
+/// A hub of this binary for the benchmark, allowed to deliver to the local receiver.
+async fn start_hub(client: &reqwest::Client) -> anyhow::Result<LocalHub> {
     start_hub_with(client, "").await
 }
 
-/// Starts a hub with `config` as its settings file.
-async fn start_hub_with(
-    client: &reqwest::Client,
-    config: &str,
-) -> anyhow::Result<(ChildHub, String, String)> {
-    let dir = tempfile::tempdir()?;
-    let config_file = dir.path().join("switchyard.toml");
-    std::fs::write(&config_file, config)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let admin = switchyard_core::crypto::generate_api_key();
-    let exe = std::env::current_exe()?;
-    let child = std::process::Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--allow-destination",
-            "127.0.0.0/8",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config_file)
-        .env("SWITCHYARD_ADMIN_KEY", &admin)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting the hub")?;
-    let hub = ChildHub { child, _dir: dir };
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if client
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok((hub, url, admin));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the hub did not become ready")
+/// The same, with `config` as its settings file.
+async fn start_hub_with(client: &reqwest::Client, config: &str) -> anyhow::Result<LocalHub> {
+    LocalHub::start(client, config, &["--allow-destination", "127.0.0.0/8"]).await
 }
 
 async fn call(
@@ -213,7 +160,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (None, u.trim_end_matches('/').to_string(), key)
         }
         None => {
-            let (h, u, k) = start_hub(&client).await?;
+            let h = start_hub(&client).await?;
+            let (u, k) = (h.url.clone(), h.admin_key.clone());
             (Some(h), u, k)
         }
     };

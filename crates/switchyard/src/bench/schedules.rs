@@ -51,7 +51,8 @@ pub async fn run_schedules(args: ScheduleBenchArgs) -> anyhow::Result<()> {
         bail!("give at least one schedule per organization");
     }
     let client = reqwest::Client::new();
-    let (hub, base, admin) = start_hub_with(&client, "[schedules]\nseconds_field = true\n").await?;
+    let hub = start_hub_with(&client, "[schedules]\nseconds_field = true\n").await?;
+    let (base, admin) = (hub.url.clone(), hub.admin_key.clone());
     let orgs: Vec<String> = (0..args.orgs)
         .map(|i| format!("bench-sched-{i}-{}", std::process::id()))
         .collect();

@@ -33,6 +33,15 @@ pub enum ExecutorsCommand {
     /// Send the folder's executors to the hub: each one that differs becomes a new version.
     #[command(after_help = "Example:\n  switchyard executors push ./executors")]
     Push(FolderArgs),
+    /// Run the folder's executors against its fixtures (`tests/EXECUTOR/CASE.json`) on a local
+    /// hub of their own, with the hub's runtime; exits 1 when a case fails.
+    #[command(after_help = "Example:\n  switchyard executors test ./executors\n\n\
+        A fixture, tests/enrich/high-priority.json:\n  \
+        {\"input\": {\"ticketId\": 7}, \"secrets\": {\"CRM_TOKEN\": \"test\"},\n   \
+        \"expect\": {\"output\": {\"priority\": \"high\"}, \"logs\": [\"ticket 7\"]}}\n\
+        `expect` may also name an `error` the run must fail with; without `expect` a case\n\
+        passes when its run succeeds.")]
+    Test(super::executors_test::TestArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -79,6 +88,7 @@ pub async fn run(args: ExecutorsArgs) -> Result<(), Failure> {
     match args.command {
         ExecutorsCommand::Pull(f) => pull(f).await,
         ExecutorsCommand::Push(f) => push(f).await,
+        ExecutorsCommand::Test(t) => super::executors_test::test(t).await,
     }
 }
 
@@ -143,8 +153,12 @@ fn read_source(dir: &Path, file: &str) -> Result<String, Failure> {
         .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
 }
 
-async fn push(args: FolderArgs) -> Result<(), Failure> {
-    let path = args.dir.join(MANIFEST);
+/// An executor of the manifest: its name and the body of its `PUT` (with its source read in).
+pub(super) type Definition = (String, Map<String, Value>);
+
+/// The manifest's executors.
+pub(super) fn read_manifest(dir: &Path) -> Result<Vec<Definition>, Failure> {
+    let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
     let manifest: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
@@ -153,9 +167,8 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
             path.display()
         ))
     })?;
-    let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
-    let mut report = Map::new();
-    for (name, entry) in &manifest {
+    let mut out = Vec::new();
+    for (name, entry) in manifest {
         let Some(entry) = entry.as_object() else {
             return Err(Failure::Usage(format!(
                 "{MANIFEST}: `{name}` is not an object"
@@ -168,8 +181,18 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
                     "{MANIFEST}: `{name}.source_file` is not a file name"
                 ))
             })?;
-            body.insert("source".into(), json!(read_source(&args.dir, file)?));
+            body.insert("source".into(), json!(read_source(dir, file)?));
         }
+        out.push((name, body));
+    }
+    Ok(out)
+}
+
+async fn push(args: FolderArgs) -> Result<(), Failure> {
+    let manifest = read_manifest(&args.dir)?;
+    let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
+    let mut report = Map::new();
+    for (name, body) in manifest {
         let current = match hub
             .call(reqwest::Method::GET, &format!("/executors/{name}"), None)
             .await

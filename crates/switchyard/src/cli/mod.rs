@@ -1,12 +1,15 @@
 //! The command line against a running hub, through its API: `send` publishes an event,
 //! `tail` follows the hub's live stream of events (server-sent events, resumed after a break),
-//! `replay` sends an endpoint's past events again, `executors` keeps executors as files
+//! `replay` sends an endpoint's past events again, `listen` receives an organization's events
+//! on this machine (`listen.rs`), `executors` keeps executors as files and tests them
 //! (`executors.rs`).
 //!
 //! Exit codes scripts can rely on: 0 done; 1 the hub refused the request (its error is
 //! printed); 2 the command line is wrong; 3 the hub could not be reached or failed.
 
 pub mod executors;
+pub mod executors_test;
+pub mod listen;
 
 use anyhow::Context;
 use clap::Args;
@@ -83,16 +86,37 @@ impl Hub {
         )
     }
 
-    /// Sends a request and returns the JSON answer of a 2xx, or the failure it was.
+    /// Sends a request about the organization (`rest` follows `/v1/orgs/ORG`) and returns
+    /// the JSON answer of a 2xx, or the failure it was.
     pub async fn call(
         &self,
         method: reqwest::Method,
         rest: &str,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
+        self.send(method, self.path(rest), body).await
+    }
+
+    /// The same for a path from the hub's root (`/v1/orgs`).
+    pub async fn call_root(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.args.url.trim_end_matches('/'));
+        self.send(method, url, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
         let mut req = self
             .http
-            .request(method, self.path(rest))
+            .request(method, url)
             .timeout(Duration::from_secs(60))
             .bearer_auth(&self.args.key);
         if let Some(b) = body {

@@ -1,4 +1,4 @@
-//! The command line (`switchyard send|tail|replay`), the real binary against a real hub: what
+//! The command line (`switchyard send|tail|replay|listen|executors`), the real binary against a real hub: what
 //! it prints, and the exit codes scripts rely on.
 
 use crate::helpers::*;
@@ -383,4 +383,279 @@ async fn executors_go_to_a_folder_and_back() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("twice"), "{}", text(&out.stderr));
     app.stop().await;
+}
+
+/// Starts `switchyard listen` with `args`; answers the child and the endpoint id its ready line
+/// names.
+async fn start_listen(
+    app: &TestApp,
+    org: &Org,
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = switchyard(app, &org.id, &org.admin)
+        .arg("listen")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("listen");
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut errors = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(15), errors.next_line())
+        .await
+        .expect("listen got ready in time")
+        .expect("read")
+        .expect("a line");
+    assert!(ready.starts_with("Ready:"), "{ready}");
+    let endpoint = ready
+        .split("(endpoint ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the endpoint id in the ready line")
+        .to_string();
+    // The rest of its standard error (the removal) is read when it ends.
+    tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
+    (child, endpoint, lines)
+}
+
+async fn endpoint_ids(app: &TestApp, org: &Org) -> Vec<String> {
+    let (_, eps) = app
+        .get(&format!("/v1/orgs/{}/endpoints", org.id), &org.admin)
+        .await;
+    eps.as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn listen_receives_verifies_forwards_and_removes_its_endpoint() {
+    let app = spawn_app().await;
+    let org = app.org("cli-listen").await;
+    let local = TestReceiver::start().await;
+    local.script([Reply::status(200), Reply::status(500), Reply::status(200)]);
+    let forward = local.url("/webhooks");
+    let (mut child, endpoint, mut lines) = start_listen(
+        &app,
+        &org,
+        &[
+            "--type",
+            "Ticket*",
+            "--forward",
+            &forward,
+            "--count",
+            "3",
+            "--json",
+        ],
+    )
+    .await;
+    let (_, ep) = app
+        .get(
+            &format!("/v1/orgs/{}/endpoints/{endpoint}", org.id),
+            &org.admin,
+        )
+        .await;
+    assert!(
+        ep["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("switchyard listen")),
+        "{ep}"
+    );
+    app.publish(&org, json!({"id": "p1", "type": "ProfileCreated"}))
+        .await;
+    for id in ["l1", "l2", "l3"] {
+        app.publish(
+            &org,
+            json!({"id": id, "type": "TicketCreated", "data": {"n": id}}),
+        )
+        .await;
+    }
+    let mut got = vec![];
+    while got.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .expect("listen printed in time")
+            .expect("read")
+            .expect("a line");
+        got.push(serde_json::from_str::<Value>(&line).expect("json line"));
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("listen ends after --count")
+        .expect("status");
+    assert!(status.success());
+
+    // Every delivery verified with the endpoint's secret, none of another type, each
+    // forwarded with its signature headers and body as received.
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|l| l["event"]["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["l1", "l2", "l3"]);
+    assert!(got.iter().all(|l| l["verified"] == true), "{got:?}");
+    let forwarded = local.received();
+    assert_eq!(forwarded.len(), 3);
+    for f in &forwarded {
+        assert_eq!(f.path, "/webhooks");
+        assert!(
+            f.header("webhook-signature")
+                .is_some_and(|s| s.starts_with("v1,"))
+        );
+        assert_eq!(f.json()["type"], "TicketCreated");
+    }
+    // The forward target's 500 is the hub's answer: the trace shows it.
+    let failed = got
+        .iter()
+        .find(|l| l["forward"]["status"] == 500)
+        .expect("one forward answered 500");
+    assert_eq!(failed["status"], 500);
+    let event = failed["event"]["id"].as_str().expect("id");
+    let trace = app.trace(&org, event).await;
+    assert_eq!(
+        trace["deliveries"][0]["attempts"][0]["status_code"], 500,
+        "{trace}"
+    );
+
+    // Gone from the hub once it stopped.
+    assert!(
+        !endpoint_ids(&app, &org).await.contains(&endpoint),
+        "the temporary endpoint is removed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn listen_cleans_up_on_sigterm_and_says_when_the_hub_may_not_reach_it() {
+    let app = spawn_app().await;
+    let org = app.org("cli-listen-term").await;
+    let (mut child, endpoint, _lines) = start_listen(&app, &org, &[]).await;
+    assert!(endpoint_ids(&app, &org).await.contains(&endpoint));
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("listen stops on SIGTERM")
+        .expect("status");
+    assert!(status.success(), "{status:?}");
+    assert!(!endpoint_ids(&app, &org).await.contains(&endpoint));
+    app.stop().await;
+
+    // A hub that may not deliver to this machine: refused (1), with what to do about it.
+    let dir = tempfile::tempdir().expect("dir");
+    let guarded = spawn_app_in(dir.path(), |s| s.allow_destinations.clear()).await;
+    let org = guarded.org("cli-listen-guarded").await;
+    let out = run(&guarded, &org.id, &org.admin, &["listen"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--allow-destination"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(endpoint_ids(&guarded, &org).await.is_empty());
+    guarded.stop().await;
+}
+
+#[tokio::test]
+async fn executors_are_tested_against_fixtures_on_a_hub_of_their_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("executors.json"),
+        json!({
+            "double": {"type": "code", "language": "javascript", "source_file": "double.js"},
+            "greet": {"type": "code", "language": "python", "source_file": "greet.py"},
+        })
+        .to_string(),
+    )
+    .expect("manifest");
+    std::fs::write(
+        d.join("double.js"),
+        "function main(input, sdk) { sdk.log('doubling', input.n); if (input.n < 0) throw new Error('negative'); return {n: input.n * 2}; }",
+    )
+    .expect("source");
+    std::fs::write(
+        d.join("greet.py"),
+        "def main(input, sdk):\n    token = sdk.secret('GREETING')\n    d = sdk.call('double', {'n': input['n']})\n    return {'text': 'hello ' + input['name'], 'signed': token == 'sesame', 'n': d['n']}\n",
+    )
+    .expect("source");
+    let case = |ex: &str, name: &str, v: Value| {
+        let dir = d.join("tests").join(ex);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(format!("{name}.json")), v.to_string()).expect("fixture");
+    };
+    case(
+        "double",
+        "positive",
+        json!({"input": {"n": 21}, "expect": {"output": {"n": 42}, "logs": ["doubling 21"]}}),
+    );
+    case(
+        "double",
+        "negative",
+        json!({"input": {"n": -1}, "expect": {"error": "negative"}}),
+    );
+    case(
+        "greet",
+        "hello",
+        json!({"input": {"n": 2, "name": "Ada"}, "secrets": {"GREETING": "sesame"},
+               "expect": {"output": {"text": "hello Ada", "signed": true, "n": 4}}}),
+    );
+    let test = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        c.args(["executors", "test"]).arg(d).args(args);
+        c
+    };
+    let out = test(&[]).output().await.expect("run");
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("PASS double/positive"), "{said}");
+    assert!(said.contains("PASS double/negative"), "{said}");
+    assert!(said.contains("PASS greet/hello"), "{said}");
+    assert!(said.contains("3 passed, 0 failed"), "{said}");
+
+    // A wrong expectation fails (1) and says what the run did.
+    case(
+        "double",
+        "wrong",
+        json!({"input": {"n": 2}, "expect": {"output": {"n": 5}}}),
+    );
+    let out = test(&["--json"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let results: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let wrong = results
+        .iter()
+        .find(|r| r["case"] == "wrong")
+        .expect("the wrong case");
+    assert_eq!(wrong["pass"], false);
+    assert!(
+        wrong["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("{\"n\":4}")),
+        "{wrong}"
+    );
+    // Only one executor's cases; a fixture of an executor the manifest lacks is a usage error.
+    let out = test(&["--executor", "greet"]).output().await.expect("run");
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("double/"));
+    case("missing", "x", json!({"input": {}}));
+    let out = test(&[]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -1,0 +1,35 @@
+# Switchyard's container image: the release binary on Debian with the interpreters its
+# executors run (Python, PHP, Node.js; JavaScript is built in).
+#
+#   docker build -t switchyard .
+#   docker run -p 8700:8700 -v switchyard-data:/data switchyard
+#
+# The first start prints the generated instance admin key to the log (`docker logs`), or set
+# SWITCHYARD_ADMIN_KEY. Probes: `/healthz` (alive) and `/readyz` (ready, with what the sandbox
+# could use). Settings are the same environment variables as for the binary (README).
+#
+# The hub runs as root inside the container so that it can put each executor run in its own
+# namespaces and drop it to a uid of its own (200000-200063). Docker's defaults refuse new
+# namespaces: `/readyz` then reports `"namespaces": false` and runs keep the other layers
+# (resource limits, own uid, Landlock, seccomp). For every layer, add
+# `--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined`.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p switchyard \
+    && cp target/release/switchyard /usr/local/bin/switchyard
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       ca-certificates python3 php-cli nodejs util-linux mount \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/bin/switchyard /usr/local/bin/switchyard
+ENV SWITCHYARD_DATA_DIR=/data \
+    SWITCHYARD_LISTEN=0.0.0.0:8700
+VOLUME /data
+EXPOSE 8700
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["switchyard"]
+CMD ["serve"]

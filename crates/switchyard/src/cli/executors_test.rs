@@ -1,0 +1,347 @@
+//! `switchyard executors test DIR`: runs a folder's executors against its fixtures on a hub of
+//! its own — this binary's `serve` in a temporary data dir, so the same runtime, sandbox, SDK
+//! and checks as in production — and says which cases pass. Nothing of it reaches a real hub.
+//!
+//! A fixture is `DIR/tests/EXECUTOR/CASE.json`:
+//! `{"input": …, "secrets": {"NAME": "value"}, "expect": {"output": …, "error": "…", "logs": ["…"]}}`.
+//! Without `expect` a case passes when its run succeeds. Cases run in name order on one hub,
+//! so what a case writes to storage the next ones see.
+
+use super::executors::read_manifest;
+use super::{Failure, Hub, HubArgs};
+use crate::local_hub::LocalHub;
+use clap::Args;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Largest fixture file read.
+const MAX_FIXTURE_BYTES: u64 = 16 << 20;
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// The folder holding `executors.json`, the sources and `tests/EXECUTOR/CASE.json`.
+    pub dir: PathBuf,
+    /// Only this executor's cases.
+    #[arg(long)]
+    pub executor: Option<String>,
+    /// CIDRs the local hub may reach although they are private (a mock API on this machine,
+    /// e.g. 127.0.0.0/8); comma-separated. Default: none, as on a hub.
+    #[arg(long = "allow-destination", value_delimiter = ',')]
+    pub allow_destinations: Vec<String>,
+    /// Print one JSON line per case instead of lines for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One fixture.
+struct Case {
+    executor: String,
+    name: String,
+    input: Value,
+    secrets: Map<String, Value>,
+    expect: Option<Value>,
+}
+
+/// The fixtures under `DIR/tests`, in name order.
+fn read_cases(dir: &Path, only: Option<&str>) -> Result<Vec<Case>, Failure> {
+    let root = dir.join("tests");
+    let listing = |d: &Path| -> Result<Vec<PathBuf>, Failure> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", d.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut cases = Vec::new();
+    for ex_dir in listing(&root)?.into_iter().filter(|p| p.is_dir()) {
+        let executor = ex_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if only.is_some_and(|o| o != executor) {
+            continue;
+        }
+        for file in listing(&ex_dir)? {
+            if file.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let name = file
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            cases.push(read_case(&file, executor.clone(), name)?);
+        }
+    }
+    Ok(cases)
+}
+
+fn read_case(file: &Path, executor: String, name: String) -> Result<Case, Failure> {
+    let bad = |why: String| Failure::Usage(format!("{}: {why}", file.display()));
+    let meta = std::fs::metadata(file).map_err(|e| bad(e.to_string()))?;
+    if meta.len() > MAX_FIXTURE_BYTES {
+        return Err(bad("larger than 16 MiB".into()));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(bad("a fixture is an object with `input`".into()));
+    };
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["input", "secrets", "expect"].contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "unknown field `{k}` (a fixture has input, secrets, expect)"
+        )));
+    }
+    let secrets = match obj.get("secrets") {
+        None => Map::new(),
+        Some(Value::Object(m)) if m.values().all(Value::is_string) => m.clone(),
+        Some(_) => return Err(bad("`secrets` maps names to strings".into())),
+    };
+    let expect = obj.get("expect").cloned();
+    if let Some(e) = &expect {
+        let ok = e.as_object().is_some_and(|m| {
+            m.keys()
+                .all(|k| ["output", "error", "logs"].contains(&k.as_str()))
+                && m.get("error").is_none_or(Value::is_string)
+                && m.get("logs")
+                    .is_none_or(|l| l.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+        });
+        if !ok {
+            return Err(bad(
+                "`expect` is {\"output\": …, \"error\": \"…\", \"logs\": [\"…\"]}".into(),
+            ));
+        }
+    }
+    Ok(Case {
+        executor,
+        name,
+        input: obj.get("input").cloned().unwrap_or(json!({})),
+        secrets,
+        expect,
+    })
+}
+
+/// What is wrong with a run, measured against the case's expectations (`None`: it passes).
+fn verdict(run: &Value, expect: Option<&Value>) -> Option<String> {
+    let failed = run["status"] != "succeeded";
+    let error = run["error"].as_str().unwrap_or_default();
+    let Some(expect) = expect else {
+        return failed.then(|| format!("the run failed: {error}"));
+    };
+    let mut wrong = Vec::new();
+    match expect.get("error").and_then(Value::as_str) {
+        Some(want) if !failed => wrong.push(format!(
+            "expected the run to fail with `{want}`, it succeeded"
+        )),
+        Some(want) if !error.contains(want) => {
+            wrong.push(format!("expected an error with `{want}`, got: {error}"))
+        }
+        None if failed => wrong.push(format!("the run failed: {error}")),
+        _ => {}
+    }
+    if let Some(want) = expect.get("output")
+        && !failed
+        && run["output"] != *want
+    {
+        wrong.push(format!("expected output {want}, got {}", run["output"]));
+    }
+    let logs: Vec<&str> = run["logs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for want in expect["logs"].as_array().into_iter().flatten() {
+        let want = want.as_str().unwrap_or_default();
+        if !logs.iter().any(|l| l.contains(want)) {
+            wrong.push(format!("no log line contains `{want}`"));
+        }
+    }
+    (!wrong.is_empty()).then(|| wrong.join("; "))
+}
+
+pub async fn test(args: TestArgs) -> Result<(), Failure> {
+    let manifest = read_manifest(&args.dir)?;
+    let cases = read_cases(&args.dir, args.executor.as_deref())?;
+    if cases.is_empty() {
+        return Err(Failure::Usage(format!(
+            "no fixtures in {}: add tests/EXECUTOR/CASE.json files",
+            args.dir.join("tests").display()
+        )));
+    }
+    let names: BTreeSet<&str> = manifest.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(c) = cases.iter().find(|c| !names.contains(c.executor.as_str())) {
+        return Err(Failure::Usage(format!(
+            "tests/{}: no executor `{}` in executors.json",
+            c.executor, c.executor
+        )));
+    }
+
+    let client = reqwest::Client::new();
+    let mut extra = Vec::new();
+    if !args.allow_destinations.is_empty() {
+        extra.push("--allow-destination".to_string());
+        extra.push(args.allow_destinations.join(","));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let local = LocalHub::start(&client, "", &extra)
+        .await
+        .map_err(|e| Failure::Unavailable(format!("cannot start a local hub: {e:#}")))?;
+    let hub = Hub::new(HubArgs {
+        url: local.url.clone(),
+        key: local.admin_key.clone(),
+        org: "local-tests".into(),
+        json: args.json,
+    })
+    .map_err(|e| Failure::Unavailable(e.to_string()))?;
+    hub.call_root(
+        reqwest::Method::POST,
+        "/v1/orgs",
+        &json!({"id": "local-tests", "name": "executors test"}),
+    )
+    .await?;
+    // Every executor, so that executors calling others find them.
+    for (name, body) in &manifest {
+        hub.call(
+            reqwest::Method::PUT,
+            &format!("/executors/{name}"),
+            Some(&Value::Object(body.clone())),
+        )
+        .await
+        .map_err(|e| match e {
+            Failure::Refused(m) => Failure::Refused(format!("executor {name}: {m}")),
+            other => other,
+        })?;
+    }
+
+    let mut set: BTreeSet<String> = BTreeSet::new();
+    let mut failed = 0;
+    for case in &cases {
+        for stale in set.iter().filter(|s| !case.secrets.contains_key(*s)) {
+            hub.call(reqwest::Method::DELETE, &format!("/secrets/{stale}"), None)
+                .await?;
+        }
+        set.clear();
+        for (k, v) in &case.secrets {
+            hub.call(
+                reqwest::Method::PUT,
+                &format!("/secrets/{k}"),
+                Some(&json!({"value": v})),
+            )
+            .await
+            .map_err(|e| {
+                Failure::Usage(format!(
+                    "{}/{}: secret {k}: {}",
+                    case.executor,
+                    case.name,
+                    e.message()
+                ))
+            })?;
+            set.insert(k.clone());
+        }
+        let run = hub
+            .call(
+                reqwest::Method::POST,
+                &format!("/executors/{}/run", case.executor),
+                Some(&json!({"input": case.input})),
+            )
+            .await?;
+        let wrong = verdict(&run, case.expect.as_ref());
+        failed += usize::from(wrong.is_some());
+        report(&args, case, &run, wrong.as_deref());
+    }
+    let total = cases.len();
+    if !args.json {
+        println!("{} passed, {failed} failed", total - failed);
+    }
+    if failed > 0 {
+        return Err(Failure::Refused(format!(
+            "{failed} of {total} cases failed"
+        )));
+    }
+    Ok(())
+}
+
+/// Prints a case's outcome; a failing one with its run's logs and standard error.
+fn report(args: &TestArgs, case: &Case, run: &Value, wrong: Option<&str>) {
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "executor": case.executor, "case": case.name, "pass": wrong.is_none(),
+                "why": wrong, "run": run,
+            })
+        );
+        return;
+    }
+    let ms = run["duration_ms"].as_f64().unwrap_or_default();
+    let Some(why) = wrong else {
+        println!("PASS {}/{} ({ms:.0} ms)", case.executor, case.name);
+        return;
+    };
+    println!("FAIL {}/{} ({ms:.0} ms): {why}", case.executor, case.name);
+    for l in run["logs"].as_array().into_iter().flatten() {
+        println!("  log: {}", l.as_str().unwrap_or_default());
+    }
+    let stderr = run["stderr"].as_str().unwrap_or_default();
+    if !stderr.is_empty() {
+        println!(
+            "  stderr: {}",
+            stderr.trim_end().replace('\n', "\n          ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_expectations() {
+        let ok = json!({"status": "succeeded", "output": {"n": 2}, "logs": ["hello 2"]});
+        let bad = json!({"status": "failed", "error": "exception: boom", "logs": []});
+        assert_eq!(verdict(&ok, None), None);
+        assert!(verdict(&bad, None).is_some());
+        assert_eq!(verdict(&ok, Some(&json!({"output": {"n": 2}}))), None);
+        assert!(verdict(&ok, Some(&json!({"output": {"n": 3}}))).is_some());
+        assert_eq!(verdict(&ok, Some(&json!({"logs": ["hello"]}))), None);
+        assert!(verdict(&ok, Some(&json!({"logs": ["bye"]}))).is_some());
+        assert_eq!(verdict(&bad, Some(&json!({"error": "boom"}))), None);
+        assert!(verdict(&bad, Some(&json!({"error": "other"}))).is_some());
+        assert!(verdict(&ok, Some(&json!({"error": "boom"}))).is_some());
+    }
+
+    #[test]
+    fn fixtures_are_checked_when_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path().join("tests").join("double");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("b.json"), r#"{"input": {"n": 1}}"#).expect("write");
+        std::fs::write(
+            d.join("a.json"),
+            r#"{"input": {"n": 2}, "expect": {"output": 4}}"#,
+        )
+        .expect("write");
+        std::fs::write(d.join("notes.txt"), "ignored").expect("write");
+        let cases = read_cases(dir.path(), None).expect("cases");
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(
+            read_cases(dir.path(), Some("other"))
+                .expect("none")
+                .is_empty()
+        );
+        std::fs::write(d.join("c.json"), r#"{"inptu": {}}"#).expect("write");
+        assert!(matches!(
+            read_cases(dir.path(), None),
+            Err(Failure::Usage(_))
+        ));
+        std::fs::write(d.join("c.json"), r#"{"expect": {"logs": "x"}}"#).expect("write");
+        assert!(matches!(
+            read_cases(dir.path(), None),
+            Err(Failure::Usage(_))
+        ));
+    }
+}
