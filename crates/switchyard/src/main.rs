@@ -19,15 +19,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub (API, delivery engine) until SIGINT or SIGTERM.
+    #[command(after_help = "Example:\n  switchyard serve\n  \
+        SWITCHYARD_ADMIN_KEY=sy_admin_demo switchyard serve --allow-destination 127.0.0.0/8\n  \
+        switchyard serve --config /etc/switchyard.toml --data-dir /var/lib/switchyard")]
     Serve(ServeArgs),
     /// Replace the instance admin key of a data dir by a new one and print it (offline
     /// recovery when the key is lost; restart a running hub afterwards).
+    #[command(after_help = "Example:\n  switchyard reset-admin-key --data-dir /var/lib/switchyard")]
     ResetAdminKey(ServeArgs),
     /// Measure publish and delivery throughput and latency against a local receiver.
+    #[command(
+        after_help = "Example:\n  switchyard bench --events 20000 --concurrency 32\n  \
+        switchyard bench --batch 50 --payload-bytes 4000 --json\n  \
+        switchyard bench --ordered-keys 20 --backlog 200000"
+    )]
     Bench(bench::BenchArgs),
     /// Measure trivial executor runs per language (JavaScript, Node.js, Python, PHP).
+    #[command(
+        after_help = "Example:\n  switchyard bench-exec --runs 200 --languages javascript,python --hooks"
+    )]
     BenchExec(bench::ExecBenchArgs),
     /// Measure scheduler accuracy: many schedules firing every second, fire time to commit.
+    #[command(
+        after_help = "Example:\n  switchyard bench-schedules --schedules 1000 --orgs 10 --seconds 30"
+    )]
     BenchSchedules(bench::ScheduleBenchArgs),
     /// Publish an event to a running hub.
     Send(switchyard::cli::SendArgs),
@@ -38,10 +53,17 @@ enum Command {
     /// Receive the organization's events on this machine: a temporary endpoint, each delivery
     /// printed (signature checked) and forwarded if asked; removed on exit.
     Listen(switchyard::cli::listen::ListenArgs),
-    /// Keep executors as files: `pull` a folder from a running hub, `push` it back.
+    /// Keep executors as files: `pull` a folder from a running hub, `push` it back, `test` it
+    /// against fixtures on a local hub.
+    #[command(after_help = "Example:\n  switchyard executors pull ./executors\n  \
+        switchyard executors test ./executors && switchyard executors push ./executors")]
     Executors(switchyard::cli::executors::ExecutorsArgs),
     /// Check a received webhook request (headers and body) against an endpoint's `whsec_`
     /// secret or `whpk_` public key; exits 0 when valid, 1 when not, saying why.
+    #[command(
+        after_help = "Example:\n  switchyard verify --key whsec_… --body body.json \\\n    \
+        -H 'webhook-id: msg_1' -H 'webhook-timestamp: 1700000000' -H 'webhook-signature: v1,…'"
+    )]
     Verify(switchyard::verify::VerifyArgs),
     /// Internal: run JavaScript executors for a hub (started by the hub itself).
     #[command(hide = true)]

@@ -659,3 +659,46 @@ async fn executors_are_tested_against_fixtures_on_a_hub_of_their_own() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn every_command_says_how_to_use_it_with_an_example() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}");
+        text(&out.stdout)
+    };
+    // The subcommands each `--help` lists, down to the leaves.
+    let commands = |h: &str| -> Vec<String> {
+        h.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .filter(|c| c != "help")
+            .collect()
+    };
+    let top = commands(&help(&[]));
+    assert!(top.len() >= 10, "{top:?}");
+    let mut checked = 0;
+    for c in &top {
+        let h = help(&[c]);
+        assert!(
+            h.contains("Example"),
+            "`switchyard {c} --help` shows no example"
+        );
+        for sub in commands(&h) {
+            let h = help(&[c, &sub]);
+            assert!(
+                h.contains("Example"),
+                "`switchyard {c} {sub} --help` shows no example"
+            );
+            checked += 1;
+        }
+        checked += 1;
+    }
+    assert!(checked >= 14, "{checked}");
+}
