@@ -170,10 +170,11 @@ fn filter_object_type(v: Option<&Value>) -> ApiResult<Option<i64>> {
 }
 
 fn enate_out(sub: &Subscription, ep: &Endpoint, show_values: bool) -> EnateSubscriptionOut {
-    let (object_type, object_guid) = match sub.filter.as_ref().and_then(enate::filter_of) {
-        Some((t, g)) => (Some(t), Some(g)),
-        None => (None, None),
-    };
+    let (object_type, object_guid) =
+        match sub.filter.as_ref().and_then(|f| enate::filter_of(f.doc())) {
+            Some((t, g)) => (Some(t), Some(g)),
+            None => (None, None),
+        };
     let header = ep.headers.iter().next();
     EnateSubscriptionOut {
         guid: guid(&sub.id),

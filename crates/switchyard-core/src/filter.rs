@@ -23,6 +23,48 @@ fn err(at: &str, message: impl Into<String>) -> FilterError {
     }
 }
 
+/// A subscription's filter: the document as given — what is stored and shown — and its parsed
+/// form, which routing evaluates. It exists only once the document parsed, so a subscription
+/// never holds a filter that cannot match.
+#[derive(Debug, Clone)]
+pub struct SubscriptionFilter {
+    doc: Value,
+    parsed: Filter,
+}
+
+impl SubscriptionFilter {
+    /// Parses `doc` (a JSON object).
+    pub fn parse(doc: Value) -> Result<SubscriptionFilter, FilterError> {
+        let parsed = Filter::parse(&doc)?;
+        Ok(SubscriptionFilter { doc, parsed })
+    }
+
+    /// The document as given.
+    pub fn doc(&self) -> &Value {
+        &self.doc
+    }
+
+    pub fn into_doc(self) -> Value {
+        self.doc
+    }
+
+    /// The parsed form.
+    pub fn filter(&self) -> &Filter {
+        &self.parsed
+    }
+
+    pub fn matches(&self, envelope: &Value) -> bool {
+        self.parsed.matches(envelope)
+    }
+}
+
+/// Two filters are the same when their documents are.
+impl PartialEq for SubscriptionFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.doc == other.doc
+    }
+}
+
 /// A parsed filter, ready to evaluate.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {

@@ -303,8 +303,8 @@ pub struct Subscription {
     pub event_types: Vec<String>,
     pub target: Target,
     pub entity_id: Option<String>,
-    /// The filter document as given (parsed again into [`crate::filter::Filter`] when routing).
-    pub filter: Option<Value>,
+    /// The filter, as given and parsed.
+    pub filter: Option<crate::filter::SubscriptionFilter>,
     /// Whether the publish waits for this subscription's target.
     pub mode: Mode,
     pub created_at: i64,
@@ -361,12 +361,12 @@ pub struct SyncOutcome {
 
 impl Subscription {
     /// Checks what a subscription matches: 1–100 event type names or patterns, and a filter
-    /// that parses (`null` is none). Returns the filter to store. The target's existence is the
+    /// that parses (`null` is none). Returns the parsed filter. The target's existence is the
     /// store's to check.
     pub fn check_matching(
         event_types: &[String],
         filter: Option<Value>,
-    ) -> Result<Option<Value>, crate::CoreError> {
+    ) -> Result<Option<crate::filter::SubscriptionFilter>, crate::CoreError> {
         use crate::CoreError;
         if event_types.is_empty() || event_types.len() > 100 {
             return Err(CoreError::invalid(
@@ -381,11 +381,10 @@ impl Subscription {
                 "`{bad}` is not a valid event type or pattern"
             )));
         }
-        let filter = filter.filter(|f| !f.is_null());
-        if let Some(f) = &filter {
-            crate::filter::Filter::parse(f)?;
-        }
-        Ok(filter)
+        Ok(filter
+            .filter(|f| !f.is_null())
+            .map(crate::filter::SubscriptionFilter::parse)
+            .transpose()?)
     }
 }
 

@@ -6,7 +6,7 @@
 //! hash map, so the cost of routing an event does not grow with the number of subscriptions to
 //! other types; only glob patterns (`Ticket*`, `*`) are scanned.
 
-use crate::filter::Filter;
+use crate::filter::SubscriptionFilter;
 use crate::glob;
 use crate::model::{Mode, NewEvent, Subscription, Target as Destination};
 use crate::ordering::OrderingKey;
@@ -19,7 +19,7 @@ struct Route {
     target: Destination,
     sync: bool,
     entity_id: Option<String>,
-    filter: Option<Filter>,
+    filter: Option<SubscriptionFilter>,
 }
 
 /// The subscriptions of one organization, indexed by event type.
@@ -46,8 +46,7 @@ pub struct Target {
 
 impl RouteTable {
     /// Builds the table from subscriptions whose endpoints are enabled and the ordering keys of
-    /// the ordered endpoints among them. A stored filter that no longer parses (it was checked
-    /// on write) matches nothing rather than everything.
+    /// the ordered endpoints among them.
     pub fn new(
         subs: impl IntoIterator<Item = Subscription>,
         ordered: HashMap<String, OrderingKey>,
@@ -57,20 +56,13 @@ impl RouteTable {
             ..RouteTable::default()
         };
         for s in subs {
-            let filter = match &s.filter {
-                None => None,
-                Some(doc) => match Filter::parse(doc) {
-                    Ok(f) => Some(f),
-                    Err(_) => continue,
-                },
-            };
             let idx = t.routes.len();
             t.routes.push(Route {
                 subscription_id: s.id,
                 target: s.target,
                 sync: s.mode == Mode::Sync,
                 entity_id: s.entity_id,
-                filter,
+                filter: s.filter,
             });
             for p in s.event_types {
                 if glob::is_glob(&p) {
@@ -163,7 +155,7 @@ mod tests {
             event_types: types.iter().map(|s| s.to_string()).collect(),
             target: Destination::Endpoint(ep.into()),
             entity_id: entity.map(str::to_string),
-            filter,
+            filter: filter.map(|f| SubscriptionFilter::parse(f).expect("a valid filter")),
             mode: Mode::Async,
             created_at: 0,
         }

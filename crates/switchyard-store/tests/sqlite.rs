@@ -144,6 +144,17 @@ async fn a_corrupt_row_is_an_error_never_a_default() {
         .await
         .is_err()
     );
+    // A filter that no longer parses is as corrupt: never a subscription that matches
+    // everything, or nothing.
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute(
+        "UPDATE subscriptions SET event_types = '[\"T\"]', filter = '{\"data.n\": {\"$regex\": 1}}'",
+        [],
+    )
+    .expect("damage");
+    drop(raw);
+    let err = store.list_subscriptions("o").await.unwrap_err();
+    assert!(err.to_string().contains("filter"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

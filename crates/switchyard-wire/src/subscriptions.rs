@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use switchyard_core::filter::SubscriptionFilter;
 use switchyard_core::time::to_rfc3339;
 use switchyard_core::*;
 use utoipa::ToSchema;
@@ -67,7 +68,7 @@ impl SubscriptionOut {
             endpoint_id: s.target.endpoint_id().map(str::to_string),
             executor: s.target.executor().map(str::to_string),
             entity_id: s.entity_id,
-            filter: s.filter,
+            filter: s.filter.map(SubscriptionFilter::into_doc),
             mode: s.mode.as_str().into(),
             secret,
             created_at: to_rfc3339(s.created_at),

@@ -171,7 +171,7 @@ impl EndpointCatalog for SqliteStore {
                         serde_json::to_string(&sub.event_types).unwrap_or_default(),
                         sub.target.endpoint_id(),
                         sub.entity_id,
-                        sub.filter.as_ref().map(|f| f.to_string()),
+                        sub.filter.as_ref().map(|f| f.doc().to_string()),
                         sub.created_at,
                         sub.target.executor(),
                         sub.mode.as_str(),

@@ -2,6 +2,7 @@
 //! column, never a default; and the encryption of endpoint secrets on the way in.
 
 use super::*;
+use switchyard_core::filter::SubscriptionFilter;
 use switchyard_core::ordering::{HeadFailure, OrderingKey};
 
 pub(super) const ORG_COLS: &str = "id, name, created_at, retention_s, payload_retention_s";
@@ -195,7 +196,11 @@ pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
         event_types: json_col(r, 2, "event types")?,
         target: target_from_columns(r.get(3)?, r.get(7)?)?,
         entity_id: r.get(4)?,
-        filter: json_col_opt(r, 5, "filter")?,
+        filter: json_col_opt::<Value>(r, 5, "filter")?
+            .map(|doc| {
+                SubscriptionFilter::parse(doc).map_err(|e| corrupt(5, "filter", &e.to_string()))
+            })
+            .transpose()?,
         mode: {
             let m: String = r.get(8)?;
             Mode::parse(&m).ok_or_else(|| corrupt(8, "subscription mode", &m))?
