@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use switchyard_core::endpoint::Change;
 use switchyard_core::enreach::{SubscriptionSpec, guid, id_from_guid};
-use switchyard_core::ids::new_id;
+use switchyard_core::ids::{EndpointId, new_id};
 use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Mode, Profile, Role, Subscription, Target, enate, enreach};
 pub use switchyard_wire::compat::*;
@@ -32,7 +32,7 @@ fn enreach_out(ep: &Endpoint, subs: &[&Subscription]) -> EnreachConfigOut {
             endpoint: ep.url.clone(),
             insecure_ssl: ep.insecure_tls,
             secret_set: ep.token.is_some(),
-            endpoint_id: ep.id.clone(),
+            endpoint_id: ep.id.to_string(),
         },
         subscriptions: subs
             .iter()
@@ -121,7 +121,7 @@ pub async fn enreach_list(
         .map(|ep| {
             let mine: Vec<&Subscription> = subs
                 .iter()
-                .filter(|x| x.target.endpoint_id() == Some(ep.id.as_str()))
+                .filter(|x| x.target.endpoint_id() == Some(&ep.id))
                 .collect();
             enreach_out(ep, &mine)
         })
@@ -137,7 +137,8 @@ pub async fn enreach_delete(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     s.authorize(&p, &org, Role::Admin).await?;
-    let id = our_id("ep", &id);
+    let id = EndpointId::parse(&our_id("ep", &id))
+        .ok_or_else(|| ApiError::not_found("Enreach webhook"))?;
     let ep = s
         .store
         .get_endpoint(&org, &id)
@@ -191,7 +192,7 @@ fn enate_out(sub: &Subscription, ep: &Endpoint, show_values: bool) -> EnateSubsc
             }
         }),
         subscription_id: sub.id.clone(),
-        endpoint_id: ep.id.clone(),
+        endpoint_id: ep.id.to_string(),
     }
 }
 
@@ -254,7 +255,7 @@ pub async fn enate_list(
 ) -> ApiResult<Json<Vec<EnateSubscriptionOut>>> {
     s.authorize(&p, &org, Role::Viewer).await?;
     let show = p.may(&org, Role::Admin);
-    let eps: HashMap<String, Endpoint> = s
+    let eps: HashMap<EndpointId, Endpoint> = s
         .store
         .list_endpoints(&org)
         .await?

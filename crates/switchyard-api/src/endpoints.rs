@@ -1,7 +1,7 @@
 //! Endpoints: where and how webhooks are sent, their signing secrets, rotation and replay.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, endpoint_id};
 use crate::extract::{Auth, JsonBody, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -46,7 +46,7 @@ pub async fn list(
 
 async fn load(s: &AppState, org: &str, id: &str) -> ApiResult<Endpoint> {
     s.store
-        .get_endpoint(org, id)
+        .get_endpoint(org, &endpoint_id(id)?)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))
 }
@@ -94,7 +94,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     s.authorize(&p, &org, Role::Admin).await?;
     s.store
-        .delete_endpoint(&org, &id)
+        .delete_endpoint(&org, &endpoint_id(&id)?)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
     s.hub.endpoint_changed(&org, &id);

@@ -217,3 +217,8 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// An endpoint id from a path or a body: one of another shape names no endpoint (404).
+pub fn endpoint_id(id: &str) -> ApiResult<switchyard_core::ids::EndpointId> {
+    switchyard_core::ids::EndpointId::parse(id).ok_or_else(|| ApiError::not_found("endpoint"))
+}

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 use switchyard_core::endpoint::Change;
-use switchyard_core::ids::new_id;
+use switchyard_core::ids::{EndpointId, new_id};
 use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Mode, Role, Subscription, Target};
 pub use switchyard_wire::subscriptions::*;
@@ -95,7 +95,9 @@ pub(crate) async fn create_from(
                     "delivery settings belong to the endpoint; with `endpoint_id` change them there",
                 ));
             }
-            (Target::Endpoint(ep), None)
+            let id = EndpointId::parse(&ep)
+                .ok_or_else(|| ApiError::invalid(format!("endpoint `{ep}` does not exist")))?;
+            (Target::Endpoint(id), None)
         }
         (None, Some(url), None) => {
             let mut headers = body.headers.unwrap_or_default();

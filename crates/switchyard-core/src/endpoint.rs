@@ -4,7 +4,6 @@
 
 use crate::egress::EgressPolicy;
 use crate::error::CoreError;
-use crate::ids::new_id;
 use crate::model::{Endpoint, KeyedSecret, Profile};
 use crate::ordering::{HeadFailure, Ordering, OrderingKey};
 use crate::signing::{Scheme, SigningSecret};
@@ -56,7 +55,7 @@ impl Endpoint {
     /// A fresh endpoint of `org` with the defaults and a generated secret, before changes.
     pub fn new(org: &str, now: i64) -> Endpoint {
         Endpoint {
-            id: new_id("ep"),
+            id: crate::ids::EndpointId::generate(),
             org_id: org.to_string(),
             url: String::new(),
             description: String::new(),

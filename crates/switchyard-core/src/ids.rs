@@ -25,6 +25,119 @@ pub fn is_valid_name(s: &str, max: usize) -> bool {
         && s.bytes().any(|b| b.is_ascii_alphanumeric())
 }
 
+/// Declares an id kind: a newtype over its text that derefs to `&str` (so it reads like one)
+/// but is not one (so one kind is never passed where another is expected). `generate` makes a
+/// new one with the kind's prefix; `parse` checks one given from outside — the prefix, then
+/// 32 lower-case hex digits — so a malformed id is refused before any look-up.
+macro_rules! id_kind {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix before `_` of every id of this kind.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id: the prefix and a time-ordered UUID.
+            pub fn generate() -> $name {
+                $name(new_id($prefix))
+            }
+
+            /// An id given from outside, if it has this kind's shape.
+            pub fn parse(s: &str) -> Option<$name> {
+                has_shape(s, $prefix).then(|| $name(s.to_string()))
+            }
+
+            /// An id read back from where this hub stored it (trusted: it was made here or
+            /// checked when it came in; older rows may predate the shape check).
+            pub fn stored(s: String) -> $name {
+                $name(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+/// Whether `s` is `PREFIX_` followed by 32 lower-case hex digits (what [`new_id`] makes).
+fn has_shape(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('_'))
+        .is_some_and(|hex| {
+            hex.len() == 32
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+id_kind!(
+    /// An endpoint's id (`ep_…`).
+    EndpointId,
+    "ep"
+);
+id_kind!(
+    /// A subscription's id (`sub_…`).
+    SubscriptionId,
+    "sub"
+);
+id_kind!(
+    /// A delivery's id (`dlv_…`).
+    DeliveryId,
+    "dlv"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +160,32 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_ne!(a, b);
         assert!(a < b, "{a} should sort before {b}");
+    }
+
+    #[test]
+    fn typed_ids_have_their_kinds_shape() {
+        let ep = EndpointId::generate();
+        assert!(ep.starts_with("ep_"));
+        assert_eq!(EndpointId::parse(&ep), Some(ep.clone()));
+        assert_eq!(ep, *ep.as_str());
+        for bad in [
+            "",
+            "ep_",
+            "sub_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "ep_0193AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "ep_0193aaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "ep_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "ep-0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "ep_../../etc/passwd_aaaaaaaaaaaaaa",
+        ] {
+            assert_eq!(EndpointId::parse(bad), None, "{bad:?}");
+        }
+        assert!(SubscriptionId::parse(&SubscriptionId::generate()).is_some());
+        assert_eq!(
+            serde_json::to_string(&ep).expect("json"),
+            format!("\"{ep}\""),
+            "an id is its text on the wire"
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub struct KeyedSecret {
 /// A delivery destination and how to call it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
-    pub id: String,
+    pub id: crate::ids::EndpointId,
     pub org_id: String,
     pub url: String,
     pub description: String,
@@ -268,12 +268,12 @@ impl Endpoint {
 /// Where a subscription sends events: a webhook endpoint, or an executor (an event hook).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
-    Endpoint(String),
+    Endpoint(crate::ids::EndpointId),
     Executor(String),
 }
 
 impl Target {
-    pub fn endpoint_id(&self) -> Option<&str> {
+    pub fn endpoint_id(&self) -> Option<&crate::ids::EndpointId> {
         match self {
             Target::Endpoint(id) => Some(id),
             Target::Executor(_) => None,
@@ -288,7 +288,7 @@ impl Target {
     /// From the two nullable columns that store it.
     pub fn from_columns(endpoint_id: Option<String>, executor: Option<String>) -> Option<Target> {
         match (endpoint_id, executor) {
-            (Some(e), None) => Some(Target::Endpoint(e)),
+            (Some(e), None) => Some(Target::Endpoint(crate::ids::EndpointId::stored(e))),
             (None, Some(x)) => Some(Target::Executor(x)),
             _ => None,
         }
@@ -477,7 +477,7 @@ pub struct AttemptResult {
     /// The delivery's organization: every write the result causes is scoped to it.
     pub org_id: String,
     /// The endpoint the attempt went to (`None` for event hooks).
-    pub endpoint_id: Option<String>,
+    pub endpoint_id: Option<crate::ids::EndpointId>,
     pub delivery_id: String,
     pub attempt: Attempt,
     pub outcome: Outcome,
@@ -489,14 +489,14 @@ pub struct AttemptResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisabledEndpoint {
     pub org_id: String,
-    pub endpoint_id: String,
+    pub endpoint_id: crate::ids::EndpointId,
 }
 
 /// An endpoint named with its organization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EndpointRef {
     pub org_id: String,
-    pub endpoint_id: String,
+    pub endpoint_id: crate::ids::EndpointId,
 }
 
 /// A delivery that is due, with what the engine needs to make the attempt.

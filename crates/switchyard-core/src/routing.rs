@@ -8,6 +8,7 @@
 
 use crate::filter::SubscriptionFilter;
 use crate::glob;
+use crate::ids::EndpointId;
 use crate::model::{Mode, NewEvent, Subscription, Target as Destination};
 use crate::ordering::OrderingKey;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ pub struct RouteTable {
     globs: Vec<(String, usize)>,
     routes: Vec<Route>,
     /// What each ordered endpoint orders by.
-    ordered: HashMap<String, OrderingKey>,
+    ordered: HashMap<EndpointId, OrderingKey>,
 }
 
 /// Where one event goes: the subscription and its endpoint or executor, and for an ordered
@@ -49,7 +50,7 @@ impl RouteTable {
     /// the ordered endpoints among them.
     pub fn new(
         subs: impl IntoIterator<Item = Subscription>,
-        ordered: HashMap<String, OrderingKey>,
+        ordered: HashMap<EndpointId, OrderingKey>,
     ) -> RouteTable {
         let mut t = RouteTable {
             ordered,
@@ -153,7 +154,7 @@ mod tests {
             id: id.into(),
             org_id: "o".into(),
             event_types: types.iter().map(|s| s.to_string()).collect(),
-            target: Destination::Endpoint(ep.into()),
+            target: Destination::Endpoint(EndpointId::stored(ep.into())),
             entity_id: entity.map(str::to_string),
             filter: filter.map(|f| SubscriptionFilter::parse(f).expect("a valid filter")),
             mode: Mode::Async,
@@ -190,7 +191,7 @@ mod tests {
                 sub("s4", "ep1", &["Ticket*"], None, None),
                 sub("s5", "ep5", &["QueueCallIn*"], None, None),
             ],
-            HashMap::from([("ep2".to_string(), OrderingKey::Entity)]),
+            HashMap::from([(EndpointId::stored("ep2".into()), OrderingKey::Entity)]),
         );
         let ids = |e: &NewEvent| {
             t.route(e)
@@ -224,8 +225,8 @@ mod tests {
         let t = RouteTable::new(
             vec![sync, sub("s2", "ep2", &["Ticket*"], None, None)],
             HashMap::from([
-                ("ep1".to_string(), OrderingKey::Entity),
-                ("ep2".to_string(), OrderingKey::Entity),
+                (EndpointId::stored("ep1".into()), OrderingKey::Entity),
+                (EndpointId::stored("ep2".into()), OrderingKey::Entity),
             ]),
         );
         let routed = t.route(&ev("TicketUpdated", "7", json!({})));

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::health::DisablePolicy;
 use switchyard_core::hooks::HookRunner;
+use switchyard_core::ids::EndpointId;
 use switchyard_core::routing::Target as Route;
 use switchyard_core::time::{Clock, SystemClock};
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Target};
@@ -85,7 +86,10 @@ impl EngineConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineEvent {
     /// An attempt disabled this endpoint (the receiver answered 410 Gone).
-    EndpointDisabled { org_id: String, endpoint_id: String },
+    EndpointDisabled {
+        org_id: String,
+        endpoint_id: EndpointId,
+    },
 }
 
 /// Room in memory taken for the deliveries of one publish before it commits
@@ -93,7 +97,7 @@ pub enum EngineEvent {
 /// it is given back ([`Engine::unreserve`]).
 #[derive(Default)]
 pub struct Reserved {
-    endpoints: HashMap<String, (Arc<Shared>, usize)>,
+    endpoints: HashMap<EndpointId, (Arc<Shared>, usize)>,
     hooks: usize,
     /// Endpoints left without room: their deliveries are stored due, for them to pull.
     overflow: Vec<EndpointRef>,
@@ -121,9 +125,9 @@ pub(crate) struct Inner {
     /// Run: event hooks handed over and waiting for a hook slot.
     pub(crate) hooks_waiting: AtomicUsize,
     /// Run: per-endpoint queues, made on first use and removed by their idle worker.
-    pub(crate) slots: Mutex<HashMap<String, Slot>>,
+    pub(crate) slots: Mutex<HashMap<EndpointId, Slot>>,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
-    pub(crate) configs: Mutex<HashMap<String, (Arc<Endpoint>, Instant)>>,
+    pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: feeds the recorder. Shutdown: the last message is a flush.
     pub(crate) recorder: mpsc::UnboundedSender<Msg>,
     /// Run: where [`EngineEvent`]s go.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchyard_core::crypto::MasterKey;
 use switchyard_core::egress::EgressPolicy;
-use switchyard_core::ids::new_id;
+use switchyard_core::ids::{EndpointId, new_id};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::time::{Clock, ManualClock, now_ms};
 use switchyard_core::*;
@@ -45,7 +45,7 @@ struct Rig {
     engine: Engine,
     clock: Arc<ManualClock>,
     events: mpsc::UnboundedReceiver<EngineEvent>,
-    endpoint: String,
+    endpoint: EndpointId,
     _dir: tempfile::TempDir,
 }
 

@@ -33,7 +33,10 @@ impl FailureLog {
         if matches!(r.outcome, Outcome::Delivered) {
             return;
         }
-        let target = r.endpoint_id.clone().unwrap_or_else(|| "event hook".into());
+        let target = r
+            .endpoint_id
+            .as_ref()
+            .map_or_else(|| "event hook".to_string(), ToString::to_string);
         let cause = cause(r);
         let key = (format!("{}/{target}", r.org_id), cause.clone());
         if self.seen.len() >= MAX_KEYS && !self.seen.contains_key(&key) {
@@ -75,11 +78,12 @@ impl FailureLog {
 mod tests {
     use super::*;
     use switchyard_core::Attempt;
+    use switchyard_core::ids::EndpointId;
 
     fn result(endpoint: &str, status: u16, outcome: Outcome) -> AttemptResult {
         AttemptResult {
             org_id: "o".into(),
-            endpoint_id: Some(endpoint.into()),
+            endpoint_id: Some(EndpointId::stored(endpoint.into())),
             delivery_id: "dlv_1".into(),
             attempt: Attempt {
                 id: "att_1".into(),

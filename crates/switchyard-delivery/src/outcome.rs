@@ -123,7 +123,7 @@ pub(crate) fn without_request(
 ) -> AttemptResult {
     AttemptResult {
         org_id: job.org_id.clone(),
-        endpoint_id: job.target.endpoint_id().map(str::to_string),
+        endpoint_id: job.target.endpoint_id().cloned(),
         delivery_id: job.delivery_id.clone(),
         attempt: Attempt {
             id: new_id("att"),

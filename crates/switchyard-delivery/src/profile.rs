@@ -51,7 +51,7 @@ mod tests {
 
     fn ep(profile: Profile, token: Option<&str>) -> Endpoint {
         Endpoint {
-            id: "ep_1".into(),
+            id: switchyard_core::ids::EndpointId::generate(),
             org_id: "o".into(),
             url: "https://x".into(),
             description: String::new(),

@@ -68,7 +68,7 @@ impl Engine {
                             self.endpoint_changed(&d.endpoint_id);
                             tracing::warn!(
                                 org = d.org_id,
-                                endpoint_id = d.endpoint_id,
+                                endpoint_id = %d.endpoint_id,
                                 "endpoint disabled"
                             );
                             let _ = inner.events.send(EngineEvent::EndpointDisabled {

@@ -12,6 +12,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_core::ids::EndpointId;
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Outcome};
 use switchyard_store::StoreError;
 use tokio::sync::{Notify, mpsc};
@@ -142,7 +143,7 @@ impl Engine {
     pub(crate) async fn endpoint_config(
         &self,
         org: &str,
-        id: &str,
+        id: &EndpointId,
     ) -> Result<Arc<Endpoint>, StoreError> {
         let ttl = self.inner.config.endpoint_cache_ttl;
         if let Ok(c) = self.inner.configs.lock()
@@ -153,7 +154,7 @@ impl Engine {
         }
         let ep = Arc::new(self.inner.store.get_endpoint(org, id).await?);
         if let Ok(mut c) = self.inner.configs.lock() {
-            c.insert(id.to_string(), (ep.clone(), Instant::now()));
+            c.insert(id.clone(), (ep.clone(), Instant::now()));
         }
         Ok(ep)
     }
@@ -225,7 +226,7 @@ impl Engine {
             }
             Err(e) => {
                 if !matches!(e, StoreError::Closed) {
-                    tracing::error!(error = %e, endpoint = endpoint.endpoint_id, "claiming deliveries failed; the poller tries again");
+                    tracing::error!(error = %e, endpoint = %endpoint.endpoint_id, "claiming deliveries failed; the poller tries again");
                 }
             }
         }
@@ -333,7 +334,7 @@ impl Engine {
                 }
                 Err(e) => {
                     // The store is unwell: leave the delivery claimed; it comes back after its lease.
-                    tracing::error!(error = %e, endpoint = endpoint.endpoint_id, "cannot load endpoint");
+                    tracing::error!(error = %e, endpoint = %endpoint.endpoint_id, "cannot load endpoint");
                     self.done(1);
                     continue;
                 }

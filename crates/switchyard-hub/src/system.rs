@@ -42,7 +42,7 @@ impl Hub {
                     timestamp: now_ms(),
                     entity: EntityRef {
                         kind: Some("Endpoint".into()),
-                        id: Some(endpoint_id.clone()),
+                        id: Some(endpoint_id.to_string()),
                     },
                     data: serde_json::json!({
                         "endpoint_id": endpoint_id,

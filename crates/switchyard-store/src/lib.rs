@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::health::{DisablePolicy, EndpointHealth};
+use switchyard_core::ids::EndpointId;
 use switchyard_core::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,7 +54,7 @@ pub struct RoutingSnapshot {
     pub version: i64,
     pub subscriptions: Vec<Subscription>,
     /// What each ordered endpoint among them orders by.
-    pub ordered: std::collections::HashMap<String, switchyard_core::ordering::OrderingKey>,
+    pub ordered: std::collections::HashMap<EndpointId, switchyard_core::ordering::OrderingKey>,
 }
 
 /// A new event with the targets routing chose for it.
@@ -204,12 +205,12 @@ pub trait OrgCatalog: Send + Sync {
 #[async_trait]
 pub trait EndpointCatalog: Send + Sync {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
-    async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint>;
+    async fn get_endpoint(&self, org: &str, id: &EndpointId) -> Result<Endpoint>;
     async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>>;
     /// Replaces every field of an existing endpoint (the caller merges a PATCH).
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
     /// Deletes the endpoint, its subscriptions and its pending deliveries (marked failed).
-    async fn delete_endpoint(&self, org: &str, id: &str) -> Result<()>;
+    async fn delete_endpoint(&self, org: &str, id: &EndpointId) -> Result<()>;
 
     /// Creates a subscription; with `owned_endpoint`, creates that endpoint in the same
     /// transaction (a subscription with an inline URL).

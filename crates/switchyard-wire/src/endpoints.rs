@@ -111,7 +111,7 @@ impl EndpointOut {
 
     pub fn from(ep: &Endpoint, show_secret: bool) -> Self {
         EndpointOut {
-            id: ep.id.clone(),
+            id: ep.id.to_string(),
             url: ep.url.clone(),
             description: ep.description.clone(),
             profile: ep.profile.as_str().into(),

@@ -129,7 +129,7 @@ impl From<&SyncOutcome> for SyncOutcomeOut {
         SyncOutcomeOut {
             subscription_id: o.subscription_id.clone(),
             delivery_id: o.delivery_id.clone(),
-            endpoint_id: o.target.endpoint_id().map(str::to_string),
+            endpoint_id: o.target.endpoint_id().map(ToString::to_string),
             executor: o.target.executor().map(str::to_string),
             status: if o.ok { "delivered" } else { "failed" },
             status_code: o.status_code,
@@ -268,7 +268,7 @@ impl DeliveryOut {
         DeliveryOut {
             id: d.id.clone(),
             event_id: d.event_id.clone(),
-            endpoint_id: d.target.endpoint_id().map(str::to_string),
+            endpoint_id: d.target.endpoint_id().map(ToString::to_string),
             executor: d.target.executor().map(str::to_string),
             subscription_id: d.subscription_id.clone(),
             status: d.status.as_str().into(),

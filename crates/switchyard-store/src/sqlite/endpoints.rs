@@ -13,7 +13,7 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn get_endpoint(&self, org: &str, id: &str) -> Result<Endpoint> {
+    async fn get_endpoint(&self, org: &str, id: &EndpointId) -> Result<Endpoint> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, k| get_endpoint_conn(c, k, &org, &id))
             .await
@@ -39,7 +39,7 @@ impl EndpointCatalog for SqliteStore {
             let (was_enabled, was_ordered): (bool, bool) = ctx
                 .conn
                 .prepare_cached("SELECT enabled, ordering_key IS NOT NULL FROM endpoints WHERE org_id = ?1 AND id = ?2")?
-                .query_row([&ep.org_id, &ep.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                .query_row([ep.org_id.as_str(), ep.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let n = ctx
                 .conn
                 .prepare_cached(
@@ -51,7 +51,7 @@ impl EndpointCatalog for SqliteStore {
                 )?
                 .execute(params![
                     ep.org_id,
-                    ep.id,
+                    ep.id.as_str(),
                     ep.url,
                     ep.description,
                     ep.profile.as_str(),
@@ -80,13 +80,13 @@ impl EndpointCatalog for SqliteStore {
                         "UPDATE deliveries SET next_attempt_at = ?2 WHERE endpoint_id = ?1
                          AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > ?2",
                     )?
-                    .execute(params![ep.id, now])?;
+                    .execute(params![ep.id.as_str(), now])?;
                 ctx.conn
                     .prepare_cached(
                         "UPDATE endpoint_health SET consecutive_failures = 0, failing_since = NULL
                          WHERE endpoint_id = ?1",
                     )?
-                    .execute([&ep.id])?;
+                    .execute([ep.id.as_str()])?;
             }
             if was_ordered && ep.ordering.is_none() {
                 // No longer ordered: deliveries waiting for their key's head are due now.
@@ -95,7 +95,7 @@ impl EndpointCatalog for SqliteStore {
                         "UPDATE deliveries SET order_slot = NULL, next_attempt_at = coalesce(next_attempt_at, ?2)
                          WHERE endpoint_id = ?1 AND order_slot IS NOT NULL AND status = 'pending'",
                     )?
-                    .execute(params![ep.id, now])?;
+                    .execute(params![ep.id.as_str(), now])?;
             }
             bump_routing(&ctx.conn, &ep.org_id)?;
             Ok(ep)
@@ -103,7 +103,7 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_endpoint(&self, org: &str, id: &str) -> Result<()> {
+    async fn delete_endpoint(&self, org: &str, id: &EndpointId) -> Result<()> {
         let (org, id) = (org.to_string(), id.to_string());
         self.write(move |ctx| {
             let now = now_ms();
@@ -143,18 +143,18 @@ impl EndpointCatalog for SqliteStore {
                     Target::Endpoint(id) => (
                         "SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2",
                         "endpoint",
-                        id,
+                        id.as_str(),
                     ),
                     Target::Executor(n) => (
                         "SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1",
                         "executor",
-                        n,
+                        n.as_str(),
                     ),
                 };
                 let exists: Option<i64> = ctx
                     .conn
                     .prepare_cached(sql)?
-                    .query_row([&sub.org_id, name], |r| r.get(0))
+                    .query_row([sub.org_id.as_str(), name], |r| r.get(0))
                     .optional()?;
                 if exists.is_none() {
                     return Err(StoreError::InvalidReference(format!(
@@ -169,7 +169,7 @@ impl EndpointCatalog for SqliteStore {
                         sub.id,
                         sub.org_id,
                         serde_json::to_string(&sub.event_types).unwrap_or_default(),
-                        sub.target.endpoint_id(),
+                        sub.target.endpoint_id().map(EndpointId::as_str),
                         sub.entity_id,
                         sub.filter.as_ref().map(|f| f.doc().to_string()),
                         sub.created_at,
@@ -230,7 +230,7 @@ impl EndpointCatalog for SqliteStore {
                     let key: String = r.get(1)?;
                     let parsed = switchyard_core::ordering::OrderingKey::parse(&key)
                         .map_err(|_| corrupt(1, "ordering key", &key))?;
-                    Ok((r.get::<_, String>(0)?, parsed))
+                    Ok((EndpointId::stored(r.get(0)?), parsed))
                 },
             )?
             .into_iter()
@@ -290,7 +290,7 @@ pub(super) fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint)
         "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
     ))?
     .execute(params![
-        ep.id,
+        ep.id.as_str(),
         ep.org_id,
         ep.url,
         ep.description,

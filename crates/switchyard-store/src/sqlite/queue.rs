@@ -70,7 +70,7 @@ impl DeliveryQueue for SqliteStore {
                 |r| {
                     Ok(EndpointRef {
                         org_id: r.get(0)?,
-                        endpoint_id: r.get(1)?,
+                        endpoint_id: EndpointId::stored(r.get(1)?),
                     })
                 },
             )
@@ -97,7 +97,7 @@ impl DeliveryQueue for SqliteStore {
                    AND org_id = ?6
                  RETURNING id, org_id, endpoint_id, attempts, event_seq, executor,
                    CASE WHEN ordering_key IS NOT NULL AND attempts = 0 THEN updated_at - created_at END",
-                params![node, now + lease_ms, now, limit, ep.endpoint_id, ep.org_id],
+                params![node, now + lease_ms, now, limit, ep.endpoint_id.as_str(), ep.org_id],
             )
         })
         .await
@@ -292,7 +292,7 @@ impl DeliveryQueue for SqliteStore {
             )?;
             for (seq, sub) in &seqs {
                 let event = ctx.load_event_by_seq(*seq)?;
-                let target = Target::Endpoint(endpoint_id.clone());
+                let target = Target::Endpoint(EndpointId::stored(endpoint_id.clone()));
                 let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
                 insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
             }
@@ -325,7 +325,7 @@ fn record_chunk(
         let now = now_ms();
         let mut out = Recorded::default();
         let mut health: HashMap<EndpointRef, HealthDelta> = HashMap::new();
-        let mut head_failure: HashMap<String, HeadFailure> = HashMap::new();
+        let mut head_failure: HashMap<EndpointId, HeadFailure> = HashMap::new();
         for res in results {
             let a = &res.attempt;
             let headers = a
@@ -358,7 +358,7 @@ fn record_chunk(
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?
                 .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
-                    a.response_body, res.endpoint_id, a.waited, a.retry_reason, headers])?;
+                    a.response_body, res.endpoint_id.as_deref(), a.waited, a.retry_reason, headers])?;
             let Some(endpoint_id) = &res.endpoint_id else {
                 continue;
             };
@@ -412,7 +412,7 @@ fn record_chunk(
                         "UPDATE deliveries SET next_attempt_at = ?2 WHERE endpoint_id = ?1
                          AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > ?2",
                     )?
-                    .execute(params![ep.endpoint_id, now])?;
+                    .execute(params![ep.endpoint_id.as_str(), now])?;
                 if n > 0 {
                     push_once(&mut out.due_now, &ep);
                 }
@@ -467,7 +467,7 @@ pub(super) fn insert_delivery(
         org,
         event.seq,
         event.id,
-        target.endpoint_id(),
+        target.endpoint_id().map(EndpointId::as_str),
         subscription_id,
         next,
         claimed_by,
@@ -522,7 +522,7 @@ fn disable_endpoint(conn: &Connection, ep: &EndpointRef, reason: &str, now: i64)
             "UPDATE endpoints SET enabled = 0, disabled_reason = ?3, updated_at = ?4
              WHERE id = ?1 AND org_id = ?2 AND enabled = 1",
         )?
-        .execute(params![ep.endpoint_id, ep.org_id, reason, now])?;
+        .execute(params![ep.endpoint_id.as_str(), ep.org_id, reason, now])?;
     if n > 0 {
         bump_routing(conn, &ep.org_id)?;
     }
@@ -575,7 +575,7 @@ fn update_health(
             "SELECT consecutive_failures, failing_since, last_success_at, last_failure_at, last_error
              FROM endpoint_health WHERE endpoint_id = ?1",
         )?
-        .query_row([&ep.endpoint_id], health_from_row)
+        .query_row([ep.endpoint_id.as_str()], health_from_row)
         .optional()?
         .unwrap_or_default();
     let mut h = before.clone();
@@ -602,7 +602,7 @@ fn update_health(
            last_success_at = ?5, last_failure_at = ?6, last_error = ?7",
     )?
     .execute(params![
-        ep.endpoint_id,
+        ep.endpoint_id.as_str(),
         ep.org_id,
         h.consecutive_failures,
         h.failing_since,

@@ -156,7 +156,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<En
         updated_at: r.get(17)?,
         ordering: ordering_from_columns(r, 19, 20)?,
         max_rps: r.get(18)?,
-        id,
+        id: EndpointId::stored(id),
     })
 }
 

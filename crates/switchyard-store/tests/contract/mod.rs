@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
-use switchyard_core::ids::new_id;
+use switchyard_core::ids::{EndpointId, new_id};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
@@ -94,7 +94,7 @@ pub async fn route(store: &dyn Store, org: &str, events: Vec<NewEvent>) -> Resul
 pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
     let now = now_ms();
     Endpoint {
-        id: new_id("ep"),
+        id: EndpointId::generate(),
         org_id: org.to_string(),
         url: url.to_string(),
         description: "test".into(),
@@ -120,12 +120,12 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
     }
 }
 
-pub fn sample_subscription(org: &str, endpoint_id: &str, types: &[&str]) -> Subscription {
+pub fn sample_subscription(org: &str, endpoint_id: &EndpointId, types: &[&str]) -> Subscription {
     Subscription {
         id: new_id("sub"),
         org_id: org.to_string(),
         event_types: types.iter().map(|s| s.to_string()).collect(),
-        target: Target::Endpoint(endpoint_id.to_string()),
+        target: Target::Endpoint(endpoint_id.clone()),
         entity_id: None,
         filter: None,
         mode: Mode::Async,
@@ -358,7 +358,7 @@ pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(st
     let other = sample_endpoint("c-w", "https://example.com/other");
     let bad = [
         sample_subscription("c-w", &other.id, &["A"]),
-        sample_subscription("c-w", "ep_missing", &["B"]),
+        sample_subscription("c-w", &EndpointId::generate(), &["B"]),
     ];
     assert!(matches!(
         store.create_subscriptions(&bad, Some(&other)).await,
@@ -560,13 +560,16 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         .iter()
         .map(|d| {
             (
-                d.target.endpoint_id().unwrap_or("").to_string(),
+                d.target
+                    .endpoint_id()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 d.sync.is_some(),
             )
         })
         .collect();
-    assert!(marks.contains(&(ep.id.clone(), true)), "{marks:?}");
-    assert!(marks.contains(&(other.id.clone(), false)), "{marks:?}");
+    assert!(marks.contains(&(ep.id.to_string(), true)), "{marks:?}");
+    assert!(marks.contains(&(other.id.to_string(), false)), "{marks:?}");
     // Claimed again from the store (the publish that made it went away), it is an ordinary
     // delivery.
     store.release("node-a", None).await.expect("release");
@@ -1637,7 +1640,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
 fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
     AttemptResult {
         org_id: d.org_id.clone(),
-        endpoint_id: d.target.endpoint_id().map(str::to_string),
+        endpoint_id: d.target.endpoint_id().cloned(),
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
             id: new_id("att"),
