@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::endpoints::EndpointIn;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, path_id};
 use crate::events::{PublishedOut, check_event, parse_json, publish_one};
 use crate::extract::{Auth, JsonBody, RawBody};
 use crate::subscriptions::{SubscriptionIn, create_from};
@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use switchyard_core::endpoint::Change;
 use switchyard_core::enreach::{SubscriptionSpec, guid, id_from_guid};
-use switchyard_core::ids::{EndpointId, new_id};
+use switchyard_core::ids::{EndpointId, SubscriptionId};
 use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Mode, Profile, Role, Subscription, Target, enate, enreach};
 pub use switchyard_wire::compat::*;
@@ -89,7 +89,7 @@ pub async fn enreach_create(
     let subs: Vec<Subscription> = specs
         .into_iter()
         .map(|spec| Subscription {
-            id: new_id("sub"),
+            id: SubscriptionId::generate(),
             org_id: org.clone(),
             event_types: vec![spec.event_type],
             target: Target::Endpoint(ep.id.clone()),
@@ -191,7 +191,7 @@ fn enate_out(sub: &Subscription, ep: &Endpoint, show_values: bool) -> EnateSubsc
                 "[hidden]".into()
             }
         }),
-        subscription_id: sub.id.clone(),
+        subscription_id: sub.id.to_string(),
         endpoint_id: ep.id.to_string(),
     }
 }
@@ -283,7 +283,10 @@ pub async fn enate_delete(
     Path((org, given)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     s.authorize(&p, &org, Role::Admin).await?;
-    let id = our_id("sub", &given);
+    let id = path_id(
+        SubscriptionId::parse(&our_id("sub", &given)),
+        "Enate subscription",
+    )?;
     let sub = s
         .store
         .get_subscription(&org, &id)
@@ -297,7 +300,7 @@ pub async fn enate_delete(
             .map_err(|e| ApiError::from_store(e, "Enate subscription"))?,
         None => return Err(ApiError::not_found("Enate subscription")),
     };
-    if owned.profile != Profile::Enate || owned.owner_subscription.as_deref() != Some(&id) {
+    if owned.profile != Profile::Enate || owned.owner_subscription.as_deref() != Some(id.as_str()) {
         return Err(ApiError::not_found("Enate subscription"));
     }
     s.store

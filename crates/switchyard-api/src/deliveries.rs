@@ -1,12 +1,13 @@
 //! Deliveries: listing by status and endpoint, reading one, retrying one now.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, path_id};
 use crate::events::DeliveryOut;
 use crate::extract::{Auth, Query};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use switchyard_core::ids::DeliveryId;
 use switchyard_core::{DeliveryStatus, Role};
 use switchyard_store::DeliveryQuery;
 pub use switchyard_wire::deliveries::*;
@@ -41,7 +42,7 @@ pub async fn list(
     };
     let ds = s.store.list_deliveries(&org, &query).await?;
     let next_cursor = if ds.len() as u32 == limit {
-        ds.last().map(|d| d.id.clone())
+        ds.last().map(|d| d.id.to_string())
     } else {
         None
     };
@@ -61,7 +62,7 @@ pub async fn get(
     s.authorize(&p, &org, Role::Viewer).await?;
     let d = s
         .store
-        .get_delivery(&org, &id)
+        .get_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)
         .await
         .map_err(|e| ApiError::from_store(e, "delivery"))?;
     Ok(Json(DeliveryOut::from(&d, None)))
@@ -77,7 +78,7 @@ pub async fn retry(
     s.authorize(&p, &org, Role::Admin).await?;
     let d = s
         .hub
-        .retry_delivery(&org, &id)
+        .retry_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)
         .await
         .map_err(|e| ApiError::from_hub(e, "delivery"))?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&d, None))))

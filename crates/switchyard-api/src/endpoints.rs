@@ -156,7 +156,7 @@ pub async fn health(
     let ep = load(&s, &org, &id).await?;
     let h = s
         .store
-        .endpoint_health(&org, &id, now_ms() - window_s as i64 * 1000)
+        .endpoint_health(&org, &ep.id, now_ms() - window_s as i64 * 1000)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;
     Ok(Json(EndpointHealthOut::from(&ep, &h)))
@@ -185,7 +185,7 @@ pub async fn replay(
     }
     let n = s
         .hub
-        .replay(&org, &id, since, until)
+        .replay(&org, &endpoint_id(&id)?, since, until)
         .await
         .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
     Ok((StatusCode::ACCEPTED, Json(ReplayOut { deliveries: n })))

@@ -218,7 +218,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An endpoint id from a path or a body: one of another shape names no endpoint (404).
+/// An id from a path, parsed into its kind (`EndpointId::parse(id)`): one of another shape
+/// names nothing, so it is 404 naming `what`, before any look-up.
+pub fn path_id<T>(parsed: Option<T>, what: &str) -> ApiResult<T> {
+    parsed.ok_or_else(|| ApiError::not_found(what))
+}
+
+/// An endpoint id from a path.
 pub fn endpoint_id(id: &str) -> ApiResult<switchyard_core::ids::EndpointId> {
-    switchyard_core::ids::EndpointId::parse(id).ok_or_else(|| ApiError::not_found("endpoint"))
+    path_id(switchyard_core::ids::EndpointId::parse(id), "endpoint")
 }

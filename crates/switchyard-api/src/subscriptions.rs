@@ -2,14 +2,14 @@
 
 use crate::AppState;
 use crate::endpoints::EndpointIn;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, path_id};
 use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 use switchyard_core::endpoint::Change;
-use switchyard_core::ids::{EndpointId, new_id};
+use switchyard_core::ids::{EndpointId, SubscriptionId};
 use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Mode, Role, Subscription, Target};
 pub use switchyard_wire::subscriptions::*;
@@ -72,7 +72,7 @@ pub(crate) async fn create_from(
             "`all_entities: false` needs an `entity_id`",
         ));
     }
-    let sub_id = new_id("sub");
+    let sub_id = SubscriptionId::generate();
     let inline = body.profile.is_some()
         || body.headers.is_some()
         || body.custom_header.is_some()
@@ -114,7 +114,7 @@ pub(crate) async fn create_from(
             }
             let mut ep = Endpoint::new(org, now_ms());
             ep.description = format!("inline URL of subscription {sub_id}");
-            ep.owner_subscription = Some(sub_id.clone());
+            ep.owner_subscription = Some(sub_id.to_string());
             let settings = EndpointIn {
                 url: Some(url),
                 profile: body.profile,
@@ -176,7 +176,7 @@ pub async fn get(
     s.authorize(&p, &org, Role::Viewer).await?;
     let sub = s
         .store
-        .get_subscription(&org, &id)
+        .get_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
         .await
         .map_err(|e| ApiError::from_store(e, "subscription"))?;
     Ok(Json(SubscriptionOut::from(sub, None)))
@@ -191,7 +191,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     s.authorize(&p, &org, Role::Admin).await?;
     s.store
-        .delete_subscription(&org, &id)
+        .delete_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
         .await
         .map_err(|e| ApiError::from_store(e, "subscription"))?;
     s.hub.routing_changed(&org);

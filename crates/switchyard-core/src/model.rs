@@ -298,7 +298,7 @@ impl Target {
 /// Routes events of some types (optionally about one entity, optionally filtered) to a target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
-    pub id: String,
+    pub id: crate::ids::SubscriptionId,
     pub org_id: String,
     pub event_types: Vec<String>,
     pub target: Target,
@@ -344,8 +344,8 @@ impl Mode {
 /// What one synchronous target of a published event did while the publish waited.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOutcome {
-    pub delivery_id: String,
-    pub subscription_id: String,
+    pub delivery_id: crate::ids::DeliveryId,
+    pub subscription_id: crate::ids::SubscriptionId,
     pub target: Target,
     /// Whether the target took the event (a 2xx answer, a successful run).
     pub ok: bool,
@@ -421,11 +421,11 @@ impl DeliveryStatus {
 /// One event on its way to one endpoint (or executor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
-    pub id: String,
+    pub id: crate::ids::DeliveryId,
     pub org_id: String,
     pub event_id: String,
     pub target: Target,
-    pub subscription_id: Option<String>,
+    pub subscription_id: Option<crate::ids::SubscriptionId>,
     pub status: DeliveryStatus,
     pub attempts: u32,
     /// When the next attempt is due. `None` on a pending delivery: it is being attempted now
@@ -443,7 +443,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub id: String,
-    pub delivery_id: String,
+    pub delivery_id: crate::ids::DeliveryId,
     pub at: i64,
     pub status_code: Option<u16>,
     pub duration_ms: f64,
@@ -478,7 +478,7 @@ pub struct AttemptResult {
     pub org_id: String,
     /// The endpoint the attempt went to (`None` for event hooks).
     pub endpoint_id: Option<crate::ids::EndpointId>,
-    pub delivery_id: String,
+    pub delivery_id: crate::ids::DeliveryId,
     pub attempt: Attempt,
     pub outcome: Outcome,
     /// Disable the endpoint for this reason (e.g. 410 Gone).
@@ -502,7 +502,7 @@ pub struct EndpointRef {
 /// A delivery that is due, with what the engine needs to make the attempt.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
-    pub delivery_id: String,
+    pub delivery_id: crate::ids::DeliveryId,
     pub org_id: String,
     pub target: Target,
     pub attempts: u32,
@@ -514,5 +514,5 @@ pub struct DueDelivery {
     /// The `sync` subscription that made it, when it was made just now by a publish that
     /// attempts it itself, once, while its caller waits. A claim from the store is never sync:
     /// a sync delivery whose publish did not record it (a crash) is delivered like any other.
-    pub sync: Option<String>,
+    pub sync: Option<crate::ids::SubscriptionId>,
 }

@@ -8,7 +8,7 @@
 
 use crate::filter::SubscriptionFilter;
 use crate::glob;
-use crate::ids::EndpointId;
+use crate::ids::{EndpointId, SubscriptionId};
 use crate::model::{Mode, NewEvent, Subscription, Target as Destination};
 use crate::ordering::OrderingKey;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 /// One subscription, ready to match.
 #[derive(Debug, Clone)]
 struct Route {
-    subscription_id: String,
+    subscription_id: SubscriptionId,
     target: Destination,
     sync: bool,
     entity_id: Option<String>,
@@ -37,7 +37,7 @@ pub struct RouteTable {
 /// endpoint the key the delivery is ordered by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub subscription_id: String,
+    pub subscription_id: SubscriptionId,
     pub target: Destination,
     pub ordering_key: Option<String>,
     /// Attempted by the publish itself while its caller waits (never ordered: it cannot wait
@@ -151,7 +151,7 @@ mod tests {
         filter: Option<serde_json::Value>,
     ) -> Subscription {
         Subscription {
-            id: id.into(),
+            id: SubscriptionId::stored(id.into()),
             org_id: "o".into(),
             event_types: types.iter().map(|s| s.to_string()).collect(),
             target: Destination::Endpoint(EndpointId::stored(ep.into())),

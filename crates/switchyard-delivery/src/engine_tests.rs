@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchyard_core::crypto::MasterKey;
 use switchyard_core::egress::EgressPolicy;
-use switchyard_core::ids::{EndpointId, new_id};
+use switchyard_core::ids::{EndpointId, SubscriptionId};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::time::{Clock, ManualClock, now_ms};
 use switchyard_core::*;
@@ -67,7 +67,7 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
     ep.max_in_flight = 4;
     store.create_endpoint(&ep).await.expect("endpoint");
     let sub = Subscription {
-        id: new_id("sub"),
+        id: SubscriptionId::generate(),
         org_id: "o".into(),
         event_types: vec!["*".into()],
         target: Target::Endpoint(ep.id.clone()),

@@ -54,7 +54,7 @@ impl FailureLog {
             tracing::warn!(
                 org = r.org_id,
                 target,
-                delivery_id = r.delivery_id,
+                delivery_id = %r.delivery_id,
                 cause,
                 error,
                 similar_left_out = left_out,
@@ -64,7 +64,7 @@ impl FailureLog {
             tracing::warn!(
                 org = r.org_id,
                 target,
-                delivery_id = r.delivery_id,
+                delivery_id = %r.delivery_id,
                 cause,
                 error,
                 similar_left_out = left_out,
@@ -78,16 +78,16 @@ impl FailureLog {
 mod tests {
     use super::*;
     use switchyard_core::Attempt;
-    use switchyard_core::ids::EndpointId;
+    use switchyard_core::ids::{DeliveryId, EndpointId};
 
     fn result(endpoint: &str, status: u16, outcome: Outcome) -> AttemptResult {
         AttemptResult {
             org_id: "o".into(),
             endpoint_id: Some(EndpointId::stored(endpoint.into())),
-            delivery_id: "dlv_1".into(),
+            delivery_id: DeliveryId::stored("dlv_1".into()),
             attempt: Attempt {
                 id: "att_1".into(),
-                delivery_id: "dlv_1".into(),
+                delivery_id: DeliveryId::stored("dlv_1".into()),
                 at: 0,
                 status_code: Some(status),
                 duration_ms: 1.0,

@@ -2,6 +2,7 @@
 //! what they caused.
 
 use crate::engine::{Engine, EngineEvent};
+use switchyard_core::ids::DeliveryId;
 use switchyard_core::{AttemptResult, Outcome};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
@@ -10,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 pub(crate) enum Msg {
     /// A result, with the slot it holds until it is written (see `Inner::record_slots`).
     Result(AttemptResult, Option<OwnedSemaphorePermit>),
-    Release(String),
+    Release(DeliveryId),
     Flush(oneshot::Sender<()>),
 }
 

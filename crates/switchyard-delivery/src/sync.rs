@@ -11,6 +11,7 @@ use crate::recorder::Msg;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use switchyard_core::ids::SubscriptionId;
 use switchyard_core::{AttemptResult, DueDelivery, Outcome, SyncOutcome, Target};
 use switchyard_store::StoreError;
 use tokio::sync::oneshot;
@@ -122,7 +123,11 @@ fn outcome_of(
 ) -> SyncOutcome {
     SyncOutcome {
         delivery_id: job.delivery_id.clone(),
-        subscription_id: job.sync.clone().unwrap_or_default(),
+        // Every job attempted now carries its subscription (its publish claimed it as sync).
+        subscription_id: job
+            .sync
+            .clone()
+            .unwrap_or_else(|| SubscriptionId::stored(String::new())),
         target: job.target.clone(),
         ok: matches!(result.outcome, Outcome::Delivered),
         status_code: result.attempt.status_code,

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::Delivery;
 use switchyard_core::egress::EgressPolicy;
+use switchyard_core::ids::{DeliveryId, EndpointId};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
@@ -207,7 +208,7 @@ impl Hub {
     /// Makes a delivery pending again with one more attempt and starts it on this node (or,
     /// on an ordered endpoint whose key is busy, once the deliveries before it settle). Returns
     /// the delivery as it now is.
-    pub async fn retry_delivery(&self, org: &str, id: &str) -> Result<Delivery, HubError> {
+    pub async fn retry_delivery(&self, org: &str, id: &DeliveryId) -> Result<Delivery, HubError> {
         let retried = self
             .inner
             .store
@@ -224,7 +225,7 @@ impl Hub {
     pub async fn replay(
         &self,
         org: &str,
-        endpoint: &str,
+        endpoint: &EndpointId,
         since: i64,
         until: i64,
     ) -> Result<u64, HubError> {

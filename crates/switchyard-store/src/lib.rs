@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::health::{DisablePolicy, EndpointHealth};
-use switchyard_core::ids::EndpointId;
+use switchyard_core::ids::{DeliveryId, EndpointId, SubscriptionId};
 use switchyard_core::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -231,10 +231,10 @@ pub trait EndpointCatalog: Send + Sync {
         subs: &[Subscription],
         new_endpoint: Option<&Endpoint>,
     ) -> Result<Vec<Subscription>>;
-    async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription>;
+    async fn get_subscription(&self, org: &str, id: &SubscriptionId) -> Result<Subscription>;
     async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>>;
     /// Deletes the subscription and an endpoint it owns.
-    async fn delete_subscription(&self, org: &str, id: &str) -> Result<()>;
+    async fn delete_subscription(&self, org: &str, id: &SubscriptionId) -> Result<()>;
     /// The organization's current routing and its version, read in one snapshot.
     async fn routing(&self, org: &str) -> Result<RoutingSnapshot>;
 }
@@ -374,7 +374,7 @@ pub struct Retried {
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
     async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
-    async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery>;
+    async fn get_delivery(&self, org: &str, id: &DeliveryId) -> Result<Delivery>;
     /// Enabled endpoints with a delivery due at `now` (at most `limit`), each with its
     /// organization. Deliveries stay where they are; each endpoint claims its own.
     async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>>;
@@ -398,7 +398,7 @@ pub trait DeliveryQueue: Send + Sync {
     ) -> Result<Vec<DueDelivery>>;
     /// Makes claimed deliveries due again at once (work handed back at shutdown, or after a
     /// restart: `ids = None` releases everything `node` holds).
-    async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64>;
+    async fn release(&self, node: &str, ids: Option<&[DeliveryId]>) -> Result<u64>;
     /// Records attempts and their outcomes, each scoped to the organization it carries, and
     /// the endpoints' health; disables endpoints the attempts or `policy` say to. Settling the
     /// head of an ordered key makes the key's next delivery due; the first success after
@@ -410,12 +410,23 @@ pub trait DeliveryQueue: Send + Sync {
     ) -> Result<Recorded>;
     /// Makes a delivery pending again with one more attempt. It is claimed for `node` at once,
     /// unless it must wait for the head of its ordering key.
-    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<Retried>;
+    async fn retry_delivery(&self, org: &str, id: &DeliveryId, node: &str) -> Result<Retried>;
     /// An endpoint's health, with the attempts made since `since`.
-    async fn endpoint_health(&self, org: &str, id: &str, since: i64) -> Result<EndpointHealth>;
+    async fn endpoint_health(
+        &self,
+        org: &str,
+        id: &EndpointId,
+        since: i64,
+    ) -> Result<EndpointHealth>;
     /// New deliveries to `endpoint_id` for every event received in `[since, until)` that was
     /// delivered to it before. Returns how many were created.
-    async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64>;
+    async fn replay(
+        &self,
+        org: &str,
+        endpoint_id: &EndpointId,
+        since: i64,
+        until: i64,
+    ) -> Result<u64>;
     /// Number of pending deliveries (the queue depth).
     async fn pending_count(&self) -> Result<u64>;
 }

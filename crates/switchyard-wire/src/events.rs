@@ -127,8 +127,8 @@ pub struct SyncOutcomeOut {
 impl From<&SyncOutcome> for SyncOutcomeOut {
     fn from(o: &SyncOutcome) -> Self {
         SyncOutcomeOut {
-            subscription_id: o.subscription_id.clone(),
-            delivery_id: o.delivery_id.clone(),
+            subscription_id: o.subscription_id.to_string(),
+            delivery_id: o.delivery_id.to_string(),
             endpoint_id: o.target.endpoint_id().map(ToString::to_string),
             executor: o.target.executor().map(str::to_string),
             status: if o.ok { "delivered" } else { "failed" },
@@ -266,11 +266,11 @@ pub struct DeliveryOut {
 impl DeliveryOut {
     pub fn from(d: &Delivery, attempts: Option<&[Attempt]>) -> Self {
         DeliveryOut {
-            id: d.id.clone(),
+            id: d.id.to_string(),
             event_id: d.event_id.clone(),
             endpoint_id: d.target.endpoint_id().map(ToString::to_string),
             executor: d.target.executor().map(str::to_string),
-            subscription_id: d.subscription_id.clone(),
+            subscription_id: d.subscription_id.as_ref().map(ToString::to_string),
             status: d.status.as_str().into(),
             attempt_count: d.attempts,
             in_flight: d.in_flight,

@@ -63,7 +63,7 @@ pub struct SubscriptionOut {
 impl SubscriptionOut {
     pub fn from(s: Subscription, secret: Option<String>) -> Self {
         SubscriptionOut {
-            id: s.id,
+            id: s.id.into(),
             event_types: s.event_types,
             endpoint_id: s.target.endpoint_id().map(ToString::to_string),
             executor: s.target.executor().map(str::to_string),

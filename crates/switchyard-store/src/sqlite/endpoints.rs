@@ -190,7 +190,7 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn get_subscription(&self, org: &str, id: &str) -> Result<Subscription> {
+    async fn get_subscription(&self, org: &str, id: &SubscriptionId) -> Result<Subscription> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
@@ -253,7 +253,7 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_subscription(&self, org: &str, id: &str) -> Result<()> {
+    async fn delete_subscription(&self, org: &str, id: &SubscriptionId) -> Result<()> {
         let (org, id) = (org.to_string(), id.to_string());
         self.write(move |ctx| {
             let n = ctx

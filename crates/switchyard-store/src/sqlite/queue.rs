@@ -39,7 +39,7 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn get_delivery(&self, org: &str, id: &str) -> Result<Delivery> {
+    async fn get_delivery(&self, org: &str, id: &DeliveryId) -> Result<Delivery> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
@@ -125,7 +125,7 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn release(&self, node: &str, ids: Option<&[String]>) -> Result<u64> {
+    async fn release(&self, node: &str, ids: Option<&[DeliveryId]>) -> Result<u64> {
         let (node, ids) = (node.to_string(), ids.map(|i| i.to_vec()));
         self.write(move |ctx| {
             let now = now_ms();
@@ -179,7 +179,7 @@ impl DeliveryQueue for SqliteStore {
         Ok(out)
     }
 
-    async fn retry_delivery(&self, org: &str, id: &str, node: &str) -> Result<Retried> {
+    async fn retry_delivery(&self, org: &str, id: &DeliveryId, node: &str) -> Result<Retried> {
         let (org, id, node) = (org.to_string(), id.to_string(), node.to_string());
         self.write(move |ctx| {
             let now = now_ms();
@@ -225,7 +225,7 @@ impl DeliveryQueue for SqliteStore {
                 })?;
             let claimed = if claim_now {
                 Some(DueDelivery {
-                    delivery_id: id.clone(),
+                    delivery_id: DeliveryId::stored(id.clone()),
                     org_id: org.clone(),
                     target,
                     attempts,
@@ -248,7 +248,12 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn endpoint_health(&self, org: &str, id: &str, since: i64) -> Result<EndpointHealth> {
+    async fn endpoint_health(
+        &self,
+        org: &str,
+        id: &EndpointId,
+        since: i64,
+    ) -> Result<EndpointHealth> {
         let (org, id) = (org.to_string(), id.to_string());
         self.read(move |c, k| {
             get_endpoint_conn(c, k, &org, &id)?;
@@ -276,7 +281,13 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn replay(&self, org: &str, endpoint_id: &str, since: i64, until: i64) -> Result<u64> {
+    async fn replay(
+        &self,
+        org: &str,
+        endpoint_id: &EndpointId,
+        since: i64,
+        until: i64,
+    ) -> Result<u64> {
         let (org, endpoint_id) = (org.to_string(), endpoint_id.to_string());
         self.write(move |ctx| {
             let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
@@ -446,8 +457,8 @@ pub(super) fn insert_delivery(
     ordering_key: Option<&str>,
     claim: Option<(&str, i64)>,
     now: i64,
-) -> Result<(String, bool)> {
-    let id = new_id("dlv");
+) -> Result<(DeliveryId, bool)> {
+    let id = DeliveryId::generate();
     let waits = match (ordering_key, target.endpoint_id()) {
         (Some(key), Some(ep)) => key_open(conn, ep, key)?,
         _ => false,
@@ -625,7 +636,7 @@ fn claim(
         let mut stmt = ctx.conn.prepare_cached(sql)?;
         stmt.query_map(args, |r| {
             Ok((
-                r.get::<_, String>(0)?,
+                r.get::<_, DeliveryId>(0)?,
                 r.get::<_, String>(1)?,
                 target_from_columns(r.get(2)?, r.get(5)?)?,
                 r.get::<_, u32>(3)?,

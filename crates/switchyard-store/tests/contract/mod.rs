@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
-use switchyard_core::ids::{EndpointId, new_id};
+use switchyard_core::ids::{EndpointId, SubscriptionId, new_id};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
@@ -122,7 +122,7 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
 
 pub fn sample_subscription(org: &str, endpoint_id: &EndpointId, types: &[&str]) -> Subscription {
     Subscription {
-        id: new_id("sub"),
+        id: SubscriptionId::generate(),
         org_id: org.to_string(),
         event_types: types.iter().map(|s| s.to_string()).collect(),
         target: Target::Endpoint(endpoint_id.clone()),

@@ -197,3 +197,84 @@ async fn roles_limit_what_a_key_may_do() {
     assert_eq!(s, 404, "the instance admin gets 404 for a missing org");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_id_of_the_wrong_kind_or_shape_names_nothing() {
+    let app = spawn_app().await;
+    let org = app.org("ids").await;
+    let rx = TestReceiver::start().await;
+    let ep = app
+        .endpoint(&org, json!({"url": rx.url("/")}), &["T"])
+        .await;
+    let ep_id = ep["id"].as_str().expect("id").to_string();
+    let o = &org.id;
+    // Another kind's id, an id cut short, upper case, and text that is no id at all: 404 naming
+    // the kind asked for, never a look-up that could match something else.
+    let sub_shaped = ep_id.replacen("ep_", "sub_", 1);
+    for (method, path, what) in [
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/{o}/endpoints/{sub_shaped}"),
+            "endpoint",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/{o}/endpoints/{}", &ep_id[..20]),
+            "endpoint",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/{o}/endpoints/{}", ep_id.to_uppercase()),
+            "endpoint",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/orgs/{o}/endpoints/ep_not-hex"),
+            "endpoint",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/{o}/subscriptions/{ep_id}"),
+            "subscription",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/orgs/{o}/subscriptions/nope"),
+            "subscription",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/{o}/deliveries/{ep_id}"),
+            "delivery",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/orgs/{o}/deliveries/x/retry"),
+            "delivery",
+        ),
+    ] {
+        let (status, v) = app.call(method.clone(), &path, &org.admin, None).await;
+        assert_eq!(status, 404, "{method} {path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(what)),
+            "{method} {path}: {v}"
+        );
+    }
+    // A subscription to an id that is not an endpoint's is refused when it is made.
+    let (status, v) = app
+        .post(
+            &format!("/v1/orgs/{o}/subscriptions"),
+            &org.admin,
+            json!({"event_types": ["T"], "endpoint_id": sub_shaped}),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    // The real id still works.
+    let (status, _) = app
+        .get(&format!("/v1/orgs/{o}/endpoints/{ep_id}"), &org.admin)
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
