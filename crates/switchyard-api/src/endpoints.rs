@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use switchyard_core::endpoint::{Change, Rotation};
+use switchyard_core::ids::OrgId;
 use switchyard_core::signing::{Scheme, SigningSecret};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{Endpoint, Role};
@@ -21,7 +22,7 @@ pub async fn create(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = Endpoint::new(&org, now_ms());
     ep.apply(body.into(), Change::Create, s.hub.clients().policy())?;
     let ep = s.store.create_endpoint(&ep).await?;
@@ -35,7 +36,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<EndpointOut>>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let eps = s.store.list_endpoints(&org).await?;
     Ok(Json(
         eps.iter()
@@ -44,7 +45,7 @@ pub async fn list(
     ))
 }
 
-async fn load(s: &AppState, org: &str, id: &str) -> ApiResult<Endpoint> {
+async fn load(s: &AppState, org: &OrgId, id: &str) -> ApiResult<Endpoint> {
     s.store
         .get_endpoint(org, &endpoint_id(id)?)
         .await
@@ -58,7 +59,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     Ok(Json(
         EndpointOut::from(&load(&s, &org, &id).await?, false).for_reader(&p, &org),
     ))
@@ -72,7 +73,7 @@ pub async fn patch(
     Path((org, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<Json<EndpointOut>> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
     ep.apply(body.into(), Change::Patch, s.hub.clients().policy())?;
     ep.updated_at = now_ms();
@@ -92,7 +93,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     s.store
         .delete_endpoint(&org, &endpoint_id(&id)?)
         .await
@@ -111,7 +112,7 @@ pub async fn rotate_secret(
     Path((org, id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RotateIn>,
 ) -> ApiResult<Json<EndpointOut>> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
     let rotation =
         Rotation {
@@ -148,7 +149,7 @@ pub async fn health(
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<HealthQuery>,
 ) -> ApiResult<Json<EndpointHealthOut>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let window_s = q.window_s.unwrap_or(3600);
     if window_s == 0 || window_s > 30 * 86_400 {
         return Err(ApiError::invalid("`window_s` must be 1–2592000"));
@@ -171,7 +172,7 @@ pub async fn replay(
     Path((org, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<ReplayIn>,
 ) -> ApiResult<(StatusCode, Json<ReplayOut>)> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let since = parse_rfc3339(&body.since)
         .ok_or_else(|| ApiError::invalid("`since` must be an RFC 3339 time"))?;
     let until = match &body.until {

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::glob::is_valid_pattern;
-use switchyard_core::ids::{is_valid_name, new_id};
+use switchyard_core::ids::{OrgId, is_valid_name, new_id};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{DeliveryStatus, EntityRef, NewEvent, Role, Target};
 use switchyard_store::{EventQuery, Published};
@@ -55,7 +55,7 @@ fn sync_verdict(published: &[Published]) -> (StatusCode, Option<ErrorOut>) {
 }
 
 /// Turns one wire event into a domain event, checking it fully (schema included).
-async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult<NewEvent> {
+async fn parse_event(s: &AppState, org: &OrgId, e: EventIn, at: &str) -> ApiResult<NewEvent> {
     let inv = |m: String| ApiError::invalid(format!("{at}{m}"));
     if !valid_type_name(&e.event_type) {
         return Err(inv(
@@ -101,7 +101,7 @@ async fn parse_event(s: &AppState, org: &str, e: EventIn, at: &str) -> ApiResult
 /// (not `switchyard.…`) and data that matches the type's schema.
 pub(crate) async fn check_event(
     s: &AppState,
-    org: &str,
+    org: &OrgId,
     mut event: NewEvent,
     at: &str,
 ) -> ApiResult<NewEvent> {
@@ -135,7 +135,7 @@ pub(crate) async fn check_event(
 /// naming the synchronous targets that failed.
 pub(crate) async fn publish_one(
     s: &AppState,
-    org: &str,
+    org: &OrgId,
     event: NewEvent,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
     let published = commit(s, org, vec![event]).await?;
@@ -148,7 +148,7 @@ pub(crate) async fn publish_one(
     Ok((status, Json(out)))
 }
 
-async fn commit(s: &AppState, org: &str, events: Vec<NewEvent>) -> ApiResult<Vec<Published>> {
+async fn commit(s: &AppState, org: &OrgId, events: Vec<NewEvent>) -> ApiResult<Vec<Published>> {
     Ok(s.hub.publish(org, events).await?)
 }
 
@@ -173,7 +173,7 @@ pub async fn publish(
     Path(org): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    s.authorize(&p, &org, Role::Publisher).await?;
+    let org = s.authorize(&p, &org, Role::Publisher).await?;
     let e: EventIn = parse_json(&body)?;
     let event = parse_event(&s, &org, e, "").await?;
     publish_one(&s, &org, event).await
@@ -188,7 +188,7 @@ pub async fn publish_batch(
     Path(org): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<BatchOut>)> {
-    s.authorize(&p, &org, Role::Publisher).await?;
+    let org = s.authorize(&p, &org, Role::Publisher).await?;
     let items = match parse_json::<BatchIn>(&body)
         .map_err(|_| ApiError::invalid("send `{\"events\": [...]}` or a JSON array of events"))?
     {
@@ -241,7 +241,7 @@ pub async fn list(
     Path(org): Path<String>,
     Query(q): Query<ListParams>,
 ) -> ApiResult<Json<EventPage>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let time = |v: &Option<String>, name: &str| -> ApiResult<Option<i64>> {
         v.as_deref()
             .map(|t| {
@@ -309,7 +309,7 @@ pub async fn trace(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<TraceOut>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let t = s
         .store
         .trace(&org, &id)

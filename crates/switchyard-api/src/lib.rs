@@ -34,6 +34,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_core::crypto::hash_api_key;
+use switchyard_core::ids::OrgId;
 use switchyard_core::schema::Schema;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Principal, Role};
@@ -181,35 +182,41 @@ impl AppState {
         }
     }
 
-    /// Lets `p` act in `org` with at least `role`. A key of another organization gets 404, as
-    /// if the organization did not exist, so ids do not leak across tenants.
-    pub async fn authorize(&self, p: &Principal, org: &str, role: Role) -> ApiResult<()> {
+    /// Lets `p` act in `org` with at least `role`, and answers the organization's id. A key of
+    /// another organization gets 404, as if the organization did not exist, so ids do not leak
+    /// across tenants; so does an id that cannot be an organization's.
+    pub async fn authorize(&self, p: &Principal, org: &str, role: Role) -> ApiResult<OrgId> {
+        let org = OrgId::parse(org).ok_or_else(|| ApiError::not_found("organization"))?;
         match &p.org {
-            Some(own) if own != org => Err(ApiError::not_found("organization")),
+            Some(own) if *own != org => Err(ApiError::not_found("organization")),
             Some(_) if p.role < role => Err(ApiError::forbidden(format!(
                 "this key's role `{}` may not do this (needs `{}`)",
                 p.role.as_str(),
                 role.as_str()
             ))),
-            Some(_) => Ok(()),
+            Some(_) => Ok(org),
             None => {
-                if self.orgs.read().is_ok_and(|o| o.contains(org)) {
-                    return Ok(());
+                if self.orgs.read().is_ok_and(|o| o.contains(org.as_str())) {
+                    return Ok(org);
                 }
                 self.store
-                    .get_org(org)
+                    .get_org(&org)
                     .await
                     .map_err(|e| ApiError::from_store(e, "organization"))?;
                 if let Ok(mut o) = self.orgs.write() {
                     o.insert(org.to_string());
                 }
-                Ok(())
+                Ok(org)
             }
         }
     }
 
     /// The compiled schema of an event type, if the type exists and has one.
-    pub async fn schema_for(&self, org: &str, event_type: &str) -> ApiResult<Option<Arc<Schema>>> {
+    pub async fn schema_for(
+        &self,
+        org: &OrgId,
+        event_type: &str,
+    ) -> ApiResult<Option<Arc<Schema>>> {
         let key = (org.to_string(), event_type.to_string());
         if let Some((at, s)) = self.schemas.lock().ok().and_then(|m| m.get(&key).cloned())
             && at.elapsed() < SCHEMA_TTL
@@ -236,7 +243,7 @@ impl AppState {
         Ok(schema)
     }
 
-    fn schema_changed(&self, org: &str, event_type: &str) {
+    fn schema_changed(&self, org: &OrgId, event_type: &str) {
         if let Ok(mut m) = self.schemas.lock() {
             m.remove(&(org.to_string(), event_type.to_string()));
         }

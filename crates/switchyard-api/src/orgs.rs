@@ -37,7 +37,7 @@ pub async fn whoami(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<
         None => None,
     };
     Ok(Json(WhoAmIOut {
-        org: p.org,
+        org: p.org.map(String::from),
         org_name,
         role: p.role.as_str().to_string(),
         key_id: p.key_id,
@@ -69,7 +69,7 @@ pub async fn patch(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<OrgPatch>,
 ) -> ApiResult<Json<OrgOut>> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let mut o = s
         .store
         .get_org(&org)
@@ -116,7 +116,7 @@ pub async fn get(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<OrgOut>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let o = s
         .store
         .get_org(&org)
@@ -133,7 +133,7 @@ pub async fn create_key(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<KeyIn>,
 ) -> ApiResult<(StatusCode, Json<KeyOut>)> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::invalid("`role` must be `admin`, `publisher` or `viewer`"))?;
     let key = generate_api_key();
@@ -148,7 +148,7 @@ pub async fn create_key(
             id,
             key,
             role: role.as_str().into(),
-            org,
+            org: org.into(),
         }),
     ))
 }
@@ -160,7 +160,7 @@ pub async fn list_keys(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<KeyInfoOut>>> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let keys = s.store.list_api_keys(&org).await?;
     Ok(Json(
         keys.into_iter()
@@ -182,7 +182,7 @@ pub async fn revoke_key(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     s.store
         .delete_api_key(&org, &id)
         .await

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 use switchyard_core::endpoint::Change;
-use switchyard_core::ids::{EndpointId, SubscriptionId};
+use switchyard_core::ids::{EndpointId, OrgId, SubscriptionId};
 use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Mode, Role, Subscription, Target};
 pub use switchyard_wire::subscriptions::*;
@@ -35,7 +35,7 @@ pub async fn create(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<SubscriptionIn>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     let (saved, owned) = create_from(&s, &org, body).await?;
     let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
     Ok((
@@ -48,7 +48,7 @@ pub async fn create(
 /// and tells the hub its routing changed. The caller has authorized the request.
 pub(crate) async fn create_from(
     s: &AppState,
-    org: &str,
+    org: &OrgId,
     body: SubscriptionIn,
 ) -> ApiResult<(Subscription, Option<Endpoint>)> {
     let filter = Subscription::check_matching(&body.event_types, body.filter)?;
@@ -137,7 +137,7 @@ pub(crate) async fn create_from(
     };
     let sub = Subscription {
         id: sub_id,
-        org_id: org.to_string(),
+        org_id: org.clone(),
         event_types: body.event_types,
         target,
         entity_id,
@@ -157,7 +157,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<SubscriptionOut>>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let subs = s.store.list_subscriptions(&org).await?;
     Ok(Json(
         subs.into_iter()
@@ -173,7 +173,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<SubscriptionOut>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let sub = s
         .store
         .get_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
@@ -189,7 +189,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, &org, Role::Admin).await?;
     s.store
         .delete_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
         .await

@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_core::ids::OrgId;
 use switchyard_core::{Event, Principal, Role};
 use switchyard_store::EventQuery;
 use switchyard_wire::events::{EventOut, StreamParams};
@@ -48,7 +49,7 @@ pub async fn stream(
     Query(q): Query<StreamParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, &org, Role::Viewer).await?;
     let resume = q
         .after
         .as_deref()
@@ -69,7 +70,7 @@ pub async fn stream(
     };
     let tail = Tail {
         wake: s.hub.published_orgs(),
-        org: Arc::from(org.as_str()),
+        org: org.clone(),
         s,
         principal: p,
         query,
@@ -85,7 +86,7 @@ pub async fn stream(
 }
 
 /// The sequence number of the organization's newest event (0 when it has none).
-async fn newest_seq(s: &AppState, org: &str) -> ApiResult<i64> {
+async fn newest_seq(s: &AppState, org: &OrgId) -> ApiResult<i64> {
     let newest = s
         .store
         .list_events(
@@ -103,7 +104,7 @@ async fn newest_seq(s: &AppState, org: &str) -> ApiResult<i64> {
 struct Tail {
     s: AppState,
     principal: Principal,
-    org: Arc<str>,
+    org: OrgId,
     wake: broadcast::Receiver<Arc<str>>,
     query: EventQuery,
     /// The last sequence number read (sent or filtered out).
@@ -153,7 +154,7 @@ impl Tail {
         loop {
             match tokio::time::timeout_at(deadline, self.wake.recv()).await {
                 Err(_) => return true,
-                Ok(Ok(org)) if org == self.org => return true,
+                Ok(Ok(org)) if *org == *self.org => return true,
                 Ok(Ok(_)) => {}
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => return true,
                 Ok(Err(broadcast::error::RecvError::Closed)) => return false,

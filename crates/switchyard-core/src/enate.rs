@@ -147,7 +147,7 @@ mod tests {
                 .expect("json");
         let event = Event {
             id: "PacketCreated:p".into(),
-            org_id: "o".into(),
+            org_id: crate::ids::OrgId::stored("o".into()),
             event_type: "PacketCreated".into(),
             timestamp: 0,
             entity: EntityRef::default(),

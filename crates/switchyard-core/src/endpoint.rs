@@ -53,10 +53,10 @@ pub enum Change {
 
 impl Endpoint {
     /// A fresh endpoint of `org` with the defaults and a generated secret, before changes.
-    pub fn new(org: &str, now: i64) -> Endpoint {
+    pub fn new(org: &crate::ids::OrgId, now: i64) -> Endpoint {
         Endpoint {
             id: crate::ids::EndpointId::generate(),
-            org_id: org.to_string(),
+            org_id: org.clone(),
             url: String::new(),
             description: String::new(),
             profile: Profile::Standard,
@@ -330,6 +330,10 @@ pub fn valid_header_value(v: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn o() -> crate::ids::OrgId {
+        crate::ids::OrgId::stored("o".into())
+    }
+
     fn policy() -> EgressPolicy {
         EgressPolicy {
             allow: vec![],
@@ -339,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_create_needs_a_url_and_checks_every_field() {
-        let mut ep = Endpoint::new("o", 1);
+        let mut ep = Endpoint::new(&o(), 1);
         let err = ep
             .apply(EndpointChanges::default(), Change::Create, &policy())
             .unwrap_err();
@@ -367,14 +371,14 @@ mod tests {
             },
         ];
         for c in bad {
-            let mut ep = Endpoint::new("o", 1);
+            let mut ep = Endpoint::new(&o(), 1);
             ep.url = "https://example.com/".into();
             assert!(
                 ep.apply(c.clone(), Change::Create, &policy()).is_err(),
                 "{c:?}"
             );
         }
-        let mut ep = Endpoint::new("o", 1);
+        let mut ep = Endpoint::new(&o(), 1);
         ep.apply(
             EndpointChanges {
                 url: Some("https://example.com/hook".into()),
@@ -395,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_patch_cannot_set_the_secret() {
-        let mut ep = Endpoint::new("o", 1);
+        let mut ep = Endpoint::new(&o(), 1);
         let c = EndpointChanges {
             secret: Some(SigningSecret::generate().expose()),
             ..Default::default()
@@ -405,7 +409,7 @@ mod tests {
 
     #[test]
     fn rotation_keeps_the_old_secret_for_the_overlap() {
-        let mut ep = Endpoint::new("o", 0);
+        let mut ep = Endpoint::new(&o(), 0);
         let old = ep.secrets[0].secret.clone();
         ep.rotate_secret(Rotation::default(), 1000).expect("rotate");
         assert_eq!(ep.secrets.len(), 2);

@@ -257,7 +257,7 @@ mod tests {
     fn event(data: Value) -> Event {
         Event {
             id: "evt_0193a1b2c3d4e5f60718293a4b5c6d7e".into(),
-            org_id: "acme".into(),
+            org_id: crate::ids::OrgId::stored("acme".into()),
             event_type: "QueueCallInUserAllocated".into(),
             timestamp: 1_514_793_683_450,
             entity: EntityRef {

@@ -67,7 +67,7 @@ pub enum ExecutorSpec {
 /// One version of an executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Executor {
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub name: String,
     pub version: u32,
     pub description: String,
@@ -123,7 +123,7 @@ pub enum RunStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub id: String,
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub executor: String,
     pub version: u32,
     /// The event that caused the run (event hooks), if any.
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn parameter_definition_picks_event_properties() {
         let ex = Executor {
-            org_id: "o".into(),
+            org_id: crate::ids::OrgId::stored("o".into()),
             name: "n".into(),
             version: 1,
             description: String::new(),

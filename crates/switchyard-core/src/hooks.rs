@@ -28,7 +28,7 @@ pub struct HookResult {
 pub trait HookRunner: Send + Sync + 'static {
     fn run_hook<'a>(
         &'a self,
-        org: &'a str,
+        org: &'a crate::ids::OrgId,
         executor: &'a str,
         event: &'a Event,
         deadline: Option<Instant>,

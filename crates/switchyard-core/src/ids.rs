@@ -31,10 +31,7 @@ pub fn is_valid_name(s: &str, max: usize) -> bool {
 /// 32 lower-case hex digits — so a malformed id is refused before any look-up.
 macro_rules! id_kind {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        id_common!($(#[$doc])* $name);
 
         impl $name {
             /// The prefix before `_` of every id of this kind.
@@ -49,7 +46,19 @@ macro_rules! id_kind {
             pub fn parse(s: &str) -> Option<$name> {
                 has_shape(s, $prefix).then(|| $name(s.to_string()))
             }
+        }
+    };
+}
 
+/// What every id kind has: the newtype, reading it as text, and storing it.
+macro_rules! id_common {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
             /// An id read back from where this hub stored it (trusted: it was made here or
             /// checked when it came in; older rows may predate the shape check).
             pub fn stored(s: String) -> $name {
@@ -123,6 +132,19 @@ macro_rules! id_kind {
             }
         }
     };
+}
+
+id_common!(
+    /// An organization's id: chosen by whoever creates it, 1–64 characters of letters, digits
+    /// and `-_.:@` (no prefix).
+    OrgId
+);
+
+impl OrgId {
+    /// An organization id given from outside, if it is a valid one.
+    pub fn parse(s: &str) -> Option<OrgId> {
+        is_valid_name(s, 64).then(|| OrgId(s.to_string()))
+    }
 }
 
 /// Whether `s` is `PREFIX_` followed by 32 lower-case hex digits (what [`new_id`] makes).

@@ -34,7 +34,7 @@ impl Role {
 /// Who is calling: a key of one organization, or the instance admin (`org == None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub org: Option<String>,
+    pub org: Option<crate::ids::OrgId>,
     pub role: Role,
     pub key_id: String,
 }
@@ -44,7 +44,7 @@ pub struct Principal {
 pub struct ApiKeyInfo {
     pub id: String,
     /// `None` for instance admin keys.
-    pub org_id: Option<String>,
+    pub org_id: Option<crate::ids::OrgId>,
     pub role: Role,
     /// The first characters of the key (`sy_AbCd`), to tell keys apart.
     pub prefix: String,
@@ -64,7 +64,7 @@ impl Principal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Org {
-    pub id: String,
+    pub id: crate::ids::OrgId,
     pub name: String,
     pub created_at: i64,
     /// How long its events and runs are kept, in seconds; `None` follows the hub's default.
@@ -94,7 +94,7 @@ pub struct EntityRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub event_type: String,
     /// When the event happened (the caller's timestamp, else the time of publishing), ms.
     pub timestamp: i64,
@@ -205,7 +205,7 @@ pub struct KeyedSecret {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub id: crate::ids::EndpointId,
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub url: String,
     pub description: String,
     pub profile: Profile,
@@ -299,7 +299,7 @@ impl Target {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub id: crate::ids::SubscriptionId,
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub event_types: Vec<String>,
     pub target: Target,
     pub entity_id: Option<String>,
@@ -422,7 +422,7 @@ impl DeliveryStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub id: crate::ids::DeliveryId,
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub event_id: String,
     pub target: Target,
     pub subscription_id: Option<crate::ids::SubscriptionId>,
@@ -475,7 +475,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptResult {
     /// The delivery's organization: every write the result causes is scoped to it.
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     /// The endpoint the attempt went to (`None` for event hooks).
     pub endpoint_id: Option<crate::ids::EndpointId>,
     pub delivery_id: crate::ids::DeliveryId,
@@ -488,14 +488,14 @@ pub struct AttemptResult {
 /// An endpoint that an attempt disabled, with its organization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisabledEndpoint {
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub endpoint_id: crate::ids::EndpointId,
 }
 
 /// An endpoint named with its organization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EndpointRef {
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub endpoint_id: crate::ids::EndpointId,
 }
 
@@ -503,7 +503,7 @@ pub struct EndpointRef {
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
     pub delivery_id: crate::ids::DeliveryId,
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub target: Target,
     pub attempts: u32,
     pub event: std::sync::Arc<Event>,

@@ -2,7 +2,6 @@
 //! data. The API, the CLI and config files all change organizations through here.
 
 use crate::error::CoreError;
-use crate::ids::is_valid_name;
 use crate::model::Org;
 
 /// The longest retention an organization may ask for: ten years, in seconds.
@@ -20,13 +19,13 @@ pub struct OrgChanges {
 impl Org {
     /// A new organization, checked.
     pub fn new(id: &str, changes: OrgChanges, now: i64) -> Result<Org, CoreError> {
-        if !is_valid_name(id, 64) {
+        let Some(id) = crate::ids::OrgId::parse(id) else {
             return Err(CoreError::invalid(
                 "`id` must be 1–64 characters of letters, digits and -_.:@",
             ));
-        }
+        };
         let mut org = Org {
-            id: id.to_string(),
+            id,
             name: String::new(),
             created_at: now,
             retention_s: None,

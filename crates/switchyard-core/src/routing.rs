@@ -152,7 +152,7 @@ mod tests {
     ) -> Subscription {
         Subscription {
             id: SubscriptionId::stored(id.into()),
-            org_id: "o".into(),
+            org_id: crate::ids::OrgId::stored("o".into()),
             event_types: types.iter().map(|s| s.to_string()).collect(),
             target: Destination::Endpoint(EndpointId::stored(ep.into())),
             entity_id: entity.map(str::to_string),

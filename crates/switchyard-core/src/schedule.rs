@@ -54,7 +54,7 @@ impl Misfire {
 /// A schedule of an organization.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub name: String,
     pub description: String,
     pub cron: String,
@@ -190,7 +190,7 @@ impl Schedule {
     /// A schedule `name` of `org` from its definition, checked; `existing` keeps its creation
     /// time and last fire time. The next fire time is the first after `now`.
     pub fn define(
-        org: &str,
+        org: &crate::ids::OrgId,
         name: &str,
         mut def: ScheduleDefinition,
         existing: Option<&Schedule>,
@@ -254,7 +254,7 @@ impl Schedule {
         }
         let enabled = def.enabled.unwrap_or(true);
         Ok(Schedule {
-            org_id: org.to_string(),
+            org_id: org.clone(),
             name: name.to_string(),
             description,
             next_fire_at: if enabled { line.next_after(now) } else { None },
@@ -362,6 +362,10 @@ pub fn schedule_presets() -> &'static [SchedulePreset] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn o() -> crate::ids::OrgId {
+        crate::ids::OrgId::stored("o".into())
+    }
     use chrono::NaiveDate;
 
     /// `y-m-d h:m` in zone `tz`, as ms (the earlier instant if ambiguous).
@@ -542,7 +546,7 @@ mod tests {
             ..Default::default()
         };
         let start = utc("2026-11-23T10:00:00Z");
-        let s = Schedule::define("o", "tick", def.clone(), None, start, false).expect("define");
+        let s = Schedule::define(&o(), "tick", def.clone(), None, start, false).expect("define");
         assert_eq!(s.next_fire_at, Some(utc("2026-11-23T10:05:00Z")));
         let line = s.line(false).expect("line");
         let due = utc("2026-11-23T10:05:00Z");
@@ -556,7 +560,7 @@ mod tests {
         );
         // Behind within the grace (a busy scheduler): every fire time still fires, in turn.
         let fast = Schedule::define(
-            "o",
+            &o(),
             "fast",
             ScheduleDefinition {
                 cron: Some("* * * * * *".into()),
@@ -602,7 +606,7 @@ mod tests {
         );
         // Presets fill in; what the definition gives wins.
         let p = Schedule::define(
-            "o",
+            &o(),
             "nightly",
             ScheduleDefinition {
                 preset: Some("CronDay".into()),
@@ -620,7 +624,7 @@ mod tests {
         );
         assert_eq!(p.next_fire_at, Some(utc("2026-11-24T01:00:00Z")));
         let off = Schedule::define(
-            "o",
+            &o(),
             "off",
             ScheduleDefinition {
                 enabled: Some(false),

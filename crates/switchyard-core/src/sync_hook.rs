@@ -18,7 +18,7 @@ pub const MAX_CACHE_TTL_S: u32 = 86_400;
 /// A synchronous hook of an organization.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncHook {
-    pub org_id: String,
+    pub org_id: crate::ids::OrgId,
     pub name: String,
     pub description: String,
     /// The executor a call runs (by name, its current version).
@@ -51,7 +51,7 @@ pub struct SyncHookDefinition {
 impl SyncHook {
     /// A hook `name` of `org` from its definition, checked; `existing` keeps its creation time.
     pub fn define(
-        org: &str,
+        org: &crate::ids::OrgId,
         name: &str,
         mut def: SyncHookDefinition,
         existing: Option<&SyncHook>,
@@ -113,7 +113,7 @@ impl SyncHook {
         // A redefinition is always a new generation, even within the same millisecond.
         let updated_at = existing.map_or(now, |e| now.max(e.updated_at + 1));
         Ok(SyncHook {
-            org_id: org.to_string(),
+            org_id: org.clone(),
             name: name.to_string(),
             description,
             executor: def.executor,
@@ -168,6 +168,10 @@ fn write_canonical(v: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn o() -> crate::ids::OrgId {
+        crate::ids::OrgId::stored("o".into())
+    }
     use serde_json::json;
 
     fn def(executor: &str) -> SyncHookDefinition {
@@ -179,13 +183,13 @@ mod tests {
 
     #[test]
     fn a_definition_is_checked_and_gets_defaults() {
-        let h = SyncHook::define("o", "contract-by-id", def("erp"), None, 5).expect("valid");
+        let h = SyncHook::define(&o(), "contract-by-id", def("erp"), None, 5).expect("valid");
         assert_eq!(
             (h.timeout_ms, h.cache_ttl_s, h.updated_at),
             (10_000, None, 5)
         );
         let again =
-            SyncHook::define("o", "contract-by-id", def("erp"), Some(&h), 5).expect("valid");
+            SyncHook::define(&o(), "contract-by-id", def("erp"), Some(&h), 5).expect("valid");
         assert_eq!(
             (again.created_at, again.updated_at),
             (5, 6),
@@ -211,11 +215,11 @@ mod tests {
             def("bad name"),
         ] {
             assert!(
-                SyncHook::define("o", "h", bad.clone(), None, 0).is_err(),
+                SyncHook::define(&o(), "h", bad.clone(), None, 0).is_err(),
                 "{bad:?}"
             );
         }
-        assert!(SyncHook::define("o", "a/b", def("erp"), None, 0).is_err());
+        assert!(SyncHook::define(&o(), "a/b", def("erp"), None, 0).is_err());
     }
 
     #[test]
@@ -225,7 +229,7 @@ mod tests {
             cache_ttl_s: Some(300),
             ..def("erp")
         };
-        let h = SyncHook::define("o", "c", with("erp-contract-by-id"), None, 0).expect("valid");
+        let h = SyncHook::define(&o(), "c", with("erp-contract-by-id"), None, 0).expect("valid");
         assert!(h.description.starts_with("Search contract by ID"));
         assert_eq!(
             h.input_schema.as_ref().map(|s| &s["required"]),
@@ -236,13 +240,13 @@ mod tests {
             input_schema: Some(json!({"type": "object"})),
             ..with("erp-contract-by-id")
         };
-        let h = SyncHook::define("o", "c", own, None, 0).expect("valid");
+        let h = SyncHook::define(&o(), "c", own, None, 0).expect("valid");
         assert_eq!(
             h.input_schema,
             Some(json!({"type": "object"})),
             "its own schema wins"
         );
-        let err = SyncHook::define("o", "c", with("nope"), None, 0).expect_err("unknown");
+        let err = SyncHook::define(&o(), "c", with("nope"), None, 0).expect_err("unknown");
         assert!(err.to_string().contains("erp-customer-search"), "{err}");
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::health::DisablePolicy;
 use switchyard_core::hooks::HookRunner;
-use switchyard_core::ids::EndpointId;
+use switchyard_core::ids::{EndpointId, OrgId};
 use switchyard_core::routing::Target as Route;
 use switchyard_core::time::{Clock, SystemClock};
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Target};
@@ -87,7 +87,7 @@ impl EngineConfig {
 pub enum EngineEvent {
     /// An attempt disabled this endpoint (the receiver answered 410 Gone).
     EndpointDisabled {
-        org_id: String,
+        org_id: OrgId,
         endpoint_id: EndpointId,
     },
 }
@@ -297,7 +297,7 @@ impl Engine {
     /// this node), `false` where there is no room (the store leaves it due, and its endpoint
     /// pulls it when it has room). Nothing beyond the engine's bounds is ever claimed. A sync
     /// route is always claimed and takes no room: its publish attempts it itself.
-    pub fn reserve(&self, org: &str, routes: &[Route], reserved: &mut Reserved) -> Vec<bool> {
+    pub fn reserve(&self, org: &OrgId, routes: &[Route], reserved: &mut Reserved) -> Vec<bool> {
         let inner = &self.inner;
         let Ok(mut slots) = inner.slots.lock() else {
             return vec![false; routes.len()];
@@ -313,7 +313,7 @@ impl Engine {
                 }
                 Target::Endpoint(id) => {
                     let endpoint = EndpointRef {
-                        org_id: org.to_string(),
+                        org_id: org.clone(),
                         endpoint_id: id.clone(),
                     };
                     let slot = slots

@@ -60,7 +60,7 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
         .await
         .expect("org");
     let now = now_ms();
-    let mut ep = Endpoint::new("o", now);
+    let mut ep = Endpoint::new(&switchyard_core::ids::OrgId::stored("o".into()), now);
     ep.url = url.into();
     ep.timeout_ms = 5000;
     ep.retry_schedule_s = Some(schedule);
@@ -68,7 +68,7 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
     store.create_endpoint(&ep).await.expect("endpoint");
     let sub = Subscription {
         id: SubscriptionId::generate(),
-        org_id: "o".into(),
+        org_id: switchyard_core::ids::OrgId::stored("o".into()),
         event_types: vec!["*".into()],
         target: Target::Endpoint(ep.id.clone()),
         entity_id: None,
@@ -102,7 +102,11 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
 impl Rig {
     /// Publishes one event and hands its deliveries to the engine, as the hub does.
     async fn publish(&self, id: &str) {
-        let snapshot = self.store.routing("o").await.expect("routing");
+        let snapshot = self
+            .store
+            .routing(&switchyard_core::ids::OrgId::stored("o".into()))
+            .await
+            .expect("routing");
         let table = RouteTable::new(snapshot.subscriptions, snapshot.ordered);
         let event = NewEvent {
             id: id.into(),
@@ -121,7 +125,11 @@ impl Rig {
         };
         match self
             .store
-            .publish("o", batch, "node-t")
+            .publish(
+                &switchyard_core::ids::OrgId::stored("o".into()),
+                batch,
+                "node-t",
+            )
             .await
             .expect("publish")
         {
@@ -138,7 +146,7 @@ impl Rig {
         let list = self
             .store
             .list_deliveries(
-                "o",
+                &switchyard_core::ids::OrgId::stored("o".into()),
                 &switchyard_store::DeliveryQuery {
                     limit: 10,
                     ..Default::default()
@@ -220,13 +228,16 @@ async fn a_gone_endpoint_is_disabled_and_reported_never_published() {
     assert_eq!(
         ev,
         EngineEvent::EndpointDisabled {
-            org_id: "o".into(),
+            org_id: switchyard_core::ids::OrgId::stored("o".into()),
             endpoint_id: rig.endpoint.clone(),
         }
     );
     let ep = rig
         .store
-        .get_endpoint("o", &rig.endpoint)
+        .get_endpoint(
+            &switchyard_core::ids::OrgId::stored("o".into()),
+            &rig.endpoint,
+        )
         .await
         .expect("ep");
     assert!(!ep.enabled);
@@ -234,7 +245,7 @@ async fn a_gone_endpoint_is_disabled_and_reported_never_published() {
     let events = rig
         .store
         .list_events(
-            "o",
+            &switchyard_core::ids::OrgId::stored("o".into()),
             &switchyard_store::EventQuery {
                 limit: 10,
                 ..Default::default()
@@ -253,7 +264,10 @@ async fn shutdown_hands_queued_work_back() {
     let rig = rig(&url, vec![1]).await;
     let mut ep = rig
         .store
-        .get_endpoint("o", &rig.endpoint)
+        .get_endpoint(
+            &switchyard_core::ids::OrgId::stored("o".into()),
+            &rig.endpoint,
+        )
         .await
         .expect("ep");
     ep.max_in_flight = 1;
@@ -270,7 +284,7 @@ async fn shutdown_hands_queued_work_back() {
         .claim_endpoint(
             "other-node",
             &EndpointRef {
-                org_id: "o".into(),
+                org_id: switchyard_core::ids::OrgId::stored("o".into()),
                 endpoint_id: rig.endpoint.clone(),
             },
             now_ms() + 1,

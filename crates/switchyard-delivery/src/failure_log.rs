@@ -52,7 +52,7 @@ impl FailureLog {
         let error = r.attempt.error.as_deref().unwrap_or("");
         if final_failure {
             tracing::warn!(
-                org = r.org_id,
+                org = %r.org_id,
                 target,
                 delivery_id = %r.delivery_id,
                 cause,
@@ -62,7 +62,7 @@ impl FailureLog {
             );
         } else {
             tracing::warn!(
-                org = r.org_id,
+                org = %r.org_id,
                 target,
                 delivery_id = %r.delivery_id,
                 cause,
@@ -82,7 +82,7 @@ mod tests {
 
     fn result(endpoint: &str, status: u16, outcome: Outcome) -> AttemptResult {
         AttemptResult {
-            org_id: "o".into(),
+            org_id: switchyard_core::ids::OrgId::stored("o".into()),
             endpoint_id: Some(EndpointId::stored(endpoint.into())),
             delivery_id: DeliveryId::stored("dlv_1".into()),
             attempt: Attempt {

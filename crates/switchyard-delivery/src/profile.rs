@@ -52,7 +52,7 @@ mod tests {
     fn ep(profile: Profile, token: Option<&str>) -> Endpoint {
         Endpoint {
             id: switchyard_core::ids::EndpointId::generate(),
-            org_id: "o".into(),
+            org_id: switchyard_core::ids::OrgId::stored("o".into()),
             url: "https://x".into(),
             description: String::new(),
             profile,
@@ -77,7 +77,7 @@ mod tests {
     fn event() -> Event {
         Event {
             id: "85b214f2-1d27-4262-87b6-8f55b3199400".into(),
-            org_id: "o".into(),
+            org_id: switchyard_core::ids::OrgId::stored("o".into()),
             event_type: "QueueCallInUserAllocated".into(),
             timestamp: 0,
             entity: EntityRef {

@@ -68,7 +68,7 @@ impl Engine {
                         for d in recorded.disabled {
                             self.endpoint_changed(&d.endpoint_id);
                             tracing::warn!(
-                                org = d.org_id,
+                                org = %d.org_id,
                                 endpoint_id = %d.endpoint_id,
                                 "endpoint disabled"
                             );

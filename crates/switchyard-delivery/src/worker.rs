@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::ids::EndpointId;
+use switchyard_core::ids::{EndpointId, OrgId};
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Outcome};
 use switchyard_store::StoreError;
 use tokio::sync::{Notify, mpsc};
@@ -142,7 +142,7 @@ impl Engine {
 
     pub(crate) async fn endpoint_config(
         &self,
-        org: &str,
+        org: &OrgId,
         id: &EndpointId,
     ) -> Result<Arc<Endpoint>, StoreError> {
         let ttl = self.inner.config.endpoint_cache_ttl;

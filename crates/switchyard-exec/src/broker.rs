@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_core::executor::RunStatus;
+use switchyard_core::ids::OrgId;
 use switchyard_core::template::{self, Segment};
 use switchyard_store::StoreError;
 
 /// Answers the SDK calls of one run.
 pub struct Broker<'a> {
     pub(crate) runner: &'a Runner,
-    pub(crate) org: &'a str,
+    pub(crate) org: &'a OrgId,
     /// Executor names from the outermost caller to this run (for the depth limit and cycles).
     pub(crate) chain: Vec<String>,
     /// The caller's deadline: time spent in called executors counts against it.

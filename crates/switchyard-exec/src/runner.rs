@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::executor::{Executor, ExecutorSpec, Language, Run, RunStatus};
 use switchyard_core::hooks::{HookResult, HookRunner};
+use switchyard_core::ids::OrgId;
 use switchyard_core::ids::new_id;
 use switchyard_core::time::now_ms;
 use switchyard_egress::Clients;
@@ -271,7 +272,7 @@ fn cap_outcome(mut outcome: Outcome) -> Outcome {
 impl HookRunner for Runner {
     fn run_hook<'a>(
         &'a self,
-        org: &'a str,
+        org: &'a OrgId,
         executor: &'a str,
         event: &'a switchyard_core::Event,
         deadline: Option<Instant>,

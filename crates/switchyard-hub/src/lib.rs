@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::Delivery;
 use switchyard_core::egress::EgressPolicy;
-use switchyard_core::ids::{DeliveryId, EndpointId};
+use switchyard_core::ids::{DeliveryId, EndpointId, OrgId};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
@@ -83,7 +83,7 @@ struct Inner {
     /// Run: executor previews and event hooks.
     runner: Runner,
     /// Run: route tables by organization, each with the routing version it was built from.
-    routes: Mutex<HashMap<String, Arc<publish::OrgRoutes>>>,
+    routes: Mutex<HashMap<OrgId, Arc<publish::OrgRoutes>>>,
     /// Start: the listener for what the engine reports, the retention task and the scheduler.
     /// Shutdown: awaited after cancellation (the listener first publishes what is left).
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -191,7 +191,7 @@ impl Hub {
     /// An endpoint was changed or deleted: its cached configuration and its organization's
     /// routes are dropped (the routing version would catch a stale table anyway; this saves
     /// the round trip).
-    pub fn endpoint_changed(&self, org: &str, endpoint: &str) {
+    pub fn endpoint_changed(&self, org: &OrgId, endpoint: &str) {
         self.inner.engine.endpoint_changed(endpoint);
         self.routing_changed(org);
         // Re-enabled, or no longer ordered: deliveries it kept may be due now.
@@ -199,7 +199,7 @@ impl Hub {
     }
 
     /// A subscription of `org` was created or deleted.
-    pub fn routing_changed(&self, org: &str) {
+    pub fn routing_changed(&self, org: &OrgId) {
         if let Ok(mut r) = self.inner.routes.lock() {
             r.remove(org);
         }
@@ -208,7 +208,7 @@ impl Hub {
     /// Makes a delivery pending again with one more attempt and starts it on this node (or,
     /// on an ordered endpoint whose key is busy, once the deliveries before it settle). Returns
     /// the delivery as it now is.
-    pub async fn retry_delivery(&self, org: &str, id: &DeliveryId) -> Result<Delivery, HubError> {
+    pub async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery, HubError> {
         let retried = self
             .inner
             .store
@@ -224,7 +224,7 @@ impl Hub {
     /// were made.
     pub async fn replay(
         &self,
-        org: &str,
+        org: &OrgId,
         endpoint: &EndpointId,
         since: i64,
         until: i64,

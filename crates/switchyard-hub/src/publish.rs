@@ -5,6 +5,7 @@
 use crate::{Hub, HubError};
 use std::sync::Arc;
 use std::time::Instant;
+use switchyard_core::ids::OrgId;
 use switchyard_core::routing::{RouteTable, Target};
 use switchyard_core::{DueDelivery, NewEvent};
 use switchyard_delivery::Reserved;
@@ -25,7 +26,7 @@ impl Hub {
     /// deliveries. An event whose id was published before comes back as a duplicate.
     pub async fn publish(
         &self,
-        org: &str,
+        org: &OrgId,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Published>, HubError> {
         let n = events.len() as u64;
@@ -47,7 +48,7 @@ impl Hub {
                     if self.inner.published.receiver_count() > 0
                         && published.iter().any(|p| !p.duplicate)
                     {
-                        let _ = self.inner.published.send(Arc::from(org));
+                        let _ = self.inner.published.send(Arc::from(org.as_str()));
                     }
                     let mut due = Vec::new();
                     let mut sync = Vec::new();
@@ -117,12 +118,12 @@ impl Hub {
     }
 
     /// Where `event` would go if `org` published it now. Nothing is written.
-    pub async fn route(&self, org: &str, event: &NewEvent) -> Result<Vec<Target>, HubError> {
+    pub async fn route(&self, org: &OrgId, event: &NewEvent) -> Result<Vec<Target>, HubError> {
         Ok(self.routes(org).await?.table.route(event))
     }
 
     /// The organization's route table, built from the store on first use and after a change.
-    async fn routes(&self, org: &str) -> Result<Arc<OrgRoutes>, HubError> {
+    async fn routes(&self, org: &OrgId) -> Result<Arc<OrgRoutes>, HubError> {
         if let Ok(r) = self.inner.routes.lock()
             && let Some(t) = r.get(org)
         {
@@ -139,7 +140,7 @@ impl Hub {
                 .get(org)
                 .is_some_and(|cached| cached.version > routes.version);
             if !keep {
-                r.insert(org.to_string(), routes.clone());
+                r.insert(org.clone(), routes.clone());
             }
         }
         Ok(routes)

@@ -6,6 +6,7 @@
 use crate::Hub;
 use std::collections::HashMap;
 use std::time::Duration;
+use switchyard_core::ids::OrgId;
 use switchyard_core::time::now_ms;
 use switchyard_store::{PurgeBatch, StoreError};
 
@@ -47,7 +48,7 @@ pub struct RetentionPass {
 /// pass does not read the same events again; it lives in memory (after a restart, the first
 /// pass reads from the start).
 #[derive(Debug, Default)]
-pub(crate) struct PayloadMarks(std::sync::Mutex<HashMap<String, i64>>);
+pub(crate) struct PayloadMarks(std::sync::Mutex<HashMap<OrgId, i64>>);
 
 impl Hub {
     /// Deletes and drops what is past each organization's retentions now.
@@ -100,7 +101,7 @@ impl Hub {
     }
 
     /// Deletes one organization's events and runs received before `before`.
-    async fn purge_org(&self, org: &str, before: i64) -> Result<PurgeBatch, StoreError> {
+    async fn purge_org(&self, org: &OrgId, before: i64) -> Result<PurgeBatch, StoreError> {
         let store = &self.inner.store;
         let batch = self.inner.retention.batch;
         let mut total = PurgeBatch::default();
@@ -129,7 +130,7 @@ impl Hub {
     }
 
     /// Drops the payloads of one organization's delivered events received before `before`.
-    async fn drop_org_payloads(&self, org: &str, before: i64) -> Result<u64, StoreError> {
+    async fn drop_org_payloads(&self, org: &OrgId, before: i64) -> Result<u64, StoreError> {
         let store = &self.inner.store;
         let marks = &self.inner.payload_marks.0;
         let start = marks
@@ -153,7 +154,7 @@ impl Hub {
         // Next time, start at the first event that kept its payload, or past the last one read.
         let mark = first_kept.map_or(after, |seq| seq - 1);
         if let Ok(mut m) = marks.lock() {
-            m.insert(org.to_string(), mark);
+            m.insert(org.clone(), mark);
         }
         Ok(dropped)
     }

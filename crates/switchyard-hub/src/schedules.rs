@@ -94,7 +94,7 @@ impl Hub {
             Ok(l) => l,
             Err(e) => {
                 // Saved under other settings (seconds allowed then, not now): it stops, loudly.
-                tracing::error!(org = s.org_id, schedule = s.name, error = %e, "schedule cannot be read; it no longer fires");
+                tracing::error!(org = %s.org_id, schedule = s.name, error = %e, "schedule cannot be read; it no longer fires");
                 store
                     .advance_schedule(&s.org_id, &s.name, due, None, None)
                     .await?;
@@ -115,13 +115,13 @@ impl Hub {
                 Err(e) => {
                     // Not moved on: tried again on the next pass (and, past the grace, as
                     // `misfire` says).
-                    tracing::warn!(org = s.org_id, schedule = s.name, error = %e, "publishing a scheduled event failed");
+                    tracing::warn!(org = %s.org_id, schedule = s.name, error = %e, "publishing a scheduled event failed");
                     return Ok(false);
                 }
             }
         } else {
             tracing::info!(
-                org = s.org_id,
+                org = %s.org_id,
                 schedule = s.name,
                 missed_since = due,
                 "missed fire times skipped (misfire: skip)"

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::SyncHook;
 use switchyard_core::executor::{Executor, RunStatus};
+use switchyard_core::ids::OrgId;
 use switchyard_core::schema::{Schema, SchemaViolation};
 use switchyard_core::sync_hook::canonical_json;
 use switchyard_store::StoreError;
@@ -162,7 +163,7 @@ impl Hub {
     /// Calls hook `name` of `org` with `input` and waits for its answer.
     pub async fn call_hook(
         &self,
-        org: &str,
+        org: &OrgId,
         name: &str,
         input: Value,
     ) -> Result<HookAnswer, CallError> {
@@ -264,20 +265,20 @@ impl Hub {
 
     /// Hook `name` of `org` was defined again or deleted: its cached definition and answers
     /// are forgotten.
-    pub async fn hook_changed(&self, org: &str, name: &str) {
+    pub async fn hook_changed(&self, org: &OrgId, name: &str) {
         let key = (org.to_string(), name.to_string());
         self.inner.hook_cache.hooks.invalidate(&key).await;
         self.empty_hook_cache(org, name);
     }
 
     /// Executor `name` of `org` has a new version or was deleted: hooks read it again.
-    pub async fn executor_changed(&self, org: &str, name: &str) {
+    pub async fn executor_changed(&self, org: &OrgId, name: &str) {
         let key = (org.to_string(), name.to_string());
         self.inner.hook_cache.executors.invalidate(&key).await;
     }
 
     /// Forgets every cached answer of hook `name` of `org`.
-    pub fn empty_hook_cache(&self, org: &str, name: &str) {
+    pub fn empty_hook_cache(&self, org: &OrgId, name: &str) {
         if let Ok(mut g) = self.inner.hook_cache.generations.lock() {
             *g.entry((org.to_string(), name.to_string())).or_insert(0) += 1;
         }

@@ -51,7 +51,7 @@ impl Hub {
                     }),
                 };
                 if let Err(e) = self.publish(&org_id, vec![event]).await {
-                    tracing::error!(error = %e, org = org_id, "publishing {ENDPOINT_DISABLED} failed");
+                    tracing::error!(error = %e, org = %org_id, "publishing {ENDPOINT_DISABLED} failed");
                 }
             }
         }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::health::{DisablePolicy, EndpointHealth};
-use switchyard_core::ids::{DeliveryId, EndpointId, SubscriptionId};
+use switchyard_core::ids::{DeliveryId, EndpointId, OrgId, SubscriptionId};
 use switchyard_core::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -168,21 +168,21 @@ pub trait OrgCatalog: Send + Sync {
     async fn create_org(&self, org: &Org) -> Result<Org>;
     /// Replaces an organization's name and retentions; `NotFound` if there is none.
     async fn update_org(&self, org: &Org) -> Result<Org>;
-    async fn get_org(&self, id: &str) -> Result<Org>;
+    async fn get_org(&self, id: &OrgId) -> Result<Org>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     /// Stores a key by its hash and a displayable prefix; `org = None` makes an instance admin
     /// key. Returns the key's id.
     async fn create_api_key(
         &self,
-        org: Option<&str>,
+        org: Option<&OrgId>,
         role: Role,
         key_hash: &str,
         prefix: &str,
     ) -> Result<String>;
     /// The keys of an organization (never the keys themselves).
-    async fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKeyInfo>>;
+    async fn list_api_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyInfo>>;
     /// Revokes a key of `org`; `NotFound` if it has no such key.
-    async fn delete_api_key(&self, org: &str, id: &str) -> Result<()>;
+    async fn delete_api_key(&self, org: &OrgId, id: &str) -> Result<()>;
     /// Records that a key was used at `at`.
     async fn touch_api_key(&self, id: &str, at: i64) -> Result<()>;
     /// Replaces every instance admin key by one new key (recovery); returns its id.
@@ -191,26 +191,26 @@ pub trait OrgCatalog: Send + Sync {
     async fn count_admin_keys(&self) -> Result<u64>;
 
     /// Creates or replaces an event type.
-    async fn put_event_type(&self, org: &str, t: &EventType) -> Result<EventType> {
+    async fn put_event_type(&self, org: &OrgId, t: &EventType) -> Result<EventType> {
         let mut saved = self.put_event_types(org, std::slice::from_ref(t)).await?;
         saved.pop().ok_or(StoreError::NotFound)
     }
     /// Creates or replaces event types, all or none (a catalog import).
-    async fn put_event_types(&self, org: &str, types: &[EventType]) -> Result<Vec<EventType>>;
-    async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType>;
-    async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>>;
+    async fn put_event_types(&self, org: &OrgId, types: &[EventType]) -> Result<Vec<EventType>>;
+    async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<EventType>;
+    async fn list_event_types(&self, org: &OrgId) -> Result<Vec<EventType>>;
 }
 
 /// Endpoints, subscriptions and the routing they make.
 #[async_trait]
 pub trait EndpointCatalog: Send + Sync {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
-    async fn get_endpoint(&self, org: &str, id: &EndpointId) -> Result<Endpoint>;
-    async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>>;
+    async fn get_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<Endpoint>;
+    async fn list_endpoints(&self, org: &OrgId) -> Result<Vec<Endpoint>>;
     /// Replaces every field of an existing endpoint (the caller merges a PATCH).
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint>;
     /// Deletes the endpoint, its subscriptions and its pending deliveries (marked failed).
-    async fn delete_endpoint(&self, org: &str, id: &EndpointId) -> Result<()>;
+    async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<()>;
 
     /// Creates a subscription; with `owned_endpoint`, creates that endpoint in the same
     /// transaction (a subscription with an inline URL).
@@ -231,12 +231,12 @@ pub trait EndpointCatalog: Send + Sync {
         subs: &[Subscription],
         new_endpoint: Option<&Endpoint>,
     ) -> Result<Vec<Subscription>>;
-    async fn get_subscription(&self, org: &str, id: &SubscriptionId) -> Result<Subscription>;
-    async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>>;
+    async fn get_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<Subscription>;
+    async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>>;
     /// Deletes the subscription and an endpoint it owns.
-    async fn delete_subscription(&self, org: &str, id: &SubscriptionId) -> Result<()>;
+    async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()>;
     /// The organization's current routing and its version, read in one snapshot.
-    async fn routing(&self, org: &str) -> Result<RoutingSnapshot>;
+    async fn routing(&self, org: &OrgId) -> Result<RoutingSnapshot>;
 }
 
 /// Executors (every version) and the organization's secrets.
@@ -245,23 +245,23 @@ pub trait ExecutorCatalog: Send + Sync {
     /// Stores a new version of an executor (the given `version` is ignored) and returns it.
     async fn put_executor(&self, ex: &Executor) -> Result<Executor>;
     /// The latest version.
-    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor>;
-    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>>;
+    async fn get_executor(&self, org: &OrgId, name: &str) -> Result<Executor>;
+    async fn list_executors(&self, org: &OrgId) -> Result<Vec<Executor>>;
     /// Every stored version of an executor, newest first (`NotFound` if it has none).
-    async fn executor_versions(&self, org: &str, name: &str) -> Result<Vec<Executor>>;
+    async fn executor_versions(&self, org: &OrgId, name: &str) -> Result<Vec<Executor>>;
     /// Deletes every version, and the subscriptions that run it.
-    async fn delete_executor(&self, org: &str, name: &str) -> Result<()>;
-    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()>;
-    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>>;
+    async fn delete_executor(&self, org: &OrgId, name: &str) -> Result<()>;
+    async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()>;
+    async fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<String>>;
     /// Names and update times; never values.
-    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>>;
-    async fn delete_secret(&self, org: &str, name: &str) -> Result<()>;
+    async fn list_secrets(&self, org: &OrgId) -> Result<Vec<(String, i64)>>;
+    async fn delete_secret(&self, org: &OrgId, name: &str) -> Result<()>;
     /// Creates or replaces a synchronous hook; the executor it names must exist (`NotFound`
     /// otherwise, naming it).
     async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook>;
-    async fn get_sync_hook(&self, org: &str, name: &str) -> Result<SyncHook>;
-    async fn list_sync_hooks(&self, org: &str) -> Result<Vec<SyncHook>>;
-    async fn delete_sync_hook(&self, org: &str, name: &str) -> Result<()>;
+    async fn get_sync_hook(&self, org: &OrgId, name: &str) -> Result<SyncHook>;
+    async fn list_sync_hooks(&self, org: &OrgId) -> Result<Vec<SyncHook>>;
+    async fn delete_sync_hook(&self, org: &OrgId, name: &str) -> Result<()>;
 }
 
 /// Schedules, and where each one stands: its next fire time, moved on by whoever fired it.
@@ -269,11 +269,11 @@ pub trait ExecutorCatalog: Send + Sync {
 pub trait ScheduleCatalog: Send + Sync {
     /// Creates or replaces a schedule (its next fire time included).
     async fn put_schedule(&self, schedule: &Schedule) -> Result<Schedule>;
-    async fn get_schedule(&self, org: &str, name: &str) -> Result<Schedule>;
-    async fn list_schedules(&self, org: &str) -> Result<Vec<Schedule>>;
-    async fn delete_schedule(&self, org: &str, name: &str) -> Result<()>;
+    async fn get_schedule(&self, org: &OrgId, name: &str) -> Result<Schedule>;
+    async fn list_schedules(&self, org: &OrgId) -> Result<Vec<Schedule>>;
+    async fn delete_schedule(&self, org: &OrgId, name: &str) -> Result<()>;
     /// How many schedules the organization has.
-    async fn count_schedules(&self, org: &str) -> Result<u64>;
+    async fn count_schedules(&self, org: &OrgId) -> Result<u64>;
     /// Schedules of every organization whose next fire time is at or before `now`, earliest
     /// first, at most `limit`.
     async fn due_schedules(&self, now: i64, limit: u32) -> Result<Vec<Schedule>>;
@@ -284,7 +284,7 @@ pub trait ScheduleCatalog: Send + Sync {
     /// change of the schedule, did not move it meanwhile); returns whether it did.
     async fn advance_schedule(
         &self,
-        org: &str,
+        org: &OrgId,
         name: &str,
         due: i64,
         next: Option<i64>,
@@ -298,17 +298,17 @@ pub trait EventLog: Send + Sync {
     /// Stores routed events and their deliveries in one durable transaction, if the
     /// organization's routing is still at the batch's version; returns once it is committed.
     /// New deliveries are claimed for `node`.
-    async fn publish(&self, org: &str, batch: RoutedBatch, node: &str) -> Result<PublishOutcome>;
-    async fn get_event(&self, org: &str, id: &str) -> Result<Event>;
-    async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>>;
-    async fn trace(&self, org: &str, event_id: &str) -> Result<Trace>;
+    async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome>;
+    async fn get_event(&self, org: &OrgId, id: &str) -> Result<Event>;
+    async fn list_events(&self, org: &OrgId, q: &EventQuery) -> Result<Vec<Event>>;
+    async fn trace(&self, org: &OrgId, event_id: &str) -> Result<Trace>;
     /// Retention: deletes up to `limit` events of `org` received before `before` whose
     /// deliveries are all finished (none pending or blocked), with their deliveries, attempts
     /// and runs, scanning in sequence order after `after_seq`. One short transaction, so
     /// publishing is never held up for long; call it again from `next_after_seq` until `done`.
     async fn purge_events(
         &self,
-        org: &str,
+        org: &OrgId,
         before: i64,
         after_seq: i64,
         limit: u32,
@@ -318,7 +318,7 @@ pub trait EventLog: Send + Sync {
     /// runs), scanning in sequence order after `after_seq` like [`EventLog::purge_events`].
     async fn drop_payloads(
         &self,
-        org: &str,
+        org: &OrgId,
         before: i64,
         after_seq: i64,
         limit: u32,
@@ -373,8 +373,8 @@ pub struct Retried {
 /// The delivery queue: deliveries waiting, claimed, attempted and finished.
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
-    async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
-    async fn get_delivery(&self, org: &str, id: &DeliveryId) -> Result<Delivery>;
+    async fn list_deliveries(&self, org: &OrgId, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
+    async fn get_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery>;
     /// Enabled endpoints with a delivery due at `now` (at most `limit`), each with its
     /// organization. Deliveries stay where they are; each endpoint claims its own.
     async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>>;
@@ -410,11 +410,11 @@ pub trait DeliveryQueue: Send + Sync {
     ) -> Result<Recorded>;
     /// Makes a delivery pending again with one more attempt. It is claimed for `node` at once,
     /// unless it must wait for the head of its ordering key.
-    async fn retry_delivery(&self, org: &str, id: &DeliveryId, node: &str) -> Result<Retried>;
+    async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId, node: &str) -> Result<Retried>;
     /// An endpoint's health, with the attempts made since `since`.
     async fn endpoint_health(
         &self,
-        org: &str,
+        org: &OrgId,
         id: &EndpointId,
         since: i64,
     ) -> Result<EndpointHealth>;
@@ -422,7 +422,7 @@ pub trait DeliveryQueue: Send + Sync {
     /// delivered to it before. Returns how many were created.
     async fn replay(
         &self,
-        org: &str,
+        org: &OrgId,
         endpoint_id: &EndpointId,
         since: i64,
         until: i64,
@@ -434,18 +434,18 @@ pub trait DeliveryQueue: Send + Sync {
 /// Per-organization key-value storage for executors.
 #[async_trait]
 pub trait KvStorage: Send + Sync {
-    async fn kv_get(&self, org: &str, key: &str) -> Result<Option<serde_json::Value>>;
-    async fn kv_set(&self, org: &str, key: &str, value: &serde_json::Value) -> Result<()>;
-    async fn kv_delete(&self, org: &str, key: &str) -> Result<bool>;
+    async fn kv_get(&self, org: &OrgId, key: &str) -> Result<Option<serde_json::Value>>;
+    async fn kv_set(&self, org: &OrgId, key: &str, value: &serde_json::Value) -> Result<()>;
+    async fn kv_delete(&self, org: &OrgId, key: &str) -> Result<bool>;
 }
 
 /// The run log: every executor run with its input, output and logs.
 #[async_trait]
 pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &Run) -> Result<()>;
-    async fn get_run(&self, org: &str, id: &str) -> Result<Run>;
-    async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>>;
+    async fn get_run(&self, org: &OrgId, id: &str) -> Result<Run>;
+    async fn runs_for_event(&self, org: &OrgId, event_id: &str) -> Result<Vec<Run>>;
     /// Retention: deletes up to `limit` runs of `org` made before `before` that belong to no
     /// event (previews); runs of events go with their events. Returns how many.
-    async fn purge_runs(&self, org: &str, before: i64, limit: u32) -> Result<u64>;
+    async fn purge_runs(&self, org: &OrgId, before: i64, limit: u32) -> Result<u64>;
 }

@@ -1,6 +1,7 @@
 //! Runs the store contract against SQLite, plus what only a file on disk can show.
 
 mod contract;
+use contract::oid;
 
 use std::sync::Arc;
 use switchyard_core::Org;
@@ -35,7 +36,7 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     store.create_endpoint(&ed).await.expect("ed25519 ep");
     let ed_key = ed.secrets[0].secret.expose();
     store
-        .put_secret("o", "ERP_PASSWORD", "hunter2-very-secret")
+        .put_secret(&oid("o"), "ERP_PASSWORD", "hunter2-very-secret")
         .await
         .expect("secret");
     store.close();
@@ -62,16 +63,19 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     }
 
     let again = SqliteStore::open(&path, key).expect("reopen");
-    assert_eq!(again.get_endpoint("o", &ep.id).await.expect("get"), ep);
     assert_eq!(
-        again.get_endpoint("o", &ed.id).await.expect("get"),
+        again.get_endpoint(&oid("o"), &ep.id).await.expect("get"),
+        ep
+    );
+    assert_eq!(
+        again.get_endpoint(&oid("o"), &ed.id).await.expect("get"),
         ed,
         "an Ed25519 key survives the round trip"
     );
     let (wrong, _) = MasterKey::generate();
     let other = SqliteStore::open(&path, wrong).expect("reopen with wrong key");
     assert!(
-        other.get_endpoint("o", &ep.id).await.is_err(),
+        other.get_endpoint(&oid("o"), &ep.id).await.is_err(),
         "a wrong master key reads nothing"
     );
 }
@@ -125,13 +129,20 @@ async fn a_corrupt_row_is_an_error_never_a_default() {
     let (key, _) = MasterKey::generate();
     let store = SqliteStore::open(&path, key).expect("open");
     subscribed_org(&store, "T").await;
-    assert_eq!(store.list_subscriptions("o").await.expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list_subscriptions(&oid("o"))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     // Damage the stored event types behind the store's back.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute("UPDATE subscriptions SET event_types = 'not json'", [])
         .expect("damage");
     drop(raw);
-    let err = store.list_subscriptions("o").await.unwrap_err();
+    let err = store.list_subscriptions(&oid("o")).await.unwrap_err();
     assert!(err.to_string().contains("event types"), "{err}");
     // Publishing routes through subscriptions: it refuses rather than silently routing nothing.
     assert!(
@@ -153,7 +164,7 @@ async fn a_corrupt_row_is_an_error_never_a_default() {
     )
     .expect("damage");
     drop(raw);
-    let err = store.list_subscriptions("o").await.unwrap_err();
+    let err = store.list_subscriptions(&oid("o")).await.unwrap_err();
     assert!(err.to_string().contains("filter"), "{err}");
 }
 
@@ -197,7 +208,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     drop(raw);
     let store = SqliteStore::open(&path, key).expect("reopen migrates");
     assert_eq!(store.pending_count().await.expect("count"), 20);
-    let t = store.trace("o", "m7").await.expect("trace");
+    let t = store.trace(&oid("o"), "m7").await.expect("trace");
     assert_eq!(t.deliveries.len(), 1);
     let raw = rusqlite::Connection::open(&path).expect("raw");
     let fks: i64 = raw

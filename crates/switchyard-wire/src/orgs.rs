@@ -72,7 +72,7 @@ pub struct OrgOut {
 impl From<Org> for OrgOut {
     fn from(o: Org) -> Self {
         OrgOut {
-            id: o.id,
+            id: o.id.into(),
             name: o.name,
             created_at: to_rfc3339(o.created_at),
             retention_s: o.retention_s,

@@ -35,7 +35,7 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn get_org(&self, id: &str) -> Result<Org> {
+    async fn get_org(&self, id: &OrgId) -> Result<Org> {
         let id = id.to_string();
         self.read(move |c, _| {
             Ok(
@@ -77,16 +77,12 @@ impl OrgCatalog for SqliteStore {
 
     async fn create_api_key(
         &self,
-        org: Option<&str>,
+        org: Option<&OrgId>,
         role: Role,
         key_hash: &str,
         prefix: &str,
     ) -> Result<String> {
-        let (org, hash, prefix) = (
-            org.map(str::to_string),
-            key_hash.to_string(),
-            prefix.to_string(),
-        );
+        let (org, hash, prefix) = (org.cloned(), key_hash.to_string(), prefix.to_string());
         self.write(move |ctx| {
             let id = new_id("key");
             ctx.conn
@@ -99,8 +95,8 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn list_api_keys(&self, org: &str) -> Result<Vec<ApiKeyInfo>> {
-        let org = org.to_string();
+    async fn list_api_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyInfo>> {
+        let org = org.clone();
         self.read(move |c, _| {
             list(
                 c,
@@ -123,13 +119,13 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_api_key(&self, org: &str, id: &str) -> Result<()> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn delete_api_key(&self, org: &OrgId, id: &str) -> Result<()> {
+        let (org, id) = (org.clone(), id.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND id = ?2")?
-                .execute([&org, &id])?;
+                .execute(params![&org, &id])?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -172,7 +168,7 @@ impl OrgCatalog for SqliteStore {
                 .query_row([hash], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<OrgId>>(1)?,
                         r.get::<_, String>(2)?,
                     ))
                 })
@@ -195,8 +191,8 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn put_event_types(&self, org: &str, types: &[EventType]) -> Result<Vec<EventType>> {
-        let (org, types) = (org.to_string(), types.to_vec());
+    async fn put_event_types(&self, org: &OrgId, types: &[EventType]) -> Result<Vec<EventType>> {
+        let (org, types) = (org.clone(), types.to_vec());
         self.write(move |ctx| {
             let now = now_ms();
             let mut put = ctx.conn.prepare_cached(
@@ -223,20 +219,20 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn get_event_type(&self, org: &str, name: &str) -> Result<EventType> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<EventType> {
+        let (org, name) = (org.clone(), name.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(
                 "SELECT name, description, entity_type, schema, updated_at FROM event_types
                  WHERE org_id = ?1 AND name = ?2",
             )?
-            .query_row([org, name], event_type_from_row)?)
+            .query_row(params![org, name], event_type_from_row)?)
         })
         .await
     }
 
-    async fn list_event_types(&self, org: &str) -> Result<Vec<EventType>> {
-        let org = org.to_string();
+    async fn list_event_types(&self, org: &OrgId) -> Result<Vec<EventType>> {
+        let org = org.clone();
         self.read(move |c, _| {
             list(
                 c,

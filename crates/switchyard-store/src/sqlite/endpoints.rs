@@ -13,14 +13,14 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn get_endpoint(&self, org: &str, id: &EndpointId) -> Result<Endpoint> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn get_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<Endpoint> {
+        let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, k| get_endpoint_conn(c, k, &org, &id))
             .await
     }
 
-    async fn list_endpoints(&self, org: &str) -> Result<Vec<Endpoint>> {
-        let org = org.to_string();
+    async fn list_endpoints(&self, org: &OrgId) -> Result<Vec<Endpoint>> {
+        let org = org.clone();
         self.read(move |c, k| {
             list(
                 c,
@@ -103,8 +103,8 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_endpoint(&self, org: &str, id: &EndpointId) -> Result<()> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<()> {
+        let (org, id) = (org.clone(), id.to_string());
         self.write(move |ctx| {
             let now = now_ms();
             ctx.conn
@@ -116,11 +116,11 @@ impl EndpointCatalog for SqliteStore {
                 .execute(params![org, id, now])?;
             ctx.conn
                 .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND endpoint_id = ?2")?
-                .execute([&org, &id])?;
+                .execute(params![&org, &id])?;
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM endpoints WHERE org_id = ?1 AND id = ?2")?
-                .execute([&org, &id])?;
+                .execute(params![&org, &id])?;
             found(n)?;
             bump_routing(&ctx.conn, &org)?;
             Ok(())
@@ -190,19 +190,19 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn get_subscription(&self, org: &str, id: &SubscriptionId) -> Result<Subscription> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn get_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<Subscription> {
+        let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {SUB_COLS} FROM subscriptions WHERE org_id = ?1 AND id = ?2"
             ))?
-            .query_row([org, id], sub_from_row)?)
+            .query_row(params![org, id], sub_from_row)?)
         })
         .await
     }
 
-    async fn list_subscriptions(&self, org: &str) -> Result<Vec<Subscription>> {
-        let org = org.to_string();
+    async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>> {
+        let org = org.clone();
         self.read(move |c, _| {
             list(
                 c,
@@ -214,14 +214,14 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn routing(&self, org: &str) -> Result<RoutingSnapshot> {
-        let org = org.to_string();
+    async fn routing(&self, org: &OrgId) -> Result<RoutingSnapshot> {
+        let org = org.clone();
         self.read(move |c, _| {
             // One read transaction: the version and the subscriptions come from the same snapshot.
             let tx = c.unchecked_transaction()?;
             let version: i64 = tx
                 .prepare_cached("SELECT routing_version FROM orgs WHERE id = ?1")?
-                .query_row([&org], |r| r.get(0))?;
+                .query_row(params![&org], |r| r.get(0))?;
             let ordered = list(
                 &tx,
                 "SELECT id, ordering_key FROM endpoints WHERE org_id = ?1 AND ordering_key IS NOT NULL",
@@ -253,13 +253,13 @@ impl EndpointCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_subscription(&self, org: &str, id: &SubscriptionId) -> Result<()> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
+        let (org, id) = (org.clone(), id.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND id = ?2")?
-                .execute([&org, &id])?;
+                .execute(params![&org, &id])?;
             found(n)?;
             // An endpoint made for this subscription's inline URL is disabled with it: nothing
             // routes there any more, and its open deliveries end as failed.
@@ -273,7 +273,7 @@ impl EndpointCatalog for SqliteStore {
                 .execute(params![org, id, now_ms()])?;
             ctx.conn
                 .prepare_cached("UPDATE endpoints SET enabled = 0, disabled_reason = 'its subscription was deleted' WHERE org_id = ?1 AND owner_subscription = ?2")?
-                .execute([&org, &id])?;
+                .execute(params![&org, &id])?;
             bump_routing(&ctx.conn, &org)?;
             Ok(())
         })
@@ -324,5 +324,5 @@ pub(super) fn get_endpoint_conn(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ENDPOINT_COLS} FROM endpoints WHERE org_id = ?1 AND id = ?2"
     ))?;
-    Ok(stmt.query_row([org, id], |r| endpoint_from_row(r, key))?)
+    Ok(stmt.query_row(params![org, id], |r| endpoint_from_row(r, key))?)
 }

@@ -6,13 +6,13 @@ use switchyard_core::glob::is_glob;
 
 #[async_trait]
 impl EventLog for SqliteStore {
-    async fn publish(&self, org: &str, batch: RoutedBatch, node: &str) -> Result<PublishOutcome> {
-        let (org, node) = (org.to_string(), node.to_string());
+    async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome> {
+        let (org, node) = (org.clone(), node.to_string());
         self.write(move |ctx| {
             let version: i64 = ctx
                 .conn
                 .prepare_cached("SELECT routing_version FROM orgs WHERE id = ?1")?
-                .query_row([&org], |r| r.get(0))?;
+                .query_row(params![&org], |r| r.get(0))?;
             if version != batch.routing_version {
                 return Ok(PublishOutcome::StaleRouting(batch));
             }
@@ -28,7 +28,7 @@ impl EventLog for SqliteStore {
                 let existing: Option<i64> = ctx
                     .conn
                     .prepare_cached("SELECT seq FROM events WHERE org_id = ?1 AND id = ?2")?
-                    .query_row([&org, &ne.id], |r| r.get(0))
+                    .query_row(params![&org, &ne.id], |r| r.get(0))
                     .optional()?;
                 if let Some(seq) = existing {
                     let event = ctx.load_event_by_seq(seq)?;
@@ -41,7 +41,7 @@ impl EventLog for SqliteStore {
                     let count: i64 = ctx
                         .conn
                         .prepare_cached("SELECT count(*) FROM deliveries WHERE org_id = ?1 AND event_id = ?2")?
-                        .query_row([&org, &ne.id], |r| r.get(0))?;
+                        .query_row(params![&org, &ne.id], |r| r.get(0))?;
                     out.push(Published {
                         event: Arc::new(event),
                         duplicate: true,
@@ -118,19 +118,19 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    async fn get_event(&self, org: &str, id: &str) -> Result<Event> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn get_event(&self, org: &OrgId, id: &str) -> Result<Event> {
+        let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"
             ))?
-            .query_row([org, id], event_from_row)?)
+            .query_row(params![org, id], event_from_row)?)
         })
         .await
     }
 
-    async fn list_events(&self, org: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        let (org, q) = (org.to_string(), q.clone());
+    async fn list_events(&self, org: &OrgId, q: &EventQuery) -> Result<Vec<Event>> {
+        let (org, q) = (org.clone(), q.clone());
         self.read(move |c, _| {
             let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1");
             let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(org)];
@@ -180,12 +180,12 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    async fn trace(&self, org: &str, event_id: &str) -> Result<Trace> {
-        let (org, id) = (org.to_string(), event_id.to_string());
+    async fn trace(&self, org: &OrgId, event_id: &str) -> Result<Trace> {
+        let (org, id) = (org.clone(), event_id.to_string());
         self.read(move |c, _| {
             let event = c
                 .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
-                .query_row([&org, &id], event_from_row)?;
+                .query_row(params![&org, &id], event_from_row)?;
             let deliveries = list(
                 c,
                 &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
@@ -210,12 +210,12 @@ impl EventLog for SqliteStore {
 
     async fn purge_events(
         &self,
-        org: &str,
+        org: &OrgId,
         before: i64,
         after_seq: i64,
         limit: u32,
     ) -> Result<PurgeBatch> {
-        let org = org.to_string();
+        let org = org.clone();
         self.write(move |ctx| {
             let mut out = PurgeBatch {
                 next_after_seq: after_seq,
@@ -230,7 +230,7 @@ impl EventLog for SqliteStore {
                     .prepare_cached(
                         "SELECT 1 FROM deliveries WHERE org_id = ?1 AND event_id = ?2 AND status IN ('pending', 'blocked') LIMIT 1",
                     )?
-                    .query_row([&org, &id], |r| r.get(0))
+                    .query_row(params![&org, &id], |r| r.get(0))
                     .optional()?;
                 if pending.is_some() {
                     // Still to be delivered: kept until it is finished.
@@ -242,15 +242,15 @@ impl EventLog for SqliteStore {
                         "DELETE FROM attempts WHERE delivery_id IN
                          (SELECT id FROM deliveries WHERE org_id = ?1 AND event_id = ?2)",
                     )?
-                    .execute([&org, &id])? as u64;
+                    .execute(params![&org, &id])? as u64;
                 out.deliveries += ctx
                     .conn
                     .prepare_cached("DELETE FROM deliveries WHERE org_id = ?1 AND event_id = ?2")?
-                    .execute([&org, &id])? as u64;
+                    .execute(params![&org, &id])? as u64;
                 out.runs += ctx
                     .conn
                     .prepare_cached("DELETE FROM runs WHERE org_id = ?1 AND event_id = ?2")?
-                    .execute([&org, &id])? as u64;
+                    .execute(params![&org, &id])? as u64;
                 out.events += ctx
                     .conn
                     .prepare_cached("DELETE FROM events WHERE seq = ?1")?
@@ -263,12 +263,12 @@ impl EventLog for SqliteStore {
 
     async fn drop_payloads(
         &self,
-        org: &str,
+        org: &OrgId,
         before: i64,
         after_seq: i64,
         limit: u32,
     ) -> Result<DropBatch> {
-        let org = org.to_string();
+        let org = org.clone();
         self.write(move |ctx| {
             let now = now_ms();
             let mut out = DropBatch {
@@ -287,7 +287,7 @@ impl EventLog for SqliteStore {
                     .prepare_cached(
                         "SELECT 1 FROM deliveries WHERE org_id = ?1 AND event_id = ?2 AND status != 'delivered' LIMIT 1",
                     )?
-                    .query_row([&org, &id], |r| r.get(0))
+                    .query_row(params![&org, &id], |r| r.get(0))
                     .optional()?;
                 if open.is_some() {
                     // Pending, blocked or failed: it may be delivered again and needs its data.
@@ -299,7 +299,7 @@ impl EventLog for SqliteStore {
                     .execute(params![seq, now])?;
                 ctx.conn
                     .prepare_cached("UPDATE runs SET input = 'null' WHERE org_id = ?1 AND event_id = ?2")?
-                    .execute([&org, &id])?;
+                    .execute(params![&org, &id])?;
                 out.dropped += 1;
             }
             Ok(out)

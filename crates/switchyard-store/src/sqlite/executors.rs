@@ -10,7 +10,7 @@ impl ExecutorCatalog for SqliteStore {
             let latest: Option<u32> = ctx
                 .conn
                 .prepare_cached("SELECT max(version) FROM executors WHERE org_id = ?1 AND name = ?2")?
-                .query_row([&ex.org_id, &ex.name], |r| r.get(0))?;
+                .query_row(params![ex.org_id, ex.name], |r| r.get(0))?;
             let version = latest.unwrap_or(0) + 1;
             let now = now_ms();
             ctx.conn
@@ -33,21 +33,21 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn get_executor(&self, org: &str, name: &str) -> Result<Executor> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn get_executor(&self, org: &OrgId, name: &str) -> Result<Executor> {
+        let (org, name) = (org.clone(), name.to_string());
         self.read(move |c, _| {
             let ex = c
                 .prepare_cached(&format!(
                     "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1"
                 ))?
-                .query_row([org, name], executor_from_row)?;
+                .query_row(params![org, name], executor_from_row)?;
             Ok(ex)
         })
         .await
     }
 
-    async fn executor_versions(&self, org: &str, name: &str) -> Result<Vec<Executor>> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn executor_versions(&self, org: &OrgId, name: &str) -> Result<Vec<Executor>> {
+        let (org, name) = (org.clone(), name.to_string());
         self.read(move |c, _| {
             let rows = list(
                 c,
@@ -65,8 +65,8 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn list_executors(&self, org: &str) -> Result<Vec<Executor>> {
-        let org = org.to_string();
+    async fn list_executors(&self, org: &OrgId) -> Result<Vec<Executor>> {
+        let org = org.clone();
         self.read(move |c, _| {
             let rows = list(
                 c,
@@ -82,18 +82,18 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_executor(&self, org: &str, name: &str) -> Result<()> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn delete_executor(&self, org: &OrgId, name: &str) -> Result<()> {
+        let (org, name) = (org.clone(), name.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM executors WHERE org_id = ?1 AND name = ?2")?
-                .execute([&org, &name])?;
+                .execute(params![&org, &name])?;
             found(n)?;
             // Its event-hook subscriptions go with it.
             ctx.conn
                 .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND executor = ?2")?
-                .execute([&org, &name])?;
+                .execute(params![&org, &name])?;
             bump_routing(&ctx.conn, &org)?;
             Ok(())
         })
@@ -106,7 +106,7 @@ impl ExecutorCatalog for SqliteStore {
             let exists: Option<i64> = ctx
                 .conn
                 .prepare_cached("SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1")?
-                .query_row([&hook.org_id, &hook.executor], |r| r.get(0))
+                .query_row(params![hook.org_id, hook.executor], |r| r.get(0))
                 .optional()?;
             if exists.is_none() {
                 return Err(StoreError::InvalidReference(format!(
@@ -140,19 +140,19 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn get_sync_hook(&self, org: &str, name: &str) -> Result<SyncHook> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn get_sync_hook(&self, org: &OrgId, name: &str) -> Result<SyncHook> {
+        let (org, name) = (org.clone(), name.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = ?1 AND name = ?2"
             ))?
-            .query_row([org, name], sync_hook_from_row)?)
+            .query_row(params![org, name], sync_hook_from_row)?)
         })
         .await
     }
 
-    async fn list_sync_hooks(&self, org: &str) -> Result<Vec<SyncHook>> {
-        let org = org.to_string();
+    async fn list_sync_hooks(&self, org: &OrgId) -> Result<Vec<SyncHook>> {
+        let org = org.clone();
         self.read(move |c, _| {
             list(
                 c,
@@ -164,20 +164,20 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_sync_hook(&self, org: &str, name: &str) -> Result<()> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn delete_sync_hook(&self, org: &OrgId, name: &str) -> Result<()> {
+        let (org, name) = (org.clone(), name.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM sync_hooks WHERE org_id = ?1 AND name = ?2")?
-                .execute([&org, &name])?;
+                .execute(params![&org, &name])?;
             found(n)
         })
         .await
     }
 
-    async fn put_secret(&self, org: &str, name: &str, value: &str) -> Result<()> {
-        let (org, name, value) = (org.to_string(), name.to_string(), value.to_string());
+    async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()> {
+        let (org, name, value) = (org.clone(), name.to_string(), value.to_string());
         self.write(move |ctx| {
             let enc = ctx.key.encrypt(&secret_ctx(&org, &name), value.as_bytes());
             ctx.conn
@@ -191,12 +191,12 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn get_secret(&self, org: &str, name: &str) -> Result<Option<String>> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<String>> {
+        let (org, name) = (org.clone(), name.to_string());
         self.read(move |c, k| {
             let enc: Option<Vec<u8>> = c
                 .prepare_cached("SELECT value_enc FROM secrets WHERE org_id = ?1 AND name = ?2")?
-                .query_row([&org, &name], |r| r.get(0))
+                .query_row(params![&org, &name], |r| r.get(0))
                 .optional()?;
             match enc {
                 None => Ok(None),
@@ -213,8 +213,8 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn list_secrets(&self, org: &str) -> Result<Vec<(String, i64)>> {
-        let org = org.to_string();
+    async fn list_secrets(&self, org: &OrgId) -> Result<Vec<(String, i64)>> {
+        let org = org.clone();
         self.read(move |c, _| {
             list(
                 c,
@@ -226,13 +226,13 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_secret(&self, org: &str, name: &str) -> Result<()> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn delete_secret(&self, org: &OrgId, name: &str) -> Result<()> {
+        let (org, name) = (org.clone(), name.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM secrets WHERE org_id = ?1 AND name = ?2")?
-                .execute([&org, &name])?;
+                .execute(params![&org, &name])?;
             found(n)?;
             Ok(())
         })

@@ -4,12 +4,12 @@ use super::*;
 
 #[async_trait]
 impl KvStorage for SqliteStore {
-    async fn kv_get(&self, org: &str, key: &str) -> Result<Option<Value>> {
-        let (org, key) = (org.to_string(), key.to_string());
+    async fn kv_get(&self, org: &OrgId, key: &str) -> Result<Option<Value>> {
+        let (org, key) = (org.clone(), key.to_string());
         self.read(move |c, _| {
             let v: Option<String> = c
                 .prepare_cached("SELECT value FROM kv WHERE org_id = ?1 AND key = ?2")?
-                .query_row([&org, &key], |r| r.get(0))
+                .query_row(params![&org, &key], |r| r.get(0))
                 .optional()?;
             v.map(|s| {
                 serde_json::from_str(&s).map_err(|e| {
@@ -21,8 +21,8 @@ impl KvStorage for SqliteStore {
         .await
     }
 
-    async fn kv_set(&self, org: &str, key: &str, value: &Value) -> Result<()> {
-        let (org, key, value) = (org.to_string(), key.to_string(), value.to_string());
+    async fn kv_set(&self, org: &OrgId, key: &str, value: &Value) -> Result<()> {
+        let (org, key, value) = (org.clone(), key.to_string(), value.to_string());
         self.write(move |ctx| {
             ctx.conn
                 .prepare_cached(
@@ -35,13 +35,13 @@ impl KvStorage for SqliteStore {
         .await
     }
 
-    async fn kv_delete(&self, org: &str, key: &str) -> Result<bool> {
-        let (org, key) = (org.to_string(), key.to_string());
+    async fn kv_delete(&self, org: &OrgId, key: &str) -> Result<bool> {
+        let (org, key) = (org.clone(), key.to_string());
         self.write(move |ctx| {
             Ok(ctx
                 .conn
                 .prepare_cached("DELETE FROM kv WHERE org_id = ?1 AND key = ?2")?
-                .execute([&org, &key])?
+                .execute(params![&org, &key])?
                 > 0)
         })
         .await

@@ -312,6 +312,6 @@ fn list<T>(
 /// alters where its events go, so a publish routed before it is refused.
 fn bump_routing(conn: &Connection, org: &str) -> Result<()> {
     conn.prepare_cached("UPDATE orgs SET routing_version = routing_version + 1 WHERE id = ?1")?
-        .execute([org])?;
+        .execute(params![org])?;
     Ok(())
 }

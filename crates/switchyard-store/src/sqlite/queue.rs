@@ -8,8 +8,8 @@ use switchyard_core::ordering::HeadFailure;
 
 #[async_trait]
 impl DeliveryQueue for SqliteStore {
-    async fn list_deliveries(&self, org: &str, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
-        let (org, q) = (org.to_string(), q.clone());
+    async fn list_deliveries(&self, org: &OrgId, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let (org, q) = (org.clone(), q.clone());
         self.read(move |c, _| {
             let mut sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1");
             let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(org)];
@@ -39,13 +39,13 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn get_delivery(&self, org: &str, id: &DeliveryId) -> Result<Delivery> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn get_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery> {
+        let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
             ))?
-            .query_row([org, id], delivery_from_row)?)
+            .query_row(params![org, id], delivery_from_row)?)
         })
         .await
     }
@@ -179,8 +179,8 @@ impl DeliveryQueue for SqliteStore {
         Ok(out)
     }
 
-    async fn retry_delivery(&self, org: &str, id: &DeliveryId, node: &str) -> Result<Retried> {
-        let (org, id, node) = (org.to_string(), id.to_string(), node.to_string());
+    async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId, node: &str) -> Result<Retried> {
+        let (org, id, node) = (org.clone(), id.to_string(), node.to_string());
         self.write(move |ctx| {
             let now = now_ms();
             let (status, endpoint_id, key, slot, next, dropped): (String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>) = ctx
@@ -190,7 +190,7 @@ impl DeliveryQueue for SqliteStore {
                      (SELECT payload_dropped_at FROM events WHERE seq = deliveries.event_seq)
                      FROM deliveries WHERE org_id = ?1 AND id = ?2",
                 )?
-                .query_row([&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+                .query_row(params![&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
             if dropped.is_some() {
                 return Err(StoreError::Conflict(
                     "the payload of this delivery's event was dropped by the organization's payload retention; it cannot be delivered again".into(),
@@ -242,7 +242,7 @@ impl DeliveryQueue for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
                 ))?
-                .query_row([&org, &id], delivery_from_row)?;
+                .query_row(params![&org, &id], delivery_from_row)?;
             Ok(Retried { delivery, claimed })
         })
         .await
@@ -250,11 +250,11 @@ impl DeliveryQueue for SqliteStore {
 
     async fn endpoint_health(
         &self,
-        org: &str,
+        org: &OrgId,
         id: &EndpointId,
         since: i64,
     ) -> Result<EndpointHealth> {
-        let (org, id) = (org.to_string(), id.to_string());
+        let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, k| {
             get_endpoint_conn(c, k, &org, &id)?;
             let mut h = c
@@ -283,12 +283,12 @@ impl DeliveryQueue for SqliteStore {
 
     async fn replay(
         &self,
-        org: &str,
+        org: &OrgId,
         endpoint_id: &EndpointId,
         since: i64,
         until: i64,
     ) -> Result<u64> {
-        let (org, endpoint_id) = (org.to_string(), endpoint_id.to_string());
+        let (org, endpoint_id) = (org.clone(), endpoint_id.to_string());
         self.write(move |ctx| {
             let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
             let now = now_ms();
@@ -637,7 +637,7 @@ fn claim(
         stmt.query_map(args, |r| {
             Ok((
                 r.get::<_, DeliveryId>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, OrgId>(1)?,
                 target_from_columns(r.get(2)?, r.get(5)?)?,
                 r.get::<_, u32>(3)?,
                 r.get::<_, i64>(4)?,

@@ -36,19 +36,19 @@ impl RunLog for SqliteStore {
         .await
     }
 
-    async fn get_run(&self, org: &str, id: &str) -> Result<Run> {
-        let (org, id) = (org.to_string(), id.to_string());
+    async fn get_run(&self, org: &OrgId, id: &str) -> Result<Run> {
+        let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"
             ))?
-            .query_row([org, id], run_from_row)?)
+            .query_row(params![org, id], run_from_row)?)
         })
         .await
     }
 
-    async fn runs_for_event(&self, org: &str, event_id: &str) -> Result<Vec<Run>> {
-        let (org, id) = (org.to_string(), event_id.to_string());
+    async fn runs_for_event(&self, org: &OrgId, event_id: &str) -> Result<Vec<Run>> {
+        let (org, id) = (org.clone(), event_id.to_string());
         self.read(move |c, _| {
             list(
                 c,
@@ -62,8 +62,8 @@ impl RunLog for SqliteStore {
         .await
     }
 
-    async fn purge_runs(&self, org: &str, before: i64, limit: u32) -> Result<u64> {
-        let org = org.to_string();
+    async fn purge_runs(&self, org: &OrgId, before: i64, limit: u32) -> Result<u64> {
+        let org = org.clone();
         self.write(move |ctx| {
             Ok(ctx
                 .conn

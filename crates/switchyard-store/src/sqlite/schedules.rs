@@ -35,19 +35,19 @@ impl ScheduleCatalog for SqliteStore {
         .await
     }
 
-    async fn get_schedule(&self, org: &str, name: &str) -> Result<Schedule> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn get_schedule(&self, org: &OrgId, name: &str) -> Result<Schedule> {
+        let (org, name) = (org.clone(), name.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {SCHEDULE_COLS} FROM schedules WHERE org_id = ?1 AND name = ?2"
             ))?
-            .query_row([org, name], schedule_from_row)?)
+            .query_row(params![org, name], schedule_from_row)?)
         })
         .await
     }
 
-    async fn list_schedules(&self, org: &str) -> Result<Vec<Schedule>> {
-        let org = org.to_string();
+    async fn list_schedules(&self, org: &OrgId) -> Result<Vec<Schedule>> {
+        let org = org.clone();
         self.read(move |c, _| {
             list(
                 c,
@@ -59,24 +59,24 @@ impl ScheduleCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_schedule(&self, org: &str, name: &str) -> Result<()> {
-        let (org, name) = (org.to_string(), name.to_string());
+    async fn delete_schedule(&self, org: &OrgId, name: &str) -> Result<()> {
+        let (org, name) = (org.clone(), name.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn
                 .prepare_cached("DELETE FROM schedules WHERE org_id = ?1 AND name = ?2")?
-                .execute([&org, &name])?;
+                .execute(params![&org, &name])?;
             found(n)
         })
         .await
     }
 
-    async fn count_schedules(&self, org: &str) -> Result<u64> {
-        let org = org.to_string();
+    async fn count_schedules(&self, org: &OrgId) -> Result<u64> {
+        let org = org.clone();
         self.read(move |c, _| {
             Ok(
                 c.prepare_cached("SELECT count(*) FROM schedules WHERE org_id = ?1")?
-                    .query_row([org], |r| r.get(0))?,
+                    .query_row(params![org], |r| r.get(0))?,
             )
         })
         .await
@@ -110,13 +110,13 @@ impl ScheduleCatalog for SqliteStore {
 
     async fn advance_schedule(
         &self,
-        org: &str,
+        org: &OrgId,
         name: &str,
         due: i64,
         next: Option<i64>,
         fired: Option<i64>,
     ) -> Result<bool> {
-        let (org, name) = (org.to_string(), name.to_string());
+        let (org, name) = (org.clone(), name.to_string());
         self.write(move |ctx| {
             let n = ctx
                 .conn

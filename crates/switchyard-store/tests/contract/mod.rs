@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
-use switchyard_core::ids::{EndpointId, SubscriptionId, new_id};
+use switchyard_core::ids::{EndpointId, OrgId, SubscriptionId, new_id};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
@@ -50,6 +50,11 @@ macro_rules! contract_tests {
     };
 }
 
+/// An organization id as the tests write it.
+pub fn oid(s: &str) -> OrgId {
+    OrgId::stored(s.to_string())
+}
+
 /// Publishes as the hub does: routes with the organization's current routing, and routes again
 /// if it changed before the commit.
 pub async fn publish(
@@ -60,7 +65,7 @@ pub async fn publish(
 ) -> Result<Vec<Published>> {
     let mut batch = route(store, org, events).await?;
     loop {
-        match store.publish(org, batch, node).await? {
+        match store.publish(&oid(org), batch, node).await? {
             PublishOutcome::Committed(out) => return Ok(out),
             PublishOutcome::StaleRouting(stale) => {
                 let events = stale.events.into_iter().map(|e| e.event).collect();
@@ -72,7 +77,7 @@ pub async fn publish(
 
 /// Routes `events` with the organization's current routing.
 pub async fn route(store: &dyn Store, org: &str, events: Vec<NewEvent>) -> Result<RoutedBatch> {
-    let snapshot = store.routing(org).await?;
+    let snapshot = store.routing(&oid(org)).await?;
     let table = RouteTable::new(snapshot.subscriptions, snapshot.ordered);
     Ok(RoutedBatch {
         routing_version: snapshot.version,
@@ -95,7 +100,7 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
     let now = now_ms();
     Endpoint {
         id: EndpointId::generate(),
-        org_id: org.to_string(),
+        org_id: oid(org),
         url: url.to_string(),
         description: "test".into(),
         profile: Profile::Standard,
@@ -123,7 +128,7 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
 pub fn sample_subscription(org: &str, endpoint_id: &EndpointId, types: &[&str]) -> Subscription {
     Subscription {
         id: SubscriptionId::generate(),
-        org_id: org.to_string(),
+        org_id: oid(org),
         event_types: types.iter().map(|s| s.to_string()).collect(),
         target: Target::Endpoint(endpoint_id.clone()),
         entity_id: None,
@@ -159,11 +164,11 @@ pub async fn orgs_and_keys(store: &dyn Store) {
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.get_org("c-nope").await,
+        store.get_org(&oid("c-nope")).await,
         Err(StoreError::NotFound)
     ));
     let key_id = store
-        .create_api_key(Some("c-org1"), Role::Publisher, "hash-1", "sy_abcd")
+        .create_api_key(Some(&oid("c-org1")), Role::Publisher, "hash-1", "sy_abcd")
         .await
         .expect("key");
     let p = store
@@ -174,7 +179,7 @@ pub async fn orgs_and_keys(store: &dyn Store) {
     assert_eq!(
         p,
         Principal {
-            org: Some("c-org1".into()),
+            org: Some(oid("c-org1")),
             role: Role::Publisher,
             key_id: key_id.clone()
         }
@@ -188,14 +193,14 @@ pub async fn orgs_and_keys(store: &dyn Store) {
     assert_eq!(store.count_admin_keys().await.expect("count"), before + 1);
     assert!(
         store
-            .create_api_key(Some("c-org1"), Role::Viewer, "hash-1", "sy_dup1")
+            .create_api_key(Some(&oid("c-org1")), Role::Viewer, "hash-1", "sy_dup1")
             .await
             .is_err(),
         "hashes are unique"
     );
     assert!(
         store
-            .create_api_key(Some("c-missing"), Role::Viewer, "hash-2", "sy_miss")
+            .create_api_key(Some(&oid("c-missing")), Role::Viewer, "hash-2", "sy_miss")
             .await
             .is_err(),
         "org must exist"
@@ -206,7 +211,7 @@ pub async fn orgs_and_keys(store: &dyn Store) {
         .await
         .expect("org");
     store.touch_api_key(&key_id, 1234).await.expect("touch");
-    let keys = store.list_api_keys("c-org1").await.expect("list");
+    let keys = store.list_api_keys(&oid("c-org1")).await.expect("list");
     assert_eq!(keys.len(), 1);
     assert_eq!(
         (keys[0].prefix.as_str(), keys[0].role, keys[0].last_used_at),
@@ -214,17 +219,17 @@ pub async fn orgs_and_keys(store: &dyn Store) {
     );
     assert!(
         store
-            .list_api_keys("c-org2")
+            .list_api_keys(&oid("c-org2"))
             .await
             .expect("list")
             .is_empty()
     );
     assert!(matches!(
-        store.delete_api_key("c-org2", &key_id).await,
+        store.delete_api_key(&oid("c-org2"), &key_id).await,
         Err(StoreError::NotFound)
     ));
     store
-        .delete_api_key("c-org1", &key_id)
+        .delete_api_key(&oid("c-org1"), &key_id)
         .await
         .expect("revoke");
     assert!(store.find_api_key("hash-1").await.expect("find").is_none());
@@ -261,22 +266,28 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         .expect("org");
     let ep = sample_endpoint("c-a", "https://a.example/hook");
     store.create_endpoint(&ep).await.expect("create");
-    let got = store.get_endpoint("c-a", &ep.id).await.expect("get");
+    let got = store.get_endpoint(&oid("c-a"), &ep.id).await.expect("get");
     assert_eq!(got, ep, "secrets and token survive encryption");
     assert!(matches!(
-        store.get_endpoint("c-b", &ep.id).await,
+        store.get_endpoint(&oid("c-b"), &ep.id).await,
         Err(StoreError::NotFound)
     ));
-    assert!(store.list_endpoints("c-b").await.expect("list").is_empty());
+    assert!(
+        store
+            .list_endpoints(&oid("c-b"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let mut other = ep.clone();
-    other.org_id = "c-b".into();
+    other.org_id = oid("c-b");
     other.url = "https://evil.example".into();
     assert!(matches!(
         store.update_endpoint(&other).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_endpoint("c-b", &ep.id).await,
+        store.delete_endpoint(&oid("c-b"), &ep.id).await,
         Err(StoreError::NotFound)
     ));
     let mut changed = ep.clone();
@@ -292,7 +303,7 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     changed.secrets[1].expires_at = Some(now_ms() + 1000);
     store.update_endpoint(&changed).await.expect("update");
     assert_eq!(
-        store.get_endpoint("c-a", &ep.id).await.expect("get"),
+        store.get_endpoint(&oid("c-a"), &ep.id).await.expect("get"),
         changed
     );
 
@@ -304,9 +315,12 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         ),
         "cannot subscribe another org's endpoint"
     );
-    store.delete_endpoint("c-a", &ep.id).await.expect("delete");
+    store
+        .delete_endpoint(&oid("c-a"), &ep.id)
+        .await
+        .expect("delete");
     assert!(matches!(
-        store.get_endpoint("c-a", &ep.id).await,
+        store.get_endpoint(&oid("c-a"), &ep.id).await,
         Err(StoreError::NotFound)
     ));
 
@@ -317,20 +331,30 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         schema: Some(json!({"type": "object"})),
         updated_at: 0,
     };
-    store.put_event_type("c-a", &t).await.expect("put type");
+    store
+        .put_event_type(&oid("c-a"), &t)
+        .await
+        .expect("put type");
     assert_eq!(
         store
-            .get_event_type("c-a", "TicketCreated")
+            .get_event_type(&oid("c-a"), "TicketCreated")
             .await
             .expect("get")
             .schema,
         t.schema
     );
     assert!(matches!(
-        store.get_event_type("c-b", "TicketCreated").await,
+        store.get_event_type(&oid("c-b"), "TicketCreated").await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.list_event_types("c-a").await.expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list_event_types(&oid("c-a"))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }
 
 /// A platform's webhook (an endpoint and its subscriptions) and a catalog import (many event
@@ -340,7 +364,7 @@ pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(st
         .create_org(&Org::named("c-w", "W").expect("valid org"))
         .await
         .expect("org");
-    let before = store.routing("c-w").await.expect("routing").version;
+    let before = store.routing(&oid("c-w")).await.expect("routing").version;
     let ep = sample_endpoint("c-w", "https://example.com/hook");
     let subs = [
         sample_subscription("c-w", &ep.id, &["QueueCallInConnected"]),
@@ -351,7 +375,7 @@ pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(st
         .await
         .expect("webhook");
     assert_eq!(saved.len(), 2);
-    let routing = store.routing("c-w").await.expect("routing");
+    let routing = store.routing(&oid("c-w")).await.expect("routing");
     assert!(routing.version > before);
     assert_eq!(routing.subscriptions.len(), 2);
 
@@ -365,11 +389,15 @@ pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(st
         Err(StoreError::InvalidReference(_))
     ));
     assert!(matches!(
-        store.get_endpoint("c-w", &other.id).await,
+        store.get_endpoint(&oid("c-w"), &other.id).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
-        store.list_subscriptions("c-w").await.expect("list").len(),
+        store
+            .list_subscriptions(&oid("c-w"))
+            .await
+            .expect("list")
+            .len(),
         2
     );
 
@@ -382,11 +410,17 @@ pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(st
             updated_at: 0,
         })
         .collect();
-    store.put_event_types("c-w", &types).await.expect("import");
-    store.put_event_types("c-w", &types).await.expect("again");
-    let listed = store.list_event_types("c-w").await.expect("list");
+    store
+        .put_event_types(&oid("c-w"), &types)
+        .await
+        .expect("import");
+    store
+        .put_event_types(&oid("c-w"), &types)
+        .await
+        .expect("again");
+    let listed = store.list_event_types(&oid("c-w")).await.expect("list");
     assert_eq!(listed.len(), 40);
-    let t7 = store.get_event_type("c-w", "T7").await.expect("get");
+    let t7 = store.get_event_type(&oid("c-w"), "T7").await.expect("get");
     // The schema comes back as written, its keys in their order.
     assert_eq!(
         t7.schema.map(|s| s.to_string()).as_deref(),
@@ -463,7 +497,7 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
         "{conflict:?}"
     );
     assert!(matches!(
-        store.trace("c-p", "e4").await,
+        store.trace(&oid("c-p"), "e4").await,
         Err(StoreError::NotFound)
     ));
 
@@ -483,12 +517,12 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     assert!(!q[0].duplicate);
     assert_eq!(q[0].delivery_count, 0, "no cross-org routing");
     assert!(matches!(
-        store.get_event("c-q", "e2").await,
+        store.get_event(&oid("c-q"), "e2").await,
         Err(StoreError::NotFound)
     ));
 
     // A disabled endpoint gets no new deliveries; enabling it again routes again.
-    let mut off = store.get_endpoint("c-p", &ep2.id).await.expect("get");
+    let mut off = store.get_endpoint(&oid("c-p"), &ep2.id).await.expect("get");
     off.enabled = false;
     store.update_endpoint(&off).await.expect("disable");
     let out = publish(
@@ -533,11 +567,14 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         .create_subscription(&sample_subscription("c-s", &other.id, &["*"]), None)
         .await
         .expect("sub");
-    let got = store.get_subscription("c-s", &sync.id).await.expect("get");
+    let got = store
+        .get_subscription(&oid("c-s"), &sync.id)
+        .await
+        .expect("get");
     assert_eq!(got.mode, Mode::Sync);
-    let listed = store.list_subscriptions("c-s").await.expect("list");
+    let listed = store.list_subscriptions(&oid("c-s")).await.expect("list");
     assert_eq!(listed.iter().filter(|s| s.mode == Mode::Sync).count(), 1);
-    let routing = store.routing("c-s").await.expect("routing");
+    let routing = store.routing(&oid("c-s")).await.expect("routing");
     assert_eq!(
         routing
             .subscriptions
@@ -574,7 +611,7 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
     // delivery.
     store.release("node-a", None).await.expect("release");
     let endpoint = EndpointRef {
-        org_id: "c-s".into(),
+        org_id: oid("c-s"),
         endpoint_id: ep.id.clone(),
     };
     let due = store
@@ -601,21 +638,41 @@ pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store:
         misfire: Some("skip".into()),
         ..Default::default()
     };
-    let a =
-        Schedule::define("c-sch", "every-5", def("*/5 * * * *"), None, now, false).expect("define");
-    let b =
-        Schedule::define("c-sch2", "hourly", def("0 * * * *"), None, now, false).expect("define");
+    let a = Schedule::define(
+        &oid("c-sch"),
+        "every-5",
+        def("*/5 * * * *"),
+        None,
+        now,
+        false,
+    )
+    .expect("define");
+    let b = Schedule::define(&oid("c-sch2"), "hourly", def("0 * * * *"), None, now, false)
+        .expect("define");
     store.put_schedule(&a).await.expect("put");
     store.put_schedule(&b).await.expect("put");
-    let got = store.get_schedule("c-sch", "every-5").await.expect("get");
+    let got = store
+        .get_schedule(&oid("c-sch"), "every-5")
+        .await
+        .expect("get");
     assert_eq!(got, a);
     assert_eq!(got.misfire, Misfire::Skip);
     assert!(matches!(
-        store.get_schedule("c-sch2", "every-5").await,
+        store.get_schedule(&oid("c-sch2"), "every-5").await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.list_schedules("c-sch").await.expect("list").len(), 1);
-    assert_eq!(store.count_schedules("c-sch").await.expect("count"), 1);
+    assert_eq!(
+        store
+            .list_schedules(&oid("c-sch"))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.count_schedules(&oid("c-sch")).await.expect("count"),
+        1
+    );
     let five = now + 300_000;
     assert_eq!(store.next_fire_at().await.expect("next"), Some(five));
 
@@ -634,18 +691,33 @@ pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store:
     // Moving on is compare-and-set on the fire time it was due at.
     assert!(
         store
-            .advance_schedule("c-sch", "every-5", five, Some(five + 300_000), Some(five))
+            .advance_schedule(
+                &oid("c-sch"),
+                "every-5",
+                five,
+                Some(five + 300_000),
+                Some(five)
+            )
             .await
             .expect("advance")
     );
     assert!(
         !store
-            .advance_schedule("c-sch", "every-5", five, Some(five + 300_000), Some(five))
+            .advance_schedule(
+                &oid("c-sch"),
+                "every-5",
+                five,
+                Some(five + 300_000),
+                Some(five)
+            )
             .await
             .expect("advance again"),
         "a second node moving the same fire time on finds it moved"
     );
-    let moved = store.get_schedule("c-sch", "every-5").await.expect("get");
+    let moved = store
+        .get_schedule(&oid("c-sch"), "every-5")
+        .await
+        .expect("get");
     assert_eq!(moved.next_fire_at, Some(five + 300_000));
     assert_eq!(moved.last_fired_at, Some(five));
     // Redefining keeps what it was given; disabling takes it off the due list.
@@ -665,11 +737,11 @@ pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store:
             .all(|s| s.name != "every-5")
     );
     store
-        .delete_schedule("c-sch", "every-5")
+        .delete_schedule(&oid("c-sch"), "every-5")
         .await
         .expect("delete");
     assert!(matches!(
-        store.delete_schedule("c-sch", "every-5").await,
+        store.delete_schedule(&oid("c-sch"), "every-5").await,
         Err(StoreError::NotFound)
     ));
 }
@@ -697,7 +769,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             .claim_endpoint(
                 "node-b",
                 &EndpointRef {
-                    org_id: "c-d".into(),
+                    org_id: oid("c-d"),
                     endpoint_id: ep.id.clone()
                 },
                 now + 1000,
@@ -715,7 +787,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         .claim_endpoint(
             "node-b",
             &EndpointRef {
-                org_id: "c-d".into(),
+                org_id: oid("c-d"),
                 endpoint_id: ep.id.clone(),
             },
             now_ms() + 10,
@@ -735,7 +807,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             .claim_endpoint(
                 "node-c",
                 &EndpointRef {
-                    org_id: "c-d".into(),
+                    org_id: oid("c-d"),
                     endpoint_id: ep.id.clone()
                 },
                 now_ms() + 10,
@@ -749,7 +821,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     );
 
     let attempt = |code: u16, outcome: Outcome, disable: Option<&str>| AttemptResult {
-        org_id: "c-d".into(),
+        org_id: oid("c-d"),
         endpoint_id: Some(ep.id.clone()),
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
@@ -789,7 +861,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             .claim_endpoint(
                 "node-b",
                 &EndpointRef {
-                    org_id: "c-d".into(),
+                    org_id: oid("c-d"),
                     endpoint_id: ep.id.clone()
                 },
                 now_ms() + 10,
@@ -803,7 +875,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     );
     // A result that names another organization changes nothing of this one.
     let mut foreign = attempt(410, Outcome::Failed, Some("410 Gone"));
-    foreign.org_id = "c-other".into();
+    foreign.org_id = oid("c-other");
     assert!(
         store
             .record_attempts(vec![foreign], &DisablePolicy::default())
@@ -814,7 +886,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     );
     assert!(
         store
-            .get_endpoint("c-d", &ep.id)
+            .get_endpoint(&oid("c-d"), &ep.id)
             .await
             .expect("get")
             .enabled
@@ -829,15 +901,15 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert_eq!(
         disabled.disabled,
         vec![DisabledEndpoint {
-            org_id: "c-d".into(),
+            org_id: oid("c-d"),
             endpoint_id: ep.id.clone()
         }]
     );
-    let ep_now = store.get_endpoint("c-d", &ep.id).await.expect("get");
+    let ep_now = store.get_endpoint(&oid("c-d"), &ep.id).await.expect("get");
     assert!(!ep_now.enabled);
     assert_eq!(ep_now.disabled_reason.as_deref(), Some("410 Gone"));
 
-    let trace = store.trace("c-d", "d1").await.expect("trace");
+    let trace = store.trace(&oid("c-d"), "d1").await.expect("trace");
     assert_eq!(trace.deliveries.len(), 1);
     let (dl, attempts) = &trace.deliveries[0];
     assert_eq!(dl.status, DeliveryStatus::Failed);
@@ -862,7 +934,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         ..Default::default()
     };
     let failed = store
-        .list_events("c-d", &with_status(DeliveryStatus::Failed))
+        .list_events(&oid("c-d"), &with_status(DeliveryStatus::Failed))
         .await
         .expect("list");
     assert_eq!(
@@ -870,12 +942,15 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         vec!["d1"]
     );
     let pending = store
-        .list_events("c-d", &with_status(DeliveryStatus::Pending))
+        .list_events(&oid("c-d"), &with_status(DeliveryStatus::Pending))
         .await
         .expect("list");
     assert!(pending.is_empty(), "no delivery of c-d is pending");
     assert!(
-        matches!(store.trace("c-p", "d1").await, Err(StoreError::NotFound)),
+        matches!(
+            store.trace(&oid("c-p"), "d1").await,
+            Err(StoreError::NotFound)
+        ),
         "trace is org-scoped"
     );
 }
@@ -897,7 +972,7 @@ pub async fn listing_and_cursors(store: &dyn Store) {
     publish(store, "c-l", evs, "n").await.expect("publish");
     let page1 = store
         .list_events(
-            "c-l",
+            &oid("c-l"),
             &EventQuery {
                 limit: 2,
                 ..Default::default()
@@ -911,7 +986,7 @@ pub async fn listing_and_cursors(store: &dyn Store) {
     );
     let page2 = store
         .list_events(
-            "c-l",
+            &oid("c-l"),
             &EventQuery {
                 limit: 2,
                 before_seq: Some(page1[1].seq),
@@ -926,7 +1001,7 @@ pub async fn listing_and_cursors(store: &dyn Store) {
     );
     let a = store
         .list_events(
-            "c-l",
+            &oid("c-l"),
             &EventQuery {
                 limit: 10,
                 event_type: Some("A".into()),
@@ -938,7 +1013,7 @@ pub async fn listing_and_cursors(store: &dyn Store) {
     assert_eq!(a.len(), 3);
     let list = |q: EventQuery| async move {
         store
-            .list_events("c-l", &EventQuery { limit: 10, ..q })
+            .list_events(&oid("c-l"), &EventQuery { limit: 10, ..q })
             .await
             .expect("list")
             .into_iter()
@@ -968,7 +1043,7 @@ pub async fn listing_and_cursors(store: &dyn Store) {
     assert!(list(kind("Contact")).await.is_empty());
     let one = store
         .list_events(
-            "c-l",
+            &oid("c-l"),
             &EventQuery {
                 limit: 10,
                 entity_id: Some("3".into()),
@@ -980,7 +1055,7 @@ pub async fn listing_and_cursors(store: &dyn Store) {
     assert_eq!(one.len(), 1);
     let none = store
         .list_events(
-            "c-l",
+            &oid("c-l"),
             &EventQuery {
                 limit: 10,
                 since: Some(now_ms() + 60_000),
@@ -1016,7 +1091,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
     .expect("publish");
     let d = &out[0].new_deliveries[0];
     let failed = AttemptResult {
-        org_id: "c-r".into(),
+        org_id: oid("c-r"),
         endpoint_id: None,
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
@@ -1040,7 +1115,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
         .expect("record");
     let failed_list = store
         .list_deliveries(
-            "c-r",
+            &oid("c-r"),
             &DeliveryQuery {
                 status: Some(DeliveryStatus::Failed),
                 limit: 10,
@@ -1051,31 +1126,31 @@ pub async fn replay_and_retry(store: &dyn Store) {
         .expect("list");
     assert_eq!(failed_list.len(), 1);
     let again = store
-        .retry_delivery("c-r", &d.delivery_id, "n")
+        .retry_delivery(&oid("c-r"), &d.delivery_id, "n")
         .await
         .expect("retry");
     assert_eq!(again.claimed.expect("claimed at once").attempts, 1);
     assert_eq!(
         store
-            .get_delivery("c-r", &d.delivery_id)
+            .get_delivery(&oid("c-r"), &d.delivery_id)
             .await
             .expect("get")
             .status,
         DeliveryStatus::Pending
     );
     assert!(matches!(
-        store.retry_delivery("c-p", &d.delivery_id, "n").await,
+        store.retry_delivery(&oid("c-p"), &d.delivery_id, "n").await,
         Err(StoreError::NotFound)
     ));
 
     let n = store
-        .replay("c-r", &ep.id, t0, now_ms() + 1)
+        .replay(&oid("c-r"), &ep.id, t0, now_ms() + 1)
         .await
         .expect("replay");
     assert_eq!(n, 2);
     assert_eq!(
         store
-            .trace("c-r", "r2")
+            .trace(&oid("c-r"), "r2")
             .await
             .expect("trace")
             .deliveries
@@ -1083,7 +1158,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
         2
     );
     assert!(matches!(
-        store.replay("c-p", &ep.id, t0, now_ms() + 1).await,
+        store.replay(&oid("c-p"), &ep.id, t0, now_ms() + 1).await,
         Err(StoreError::NotFound)
     ));
     assert!(store.pending_count().await.expect("count") >= 3);
@@ -1099,7 +1174,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         .await
         .expect("org");
     let ex = Executor {
-        org_id: "c-x".into(),
+        org_id: oid("c-x"),
         name: "double".into(),
         version: 0,
         description: "d".into(),
@@ -1124,19 +1199,31 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         tmp_mb: 64,
     };
     assert_eq!(store.put_executor(&v2).await.expect("put").version, 2);
-    let got = store.get_executor("c-x", "double").await.expect("get");
+    let got = store
+        .get_executor(&oid("c-x"), "double")
+        .await
+        .expect("get");
     assert_eq!(
         (got.version, got.spec.clone(), got.parameters.clone()),
         (2, v2.spec.clone(), ex.parameters.clone())
     );
     assert!(matches!(
-        store.get_executor("c-y", "double").await,
+        store.get_executor(&oid("c-y"), "double").await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.list_executors("c-x").await.expect("list").len(), 1);
-    assert!(store.list_executors("c-y").await.expect("list").is_empty());
+    assert_eq!(
+        store.list_executors(&oid("c-x")).await.expect("list").len(),
+        1
+    );
+    assert!(
+        store
+            .list_executors(&oid("c-y"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let versions = store
-        .executor_versions("c-x", "double")
+        .executor_versions(&oid("c-x"), "double")
         .await
         .expect("versions");
     assert_eq!(
@@ -1146,37 +1233,40 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     );
     assert_eq!(versions[1].spec, ex.spec, "each version keeps what it ran");
     assert!(matches!(
-        store.executor_versions("c-y", "double").await,
+        store.executor_versions(&oid("c-y"), "double").await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_executor("c-y", "double").await,
+        store.delete_executor(&oid("c-y"), "double").await,
         Err(StoreError::NotFound)
     ));
 
     store
-        .put_secret("c-x", "API_TOKEN", "t0ps3cret")
+        .put_secret(&oid("c-x"), "API_TOKEN", "t0ps3cret")
         .await
         .expect("secret");
     store
-        .put_secret("c-x", "API_TOKEN", "t0ps3cret-2")
+        .put_secret(&oid("c-x"), "API_TOKEN", "t0ps3cret-2")
         .await
         .expect("replace");
     assert_eq!(
         store
-            .get_secret("c-x", "API_TOKEN")
+            .get_secret(&oid("c-x"), "API_TOKEN")
             .await
             .expect("get")
             .as_deref(),
         Some("t0ps3cret-2")
     );
     assert_eq!(
-        store.get_secret("c-y", "API_TOKEN").await.expect("get"),
+        store
+            .get_secret(&oid("c-y"), "API_TOKEN")
+            .await
+            .expect("get"),
         None
     );
     assert_eq!(
         store
-            .list_secrets("c-x")
+            .list_secrets(&oid("c-x"))
             .await
             .expect("list")
             .iter()
@@ -1185,25 +1275,25 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         vec!["API_TOKEN"]
     );
     assert!(matches!(
-        store.delete_secret("c-y", "API_TOKEN").await,
+        store.delete_secret(&oid("c-y"), "API_TOKEN").await,
         Err(StoreError::NotFound)
     ));
 
     store
-        .kv_set("c-x", "k", &json!({"a": 1}))
+        .kv_set(&oid("c-x"), "k", &json!({"a": 1}))
         .await
         .expect("set");
     assert_eq!(
-        store.kv_get("c-x", "k").await.expect("get"),
+        store.kv_get(&oid("c-x"), "k").await.expect("get"),
         Some(json!({"a": 1}))
     );
-    assert_eq!(store.kv_get("c-y", "k").await.expect("get"), None);
-    assert!(!store.kv_delete("c-y", "k").await.expect("delete"));
-    assert!(store.kv_delete("c-x", "k").await.expect("delete"));
+    assert_eq!(store.kv_get(&oid("c-y"), "k").await.expect("get"), None);
+    assert!(!store.kv_delete(&oid("c-y"), "k").await.expect("delete"));
+    assert!(store.kv_delete(&oid("c-x"), "k").await.expect("delete"));
 
     let run = Run {
         id: new_id("run"),
-        org_id: "c-x".into(),
+        org_id: oid("c-x"),
         executor: "double".into(),
         version: 2,
         event_id: Some("ev-1".into()),
@@ -1219,20 +1309,23 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         hook: Some("contract-by-id".into()),
     };
     store.record_run(&run).await.expect("run");
-    assert_eq!(store.get_run("c-x", &run.id).await.expect("get"), run);
+    assert_eq!(store.get_run(&oid("c-x"), &run.id).await.expect("get"), run);
     assert_eq!(
-        store.runs_for_event("c-x", "ev-1").await.expect("runs"),
+        store
+            .runs_for_event(&oid("c-x"), "ev-1")
+            .await
+            .expect("runs"),
         vec![run.clone()]
     );
     assert!(
         store
-            .runs_for_event("c-y", "ev-1")
+            .runs_for_event(&oid("c-y"), "ev-1")
             .await
             .expect("runs")
             .is_empty()
     );
     assert!(matches!(
-        store.get_run("c-y", &run.id).await,
+        store.get_run(&oid("c-y"), &run.id).await,
         Err(StoreError::NotFound)
     ));
 
@@ -1245,23 +1338,24 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         input_schema: Some(json!({"type": "object", "required": ["contractId"]})),
         ..Default::default()
     };
-    let hook =
-        SyncHook::define("c-x", "contract-by-id", def("double"), None, now_ms()).expect("valid");
+    let hook = SyncHook::define(&oid("c-x"), "contract-by-id", def("double"), None, now_ms())
+        .expect("valid");
     assert_eq!(store.put_sync_hook(&hook).await.expect("put"), hook);
     assert_eq!(
         store
-            .get_sync_hook("c-x", "contract-by-id")
+            .get_sync_hook(&oid("c-x"), "contract-by-id")
             .await
             .expect("get"),
         hook
     );
-    let orphan = SyncHook::define("c-x", "orphan", def("no-such"), None, now_ms()).expect("valid");
+    let orphan =
+        SyncHook::define(&oid("c-x"), "orphan", def("no-such"), None, now_ms()).expect("valid");
     assert!(matches!(
         store.put_sync_hook(&orphan).await,
         Err(StoreError::InvalidReference(_))
     ));
     let mut changed = SyncHook::define(
-        "c-x",
+        &oid("c-x"),
         "contract-by-id",
         def("double"),
         Some(&hook),
@@ -1271,29 +1365,41 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     changed.timeout_ms = 500;
     store.put_sync_hook(&changed).await.expect("replace");
     assert_eq!(
-        store.list_sync_hooks("c-x").await.expect("list"),
+        store.list_sync_hooks(&oid("c-x")).await.expect("list"),
         vec![changed.clone()]
     );
-    assert!(store.list_sync_hooks("c-y").await.expect("list").is_empty());
+    assert!(
+        store
+            .list_sync_hooks(&oid("c-y"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
     assert!(matches!(
-        store.get_sync_hook("c-y", "contract-by-id").await,
+        store.get_sync_hook(&oid("c-y"), "contract-by-id").await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_sync_hook("c-y", "contract-by-id").await,
+        store.delete_sync_hook(&oid("c-y"), "contract-by-id").await,
         Err(StoreError::NotFound)
     ));
     store
-        .delete_sync_hook("c-x", "contract-by-id")
+        .delete_sync_hook(&oid("c-x"), "contract-by-id")
         .await
         .expect("delete");
-    assert!(store.list_sync_hooks("c-x").await.expect("list").is_empty());
+    assert!(
+        store
+            .list_sync_hooks(&oid("c-x"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
     store
-        .delete_executor("c-x", "double")
+        .delete_executor(&oid("c-x"), "double")
         .await
         .expect("delete");
     assert!(matches!(
-        store.get_executor("c-x", "double").await,
+        store.get_executor(&oid("c-x"), "double").await,
         Err(StoreError::NotFound)
     ));
 }
@@ -1307,7 +1413,7 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
         .create_endpoint(&sample_endpoint("c-v", "https://v.example"))
         .await
         .expect("ep");
-    let before = store.routing("c-v").await.expect("routing");
+    let before = store.routing(&oid("c-v")).await.expect("routing");
     assert!(before.subscriptions.is_empty());
     let batch = route(store, "c-v", vec![sample_event("v1", "T", "1")])
         .await
@@ -1317,12 +1423,16 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
         .create_subscription(&sample_subscription("c-v", &ep.id, &["T"]), None)
         .await
         .expect("sub");
-    let after = store.routing("c-v").await.expect("routing");
+    let after = store.routing(&oid("c-v")).await.expect("routing");
     assert!(
         after.version > before.version,
         "a subscription bumps the version"
     );
-    match store.publish("c-v", batch, "n").await.expect("publish") {
+    match store
+        .publish(&oid("c-v"), batch, "n")
+        .await
+        .expect("publish")
+    {
         PublishOutcome::StaleRouting(back) => {
             assert_eq!(back.events.len(), 1, "the batch comes back whole");
         }
@@ -1330,7 +1440,7 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
     }
     assert!(
         matches!(
-            store.get_event("c-v", "v1").await,
+            store.get_event(&oid("c-v"), "v1").await,
             Err(StoreError::NotFound)
         ),
         "nothing of a stale batch is written"
@@ -1349,29 +1459,32 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
         assert!(v > seen, "{what} must bump the routing version");
         seen = v;
     };
-    let mut off = store.get_endpoint("c-v", &ep.id).await.expect("get");
+    let mut off = store.get_endpoint(&oid("c-v"), &ep.id).await.expect("get");
     off.enabled = false;
     store.update_endpoint(&off).await.expect("disable");
     bumped(
-        store.routing("c-v").await.expect("r").version,
+        store.routing(&oid("c-v")).await.expect("r").version,
         "disabling an endpoint",
     );
-    let sub = store.list_subscriptions("c-v").await.expect("subs")[0].clone();
+    let sub = store.list_subscriptions(&oid("c-v")).await.expect("subs")[0].clone();
     store
-        .delete_subscription("c-v", &sub.id)
+        .delete_subscription(&oid("c-v"), &sub.id)
         .await
         .expect("del sub");
     bumped(
-        store.routing("c-v").await.expect("r").version,
+        store.routing(&oid("c-v")).await.expect("r").version,
         "deleting a subscription",
     );
-    store.delete_endpoint("c-v", &ep.id).await.expect("del ep");
+    store
+        .delete_endpoint(&oid("c-v"), &ep.id)
+        .await
+        .expect("del ep");
     bumped(
-        store.routing("c-v").await.expect("r").version,
+        store.routing(&oid("c-v")).await.expect("r").version,
         "deleting an endpoint",
     );
     assert!(matches!(
-        store.routing("c-nope").await,
+        store.routing(&oid("c-nope")).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -1404,7 +1517,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     let finish = |p: &Published| {
         let d = &p.new_deliveries[0];
         AttemptResult {
-            org_id: "c-t".into(),
+            org_id: oid("c-t"),
             endpoint_id: Some(ep.id.clone()),
             delivery_id: d.delivery_id.clone(),
             attempt: Attempt {
@@ -1432,7 +1545,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         .expect("record");
     let hook_run = |event: Option<&str>, at: i64| Run {
         id: new_id("run"),
-        org_id: "c-t".into(),
+        org_id: oid("c-t"),
         executor: "x".into(),
         version: 1,
         event_id: event.map(str::to_string),
@@ -1453,7 +1566,10 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     store.record_run(&preview).await.expect("run");
 
     // A cutoff before everything deletes nothing.
-    let none = store.purge_events("c-t", 0, 0, 100).await.expect("purge");
+    let none = store
+        .purge_events(&oid("c-t"), 0, 0, 100)
+        .await
+        .expect("purge");
     assert_eq!(none.events, 0);
     assert!(none.done);
 
@@ -1464,22 +1580,25 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         .expect("org");
     let cutoff = now_ms() + 60_000;
     let other = store
-        .purge_events("c-t2", cutoff, 0, 100)
+        .purge_events(&oid("c-t2"), cutoff, 0, 100)
         .await
         .expect("purge");
     assert_eq!((other.events, other.deliveries), (0, 0));
     assert_eq!(
-        store.purge_runs("c-t2", cutoff, 100).await.expect("runs"),
+        store
+            .purge_runs(&oid("c-t2"), cutoff, 100)
+            .await
+            .expect("runs"),
         0
     );
-    assert!(store.get_event("c-t", "done-1").await.is_ok());
+    assert!(store.get_event(&oid("c-t"), "done-1").await.is_ok());
 
     // Past the cutoff, in batches of one: finished events go with everything of theirs.
     let mut after = 0;
     let mut total = PurgeBatch::default();
     loop {
         let b = store
-            .purge_events("c-t", cutoff, after, 1)
+            .purge_events(&oid("c-t"), cutoff, after, 1)
             .await
             .expect("purge");
         total.events += b.events;
@@ -1497,26 +1616,35 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     );
     for gone in ["done-1", "done-2"] {
         assert!(matches!(
-            store.get_event("c-t", gone).await,
+            store.get_event(&oid("c-t"), gone).await,
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
-            store.trace("c-t", gone).await,
+            store.trace(&oid("c-t"), gone).await,
             Err(StoreError::NotFound)
         ));
     }
     assert!(matches!(
-        store.get_run("c-t", &of_event.id).await,
+        store.get_run(&oid("c-t"), &of_event.id).await,
         Err(StoreError::NotFound)
     ));
     // The pending one is still to be delivered: kept, with its delivery.
-    let kept = store.trace("c-t", "pending-1").await.expect("kept");
+    let kept = store.trace(&oid("c-t"), "pending-1").await.expect("kept");
     assert_eq!(kept.deliveries.len(), 1);
     // Preview runs have their own cutoff.
-    assert_eq!(store.purge_runs("c-t", 0, 100).await.expect("runs"), 0);
-    assert_eq!(store.purge_runs("c-t", cutoff, 100).await.expect("runs"), 1);
+    assert_eq!(
+        store.purge_runs(&oid("c-t"), 0, 100).await.expect("runs"),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_runs(&oid("c-t"), cutoff, 100)
+            .await
+            .expect("runs"),
+        1
+    );
     assert!(matches!(
-        store.get_run("c-t", &preview.id).await,
+        store.get_run(&oid("c-t"), &preview.id).await,
         Err(StoreError::NotFound)
     ));
     store.reclaim_space().await.expect("reclaim");
@@ -1528,7 +1656,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
     org.retention_s = Some(86_400);
     org.payload_retention_s = Some(3_600);
     assert_eq!(store.update_org(&org).await.expect("update"), org);
-    assert_eq!(store.get_org("c-pl").await.expect("get"), org);
+    assert_eq!(store.get_org(&oid("c-pl")).await.expect("get"), org);
     let ep = store
         .create_endpoint(&sample_endpoint("c-pl", "https://pl.example"))
         .await
@@ -1563,7 +1691,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         .expect("record");
     let run = Run {
         id: new_id("run"),
-        org_id: "c-pl".into(),
+        org_id: oid("c-pl"),
         executor: "x".into(),
         version: 1,
         event_id: Some("delivered".into()),
@@ -1582,54 +1710,64 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
 
     let cutoff = now_ms() + 60_000;
     let b = store
-        .drop_payloads("c-pl", cutoff, 0, 100)
+        .drop_payloads(&oid("c-pl"), cutoff, 0, 100)
         .await
         .expect("drop");
     assert_eq!(b.dropped, 1, "{b:?}");
     assert!(b.done);
-    let pending_seq = store.get_event("c-pl", "pending").await.expect("kept").seq;
+    let pending_seq = store
+        .get_event(&oid("c-pl"), "pending")
+        .await
+        .expect("kept")
+        .seq;
     assert_eq!(
         b.first_kept,
         Some(pending_seq),
         "the first event that keeps its payload"
     );
     let gone = store
-        .get_event("c-pl", "delivered")
+        .get_event(&oid("c-pl"), "delivered")
         .await
         .expect("event stays");
     assert_eq!(gone.data, serde_json::Value::Null);
     assert!(gone.payload_dropped_at.is_some());
     assert_eq!(
-        store.get_run("c-pl", &run.id).await.expect("run").input,
+        store
+            .get_run(&oid("c-pl"), &run.id)
+            .await
+            .expect("run")
+            .input,
         serde_json::Value::Null,
         "the run's copy of the payload goes too"
     );
     for kept in ["pending", "failed"] {
-        let e = store.get_event("c-pl", kept).await.expect("kept");
+        let e = store.get_event(&oid("c-pl"), kept).await.expect("kept");
         assert_ne!(e.data, serde_json::Value::Null, "{kept}");
         assert!(e.payload_dropped_at.is_none());
     }
     // Nothing can send the dropped payload again: not a retry, not a replay.
     assert!(matches!(
-        store.retry_delivery("c-pl", &due(0).delivery_id, "n").await,
+        store
+            .retry_delivery(&oid("c-pl"), &due(0).delivery_id, "n")
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
         store
-            .replay("c-pl", &ep.id, t0 - 1, now_ms() + 1)
+            .replay(&oid("c-pl"), &ep.id, t0 - 1, now_ms() + 1)
             .await
             .expect("replay"),
         2
     );
     // Once dropped, a later pass passes over it; another organization is untouched.
     let again = store
-        .drop_payloads("c-pl", cutoff, 0, 100)
+        .drop_payloads(&oid("c-pl"), cutoff, 0, 100)
         .await
         .expect("drop");
     assert_eq!(again.dropped, 0);
     assert_eq!(
         store
-            .drop_payloads("c-t-none", cutoff, 0, 100)
+            .drop_payloads(&oid("c-t-none"), cutoff, 0, 100)
             .await
             .expect("drop")
             .dropped,
@@ -1676,7 +1814,7 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
         .await
         .expect("sub");
     let at = EndpointRef {
-        org_id: "c-o".into(),
+        org_id: oid("c-o"),
         endpoint_id: ep.id.clone(),
     };
     let out = publish(
@@ -1695,7 +1833,12 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     let counts: Vec<_> = out.iter().map(|p| p.new_deliveries.len()).collect();
     assert_eq!(counts, vec![1, 0, 1]);
     assert_eq!(out[1].delivery_count, 1);
-    let waiting = &store.trace("c-o", "o2").await.expect("trace").deliveries[0].0;
+    let waiting = &store
+        .trace(&oid("c-o"), "o2")
+        .await
+        .expect("trace")
+        .deliveries[0]
+        .0;
     assert_eq!(waiting.status, DeliveryStatus::Pending);
     assert_eq!(waiting.next_attempt_at, None);
     assert_eq!(waiting.ordering_key.as_deref(), Some("Ticket/1"));
@@ -1741,7 +1884,7 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
         .await
         .expect("record");
     let blocked = store
-        .get_delivery("c-o", &next[0].delivery_id)
+        .get_delivery(&oid("c-o"), &next[0].delivery_id)
         .await
         .expect("get");
     assert_eq!(blocked.status, DeliveryStatus::Blocked);
@@ -1750,23 +1893,27 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
         .expect("publish");
     assert!(out[0].new_deliveries.is_empty(), "o4 waits behind o2");
     // Retrying the waiting one would overtake its head: refused. The head goes at once.
-    let o4 = store.trace("c-o", "o4").await.expect("trace").deliveries[0]
+    let o4 = store
+        .trace(&oid("c-o"), "o4")
+        .await
+        .expect("trace")
+        .deliveries[0]
         .0
         .id
         .clone();
     assert!(matches!(
-        store.retry_delivery("c-o", &o4, "n").await,
+        store.retry_delivery(&oid("c-o"), &o4, "n").await,
         Err(StoreError::Conflict(_))
     ));
     let retried = store
-        .retry_delivery("c-o", &next[0].delivery_id, "n")
+        .retry_delivery(&oid("c-o"), &next[0].delivery_id, "n")
         .await
         .expect("retry");
     assert!(retried.claimed.is_some());
     assert!(retried.delivery.in_flight);
     // A settled delivery retried while its key is busy reopens behind the busy head.
     let again = store
-        .retry_delivery("c-o", &head.delivery_id, "n")
+        .retry_delivery(&oid("c-o"), &head.delivery_id, "n")
         .await
         .expect("retry");
     assert!(again.claimed.is_none());
@@ -1787,7 +1934,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
         .await
         .expect("sub");
     let at = EndpointRef {
-        org_id: "c-h".into(),
+        org_id: oid("c-h"),
         endpoint_id: ep.id.clone(),
     };
     let out = publish(
@@ -1812,7 +1959,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
         .await
         .expect("record");
     let h = store
-        .endpoint_health("c-h", &ep.id, 0)
+        .endpoint_health(&oid("c-h"), &ep.id, 0)
         .await
         .expect("health");
     assert_eq!(h.consecutive_failures, 2);
@@ -1842,7 +1989,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
         vec![at]
     );
     let h = store
-        .endpoint_health("c-h", &ep.id, 0)
+        .endpoint_health(&oid("c-h"), &ep.id, 0)
         .await
         .expect("health");
     assert_eq!(h.consecutive_failures, 0);
@@ -1850,7 +1997,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
     assert!(h.last_success_at.is_some());
     assert_eq!(h.window.success_rate(), Some(1.0 / 3.0));
     assert!(matches!(
-        store.endpoint_health("c-other", &ep.id, 0).await,
+        store.endpoint_health(&oid("c-other"), &ep.id, 0).await,
         Err(StoreError::NotFound)
     ));
     // The disable policy: failing long enough, spread wide enough, disables.
@@ -1868,7 +2015,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
     assert_eq!(recorded.disabled.len(), 1);
     assert!(
         !store
-            .get_endpoint("c-h", &ep.id)
+            .get_endpoint(&oid("c-h"), &ep.id)
             .await
             .expect("get")
             .enabled

@@ -262,6 +262,13 @@ async fn an_id_of_the_wrong_kind_or_shape_names_nothing() {
             "{method} {path}: {v}"
         );
     }
+    // An organization id that no organization can have: 404 for any key, the operator's too.
+    for bad in ["x".repeat(65), "a%20b".to_string(), "%2E%2E%2E".to_string()] {
+        let (status, v) = app
+            .get(&format!("/v1/orgs/{bad}/endpoints"), ADMIN_KEY)
+            .await;
+        assert_eq!(status, 404, "{bad}: {v}");
+    }
     // A subscription to an id that is not an endpoint's is refused when it is made.
     let (status, v) = app
         .post(
