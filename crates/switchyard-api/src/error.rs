@@ -135,7 +135,7 @@ impl From<CallError> for ApiError {
             CallError::Store(e) => return Self::from_store(e, "hook"),
         };
         ApiError {
-            run_id,
+            run_id: run_id.map(String::from),
             ..Self::new(status, code, message)
         }
     }

@@ -132,7 +132,7 @@ impl AppState {
             return Ok(Principal {
                 org: None,
                 role: Role::Admin,
-                key_id: "env-admin".into(),
+                key_id: switchyard_core::ids::KeyId::stored("env-admin".into()),
             });
         }
         let cached = self.keys.read().ok().and_then(|k| k.get(&hash).cloned());
@@ -166,8 +166,8 @@ impl AppState {
     }
 
     /// Records a key's use without making the request wait for it.
-    fn touch(&self, key_id: &str) {
-        let (store, id) = (self.store.clone(), key_id.to_string());
+    fn touch(&self, key_id: &switchyard_core::ids::KeyId) {
+        let (store, id) = (self.store.clone(), key_id.clone());
         tokio::spawn(async move {
             if let Err(e) = store.touch_api_key(&id, now_ms()).await {
                 tracing::debug!(error = %e, "recording a key's use failed");

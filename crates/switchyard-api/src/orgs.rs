@@ -1,7 +1,7 @@
 //! Organizations (tenants) and their API keys.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, path_id};
 use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use switchyard_core::Org;
 use switchyard_core::Role;
 use switchyard_core::crypto::{api_key_prefix, generate_api_key, hash_api_key};
+use switchyard_core::ids::KeyId;
 use switchyard_core::org::OrgChanges;
 use switchyard_core::time::{now_ms, to_rfc3339};
 pub use switchyard_wire::orgs::*;
@@ -40,7 +41,7 @@ pub async fn whoami(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<
         org: p.org.map(String::from),
         org_name,
         role: p.role.as_str().to_string(),
-        key_id: p.key_id,
+        key_id: p.key_id.into(),
     }))
 }
 
@@ -145,7 +146,7 @@ pub async fn create_key(
     Ok((
         StatusCode::CREATED,
         Json(KeyOut {
-            id,
+            id: id.into(),
             key,
             role: role.as_str().into(),
             org: org.into(),
@@ -165,7 +166,7 @@ pub async fn list_keys(
     Ok(Json(
         keys.into_iter()
             .map(|k| KeyInfoOut {
-                id: k.id,
+                id: k.id.into(),
                 prefix: k.prefix,
                 role: k.role.as_str().into(),
                 created_at: to_rfc3339(k.created_at),
@@ -184,7 +185,7 @@ pub async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, &org, Role::Admin).await?;
     s.store
-        .delete_api_key(&org, &id)
+        .delete_api_key(&org, &path_id(KeyId::parse(&id), "key")?)
         .await
         .map_err(|e| ApiError::from_store(e, "key"))?;
     s.forget_key(&id);

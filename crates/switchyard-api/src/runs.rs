@@ -1,11 +1,12 @@
 //! Runs: running an executor now with a given input (a preview), and reading one run's trace.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, path_id};
 use crate::extract::{Auth, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
 use switchyard_core::Role;
+use switchyard_core::ids::RunId;
 pub use switchyard_wire::runs::*;
 
 /// Run an executor now with a given input (a preview). The answer is the run's trace record;
@@ -37,7 +38,7 @@ pub async fn get_run(
     let org = s.authorize(&p, &org, Role::Viewer).await?;
     let run = s
         .store
-        .get_run(&org, &id)
+        .get_run(&org, &path_id(RunId::parse(&id), "run")?)
         .await
         .map_err(|e| ApiError::from_store(e, "run"))?;
     Ok(Json(RunOut::from(&run)))

@@ -114,7 +114,7 @@ pub(crate) async fn create_from(
             }
             let mut ep = Endpoint::new(org, now_ms());
             ep.description = format!("inline URL of subscription {sub_id}");
-            ep.owner_subscription = Some(sub_id.to_string());
+            ep.owner_subscription = Some(sub_id.clone());
             let settings = EndpointIn {
                 url: Some(url),
                 profile: body.profile,

@@ -114,7 +114,7 @@ pub async fn call(
     let answer = s.hub.call_hook(&org, &name, input).await?;
     Ok(Json(HookCallOut {
         output: answer.output,
-        run_id: answer.run_id,
+        run_id: answer.run_id.into(),
         cache: answer.cache.as_str().into(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }))

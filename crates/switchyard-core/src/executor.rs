@@ -122,7 +122,7 @@ pub enum RunStatus {
 /// The trace of one executor run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
-    pub id: String,
+    pub id: crate::ids::RunId,
     pub org_id: crate::ids::OrgId,
     pub executor: String,
     pub version: u32,

@@ -11,7 +11,7 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct HookResult {
     /// The run's id, when a run was made (it is in the event's trace).
-    pub run_id: Option<String>,
+    pub run_id: Option<crate::ids::RunId>,
     /// Why it failed; `None` when it succeeded.
     pub error: Option<String>,
     /// A failure that no retry can mend (the executor does not exist).

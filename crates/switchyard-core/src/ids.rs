@@ -174,6 +174,21 @@ id_kind!(
     DeliveryId,
     "dlv"
 );
+id_kind!(
+    /// An attempt's id (`att_…`).
+    AttemptId,
+    "att"
+);
+id_kind!(
+    /// An executor run's id (`run_…`).
+    RunId,
+    "run"
+);
+id_kind!(
+    /// An API key's id (`key_…`; never the key itself).
+    KeyId,
+    "key"
+);
 
 #[cfg(test)]
 mod tests {

@@ -36,13 +36,13 @@ impl Role {
 pub struct Principal {
     pub org: Option<crate::ids::OrgId>,
     pub role: Role,
-    pub key_id: String,
+    pub key_id: crate::ids::KeyId,
 }
 
 /// An API key as listed: never the key, only what identifies it to a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyInfo {
-    pub id: String,
+    pub id: crate::ids::KeyId,
     /// `None` for instance admin keys.
     pub org_id: Option<crate::ids::OrgId>,
     pub role: Role,
@@ -227,7 +227,7 @@ pub struct Endpoint {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     /// Set when the endpoint was created for a subscription's inline `url`.
-    pub owner_subscription: Option<String>,
+    pub owner_subscription: Option<crate::ids::SubscriptionId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -355,7 +355,7 @@ pub struct SyncOutcome {
     pub output: Option<Value>,
     pub error: Option<String>,
     /// The run an executor target made.
-    pub run_id: Option<String>,
+    pub run_id: Option<crate::ids::RunId>,
     pub duration_ms: f64,
 }
 
@@ -442,7 +442,7 @@ pub struct Delivery {
 /// One HTTP request made for a delivery, and what came back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
-    pub id: String,
+    pub id: crate::ids::AttemptId,
     pub delivery_id: crate::ids::DeliveryId,
     pub at: i64,
     pub status_code: Option<u16>,

@@ -86,7 +86,7 @@ mod tests {
             endpoint_id: Some(EndpointId::stored(endpoint.into())),
             delivery_id: DeliveryId::stored("dlv_1".into()),
             attempt: Attempt {
-                id: "att_1".into(),
+                id: switchyard_core::ids::AttemptId::generate(),
                 delivery_id: DeliveryId::stored("dlv_1".into()),
                 at: 0,
                 status_code: Some(status),

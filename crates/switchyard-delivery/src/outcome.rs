@@ -3,7 +3,7 @@
 
 use crate::http;
 use switchyard_core::hooks::HookResult;
-use switchyard_core::ids::new_id;
+use switchyard_core::ids::AttemptId;
 use switchyard_core::retry::{DEFAULT_SCHEDULE_S, Next, next_after_failure, retry_reason};
 use switchyard_core::{Attempt, AttemptResult, DueDelivery, Endpoint, Outcome};
 
@@ -52,7 +52,7 @@ pub(crate) fn decide(
         endpoint_id: Some(ep.id.clone()),
         delivery_id: job.delivery_id.clone(),
         attempt: Attempt {
-            id: new_id("att"),
+            id: AttemptId::generate(),
             delivery_id: job.delivery_id.clone(),
             at: resp.at,
             status_code: status,
@@ -98,7 +98,7 @@ pub(crate) fn hook_decide(
         endpoint_id: None,
         delivery_id: job.delivery_id.clone(),
         attempt: Attempt {
-            id: new_id("att"),
+            id: AttemptId::generate(),
             delivery_id: job.delivery_id.clone(),
             at,
             status_code: None,
@@ -126,7 +126,7 @@ pub(crate) fn without_request(
         endpoint_id: job.target.endpoint_id().cloned(),
         delivery_id: job.delivery_id.clone(),
         attempt: Attempt {
-            id: new_id("att"),
+            id: AttemptId::generate(),
             delivery_id: job.delivery_id.clone(),
             at: now,
             status_code: None,

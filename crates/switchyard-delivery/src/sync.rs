@@ -119,7 +119,7 @@ fn outcome_of(
     job: &DueDelivery,
     result: &AttemptResult,
     output: Option<Value>,
-    run_id: Option<String>,
+    run_id: Option<switchyard_core::ids::RunId>,
 ) -> SyncOutcome {
     SyncOutcome {
         delivery_id: job.delivery_id.clone(),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use switchyard_core::executor::{Executor, ExecutorSpec, Language, Run, RunStatus};
 use switchyard_core::hooks::{HookResult, HookRunner};
 use switchyard_core::ids::OrgId;
-use switchyard_core::ids::new_id;
 use switchyard_core::time::now_ms;
 use switchyard_egress::Clients;
 use switchyard_store::{Store, StoreError};
@@ -205,7 +204,7 @@ impl Runner {
         };
         let outcome = cap_outcome(outcome);
         let mut run = Run {
-            id: new_id("run"),
+            id: switchyard_core::ids::RunId::generate(),
             org_id: ex.org_id.clone(),
             executor: ex.name.clone(),
             version: ex.version,

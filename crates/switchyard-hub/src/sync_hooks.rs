@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::SyncHook;
 use switchyard_core::executor::{Executor, RunStatus};
-use switchyard_core::ids::OrgId;
+use switchyard_core::ids::{OrgId, RunId};
 use switchyard_core::schema::{Schema, SchemaViolation};
 use switchyard_core::sync_hook::canonical_json;
 use switchyard_store::StoreError;
@@ -52,7 +52,7 @@ impl CacheUse {
 pub struct HookAnswer {
     pub output: Value,
     /// The run that produced it (for a cache hit, the earlier run).
-    pub run_id: String,
+    pub run_id: RunId,
     pub cache: CacheUse,
 }
 
@@ -66,12 +66,12 @@ pub enum CallError {
     #[error("the input fails the hook's input schema at {}: {}", .0.path, .0.message)]
     Input(SchemaViolation),
     #[error("{reason}")]
-    Failed { run_id: String, reason: String },
+    Failed { run_id: RunId, reason: String },
     #[error("{reason}")]
-    Timeout { run_id: String, reason: String },
+    Timeout { run_id: RunId, reason: String },
     #[error("the executor's output fails the hook's output schema at {}: {}", .violation.path, .violation.message)]
     Output {
-        run_id: String,
+        run_id: RunId,
         violation: SchemaViolation,
     },
     #[error("the hook's {0} cannot be used; replace the hook")]
@@ -83,7 +83,7 @@ pub enum CallError {
 /// A cached answer and how long it lives.
 struct Cached {
     output: Value,
-    run_id: String,
+    run_id: RunId,
     ttl: Duration,
 }
 
@@ -291,7 +291,7 @@ impl Hub {
         loaded: &LoadedHook,
         ex: &Executor,
         input: Value,
-    ) -> Result<(Value, String), CallError> {
+    ) -> Result<(Value, RunId), CallError> {
         let hook = &loaded.hook;
         let cancel = CancellationToken::new();
         let stop_on_drop = cancel.clone().drop_guard();

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::health::{DisablePolicy, EndpointHealth};
-use switchyard_core::ids::{DeliveryId, EndpointId, OrgId, SubscriptionId};
+use switchyard_core::ids::{DeliveryId, EndpointId, KeyId, OrgId, RunId, SubscriptionId};
 use switchyard_core::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -178,15 +178,15 @@ pub trait OrgCatalog: Send + Sync {
         role: Role,
         key_hash: &str,
         prefix: &str,
-    ) -> Result<String>;
+    ) -> Result<KeyId>;
     /// The keys of an organization (never the keys themselves).
     async fn list_api_keys(&self, org: &OrgId) -> Result<Vec<ApiKeyInfo>>;
     /// Revokes a key of `org`; `NotFound` if it has no such key.
-    async fn delete_api_key(&self, org: &OrgId, id: &str) -> Result<()>;
+    async fn delete_api_key(&self, org: &OrgId, id: &KeyId) -> Result<()>;
     /// Records that a key was used at `at`.
-    async fn touch_api_key(&self, id: &str, at: i64) -> Result<()>;
+    async fn touch_api_key(&self, id: &KeyId, at: i64) -> Result<()>;
     /// Replaces every instance admin key by one new key (recovery); returns its id.
-    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String>;
+    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<KeyId>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<Principal>>;
     async fn count_admin_keys(&self) -> Result<u64>;
 
@@ -443,7 +443,7 @@ pub trait KvStorage: Send + Sync {
 #[async_trait]
 pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &Run) -> Result<()>;
-    async fn get_run(&self, org: &OrgId, id: &str) -> Result<Run>;
+    async fn get_run(&self, org: &OrgId, id: &RunId) -> Result<Run>;
     async fn runs_for_event(&self, org: &OrgId, event_id: &str) -> Result<Vec<Run>>;
     /// Retention: deletes up to `limit` runs of `org` made before `before` that belong to no
     /// event (previews); runs of events go with their events. Returns how many.

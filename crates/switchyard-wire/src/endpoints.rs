@@ -133,7 +133,7 @@ impl EndpointOut {
             public_keys: ep.public_keys(now_ms()),
             enabled: ep.enabled,
             disabled_reason: ep.disabled_reason.clone(),
-            subscription_id: ep.owner_subscription.clone(),
+            subscription_id: ep.owner_subscription.as_ref().map(ToString::to_string),
             // An Ed25519 secret key never leaves the hub: receivers need only the public key.
             secret: ep
                 .secrets

@@ -135,7 +135,7 @@ impl From<&SyncOutcome> for SyncOutcomeOut {
             status_code: o.status_code,
             output: o.output.clone(),
             error: o.error.clone(),
-            run_id: o.run_id.clone(),
+            run_id: o.run_id.as_ref().map(ToString::to_string),
             duration_ms: o.duration_ms,
         }
     }
@@ -220,7 +220,7 @@ pub struct AttemptOut {
 impl From<&Attempt> for AttemptOut {
     fn from(a: &Attempt) -> Self {
         AttemptOut {
-            id: a.id.clone(),
+            id: a.id.to_string(),
             at: to_rfc3339(a.at),
             status_code: a.status_code,
             duration_ms: a.duration_ms,

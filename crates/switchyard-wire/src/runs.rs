@@ -39,7 +39,7 @@ pub struct RunOut {
 impl From<&Run> for RunOut {
     fn from(r: &Run) -> Self {
         RunOut {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             executor: r.executor.clone(),
             version: r.version,
             event_id: r.event_id.clone(),

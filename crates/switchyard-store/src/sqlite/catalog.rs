@@ -81,10 +81,10 @@ impl OrgCatalog for SqliteStore {
         role: Role,
         key_hash: &str,
         prefix: &str,
-    ) -> Result<String> {
+    ) -> Result<KeyId> {
         let (org, hash, prefix) = (org.cloned(), key_hash.to_string(), prefix.to_string());
         self.write(move |ctx| {
-            let id = new_id("key");
+            let id = KeyId::generate();
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO api_keys (id, org_id, role, key_hash, created_at, prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -119,7 +119,7 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn delete_api_key(&self, org: &OrgId, id: &str) -> Result<()> {
+    async fn delete_api_key(&self, org: &OrgId, id: &KeyId) -> Result<()> {
         let (org, id) = (org.clone(), id.to_string());
         self.write(move |ctx| {
             let n = ctx
@@ -134,7 +134,7 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn touch_api_key(&self, id: &str, at: i64) -> Result<()> {
+    async fn touch_api_key(&self, id: &KeyId, at: i64) -> Result<()> {
         let id = id.to_string();
         self.write(move |ctx| {
             ctx.conn
@@ -145,12 +145,12 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
-    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<String> {
+    async fn replace_admin_keys(&self, key_hash: &str, prefix: &str) -> Result<KeyId> {
         let (hash, prefix) = (key_hash.to_string(), prefix.to_string());
         self.write(move |ctx| {
             ctx.conn
                 .execute("DELETE FROM api_keys WHERE org_id IS NULL", [])?;
-            let id = new_id("key");
+            let id = KeyId::generate();
             ctx.conn.execute(
                 "INSERT INTO api_keys (id, org_id, role, key_hash, created_at, prefix) VALUES (?1, NULL, 'admin', ?2, ?3, ?4)",
                 params![id, hash, now_ms(), prefix],
@@ -167,7 +167,7 @@ impl OrgCatalog for SqliteStore {
                 .prepare_cached("SELECT id, org_id, role FROM api_keys WHERE key_hash = ?1")?
                 .query_row([hash], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
+                        r.get::<_, KeyId>(0)?,
                         r.get::<_, Option<OrgId>>(1)?,
                         r.get::<_, String>(2)?,
                     ))

@@ -34,7 +34,6 @@ use std::sync::mpsc;
 use switchyard_core::Target;
 use switchyard_core::crypto::MasterKey;
 use switchyard_core::executor::{Executor, Run, RunStatus};
-use switchyard_core::ids::new_id;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
 use writer::{Job, WriterCtx, writer_loop};

@@ -36,7 +36,7 @@ impl RunLog for SqliteStore {
         .await
     }
 
-    async fn get_run(&self, org: &OrgId, id: &str) -> Result<Run> {
+    async fn get_run(&self, org: &OrgId, id: &RunId) -> Result<Run> {
         let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(

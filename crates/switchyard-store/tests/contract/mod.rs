@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
-use switchyard_core::ids::{EndpointId, OrgId, SubscriptionId, new_id};
+use switchyard_core::ids::{AttemptId, EndpointId, OrgId, RunId, SubscriptionId};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
@@ -825,7 +825,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         endpoint_id: Some(ep.id.clone()),
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
-            id: new_id("att"),
+            id: AttemptId::generate(),
             delivery_id: d.delivery_id.clone(),
             at: now_ms(),
             status_code: Some(code),
@@ -1095,7 +1095,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
         endpoint_id: None,
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
-            id: new_id("att"),
+            id: AttemptId::generate(),
             delivery_id: d.delivery_id.clone(),
             at: now_ms(),
             status_code: None,
@@ -1292,7 +1292,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     assert!(store.kv_delete(&oid("c-x"), "k").await.expect("delete"));
 
     let run = Run {
-        id: new_id("run"),
+        id: RunId::generate(),
         org_id: oid("c-x"),
         executor: "double".into(),
         version: 2,
@@ -1521,7 +1521,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
             endpoint_id: Some(ep.id.clone()),
             delivery_id: d.delivery_id.clone(),
             attempt: Attempt {
-                id: new_id("att"),
+                id: AttemptId::generate(),
                 delivery_id: d.delivery_id.clone(),
                 at: now_ms(),
                 status_code: Some(200),
@@ -1544,7 +1544,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         .await
         .expect("record");
     let hook_run = |event: Option<&str>, at: i64| Run {
-        id: new_id("run"),
+        id: RunId::generate(),
         org_id: oid("c-t"),
         executor: "x".into(),
         version: 1,
@@ -1690,7 +1690,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         .await
         .expect("record");
     let run = Run {
-        id: new_id("run"),
+        id: RunId::generate(),
         org_id: oid("c-pl"),
         executor: "x".into(),
         version: 1,
@@ -1781,7 +1781,7 @@ fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
         endpoint_id: d.target.endpoint_id().cloned(),
         delivery_id: d.delivery_id.clone(),
         attempt: Attempt {
-            id: new_id("att"),
+            id: AttemptId::generate(),
             delivery_id: d.delivery_id.clone(),
             at: now_ms(),
             status_code: Some(code),

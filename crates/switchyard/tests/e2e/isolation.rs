@@ -252,6 +252,16 @@ async fn an_id_of_the_wrong_kind_or_shape_names_nothing() {
             format!("/v1/orgs/{o}/deliveries/x/retry"),
             "delivery",
         ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orgs/{o}/runs/{ep_id}"),
+            "run",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/orgs/{o}/keys/{ep_id}"),
+            "key",
+        ),
     ] {
         let (status, v) = app.call(method.clone(), &path, &org.admin, None).await;
         assert_eq!(status, 404, "{method} {path}: {v}");
