@@ -1,7 +1,7 @@
 //! Events: publishing (single and batch, idempotent by id), listing, and the trace of one event.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, path_id};
 use crate::event_types::valid_type_name;
 use crate::extract::{Auth, Query, RawBody};
 use crate::subscriptions::entity_id_text;
@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::glob::is_valid_pattern;
-use switchyard_core::ids::{OrgId, is_valid_name, new_id};
+use switchyard_core::ids::{EventId, OrgId};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{DeliveryStatus, EntityRef, NewEvent, Role, Target};
 use switchyard_store::{EventQuery, Published};
@@ -62,14 +62,14 @@ async fn parse_event(s: &AppState, org: &OrgId, e: EventIn, at: &str) -> ApiResu
             "`type` must be 1–200 characters of letters, digits and -_.:".into(),
         ));
     }
-    let id = match e.id {
-        Some(id) if is_valid_name(&id, 200) => id,
-        Some(_) => {
+    let id = match e.id.as_deref().map(EventId::parse) {
+        Some(Some(id)) => id,
+        Some(None) => {
             return Err(inv(
                 "`id` must be 1–200 characters of letters, digits and -_.:@".into(),
             ));
         }
-        None => new_id("evt"),
+        None => EventId::generate(),
     };
     let timestamp = match &e.timestamp {
         Some(t) => {
@@ -310,6 +310,7 @@ pub async fn trace(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<TraceOut>> {
     let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let id = path_id(EventId::parse(&id), "event")?;
     let t = s
         .store
         .trace(&org, &id)

@@ -98,7 +98,8 @@ pub fn published_event(body: Value) -> Result<NewEvent, CoreError> {
         }
     };
     Ok(NewEvent {
-        id: format!("{webhook}:{packet}"),
+        // A checked webhook name, `:` and a lower-case GUID: a valid event id.
+        id: crate::ids::EventId::stored(format!("{webhook}:{packet}")),
         event_type: webhook.to_string(),
         timestamp: crate::time::now_ms(),
         entity: EntityRef {
@@ -146,7 +147,7 @@ mod tests {
             serde_json::from_str(r#"{"AttachmentCount":0,"GUID":"x","PacketGUID":"p","Status":1}"#)
                 .expect("json");
         let event = Event {
-            id: "PacketCreated:p".into(),
+            id: crate::ids::EventId::stored("PacketCreated:p".into()),
             org_id: crate::ids::OrgId::stored("o".into()),
             event_type: "PacketCreated".into(),
             timestamp: 0,
@@ -167,7 +168,7 @@ mod tests {
     #[test]
     fn a_published_message_is_keyed_by_its_packet() {
         let e = published_event(json!({"PacketGUID": COMPANY, "Status": 0})).expect("valid");
-        assert_eq!(e.id, format!("PacketCreated:{COMPANY}"));
+        assert_eq!(e.id, *format!("PacketCreated:{COMPANY}"));
         assert_eq!(e.entity.id.as_deref(), Some(COMPANY));
         assert!(published_event(json!({"Status": 0})).is_err());
         assert!(published_event(json!({"PacketGUID": "p"})).is_err());

@@ -1,7 +1,6 @@
 //! Enreach (seed 003), as its receivers and its configuration know it: the request envelope
 //! with .NET's GUIDs and timestamps, the webhook configuration and the events it publishes.
 
-use crate::ids::is_valid_name;
 use crate::{CoreError, EntityRef, Event, NewEvent, valid_type_name};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -168,11 +167,11 @@ pub fn published_event(body: Value) -> Result<NewEvent, CoreError> {
     let id = text("Id")?.ok_or_else(|| {
         CoreError::invalid("`Id` is required: it is the event's id, by which duplicates are found")
     })?;
-    if !is_valid_name(id, 200) {
+    let Some(id) = crate::ids::EventId::parse(id) else {
         return Err(CoreError::invalid(
             "`Id` must be a GUID (1–200 characters of letters, digits and -_.:@)",
         ));
-    }
+    };
     let timestamp = match text("Timestamp")? {
         Some(t) => parse_dotnet_timestamp(t).ok_or_else(|| {
             CoreError::invalid(format!(
@@ -191,7 +190,7 @@ pub fn published_event(body: Value) -> Result<NewEvent, CoreError> {
         },
     };
     Ok(NewEvent {
-        id: id.to_string(),
+        id,
         event_type: event_type.to_string(),
         timestamp,
         entity,
@@ -256,7 +255,7 @@ mod tests {
 
     fn event(data: Value) -> Event {
         Event {
-            id: "evt_0193a1b2c3d4e5f60718293a4b5c6d7e".into(),
+            id: crate::ids::EventId::stored("evt_0193a1b2c3d4e5f60718293a4b5c6d7e".into()),
             org_id: crate::ids::OrgId::stored("acme".into()),
             event_type: "QueueCallInUserAllocated".into(),
             timestamp: 1_514_793_683_450,

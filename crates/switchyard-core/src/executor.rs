@@ -127,7 +127,7 @@ pub struct Run {
     pub executor: String,
     pub version: u32,
     /// The event that caused the run (event hooks), if any.
-    pub event_id: Option<String>,
+    pub event_id: Option<crate::ids::EventId>,
     pub status: RunStatus,
     pub input: Value,
     pub output: Option<Value>,

@@ -147,6 +147,24 @@ impl OrgId {
     }
 }
 
+id_common!(
+    /// An event's id: the publisher's own (its idempotency key: 1–200 characters of letters,
+    /// digits and `-_.:@`), or a generated `evt_…`.
+    EventId
+);
+
+impl EventId {
+    /// A new id for an event published without one.
+    pub fn generate() -> EventId {
+        EventId(new_id("evt"))
+    }
+
+    /// An event id given from outside, if it is a valid one.
+    pub fn parse(s: &str) -> Option<EventId> {
+        is_valid_name(s, 200).then(|| EventId(s.to_string()))
+    }
+}
+
 /// Whether `s` is `PREFIX_` followed by 32 lower-case hex digits (what [`new_id`] makes).
 fn has_shape(s: &str, prefix: &str) -> bool {
     s.strip_prefix(prefix)

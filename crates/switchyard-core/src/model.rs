@@ -93,7 +93,7 @@ pub struct EntityRef {
 /// A published event, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub id: String,
+    pub id: crate::ids::EventId,
     pub org_id: crate::ids::OrgId,
     pub event_type: String,
     /// When the event happened (the caller's timestamp, else the time of publishing), ms.
@@ -137,7 +137,7 @@ fn envelope(id: &str, event_type: &str, timestamp: i64, entity: &EntityRef, data
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     /// The caller's id (idempotency key) or a generated `evt_…`.
-    pub id: String,
+    pub id: crate::ids::EventId,
     pub event_type: String,
     pub timestamp: i64,
     pub entity: EntityRef,
@@ -423,7 +423,7 @@ impl DeliveryStatus {
 pub struct Delivery {
     pub id: crate::ids::DeliveryId,
     pub org_id: crate::ids::OrgId,
-    pub event_id: String,
+    pub event_id: crate::ids::EventId,
     pub target: Target,
     pub subscription_id: Option<crate::ids::SubscriptionId>,
     pub status: DeliveryStatus,

@@ -135,7 +135,7 @@ mod tests {
 
     fn ev(kind: Option<&str>, id: Option<&str>, data: Value) -> NewEvent {
         NewEvent {
-            id: "e".into(),
+            id: crate::ids::EventId::stored("e".into()),
             event_type: "T".into(),
             timestamp: 0,
             entity: EntityRef {

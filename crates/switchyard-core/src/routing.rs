@@ -164,7 +164,7 @@ mod tests {
 
     fn ev(t: &str, entity: &str, data: serde_json::Value) -> NewEvent {
         NewEvent {
-            id: "e".into(),
+            id: crate::ids::EventId::stored("e".into()),
             event_type: t.into(),
             timestamp: 0,
             entity: EntityRef {

@@ -298,7 +298,8 @@ impl Schedule {
     /// many nodes or restarts try to publish it, it is stored once.
     pub fn event_at(&self, at: i64) -> NewEvent {
         NewEvent {
-            id: schedule_event_id(&self.name, at),
+            // A checked schedule name, `@` and digits: a valid event id.
+            id: crate::ids::EventId::stored(schedule_event_id(&self.name, at)),
             event_type: self.event_type.clone(),
             timestamp: at,
             entity: EntityRef {

@@ -109,7 +109,7 @@ impl Rig {
             .expect("routing");
         let table = RouteTable::new(snapshot.subscriptions, snapshot.ordered);
         let event = NewEvent {
-            id: id.into(),
+            id: switchyard_core::ids::EventId::stored(id.into()),
             event_type: "T".into(),
             timestamp: self.clock.now_ms(),
             entity: EntityRef::default(),

@@ -92,7 +92,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
         .post(url)
         .timeout(Duration::from_millis(u64::from(ep.timeout_ms)));
     let mut all = Vec::with_capacity(headers.len() + 3);
-    all.push(("webhook-id".to_string(), event.id.clone()));
+    all.push(("webhook-id".to_string(), event.id.as_str().to_owned()));
     all.push(("webhook-timestamp".to_string(), ts.to_string()));
     if !signature.is_empty() {
         all.push(("webhook-signature".to_string(), signature));

@@ -76,7 +76,9 @@ mod tests {
 
     fn event() -> Event {
         Event {
-            id: "85b214f2-1d27-4262-87b6-8f55b3199400".into(),
+            id: switchyard_core::ids::EventId::stored(
+                "85b214f2-1d27-4262-87b6-8f55b3199400".into(),
+            ),
             org_id: switchyard_core::ids::OrgId::stored("o".into()),
             event_type: "QueueCallInUserAllocated".into(),
             timestamp: 0,

@@ -18,7 +18,7 @@ pub(crate) const CANCELLED: &str = "cancelled: the caller went away; the code wa
 /// Who asked for a run, and until when it may take.
 pub(crate) struct Call<'a> {
     /// The event that caused it (event hooks).
-    pub(crate) event_id: Option<&'a str>,
+    pub(crate) event_id: Option<&'a switchyard_core::ids::EventId>,
     /// The synchronous hook whose call made it.
     pub(crate) hook: Option<&'a str>,
     /// Executor names from the outermost caller to this run.
@@ -109,7 +109,7 @@ impl Runner {
         &self,
         ex: &Executor,
         input: Value,
-        event_id: Option<&str>,
+        event_id: Option<&switchyard_core::ids::EventId>,
         deadline: Option<Instant>,
     ) -> Result<Run, StoreError> {
         let own = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
@@ -208,7 +208,7 @@ impl Runner {
             org_id: ex.org_id.clone(),
             executor: ex.name.clone(),
             version: ex.version,
-            event_id: call.event_id.map(str::to_string),
+            event_id: call.event_id.cloned(),
             status: if outcome.error.is_none() {
                 RunStatus::Succeeded
             } else {

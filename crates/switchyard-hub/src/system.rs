@@ -2,7 +2,6 @@
 //! organization concerned, published like any other.
 
 use crate::Hub;
-use switchyard_core::ids::new_id;
 use switchyard_core::time::now_ms;
 use switchyard_core::{EntityRef, NewEvent};
 use switchyard_delivery::EngineEvent;
@@ -37,7 +36,7 @@ impl Hub {
                 self.routing_changed(&org_id);
                 let ep = self.store().get_endpoint(&org_id, &endpoint_id).await.ok();
                 let event = NewEvent {
-                    id: new_id("evt"),
+                    id: switchyard_core::ids::EventId::generate(),
                     event_type: ENDPOINT_DISABLED.to_string(),
                     timestamp: now_ms(),
                     entity: EntityRef {

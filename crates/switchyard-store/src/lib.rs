@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::health::{DisablePolicy, EndpointHealth};
-use switchyard_core::ids::{DeliveryId, EndpointId, KeyId, OrgId, RunId, SubscriptionId};
+use switchyard_core::ids::{DeliveryId, EndpointId, EventId, KeyId, OrgId, RunId, SubscriptionId};
 use switchyard_core::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -299,9 +299,9 @@ pub trait EventLog: Send + Sync {
     /// organization's routing is still at the batch's version; returns once it is committed.
     /// New deliveries are claimed for `node`.
     async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome>;
-    async fn get_event(&self, org: &OrgId, id: &str) -> Result<Event>;
+    async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event>;
     async fn list_events(&self, org: &OrgId, q: &EventQuery) -> Result<Vec<Event>>;
-    async fn trace(&self, org: &OrgId, event_id: &str) -> Result<Trace>;
+    async fn trace(&self, org: &OrgId, event_id: &EventId) -> Result<Trace>;
     /// Retention: deletes up to `limit` events of `org` received before `before` whose
     /// deliveries are all finished (none pending or blocked), with their deliveries, attempts
     /// and runs, scanning in sequence order after `after_seq`. One short transaction, so
@@ -444,7 +444,7 @@ pub trait KvStorage: Send + Sync {
 pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &Run) -> Result<()>;
     async fn get_run(&self, org: &OrgId, id: &RunId) -> Result<Run>;
-    async fn runs_for_event(&self, org: &OrgId, event_id: &str) -> Result<Vec<Run>>;
+    async fn runs_for_event(&self, org: &OrgId, event_id: &EventId) -> Result<Vec<Run>>;
     /// Retention: deletes up to `limit` runs of `org` made before `before` that belong to no
     /// event (previews); runs of events go with their events. Returns how many.
     async fn purge_runs(&self, org: &OrgId, before: i64, limit: u32) -> Result<u64>;

@@ -2,6 +2,7 @@
 
 mod contract;
 use contract::oid;
+use switchyard_core::ids::EventId;
 
 use std::sync::Arc;
 use switchyard_core::Org;
@@ -208,7 +209,10 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     drop(raw);
     let store = SqliteStore::open(&path, key).expect("reopen migrates");
     assert_eq!(store.pending_count().await.expect("count"), 20);
-    let t = store.trace(&oid("o"), "m7").await.expect("trace");
+    let t = store
+        .trace(&oid("o"), &EventId::stored("m7".into()))
+        .await
+        .expect("trace");
     assert_eq!(t.deliveries.len(), 1);
     let raw = rusqlite::Connection::open(&path).expect("raw");
     let fks: i64 = raw

@@ -58,7 +58,7 @@ pub struct EventOut {
 impl From<&Event> for EventOut {
     fn from(e: &Event) -> Self {
         EventOut {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             event_type: e.event_type.clone(),
             timestamp: to_rfc3339(e.timestamp),
             entity: EntityOut {
@@ -267,7 +267,7 @@ impl DeliveryOut {
     pub fn from(d: &Delivery, attempts: Option<&[Attempt]>) -> Self {
         DeliveryOut {
             id: d.id.to_string(),
-            event_id: d.event_id.clone(),
+            event_id: d.event_id.to_string(),
             endpoint_id: d.target.endpoint_id().map(ToString::to_string),
             executor: d.target.executor().map(str::to_string),
             subscription_id: d.subscription_id.as_ref().map(ToString::to_string),

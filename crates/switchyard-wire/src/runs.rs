@@ -42,7 +42,7 @@ impl From<&Run> for RunOut {
             id: r.id.to_string(),
             executor: r.executor.clone(),
             version: r.version,
-            event_id: r.event_id.clone(),
+            event_id: r.event_id.as_ref().map(ToString::to_string),
             hook: r.hook.clone(),
             status: match r.status {
                 RunStatus::Succeeded => "succeeded".into(),

@@ -118,7 +118,7 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    async fn get_event(&self, org: &OrgId, id: &str) -> Result<Event> {
+    async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event> {
         let (org, id) = (org.clone(), id.to_string());
         self.read(move |c, _| {
             Ok(c.prepare_cached(&format!(
@@ -180,7 +180,7 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    async fn trace(&self, org: &OrgId, event_id: &str) -> Result<Trace> {
+    async fn trace(&self, org: &OrgId, event_id: &EventId) -> Result<Trace> {
         let (org, id) = (org.clone(), event_id.to_string());
         self.read(move |c, _| {
             let event = c

@@ -47,7 +47,7 @@ impl RunLog for SqliteStore {
         .await
     }
 
-    async fn runs_for_event(&self, org: &OrgId, event_id: &str) -> Result<Vec<Run>> {
+    async fn runs_for_event(&self, org: &OrgId, event_id: &EventId) -> Result<Vec<Run>> {
         let (org, id) = (org.clone(), event_id.to_string());
         self.read(move |c, _| {
             list(

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
-use switchyard_core::ids::{AttemptId, EndpointId, OrgId, RunId, SubscriptionId};
+use switchyard_core::ids::{AttemptId, EndpointId, EventId, OrgId, RunId, SubscriptionId};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
@@ -140,7 +140,7 @@ pub fn sample_subscription(org: &str, endpoint_id: &EndpointId, types: &[&str]) 
 
 pub fn sample_event(id: &str, t: &str, entity: &str) -> NewEvent {
     NewEvent {
-        id: id.to_string(),
+        id: EventId::stored(id.to_string()),
         event_type: t.to_string(),
         timestamp: now_ms(),
         entity: EntityRef {
@@ -497,7 +497,9 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
         "{conflict:?}"
     );
     assert!(matches!(
-        store.trace(&oid("c-p"), "e4").await,
+        store
+            .trace(&oid("c-p"), &EventId::stored("e4".into()))
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -517,7 +519,9 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     assert!(!q[0].duplicate);
     assert_eq!(q[0].delivery_count, 0, "no cross-org routing");
     assert!(matches!(
-        store.get_event(&oid("c-q"), "e2").await,
+        store
+            .get_event(&oid("c-q"), &EventId::stored("e2".into()))
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -909,7 +913,10 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert!(!ep_now.enabled);
     assert_eq!(ep_now.disabled_reason.as_deref(), Some("410 Gone"));
 
-    let trace = store.trace(&oid("c-d"), "d1").await.expect("trace");
+    let trace = store
+        .trace(&oid("c-d"), &EventId::stored("d1".into()))
+        .await
+        .expect("trace");
     assert_eq!(trace.deliveries.len(), 1);
     let (dl, attempts) = &trace.deliveries[0];
     assert_eq!(dl.status, DeliveryStatus::Failed);
@@ -948,7 +955,9 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert!(pending.is_empty(), "no delivery of c-d is pending");
     assert!(
         matches!(
-            store.trace(&oid("c-p"), "d1").await,
+            store
+                .trace(&oid("c-p"), &EventId::stored("d1".into()))
+                .await,
             Err(StoreError::NotFound)
         ),
         "trace is org-scoped"
@@ -1150,7 +1159,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
     assert_eq!(n, 2);
     assert_eq!(
         store
-            .trace(&oid("c-r"), "r2")
+            .trace(&oid("c-r"), &EventId::stored("r2".into()))
             .await
             .expect("trace")
             .deliveries
@@ -1296,7 +1305,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         org_id: oid("c-x"),
         executor: "double".into(),
         version: 2,
-        event_id: Some("ev-1".into()),
+        event_id: Some(EventId::stored("ev-1".into())),
         status: RunStatus::Succeeded,
         input: json!({"n": 21}),
         output: Some(json!({"n": 42})),
@@ -1312,14 +1321,14 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     assert_eq!(store.get_run(&oid("c-x"), &run.id).await.expect("get"), run);
     assert_eq!(
         store
-            .runs_for_event(&oid("c-x"), "ev-1")
+            .runs_for_event(&oid("c-x"), &EventId::stored("ev-1".into()))
             .await
             .expect("runs"),
         vec![run.clone()]
     );
     assert!(
         store
-            .runs_for_event(&oid("c-y"), "ev-1")
+            .runs_for_event(&oid("c-y"), &EventId::stored("ev-1".into()))
             .await
             .expect("runs")
             .is_empty()
@@ -1440,7 +1449,9 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
     }
     assert!(
         matches!(
-            store.get_event(&oid("c-v"), "v1").await,
+            store
+                .get_event(&oid("c-v"), &EventId::stored("v1".into()))
+                .await,
             Err(StoreError::NotFound)
         ),
         "nothing of a stale batch is written"
@@ -1548,7 +1559,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         org_id: oid("c-t"),
         executor: "x".into(),
         version: 1,
-        event_id: event.map(str::to_string),
+        event_id: event.map(|e| EventId::stored(e.to_string())),
         status: RunStatus::Succeeded,
         input: json!({}),
         output: None,
@@ -1591,7 +1602,12 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
             .expect("runs"),
         0
     );
-    assert!(store.get_event(&oid("c-t"), "done-1").await.is_ok());
+    assert!(
+        store
+            .get_event(&oid("c-t"), &EventId::stored("done-1".into()))
+            .await
+            .is_ok()
+    );
 
     // Past the cutoff, in batches of one: finished events go with everything of theirs.
     let mut after = 0;
@@ -1616,11 +1632,15 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     );
     for gone in ["done-1", "done-2"] {
         assert!(matches!(
-            store.get_event(&oid("c-t"), gone).await,
+            store
+                .get_event(&oid("c-t"), &EventId::stored(gone.into()))
+                .await,
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
-            store.trace(&oid("c-t"), gone).await,
+            store
+                .trace(&oid("c-t"), &EventId::stored(gone.into()))
+                .await,
             Err(StoreError::NotFound)
         ));
     }
@@ -1629,7 +1649,10 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         Err(StoreError::NotFound)
     ));
     // The pending one is still to be delivered: kept, with its delivery.
-    let kept = store.trace(&oid("c-t"), "pending-1").await.expect("kept");
+    let kept = store
+        .trace(&oid("c-t"), &EventId::stored("pending-1".into()))
+        .await
+        .expect("kept");
     assert_eq!(kept.deliveries.len(), 1);
     // Preview runs have their own cutoff.
     assert_eq!(
@@ -1694,7 +1717,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         org_id: oid("c-pl"),
         executor: "x".into(),
         version: 1,
-        event_id: Some("delivered".into()),
+        event_id: Some(EventId::stored("delivered".into())),
         status: RunStatus::Succeeded,
         input: json!({"data": {"secret": "pii"}}),
         output: None,
@@ -1716,7 +1739,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
     assert_eq!(b.dropped, 1, "{b:?}");
     assert!(b.done);
     let pending_seq = store
-        .get_event(&oid("c-pl"), "pending")
+        .get_event(&oid("c-pl"), &EventId::stored("pending".into()))
         .await
         .expect("kept")
         .seq;
@@ -1726,7 +1749,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         "the first event that keeps its payload"
     );
     let gone = store
-        .get_event(&oid("c-pl"), "delivered")
+        .get_event(&oid("c-pl"), &EventId::stored("delivered".into()))
         .await
         .expect("event stays");
     assert_eq!(gone.data, serde_json::Value::Null);
@@ -1741,7 +1764,10 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         "the run's copy of the payload goes too"
     );
     for kept in ["pending", "failed"] {
-        let e = store.get_event(&oid("c-pl"), kept).await.expect("kept");
+        let e = store
+            .get_event(&oid("c-pl"), &EventId::stored(kept.into()))
+            .await
+            .expect("kept");
         assert_ne!(e.data, serde_json::Value::Null, "{kept}");
         assert!(e.payload_dropped_at.is_none());
     }
@@ -1834,7 +1860,7 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     assert_eq!(counts, vec![1, 0, 1]);
     assert_eq!(out[1].delivery_count, 1);
     let waiting = &store
-        .trace(&oid("c-o"), "o2")
+        .trace(&oid("c-o"), &EventId::stored("o2".into()))
         .await
         .expect("trace")
         .deliveries[0]
@@ -1894,7 +1920,7 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     assert!(out[0].new_deliveries.is_empty(), "o4 waits behind o2");
     // Retrying the waiting one would overtake its head: refused. The head goes at once.
     let o4 = store
-        .trace(&oid("c-o"), "o4")
+        .trace(&oid("c-o"), &EventId::stored("o4".into()))
         .await
         .expect("trace")
         .deliveries[0]
