@@ -39,7 +39,7 @@ pub async fn import(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<ImportedOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let c = catalog(&name).ok_or_else(|| ApiError::not_found("catalog"))?;
     let existing: HashMap<String, _> = s
         .store

@@ -60,7 +60,7 @@ pub async fn enreach_create(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<EnreachConfigIn>,
 ) -> ApiResult<(StatusCode, Json<EnreachConfigOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let specs = body
         .subscriptions
         .iter()
@@ -112,7 +112,7 @@ pub async fn enreach_list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<EnreachConfigOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let subs = s.store.list_subscriptions(&org).await?;
     let eps = s.store.list_endpoints(&org).await?;
     let out = eps
@@ -136,7 +136,7 @@ pub async fn enreach_delete(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let id = EndpointId::parse(&our_id("ep", &id))
         .ok_or_else(|| ApiError::not_found("Enreach webhook"))?;
     let ep = s
@@ -207,7 +207,7 @@ pub async fn enate_create(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<EnateSubscriptionIn>,
 ) -> ApiResult<(StatusCode, Json<EnateSubscriptionOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     if !enate::WEBHOOKS.contains(&body.webhook.as_str()) {
         return Err(ApiError::invalid(format!(
             "`Webhook` `{}` is not an Enate webhook; there is {}",
@@ -253,7 +253,7 @@ pub async fn enate_list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<EnateSubscriptionOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let show = p.may(&org, Role::Admin);
     let eps: HashMap<EndpointId, Endpoint> = s
         .store
@@ -282,7 +282,7 @@ pub async fn enate_delete(
     Auth(p): Auth,
     Path((org, given)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let id = path_id(
         SubscriptionId::parse(&our_id("sub", &given)),
         "Enate subscription",
@@ -348,7 +348,7 @@ async fn publish_shaped(
     body: &[u8],
     map: fn(Value) -> Result<switchyard_core::NewEvent, switchyard_core::CoreError>,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    let org = s.authorize(p, org, Role::Publisher).await?;
+    let org = s.authorize(p, org.to_string(), Role::Publisher).await?;
     let event = check_event(s, &org, map(parse_json(body)?)?, "").await?;
     publish_one(s, &org, event).await
 }

@@ -23,7 +23,7 @@ pub async fn list(
     Path(org): Path<String>,
     Query(q): Query<ListParams>,
 ) -> ApiResult<Json<DeliveryPage>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let status = q
         .status
         .as_deref()
@@ -59,7 +59,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeliveryOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let d = s
         .store
         .get_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)
@@ -75,7 +75,7 @@ pub async fn retry(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let d = s
         .hub
         .retry_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)

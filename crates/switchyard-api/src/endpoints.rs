@@ -22,7 +22,7 @@ pub async fn create(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let mut ep = Endpoint::new(&org, now_ms());
     ep.apply(body.into(), Change::Create, s.hub.clients().policy())?;
     let ep = s.store.create_endpoint(&ep).await?;
@@ -36,7 +36,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<EndpointOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let eps = s.store.list_endpoints(&org).await?;
     Ok(Json(
         eps.iter()
@@ -59,7 +59,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     Ok(Json(
         EndpointOut::from(&load(&s, &org, &id).await?, false).for_reader(&p, &org),
     ))
@@ -73,7 +73,7 @@ pub async fn patch(
     Path((org, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
     ep.apply(body.into(), Change::Patch, s.hub.clients().policy())?;
     ep.updated_at = now_ms();
@@ -93,7 +93,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_endpoint(&org, &endpoint_id(&id)?)
         .await
@@ -112,7 +112,7 @@ pub async fn rotate_secret(
     Path((org, id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RotateIn>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let mut ep = load(&s, &org, &id).await?;
     let rotation =
         Rotation {
@@ -149,7 +149,7 @@ pub async fn health(
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<HealthQuery>,
 ) -> ApiResult<Json<EndpointHealthOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let window_s = q.window_s.unwrap_or(3600);
     if window_s == 0 || window_s > 30 * 86_400 {
         return Err(ApiError::invalid("`window_s` must be 1–2592000"));
@@ -172,7 +172,7 @@ pub async fn replay(
     Path((org, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<ReplayIn>,
 ) -> ApiResult<(StatusCode, Json<ReplayOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let since = parse_rfc3339(&body.since)
         .ok_or_else(|| ApiError::invalid("`since` must be an RFC 3339 time"))?;
     let until = match &body.until {

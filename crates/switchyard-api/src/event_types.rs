@@ -21,7 +21,7 @@ pub async fn put(
     Path((org, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<EventTypeIn>,
 ) -> ApiResult<Json<EventTypeOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     if !valid_type_name(&name) {
         return Err(ApiError::invalid(
             "event type names are 1–200 characters of letters, digits and -_.:",
@@ -53,7 +53,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<EventTypeOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let t = s
         .store
         .get_event_type(&org, &name)
@@ -69,7 +69,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<EventTypeOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     Ok(Json(
         s.store
             .list_event_types(&org)

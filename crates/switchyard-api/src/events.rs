@@ -62,7 +62,7 @@ async fn parse_event(s: &AppState, org: &OrgId, e: EventIn, at: &str) -> ApiResu
             "`type` must be 1–200 characters of letters, digits and -_.:".into(),
         ));
     }
-    let id = match e.id.as_deref().map(EventId::parse) {
+    let id = match e.id.map(EventId::parse_owned) {
         Some(Some(id)) => id,
         Some(None) => {
             return Err(inv(
@@ -173,7 +173,7 @@ pub async fn publish(
     Path(org): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    let org = s.authorize(&p, &org, Role::Publisher).await?;
+    let org = s.authorize(&p, org, Role::Publisher).await?;
     let e: EventIn = parse_json(&body)?;
     let event = parse_event(&s, &org, e, "").await?;
     publish_one(&s, &org, event).await
@@ -188,7 +188,7 @@ pub async fn publish_batch(
     Path(org): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<BatchOut>)> {
-    let org = s.authorize(&p, &org, Role::Publisher).await?;
+    let org = s.authorize(&p, org, Role::Publisher).await?;
     let items = match parse_json::<BatchIn>(&body)
         .map_err(|_| ApiError::invalid("send `{\"events\": [...]}` or a JSON array of events"))?
     {
@@ -241,7 +241,7 @@ pub async fn list(
     Path(org): Path<String>,
     Query(q): Query<ListParams>,
 ) -> ApiResult<Json<EventPage>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let time = |v: &Option<String>, name: &str| -> ApiResult<Option<i64>> {
         v.as_deref()
             .map(|t| {
@@ -309,7 +309,7 @@ pub async fn trace(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<TraceOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let id = path_id(EventId::parse(&id), "event")?;
     let t = s
         .store

@@ -35,7 +35,7 @@ pub async fn put(
     Path((org, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<ExecutorIn>,
 ) -> ApiResult<Json<ExecutorOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     if !is_valid_name(&name, 100) {
         return Err(ApiError::invalid(
             "executor names are 1–100 characters of letters, digits and -_.:@",
@@ -73,7 +73,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<ExecutorOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let ex = s
         .store
         .get_executor(&org, &name)
@@ -89,7 +89,7 @@ pub async fn versions(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<ExecutorOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let all = s
         .store
         .executor_versions(&org, &name)
@@ -105,7 +105,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<ExecutorOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     Ok(Json(
         s.store
             .list_executors(&org)
@@ -123,7 +123,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_executor(&org, &name)
         .await

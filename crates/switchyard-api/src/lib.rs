@@ -185,8 +185,8 @@ impl AppState {
     /// Lets `p` act in `org` with at least `role`, and answers the organization's id. A key of
     /// another organization gets 404, as if the organization did not exist, so ids do not leak
     /// across tenants; so does an id that cannot be an organization's.
-    pub async fn authorize(&self, p: &Principal, org: &str, role: Role) -> ApiResult<OrgId> {
-        let org = OrgId::parse(org).ok_or_else(|| ApiError::not_found("organization"))?;
+    pub async fn authorize(&self, p: &Principal, org: String, role: Role) -> ApiResult<OrgId> {
+        let org = OrgId::parse_owned(org).ok_or_else(|| ApiError::not_found("organization"))?;
         match &p.org {
             Some(own) if *own != org => Err(ApiError::not_found("organization")),
             Some(_) if p.role < role => Err(ApiError::forbidden(format!(

@@ -70,7 +70,7 @@ pub async fn patch(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<OrgPatch>,
 ) -> ApiResult<Json<OrgOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let mut o = s
         .store
         .get_org(&org)
@@ -117,7 +117,7 @@ pub async fn get(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<OrgOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let o = s
         .store
         .get_org(&org)
@@ -134,7 +134,7 @@ pub async fn create_key(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<KeyIn>,
 ) -> ApiResult<(StatusCode, Json<KeyOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::invalid("`role` must be `admin`, `publisher` or `viewer`"))?;
     let key = generate_api_key();
@@ -161,7 +161,7 @@ pub async fn list_keys(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<KeyInfoOut>>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let keys = s.store.list_api_keys(&org).await?;
     Ok(Json(
         keys.into_iter()
@@ -183,7 +183,7 @@ pub async fn revoke_key(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_api_key(&org, &path_id(KeyId::parse(&id), "key")?)
         .await

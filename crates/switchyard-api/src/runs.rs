@@ -18,7 +18,7 @@ pub async fn run(
     Path((org, name)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RunIn>,
 ) -> ApiResult<Json<RunOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let ex = s
         .store
         .get_executor(&org, &name)
@@ -35,7 +35,7 @@ pub async fn get_run(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<RunOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let run = s
         .store
         .get_run(&org, &path_id(RunId::parse(&id), "run")?)

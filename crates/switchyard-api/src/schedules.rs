@@ -31,7 +31,7 @@ pub async fn put(
     Path((org, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<ScheduleIn>,
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let existing = existing(s.store.get_schedule(&org, &name).await)?;
     if existing.is_none() && s.store.count_schedules(&org).await? >= MAX_SCHEDULES_PER_ORG {
         return Err(ApiError::invalid(format!(
@@ -77,7 +77,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<ScheduleOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let schedule = s
         .store
         .get_schedule(&org, &name)
@@ -93,7 +93,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<ScheduleOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let all = s.store.list_schedules(&org).await?;
     Ok(Json(all.into_iter().map(|x| out(&s, x)).collect()))
 }
@@ -105,7 +105,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_schedule(&org, &name)
         .await

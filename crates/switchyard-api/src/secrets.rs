@@ -19,7 +19,7 @@ pub async fn put_secret(
     Path((org, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<SecretIn>,
 ) -> ApiResult<Json<SecretOut>> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     if !is_valid_name(&name, 100) {
         return Err(ApiError::invalid(
             "secret names are 1–100 characters of letters, digits and -_.:@",
@@ -42,7 +42,7 @@ pub async fn list_secrets(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<SecretOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let names = s.store.list_secrets(&org).await?;
     Ok(Json(
         names
@@ -62,7 +62,7 @@ pub async fn delete_secret(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_secret(&org, &name)
         .await

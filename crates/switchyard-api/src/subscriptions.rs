@@ -35,7 +35,7 @@ pub async fn create(
     Path(org): Path<String>,
     JsonBody(body): JsonBody<SubscriptionIn>,
 ) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let (saved, owned) = create_from(&s, &org, body).await?;
     let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
     Ok((
@@ -157,7 +157,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<SubscriptionOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let subs = s.store.list_subscriptions(&org).await?;
     Ok(Json(
         subs.into_iter()
@@ -173,7 +173,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<Json<SubscriptionOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let sub = s
         .store
         .get_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
@@ -189,7 +189,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
         .await

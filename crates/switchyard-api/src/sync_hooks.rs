@@ -22,7 +22,7 @@ pub async fn put(
     Path((org, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<SyncHookIn>,
 ) -> ApiResult<(StatusCode, Json<SyncHookOut>)> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     let existing = existing(s.store.get_sync_hook(&org, &name).await)?;
     let hook = SyncHook::define(&org, &name, body.into(), existing.as_ref(), now_ms())?;
     let saved = s
@@ -58,7 +58,7 @@ pub async fn get(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<SyncHookOut>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let h = s
         .store
         .get_sync_hook(&org, &name)
@@ -74,7 +74,7 @@ pub async fn list(
     Auth(p): Auth,
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<SyncHookOut>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let hooks = s.store.list_sync_hooks(&org).await?;
     Ok(Json(hooks.into_iter().map(Into::into).collect()))
 }
@@ -86,7 +86,7 @@ pub async fn delete(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .delete_sync_hook(&org, &name)
         .await
@@ -110,7 +110,7 @@ pub async fn call(
     OptionalJson(input): OptionalJson<Value>,
 ) -> ApiResult<Json<HookCallOut>> {
     let started = Instant::now();
-    let org = s.authorize(&p, &org, Role::Publisher).await?;
+    let org = s.authorize(&p, org, Role::Publisher).await?;
     let answer = s.hub.call_hook(&org, &name, input).await?;
     Ok(Json(HookCallOut {
         output: answer.output,
@@ -127,7 +127,7 @@ pub async fn empty_cache(
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let org = s.authorize(&p, &org, Role::Admin).await?;
+    let org = s.authorize(&p, org, Role::Admin).await?;
     s.store
         .get_sync_hook(&org, &name)
         .await

@@ -49,7 +49,7 @@ pub async fn stream(
     Query(q): Query<StreamParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let org = s.authorize(&p, &org, Role::Viewer).await?;
+    let org = s.authorize(&p, org, Role::Viewer).await?;
     let resume = q
         .after
         .as_deref()

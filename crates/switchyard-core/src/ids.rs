@@ -145,6 +145,11 @@ impl OrgId {
     pub fn parse(s: &str) -> Option<OrgId> {
         is_valid_name(s, 64).then(|| OrgId(s.to_string()))
     }
+
+    /// The same for a string the caller owns (no copy).
+    pub fn parse_owned(s: String) -> Option<OrgId> {
+        is_valid_name(&s, 64).then_some(OrgId(s))
+    }
 }
 
 id_common!(
@@ -162,6 +167,11 @@ impl EventId {
     /// An event id given from outside, if it is a valid one.
     pub fn parse(s: &str) -> Option<EventId> {
         is_valid_name(s, 200).then(|| EventId(s.to_string()))
+    }
+
+    /// The same for a string the caller owns (no copy).
+    pub fn parse_owned(s: String) -> Option<EventId> {
+        is_valid_name(&s, 200).then_some(EventId(s))
     }
 }
 
