@@ -32,7 +32,7 @@ fn enreach_out(ep: &Endpoint, subs: &[&Subscription]) -> EnreachConfigOut {
             endpoint: ep.url.clone(),
             insecure_ssl: ep.insecure_tls,
             secret_set: ep.token.is_some(),
-            endpoint_id: ep.id.to_string(),
+            endpoint_id: ep.id.as_str().to_owned(),
         },
         subscriptions: subs
             .iter()
@@ -191,8 +191,8 @@ fn enate_out(sub: &Subscription, ep: &Endpoint, show_values: bool) -> EnateSubsc
                 "[hidden]".into()
             }
         }),
-        subscription_id: sub.id.to_string(),
-        endpoint_id: ep.id.to_string(),
+        subscription_id: sub.id.as_str().to_owned(),
+        endpoint_id: ep.id.as_str().to_owned(),
     }
 }
 
@@ -348,7 +348,7 @@ async fn publish_shaped(
     body: &[u8],
     map: fn(Value) -> Result<switchyard_core::NewEvent, switchyard_core::CoreError>,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    let org = s.authorize(p, org.to_string(), Role::Publisher).await?;
+    let org = s.authorize(p, org.to_owned(), Role::Publisher).await?;
     let event = check_event(s, &org, map(parse_json(body)?)?, "").await?;
     publish_one(s, &org, event).await
 }

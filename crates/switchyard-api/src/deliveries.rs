@@ -42,7 +42,7 @@ pub async fn list(
     };
     let ds = s.store.list_deliveries(&org, &query).await?;
     let next_cursor = if ds.len() as u32 == limit {
-        ds.last().map(|d| d.id.to_string())
+        ds.last().map(|d| d.id.as_str().to_owned())
     } else {
         None
     };

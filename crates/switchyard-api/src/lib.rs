@@ -204,7 +204,7 @@ impl AppState {
                     .await
                     .map_err(|e| ApiError::from_store(e, "organization"))?;
                 if let Ok(mut o) = self.orgs.write() {
-                    o.insert(org.to_string());
+                    o.insert(org.as_str().to_owned());
                 }
                 Ok(org)
             }
@@ -217,7 +217,7 @@ impl AppState {
         org: &OrgId,
         event_type: &str,
     ) -> ApiResult<Option<Arc<Schema>>> {
-        let key = (org.to_string(), event_type.to_string());
+        let key = (org.as_str().to_owned(), event_type.to_string());
         if let Some((at, s)) = self.schemas.lock().ok().and_then(|m| m.get(&key).cloned())
             && at.elapsed() < SCHEMA_TTL
         {
@@ -245,7 +245,7 @@ impl AppState {
 
     fn schema_changed(&self, org: &OrgId, event_type: &str) {
         if let Ok(mut m) = self.schemas.lock() {
-            m.remove(&(org.to_string(), event_type.to_string()));
+            m.remove(&(org.as_str().to_owned(), event_type.to_string()));
         }
     }
 }

@@ -169,7 +169,7 @@ impl Hub {
     ) -> Result<HookAnswer, CallError> {
         let store = &self.inner.store;
         let cache = &self.inner.hook_cache;
-        let hook_key = (org.to_string(), name.to_string());
+        let hook_key = (org.as_str().to_owned(), name.to_string());
         let loaded = cache
             .hooks
             .try_get_with_by_ref(&hook_key, async {
@@ -187,7 +187,7 @@ impl Hub {
         }
         let ex = cache
             .executors
-            .try_get_with((org.to_string(), hook.executor.clone()), async {
+            .try_get_with((org.as_str().to_owned(), hook.executor.clone()), async {
                 store
                     .get_executor(org, &hook.executor)
                     .await
@@ -266,21 +266,22 @@ impl Hub {
     /// Hook `name` of `org` was defined again or deleted: its cached definition and answers
     /// are forgotten.
     pub async fn hook_changed(&self, org: &OrgId, name: &str) {
-        let key = (org.to_string(), name.to_string());
+        let key = (org.as_str().to_owned(), name.to_string());
         self.inner.hook_cache.hooks.invalidate(&key).await;
         self.empty_hook_cache(org, name);
     }
 
     /// Executor `name` of `org` has a new version or was deleted: hooks read it again.
     pub async fn executor_changed(&self, org: &OrgId, name: &str) {
-        let key = (org.to_string(), name.to_string());
+        let key = (org.as_str().to_owned(), name.to_string());
         self.inner.hook_cache.executors.invalidate(&key).await;
     }
 
     /// Forgets every cached answer of hook `name` of `org`.
     pub fn empty_hook_cache(&self, org: &OrgId, name: &str) {
         if let Ok(mut g) = self.inner.hook_cache.generations.lock() {
-            *g.entry((org.to_string(), name.to_string())).or_insert(0) += 1;
+            *g.entry((org.as_str().to_owned(), name.to_string()))
+                .or_insert(0) += 1;
         }
     }
 

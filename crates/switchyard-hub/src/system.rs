@@ -41,7 +41,7 @@ impl Hub {
                     timestamp: now_ms(),
                     entity: EntityRef {
                         kind: Some("Endpoint".into()),
-                        id: Some(endpoint_id.to_string()),
+                        id: Some(endpoint_id.as_str().to_owned()),
                     },
                     data: serde_json::json!({
                         "endpoint_id": endpoint_id,

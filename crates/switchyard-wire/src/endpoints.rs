@@ -111,7 +111,7 @@ impl EndpointOut {
 
     pub fn from(ep: &Endpoint, show_secret: bool) -> Self {
         EndpointOut {
-            id: ep.id.to_string(),
+            id: ep.id.as_str().to_owned(),
             url: ep.url.clone(),
             description: ep.description.clone(),
             profile: ep.profile.as_str().into(),
@@ -133,7 +133,10 @@ impl EndpointOut {
             public_keys: ep.public_keys(now_ms()),
             enabled: ep.enabled,
             disabled_reason: ep.disabled_reason.clone(),
-            subscription_id: ep.owner_subscription.as_ref().map(ToString::to_string),
+            subscription_id: ep
+                .owner_subscription
+                .as_ref()
+                .map(|id| id.as_str().to_owned()),
             // An Ed25519 secret key never leaves the hub: receivers need only the public key.
             secret: ep
                 .secrets

@@ -58,7 +58,7 @@ pub struct EventOut {
 impl From<&Event> for EventOut {
     fn from(e: &Event) -> Self {
         EventOut {
-            id: e.id.to_string(),
+            id: e.id.as_str().to_owned(),
             event_type: e.event_type.clone(),
             timestamp: to_rfc3339(e.timestamp),
             entity: EntityOut {
@@ -127,15 +127,15 @@ pub struct SyncOutcomeOut {
 impl From<&SyncOutcome> for SyncOutcomeOut {
     fn from(o: &SyncOutcome) -> Self {
         SyncOutcomeOut {
-            subscription_id: o.subscription_id.to_string(),
-            delivery_id: o.delivery_id.to_string(),
-            endpoint_id: o.target.endpoint_id().map(ToString::to_string),
+            subscription_id: o.subscription_id.as_str().to_owned(),
+            delivery_id: o.delivery_id.as_str().to_owned(),
+            endpoint_id: o.target.endpoint_id().map(|id| id.as_str().to_owned()),
             executor: o.target.executor().map(str::to_string),
             status: if o.ok { "delivered" } else { "failed" },
             status_code: o.status_code,
             output: o.output.clone(),
             error: o.error.clone(),
-            run_id: o.run_id.as_ref().map(ToString::to_string),
+            run_id: o.run_id.as_ref().map(|id| id.as_str().to_owned()),
             duration_ms: o.duration_ms,
         }
     }
@@ -220,7 +220,7 @@ pub struct AttemptOut {
 impl From<&Attempt> for AttemptOut {
     fn from(a: &Attempt) -> Self {
         AttemptOut {
-            id: a.id.to_string(),
+            id: a.id.as_str().to_owned(),
             at: to_rfc3339(a.at),
             status_code: a.status_code,
             duration_ms: a.duration_ms,
@@ -266,11 +266,11 @@ pub struct DeliveryOut {
 impl DeliveryOut {
     pub fn from(d: &Delivery, attempts: Option<&[Attempt]>) -> Self {
         DeliveryOut {
-            id: d.id.to_string(),
-            event_id: d.event_id.to_string(),
-            endpoint_id: d.target.endpoint_id().map(ToString::to_string),
+            id: d.id.as_str().to_owned(),
+            event_id: d.event_id.as_str().to_owned(),
+            endpoint_id: d.target.endpoint_id().map(|id| id.as_str().to_owned()),
             executor: d.target.executor().map(str::to_string),
-            subscription_id: d.subscription_id.as_ref().map(ToString::to_string),
+            subscription_id: d.subscription_id.as_ref().map(|id| id.as_str().to_owned()),
             status: d.status.as_str().into(),
             attempt_count: d.attempts,
             in_flight: d.in_flight,

@@ -39,10 +39,10 @@ pub struct RunOut {
 impl From<&Run> for RunOut {
     fn from(r: &Run) -> Self {
         RunOut {
-            id: r.id.to_string(),
+            id: r.id.as_str().to_owned(),
             executor: r.executor.clone(),
             version: r.version,
-            event_id: r.event_id.as_ref().map(ToString::to_string),
+            event_id: r.event_id.as_ref().map(|id| id.as_str().to_owned()),
             hook: r.hook.clone(),
             status: match r.status {
                 RunStatus::Succeeded => "succeeded".into(),

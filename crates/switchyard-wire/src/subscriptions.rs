@@ -65,7 +65,7 @@ impl SubscriptionOut {
         SubscriptionOut {
             id: s.id.into(),
             event_types: s.event_types,
-            endpoint_id: s.target.endpoint_id().map(ToString::to_string),
+            endpoint_id: s.target.endpoint_id().map(|id| id.as_str().to_owned()),
             executor: s.target.executor().map(str::to_string),
             entity_id: s.entity_id,
             filter: s.filter.map(SubscriptionFilter::into_doc),
