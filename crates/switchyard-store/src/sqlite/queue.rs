@@ -288,7 +288,7 @@ impl DeliveryQueue for SqliteStore {
         since: i64,
         until: i64,
     ) -> Result<u64> {
-        let (org, endpoint_id) = (org.clone(), endpoint_id.to_string());
+        let (org, endpoint_id) = (org.clone(), endpoint_id.clone());
         self.write(move |ctx| {
             let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
             let now = now_ms();
@@ -303,7 +303,7 @@ impl DeliveryQueue for SqliteStore {
             )?;
             for (seq, sub) in &seqs {
                 let event = ctx.load_event_by_seq(*seq)?;
-                let target = Target::Endpoint(EndpointId::stored(endpoint_id.clone()));
+                let target = Target::Endpoint(endpoint_id.clone());
                 let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
                 insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
             }
