@@ -69,8 +69,8 @@ impl EngineConfig {
             claim_batch: 500,
             lease_ms: DEFAULT_LEASE_MS,
             max_queued_per_endpoint: 2_000,
-            max_queued_total: 50_000,
-            max_requests_in_flight: 512,
+            max_queued_total: 10_000,
+            max_requests_in_flight: 256,
             max_unrecorded: 4_096,
             disable_policy: DisablePolicy::default(),
             endpoint_cache_ttl: Duration::from_secs(5),
@@ -267,7 +267,7 @@ impl Engine {
                 continue;
             }
             shared.hold(1);
-            if slot.tx.send(d).is_err() {
+            if slot.tx.send(Box::new(d)).is_err() {
                 shared.unhold(1);
                 self.done(1);
             }
@@ -377,7 +377,7 @@ impl Engine {
                             .entry(id.clone())
                             .or_insert_with(|| self.spawn_worker(endpoint));
                         slot.shared.hold(1);
-                        if let Err(e) = slot.tx.send(d) {
+                        if let Err(e) = slot.tx.send(Box::new(d)) {
                             slot.shared.unhold(1);
                             let _ = inner.recorder.send(Msg::Release(e.0.delivery_id));
                         }

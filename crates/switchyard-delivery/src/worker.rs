@@ -25,9 +25,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest pause a receiver's `Retry-After` can impose on its endpoint.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
+/// A delivery held in memory for an endpoint. Boxed: a queue slot is then a pointer, so what a
+/// burst grew an endpoint's channel and queue to (the channel keeps its blocks while the worker
+/// lives) costs 8 bytes per slot, not a whole delivery's size, on each of many endpoints.
+pub(crate) type Queued = Box<DueDelivery>;
+
 /// The engine's handle on one endpoint's worker.
 pub(crate) struct Slot {
-    pub(crate) tx: mpsc::UnboundedSender<DueDelivery>,
+    pub(crate) tx: mpsc::UnboundedSender<Queued>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -162,8 +167,8 @@ impl Engine {
     /// Hands back every delivery held in memory (shutdown, or the endpoint is disabled).
     fn hand_back(
         &self,
-        rx: &mut mpsc::UnboundedReceiver<DueDelivery>,
-        pulled: &mut VecDeque<DueDelivery>,
+        rx: &mut mpsc::UnboundedReceiver<Queued>,
+        pulled: &mut VecDeque<Queued>,
         shared: &Shared,
     ) {
         while let Some(job) = pulled.pop_front().or_else(|| rx.try_recv().ok()) {
@@ -177,7 +182,7 @@ impl Engine {
     async fn pull(
         &self,
         endpoint: &EndpointRef,
-        pulled: &mut VecDeque<DueDelivery>,
+        pulled: &mut VecDeque<Queued>,
         shared: &Shared,
         limit: u32,
     ) -> bool {
@@ -218,7 +223,7 @@ impl Engine {
             Ok(due) => {
                 inner.outstanding.fetch_add(n, Ordering::SeqCst);
                 shared.hold_taken(n);
-                pulled.extend(due);
+                pulled.extend(due.into_iter().map(Box::new));
                 if n >= took && shared.mark_backlog() {
                     // There may be more: keep the mark (and its unit of outstanding work).
                     inner.outstanding.fetch_add(1, Ordering::SeqCst);
@@ -238,11 +243,11 @@ impl Engine {
     async fn endpoint_worker(
         self,
         endpoint: EndpointRef,
-        mut rx: mpsc::UnboundedReceiver<DueDelivery>,
+        mut rx: mpsc::UnboundedReceiver<Queued>,
         shared: Arc<Shared>,
     ) {
         let inner = self.inner.clone();
-        let mut pulled: VecDeque<DueDelivery> = VecDeque::new();
+        let mut pulled: VecDeque<Queued> = VecDeque::new();
         let mut limiter: Option<(u32, DefaultDirectRateLimiter)> = None;
         let mut idle_since = Instant::now();
         loop {

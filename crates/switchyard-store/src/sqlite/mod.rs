@@ -122,13 +122,19 @@ const WRITER_CACHE_KIB: u32 = 16_000;
 /// and short scans that the operating system's page cache serves as well; a large cache per
 /// pooled connection would multiply the hub's memory by the pool size.
 const READER_CACHE_KIB: u32 = 2_000;
+/// What SQLite may allocate in this process, all connections together, before each page cache
+/// reuses its least recently used page instead of growing (`PRAGMA soft_heap_limit`). Without
+/// it the writer's cache, the readers' caches and the statement journals of a burst add up to
+/// about 40 MB that stay held; with it they stay near this figure at no cost in throughput
+/// (BENCHMARKS.md, "Many endpoints: SQLite's heap").
+const SOFT_HEAP_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
 
 fn open_conn(path: &Path, cache_kib: u32) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
          PRAGMA busy_timeout=10000; PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY;
-         PRAGMA journal_size_limit=67108864;"
+         PRAGMA journal_size_limit=67108864; PRAGMA soft_heap_limit={SOFT_HEAP_LIMIT_BYTES};"
     ))
     .map_err(db_err)?;
     Ok(conn)
