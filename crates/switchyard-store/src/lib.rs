@@ -8,6 +8,7 @@
 //! callers handle plaintext and the database file alone reveals none. The behaviour every
 //! backend must show is in `tests/contract/`, one test per check, run per backend.
 
+pub mod postgres;
 mod sqlite;
 
 /// Every role trait, for callers that hold a `dyn Store`.

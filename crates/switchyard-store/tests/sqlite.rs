@@ -203,7 +203,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          DROP TABLE sync_hooks; ALTER TABLE runs DROP COLUMN hook;
          ALTER TABLE subscriptions DROP COLUMN mode; DROP TABLE schedules;
          CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
-         PRAGMA user_version = 4;",
+         DELETE FROM refinery_schema_history WHERE version > 4;",
     )
     .expect("rewind");
     drop(raw);
@@ -223,4 +223,68 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
         )
         .expect("fks");
     assert_eq!(fks, 0, "deliveries no longer reference events");
+}
+
+/// A database that the runner before refinery migrated (it counted migrations in
+/// `PRAGMA user_version`) opens with everything in it, and only newer migrations run on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_user_version_keeps_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite");
+    let files = [
+        include_str!("../migrations/sqlite/V1__init.sql"),
+        include_str!("../migrations/sqlite/V2__executors.sql"),
+        include_str!("../migrations/sqlite/V3__key_management.sql"),
+        include_str!("../migrations/sqlite/V4__routing_version.sql"),
+        include_str!("../migrations/sqlite/V5__retention.sql"),
+        include_str!("../migrations/sqlite/V6__delivery_policy.sql"),
+        include_str!("../migrations/sqlite/V7__org_retention.sql"),
+        include_str!("../migrations/sqlite/V8__sync_hooks.sql"),
+        include_str!("../migrations/sqlite/V9__sync_subscriptions.sql"),
+        include_str!("../migrations/sqlite/V10__schedules.sql"),
+    ];
+    {
+        // The old runner, stopped one migration short of today's schema.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("PRAGMA foreign_keys=ON;")
+            .expect("pragma");
+        for (i, sql) in files.iter().enumerate() {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .expect("old migration");
+        }
+        conn.execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES ('old', 'Old org', 1)",
+            [],
+        )
+        .expect("an organization of the old database");
+    }
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&path, key.clone()).expect("open the old database");
+    assert_eq!(
+        store.get_org(&oid("old")).await.expect("org").name,
+        "Old org"
+    );
+    let ep = contract::sample_endpoint("old", "https://x.example");
+    store
+        .create_endpoint(&ep)
+        .await
+        .expect("the newest schema is in place");
+    store.close();
+    drop(store);
+    // Opened again: nothing runs twice.
+    let again = SqliteStore::open(&path, key).expect("reopen");
+    assert_eq!(
+        again.list_endpoints(&oid("old")).await.expect("list").len(),
+        1
+    );
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let applied: i64 = conn
+        .query_row("SELECT count(*) FROM refinery_schema_history", [], |r| {
+            r.get(0)
+        })
+        .expect("history");
+    assert_eq!(applied, 11);
 }

@@ -405,7 +405,9 @@ impl Settings {
 
 fn database_path(url: &str) -> anyhow::Result<PathBuf> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported yet; use a SQLite database (sqlite://PATH)");
+        bail!(
+            "PostgreSQL is not supported yet (its schema has landed, the store on it has not); use a SQLite database (sqlite://PATH)"
+        );
     }
     let path = url
         .strip_prefix("sqlite://")

@@ -48,19 +48,11 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 /// Reads running at once, and reader connections kept for reuse.
 const MAX_READERS: usize = 8;
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-    include_str!("../../migrations/sqlite/0002_executors.sql"),
-    include_str!("../../migrations/sqlite/0003_key_management.sql"),
-    include_str!("../../migrations/sqlite/0004_routing_version.sql"),
-    include_str!("../../migrations/sqlite/0005_retention.sql"),
-    include_str!("../../migrations/sqlite/0006_delivery_policy.sql"),
-    include_str!("../../migrations/sqlite/0007_org_retention.sql"),
-    include_str!("../../migrations/sqlite/0008_sync_hooks.sql"),
-    include_str!("../../migrations/sqlite/0009_sync_subscriptions.sql"),
-    include_str!("../../migrations/sqlite/0010_schedules.sql"),
-    include_str!("../../migrations/sqlite/0011_attempt_headers.sql"),
-];
+/// The SQLite schema's migrations (`migrations/sqlite/V{n}__{name}.sql`), run by refinery, the
+/// runner the PostgreSQL schema uses too.
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
 
 /// A SQLite database file opened for Switchyard. Cheap to clone.
 #[derive(Clone)]
@@ -144,7 +136,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, runs pending migrations and starts the
     /// writer thread.
     pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
-        let conn = open_conn(path, WRITER_CACHE_KIB)?;
+        let mut conn = open_conn(path, WRITER_CACHE_KIB)?;
         // Owner-only, before the first write creates the WAL (SQLite gives the WAL and shared
         // memory files the database file's permissions).
         {
@@ -162,7 +154,7 @@ impl SqliteStore {
             conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL;")
                 .map_err(db_err)?;
         }
-        migrate(&conn)?;
+        migrate(&mut conn)?;
         // Checkpoints run on their own thread so that copying the WAL into the database never
         // stalls a commit (and the publishes waiting on it).
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
@@ -260,18 +252,51 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<()> {
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let runner = embedded::migrations::runner();
+    adopt_user_version(conn, &runner)?;
+    runner
+        .run(conn)
+        .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+    Ok(())
+}
+
+/// A database migrated before refinery ran the migrations counted them in `PRAGMA user_version`
+/// (migration N applied = version N). Records those as applied in refinery's history, once, so
+/// that only the newer ones run.
+fn adopt_user_version(conn: &mut Connection, runner: &refinery::Runner) -> Result<()> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let next = i + 1;
-        conn.execute_batch(&format!(
-            "BEGIN; {sql}; PRAGMA user_version = {next}; COMMIT;"
-        ))
-        .map_err(|e| StoreError::Database(format!("migration {next} failed: {e}")))?;
+    let has_history: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'refinery_schema_history'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if version == 0 || has_history > 0 {
+        return Ok(());
     }
-    Ok(())
+    let tx = conn.transaction().map_err(db_err)?;
+    tx.execute_batch(
+        "CREATE TABLE refinery_schema_history(
+             version INT4 PRIMARY KEY, name VARCHAR(255), applied_on VARCHAR(255),
+             checksum VARCHAR(255));",
+    )
+    .map_err(db_err)?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for m in runner.get_migrations() {
+        if i64::from(m.version()) <= version {
+            tx.execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+                 VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![m.version(), m.name(), now, m.checksum().to_string()],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    tx.commit().map_err(db_err)
 }
 
 /// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`] until the

@@ -1,0 +1,197 @@
+//! The PostgreSQL schema against the real server on this machine: its migrations run on a fresh
+//! database, run again as a no-op, run from two connections at once, and give the same tables,
+//! columns and indexes as SQLite's.
+//!
+//! The server is `SWITCHYARD_TEST_POSTGRES` (a libpq connection string; default
+//! `host=127.0.0.1 port=5432 user=postgres dbname=postgres`). It must be up: these tests fail
+//! when it is not, they never skip.
+
+use std::collections::BTreeSet;
+use switchyard_core::crypto::MasterKey;
+use switchyard_store::SqliteStore;
+use tokio_postgres::{Client, NoTls};
+
+fn server() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into())
+}
+
+async fn connect(conn: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conn, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at `{conn}` is not reachable: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own on the server, dropped when the test is done with it.
+struct FreshDb {
+    admin: Client,
+    name: String,
+}
+
+impl FreshDb {
+    async fn create() -> FreshDb {
+        let admin = connect(&server()).await;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let name = format!("switchyard_test_{}_{nanos}", std::process::id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        FreshDb { admin, name }
+    }
+    fn conn(&self) -> String {
+        format!("{} dbname={}", server(), self.name)
+    }
+    async fn drop_db(self) {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .expect("drop database");
+    }
+}
+
+/// `(table, column, type class, not null)` of every table of ours.
+type Columns = BTreeSet<(String, String, &'static str, bool)>;
+
+fn class(declared: &str) -> &'static str {
+    match declared.to_ascii_lowercase().as_str() {
+        "integer" | "bigint" | "boolean" => "integer",
+        "text" | "character varying" => "text",
+        "blob" | "bytea" => "bytes",
+        "real" | "double precision" => "real",
+        other => panic!("a column type the schemas should not use: {other}"),
+    }
+}
+
+async fn postgres_schema(client: &Client) -> (Columns, BTreeSet<String>) {
+    let rows = client
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
+             FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name <> 'refinery_schema_history'",
+            &[],
+        )
+        .await
+        .expect("columns");
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let ty: String = r.get(2);
+            let nullable: String = r.get(3);
+            (r.get(0), r.get(1), class(&ty), nullable == "NO")
+        })
+        .collect();
+    let rows = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'
+             AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'",
+            &[],
+        )
+        .await
+        .expect("indexes");
+    let indexes = rows.iter().map(|r| r.get(0)).collect();
+    (columns, indexes)
+}
+
+fn sqlite_schema(path: &std::path::Path) -> (Columns, BTreeSet<String>) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let mut columns = Columns::new();
+    let mut tables = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name NOT IN ('sqlite_sequence', 'refinery_schema_history')",
+        )
+        .expect("tables");
+    let names: Vec<String> = tables
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .collect::<Result<_, _>>()
+        .expect("tables");
+    for table in names {
+        let mut info = conn
+            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)")
+            .expect("table info");
+        let cols: Vec<(String, String, bool, i64)> = info
+            .query_map([&table], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .expect("table info")
+            .collect::<Result<_, _>>()
+            .expect("table info");
+        for (name, ty, notnull, pk) in cols {
+            columns.insert((table.clone(), name, class(&ty), notnull || pk > 0));
+        }
+    }
+    let mut idx = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index'
+             AND name NOT LIKE 'sqlite_autoindex_%'",
+        )
+        .expect("indexes");
+    let indexes = idx
+        .query_map([], |r| r.get(0))
+        .expect("indexes")
+        .collect::<Result<_, _>>()
+        .expect("indexes");
+    (columns, indexes)
+}
+
+#[tokio::test]
+async fn the_postgres_schema_migrates_once_and_matches_sqlite() {
+    let db = FreshDb::create().await;
+    let mut client = connect(&db.conn()).await;
+    switchyard_store::postgres::migrate(&mut client)
+        .await
+        .expect("migrate a fresh database");
+    let first = postgres_schema(&client).await;
+    switchyard_store::postgres::migrate(&mut client)
+        .await
+        .expect("migrate again");
+    assert_eq!(
+        postgres_schema(&client).await,
+        first,
+        "a second run changed the schema"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite");
+    let (key, _) = MasterKey::generate();
+    SqliteStore::open(&path, key).expect("sqlite").close();
+    let (sqlite_columns, sqlite_indexes) = sqlite_schema(&path);
+    let (pg_columns, pg_indexes) = first;
+    let only_sqlite: Vec<_> = sqlite_columns.difference(&pg_columns).collect();
+    let only_pg: Vec<_> = pg_columns.difference(&sqlite_columns).collect();
+    assert!(
+        only_sqlite.is_empty() && only_pg.is_empty(),
+        "columns only in SQLite: {only_sqlite:?}; only in PostgreSQL: {only_pg:?}"
+    );
+    assert_eq!(sqlite_indexes, pg_indexes, "the two schemas' indexes");
+    drop(client);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let db = FreshDb::create().await;
+    let mut a = connect(&db.conn()).await;
+    let mut b = connect(&db.conn()).await;
+    let (ra, rb) = tokio::join!(
+        switchyard_store::postgres::migrate(&mut a),
+        switchyard_store::postgres::migrate(&mut b)
+    );
+    ra.expect("first node");
+    rb.expect("second node");
+    let applied: i64 = a
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .expect("history")
+        .get(0);
+    assert_eq!(applied, 1, "each migration ran once");
+    drop((a, b));
+    db.drop_db().await;
+}
