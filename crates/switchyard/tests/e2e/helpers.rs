@@ -332,19 +332,25 @@ async fn handle(
     resp
 }
 
+/// Serves `app` on a free port of 127.0.0.1 until the test ends; returns its address.
+pub async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 impl TestReceiver {
     pub async fn start() -> TestReceiver {
         let state = Arc::new(ReceiverState::default());
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve_on_loopback(app).await;
         TestReceiver { addr, state }
     }
 
@@ -420,13 +426,7 @@ impl JsonReceiver {
                 .into_response()
         }
         let app = axum::Router::new().fallback(answer);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve_on_loopback(app).await;
         JsonReceiver { addr }
     }
     pub fn url(&self, path: &str) -> String {

@@ -70,13 +70,7 @@ async fn order_receiver() -> (String, Arc<OrderState>) {
     let app = axum::Router::new()
         .fallback(order_handler)
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = format!("http://{}/", serve_on_loopback(app).await);
     (url, state)
 }
 
@@ -583,13 +577,7 @@ async fn counting_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
             StatusCode::OK
         })
         .with_state(count.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve_on_loopback(app).await;
     (format!("http://{addr}/hook"), count)
 }
 

@@ -399,13 +399,7 @@ async fn erp() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let app = axum::Router::new()
         .route("/contracts", axum::routing::get(contract))
         .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/contracts", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = format!("http://{}/contracts", serve_on_loopback(app).await);
     (url, hits)
 }
 

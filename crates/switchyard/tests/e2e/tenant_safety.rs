@@ -257,11 +257,7 @@ async fn huge_body_server() -> String {
             Body::from_stream(chunks)
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_on_loopback(app).await;
     format!("http://{addr}/huge")
 }
 
