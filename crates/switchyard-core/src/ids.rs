@@ -131,6 +131,35 @@ macro_rules! id_common {
                 String::column_result(v).map($name)
             }
         }
+
+        #[cfg(feature = "postgres")]
+        impl postgres_types::ToSql for $name {
+            fn to_sql(
+                &self,
+                ty: &postgres_types::Type,
+                out: &mut postgres_types::private::BytesMut,
+            ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.0.as_str().to_sql(ty, out)
+            }
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                <&str as postgres_types::ToSql>::accepts(ty)
+            }
+            postgres_types::to_sql_checked!();
+        }
+
+        /// Read back as stored (see [`Self::stored`]).
+        #[cfg(feature = "postgres")]
+        impl<'a> postgres_types::FromSql<'a> for $name {
+            fn from_sql(
+                ty: &postgres_types::Type,
+                raw: &'a [u8],
+            ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                String::from_sql(ty, raw).map($name)
+            }
+            fn accepts(ty: &postgres_types::Type) -> bool {
+                <String as postgres_types::FromSql>::accepts(ty)
+            }
+        }
     };
 }
 

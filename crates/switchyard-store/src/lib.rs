@@ -8,6 +8,7 @@
 //! callers handle plaintext and the database file alone reveals none. The behaviour every
 //! backend must show is in `tests/contract/`, one test per check, run per backend.
 
+mod common;
 pub mod postgres;
 mod sqlite;
 
@@ -19,6 +20,7 @@ pub mod prelude {
     };
 }
 
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -1,14 +1,17 @@
-//! The PostgreSQL schema against the real server on this machine: its migrations run on a fresh
-//! database, run again as a no-op, run from two connections at once, and give the same tables,
-//! columns and indexes as SQLite's.
+//! The PostgreSQL backend against the real server on this machine: the store contract (each
+//! check in a fresh database), and the schema: its migrations run on a fresh database, run again
+//! as a no-op, run from two connections at once, and give the same tables, columns and indexes as
+//! SQLite's.
 //!
 //! The server is `SWITCHYARD_TEST_POSTGRES` (a libpq connection string; default
 //! `host=127.0.0.1 port=5432 user=postgres dbname=postgres`). It must be up: these tests fail
 //! when it is not, they never skip.
 
+mod contract;
+
 use std::collections::BTreeSet;
 use switchyard_core::crypto::MasterKey;
-use switchyard_store::SqliteStore;
+use switchyard_store::{PgOptions, PgStore, SqliteStore};
 use tokio_postgres::{Client, NoTls};
 
 fn server() -> String {
@@ -54,6 +57,47 @@ impl FreshDb {
             .expect("drop database");
     }
 }
+
+/// Drops its database when the test is done (on a thread of its own: the test's runtime is
+/// going away).
+struct DropOnExit(Option<FreshDb>);
+
+impl Drop for DropOnExit {
+    fn drop(&mut self) {
+        let Some(db) = self.0.take() else { return };
+        let name = db.name.clone();
+        drop(db);
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let admin = connect(&server()).await;
+                admin
+                    .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                    .await
+                    .expect("drop database");
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("could not drop the test database");
+        }
+    }
+}
+
+/// A store on a database of its own, migrated.
+async fn fresh_pg() -> (PgStore, DropOnExit) {
+    let db = FreshDb::create().await;
+    let (key, _) = MasterKey::generate();
+    let store = PgStore::connect(&db.conn(), key, &PgOptions::default())
+        .await
+        .expect("open the PostgreSQL store");
+    (store, DropOnExit(Some(db)))
+}
+
+contract_tests!(fresh_pg);
 
 /// `(table, column, type class, not null)` of every table of ours.
 type Columns = BTreeSet<(String, String, &'static str, bool)>;

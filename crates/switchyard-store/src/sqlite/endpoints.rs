@@ -35,7 +35,7 @@ impl EndpointCatalog for SqliteStore {
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint> {
         let ep = ep.clone();
         self.write(move |ctx| {
-            let token_enc = ep.token.as_ref().map(|t| ctx.key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+            let token_enc = encrypt_token(&ctx.key, &ep);
             let (was_enabled, was_ordered): (bool, bool) = ctx
                 .conn
                 .prepare_cached("SELECT enabled, ordering_key IS NOT NULL FROM endpoints WHERE org_id = ?1 AND id = ?2")?
@@ -282,10 +282,7 @@ impl EndpointCatalog for SqliteStore {
 }
 
 pub(super) fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint) -> Result<()> {
-    let token_enc = ep
-        .token
-        .as_ref()
-        .map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()));
+    let token_enc = encrypt_token(key, ep);
     conn.prepare_cached(&format!(
         "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
     ))?

@@ -33,10 +33,7 @@ impl EventLog for SqliteStore {
                 if let Some(seq) = existing {
                     let event = ctx.load_event_by_seq(seq)?;
                     if let Some(what) = idempotency_conflict(&event, &ne) {
-                        return Err(StoreError::Conflict(format!(
-                            "event `{}` was published before with a different {what}; an id identifies one event",
-                            ne.id
-                        )));
+                        return Err(idempotency_error(&ne.id, what));
                     }
                     let count: i64 = ctx
                         .conn
@@ -196,8 +193,7 @@ impl EventLog for SqliteStore {
             for d in deliveries {
                 let attempts = list(
                     c,
-                    "SELECT id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason, request_headers FROM attempts
-                     WHERE delivery_id = ?1 ORDER BY at, id",
+                    &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ?1 ORDER BY at, id"),
                     &[&d.id],
                     attempt_from_row,
                 )?;
@@ -308,13 +304,8 @@ impl EventLog for SqliteStore {
     }
 }
 
-/// An event a retention pass looks at: its sequence, its id, whether its payload is dropped.
-type Scanned = (i64, String, bool);
-
 /// The next events of `org` a retention pass looks at: up to `limit` after `after_seq` received
 /// before `before`, as (seq, id, payload already dropped), and whether none is left after them.
-/// Sequence order follows arrival, so the scan stops at the first event inside the retention and
-/// reads at most `limit` rows past the ones it keeps.
 fn retention_scan(
     conn: &rusqlite::Connection,
     org: &str,
@@ -329,28 +320,5 @@ fn retention_scan(
         &[&org, &after_seq, &limit],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let mut done = rows.len() < limit as usize;
-    let mut out = Vec::with_capacity(rows.len());
-    for (seq, id, received_at, dropped) in rows {
-        if received_at >= before {
-            done = true;
-            break;
-        }
-        out.push((seq, id, dropped));
-    }
-    Ok((out, done))
-}
-
-/// What differs between a stored event and a new one with the same id (the timestamp is not
-/// compared: it defaults to the time of publishing).
-fn idempotency_conflict(stored: &Event, new: &NewEvent) -> Option<&'static str> {
-    if stored.event_type != new.event_type {
-        Some("type")
-    } else if stored.entity != new.entity {
-        Some("entity")
-    } else if stored.data != new.data {
-        Some("data")
-    } else {
-        None
-    }
+    Ok(retention_cut(rows, before, limit))
 }

@@ -23,6 +23,7 @@ mod runs;
 mod schedules;
 mod writer;
 
+use crate::common::*;
 use crate::*;
 use rows::*;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
@@ -33,8 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use switchyard_core::Target;
 use switchyard_core::crypto::MasterKey;
-use switchyard_core::executor::{Executor, Run, RunStatus};
-use switchyard_core::signing::SigningSecret;
+use switchyard_core::executor::{Executor, Run};
 use switchyard_core::time::now_ms;
 use writer::{Job, WriterCtx, writer_loop};
 

@@ -192,16 +192,12 @@ impl DeliveryQueue for SqliteStore {
                 )?
                 .query_row(params![&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
             if dropped.is_some() {
-                return Err(StoreError::Conflict(
-                    "the payload of this delivery's event was dropped by the organization's payload retention; it cannot be delivered again".into(),
-                ));
+                return Err(payload_dropped_error());
             }
             let mut claim_now = true;
             if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
                 if status == "pending" && slot.is_some() && next.is_none() {
-                    return Err(StoreError::Conflict(
-                        "this delivery waits for the delivery before it with the same ordering key; retry that one".into(),
-                    ));
+                    return Err(waits_for_head_error());
                 }
                 if slot.is_none() {
                     // Settled before: it reopens in its key, and waits if the key is busy.
@@ -258,10 +254,9 @@ impl DeliveryQueue for SqliteStore {
         self.read(move |c, k| {
             get_endpoint_conn(c, k, &org, &id)?;
             let mut h = c
-                .prepare_cached(
-                    "SELECT consecutive_failures, failing_since, last_success_at, last_failure_at, last_error
-                     FROM endpoint_health WHERE endpoint_id = ?1",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = ?1"
+                ))?
                 .query_row([&id], health_from_row)
                 .optional()?
                 .unwrap_or_default();
@@ -272,7 +267,10 @@ impl DeliveryQueue for SqliteStore {
                 &[&id, &since],
                 |r| {
                     let code: Option<u16> = r.get(0)?;
-                    Ok((code.is_some_and(|s| (200..300).contains(&s)), r.get::<_, f64>(1)?))
+                    Ok((
+                        code.is_some_and(|s| (200..300).contains(&s)),
+                        r.get::<_, f64>(1)?,
+                    ))
                 },
             )?;
             h.window = WindowStats::of(since, &attempts);
@@ -345,11 +343,7 @@ fn record_chunk(
                 .map(serde_json::to_string)
                 .transpose()
                 .map_err(|e| StoreError::Database(format!("attempt headers: {e}")))?;
-            let (status, next) = match res.outcome {
-                Outcome::Delivered => ("delivered", None),
-                Outcome::Retry { at } => ("pending", Some(at)),
-                Outcome::Failed => ("failed", None),
-            };
+            let (status, next) = outcome_columns(&res.outcome);
             let slot: Option<Option<String>> = ctx
                 .conn
                 .prepare_cached(
@@ -394,16 +388,10 @@ fn record_chunk(
                     push_once(&mut out.due_now, &ep);
                 }
             }
-            let failure = match res.outcome {
-                Outcome::Delivered => None,
-                _ => Some(
-                    a.error
-                        .clone()
-                        .or_else(|| a.status_code.map(|s| format!("HTTP {s}")))
-                        .unwrap_or_else(|| "failed".into()),
-                ),
-            };
-            health.entry(ep.clone()).or_default().add(a.at, failure);
+            health
+                .entry(ep.clone())
+                .or_default()
+                .add(a.at, failure_of(&res));
             if let Some(reason) = &res.disable_endpoint
                 && disable_endpoint(&ctx.conn, &ep, reason, now)?
             {
@@ -540,40 +528,6 @@ fn disable_endpoint(conn: &Connection, ep: &EndpointRef, reason: &str, now: i64)
     Ok(n > 0)
 }
 
-fn push_once(v: &mut Vec<EndpointRef>, ep: &EndpointRef) {
-    if !v.contains(ep) {
-        v.push(ep.clone());
-    }
-}
-
-/// The attempts of one batch to one endpoint, in order, as they change its health.
-#[derive(Default)]
-struct HealthDelta {
-    /// The last success in the batch.
-    last_success: Option<i64>,
-    /// Failures after the last success (or all, without one): count, first, last and why.
-    failures_after: u64,
-    first_failure_after: Option<i64>,
-    last_failure: Option<(i64, String)>,
-}
-
-impl HealthDelta {
-    fn add(&mut self, at: i64, failure: Option<String>) {
-        match failure {
-            None => {
-                self.last_success = Some(at);
-                self.failures_after = 0;
-                self.first_failure_after = None;
-            }
-            Some(why) => {
-                self.failures_after += 1;
-                self.first_failure_after.get_or_insert(at);
-                self.last_failure = Some((at, why));
-            }
-        }
-    }
-}
-
 /// Applies a batch's delta to an endpoint's stored health; returns the result and whether the
 /// batch brought back an endpoint that was failing before it.
 fn update_health(
@@ -582,29 +536,13 @@ fn update_health(
     d: &HealthDelta,
 ) -> Result<(EndpointHealth, bool)> {
     let before: EndpointHealth = conn
-        .prepare_cached(
-            "SELECT consecutive_failures, failing_since, last_success_at, last_failure_at, last_error
-             FROM endpoint_health WHERE endpoint_id = ?1",
-        )?
+        .prepare_cached(&format!(
+            "SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = ?1"
+        ))?
         .query_row([ep.endpoint_id.as_str()], health_from_row)
         .optional()?
         .unwrap_or_default();
-    let mut h = before.clone();
-    let recovered = d.last_success.is_some() && before.consecutive_failures > 0;
-    if let Some(ok) = d.last_success {
-        h.last_success_at = Some(ok);
-        h.consecutive_failures = d.failures_after;
-        h.failing_since = d.first_failure_after;
-    } else {
-        h.consecutive_failures += d.failures_after;
-        if h.failing_since.is_none() {
-            h.failing_since = d.first_failure_after;
-        }
-    }
-    if let Some((at, why)) = &d.last_failure {
-        h.last_failure_at = Some(*at);
-        h.last_error = Some(why.clone());
-    }
+    let (h, recovered) = d.apply(&before);
     conn.prepare_cached(
         "INSERT INTO endpoint_health (endpoint_id, org_id, consecutive_failures, failing_since,
            last_success_at, last_failure_at, last_error)

@@ -3,9 +3,6 @@
 
 use super::*;
 use switchyard_core::filter::SubscriptionFilter;
-use switchyard_core::ordering::{HeadFailure, OrderingKey};
-
-pub(super) const ORG_COLS: &str = "id, name, created_at, retention_s, payload_retention_s";
 
 pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -48,8 +45,6 @@ pub(super) fn event_type_from_row(r: &Row) -> rusqlite::Result<EventType> {
     })
 }
 
-pub(super) const EVENT_COLS: &str = "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at, payload_dropped_at";
-
 pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: r.get(0)?,
@@ -67,23 +62,6 @@ pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
     })
 }
 
-pub(super) const ENDPOINT_COLS: &str = "id, org_id, url, description, profile, headers, token_enc, token_header, \
-     insecure_tls, timeout_ms, retry_schedule, max_in_flight, secrets_enc, enabled, disabled_reason, \
-     owner_subscription, created_at, updated_at, max_rps, ordering_key, on_head_failure";
-
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(super) struct StoredSecret {
-    pub(super) s: String,
-    pub(super) exp: Option<i64>,
-}
-
-pub(super) fn secrets_ctx(id: &str) -> String {
-    format!("endpoint:{id}:secrets")
-}
-pub(super) fn token_ctx(id: &str) -> String {
-    format!("endpoint:{id}:token")
-}
-
 /// A column whose stored value cannot be decoded: an error, never a silent default.
 pub(super) fn corrupt(col: usize, what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -95,39 +73,11 @@ pub(super) fn corrupt(col: usize, what: &str, value: &str) -> rusqlite::Error {
 
 pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<Endpoint> {
     let id: String = r.get(0)?;
-    let bad = |what: &str, e: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Blob,
-            format!("endpoint {id}: {what}: {e}").into(),
-        )
-    };
-    let token_enc: Option<Vec<u8>> = r.get(6)?;
-    let token = match token_enc {
-        None => None,
-        Some(b) => Some(
-            String::from_utf8(
-                key.decrypt(&token_ctx(&id), &b)
-                    .map_err(|e| bad("token", e.to_string()))?,
-            )
-            .map_err(|e| bad("token", e.to_string()))?,
-        ),
-    };
     let secrets_enc: Vec<u8> = r.get(12)?;
-    let plain = key
-        .decrypt(&secrets_ctx(&id), &secrets_enc)
-        .map_err(|e| bad("secrets", e.to_string()))?;
-    let stored: Vec<StoredSecret> =
-        serde_json::from_slice(&plain).map_err(|e| bad("secrets", e.to_string()))?;
-    let secrets = stored
-        .into_iter()
-        .map(|s| {
-            Ok(KeyedSecret {
-                secret: SigningSecret::parse(&s.s).map_err(|e| bad("secret", e.to_string()))?,
-                expires_at: s.exp,
-            })
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let (token, secrets) =
+        open_endpoint_secrets(key, &id, r.get(6)?, &secrets_enc).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
+        })?;
     let profile: String = r.get(4)?;
     let headers: String = r.get(5)?;
     let schedule: Option<String> = r.get(10)?;
@@ -159,22 +109,6 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<En
         id: EndpointId::stored(id),
     })
 }
-
-pub(super) fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
-    let stored: Vec<StoredSecret> = ep
-        .secrets
-        .iter()
-        .map(|s| StoredSecret {
-            s: s.secret.expose(),
-            exp: s.expires_at,
-        })
-        .collect();
-    let plain = serde_json::to_vec(&stored).unwrap_or_default();
-    key.encrypt(&secrets_ctx(&ep.id), &plain)
-}
-
-pub(super) const SUB_COLS: &str =
-    "id, org_id, event_types, endpoint_id, entity_id, filter, created_at, executor, mode";
 
 pub(super) fn target_from_columns(
     endpoint_id: Option<String>,
@@ -209,26 +143,20 @@ pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
     })
 }
 
-pub(super) const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subscription_id, status, attempts, \
-     next_attempt_at, created_at, updated_at, executor, ordering_key, claimed_by";
-
 /// An endpoint's ordering from its two columns (`ordering_key` NULL: unordered).
 pub(super) fn ordering_from_columns(
     r: &Row,
     key_col: usize,
     failure_col: usize,
 ) -> rusqlite::Result<Option<switchyard_core::ordering::Ordering>> {
-    let key: Option<String> = r.get(key_col)?;
-    let Some(key) = key else {
-        return Ok(None);
-    };
-    let failure: Option<String> = r.get(failure_col)?;
-    let failure = failure.unwrap_or_else(|| "skip".into());
-    Ok(Some(switchyard_core::ordering::Ordering {
-        key: OrderingKey::parse(&key).map_err(|_| corrupt(key_col, "ordering key", &key))?,
-        on_head_failure: HeadFailure::parse(&failure)
-            .map_err(|_| corrupt(failure_col, "on_head_failure", &failure))?,
-    }))
+    ordering_of(r.get(key_col)?, r.get(failure_col)?).map_err(|(what, value)| {
+        let col = if what == "ordering key" {
+            key_col
+        } else {
+            failure_col
+        };
+        corrupt(col, what, &value)
+    })
 }
 
 pub(super) fn health_from_row(
@@ -248,9 +176,8 @@ pub(super) fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
     let status: String = r.get(5)?;
     // A claim's lease is kept in `next_attempt_at`: while it runs, the delivery is being
     // attempted now and has no next attempt yet.
-    let next: Option<i64> = r.get(7)?;
     let claimed: Option<String> = r.get(12)?;
-    let in_flight = claimed.is_some() && next.is_some_and(|t| t > now_ms());
+    let (next, in_flight) = delivery_timing(claimed.is_some(), r.get(7)?);
     Ok(Delivery {
         id: r.get(0)?,
         org_id: r.get(1)?,
@@ -260,7 +187,7 @@ pub(super) fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| corrupt(5, "delivery status", &status))?,
         attempts: r.get(6)?,
-        next_attempt_at: if in_flight { None } else { next },
+        next_attempt_at: next,
         in_flight,
         ordering_key: r.get(11)?,
         created_at: r.get(8)?,
@@ -283,9 +210,6 @@ pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
     })
 }
 
-pub(super) const EXECUTOR_COLS: &str =
-    "org_id, name, version, description, spec, parameters, retries, created_at";
-
 pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
     Ok(Executor {
         org_id: r.get(0)?,
@@ -299,12 +223,6 @@ pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
     })
 }
 
-pub(super) fn secret_ctx(org: &str, name: &str) -> String {
-    format!("secret:{org}:{name}")
-}
-
-pub(super) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at, hook";
-
 pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
     let status: String = r.get(5)?;
     Ok(Run {
@@ -313,11 +231,7 @@ pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         executor: r.get(2)?,
         version: r.get(3)?,
         event_id: r.get(4)?,
-        status: match status.as_str() {
-            "succeeded" => RunStatus::Succeeded,
-            "failed" => RunStatus::Failed,
-            other => return Err(corrupt(5, "run status", other)),
-        },
+        status: parse_run_status(&status).ok_or_else(|| corrupt(5, "run status", &status))?,
         input: json_col(r, 6, "run input")?,
         output: json_col_opt(r, 7, "run output")?,
         error: r.get(8)?,
@@ -329,9 +243,6 @@ pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         hook: r.get(14)?,
     })
 }
-
-pub(super) const SYNC_HOOK_COLS: &str = "org_id, name, description, executor, timeout_ms, cache_ttl_s, \
-     input_schema, output_schema, created_at, updated_at";
 
 pub(super) fn sync_hook_from_row(r: &Row) -> rusqlite::Result<SyncHook> {
     Ok(SyncHook {
@@ -347,9 +258,6 @@ pub(super) fn sync_hook_from_row(r: &Row) -> rusqlite::Result<SyncHook> {
         updated_at: r.get(9)?,
     })
 }
-
-pub(super) const SCHEDULE_COLS: &str = "org_id, name, description, cron, timezone, event_type, data, \
-     enabled, misfire, next_fire_at, last_fired_at, created_at, updated_at";
 
 pub(super) fn schedule_from_row(r: &Row) -> rusqlite::Result<Schedule> {
     let misfire: String = r.get(8)?;

@@ -17,10 +17,7 @@ impl RunLog for SqliteStore {
                     run.executor,
                     run.version,
                     run.event_id,
-                    match run.status {
-                        RunStatus::Succeeded => "succeeded",
-                        RunStatus::Failed => "failed",
-                    },
+                    run_status_str(&run.status),
                     run.input.to_string(),
                     run.output.as_ref().map(|o| o.to_string()),
                     run.error,

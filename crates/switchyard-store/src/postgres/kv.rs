@@ -1,0 +1,116 @@
+//! Per-organization key-value storage for executors, and the run log.
+
+use super::*;
+use switchyard_core::executor::Run;
+
+#[async_trait]
+impl KvStorage for PgStore {
+    async fn kv_get(&self, org: &OrgId, key: &str) -> Result<Option<serde_json::Value>> {
+        let c = self.conn().await?;
+        let row = Db::C(&c)
+            .opt_row(
+                "SELECT value FROM kv WHERE org_id = $1 AND key = $2",
+                &[org, &key],
+            )
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(get(&r, 0)?)
+                .map_err(|e| StoreError::Database(format!("corrupt stored value of `{key}`: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn kv_set(&self, org: &OrgId, key: &str, value: &serde_json::Value) -> Result<()> {
+        let c = self.conn().await?;
+        Db::C(&c)
+            .exec(
+                "INSERT INTO kv (org_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (org_id, key) DO UPDATE SET value = excluded.value,
+                   updated_at = excluded.updated_at",
+                &[org, &key, &value.to_string(), &now_ms()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn kv_delete(&self, org: &OrgId, key: &str) -> Result<bool> {
+        let c = self.conn().await?;
+        let n = Db::C(&c)
+            .exec(
+                "DELETE FROM kv WHERE org_id = $1 AND key = $2",
+                &[org, &key],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}
+
+#[async_trait]
+impl RunLog for PgStore {
+    async fn record_run(&self, run: &Run) -> Result<()> {
+        let c = self.conn().await?;
+        Db::C(&c)
+            .exec(
+                &format!(
+                    "INSERT INTO runs ({RUN_COLS})
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                ),
+                &[
+                    &run.id,
+                    &run.org_id,
+                    &run.executor,
+                    &i64::from(run.version),
+                    &run.event_id,
+                    &run_status_str(&run.status),
+                    &run.input.to_string(),
+                    &run.output.as_ref().map(|o| o.to_string()),
+                    &run.error,
+                    &serde_json::to_string(&run.logs).unwrap_or_default(),
+                    &run.stderr,
+                    &run.exit.map(i64::from),
+                    &run.duration_ms,
+                    &run.at,
+                    &run.hook,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_run(&self, org: &OrgId, id: &RunId) -> Result<Run> {
+        let c = self.conn().await?;
+        let r = Db::C(&c)
+            .row(
+                &format!("SELECT {RUN_COLS} FROM runs WHERE org_id = $1 AND id = $2"),
+                &[org, id],
+            )
+            .await?;
+        run_from_row(&r)
+    }
+
+    async fn runs_for_event(&self, org: &OrgId, event_id: &EventId) -> Result<Vec<Run>> {
+        let c = self.conn().await?;
+        Db::C(&c)
+            .rows(
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE org_id = $1 AND event_id = $2 ORDER BY id"
+                ),
+                &[org, event_id],
+            )
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    async fn purge_runs(&self, org: &OrgId, before: i64, limit: u32) -> Result<u64> {
+        let c = self.conn().await?;
+        Db::C(&c)
+            .exec(
+                "DELETE FROM runs WHERE id IN
+                 (SELECT id FROM runs WHERE org_id = $1 AND event_id IS NULL AND at < $2 LIMIT $3)",
+                &[org, &before, &i64::from(limit)],
+            )
+            .await
+    }
+}

@@ -1,0 +1,281 @@
+//! The PostgreSQL backend: every role of [`crate::Store`] on a pool of connections, for one node
+//! or several sharing one database.
+//!
+//! Each call takes a connection from the pool and runs its statements (prepared once per
+//! connection) in a transaction of its own where it writes more than one row. Concurrent
+//! publishes commit in separate transactions and the server flushes their commits to disk
+//! together, the way SQLite's writer thread groups them. What SQLite gets from having one writer,
+//! PostgreSQL gets from locks taken in the transaction: a publish holds its organization's row
+//! `FOR SHARE` while it checks the routing version (a catalog change takes it for update), an
+//! ordering key is serialized on a transaction-scoped advisory lock, and claims take rows
+//! `FOR UPDATE SKIP LOCKED` so that nodes claiming at once never take the same delivery.
+//!
+//! Files by concern: `db` (the connection handle and row decoding), then one file per role like
+//! the SQLite backend's: `catalog`, `endpoints`, `executors`, `schedules`, `events`, `queue`,
+//! and `kv` (key-value storage and the run log).
+
+mod catalog;
+mod db;
+mod endpoints;
+mod events;
+mod executors;
+mod kv;
+mod queue;
+mod schedules;
+
+use crate::common::*;
+use crate::*;
+use db::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use switchyard_core::crypto::MasterKey;
+use switchyard_core::time::now_ms;
+use tokio_postgres::Row;
+
+/// The PostgreSQL schema's migrations (`migrations/postgres/V{n}__{name}.sql`).
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// How a node uses the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections this node keeps open at most.
+    pub pool_size: usize,
+    /// The longest any statement may run before the server cancels it, in milliseconds
+    /// (0: no limit).
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 16,
+            statement_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// A PostgreSQL database opened for Switchyard. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: deadpool_postgres::Pool,
+    key: MasterKey,
+    /// Set while writes fail because the server's disk is full; cleared by the next write.
+    full: AtomicBool,
+    /// Events handed out with deliveries, by `seq`, as long as any delivery in memory holds
+    /// them: a thousand endpoints pulling the same event share one copy of it.
+    events: Mutex<HashMap<i64, std::sync::Weak<Event>>>,
+}
+
+impl PgStore {
+    /// Connects to the database `url` (a `postgres://` URL or a libpq `key=value` string),
+    /// brings its schema up to date and keeps a pool of `options.pool_size` connections.
+    pub async fn connect(url: &str, key: MasterKey, options: &PgOptions) -> Result<PgStore> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Database(format!("invalid PostgreSQL connection string: {e}"))
+        })?;
+        if options.statement_timeout_ms > 0 {
+            config.options(format!(
+                "-c statement_timeout={} -c lock_timeout={}",
+                options.statement_timeout_ms, options.statement_timeout_ms
+            ));
+        }
+        config.application_name("switchyard");
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot make the connection pool: {e}")))?;
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                key,
+                full: AtomicBool::new(false),
+                events: Mutex::new(HashMap::new()),
+            }),
+        };
+        let mut c = store.conn().await?;
+        let client: &mut tokio_postgres::Client = &mut c;
+        migrate(client).await?;
+        Ok(store)
+    }
+
+    /// Closes every pooled connection; calls after it fail with `Closed`.
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+
+    async fn conn(&self) -> Result<deadpool_postgres::Object> {
+        use deadpool_postgres::PoolError;
+        self.inner.pool.get().await.map_err(|e| match e {
+            PoolError::Closed => StoreError::Closed,
+            PoolError::Backend(e) => pg_err(e),
+            other => StoreError::Database(format!("no database connection: {other}")),
+        })
+    }
+
+    /// Notes whether a write found the disk full (and, once one succeeds, that it is not).
+    fn note<T>(&self, r: Result<T>) -> Result<T> {
+        match &r {
+            Err(StoreError::StorageFull(_)) => self.inner.full.store(true, Ordering::Relaxed),
+            Ok(_) => self.inner.full.store(false, Ordering::Relaxed),
+            _ => {}
+        }
+        r
+    }
+
+    /// The events of `seqs`, shared with every delivery in memory that holds them already; one
+    /// query loads the rest.
+    async fn shared_events(&self, db: Db<'_>, seqs: &[i64]) -> Result<HashMap<i64, Arc<Event>>> {
+        let mut out = HashMap::with_capacity(seqs.len());
+        let mut missing = Vec::new();
+        {
+            let map = self.inner.events.lock().map_err(|_| StoreError::Closed)?;
+            for seq in seqs {
+                match map.get(seq).and_then(std::sync::Weak::upgrade) {
+                    Some(e) => {
+                        out.insert(*seq, e);
+                    }
+                    None => missing.push(*seq),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let rows = db
+            .rows(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE seq = ANY($1)"),
+                &[&missing],
+            )
+            .await?;
+        let mut map = self.inner.events.lock().map_err(|_| StoreError::Closed)?;
+        if map.len() >= 4096 && map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        for r in rows {
+            let e = Arc::new(event_from_row(&r)?);
+            map.insert(e.seq, Arc::downgrade(&e));
+            out.insert(e.seq, e);
+        }
+        Ok(out)
+    }
+
+    /// Lets later claims share `event`.
+    fn remember(&self, event: &Arc<Event>) {
+        if let Ok(mut map) = self.inner.events.lock() {
+            map.insert(event.seq, Arc::downgrade(event));
+        }
+    }
+}
+
+/// Brings the database `client` is connected to up to the current schema: runs the migrations
+/// it has not run yet (refinery's history table says which), each in its own transaction.
+/// Safe to run from several nodes at once: PostgreSQL serializes them on an advisory lock,
+/// so a node that starts second finds the migrations done.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
+    // Any 64-bit constant of ours: the lock only serializes Switchyard's own migrations.
+    const MIGRATION_LOCK: i64 = 0x5377_6974_6368_7964;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_err)?;
+    let ran = embedded::migrations::runner()
+        .run_async(client)
+        .await
+        .map_err(|e| StoreError::Database(format!("migration failed: {e}")));
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_err);
+    ran?;
+    unlocked?;
+    Ok(())
+}
+
+/// A PostgreSQL error as the store reports it, with the server's message.
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    match e.as_db_error() {
+        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => {
+            StoreError::Conflict(db.message().to_string())
+        }
+        Some(db) if *db.code() == SqlState::FOREIGN_KEY_VIOLATION => {
+            StoreError::InvalidReference(db.message().to_string())
+        }
+        Some(db) if *db.code() == SqlState::DISK_FULL => StoreError::StorageFull(
+            "the disk holding the PostgreSQL database is full; nothing of this write was stored"
+                .into(),
+        ),
+        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Database(e.to_string()),
+    }
+}
+
+/// `NotFound` when a scoped UPDATE or DELETE touched no row (wrong id, or another org's).
+fn found(rows: u64) -> Result<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Bumps an organization's routing version: called in the transaction of every change that
+/// alters where its events go, so a publish routed before it is refused (the row lock it takes
+/// waits for publishes holding the row `FOR SHARE`).
+async fn bump_routing(db: Db<'_>, org: &str) -> Result<()> {
+    db.exec(
+        "UPDATE orgs SET routing_version = routing_version + 1 WHERE id = $1",
+        &[&org],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A count or a limit as PostgreSQL's BIGINT.
+fn big(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn storage_full(&self) -> bool {
+        self.inner.full.load(Ordering::Relaxed)
+    }
+
+    async fn probe_write(&self) -> Result<()> {
+        let r = async {
+            let c = self.conn().await?;
+            Db::C(&c)
+                .exec(
+                    "INSERT INTO write_probe (id, at) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                    &[&now_ms()],
+                )
+                .await
+        }
+        .await;
+        self.note(r).map(|_| ())
+    }
+
+    async fn reclaim_space(&self) -> Result<()> {
+        // Autovacuum makes the space of deleted rows reusable; giving it back to the file
+        // system (VACUUM FULL) would lock the tables, which a hub never does on its own.
+        Ok(())
+    }
+}

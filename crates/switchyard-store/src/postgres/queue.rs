@@ -1,0 +1,858 @@
+//! The delivery queue: claims (`FOR UPDATE SKIP LOCKED`, so nodes claiming at once never take
+//! the same delivery), releases, attempt results written a statement per kind of row, manual
+//! retry and replay.
+
+use super::endpoints::get_endpoint_db;
+use super::*;
+use std::collections::HashSet;
+use switchyard_core::health::{DisablePolicy, EndpointHealth, WindowStats};
+use switchyard_core::ordering::HeadFailure;
+use tokio_postgres::types::ToSql;
+
+#[async_trait]
+impl DeliveryQueue for PgStore {
+    async fn list_deliveries(&self, org: &OrgId, q: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let mut sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org.clone())];
+        let mut add = |cond: &str, v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            sql.push_str(&format!(" AND {cond} ${}", args.len()));
+        };
+        if let Some(s) = q.status {
+            add("status =", Box::new(s.as_str()));
+        }
+        if let Some(e) = &q.endpoint_id {
+            add("endpoint_id =", Box::new(e.clone()));
+        }
+        if let Some(e) = &q.event_id {
+            add("event_id =", Box::new(e.clone()));
+        }
+        if let Some(b) = &q.before_id {
+            add("id <", Box::new(b.clone()));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            q.limit.clamp(1, 1000)
+        ));
+        let refs: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let c = self.conn().await?;
+        Db::C(&c)
+            .rows(&sql, &refs)
+            .await?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    async fn get_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery> {
+        let c = self.conn().await?;
+        let r = Db::C(&c)
+            .row(
+                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND id = $2"),
+                &[org, id],
+            )
+            .await?;
+        delivery_from_row(&r)
+    }
+
+    async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
+        let c = self.conn().await?;
+        // A skip-scan over the endpoints that have pending deliveries (one index seek each),
+        // keeping the enabled ones with a delivery due.
+        Db::C(&c)
+            .rows(
+                "WITH RECURSIVE ep(id) AS (
+                   SELECT (SELECT min(endpoint_id) FROM deliveries
+                           WHERE status = 'pending' AND endpoint_id IS NOT NULL)
+                   UNION ALL
+                   SELECT (SELECT min(endpoint_id) FROM deliveries
+                           WHERE status = 'pending' AND endpoint_id > ep.id)
+                   FROM ep WHERE ep.id IS NOT NULL
+                 )
+                 SELECT e.org_id, e.id FROM ep JOIN endpoints e ON e.id = ep.id
+                 WHERE e.enabled AND EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'pending'
+                   AND d.endpoint_id = ep.id AND d.next_attempt_at <= $1)
+                 LIMIT $2",
+                &[&now, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EndpointRef {
+                    org_id: get(r, 0)?,
+                    endpoint_id: get(r, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_endpoint(
+        &self,
+        node: &str,
+        endpoint: &EndpointRef,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>> {
+        let lease_until = now + lease_ms;
+        self.claim(
+            lease_until,
+            "UPDATE deliveries SET claimed_by = $1, next_attempt_at = $2
+             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id = $5
+                          AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4
+                          FOR UPDATE SKIP LOCKED)
+               AND org_id = $6
+             RETURNING id, org_id, endpoint_id, attempts, event_seq, executor,
+               CASE WHEN ordering_key IS NOT NULL AND attempts = 0 THEN updated_at - created_at END",
+            &[
+                &node,
+                &lease_until,
+                &now,
+                &i64::from(limit),
+                &endpoint.endpoint_id,
+                &endpoint.org_id,
+            ],
+        )
+        .await
+    }
+
+    async fn claim_hooks(
+        &self,
+        node: &str,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>> {
+        let lease_until = now + lease_ms;
+        self.claim(
+            lease_until,
+            "UPDATE deliveries SET claimed_by = $1, next_attempt_at = $2
+             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
+                          AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id, org_id, endpoint_id, attempts, event_seq, executor, NULL::bigint",
+            &[&node, &lease_until, &now, &i64::from(limit)],
+        )
+        .await
+    }
+
+    async fn release(&self, node: &str, ids: Option<&[DeliveryId]>) -> Result<u64> {
+        let c = self.conn().await?;
+        let db = Db::C(&c);
+        match ids {
+            None => {
+                db.exec(
+                    "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $2
+                     WHERE claimed_by = $1 AND status = 'pending'",
+                    &[&node, &now_ms()],
+                )
+                .await
+            }
+            Some(ids) => {
+                let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
+                db.exec(
+                    "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $3
+                     WHERE id = ANY($2) AND claimed_by = $1 AND status = 'pending'",
+                    &[&node, &ids, &now_ms()],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn record_attempts(
+        &self,
+        results: Vec<AttemptResult>,
+        policy: &DisablePolicy,
+    ) -> Result<Recorded> {
+        let mut out = Recorded::default();
+        // A delivery attempted twice in one call is recorded in a second round, after its
+        // first attempt (one statement updates each delivery once).
+        let mut rounds: Vec<Vec<AttemptResult>> = Vec::new();
+        for res in results {
+            match rounds
+                .iter_mut()
+                .find(|r| r.iter().all(|x| x.delivery_id != res.delivery_id))
+            {
+                Some(r) => r.push(res),
+                None => rounds.push(vec![res]),
+            }
+        }
+        for round in rounds {
+            let r = self.record_round(round, policy).await;
+            let r = self.note(r)?;
+            out.disabled.extend(r.disabled);
+            for ep in r.due_now {
+                push_once(&mut out.due_now, &ep);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId, node: &str) -> Result<Retried> {
+        let now = now_ms();
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        let r = db
+            .row(
+                "SELECT status, endpoint_id, ordering_key, order_slot, next_attempt_at, event_seq
+                 FROM deliveries WHERE org_id = $1 AND id = $2",
+                &[org, id],
+            )
+            .await?;
+        let status: String = get(&r, 0)?;
+        let endpoint_id: Option<String> = get(&r, 1)?;
+        let key: Option<String> = get(&r, 2)?;
+        let seq: i64 = get(&r, 5)?;
+        // The event's row first: retention, which takes it for update, cannot delete or empty
+        // it while this delivery reopens.
+        let dropped: Option<i64> = get(
+            &db.row(
+                "SELECT payload_dropped_at FROM events WHERE seq = $1 FOR SHARE",
+                &[&seq],
+            )
+            .await?,
+            0,
+        )?;
+        if dropped.is_some() {
+            return Err(payload_dropped_error());
+        }
+        let mut claim_now = true;
+        if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
+            db.lock_key(ep, key).await?;
+            // Read again under the key's lock: the head may have settled meanwhile.
+            let r = db
+                .row(
+                    "SELECT order_slot, next_attempt_at, status FROM deliveries WHERE id = $1 FOR UPDATE",
+                    &[id],
+                )
+                .await?;
+            let (slot, next, status): (Option<String>, Option<i64>, String) =
+                (get(&r, 0)?, get(&r, 1)?, get(&r, 2)?);
+            if status == "pending" && slot.is_some() && next.is_none() {
+                return Err(waits_for_head_error());
+            }
+            if slot.is_none() {
+                // Settled before: it reopens in its key, and waits if the key is busy.
+                claim_now = !key_open(db, ep, key).await?;
+            }
+        } else {
+            let _ = status;
+        }
+        let (claimed_by, next_at) = if claim_now {
+            (Some(node), Some(now + DEFAULT_LEASE_MS))
+        } else {
+            (None, None)
+        };
+        let r = db
+            .row(
+                "UPDATE deliveries SET status = 'pending', claimed_by = $3, next_attempt_at = $4,
+                 updated_at = $5, order_slot = ordering_key
+                 WHERE org_id = $1 AND id = $2 RETURNING endpoint_id, attempts, event_seq, executor",
+                &[org, id, &claimed_by, &next_at, &now],
+            )
+            .await?;
+        let target = target_from_columns(&r, get(&r, 0)?, get(&r, 3)?)?;
+        let attempts: u32 = uint(&r, 1)?;
+        let delivery = delivery_from_row(
+            &db.row(
+                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND id = $2"),
+                &[org, id],
+            )
+            .await?,
+        )?;
+        let claimed = if claim_now {
+            let event = self
+                .shared_events(db, &[seq])
+                .await?
+                .remove(&seq)
+                .ok_or(StoreError::NotFound)?;
+            Some(DueDelivery {
+                delivery_id: id.clone(),
+                org_id: org.clone(),
+                target,
+                attempts,
+                event,
+                lease_until: now + DEFAULT_LEASE_MS,
+                ordering_wait_ms: None,
+                sync: None,
+            })
+        } else {
+            None
+        };
+        commit(tx).await?;
+        Ok(Retried { delivery, claimed })
+    }
+
+    async fn endpoint_health(
+        &self,
+        org: &OrgId,
+        id: &EndpointId,
+        since: i64,
+    ) -> Result<EndpointHealth> {
+        let c = self.conn().await?;
+        let db = Db::C(&c);
+        get_endpoint_db(db, &self.inner.key, org, id).await?;
+        let mut h = match db
+            .opt_row(
+                &format!("SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = $1"),
+                &[id],
+            )
+            .await?
+        {
+            Some(r) => health_from_row(&r)?,
+            None => EndpointHealth::default(),
+        };
+        let attempts = db
+            .rows(
+                "SELECT status_code, duration_ms FROM attempts WHERE endpoint_id = $1 AND at >= $2
+                 ORDER BY at DESC LIMIT 10000",
+                &[id, &since],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let code: Option<u16> = uint_opt(r, 0)?;
+                Ok((code.is_some_and(|s| (200..300).contains(&s)), get(r, 1)?))
+            })
+            .collect::<Result<Vec<(bool, f64)>>>()?;
+        h.window = WindowStats::of(since, &attempts);
+        Ok(h)
+    }
+
+    async fn replay(
+        &self,
+        org: &OrgId,
+        endpoint_id: &EndpointId,
+        since: i64,
+        until: i64,
+    ) -> Result<u64> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        let ep = get_endpoint_db(db, &self.inner.key, org, endpoint_id).await?;
+        let now = now_ms();
+        let picked: Vec<(i64, Option<String>)> = db
+            .rows(
+                "SELECT e.seq, min(d.subscription_id) FROM events e
+                 JOIN deliveries d ON d.event_seq = e.seq
+                 WHERE e.org_id = $1 AND d.endpoint_id = $2 AND e.received_at >= $3
+                   AND e.received_at < $4 AND e.payload_dropped_at IS NULL
+                 GROUP BY e.seq ORDER BY e.seq LIMIT 100000",
+                &[org, endpoint_id, &since, &until],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+            .collect::<Result<_>>()?;
+        let target = Target::Endpoint(endpoint_id.clone());
+        for page in picked.chunks(1000) {
+            let seqs: Vec<i64> = page.iter().map(|p| p.0).collect();
+            let events = self.shared_events(db, &seqs).await?;
+            let mut keys = Vec::new();
+            for (seq, _) in page {
+                let event = events.get(seq).ok_or(StoreError::NotFound)?;
+                keys.push(
+                    ep.ordering
+                        .as_ref()
+                        .map(|o| o.key.key_of(&event.entity, &event.data)),
+                );
+            }
+            let mut locked: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+            locked.sort_unstable();
+            locked.dedup();
+            for key in locked {
+                db.lock_key(endpoint_id, key).await?;
+            }
+            let mut rows = NewDeliveries::default();
+            for ((seq, sub), key) in page.iter().zip(&keys) {
+                let event = events.get(seq).ok_or(StoreError::NotFound)?;
+                rows.push(
+                    db,
+                    event,
+                    &target,
+                    sub.as_deref(),
+                    key.as_deref(),
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            rows.insert(db, org, now).await?;
+        }
+        commit(tx).await?;
+        Ok(picked.len() as u64)
+    }
+
+    async fn pending_count(&self) -> Result<u64> {
+        let c = self.conn().await?;
+        let r = Db::C(&c)
+            .row(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+                &[],
+            )
+            .await?;
+        uint(&r, 0)
+    }
+}
+
+impl PgStore {
+    /// Claims with `sql` (an `UPDATE … RETURNING id, org_id, endpoint_id, attempts, event_seq,
+    /// executor, ordering wait`) and loads the claimed deliveries' events, each once.
+    async fn claim(
+        &self,
+        lease_until: i64,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<DueDelivery>> {
+        let c = self.conn().await?;
+        let db = Db::C(&c);
+        let rows = db.rows(sql, params).await?;
+        let seqs: Vec<i64> = rows.iter().map(|r| get(r, 4)).collect::<Result<_>>()?;
+        let events = self.shared_events(db, &seqs).await?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = get(r, 4)?;
+                let wait: Option<i64> = get(r, 6)?;
+                Ok(DueDelivery {
+                    delivery_id: get(r, 0)?,
+                    org_id: get(r, 1)?,
+                    target: target_from_columns(r, get(r, 2)?, get(r, 5)?)?,
+                    attempts: uint(r, 3)?,
+                    event: events.get(&seq).cloned().ok_or(StoreError::NotFound)?,
+                    lease_until,
+                    ordering_wait_ms: wait.filter(|ms| *ms > 0),
+                    sync: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Records attempts of distinct deliveries in one transaction.
+    async fn record_round(
+        &self,
+        results: Vec<AttemptResult>,
+        policy: &DisablePolicy,
+    ) -> Result<Recorded> {
+        let now = now_ms();
+        let mut out = Recorded::default();
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+
+        // The deliveries, in one statement; one that is gone (its endpoint or organization was
+        // deleted) comes back as no row and its attempt is not kept.
+        let mut ids = Vec::with_capacity(results.len());
+        let mut orgs = Vec::with_capacity(results.len());
+        let mut statuses = Vec::with_capacity(results.len());
+        let mut nexts = Vec::with_capacity(results.len());
+        for res in &results {
+            let (status, next) = outcome_columns(&res.outcome);
+            ids.push(res.delivery_id.as_str());
+            orgs.push(res.org_id.as_str());
+            statuses.push(status);
+            nexts.push(next);
+        }
+        let mut slots: HashMap<String, Option<String>> = HashMap::with_capacity(results.len());
+        for r in db
+            .rows(
+                "UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1,
+                   next_attempt_at = u.next, claimed_by = NULL, updated_at = $1
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[])
+                   AS u(id, org_id, status, next)
+                 WHERE d.id = u.id AND d.org_id = u.org_id
+                 RETURNING d.id, d.order_slot",
+                &[&now, &ids, &orgs, &statuses, &nexts],
+            )
+            .await?
+        {
+            slots.insert(get(&r, 0)?, get(&r, 1)?);
+        }
+        let kept: Vec<&AttemptResult> = results
+            .iter()
+            .filter(|r| slots.contains_key(r.delivery_id.as_str()))
+            .collect();
+        insert_attempts(db, &kept).await?;
+
+        // Heads of ordering keys that settled, their keys locked in one order.
+        let mut settled: Vec<(&AttemptResult, &EndpointId, &str)> = kept
+            .iter()
+            .filter(|r| !matches!(r.outcome, Outcome::Retry { .. }))
+            .filter_map(|r| {
+                let slot = slots.get(r.delivery_id.as_str())?.as_deref()?;
+                Some((*r, r.endpoint_id.as_ref()?, slot))
+            })
+            .collect();
+        settled.sort_by(|a, b| (a.1.as_str(), a.2).cmp(&(b.1.as_str(), b.2)));
+        let mut head_failure: HashMap<&EndpointId, HeadFailure> = HashMap::new();
+        let mut last_locked: Option<(&str, &str)> = None;
+        for (res, ep_id, key) in &settled {
+            if last_locked != Some((ep_id.as_str(), key)) {
+                db.lock_key(ep_id, key).await?;
+                last_locked = Some((ep_id.as_str(), key));
+            }
+            let on_failure = match head_failure.get(ep_id) {
+                Some(h) => *h,
+                None => {
+                    let h = endpoint_head_failure(db, ep_id).await?;
+                    head_failure.insert(ep_id, h);
+                    h
+                }
+            };
+            if res.outcome == Outcome::Failed && on_failure == HeadFailure::Block {
+                db.exec(
+                    "UPDATE deliveries SET status = 'blocked' WHERE id = $1",
+                    &[&res.delivery_id],
+                )
+                .await?;
+            } else if settle_head(db, &res.delivery_id, ep_id, key, now).await? {
+                push_once(
+                    &mut out.due_now,
+                    &EndpointRef {
+                        org_id: res.org_id.clone(),
+                        endpoint_id: (*ep_id).clone(),
+                    },
+                );
+            }
+        }
+
+        // Health, one endpoint at a time in one order.
+        let mut health: std::collections::BTreeMap<(String, String), HealthDelta> =
+            std::collections::BTreeMap::new();
+        let mut disable: Vec<(EndpointRef, &str)> = Vec::new();
+        for res in &kept {
+            let Some(endpoint_id) = &res.endpoint_id else {
+                continue;
+            };
+            health
+                .entry((endpoint_id.to_string(), res.org_id.to_string()))
+                .or_default()
+                .add(res.attempt.at, failure_of(res));
+            if let Some(reason) = &res.disable_endpoint {
+                disable.push((
+                    EndpointRef {
+                        org_id: res.org_id.clone(),
+                        endpoint_id: endpoint_id.clone(),
+                    },
+                    reason,
+                ));
+            }
+        }
+        for (ep, reason) in disable {
+            if disable_endpoint(db, &ep, reason, now).await? {
+                out.disabled.push(DisabledEndpoint {
+                    org_id: ep.org_id.clone(),
+                    endpoint_id: ep.endpoint_id.clone(),
+                });
+            }
+        }
+        for ((endpoint_id, org_id), delta) in health {
+            let ep = EndpointRef {
+                org_id: OrgId::stored(org_id),
+                endpoint_id: EndpointId::stored(endpoint_id),
+            };
+            let Some((h, recovered)) = update_health(db, &ep, &delta).await? else {
+                continue;
+            };
+            if recovered {
+                // It answers again: its waiting retries go now rather than on their schedule.
+                let n = db
+                    .exec(
+                        "UPDATE deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1
+                         AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > $2",
+                        &[&ep.endpoint_id, &now],
+                    )
+                    .await?;
+                if n > 0 {
+                    push_once(&mut out.due_now, &ep);
+                }
+            }
+            if let (Some(since), Some(last)) = (h.failing_since, h.last_failure_at)
+                && h.consecutive_failures > 0
+                && let Some(reason) = policy.verdict(since, last, now)
+                && disable_endpoint(db, &ep, &reason, now).await?
+            {
+                out.disabled.push(DisabledEndpoint {
+                    org_id: ep.org_id.clone(),
+                    endpoint_id: ep.endpoint_id.clone(),
+                });
+            }
+        }
+        commit(tx).await?;
+        Ok(out)
+    }
+}
+
+/// The attempts of a batch, in one statement.
+async fn insert_attempts(db: Db<'_>, results: &[&AttemptResult]) -> Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let n = results.len();
+    let (mut ids, mut deliveries, mut orgs, mut ats, mut codes, mut durations) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut errors, mut bodies, mut endpoints, mut waited, mut reasons, mut headers) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for res in results {
+        let a = &res.attempt;
+        ids.push(a.id.as_str());
+        deliveries.push(res.delivery_id.as_str());
+        orgs.push(res.org_id.as_str());
+        ats.push(a.at);
+        codes.push(a.status_code.map(i64::from));
+        durations.push(a.duration_ms);
+        errors.push(a.error.as_deref());
+        bodies.push(a.response_body.as_deref());
+        endpoints.push(res.endpoint_id.as_deref());
+        waited.push(a.waited.as_deref());
+        reasons.push(a.retry_reason.as_deref());
+        headers.push(
+            a.request_headers
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Database(format!("attempt headers: {e}")))?,
+        );
+    }
+    db.exec(
+        "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error,
+           response_body, endpoint_id, waited, retry_reason, request_headers)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+           $6::float8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])",
+        &[
+            &ids,
+            &deliveries,
+            &orgs,
+            &ats,
+            &codes,
+            &durations,
+            &errors,
+            &bodies,
+            &endpoints,
+            &waited,
+            &reasons,
+            &headers,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// New pending deliveries gathered for one `INSERT … SELECT FROM unnest(…)`, and the ordering
+/// keys this batch opened (a key opened by an earlier event of the batch is busy for the later
+/// ones, though its row is not written yet). The caller holds the lock of every key it adds to.
+#[derive(Default)]
+pub(super) struct NewDeliveries {
+    ids: Vec<DeliveryId>,
+    seqs: Vec<i64>,
+    event_ids: Vec<String>,
+    endpoints: Vec<Option<String>>,
+    subscriptions: Vec<Option<String>>,
+    nexts: Vec<Option<i64>>,
+    claimed_by: Vec<Option<String>>,
+    executors: Vec<Option<String>>,
+    keys: Vec<Option<String>>,
+    opened: HashSet<(String, String)>,
+}
+
+impl NewDeliveries {
+    /// Adds a pending delivery of `event` to `target`. With `claim` it is claimed for that node
+    /// until that time and the caller hands it to the engine (returns `true`); without, it is
+    /// due now. A delivery whose ordering key already has an open delivery is never claimed:
+    /// it waits, with no due time, until the deliveries before it settle.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn push(
+        &mut self,
+        db: Db<'_>,
+        event: &Event,
+        target: &Target,
+        subscription_id: Option<&str>,
+        ordering_key: Option<&str>,
+        claim: Option<(&str, i64)>,
+        now: i64,
+    ) -> Result<(DeliveryId, bool)> {
+        let id = DeliveryId::generate();
+        let waits = match (ordering_key, target.endpoint_id()) {
+            (Some(key), Some(ep)) => {
+                let slot = (ep.to_string(), key.to_string());
+                let busy = self.opened.contains(&slot) || key_open(db, ep, key).await?;
+                self.opened.insert(slot);
+                busy
+            }
+            _ => false,
+        };
+        let (claimed_by, next) = match (waits, claim) {
+            (true, _) => (None, None),
+            (false, Some((node, until))) => (Some(node.to_string()), Some(until)),
+            (false, None) => (None, Some(now)),
+        };
+        let claimed = claimed_by.is_some();
+        self.ids.push(id.clone());
+        self.seqs.push(event.seq);
+        self.event_ids.push(event.id.to_string());
+        self.endpoints
+            .push(target.endpoint_id().map(|e| e.to_string()));
+        self.subscriptions.push(subscription_id.map(str::to_string));
+        self.nexts.push(next);
+        self.claimed_by.push(claimed_by);
+        self.executors.push(target.executor().map(str::to_string));
+        self.keys.push(ordering_key.map(str::to_string));
+        Ok((id, claimed))
+    }
+
+    pub(super) async fn insert(&self, db: Db<'_>, org: &OrgId, now: i64) -> Result<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        db.exec(
+            "INSERT INTO deliveries (id, org_id, event_seq, event_id, endpoint_id, subscription_id,
+               status, attempts, next_attempt_at, claimed_by, created_at, updated_at, executor,
+               ordering_key, order_slot)
+             SELECT d.id, $1::text, d.seq, d.event_id, d.endpoint_id, d.sub, 'pending', 0, d.next,
+               d.claimed_by, $2::bigint, $2::bigint, d.executor, d.okey, d.okey
+             FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+               $9::text[], $10::text[], $11::text[])
+               AS d(id, seq, event_id, endpoint_id, sub, next, claimed_by, executor, okey)",
+            &[
+                org,
+                &now,
+                &self.ids,
+                &self.seqs,
+                &self.event_ids,
+                &self.endpoints,
+                &self.subscriptions,
+                &self.nexts,
+                &self.claimed_by,
+                &self.executors,
+                &self.keys,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Whether ordering key `key` of endpoint `ep` has an open (pending or blocked) delivery.
+async fn key_open(db: Db<'_>, ep: &str, key: &str) -> Result<bool> {
+    Ok(db
+        .opt_row(
+            "SELECT 1 FROM deliveries WHERE endpoint_id = $1 AND order_slot = $2 LIMIT 1",
+            &[&ep, &key],
+        )
+        .await?
+        .is_some())
+}
+
+/// The head of a key settled: it leaves its key, and the key's next delivery becomes due.
+/// Returns whether there was one.
+async fn settle_head(db: Db<'_>, id: &str, ep: &str, key: &str, now: i64) -> Result<bool> {
+    db.exec(
+        "UPDATE deliveries SET order_slot = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    let n = db
+        .exec(
+            "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 WHERE id =
+               (SELECT id FROM deliveries WHERE endpoint_id = $1 AND order_slot = $2
+                ORDER BY event_seq LIMIT 1)
+             AND status = 'pending' AND next_attempt_at IS NULL",
+            &[&ep, &key, &now],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+async fn endpoint_head_failure(db: Db<'_>, ep: &str) -> Result<HeadFailure> {
+    let h: Option<String> = match db
+        .opt_row(
+            "SELECT on_head_failure FROM endpoints WHERE id = $1",
+            &[&ep],
+        )
+        .await?
+    {
+        Some(r) => get(&r, 0)?,
+        None => None,
+    };
+    Ok(match h.as_deref() {
+        Some("block") => HeadFailure::Block,
+        _ => HeadFailure::Skip,
+    })
+}
+
+/// Disables an enabled endpoint for `reason`; returns whether it was enabled.
+async fn disable_endpoint(db: Db<'_>, ep: &EndpointRef, reason: &str, now: i64) -> Result<bool> {
+    let n = db
+        .exec(
+            "UPDATE endpoints SET enabled = FALSE, disabled_reason = $3, updated_at = $4
+             WHERE id = $1 AND org_id = $2 AND enabled",
+            &[&ep.endpoint_id, &ep.org_id, &reason, &now],
+        )
+        .await?;
+    if n > 0 {
+        bump_routing(db, &ep.org_id).await?;
+    }
+    Ok(n > 0)
+}
+
+/// Applies a batch's delta to an endpoint's stored health (its row locked while it is read and
+/// written back); returns the result and whether the batch brought back an endpoint that was
+/// failing before it, or `None` if the endpoint is gone.
+async fn update_health(
+    db: Db<'_>,
+    ep: &EndpointRef,
+    d: &HealthDelta,
+) -> Result<Option<(EndpointHealth, bool)>> {
+    db.exec(
+        "INSERT INTO endpoint_health (endpoint_id, org_id, consecutive_failures)
+         SELECT $1, $2, 0 WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND org_id = $2)
+         ON CONFLICT (endpoint_id) DO NOTHING",
+        &[&ep.endpoint_id, &ep.org_id],
+    )
+    .await?;
+    let Some(r) = db
+        .opt_row(
+            &format!(
+                "SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = $1 AND org_id = $2
+                 FOR UPDATE"
+            ),
+            &[&ep.endpoint_id, &ep.org_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let before = health_from_row(&r)?;
+    let (h, recovered) = d.apply(&before);
+    db.exec(
+        "UPDATE endpoint_health SET consecutive_failures = $2, failing_since = $3,
+           last_success_at = $4, last_failure_at = $5, last_error = $6
+         WHERE endpoint_id = $1",
+        &[
+            &ep.endpoint_id,
+            &big(h.consecutive_failures),
+            &h.failing_since,
+            &h.last_success_at,
+            &h.last_failure_at,
+            &h.last_error,
+        ],
+    )
+    .await?;
+    Ok(Some((h, recovered)))
+}
