@@ -1,6 +1,6 @@
 //! Start-up and shutdown: opens the data dir and the store, starts the engine, binds the socket.
 
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use switchyard_core::Role;
 use switchyard_core::crypto::{MasterKey, api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_hub::{Hub, HubSettings};
-use switchyard_store::SqliteStore;
+use switchyard_store::{PgStore, SqliteStore};
 use switchyard_store::prelude::*;
 use tokio::net::TcpListener;
 
@@ -22,7 +22,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     hub: Hub,
-    store: SqliteStore,
+    store: OpenStore,
     grace: Duration,
     /// The admin key generated on first start (none when one was given or already exists).
     pub generated_admin_key: Option<String>,
@@ -53,15 +53,18 @@ pub async fn reset_admin_key(settings: &Settings) -> anyhow::Result<String> {
             settings.data_dir.display()
         );
     }
-    if !settings.database_path.exists() {
-        anyhow::bail!("no database at {}", settings.database_path.display());
+    if let Database::Sqlite(path) = &settings.database
+        && !path.exists()
+    {
+        anyhow::bail!("no database at {}", path.display());
     }
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let key = generate_api_key();
     store
+        .shared()
         .replace_admin_keys(&hash_api_key(&key), &api_key_prefix(&key))
         .await?;
-    tokio::task::spawn_blocking(move || store.close()).await?;
+    store.close().await?;
     Ok(key)
 }
 
@@ -82,11 +85,57 @@ fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
-/// The data dir's database, opened with its master key (made on first start).
-fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
+/// The store a hub runs on.
+#[derive(Clone)]
+enum OpenStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl OpenStore {
+    fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            OpenStore::Sqlite(s) => Arc::new(s.clone()),
+            OpenStore::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Waits until every write it accepted is committed, then closes.
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            OpenStore::Sqlite(s) => tokio::task::spawn_blocking(move || s.close())
+                .await
+                .context("closing the store")?,
+            OpenStore::Postgres(s) => s.close(),
+        }
+        Ok(())
+    }
+}
+
+/// The configured database, opened with the master key (made on first start).
+async fn open_store(settings: &Settings) -> anyhow::Result<OpenStore> {
     let key = master_key(settings)?;
-    SqliteStore::open(&settings.database_path, key)
-        .with_context(|| format!("opening {}", settings.database_path.display()))
+    match &settings.database {
+        Database::Sqlite(path) => Ok(OpenStore::Sqlite(
+            SqliteStore::open(path, key).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        Database::Postgres { url, options } => Ok(OpenStore::Postgres(
+            PgStore::connect(url, key, options)
+                .await
+                .with_context(|| format!("opening the PostgreSQL database {}", redact(url)))?,
+        )),
+    }
+}
+
+/// A connection URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// This node's id, kept across restarts so that it can take back its own claims at once.
@@ -119,7 +168,8 @@ impl Application {
                 .with_context(|| format!("restricting data dir {}", settings.data_dir.display()))?;
         }
         let node = node_id(&settings.data_dir)?;
-        let store = open_store(&settings)?;
+        let opened = open_store(&settings).await?;
+        let store = opened.shared();
         let resumed = store.release(&node, None).await?;
         if resumed > 0 {
             tracing::info!(
@@ -143,9 +193,8 @@ impl Application {
                 .await?;
             generated_admin_key = Some(key);
         }
-        let shared: Arc<dyn Store> = Arc::new(store.clone());
         let hub = Hub::start(
-            shared,
+            store,
             HubSettings {
                 engine: settings.engine(node),
                 egress: EgressPolicy {
@@ -184,7 +233,7 @@ impl Application {
             listener,
             router,
             hub,
-            store,
+            store: opened,
             grace: settings.shutdown_grace,
             generated_admin_key,
         })
@@ -209,10 +258,7 @@ impl Application {
             .context("serving HTTP")?;
         tracing::info!("stopping: draining deliveries");
         self.hub.shutdown(self.grace).await;
-        let store = self.store;
-        tokio::task::spawn_blocking(move || store.close())
-            .await
-            .context("closing the store")?;
+        self.store.close().await?;
         tracing::info!("stopped");
         Ok(())
     }

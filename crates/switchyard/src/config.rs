@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// Directory for the database, master key and node id [default: ./switchyard-data]
     #[arg(long, env = "SWITCHYARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL [default: SQLite in the data dir]; `sqlite://PATH`
+    /// Database URL [default: SQLite in the data dir]; `sqlite://PATH` or
+    /// `postgres://USER@HOST:PORT/DB` (several nodes may share one PostgreSQL database)
     #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
     pub database_url: Option<String>,
     /// CIDRs exempt from the private-address guard, comma-separated (e.g. 127.0.0.0/8)
@@ -67,6 +68,49 @@ struct FileSettings {
     delivery: Option<DeliveryTunables>,
     retention: Option<RetentionFile>,
     schedules: Option<SchedulesFile>,
+    postgres: Option<PostgresFile>,
+}
+
+/// `[postgres]` in `switchyard.toml`: how a node uses a PostgreSQL database.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresFile {
+    /// Connections this node keeps open at most (2–1000, default 16).
+    pub pool_size: Option<usize>,
+    /// The longest a statement (or a wait for a lock) may take before the server cancels it,
+    /// in milliseconds (100–3600000, default 30000).
+    pub statement_timeout_ms: Option<u64>,
+}
+
+impl PostgresFile {
+    fn resolve(&self) -> anyhow::Result<switchyard_store::PgOptions> {
+        let mut o = switchyard_store::PgOptions::default();
+        if let Some(n) = self.pool_size {
+            if !(2..=1000).contains(&n) {
+                bail!("[postgres] pool_size must be between 2 and 1000, not {n}");
+            }
+            o.pool_size = n;
+        }
+        if let Some(t) = self.statement_timeout_ms {
+            if !(100..=3_600_000).contains(&t) {
+                bail!("[postgres] statement_timeout_ms must be between 100 and 3600000, not {t}");
+            }
+            o.statement_timeout_ms = t;
+        }
+        Ok(o)
+    }
+}
+
+/// Where the hub keeps its data.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A SQLite database file (one node).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database: its connection string, and how this node uses it.
+    Postgres {
+        url: String,
+        options: switchyard_store::PgOptions,
+    },
 }
 
 /// `[schedules]` in `switchyard.toml`.
@@ -216,8 +260,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// The SQLite database file.
-    pub database_path: PathBuf,
+    /// Where the data is kept.
+    pub database: Database,
     /// `SWITCHYARD_ADMIN_KEY`; when absent one is generated on first start.
     pub admin_key: Option<String>,
     /// `SWITCHYARD_MASTER_KEY` (base64, 32 bytes); when absent the data dir's key file.
@@ -334,9 +378,10 @@ impl Settings {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("switchyard-data"));
-        let database_path = match args.database_url.or(file.database_url) {
-            None => data_dir.join("switchyard.db"),
-            Some(url) => database_path(&url)?,
+        let pg_options = file.postgres.unwrap_or_default().resolve()?;
+        let database = match args.database_url.or(file.database_url) {
+            None => Database::Sqlite(data_dir.join("switchyard.db")),
+            Some(url) => database(&url, pg_options)?,
         };
         let allow = args
             .allow_destinations
@@ -383,7 +428,7 @@ impl Settings {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8700))),
-            database_path,
+            database,
             data_dir,
             admin_key: env("SWITCHYARD_ADMIN_KEY")
                 .filter(|k| !k.is_empty())
@@ -403,11 +448,12 @@ impl Settings {
     }
 }
 
-fn database_path(url: &str) -> anyhow::Result<PathBuf> {
+fn database(url: &str, options: switchyard_store::PgOptions) -> anyhow::Result<Database> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL is not supported yet (its schema has landed, the store on it has not); use a SQLite database (sqlite://PATH)"
-        );
+        return Ok(Database::Postgres {
+            url: url.to_string(),
+            options,
+        });
     }
     let path = url
         .strip_prefix("sqlite://")
@@ -416,7 +462,7 @@ fn database_path(url: &str) -> anyhow::Result<PathBuf> {
     if path.is_empty() {
         bail!("the database URL names no file");
     }
-    Ok(PathBuf::from(path))
+    Ok(Database::Sqlite(PathBuf::from(path)))
 }
 
 #[cfg(test)]
@@ -425,15 +471,16 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(
-            database_path("sqlite:///tmp/x.db").expect("ok"),
-            PathBuf::from("/tmp/x.db")
-        );
-        assert_eq!(
-            database_path("sqlite:x.db").expect("ok"),
-            PathBuf::from("x.db")
-        );
-        assert!(database_path("postgres://localhost/db").is_err());
+        let sqlite = |url: &str| match database(url, Default::default()).expect("ok") {
+            Database::Sqlite(p) => p,
+            other => panic!("{url} is not SQLite: {other:?}"),
+        };
+        assert_eq!(sqlite("sqlite:///tmp/x.db"), PathBuf::from("/tmp/x.db"));
+        assert_eq!(sqlite("sqlite:x.db"), PathBuf::from("x.db"));
+        assert!(matches!(
+            database("postgres://u@localhost:5432/db", Default::default()).expect("ok"),
+            Database::Postgres { url, .. } if url == "postgres://u@localhost:5432/db"
+        ));
     }
 
     #[test]

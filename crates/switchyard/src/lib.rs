@@ -10,4 +10,4 @@ pub mod memory;
 pub mod verify;
 
 pub use app::Application;
-pub use config::Settings;
+pub use config::{Database, Settings};

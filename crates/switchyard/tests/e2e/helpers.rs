@@ -22,6 +22,54 @@ pub static TIMING: std::sync::LazyLock<RwLock<()>> = std::sync::LazyLock::new(||
 
 pub const ADMIN_KEY: &str = "sy_test_admin_key_for_e2e_tests_only";
 
+/// Whether the suite runs on PostgreSQL (`SWITCHYARD_E2E_DATABASE=postgres`, the second leg of
+/// the test command's matrix) rather than on a SQLite file in each data dir.
+pub fn on_postgres() -> bool {
+    std::env::var("SWITCHYARD_E2E_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// The PostgreSQL database of data dir `dir` when the suite runs on PostgreSQL: one database
+/// per data dir, made on first use on the server of `SWITCHYARD_TEST_POSTGRES`, so that a hub
+/// restarted on the same dir finds its data again. `None` on SQLite.
+pub async fn database_url(dir: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let server = std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into());
+    let config: tokio_postgres::Config = server.parse().expect("SWITCHYARD_TEST_POSTGRES");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres").to_string();
+    // FNV-1a of the dir: a stable name of the database within PostgreSQL's 63 bytes.
+    let hash = dir
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let name = format!("sy_e2e_{hash:016x}");
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at `{server}` is not reachable: {e}"));
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("look up the test database")
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+    }
+    Some(format!("postgres://{user}@{host}:{port}/{name}"))
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     /// The app's data dir (database, master key).
@@ -48,6 +96,12 @@ pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Tes
     settings.shutdown_grace = Duration::from_secs(5);
     // In tests the current program is the test binary: point at the real one.
     settings.js_worker = Some(env!("CARGO_BIN_EXE_switchyard").into());
+    if let Some(url) = database_url(dir).await {
+        settings.database = switchyard::Database::Postgres {
+            url,
+            options: Default::default(),
+        };
+    }
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("build app");
     let addr = app.local_addr();
@@ -472,6 +526,13 @@ pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
             "5",
         ])
         .args(extra)
+        .args(
+            database_url(dir)
+                .await
+                .map(|url| ["--database-url".to_string(), url])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--data-dir")
         .arg(dir)
         .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
