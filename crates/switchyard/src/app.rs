@@ -12,8 +12,8 @@ use switchyard_core::Role;
 use switchyard_core::crypto::{MasterKey, api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_hub::{Hub, HubSettings};
-use switchyard_store::{PgStore, SqliteStore};
 use switchyard_store::prelude::*;
+use switchyard_store::{PgStore, SqliteStore};
 use tokio::net::TcpListener;
 
 /// A built hub: the socket is bound, the engine runs; [`Application::run`] serves until told

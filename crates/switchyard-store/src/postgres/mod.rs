@@ -226,6 +226,30 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// Whether a transaction failed only because it ran into another (a deadlock the server broke,
+/// or a serialization failure): run again, it succeeds.
+fn transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(m) if m.starts_with("40P01:") || m.starts_with("40001:"))
+}
+
+/// Runs a transaction `f` again, up to three times, while it fails transiently.
+async fn retrying<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(e) if transient(&e) && tries < 3 => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "a transaction ran into another; running it again");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `NotFound` when a scoped UPDATE or DELETE touched no row (wrong id, or another org's).
 fn found(rows: u64) -> Result<()> {
     if rows == 0 {

@@ -182,7 +182,7 @@ impl DeliveryQueue for PgStore {
             }
         }
         for round in rounds {
-            let r = self.record_round(round, policy).await;
+            let r = retrying(|| self.record_round(&round, policy)).await;
             let r = self.note(r)?;
             out.disabled.extend(r.disabled);
             for ep in r.due_now {
@@ -435,7 +435,7 @@ impl PgStore {
     /// Records attempts of distinct deliveries in one transaction.
     async fn record_round(
         &self,
-        results: Vec<AttemptResult>,
+        results: &[AttemptResult],
         policy: &DisablePolicy,
     ) -> Result<Recorded> {
         let now = now_ms();
@@ -450,7 +450,7 @@ impl PgStore {
         let mut orgs = Vec::with_capacity(results.len());
         let mut statuses = Vec::with_capacity(results.len());
         let mut nexts = Vec::with_capacity(results.len());
-        for res in &results {
+        for res in results {
             let (status, next) = outcome_columns(&res.outcome);
             ids.push(res.delivery_id.as_str());
             orgs.push(res.org_id.as_str());
@@ -819,10 +819,21 @@ async fn update_health(
     ep: &EndpointRef,
     d: &HealthDelta,
 ) -> Result<Option<(EndpointHealth, bool)>> {
+    // The endpoint's row is held until the commit: an endpoint deleted meanwhile would make
+    // the health row's reference fail the whole batch.
+    if db
+        .opt_row(
+            "SELECT 1 FROM endpoints WHERE id = $1 AND org_id = $2 FOR KEY SHARE",
+            &[&ep.endpoint_id, &ep.org_id],
+        )
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
     db.exec(
         "INSERT INTO endpoint_health (endpoint_id, org_id, consecutive_failures)
-         SELECT $1, $2, 0 WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND org_id = $2)
-         ON CONFLICT (endpoint_id) DO NOTHING",
+         VALUES ($1, $2, 0) ON CONFLICT (endpoint_id) DO NOTHING",
         &[&ep.endpoint_id, &ep.org_id],
     )
     .await?;

@@ -515,8 +515,18 @@ async fn listen_receives_verifies_forwards_and_removes_its_endpoint() {
         .find(|l| l["forward"]["status"] == 500)
         .expect("one forward answered 500");
     assert_eq!(failed["status"], 500);
+    // The hub records an attempt after its answer came back: wait for the record.
     let event = failed["event"]["id"].as_str().expect("id");
-    let trace = app.trace(&org, event).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let trace = loop {
+        let trace = app.trace(&org, event).await;
+        if trace["deliveries"][0]["attempts"][0] != Value::Null
+            || std::time::Instant::now() > deadline
+        {
+            break trace;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         trace["deliveries"][0]["attempts"][0]["status_code"], 500,
         "{trace}"

@@ -179,6 +179,13 @@ impl Drop for SmallDisk {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_clear_recoverable_state() {
+    if on_postgres() {
+        // The disk filled here is the data dir's, which holds a SQLite database; a PostgreSQL
+        // server's disk is the server's own (its disk-full error maps to the same 503, see
+        // the store's `pg_err`).
+        eprintln!("the SQLite data dir's disk: not a PostgreSQL check");
+        return;
+    }
     let disk = SmallDisk::mount(24);
     let data = disk.0.path().join("data");
     std::fs::create_dir(&data).expect("dir");

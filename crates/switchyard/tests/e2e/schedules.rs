@@ -34,14 +34,29 @@ async fn events_of(app: &TestApp, org: &Org, t: &str) -> Vec<Value> {
 
 /// Sets a schedule's next fire time in the database of a stopped hub, as a hub that died at
 /// that point would have left it.
-fn set_next_fire(dir: &Path, org: &str, name: &str, at_ms: i64) {
-    let db = rusqlite::Connection::open(dir.join("switchyard.db")).expect("open db");
-    let n = db
-        .execute(
-            "UPDATE schedules SET next_fire_at = ?3 WHERE org_id = ?1 AND name = ?2",
-            rusqlite::params![org, name, at_ms],
-        )
-        .expect("update");
+async fn set_next_fire(dir: &Path, org: &str, name: &str, at_ms: i64) {
+    let n = match database_url(dir).await {
+        Some(url) => {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "UPDATE schedules SET next_fire_at = $3 WHERE org_id = $1 AND name = $2",
+                    &[&org, &name, &at_ms],
+                )
+                .await
+                .expect("update") as usize
+        }
+        None => rusqlite::Connection::open(dir.join("switchyard.db"))
+            .expect("open db")
+            .execute(
+                "UPDATE schedules SET next_fire_at = ?3 WHERE org_id = ?1 AND name = ?2",
+                rusqlite::params![org, name, at_ms],
+            )
+            .expect("update"),
+    };
     assert_eq!(n, 1);
 }
 
@@ -329,13 +344,13 @@ async fn a_hub_stopped_at_the_wrong_moment_fires_each_time_once() {
     // 1. The hub died after a fire time came and before its event was committed: the next
     //    start fires it — once.
     let fire_time = (now_ms() / 1000 - 3) * 1000;
-    set_next_fire(tmp.path(), &org.id, "yearly", fire_time);
+    set_next_fire(tmp.path(), &org.id, "yearly", fire_time).await;
     // 2. A minutely schedule whose hub was down for ten minutes: `fire_once` fires once, for
     //    the latest missed minute.
     let down_since = (now_ms() / 60_000 - 10) * 60_000;
-    set_next_fire(tmp.path(), &org.id, "minutely", down_since);
+    set_next_fire(tmp.path(), &org.id, "minutely", down_since).await;
     // 3. A `skip` schedule down as long fires nothing for what it missed.
-    set_next_fire(tmp.path(), &org.id, "skipped", down_since);
+    set_next_fire(tmp.path(), &org.id, "skipped", down_since).await;
     let restarted_at = now_ms();
     let app = spawn_app_in(tmp.path(), |_| {}).await;
     let yearly = rx
@@ -397,7 +412,7 @@ async fn a_hub_stopped_at_the_wrong_moment_fires_each_time_once() {
 
     // 4. The hub died after committing the event and before moving the schedule on: the next
     //    start tries the same fire time again, and it is stored once.
-    set_next_fire(tmp.path(), &org.id, "yearly", fire_time);
+    set_next_fire(tmp.path(), &org.id, "yearly", fire_time).await;
     let app = spawn_app_in(tmp.path(), |_| {}).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
