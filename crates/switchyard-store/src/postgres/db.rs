@@ -70,6 +70,18 @@ impl Db<'_> {
     }
 }
 
+/// A read-only transaction whose every read sees the database as of its first one.
+pub(super) async fn snapshot(
+    c: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>> {
+    c.build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_err)
+}
+
 /// A transaction's end: commit, as a store error.
 pub(super) async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<()> {
     tx.commit().await.map_err(pg_err)

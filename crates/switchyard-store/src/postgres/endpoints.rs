@@ -237,13 +237,7 @@ impl EndpointCatalog for PgStore {
     async fn routing(&self, org: &OrgId) -> Result<RoutingSnapshot> {
         let mut c = self.conn().await?;
         // One snapshot: the version and the subscriptions are read as of the same moment.
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_err)?;
+        let tx = snapshot(&mut c).await?;
         let db = Db::T(&tx);
         let version: i64 = get(
             &db.row("SELECT routing_version FROM orgs WHERE id = $1", &[org])

@@ -84,13 +84,7 @@ impl EventLog for PgStore {
 
     async fn trace(&self, org: &OrgId, event_id: &EventId) -> Result<Trace> {
         let mut c = self.conn().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_err)?;
+        let tx = snapshot(&mut c).await?;
         let db = Db::T(&tx);
         let event = event_from_row(
             &db.row(
