@@ -70,6 +70,44 @@ impl Db<'_> {
     }
 }
 
+/// A query whose conditions are added one by one, each with its parameter (a listing's
+/// filters).
+pub(super) struct Filtered {
+    sql: String,
+    args: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Filtered {
+    /// `select` ends in a condition on `$1`, which is `first`.
+    pub(super) fn new(select: String, first: impl ToSql + Sync + Send + 'static) -> Filtered {
+        Filtered {
+            sql: select,
+            args: vec![Box::new(first)],
+        }
+    }
+
+    /// Adds ` AND {cond} $n` with `v` as `$n`.
+    pub(super) fn and(&mut self, cond: &str, v: impl ToSql + Sync + Send + 'static) {
+        self.args.push(Box::new(v));
+        self.sql
+            .push_str(&format!(" AND {cond} ${}", self.args.len()));
+    }
+
+    /// Appends text with no parameter.
+    pub(super) fn push(&mut self, text: &str) {
+        self.sql.push_str(text);
+    }
+
+    pub(super) async fn rows(&self, db: Db<'_>) -> Result<Vec<Row>> {
+        let refs: Vec<&(dyn ToSql + Sync)> = self
+            .args
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        db.rows(&self.sql, &refs).await
+    }
+}
+
 /// A read-only transaction whose every read sees the database as of its first one.
 pub(super) async fn snapshot(
     c: &mut deadpool_postgres::Object,

@@ -4,7 +4,6 @@
 use super::queue::NewDeliveries;
 use super::*;
 use switchyard_core::glob::is_glob;
-use tokio_postgres::types::ToSql;
 
 #[async_trait]
 impl EventLog for PgStore {
@@ -25,57 +24,50 @@ impl EventLog for PgStore {
     }
 
     async fn list_events(&self, org: &OrgId, q: &EventQuery) -> Result<Vec<Event>> {
-        let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org.clone())];
-        let mut add = |cond: &str, v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            sql.push_str(&format!(" AND {cond} ${}", args.len()));
-        };
+        let mut f = Filtered::new(
+            format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1"),
+            org.clone(),
+        );
         if let Some(t) = &q.event_type {
             if is_glob(t) {
-                add("type LIKE", Box::new(glob_to_like(t)));
+                f.and("type LIKE", glob_to_like(t));
             } else {
-                add("type =", Box::new(t.clone()));
+                f.and("type =", t.clone());
             }
         }
         if let Some(t) = &q.entity_type {
-            add("entity_type =", Box::new(t.clone()));
+            f.and("entity_type =", t.clone());
         }
         if let Some(e) = &q.entity_id {
-            add("entity_id =", Box::new(e.clone()));
+            f.and("entity_id =", e.clone());
         }
         if let Some(s) = q.since {
-            add("timestamp >=", Box::new(s));
+            f.and("timestamp >=", s);
         }
         if let Some(u) = q.until {
-            add("timestamp <", Box::new(u));
+            f.and("timestamp <", u);
         }
         if let Some(b) = q.before_seq {
-            add("seq <", Box::new(b));
+            f.and("seq <", b);
         }
         if let Some(a) = q.after_seq {
-            add("seq >", Box::new(a));
+            f.and("seq >", a);
         }
         if let Some(st) = q.delivery_status {
-            add(
+            f.and(
                 "EXISTS (SELECT 1 FROM deliveries d WHERE d.org_id = events.org_id \
                  AND d.event_id = events.id AND d.status =",
-                Box::new(st.as_str()),
+                st.as_str(),
             );
-            sql.push(')');
+            f.push(")");
         }
         let order = if q.after_seq.is_some() { "ASC" } else { "DESC" };
-        sql.push_str(&format!(
+        f.push(&format!(
             " ORDER BY seq {order} LIMIT {}",
             q.limit.clamp(1, 1000)
         ));
-        let refs: Vec<&(dyn ToSql + Sync)> = args
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
         let c = self.conn().await?;
-        Db::C(&c)
-            .rows(&sql, &refs)
+        f.rows(Db::C(&c))
             .await?
             .iter()
             .map(event_from_row)

@@ -10,9 +10,10 @@
 //! ordering key is serialized on a transaction-scoped advisory lock, and claims take rows
 //! `FOR UPDATE SKIP LOCKED` so that nodes claiming at once never take the same delivery.
 //!
-//! Files by concern: `db` (the connection handle and row decoding), then one file per role like
-//! the SQLite backend's: `catalog`, `endpoints`, `executors`, `schedules`, `events`, `queue`,
-//! and `kv` (key-value storage and the run log).
+//! Files by concern: `db` (the connection handle, listings' filters and row decoding), then one
+//! file per role like the SQLite backend's: `catalog`, `endpoints`, `executors`, `schedules`,
+//! `events`, `queue` (claims, retry, replay and new deliveries), `record` (recording attempts
+//! and what they change) and `kv` (key-value storage and the run log).
 
 mod catalog;
 mod db;
@@ -21,6 +22,7 @@ mod events;
 mod executors;
 mod kv;
 mod queue;
+mod record;
 mod schedules;
 
 use crate::common::*;

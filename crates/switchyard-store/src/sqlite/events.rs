@@ -190,10 +190,11 @@ impl EventLog for SqliteStore {
                 delivery_from_row,
             )?;
             let mut out = Vec::with_capacity(deliveries.len());
+            let sql = format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ?1 ORDER BY at, id");
             for d in deliveries {
                 let attempts = list(
                     c,
-                    &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ?1 ORDER BY at, id"),
+                    &sql,
                     &[&d.id],
                     attempt_from_row,
                 )?;
