@@ -224,7 +224,11 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
                 .into(),
         ),
         Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Database(e.to_string()),
+        // The cause (refused, timed out, name not resolved) is the error's source.
+        None => match std::error::Error::source(&e) {
+            Some(cause) => StoreError::Database(format!("{e}: {cause}")),
+            None => StoreError::Database(e.to_string()),
+        },
     }
 }
 
