@@ -114,7 +114,8 @@ impl AppState {
         limits: Limits,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> AppState {
-        AppState(Arc::new(StateInner {
+        let changes = hub.changes();
+        let state = AppState(Arc::new(StateInner {
             store: hub.store().clone(),
             hub,
             admin_key_hash: admin_key.map(hash_api_key),
@@ -123,7 +124,9 @@ impl AppState {
             keys: RwLock::new(HashMap::new()),
             orgs: RwLock::new(HashSet::new()),
             schemas: Mutex::new(HashMap::new()),
-        }))
+        }));
+        tokio::spawn(follow_changes(Arc::downgrade(&state.0), changes));
+        state
     }
 
     async fn authenticate(&self, key: &str) -> ApiResult<Principal> {
@@ -136,15 +139,9 @@ impl AppState {
             });
         }
         let cached = self.keys.read().ok().and_then(|k| k.get(&hash).cloned());
-        if let Some(c) = cached {
-            if c.touched.elapsed() >= TOUCH_EVERY {
-                if let Ok(mut k) = self.keys.write()
-                    && let Some(entry) = k.get_mut(&hash)
-                {
-                    entry.touched = Instant::now();
-                }
-                self.touch(&c.principal.key_id);
-            }
+        // A key is read from the store again once a minute (and its use recorded then): a
+        // revocation that this node did not hear of takes effect within that minute.
+        if let Some(c) = cached.filter(|c| c.touched.elapsed() < TOUCH_EVERY) {
             return Ok(c.principal);
         }
         match self.store.find_api_key(&hash).await? {
@@ -161,7 +158,12 @@ impl AppState {
                 self.touch(&p.key_id);
                 Ok(p)
             }
-            None => Err(ApiError::unauthorized()),
+            None => {
+                if let Ok(mut k) = self.keys.write() {
+                    k.remove(&hash);
+                }
+                Err(ApiError::unauthorized())
+            }
         }
     }
 
@@ -175,8 +177,13 @@ impl AppState {
         });
     }
 
-    /// Drops a revoked key from the cache, so its next request is refused.
+    /// Drops a revoked key from the cache of every node, so its next request is refused.
     pub fn forget_key(&self, key_id: &str) {
+        self.drop_key(key_id);
+        self.hub.key_revoked(key_id);
+    }
+
+    fn drop_key(&self, key_id: &str) {
         if let Ok(mut k) = self.keys.write() {
             k.retain(|_, c| c.principal.key_id != key_id);
         }
@@ -243,9 +250,52 @@ impl AppState {
         Ok(schema)
     }
 
+    /// An event type's schema changed: every node compiles it again.
     fn schema_changed(&self, org: &OrgId, event_type: &str) {
+        self.drop_schema(org.as_str(), event_type);
+        self.hub.event_type_changed(org, event_type);
+    }
+
+    fn drop_schema(&self, org: &str, event_type: &str) {
         if let Ok(mut m) = self.schemas.lock() {
-            m.remove(&(org.as_str().to_owned(), event_type.to_string()));
+            m.remove(&(org.to_owned(), event_type.to_string()));
+        }
+    }
+}
+
+/// Applies to the API's caches what any node changed (revoked keys, event types' schemas),
+/// for as long as the state lives.
+async fn follow_changes(
+    state: std::sync::Weak<StateInner>,
+    mut changes: tokio::sync::broadcast::Receiver<switchyard_store::Notice>,
+) {
+    use switchyard_store::Notice;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let notice = match changes.recv().await {
+            Ok(n) => n,
+            // Fell behind: some changes were missed, so all of them may have happened.
+            Err(RecvError::Lagged(_)) => Notice::Lost,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(s) = state.upgrade().map(AppState) else {
+            return;
+        };
+        match notice {
+            Notice::Key { key_id } => s.drop_key(&key_id),
+            Notice::EventType { org, name } => s.drop_schema(&org, &name),
+            Notice::Lost => {
+                if let Ok(mut k) = s.keys.write() {
+                    k.clear();
+                }
+                if let Ok(mut o) = s.orgs.write() {
+                    o.clear();
+                }
+                if let Ok(mut m) = s.schemas.lock() {
+                    m.clear();
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -325,6 +375,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .merge(api)
         .merge(console::routes())
+        .fallback(ops::not_found)
+        .route_layer(axum::middleware::from_fn(ops::track))
+        .with_state(state)
+}
+
+/// What a node of the `worker` role serves: health, readiness and metrics, nothing of the API.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .route_layer(axum::middleware::from_fn(ops::track))
         .with_state(state)

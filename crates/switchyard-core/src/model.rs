@@ -457,6 +457,9 @@ pub struct Attempt {
     /// The request's headers as sent, in order, with credentials and signatures redacted
     /// (attempts that sent no HTTP request have none).
     pub request_headers: Option<Vec<(String, String)>>,
+    /// The node that made the attempt, as the store recorded it (`None` before it is recorded,
+    /// and for attempts recorded before nodes were).
+    pub node: Option<String>,
 }
 
 /// What happened to an attempt, and so what the delivery becomes.

@@ -33,6 +33,14 @@ pub struct EngineConfig {
     pub claim_batch: u32,
     /// How long a claim lasts before another node may take it over.
     pub lease_ms: i64,
+    /// How long this node holds an endpoint's lease (only the holder sends to an endpoint, so
+    /// `max_rps` and ordering hold across nodes); renewed every third of it, and taken over by
+    /// another node when it runs out (a node that died).
+    pub endpoint_lease_ms: i64,
+    /// Whether this node delivers (`false`: a node of the `api` role, which only publishes,
+    /// claims nothing and leaves every delivery due for the nodes that deliver; synchronous
+    /// targets are still attempted by the publish).
+    pub deliver: bool,
     /// Deliveries an endpoint may hold in memory; beyond this they stay in the store and the
     /// endpoint pulls them when it has room. Event hooks waiting for a slot count as one
     /// endpoint.
@@ -68,6 +76,8 @@ impl EngineConfig {
             poll_interval: Duration::from_millis(200),
             claim_batch: 500,
             lease_ms: DEFAULT_LEASE_MS,
+            endpoint_lease_ms: 30_000,
+            deliver: true,
             max_queued_per_endpoint: 2_000,
             max_queued_total: 10_000,
             max_requests_in_flight: 256,
@@ -126,6 +136,12 @@ pub(crate) struct Inner {
     pub(crate) hooks_waiting: AtomicUsize,
     /// Run: per-endpoint queues, made on first use and removed by their idle worker.
     pub(crate) slots: Mutex<HashMap<EndpointId, Slot>>,
+    /// Run: the endpoints whose lease this node holds, with until when (by the engine's clock).
+    /// Renewed by the lease task; given up at shutdown.
+    pub(crate) leases: Mutex<HashMap<EndpointId, i64>>,
+    /// Run: endpoints another node was found to hold, until when this node does not ask again
+    /// (its poller still finds them if that node dies).
+    pub(crate) elsewhere: Mutex<HashMap<EndpointId, i64>>,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: feeds the recorder. Shutdown: the last message is a flush.
@@ -193,6 +209,8 @@ impl Engine {
             queued_total: Arc::new(AtomicUsize::new(0)),
             hooks_waiting: AtomicUsize::new(0),
             configs: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
+            elsewhere: Mutex::new(HashMap::new()),
             recorder: tx,
             events,
             wake: Notify::new(),
@@ -204,7 +222,10 @@ impl Engine {
         });
         let engine = Engine { inner };
         tokio::spawn(engine.clone().recorder(rx));
-        tokio::spawn(engine.clone().poller());
+        if engine.inner.config.deliver {
+            tokio::spawn(engine.clone().poller());
+            tokio::spawn(engine.clone().leaser());
+        }
         engine
     }
 
@@ -233,7 +254,8 @@ impl Engine {
             .outstanding
             .fetch_add(deliveries.len(), Ordering::SeqCst);
         for d in deliveries {
-            if inner.cancel.is_cancelled() {
+            if inner.cancel.is_cancelled() || !inner.config.deliver {
+                // Handed back: due in the store for a node that delivers (told at commit).
                 let _ = inner.recorder.send(Msg::Release(d.delivery_id));
                 continue;
             }
@@ -306,6 +328,20 @@ impl Engine {
             .iter()
             .map(|r| match &r.target {
                 _ if r.sync => true,
+                // Left due in the store: the nodes that deliver hear of it at commit.
+                _ if !inner.config.deliver => false,
+                Target::Endpoint(id) if !self.holds_lease(id) => {
+                    // Another node may hold the endpoint: left due, its holder hears of it at
+                    // commit; if nobody does, this node's worker takes the lease and pulls.
+                    let endpoint = EndpointRef {
+                        org_id: org.clone(),
+                        endpoint_id: id.clone(),
+                    };
+                    if !reserved.overflow.contains(&endpoint) {
+                        reserved.overflow.push(endpoint);
+                    }
+                    false
+                }
                 Target::Executor(_) => {
                     let taken = self.take_hook_room();
                     reserved.hooks += usize::from(taken);
@@ -412,6 +448,9 @@ impl Engine {
     /// worker is started where there is none.
     pub(crate) fn backlog(&self, endpoints: impl IntoIterator<Item = EndpointRef>) {
         let inner = &self.inner;
+        if !inner.config.deliver {
+            return;
+        }
         let Ok(mut slots) = inner.slots.lock() else {
             return;
         };
@@ -456,6 +495,13 @@ impl Engine {
         }
     }
 
+    /// Forgets every cached endpoint configuration.
+    pub fn forget_endpoints(&self) {
+        if let Ok(mut c) = self.inner.configs.lock() {
+            c.clear();
+        }
+    }
+
     /// Makes the poller look for due deliveries now.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
@@ -467,7 +513,10 @@ impl Engine {
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let now = inner.clock.now_ms();
-        let endpoints = inner.store.due_endpoints(now, 10_000).await?;
+        let endpoints = inner
+            .store
+            .due_endpoints(&inner.config.node, now, 10_000)
+            .await?;
         let found = endpoints.len();
         self.backlog(endpoints);
         let free = inner
@@ -510,6 +559,15 @@ impl Engine {
         let (tx, rx) = oneshot::channel();
         if inner.recorder.send(Msg::Flush(tx)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+        // Every delivery is recorded or handed back: other nodes may take the endpoints now.
+        if inner.config.deliver {
+            if let Err(e) = inner.store.drop_leases(&inner.config.node, None).await {
+                tracing::warn!(error = %e, "giving up endpoint leases failed; they pass on when they run out");
+            }
+            if let Ok(mut l) = inner.leases.lock() {
+                l.clear();
+            }
         }
     }
 

@@ -278,7 +278,19 @@ async fn shutdown_hands_queued_work_back() {
     }
     rig.engine.shutdown(Duration::from_millis(200)).await;
     // The one in flight stays claimed (it resumes after a restart); the four queued are due
-    // again at once (by the store's clock), claimed by nobody.
+    // again at once (by the store's clock), claimed by nobody; the endpoint's lease was given up,
+    // so another node takes it at once.
+    let held = rig
+        .store
+        .take_leases(
+            "other-node",
+            std::slice::from_ref(&rig.endpoint),
+            now_ms(),
+            60_000,
+        )
+        .await
+        .expect("lease");
+    assert_eq!(held.len(), 1, "the stopped node gave up its lease");
     let due = rig
         .store
         .claim_endpoint(

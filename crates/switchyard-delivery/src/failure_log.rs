@@ -96,6 +96,7 @@ mod tests {
                 waited: None,
                 retry_reason: None,
                 request_headers: None,
+                node: None,
             },
             outcome,
             disable_endpoint: None,

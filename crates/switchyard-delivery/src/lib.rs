@@ -34,6 +34,7 @@ mod engine_tests;
 mod failure_log;
 mod hooks;
 pub mod http;
+mod leases;
 mod outcome;
 pub mod profile;
 mod recorder;

@@ -61,7 +61,7 @@ impl Engine {
                 }
                 match inner
                     .store
-                    .record_attempts(results, &inner.config.disable_policy)
+                    .record_attempts(&inner.config.node, results, &inner.config.disable_policy)
                     .await
                 {
                     Ok(recorded) => {

@@ -177,6 +177,29 @@ impl Engine {
         }
     }
 
+    /// Ends the worker because another node holds the endpoint's lease: hands back what it
+    /// holds and leaves the endpoint to that node.
+    fn leave_to_holder(
+        &self,
+        endpoint: &EndpointRef,
+        rx: &mut mpsc::UnboundedReceiver<Queued>,
+        pulled: &mut VecDeque<Queued>,
+        shared: &Arc<Shared>,
+    ) {
+        // Out of the map first: whatever is dispatched from now on starts a new worker.
+        if let Ok(mut slots) = self.inner.slots.lock()
+            && slots
+                .get(&endpoint.endpoint_id)
+                .is_some_and(|s| Arc::ptr_eq(&s.shared, shared))
+        {
+            slots.remove(&endpoint.endpoint_id);
+        }
+        self.hand_back(rx, pulled, shared);
+        if shared.backlog.swap(false, Ordering::SeqCst) {
+            self.done(1);
+        }
+    }
+
     /// Claims due deliveries of the endpoint into `pulled`, at most `limit` and never past
     /// `max_queued_total`; returns `false` if there was no room to claim any.
     async fn pull(
@@ -218,7 +241,12 @@ impl Engine {
             )
             .await;
         let n = claimed.as_ref().map_or(0, Vec::len);
-        inner.queued_total.fetch_sub(took - n, Ordering::SeqCst);
+        // The store never answers more than asked; were it to, the total still adds up.
+        if n <= took {
+            inner.queued_total.fetch_sub(took - n, Ordering::SeqCst);
+        } else {
+            inner.queued_total.fetch_add(n - took, Ordering::SeqCst);
+        }
         match claimed {
             Ok(due) => {
                 inner.outstanding.fetch_add(n, Ordering::SeqCst);
@@ -262,6 +290,10 @@ impl Engine {
             let job = match pulled.pop_front().or_else(|| rx.try_recv().ok()) {
                 Some(job) => job,
                 None if shared.backlog.load(Ordering::SeqCst) => {
+                    if !self.ensure_lease(&endpoint.endpoint_id).await {
+                        self.leave_to_holder(&endpoint, &mut rx, &mut pulled, &shared);
+                        return;
+                    }
                     let limit = match self
                         .endpoint_config(&endpoint.org_id, &endpoint.endpoint_id)
                         .await
@@ -324,6 +356,12 @@ impl Engine {
                 // Held too long: its claim may lapse mid-request. Another claim takes it.
                 self.done(1);
                 continue;
+            }
+            if !self.ensure_lease(&endpoint.endpoint_id).await {
+                // The endpoint passed to another node: nothing more is sent from here.
+                let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+                self.leave_to_holder(&endpoint, &mut rx, &mut pulled, &shared);
+                return;
             }
             let ep = match self
                 .endpoint_config(&endpoint.org_id, &endpoint.endpoint_id)

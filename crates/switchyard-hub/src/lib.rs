@@ -8,6 +8,7 @@
 //! those reports into `switchyard.*` events through the same publish, and the scheduler
 //! (`schedules.rs`) publishes each schedule's events the same way.
 
+mod notices;
 mod publish;
 mod retention;
 mod schedules;
@@ -36,6 +37,32 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// What a node does, so that publishing and delivering scale apart on one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Both (the default; the only choice on SQLite's single node makes sense).
+    #[default]
+    All,
+    /// Serves the API and publishes (attempting synchronous targets itself), but delivers
+    /// nothing: every delivery is left due for the worker nodes, which hear of it at commit.
+    /// Runs no retention and no scheduler.
+    Api,
+    /// Delivers, runs retention and the scheduler; serves only health, readiness and metrics.
+    Worker,
+}
+
+impl Role {
+    /// Whether a node of this role delivers (and runs retention and the scheduler).
+    pub fn delivers(self) -> bool {
+        self != Role::Api
+    }
+
+    /// Whether a node of this role serves the API.
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+}
+
 /// Everything the hub is composed from, besides its store.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
@@ -51,6 +78,8 @@ pub struct HubSettings {
     pub retention: RetentionSettings,
     /// How cron lines are read.
     pub schedules: ScheduleSettings,
+    /// What this node does; `engine.deliver` follows it.
+    pub role: Role,
 }
 
 /// Errors of the hub's own making; the store's pass through.
@@ -103,6 +132,8 @@ struct Inner {
     /// Run: the organization of each commit on this node, for live tails
     /// ([`Hub::published_orgs`]). Sending costs nothing when nobody listens.
     published: broadcast::Sender<Arc<str>>,
+    /// Run: changes heard from any node that concern the API's caches ([`Hub::changes`]).
+    changes: broadcast::Sender<switchyard_store::Notice>,
 }
 
 impl Hub {
@@ -126,9 +157,11 @@ impl Hub {
             settings.max_run_tmp_mb,
         );
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut engine_config = settings.engine.clone();
+        engine_config.deliver = settings.role.delivers();
         let engine = Engine::start(
             store.clone(),
-            settings.engine.clone(),
+            engine_config,
             clients,
             Some(Arc::new(runner.clone())),
             events_tx,
@@ -147,13 +180,20 @@ impl Hub {
                 schedules: settings.schedules,
                 schedule_wake: Notify::new(),
                 published: broadcast::channel(256).0,
+                changes: broadcast::channel(1024).0,
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));
-        let retention = tokio::spawn(hub.clone().retention_loop());
-        let scheduler = tokio::spawn(hub.clone().schedule_loop());
         if let Ok(mut t) = hub.inner.tasks.lock() {
-            t.extend([listener, retention, scheduler]);
+            t.push(listener);
+            if settings.role.delivers() {
+                t.push(tokio::spawn(hub.clone().retention_loop()));
+                t.push(tokio::spawn(hub.clone().schedule_loop()));
+            }
+            // Other nodes on the same database (PostgreSQL): what they change and leave due.
+            if let Some(rx) = hub.inner.store.listen() {
+                t.push(tokio::spawn(hub.clone().notice_loop(rx)));
+            }
         }
         Ok(hub)
     }
@@ -193,13 +233,26 @@ impl Hub {
     /// the round trip).
     pub fn endpoint_changed(&self, org: &OrgId, endpoint: &str) {
         self.inner.engine.endpoint_changed(endpoint);
-        self.routing_changed(org);
+        self.forget_routes(org);
         // Re-enabled, or no longer ordered: deliveries it kept may be due now.
         self.inner.engine.wake();
+        self.announce(switchyard_store::Notice::Endpoint {
+            org: org.to_string(),
+            endpoint: endpoint.to_string(),
+        });
     }
 
-    /// A subscription of `org` was created or deleted.
+    /// A subscription or executor of `org` was created or deleted: its routes are dropped on
+    /// every node.
     pub fn routing_changed(&self, org: &OrgId) {
+        self.forget_routes(org);
+        self.announce(switchyard_store::Notice::Routing {
+            org: org.to_string(),
+        });
+    }
+
+    /// Drops this node's route table of `org`.
+    pub(crate) fn forget_routes(&self, org: &OrgId) {
         if let Ok(mut r) = self.inner.routes.lock() {
             r.remove(org);
         }

@@ -70,7 +70,7 @@ impl Hub {
                 PublishOutcome::StaleRouting(stale) => {
                     metrics::counter!("switchyard_routing_reloads_total").increment(1);
                     engine.unreserve(std::mem::take(&mut reserved));
-                    self.routing_changed(org);
+                    self.forget_routes(org);
                     routes = match self.routes(org).await {
                         Ok(r) => r,
                         Err(e) => return Err(e),

@@ -38,6 +38,7 @@ impl Hub {
     /// A schedule was created, changed or deleted: the scheduler looks again now.
     pub fn schedules_changed(&self) {
         self.inner.schedule_wake.notify_one();
+        self.announce(switchyard_store::Notice::Schedules);
     }
 
     pub(crate) async fn schedule_loop(self) {

@@ -135,6 +135,15 @@ pub(crate) struct HookCache {
     executors: Cache<(String, String), Arc<Executor>>,
 }
 
+impl HookCache {
+    /// Forgets everything cached (notices from other nodes may have been missed).
+    pub(crate) fn clear(&self) {
+        self.hooks.invalidate_all();
+        self.executors.invalidate_all();
+        self.answers.invalidate_all();
+    }
+}
+
 impl Default for HookCache {
     fn default() -> Self {
         HookCache {
@@ -264,21 +273,50 @@ impl Hub {
     }
 
     /// Hook `name` of `org` was defined again or deleted: its cached definition and answers
-    /// are forgotten.
+    /// are forgotten, on every node.
     pub async fn hook_changed(&self, org: &OrgId, name: &str) {
-        let key = (org.as_str().to_owned(), name.to_string());
-        self.inner.hook_cache.hooks.invalidate(&key).await;
-        self.empty_hook_cache(org, name);
+        self.forget_hook(org, name).await;
+        self.announce_hook(org, name);
     }
 
-    /// Executor `name` of `org` has a new version or was deleted: hooks read it again.
+    /// Executor `name` of `org` has a new version or was deleted: hooks read it again, on
+    /// every node.
     pub async fn executor_changed(&self, org: &OrgId, name: &str) {
+        self.forget_executor(org, name).await;
+        self.announce(switchyard_store::Notice::Executor {
+            org: org.to_string(),
+            name: name.to_string(),
+        });
+    }
+
+    /// Forgets every cached answer of hook `name` of `org`, on every node.
+    pub fn empty_hook_cache(&self, org: &OrgId, name: &str) {
+        self.empty_answers(org, name);
+        self.announce_hook(org, name);
+    }
+
+    fn announce_hook(&self, org: &OrgId, name: &str) {
+        self.announce(switchyard_store::Notice::Hook {
+            org: org.to_string(),
+            name: name.to_string(),
+        });
+    }
+
+    /// This node's half of [`Hub::hook_changed`].
+    pub(crate) async fn forget_hook(&self, org: &OrgId, name: &str) {
+        let key = (org.as_str().to_owned(), name.to_string());
+        self.inner.hook_cache.hooks.invalidate(&key).await;
+        self.empty_answers(org, name);
+    }
+
+    /// This node's half of [`Hub::executor_changed`].
+    pub(crate) async fn forget_executor(&self, org: &OrgId, name: &str) {
         let key = (org.as_str().to_owned(), name.to_string());
         self.inner.hook_cache.executors.invalidate(&key).await;
     }
 
-    /// Forgets every cached answer of hook `name` of `org`.
-    pub fn empty_hook_cache(&self, org: &OrgId, name: &str) {
+    /// Forgets, on this node, every cached answer of hook `name` of `org`.
+    fn empty_answers(&self, org: &OrgId, name: &str) {
         if let Ok(mut g) = self.inner.hook_cache.generations.lock() {
             *g.entry((org.as_str().to_owned(), name.to_string()))
                 .or_insert(0) += 1;

@@ -33,7 +33,7 @@ impl Hub {
                 org_id,
                 endpoint_id,
             } => {
-                self.routing_changed(&org_id);
+                self.forget_routes(&org_id);
                 let ep = self.store().get_endpoint(&org_id, &endpoint_id).await.ok();
                 let event = NewEvent {
                     id: switchyard_core::ids::EventId::generate(),

@@ -21,7 +21,7 @@ pub(crate) const SUB_COLS: &str =
 pub(crate) const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subscription_id, status, attempts, \
      next_attempt_at, created_at, updated_at, executor, ordering_key, claimed_by";
 
-pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason, request_headers";
+pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason, request_headers, node";
 
 pub(crate) const EXECUTOR_COLS: &str =
     "org_id, name, version, description, spec, parameters, retries, created_at";

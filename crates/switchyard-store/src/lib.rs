@@ -143,6 +143,39 @@ pub struct Trace {
 /// crashed never finishes its claims; a restarted node releases its own at once).
 pub const DEFAULT_LEASE_MS: i64 = 5 * 60 * 1000;
 
+/// What a node tells the other nodes sharing its database (PostgreSQL's `NOTIFY`): work due
+/// now that it left for the endpoint's lease holder, or a change that makes their caches stale.
+/// A notice is a wake-up, never the only path: the pollers still find due work, and cached
+/// entries still expire.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// Deliveries of these endpoints of `org` (and, with `hooks`, event hooks) are due now.
+    Due {
+        org: String,
+        endpoints: Vec<String>,
+        #[serde(default)]
+        hooks: bool,
+    },
+    /// An endpoint's settings changed (or it was deleted).
+    Endpoint { org: String, endpoint: String },
+    /// Where `org`'s events go changed (subscriptions, executors).
+    Routing { org: String },
+    /// An event type (its schema) changed.
+    EventType { org: String, name: String },
+    /// A synchronous hook's definition changed.
+    Hook { org: String, name: String },
+    /// An executor changed.
+    Executor { org: String, name: String },
+    /// An API key was revoked.
+    Key { key_id: String },
+    /// A schedule was created, changed or deleted.
+    Schedules,
+    /// Notices may have been missed (the listening connection was lost and is back): every
+    /// cache is to be dropped.
+    Lost,
+}
+
 /// A backend that holds every role. Every method is scoped by organization where the data
 /// belongs to one; nothing returns another organization's rows.
 #[async_trait]
@@ -156,6 +189,13 @@ pub trait Store:
     async fn probe_write(&self) -> Result<()>;
     /// Gives space freed by deletions back to the file system, a bounded amount at a time.
     async fn reclaim_space(&self) -> Result<()>;
+    /// Tells the other nodes sharing this database of `notice` (PostgreSQL: `NOTIFY`; SQLite:
+    /// nothing, one node owns the file).
+    async fn notify(&self, notice: &Notice) -> Result<()>;
+    /// The notices sent by any node sharing this database from now on, this one's included
+    /// (`None` where no other node can share it). Listening reconnects by itself and sends
+    /// [`Notice::Lost`] when it did; it ends when the receiver is dropped.
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>>;
 }
 
 /// The catalog: what tenants configure. Small, read far more than written, kept in one
@@ -379,10 +419,26 @@ pub trait DeliveryQueue: Send + Sync {
     async fn list_deliveries(&self, org: &OrgId, q: &DeliveryQuery) -> Result<Vec<Delivery>>;
     async fn get_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery>;
     /// Enabled endpoints with a delivery due at `now` (at most `limit`), each with its
-    /// organization. Deliveries stay where they are; each endpoint claims its own.
-    async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>>;
+    /// organization, leaving out those whose lease another node holds past `now`. Deliveries
+    /// stay where they are; each endpoint claims its own.
+    async fn due_endpoints(&self, node: &str, now: i64, limit: u32) -> Result<Vec<EndpointRef>>;
+    /// Takes for `node`, until `now + lease_ms`, the lease of each of `endpoints` that is free,
+    /// expired or already `node`'s (renewing it), and answers those `node` holds now. Taking
+    /// over another node's expired lease makes that node's claims on the endpoint's deliveries
+    /// due at once: it did not renew, so it is presumed gone.
+    async fn take_leases(
+        &self,
+        node: &str,
+        endpoints: &[EndpointId],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<EndpointId>>;
+    /// Gives up `node`'s leases: those of `endpoints`, or all of them.
+    async fn drop_leases(&self, node: &str, endpoints: Option<&[EndpointId]>) -> Result<u64>;
     /// Claims for `node`, for `lease_ms`, up to `limit` deliveries of one endpoint due at `now`,
-    /// oldest first. Of an ordered endpoint only the head of a key is ever due.
+    /// oldest first, and only while `node` holds the endpoint's lease past `now` (the fence:
+    /// a node whose lease was taken over claims nothing). Of an ordered endpoint only the head
+    /// of a key is ever due.
     async fn claim_endpoint(
         &self,
         node: &str,
@@ -406,8 +462,10 @@ pub trait DeliveryQueue: Send + Sync {
     /// the endpoints' health; disables endpoints the attempts or `policy` say to. Settling the
     /// head of an ordered key makes the key's next delivery due; the first success after
     /// failures makes the endpoint's waiting retries due at once.
+    /// `node` is the node that made the attempts (the trace shows it).
     async fn record_attempts(
         &self,
+        node: &str,
         results: Vec<AttemptResult>,
         policy: &DisablePolicy,
     ) -> Result<Recorded>;

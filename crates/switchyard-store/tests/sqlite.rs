@@ -188,7 +188,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     }
     store.close();
     drop(store);
-    // Go back to before migration 5 (undoing what migrations 6 to 11 added), with the
+    // Go back to before migration 5 (undoing what migrations 6 to 12 added), with the
     // deliveries in place, and open again: the table rebuild runs on real rows.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
@@ -198,6 +198,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
          ALTER TABLE attempts DROP COLUMN endpoint_id; ALTER TABLE attempts DROP COLUMN waited;
          ALTER TABLE attempts DROP COLUMN retry_reason; ALTER TABLE attempts DROP COLUMN request_headers;
+         ALTER TABLE attempts DROP COLUMN node; DROP TABLE endpoint_leases;
          ALTER TABLE orgs DROP COLUMN retention_s; ALTER TABLE orgs DROP COLUMN payload_retention_s;
          ALTER TABLE events DROP COLUMN payload_dropped_at;
          DROP TABLE sync_hooks; ALTER TABLE runs DROP COLUMN hook;
@@ -286,5 +287,5 @@ async fn a_database_migrated_by_user_version_keeps_its_data() {
             r.get(0)
         })
         .expect("history");
-    assert_eq!(applied, 11);
+    assert_eq!(applied, 12);
 }

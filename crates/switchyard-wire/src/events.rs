@@ -215,6 +215,8 @@ pub struct AttemptOut {
     /// signatures are `[redacted]`.
     #[schema(value_type = Option<Object>)]
     pub request_headers: Option<serde_json::Map<String, Value>>,
+    /// The id of the node that made the attempt (several nodes can share one database).
+    pub node: Option<String>,
 }
 
 impl From<&Attempt> for AttemptOut {
@@ -233,6 +235,7 @@ impl From<&Attempt> for AttemptOut {
                     .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect()
             }),
+            node: a.node.clone(),
         }
     }
 }

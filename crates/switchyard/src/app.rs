@@ -205,6 +205,7 @@ impl Application {
                 max_run_tmp_mb: settings.max_run_tmp_mb,
                 retention: settings.retention.clone(),
                 schedules: settings.schedules,
+                role: settings.role,
             },
         )
         .await?;
@@ -217,7 +218,12 @@ impl Application {
             },
             Some(switchyard_api::metrics_handle()),
         );
-        let router = switchyard_api::router(state).layer(
+        let router = if settings.role.serves_api() {
+            switchyard_api::router(state)
+        } else {
+            switchyard_api::ops_router(state)
+        };
+        let router = router.layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(
                     tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG),

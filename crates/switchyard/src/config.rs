@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// Largest private temporary directory of one executor run, in MiB [default: 256]
     #[arg(long, env = "SWITCHYARD_MAX_RUN_TMP_MB")]
     pub max_run_tmp_mb: Option<u32>,
+    /// What this node does: `all` (serve the API and deliver), `api` (serve the API and
+    /// publish; deliver nothing) or `worker` (deliver, run retention and schedules; serve only
+    /// health and metrics) [default: all]
+    #[arg(long, env = "SWITCHYARD_ROLE")]
+    pub role: Option<String>,
     /// Settings file [default: ./switchyard.toml if it exists]
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -64,6 +69,7 @@ struct FileSettings {
     max_event_bytes: Option<usize>,
     shutdown_grace_s: Option<u64>,
     max_run_tmp_mb: Option<u32>,
+    role: Option<String>,
     admin_key: Option<String>,
     delivery: Option<DeliveryTunables>,
     retention: Option<RetentionFile>,
@@ -177,6 +183,9 @@ pub struct DeliveryTunables {
     pub claim_batch: Option<u32>,
     /// How long a claim lasts before another node may take it over (10 s – 1 day).
     pub lease_s: Option<u64>,
+    /// How long a node holds an endpoint's lease; a node that dies has its endpoints taken
+    /// over this long after its last renewal (1000–600000 ms).
+    pub endpoint_lease_ms: Option<u64>,
     /// Deliveries one endpoint may hold in memory (1–1000000).
     pub max_queued_per_endpoint: Option<usize>,
     /// Deliveries all endpoints together may hold in memory (1–10000000).
@@ -213,6 +222,7 @@ impl DeliveryTunables {
         within("poll_interval_ms", self.poll_interval_ms, 10, 60_000)?;
         within("claim_batch", self.claim_batch, 1, 10_000)?;
         within("lease_s", self.lease_s, 10, 86_400)?;
+        within("endpoint_lease_ms", self.endpoint_lease_ms, 1_000, 600_000)?;
         within(
             "max_queued_per_endpoint",
             self.max_queued_per_endpoint,
@@ -281,6 +291,8 @@ pub struct Settings {
     pub retention: switchyard_hub::RetentionSettings,
     /// How cron lines are read.
     pub schedules: switchyard_hub::ScheduleSettings,
+    /// What this node does.
+    pub role: switchyard_hub::Role,
 }
 
 /// Default of [`Settings::max_run_tmp_mb`].
@@ -313,6 +325,10 @@ impl Settings {
         if let Some(v) = t.lease_s {
             c.lease_ms = v as i64 * 1000;
         }
+        if let Some(v) = t.endpoint_lease_ms {
+            c.endpoint_lease_ms = v as i64;
+        }
+        c.deliver = self.role.delivers();
         if let Some(v) = t.max_queued_per_endpoint {
             c.max_queued_per_endpoint = v;
         }
@@ -419,7 +435,24 @@ impl Settings {
                 switchyard_core::executor::MAX_TMP_MB
             );
         }
+        let role = match args.role.or(file.role).as_deref() {
+            None | Some("all") => switchyard_hub::Role::All,
+            Some("api") => switchyard_hub::Role::Api,
+            Some("worker") => switchyard_hub::Role::Worker,
+            Some(other) => bail!("role must be `all`, `api` or `worker`, not `{other}`"),
+        };
+        if role != switchyard_hub::Role::All && matches!(database, Database::Sqlite(_)) {
+            bail!(
+                "role `{}` needs a database that several nodes share (--database-url postgres://…); on SQLite one node does everything",
+                if role == switchyard_hub::Role::Api {
+                    "api"
+                } else {
+                    "worker"
+                }
+            );
+        }
         Ok(Settings {
+            role,
             max_run_tmp_mb,
             delivery,
             retention,

@@ -370,6 +370,7 @@ pub(super) fn attempt_from_row(r: &Row) -> Result<Attempt> {
         waited: get(r, 7)?,
         retry_reason: get(r, 8)?,
         request_headers: json_opt(r, 9, "attempt request headers")?,
+        node: get(r, 10)?,
     })
 }
 

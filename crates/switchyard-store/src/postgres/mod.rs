@@ -21,6 +21,7 @@ mod endpoints;
 mod events;
 mod executors;
 mod kv;
+mod notify;
 mod queue;
 mod record;
 mod schedules;
@@ -67,6 +68,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: deadpool_postgres::Pool,
+    /// How to connect: the listening connection is one of its own, outside the pool.
+    config: tokio_postgres::Config,
     key: MasterKey,
     /// Set while writes fail because the server's disk is full; cleared by the next write.
     full: AtomicBool,
@@ -90,7 +93,7 @@ impl PgStore {
         }
         config.application_name("switchyard");
         let manager = deadpool_postgres::Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
@@ -103,6 +106,7 @@ impl PgStore {
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
+                config,
                 key,
                 full: AtomicBool::new(false),
                 events: Mutex::new(HashMap::new()),
@@ -307,5 +311,16 @@ impl Store for PgStore {
         // Autovacuum makes the space of deleted rows reusable; giving it back to the file
         // system (VACUUM FULL) would lock the tables, which a hub never does on its own.
         Ok(())
+    }
+
+    async fn notify(&self, notice: &Notice) -> Result<()> {
+        let c = self.conn().await?;
+        notify::send(Db::C(&c), notice).await
+    }
+
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(notify::listen(self.inner.config.clone(), tx));
+        Some(rx)
     }
 }

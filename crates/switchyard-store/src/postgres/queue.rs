@@ -49,7 +49,7 @@ impl DeliveryQueue for PgStore {
         delivery_from_row(&r)
     }
 
-    async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
+    async fn due_endpoints(&self, node: &str, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
         let c = self.conn().await?;
         // A skip-scan over the endpoints that have pending deliveries (one index seek each),
         // keeping the enabled ones with a delivery due.
@@ -66,8 +66,10 @@ impl DeliveryQueue for PgStore {
                  SELECT e.org_id, e.id FROM ep JOIN endpoints e ON e.id = ep.id
                  WHERE e.enabled AND EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'pending'
                    AND d.endpoint_id = ep.id AND d.next_attempt_at <= $1)
+                   AND NOT EXISTS (SELECT 1 FROM endpoint_leases l WHERE l.endpoint_id = ep.id
+                   AND l.node <> $3 AND l.lease_until > $1)
                  LIMIT $2",
-                &[&now, &i64::from(limit)],
+                &[&now, &i64::from(limit), &node],
             )
             .await?
             .iter()
@@ -91,13 +93,19 @@ impl DeliveryQueue for PgStore {
         let lease_until = now + lease_ms;
         self.claim(
             lease_until,
-            "UPDATE deliveries SET claimed_by = $1, next_attempt_at = $2
-             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id = $5
-                          AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4
-                          FOR UPDATE SKIP LOCKED)
-               AND org_id = $6
-             RETURNING id, org_id, endpoint_id, attempts, event_seq, executor,
-               CASE WHEN ordering_key IS NOT NULL AND attempts = 0 THEN updated_at - created_at END",
+            // The rows are picked once (a materialized CTE): a subquery under `IN` may be run
+            // again by the plan, and with SKIP LOCKED each run can pick other rows.
+            "WITH picked AS MATERIALIZED (
+               SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id = $5
+                 AND next_attempt_at <= $3
+                 AND EXISTS (SELECT 1 FROM endpoint_leases WHERE endpoint_id = $5 AND node = $1
+                             AND lease_until > $3)
+               ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE deliveries d SET claimed_by = $1, next_attempt_at = $2
+             FROM picked WHERE d.id = picked.id AND d.org_id = $6
+             RETURNING d.id, d.org_id, d.endpoint_id, d.attempts, d.event_seq, d.executor,
+               CASE WHEN d.ordering_key IS NOT NULL AND d.attempts = 0
+                 THEN d.updated_at - d.created_at END",
             &[
                 &node,
                 &lease_until,
@@ -110,6 +118,46 @@ impl DeliveryQueue for PgStore {
         .await
     }
 
+    async fn take_leases(
+        &self,
+        node: &str,
+        endpoints: &[EndpointId],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<EndpointId>> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<&str> = endpoints.iter().map(EndpointId::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let held = retrying(|| self.take_leases_once(node, &ids, now, lease_ms)).await;
+        Ok(self
+            .note(held)?
+            .into_iter()
+            .map(EndpointId::stored)
+            .collect())
+    }
+
+    async fn drop_leases(&self, node: &str, endpoints: Option<&[EndpointId]>) -> Result<u64> {
+        let c = self.conn().await?;
+        let db = Db::C(&c);
+        match endpoints {
+            None => {
+                db.exec("DELETE FROM endpoint_leases WHERE node = $1", &[&node])
+                    .await
+            }
+            Some(eps) => {
+                let ids: Vec<&str> = eps.iter().map(EndpointId::as_str).collect();
+                db.exec(
+                    "DELETE FROM endpoint_leases WHERE node = $1 AND endpoint_id = ANY($2)",
+                    &[&node, &ids],
+                )
+                .await
+            }
+        }
+    }
+
     async fn claim_hooks(
         &self,
         node: &str,
@@ -120,42 +168,72 @@ impl DeliveryQueue for PgStore {
         let lease_until = now + lease_ms;
         self.claim(
             lease_until,
-            "UPDATE deliveries SET claimed_by = $1, next_attempt_at = $2
-             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
-                          AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4
-                          FOR UPDATE SKIP LOCKED)
-             RETURNING id, org_id, endpoint_id, attempts, event_seq, executor, NULL::bigint",
+            "WITH picked AS MATERIALIZED (
+               SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
+                 AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE deliveries d SET claimed_by = $1, next_attempt_at = $2
+             FROM picked WHERE d.id = picked.id
+             RETURNING d.id, d.org_id, d.endpoint_id, d.attempts, d.event_seq, d.executor,
+               NULL::bigint",
             &[&node, &lease_until, &now, &i64::from(limit)],
         )
         .await
     }
 
     async fn release(&self, node: &str, ids: Option<&[DeliveryId]>) -> Result<u64> {
-        let c = self.conn().await?;
-        let db = Db::C(&c);
-        match ids {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        let rows = match ids {
             None => {
-                db.exec(
+                db.rows(
                     "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $2
-                     WHERE claimed_by = $1 AND status = 'pending'",
+                     WHERE claimed_by = $1 AND status = 'pending'
+                     RETURNING org_id, endpoint_id",
                     &[&node, &now_ms()],
                 )
-                .await
+                .await?
             }
             Some(ids) => {
                 let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
-                db.exec(
+                db.rows(
                     "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $3
-                     WHERE id = ANY($2) AND claimed_by = $1 AND status = 'pending'",
+                     WHERE id = ANY($2) AND claimed_by = $1 AND status = 'pending'
+                     RETURNING org_id, endpoint_id",
                     &[&node, &ids, &now_ms()],
                 )
-                .await
+                .await?
+            }
+        };
+        // Whoever holds the endpoints' leases (perhaps another node) hears of them at commit.
+        let mut due: HashMap<String, (Vec<String>, bool)> = HashMap::new();
+        for r in &rows {
+            let (endpoints, hooks) = due.entry(get(r, 0)?).or_default();
+            match get::<Option<String>>(r, 1)? {
+                Some(ep) if !endpoints.contains(&ep) => endpoints.push(ep),
+                Some(_) => {}
+                None => *hooks = true,
             }
         }
+        for (org, (endpoints, hooks)) in due {
+            super::notify::send(
+                db,
+                &Notice::Due {
+                    org,
+                    endpoints,
+                    hooks,
+                },
+            )
+            .await?;
+        }
+        commit(tx).await?;
+        Ok(rows.len() as u64)
     }
 
     async fn record_attempts(
         &self,
+        node: &str,
         results: Vec<AttemptResult>,
         policy: &DisablePolicy,
     ) -> Result<Recorded> {
@@ -173,7 +251,7 @@ impl DeliveryQueue for PgStore {
             }
         }
         for round in rounds {
-            let r = retrying(|| self.record_round(&round, policy)).await;
+            let r = retrying(|| self.record_round(node, &round, policy)).await;
             let r = self.note(r)?;
             out.disabled.extend(r.disabled);
             for ep in r.due_now {
@@ -511,6 +589,32 @@ impl NewDeliveries {
             ],
         )
         .await?;
+        // Deliveries left due now are for their endpoint's lease holder, which may be another
+        // node: it hears of them when this transaction commits.
+        let mut endpoints: Vec<String> = Vec::new();
+        let mut hooks = false;
+        for (i, next) in self.nexts.iter().enumerate() {
+            if *next != Some(now) || self.claimed_by[i].is_some() {
+                continue;
+            }
+            match &self.endpoints[i] {
+                Some(ep) if !endpoints.contains(ep) => endpoints.push(ep.clone()),
+                Some(_) => {}
+                None => hooks = true,
+            }
+        }
+        if !endpoints.is_empty() || hooks {
+            let org = org.to_string();
+            super::notify::send(
+                db,
+                &Notice::Due {
+                    org,
+                    endpoints,
+                    hooks,
+                },
+            )
+            .await?;
+        }
         Ok(())
     }
 }
@@ -524,4 +628,63 @@ async fn key_open(db: Db<'_>, ep: &str, key: &str) -> Result<bool> {
         )
         .await?
         .is_some())
+}
+
+impl PgStore {
+    /// One transaction of [`DeliveryQueue::take_leases`] over sorted, distinct `ids`.
+    async fn take_leases_once(
+        &self,
+        node: &str,
+        ids: &[&str],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        // Other nodes' expired leases, locked; one that another node is taking over right now
+        // is skipped (that node gets it).
+        let (mut gone_ep, mut gone_node) = (Vec::new(), Vec::new());
+        for r in db
+            .rows(
+                "SELECT endpoint_id, node FROM endpoint_leases
+                 WHERE endpoint_id = ANY($1) AND node <> $2 AND lease_until <= $3
+                 ORDER BY endpoint_id FOR UPDATE SKIP LOCKED",
+                &[&ids, &node, &now],
+            )
+            .await?
+        {
+            gone_ep.push(get::<String>(&r, 0)?);
+            gone_node.push(get::<String>(&r, 1)?);
+        }
+        let held = db
+            .rows(
+                "INSERT INTO endpoint_leases (endpoint_id, node, lease_until, epoch)
+                 SELECT id, $2, $4, 1 FROM unnest($1::text[]) AS u(id) ORDER BY id
+                 ON CONFLICT (endpoint_id) DO UPDATE SET lease_until = EXCLUDED.lease_until,
+                   epoch = endpoint_leases.epoch
+                     + CASE WHEN endpoint_leases.node = EXCLUDED.node THEN 0 ELSE 1 END,
+                   node = EXCLUDED.node
+                 WHERE endpoint_leases.node = EXCLUDED.node OR endpoint_leases.lease_until <= $3
+                 RETURNING endpoint_id",
+                &[&ids, &node, &now, &(now + lease_ms)],
+            )
+            .await?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<Vec<String>>>()?;
+        if !gone_ep.is_empty() {
+            // The previous holder's claims on what it lost are due again at once.
+            db.exec(
+                "UPDATE deliveries d SET claimed_by = NULL, next_attempt_at = $3
+                 FROM unnest($1::text[], $2::text[]) AS g(endpoint_id, node)
+                 WHERE d.status = 'pending' AND d.endpoint_id = g.endpoint_id
+                   AND d.claimed_by = g.node",
+                &[&gone_ep, &gone_node, &now],
+            )
+            .await?;
+        }
+        commit(tx).await?;
+        Ok(held)
+    }
 }

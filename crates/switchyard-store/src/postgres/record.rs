@@ -10,6 +10,7 @@ impl PgStore {
     /// Records attempts of distinct deliveries in one transaction.
     pub(super) async fn record_round(
         &self,
+        node: &str,
         results: &[AttemptResult],
         policy: &DisablePolicy,
     ) -> Result<Recorded> {
@@ -51,7 +52,7 @@ impl PgStore {
             .iter()
             .filter(|r| slots.contains_key(r.delivery_id.as_str()))
             .collect();
-        insert_attempts(db, &kept).await?;
+        insert_attempts(db, node, &kept).await?;
 
         // Heads of ordering keys that settled, their keys locked in one order.
         let mut settled: Vec<(&AttemptResult, &EndpointId, &str)> = kept
@@ -163,7 +164,7 @@ impl PgStore {
 }
 
 /// The attempts of a batch, in one statement.
-async fn insert_attempts(db: Db<'_>, results: &[&AttemptResult]) -> Result<()> {
+async fn insert_attempts(db: Db<'_>, node: &str, results: &[&AttemptResult]) -> Result<()> {
     if results.is_empty() {
         return Ok(());
     }
@@ -207,8 +208,8 @@ async fn insert_attempts(db: Db<'_>, results: &[&AttemptResult]) -> Result<()> {
     }
     db.exec(
         "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error,
-           response_body, endpoint_id, waited, retry_reason, request_headers)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+           response_body, endpoint_id, waited, retry_reason, request_headers, node)
+         SELECT *, $13::text FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
            $6::float8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])",
         &[
             &ids,
@@ -223,6 +224,7 @@ async fn insert_attempts(db: Db<'_>, results: &[&AttemptResult]) -> Result<()> {
             &waited,
             &reasons,
             &headers,
+            &node,
         ],
     )
     .await?;

@@ -291,4 +291,13 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn notify(&self, _notice: &Notice) -> Result<()> {
+        // One node owns a SQLite file: there is nobody else to tell.
+        Ok(())
+    }
+
+    fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>> {
+        None
+    }
 }

@@ -50,7 +50,8 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
-    async fn due_endpoints(&self, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
+    async fn due_endpoints(&self, node: &str, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
+        let node = node.to_owned();
         self.read(move |c, _| {
             // A skip-scan over the endpoints that have pending deliveries (one index seek each),
             // keeping the enabled ones with a delivery due.
@@ -65,8 +66,10 @@ impl DeliveryQueue for SqliteStore {
                  SELECT e.org_id, e.id FROM ep JOIN endpoints e ON e.id = ep.id
                  WHERE e.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'pending'
                    AND d.endpoint_id = ep.id AND d.next_attempt_at <= ?1)
+                   AND NOT EXISTS (SELECT 1 FROM endpoint_leases l WHERE l.endpoint_id = ep.id
+                   AND l.node <> ?3 AND l.lease_until > ?1)
                  LIMIT ?2",
-                &[&now, &limit],
+                &[&now, &limit, &node],
                 |r| {
                     Ok(EndpointRef {
                         org_id: r.get(0)?,
@@ -95,10 +98,85 @@ impl DeliveryQueue for SqliteStore {
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id = ?5
                               AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4)
                    AND org_id = ?6
+                   AND EXISTS (SELECT 1 FROM endpoint_leases WHERE endpoint_id = ?5 AND node = ?1
+                               AND lease_until > ?3)
                  RETURNING id, org_id, endpoint_id, attempts, event_seq, executor,
                    CASE WHEN ordering_key IS NOT NULL AND attempts = 0 THEN updated_at - created_at END",
                 params![node, now + lease_ms, now, limit, ep.endpoint_id.as_str(), ep.org_id],
             )
+        })
+        .await
+    }
+
+    async fn take_leases(
+        &self,
+        node: &str,
+        endpoints: &[EndpointId],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<EndpointId>> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (node, endpoints) = (node.to_owned(), endpoints.to_vec());
+        self.write(move |ctx| {
+            let mut held = Vec::with_capacity(endpoints.len());
+            for ep in endpoints {
+                let before: Option<(String, i64)> = ctx
+                    .conn
+                    .prepare_cached(
+                        "SELECT node, lease_until FROM endpoint_leases WHERE endpoint_id = ?1",
+                    )?
+                    .query_row([ep.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                match &before {
+                    Some((holder, until)) if *holder != node && *until > now => continue,
+                    _ => {}
+                }
+                ctx.conn
+                    .prepare_cached(
+                        "INSERT INTO endpoint_leases (endpoint_id, node, lease_until, epoch)
+                         VALUES (?1, ?2, ?3, 1)
+                         ON CONFLICT (endpoint_id) DO UPDATE SET lease_until = excluded.lease_until,
+                           epoch = epoch + (node <> excluded.node), node = excluded.node",
+                    )?
+                    .execute(params![ep.as_str(), node, now + lease_ms])?;
+                if let Some((holder, _)) = before.filter(|(h, _)| *h != node) {
+                    ctx.conn
+                        .prepare_cached(
+                            "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?3
+                             WHERE status = 'pending' AND endpoint_id = ?1 AND claimed_by = ?2",
+                        )?
+                        .execute(params![ep.as_str(), holder, now])?;
+                }
+                held.push(ep);
+            }
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn drop_leases(&self, node: &str, endpoints: Option<&[EndpointId]>) -> Result<u64> {
+        let node = node.to_owned();
+        let endpoints = endpoints.map(<[EndpointId]>::to_vec);
+        self.write(move |ctx| {
+            let n = match endpoints {
+                None => ctx
+                    .conn
+                    .prepare_cached("DELETE FROM endpoint_leases WHERE node = ?1")?
+                    .execute([&node])?,
+                Some(eps) => {
+                    let mut stmt = ctx.conn.prepare_cached(
+                        "DELETE FROM endpoint_leases WHERE node = ?1 AND endpoint_id = ?2",
+                    )?;
+                    let mut n = 0;
+                    for ep in eps {
+                        n += stmt.execute(params![node, ep.as_str()])?;
+                    }
+                    n
+                }
+            };
+            Ok(n as u64)
         })
         .await
     }
@@ -156,6 +234,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn record_attempts(
         &self,
+        node: &str,
         mut results: Vec<AttemptResult>,
         policy: &DisablePolicy,
     ) -> Result<Recorded> {
@@ -166,7 +245,7 @@ impl DeliveryQueue for SqliteStore {
         while !results.is_empty() {
             let rest = results.split_off(results.len().min(RECORD_CHUNK));
             let chunk = std::mem::replace(&mut results, rest);
-            pending.push(self.submit(record_chunk(chunk, *policy))?);
+            pending.push(self.submit(record_chunk(node.to_owned(), chunk, *policy))?);
         }
         let mut out = Recorded::default();
         for rx in pending {
@@ -327,6 +406,7 @@ const RECORD_CHUNK: usize = 256;
 
 /// One write job of [`DeliveryQueue::record_attempts`].
 fn record_chunk(
+    node: String,
     results: Vec<AttemptResult>,
     policy: DisablePolicy,
 ) -> impl FnOnce(&mut WriterCtx) -> Result<Recorded> + Send + 'static {
@@ -359,11 +439,11 @@ fn record_chunk(
             ctx.conn
                 .prepare_cached(
                     "INSERT INTO attempts (id, delivery_id, org_id, at, status_code, duration_ms, error, response_body,
-                       endpoint_id, waited, retry_reason, request_headers)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                       endpoint_id, waited, retry_reason, request_headers, node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )?
                 .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
-                    a.response_body, res.endpoint_id.as_deref(), a.waited, a.retry_reason, headers])?;
+                    a.response_body, res.endpoint_id.as_deref(), a.waited, a.retry_reason, headers, node])?;
             let Some(endpoint_id) = &res.endpoint_id else {
                 continue;
             };

@@ -207,6 +207,7 @@ pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
         waited: r.get(7)?,
         retry_reason: r.get(8)?,
         request_headers: json_col_opt(r, 9, "attempt request headers")?,
+        node: r.get(10)?,
     })
 }
 

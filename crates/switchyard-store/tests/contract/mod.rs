@@ -37,7 +37,8 @@ macro_rules! contract_tests {
             retention_deletes_finished_events_and_keeps_pending_ones,
             payload_retention_drops_only_what_is_delivered,
             an_ordered_key_hands_out_only_its_head,
-            health_counts_failures_and_a_recovery_makes_retries_due);
+            health_counts_failures_and_a_recovery_makes_retries_due,
+            endpoint_leases_fence_claims_and_pass_on_when_they_expire);
     };
     (@each $open:path; $($check:ident),* $(,)?) => {
         $(
@@ -618,8 +619,7 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         org_id: oid("c-s"),
         endpoint_id: ep.id.clone(),
     };
-    let due = store
-        .claim_endpoint("node-b", &endpoint, now_ms() + 1, 10, 60_000)
+    let due = claim_as(store, "node-b", &endpoint, now_ms() + 1, 10, 60_000)
         .await
         .expect("claim");
     assert_eq!(due.len(), 1);
@@ -769,37 +769,37 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     let d = out[0].new_deliveries[0].clone();
     let now = now_ms();
     assert!(
-        store
-            .claim_endpoint(
-                "node-b",
-                &EndpointRef {
-                    org_id: oid("c-d"),
-                    endpoint_id: ep.id.clone()
-                },
-                now + 1000,
-                100,
-                60_000
-            )
-            .await
-            .expect("claim")
-            .iter()
-            .all(|x| x.delivery_id != d.delivery_id),
-        "a fresh delivery is claimed by its publishing node"
-    );
-    assert_eq!(store.release("node-d", None).await.expect("release"), 1);
-    let claimed = store
-        .claim_endpoint(
+        claim_as(
+            store,
             "node-b",
             &EndpointRef {
                 org_id: oid("c-d"),
-                endpoint_id: ep.id.clone(),
+                endpoint_id: ep.id.clone()
             },
-            now_ms() + 10,
+            now + 1000,
             100,
-            60_000,
+            60_000
         )
         .await
-        .expect("claim");
+        .expect("claim")
+        .iter()
+        .all(|x| x.delivery_id != d.delivery_id),
+        "a fresh delivery is claimed by its publishing node"
+    );
+    assert_eq!(store.release("node-d", None).await.expect("release"), 1);
+    let claimed = claim_as(
+        store,
+        "node-b",
+        &EndpointRef {
+            org_id: oid("c-d"),
+            endpoint_id: ep.id.clone(),
+        },
+        now_ms() + 10,
+        100,
+        60_000,
+    )
+    .await
+    .expect("claim");
     let mine: Vec<_> = claimed
         .iter()
         .filter(|x| x.delivery_id == d.delivery_id)
@@ -807,20 +807,20 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].event.id, "d1");
     assert!(
-        store
-            .claim_endpoint(
-                "node-c",
-                &EndpointRef {
-                    org_id: oid("c-d"),
-                    endpoint_id: ep.id.clone()
-                },
-                now_ms() + 10,
-                100,
-                60_000
-            )
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim_as(
+            store,
+            "node-c",
+            &EndpointRef {
+                org_id: oid("c-d"),
+                endpoint_id: ep.id.clone()
+            },
+            now_ms() + 10,
+            100,
+            60_000
+        )
+        .await
+        .expect("claim")
+        .is_empty(),
         "leased"
     );
 
@@ -838,6 +838,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             response_body: Some("body".into()),
             waited: None,
             retry_reason: None,
+            node: None,
             request_headers: Some(vec![
                 ("webhook-id".into(), "d1".into()),
                 ("X-Crm".into(), format!("answered {code}")),
@@ -848,6 +849,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     };
     let disabled = store
         .record_attempts(
+            "node-a",
             vec![attempt(
                 500,
                 Outcome::Retry {
@@ -861,20 +863,20 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         .expect("record");
     assert!(disabled.disabled.is_empty());
     assert!(
-        store
-            .claim_endpoint(
-                "node-b",
-                &EndpointRef {
-                    org_id: oid("c-d"),
-                    endpoint_id: ep.id.clone()
-                },
-                now_ms() + 10,
-                100,
-                60_000
-            )
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim_as(
+            store,
+            "node-b",
+            &EndpointRef {
+                org_id: oid("c-d"),
+                endpoint_id: ep.id.clone()
+            },
+            now_ms() + 10,
+            100,
+            60_000
+        )
+        .await
+        .expect("claim")
+        .is_empty(),
         "not yet due"
     );
     // A result that names another organization changes nothing of this one.
@@ -882,7 +884,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     foreign.org_id = oid("c-other");
     assert!(
         store
-            .record_attempts(vec![foreign], &DisablePolicy::default())
+            .record_attempts("node-a", vec![foreign], &DisablePolicy::default())
             .await
             .expect("record")
             .disabled
@@ -897,6 +899,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     );
     let disabled = store
         .record_attempts(
+            "node-a",
             vec![attempt(410, Outcome::Failed, Some("410 Gone"))],
             &DisablePolicy::default(),
         )
@@ -925,6 +928,8 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
         vec![Some(500), Some(410)]
     );
+    // Each attempt names the node that made it.
+    assert!(attempts.iter().all(|a| a.node.as_deref() == Some("node-a")));
     assert_eq!(
         attempts[1].request_headers.as_deref(),
         Some(
@@ -1114,12 +1119,13 @@ pub async fn replay_and_retry(store: &dyn Store) {
             waited: None,
             retry_reason: None,
             request_headers: None,
+            node: None,
         },
         outcome: Outcome::Failed,
         disable_endpoint: None,
     };
     store
-        .record_attempts(vec![failed], &DisablePolicy::default())
+        .record_attempts("node-a", vec![failed], &DisablePolicy::default())
         .await
         .expect("record");
     let failed_list = store
@@ -1542,6 +1548,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
                 waited: None,
                 retry_reason: None,
                 request_headers: None,
+                node: None,
             },
             outcome: Outcome::Delivered,
             disable_endpoint: None,
@@ -1549,6 +1556,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     };
     store
         .record_attempts(
+            "node-a",
             vec![finish(&out[0]), finish(&out[2])],
             &DisablePolicy::default(),
         )
@@ -1704,6 +1712,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
     let due = |i: usize| out[i].new_deliveries[0].clone();
     store
         .record_attempts(
+            "node-a",
             vec![
                 result_for(&due(0), 200, Outcome::Delivered),
                 result_for(&due(2), 500, Outcome::Failed),
@@ -1801,6 +1810,187 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
     );
 }
 
+/// Claims as `node` after taking the endpoint's lease for it (if no other node holds it; if
+/// one does, the claim is fenced off and finds nothing).
+async fn claim_as(
+    store: &dyn Store,
+    node: &str,
+    endpoint: &EndpointRef,
+    now: i64,
+    limit: u32,
+    lease_ms: i64,
+) -> Result<Vec<DueDelivery>> {
+    store
+        .take_leases(
+            node,
+            std::slice::from_ref(&endpoint.endpoint_id),
+            now_ms(),
+            60_000,
+        )
+        .await?;
+    store
+        .claim_endpoint(node, endpoint, now, limit, lease_ms)
+        .await
+}
+
+pub async fn endpoint_leases_fence_claims_and_pass_on_when_they_expire(store: &dyn Store) {
+    store
+        .create_org(&Org::named("c-l", "Leases").expect("valid org"))
+        .await
+        .expect("org");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-l", "http://127.0.0.1:9/l"))
+        .await
+        .expect("ep");
+    let other = store
+        .create_endpoint(&sample_endpoint("c-l", "http://127.0.0.1:9/m"))
+        .await
+        .expect("ep");
+    for e in [&ep, &other] {
+        store
+            .create_subscription(&sample_subscription("c-l", &e.id, &["*"]), None)
+            .await
+            .expect("sub");
+    }
+    // Published by a node that claims nothing: both deliveries are due in the store.
+    let mut batch = route(store, "c-l", vec![sample_event("l1", "X", "1")])
+        .await
+        .expect("route");
+    for e in &mut batch.events {
+        e.claim.iter_mut().for_each(|c| *c = false);
+    }
+    assert!(matches!(
+        store
+            .publish(&oid("c-l"), batch, "api-node")
+            .await
+            .expect("publish"),
+        PublishOutcome::Committed(_)
+    ));
+    let at = EndpointRef {
+        org_id: oid("c-l"),
+        endpoint_id: ep.id.clone(),
+    };
+    let t0 = now_ms() + 10;
+    let ids = [ep.id.clone(), other.id.clone()];
+
+    // Without the lease nothing is claimed; with it, node A claims.
+    assert!(
+        store
+            .claim_endpoint("node-a", &at, t0, 10, 600_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "no lease, no claim"
+    );
+    let held = store
+        .take_leases("node-a", &ids[..1], t0, 1_000)
+        .await
+        .expect("lease");
+    assert_eq!(held, vec![ep.id.clone()]);
+    // Node B is refused what A holds, and its poller does not see it; both see the free one.
+    let held_b = store
+        .take_leases("node-b", &ids, t0 + 1, 1_000)
+        .await
+        .expect("lease");
+    assert_eq!(held_b, vec![other.id.clone()]);
+    let due_b = store
+        .due_endpoints("node-b", t0 + 1, 100)
+        .await
+        .expect("due");
+    assert_eq!(
+        due_b
+            .iter()
+            .map(|e| e.endpoint_id.clone())
+            .collect::<Vec<_>>(),
+        vec![other.id.clone()]
+    );
+    let due_a = store
+        .due_endpoints("node-a", t0 + 1, 100)
+        .await
+        .expect("due");
+    assert_eq!(
+        due_a
+            .iter()
+            .map(|e| e.endpoint_id.clone())
+            .collect::<Vec<_>>(),
+        vec![ep.id.clone()]
+    );
+    assert!(
+        store
+            .claim_endpoint("node-b", &at, t0 + 1, 10, 600_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "fenced: node B does not hold the lease"
+    );
+    let claimed = store
+        .claim_endpoint("node-a", &at, t0 + 2, 10, 600_000)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Renewing keeps it; node A then stops renewing (it died). Before its lease runs out
+    // nobody takes it; after, node B does, and A's claim is due again at once for B.
+    assert_eq!(
+        store
+            .take_leases("node-a", &ids[..1], t0 + 500, 1_000)
+            .await
+            .expect("renew"),
+        vec![ep.id.clone()]
+    );
+    assert!(
+        store
+            .take_leases("node-b", &ids[..1], t0 + 1_400, 1_000)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "renewed until t0 + 1500"
+    );
+    assert_eq!(
+        store
+            .take_leases("node-b", &ids[..1], t0 + 1_600, 1_000)
+            .await
+            .expect("take over"),
+        vec![ep.id.clone()]
+    );
+    let again = store
+        .claim_endpoint("node-b", &at, t0 + 1_600, 10, 600_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| d.delivery_id.clone())
+            .collect::<Vec<_>>(),
+        vec![claimed[0].delivery_id.clone()],
+        "the dead node's claim passes to the new holder"
+    );
+    assert!(
+        store
+            .claim_endpoint("node-a", &at, t0 + 1_600, 10, 600_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "fenced: node A lost the lease"
+    );
+    // Dropped leases are free at once.
+    assert_eq!(store.drop_leases("node-b", None).await.expect("drop"), 2);
+    assert_eq!(
+        store
+            .take_leases("node-c", &ids, t0 + 1_700, 1_000)
+            .await
+            .expect("lease")
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .drop_leases("node-c", Some(&ids[1..]))
+            .await
+            .expect("drop"),
+        1
+    );
+}
+
 fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
     AttemptResult {
         org_id: d.org_id.clone(),
@@ -1817,6 +2007,7 @@ fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
             waited: None,
             retry_reason: None,
             request_headers: None,
+            node: None,
         },
         outcome,
         disable_endpoint: None,
@@ -1869,8 +2060,7 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     assert_eq!(waiting.next_attempt_at, None);
     assert_eq!(waiting.ordering_key.as_deref(), Some("Ticket/1"));
     assert!(
-        store
-            .claim_endpoint("other", &at, now_ms() + 10, 100, 60_000)
+        claim_as(store, "n", &at, now_ms() + 10, 100, 60_000)
             .await
             .expect("claim")
             .is_empty(),
@@ -1881,32 +2071,39 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
     let head = &out[0].new_deliveries[0];
     store
         .record_attempts(
+            "node-a",
             vec![result_for(head, 500, Outcome::Retry { at: now_ms() })],
             &policy,
         )
         .await
         .expect("record");
-    let due = store
-        .claim_endpoint("n", &at, now_ms() + 10, 100, 60_000)
+    let due = claim_as(store, "n", &at, now_ms() + 10, 100, 60_000)
         .await
         .expect("claim");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].delivery_id, head.delivery_id);
     // Delivered: the next of its key becomes due.
     let recorded = store
-        .record_attempts(vec![result_for(&due[0], 200, Outcome::Delivered)], &policy)
+        .record_attempts(
+            "node-a",
+            vec![result_for(&due[0], 200, Outcome::Delivered)],
+            &policy,
+        )
         .await
         .expect("record");
     assert_eq!(recorded.due_now, vec![at.clone()]);
-    let next = store
-        .claim_endpoint("n", &at, now_ms() + 10, 100, 60_000)
+    let next = claim_as(store, "n", &at, now_ms() + 10, 100, 60_000)
         .await
         .expect("claim");
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].event.id, "o2");
     // With `block`, a head that fails for good holds its key; a publish behind it waits.
     store
-        .record_attempts(vec![result_for(&next[0], 500, Outcome::Failed)], &policy)
+        .record_attempts(
+            "node-a",
+            vec![result_for(&next[0], 500, Outcome::Failed)],
+            &policy,
+        )
         .await
         .expect("record");
     let blocked = store
@@ -1976,6 +2173,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
     let later = now_ms() + 3_600_000;
     store
         .record_attempts(
+            "node-a",
             vec![
                 result_for(a, 500, Outcome::Retry { at: later }),
                 result_for(b, 502, Outcome::Retry { at: later }),
@@ -1994,7 +2192,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
     assert_eq!((h.window.attempts, h.window.successes), (2, 0));
     assert!(
         store
-            .due_endpoints(now_ms() + 10, 100)
+            .due_endpoints("n", now_ms() + 10, 100)
             .await
             .expect("due")
             .is_empty(),
@@ -2006,12 +2204,19 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
         .expect("publish")[0]
         .new_deliveries[0];
     let recorded = store
-        .record_attempts(vec![result_for(c, 200, Outcome::Delivered)], &policy)
+        .record_attempts(
+            "node-a",
+            vec![result_for(c, 200, Outcome::Delivered)],
+            &policy,
+        )
         .await
         .expect("record");
     assert_eq!(recorded.due_now, vec![at.clone()]);
     assert_eq!(
-        store.due_endpoints(now_ms() + 10, 100).await.expect("due"),
+        store
+            .due_endpoints("n", now_ms() + 10, 100)
+            .await
+            .expect("due"),
         vec![at]
     );
     let h = store
@@ -2033,6 +2238,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
     };
     let recorded = store
         .record_attempts(
+            "node-a",
             vec![result_for(a, 500, Outcome::Retry { at: later })],
             &strict,
         )

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod cli;
+mod cluster;
 mod console;
 mod delivery;
 mod durability;

@@ -1,0 +1,175 @@
+//! Endpoint leases: a node sends to an endpoint only while it holds the endpoint's lease in
+//! the store, so one node at a time works each endpoint and `max_rps`, flow control and ordering
+//! hold across nodes. A worker takes the lease before it claims; the lease task renews every
+//! lease this node holds each third of the lease and gives up those of endpoints without a
+//! worker; a lease that is not renewed (a node that died) is taken over when it runs out.
+
+use crate::engine::Engine;
+use std::time::Duration;
+use switchyard_core::EndpointRef;
+use switchyard_core::ids::{EndpointId, OrgId};
+use switchyard_store::StoreError;
+
+impl Engine {
+    /// The part of a lease kept in hand: a lease with less than this left is renewed before
+    /// anything more is sent on it (the lease task renews each third of the lease, so a node
+    /// whose renewals succeed always holds more).
+    fn lease_margin(&self) -> i64 {
+        self.inner.config.endpoint_lease_ms / 3
+    }
+
+    /// Whether this node holds `endpoint`'s lease with more than the margin left.
+    pub(crate) fn holds_lease(&self, endpoint: &EndpointId) -> bool {
+        let now = self.inner.clock.now_ms();
+        self.inner.leases.lock().is_ok_and(|l| {
+            l.get(endpoint)
+                .is_some_and(|u| *u > now + self.lease_margin())
+        })
+    }
+
+    /// Makes sure this node holds `endpoint`'s lease, taking or renewing it in the store if
+    /// need be; `false` if another node holds it (or the store cannot say).
+    pub(crate) async fn ensure_lease(&self, endpoint: &EndpointId) -> bool {
+        if self.holds_lease(endpoint) {
+            return true;
+        }
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
+        let lease = inner.config.endpoint_lease_ms;
+        match inner
+            .store
+            .take_leases(
+                &inner.config.node,
+                std::slice::from_ref(endpoint),
+                now,
+                lease,
+            )
+            .await
+        {
+            Ok(held) if !held.is_empty() => {
+                if let Ok(mut l) = inner.leases.lock() {
+                    l.insert(endpoint.clone(), now + lease);
+                }
+                true
+            }
+            Ok(_) => {
+                if let Ok(mut l) = inner.leases.lock() {
+                    l.remove(endpoint);
+                }
+                if let Ok(mut e) = inner.elsewhere.lock() {
+                    e.insert(endpoint.clone(), now + self.lease_margin());
+                }
+                false
+            }
+            Err(e) => {
+                if !matches!(e, StoreError::Closed) {
+                    tracing::warn!(error = %e, endpoint = %endpoint, "taking an endpoint's lease failed");
+                }
+                false
+            }
+        }
+    }
+
+    /// Another node (or this one) made deliveries due now: the endpoints this node holds pull
+    /// them; those nobody is known to hold get a worker, which tries to take the lease.
+    pub fn due_elsewhere(&self, org: &OrgId, endpoints: &[EndpointId], hooks: bool) {
+        let inner = &self.inner;
+        if !inner.config.deliver || inner.cancel.is_cancelled() {
+            return;
+        }
+        let now = inner.clock.now_ms();
+        let elsewhere = inner.elsewhere.lock().ok();
+        let held_elsewhere = |id: &EndpointId| {
+            elsewhere
+                .as_ref()
+                .is_some_and(|e| e.get(id).is_some_and(|until| *until > now))
+        };
+        let wanted: Vec<EndpointRef> = endpoints
+            .iter()
+            .filter(|id| self.holds_lease(id) || !held_elsewhere(id))
+            .map(|id| EndpointRef {
+                org_id: org.clone(),
+                endpoint_id: id.clone(),
+            })
+            .collect();
+        drop(elsewhere);
+        self.backlog(wanted);
+        if hooks {
+            self.wake();
+        }
+    }
+
+    /// Renews this node's leases each third of the lease, and gives up those of endpoints that
+    /// no worker works any more.
+    pub(crate) async fn leaser(self) {
+        let inner = &self.inner;
+        let every = Duration::from_millis((inner.config.endpoint_lease_ms / 3).max(10) as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = inner.cancel.cancelled() => return,
+            }
+            // One lock at a time (elsewhere the slots are locked before the leases).
+            let Ok(ids) = inner
+                .leases
+                .lock()
+                .map(|l| l.keys().cloned().collect::<Vec<_>>())
+            else {
+                return;
+            };
+            let Ok((keep, idle)) = inner.slots.lock().map(|slots| {
+                ids.into_iter()
+                    .partition::<Vec<_>, _>(|id| slots.contains_key(id))
+            }) else {
+                return;
+            };
+            if !idle.is_empty() {
+                if let Ok(mut l) = inner.leases.lock() {
+                    for id in &idle {
+                        l.remove(id);
+                    }
+                }
+                if let Err(e) = inner
+                    .store
+                    .drop_leases(&inner.config.node, Some(&idle))
+                    .await
+                {
+                    tracing::debug!(error = %e, "giving up idle endpoint leases failed");
+                }
+            }
+            let now = inner.clock.now_ms();
+            if let Ok(mut e) = inner.elsewhere.lock() {
+                e.retain(|_, until| *until > now);
+            }
+            if keep.is_empty() {
+                continue;
+            }
+            let lease = inner.config.endpoint_lease_ms;
+            match inner
+                .store
+                .take_leases(&inner.config.node, &keep, now, lease)
+                .await
+            {
+                Ok(held) => {
+                    if let Ok(mut l) = inner.leases.lock() {
+                        for id in &keep {
+                            if !held.contains(id) {
+                                // Taken over (this node was too slow to renew): its worker
+                                // stops sending before the next attempt.
+                                tracing::warn!(endpoint = %id, "an endpoint's lease passed to another node");
+                                l.remove(id);
+                            }
+                        }
+                        for id in held {
+                            l.insert(id, now + lease);
+                        }
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing endpoint leases failed; retrying")
+                }
+            }
+        }
+    }
+}

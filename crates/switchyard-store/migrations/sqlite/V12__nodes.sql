@@ -1,0 +1,13 @@
+-- Several nodes: which node made each attempt, and which node works each endpoint.
+ALTER TABLE attempts ADD COLUMN node TEXT;
+
+-- A node sends to an endpoint only while it holds the endpoint's lease (so max_rps and
+-- ordering hold across nodes); a lease not renewed by `lease_until` may be taken over, and
+-- `epoch` counts the holders it has had.
+CREATE TABLE endpoint_leases (
+    endpoint_id TEXT PRIMARY KEY,
+    node        TEXT NOT NULL,
+    lease_until INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL
+);
+CREATE INDEX endpoint_leases_node ON endpoint_leases (node);
