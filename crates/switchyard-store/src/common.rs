@@ -52,6 +52,28 @@ fn token_ctx(id: &str) -> String {
     format!("endpoint:{id}:token")
 }
 
+/// What the database keeps sealed with its master key, so that a node opening it with another
+/// key stops at start instead of failing on every secret later.
+const KEY_CHECK_CTX: &str = "switchyard:master-key-check";
+const KEY_CHECK_PLAIN: &[u8] = b"secrets of this database are sealed with this key";
+
+/// The seal written by the first node that opens a database.
+pub(crate) fn key_check_seal(key: &MasterKey) -> Vec<u8> {
+    key.encrypt(KEY_CHECK_CTX, KEY_CHECK_PLAIN)
+}
+
+/// Whether `key` is the master key that sealed `sealed`.
+pub(crate) fn key_check_verify(key: &MasterKey, sealed: &[u8]) -> Result<()> {
+    match key.decrypt(KEY_CHECK_CTX, sealed) {
+        Ok(plain) if plain == KEY_CHECK_PLAIN => Ok(()),
+        _ => Err(StoreError::Database(
+            "this database's secrets are sealed with another master key: every node on one \
+             database needs the same SWITCHYARD_MASTER_KEY (or the same <data-dir>/master.key)"
+                .into(),
+        )),
+    }
+}
+
 /// The context an organization's secret `name` is sealed with.
 pub(crate) fn secret_ctx(org: &str, name: &str) -> String {
     format!("secret:{org}:{name}")

@@ -247,8 +247,9 @@ async fn nodes_hear_each_others_notices_at_commit_and_never_of_a_rollback() {
     use switchyard_store::Notice;
     use switchyard_store::prelude::*;
     let db = FreshDb::create().await;
+    let (key, _) = MasterKey::generate();
     let node = || async {
-        PgStore::connect(&db.conn(), MasterKey::generate().0, &PgOptions::default())
+        PgStore::connect(&db.conn(), key.clone(), &PgOptions::default())
             .await
             .expect("open the PostgreSQL store")
     };
@@ -333,4 +334,26 @@ async fn next_notice(
         .await
         .expect("a notice within 5 s")
         .expect("listening")
+}
+
+#[tokio::test]
+async fn a_node_with_another_master_key_is_refused_at_start() {
+    let db = FreshDb::create().await;
+    let (key, _) = MasterKey::generate();
+    let first = PgStore::connect(&db.conn(), key.clone(), &PgOptions::default())
+        .await
+        .expect("first node");
+    let (other, _) = MasterKey::generate();
+    let err = PgStore::connect(&db.conn(), other, &PgOptions::default())
+        .await
+        .err()
+        .expect("a node with another key is refused")
+        .to_string();
+    assert!(err.contains("same SWITCHYARD_MASTER_KEY"), "{err}");
+    let second = PgStore::connect(&db.conn(), key, &PgOptions::default())
+        .await
+        .expect("a node with the same key");
+    first.close();
+    second.close();
+    db.drop_db().await;
 }

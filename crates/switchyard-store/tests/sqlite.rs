@@ -73,12 +73,11 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
         ed,
         "an Ed25519 key survives the round trip"
     );
+    again.close();
+    drop(again);
+    // A wrong master key reads nothing: it does not even open the database.
     let (wrong, _) = MasterKey::generate();
-    let other = SqliteStore::open(&path, wrong).expect("reopen with wrong key");
-    assert!(
-        other.get_endpoint(&oid("o"), &ep.id).await.is_err(),
-        "a wrong master key reads nothing"
-    );
+    assert!(SqliteStore::open(&path, wrong).is_err());
 }
 
 /// Organization `o` with one endpoint subscribed to `types`.
@@ -198,7 +197,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
          ALTER TABLE attempts DROP COLUMN endpoint_id; ALTER TABLE attempts DROP COLUMN waited;
          ALTER TABLE attempts DROP COLUMN retry_reason; ALTER TABLE attempts DROP COLUMN request_headers;
-         ALTER TABLE attempts DROP COLUMN node; DROP TABLE endpoint_leases;
+         ALTER TABLE attempts DROP COLUMN node; DROP TABLE endpoint_leases; DROP TABLE key_check;
          ALTER TABLE orgs DROP COLUMN retention_s; ALTER TABLE orgs DROP COLUMN payload_retention_s;
          ALTER TABLE events DROP COLUMN payload_dropped_at;
          DROP TABLE sync_hooks; ALTER TABLE runs DROP COLUMN hook;
@@ -288,4 +287,22 @@ async fn a_database_migrated_by_user_version_keeps_its_data() {
         })
         .expect("history");
     assert_eq!(applied, 12);
+}
+
+#[tokio::test]
+async fn a_database_opened_with_another_master_key_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("k.db");
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&path, key.clone()).expect("open");
+    store.close();
+    drop(store);
+    let (other, _) = MasterKey::generate();
+    let err = SqliteStore::open(&path, other)
+        .err()
+        .expect("another key is refused")
+        .to_string();
+    assert!(err.contains("same SWITCHYARD_MASTER_KEY"), "{err}");
+    // The right key still opens it.
+    SqliteStore::open(&path, key).expect("reopen").close();
 }

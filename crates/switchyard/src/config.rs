@@ -517,6 +517,32 @@ mod tests {
     }
 
     #[test]
+    fn roles_other_than_all_need_a_shared_database() {
+        let resolve = |role: &str, url: Option<&str>| {
+            Settings::layered(
+                ServeArgs {
+                    role: Some(role.into()),
+                    database_url: url.map(str::to_string),
+                    ..Default::default()
+                },
+                FileSettings::default(),
+                |_| None,
+            )
+        };
+        let pg = Some("postgres://u@localhost:5432/db");
+        let api = resolve("api", pg).expect("api on PostgreSQL");
+        assert_eq!(api.role, switchyard_hub::Role::Api);
+        assert!(!api.engine("n".into()).deliver, "an api node delivers nothing");
+        let worker = resolve("worker", pg).expect("worker on PostgreSQL");
+        assert!(worker.engine("n".into()).deliver);
+        assert!(!worker.role.serves_api());
+        let err = resolve("worker", None).expect_err("worker on SQLite").to_string();
+        assert!(err.contains("several nodes share"), "{err}");
+        let err = resolve("leader", pg).expect_err("unknown role").to_string();
+        assert!(err.contains("`all`, `api` or `worker`"), "{err}");
+    }
+
+    #[test]
     fn the_example_settings_file_is_valid_and_matches_the_defaults() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../switchyard.toml.example");
         let s = Settings::resolve(ServeArgs {
@@ -529,6 +555,9 @@ mod tests {
         assert_eq!(from_example.poll_interval, defaults.poll_interval);
         assert_eq!(from_example.claim_batch, defaults.claim_batch);
         assert_eq!(from_example.lease_ms, defaults.lease_ms);
+        assert_eq!(from_example.endpoint_lease_ms, defaults.endpoint_lease_ms);
+        assert_eq!(from_example.deliver, defaults.deliver);
+        assert_eq!(s.role, switchyard_hub::Role::All);
         assert_eq!(
             from_example.max_queued_per_endpoint,
             defaults.max_queued_per_endpoint

@@ -11,3 +11,7 @@ CREATE TABLE endpoint_leases (
     epoch       INTEGER NOT NULL
 );
 CREATE INDEX endpoint_leases_node ON endpoint_leases (node);
+
+-- The master key check: sealed by the first node that opened the database; a node with
+-- another master key refuses to start.
+CREATE TABLE key_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL);

@@ -115,6 +115,18 @@ impl PgStore {
         let mut c = store.conn().await?;
         let client: &mut tokio_postgres::Client = &mut c;
         migrate(client).await?;
+        let db = Db::C(&c);
+        db.exec(
+            "INSERT INTO key_check (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+            &[&key_check_seal(&store.inner.key)],
+        )
+        .await?;
+        let sealed: Vec<u8> = get(
+            &db.row("SELECT sealed FROM key_check WHERE id = 1", &[])
+                .await?,
+            0,
+        )?;
+        key_check_verify(&store.inner.key, &sealed)?;
         Ok(store)
     }
 

@@ -155,6 +155,15 @@ impl SqliteStore {
                 .map_err(db_err)?;
         }
         migrate(&mut conn)?;
+        conn.execute(
+            "INSERT INTO key_check (id, sealed) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+            [key_check_seal(&key)],
+        )
+        .map_err(db_err)?;
+        let sealed: Vec<u8> = conn
+            .query_row("SELECT sealed FROM key_check WHERE id = 1", [], |r| r.get(0))
+            .map_err(db_err)?;
+        key_check_verify(&key, &sealed)?;
         // Checkpoints run on their own thread so that copying the WAL into the database never
         // stalls a commit (and the publishes waiting on it).
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
