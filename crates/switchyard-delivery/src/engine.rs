@@ -142,6 +142,11 @@ pub(crate) struct Inner {
     /// Run: endpoints another node was found to hold, until when this node does not ask again
     /// (its poller still finds them if that node dies).
     pub(crate) elsewhere: Mutex<HashMap<EndpointId, i64>>,
+    /// Run: the nodes that deliver, as of the lease task's last heartbeat (sorted).
+    pub(crate) live: Mutex<Vec<String>>,
+    /// Run: endpoints this node declined as not its first choice, since when: past the grace
+    /// it takes them anyway (their first choice is not taking them).
+    pub(crate) declined: Mutex<HashMap<EndpointId, i64>>,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: feeds the recorder. Shutdown: the last message is a flush.
@@ -211,6 +216,8 @@ impl Engine {
             configs: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
             elsewhere: Mutex::new(HashMap::new()),
+            live: Mutex::new(Vec::new()),
+            declined: Mutex::new(HashMap::new()),
             recorder: tx,
             events,
             wake: Notify::new(),

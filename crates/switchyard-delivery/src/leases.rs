@@ -3,6 +3,12 @@
 //! hold across nodes. A worker takes the lease before it claims; the lease task renews every
 //! lease this node holds each third of the lease and gives up those of endpoints without a
 //! worker; a lease that is not renewed (a node that died) is taken over when it runs out.
+//!
+//! Endpoints are spread over the nodes that deliver (each beats in the store with its leases):
+//! of the live nodes, an endpoint's first choice is the one whose hash with the endpoint's id is
+//! highest (rendezvous hashing, so a node joining or leaving moves only its share). A node
+//! takes a free endpoint that is not its own only after the endpoint has waited a third of a
+//! lease (its first choice is not taking it).
 
 use crate::engine::Engine;
 use std::time::Duration;
@@ -27,14 +33,46 @@ impl Engine {
         })
     }
 
+    /// Whether this node is `endpoint`'s first choice among the nodes that deliver (or cannot
+    /// tell: no heartbeat yet).
+    fn first_choice(&self, endpoint: &EndpointId) -> bool {
+        let me = &self.inner.config.node;
+        let Ok(live) = self.inner.live.lock() else {
+            return true;
+        };
+        if !live.contains(me) {
+            return true;
+        }
+        let weight = |node: &str| {
+            // FNV-1a: the same on every node and every build.
+            node.bytes()
+                .chain([0])
+                .chain(endpoint.as_str().bytes())
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                })
+        };
+        live.iter().max_by_key(|n| (weight(n), n.as_str())) == Some(me)
+    }
+
     /// Makes sure this node holds `endpoint`'s lease, taking or renewing it in the store if
-    /// need be; `false` if another node holds it (or the store cannot say).
+    /// need be; `false` if another node holds it, if it is another node's first choice and has
+    /// not waited long, or if the store cannot say.
     pub(crate) async fn ensure_lease(&self, endpoint: &EndpointId) -> bool {
         if self.holds_lease(endpoint) {
             return true;
         }
         let inner = &self.inner;
         let now = inner.clock.now_ms();
+        if !self.first_choice(endpoint) {
+            let Ok(mut declined) = inner.declined.lock() else {
+                return false;
+            };
+            let since = *declined.entry(endpoint.clone()).or_insert(now);
+            if now - since < self.lease_margin() {
+                return false;
+            }
+        }
         let lease = inner.config.endpoint_lease_ms;
         match inner
             .store
@@ -49,6 +87,9 @@ impl Engine {
             Ok(held) if !held.is_empty() => {
                 if let Ok(mut l) = inner.leases.lock() {
                     l.insert(endpoint.clone(), now + lease);
+                }
+                if let Ok(mut d) = inner.declined.lock() {
+                    d.remove(endpoint);
                 }
                 true
             }
@@ -104,10 +145,28 @@ impl Engine {
     pub(crate) async fn leaser(self) {
         let inner = &self.inner;
         let every = Duration::from_millis((inner.config.endpoint_lease_ms / 3).max(10) as u64);
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = inner.cancel.cancelled() => return,
+            if !first {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = inner.cancel.cancelled() => return,
+                }
+            }
+            first = false;
+            let now = inner.clock.now_ms();
+            match inner
+                .store
+                .heartbeat(&inner.config.node, now, inner.config.endpoint_lease_ms)
+                .await
+            {
+                Ok(live) => {
+                    if let Ok(mut l) = inner.live.lock() {
+                        *l = live;
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "the heartbeat failed; retrying"),
             }
             // One lock at a time (elsewhere the slots are locked before the leases).
             let Ok(ids) = inner
@@ -137,9 +196,12 @@ impl Engine {
                     tracing::debug!(error = %e, "giving up idle endpoint leases failed");
                 }
             }
-            let now = inner.clock.now_ms();
             if let Ok(mut e) = inner.elsewhere.lock() {
                 e.retain(|_, until| *until > now);
+            }
+            let stale = now - 2 * inner.config.endpoint_lease_ms;
+            if let Ok(mut d) = inner.declined.lock() {
+                d.retain(|_, since| *since > stale);
             }
             if keep.is_empty() {
                 continue;

@@ -433,8 +433,12 @@ pub trait DeliveryQueue: Send + Sync {
         now: i64,
         lease_ms: i64,
     ) -> Result<Vec<EndpointId>>;
-    /// Gives up `node`'s leases: those of `endpoints`, or all of them.
+    /// Gives up `node`'s leases: those of `endpoints`, or all of them (and then its heartbeat:
+    /// the node stops delivering).
     async fn drop_leases(&self, node: &str, endpoints: Option<&[EndpointId]>) -> Result<u64>;
+    /// Records that `node` delivers until `now + lease_ms` and answers, sorted, the nodes that
+    /// deliver now (those whose last beat has not run out), `node` included.
+    async fn heartbeat(&self, node: &str, now: i64, lease_ms: i64) -> Result<Vec<String>>;
     /// Claims for `node`, for `lease_ms`, up to `limit` deliveries of one endpoint due at `now`,
     /// oldest first, and only while `node` holds the endpoint's lease past `now` (the fence:
     /// a node whose lease was taken over claims nothing). Of an ordered endpoint only the head

@@ -197,7 +197,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE deliveries DROP COLUMN ordering_key; ALTER TABLE deliveries DROP COLUMN order_slot;
          ALTER TABLE attempts DROP COLUMN endpoint_id; ALTER TABLE attempts DROP COLUMN waited;
          ALTER TABLE attempts DROP COLUMN retry_reason; ALTER TABLE attempts DROP COLUMN request_headers;
-         ALTER TABLE attempts DROP COLUMN node; DROP TABLE endpoint_leases; DROP TABLE key_check;
+         ALTER TABLE attempts DROP COLUMN node; DROP TABLE endpoint_leases; DROP TABLE key_check; DROP TABLE node_heartbeats;
          ALTER TABLE orgs DROP COLUMN retention_s; ALTER TABLE orgs DROP COLUMN payload_retention_s;
          ALTER TABLE events DROP COLUMN payload_dropped_at;
          DROP TABLE sync_hooks; ALTER TABLE runs DROP COLUMN hook;

@@ -532,11 +532,16 @@ mod tests {
         let pg = Some("postgres://u@localhost:5432/db");
         let api = resolve("api", pg).expect("api on PostgreSQL");
         assert_eq!(api.role, switchyard_hub::Role::Api);
-        assert!(!api.engine("n".into()).deliver, "an api node delivers nothing");
+        assert!(
+            !api.engine("n".into()).deliver,
+            "an api node delivers nothing"
+        );
         let worker = resolve("worker", pg).expect("worker on PostgreSQL");
         assert!(worker.engine("n".into()).deliver);
         assert!(!worker.role.serves_api());
-        let err = resolve("worker", None).expect_err("worker on SQLite").to_string();
+        let err = resolve("worker", None)
+            .expect_err("worker on SQLite")
+            .to_string();
         assert!(err.contains("several nodes share"), "{err}");
         let err = resolve("leader", pg).expect_err("unknown role").to_string();
         assert!(err.contains("`all`, `api` or `worker`"), "{err}");

@@ -12,6 +12,12 @@ CREATE TABLE endpoint_leases (
 );
 CREATE INDEX endpoint_leases_node ON endpoint_leases (node);
 
+-- The nodes that deliver, each until its last beat runs out: endpoints are spread over them.
+CREATE TABLE node_heartbeats (
+    node       TEXT PRIMARY KEY,
+    seen_until BIGINT NOT NULL
+);
+
 -- The master key check: sealed by the first node that opened the database; a node with
 -- another master key refuses to start.
 CREATE TABLE key_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BYTEA NOT NULL);

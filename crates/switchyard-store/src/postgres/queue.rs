@@ -144,6 +144,8 @@ impl DeliveryQueue for PgStore {
         let db = Db::C(&c);
         match endpoints {
             None => {
+                db.exec("DELETE FROM node_heartbeats WHERE node = $1", &[&node])
+                    .await?;
                 db.exec("DELETE FROM endpoint_leases WHERE node = $1", &[&node])
                     .await
             }
@@ -156,6 +158,25 @@ impl DeliveryQueue for PgStore {
                 .await
             }
         }
+    }
+
+    async fn heartbeat(&self, node: &str, now: i64, lease_ms: i64) -> Result<Vec<String>> {
+        let c = self.conn().await?;
+        let db = Db::C(&c);
+        db.exec(
+            "INSERT INTO node_heartbeats (node, seen_until) VALUES ($1, $2)
+             ON CONFLICT (node) DO UPDATE SET seen_until = EXCLUDED.seen_until",
+            &[&node, &(now + lease_ms)],
+        )
+        .await?;
+        db.rows(
+            "SELECT node FROM node_heartbeats WHERE seen_until > $1 ORDER BY node",
+            &[&now],
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect()
     }
 
     async fn claim_hooks(

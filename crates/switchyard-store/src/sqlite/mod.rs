@@ -161,7 +161,9 @@ impl SqliteStore {
         )
         .map_err(db_err)?;
         let sealed: Vec<u8> = conn
-            .query_row("SELECT sealed FROM key_check WHERE id = 1", [], |r| r.get(0))
+            .query_row("SELECT sealed FROM key_check WHERE id = 1", [], |r| {
+                r.get(0)
+            })
             .map_err(db_err)?;
         key_check_verify(&key, &sealed)?;
         // Checkpoints run on their own thread so that copying the WAL into the database never

@@ -161,10 +161,14 @@ impl DeliveryQueue for SqliteStore {
         let endpoints = endpoints.map(<[EndpointId]>::to_vec);
         self.write(move |ctx| {
             let n = match endpoints {
-                None => ctx
-                    .conn
-                    .prepare_cached("DELETE FROM endpoint_leases WHERE node = ?1")?
-                    .execute([&node])?,
+                None => {
+                    ctx.conn
+                        .prepare_cached("DELETE FROM node_heartbeats WHERE node = ?1")?
+                        .execute([&node])?;
+                    ctx.conn
+                        .prepare_cached("DELETE FROM endpoint_leases WHERE node = ?1")?
+                        .execute([&node])?
+                }
                 Some(eps) => {
                     let mut stmt = ctx.conn.prepare_cached(
                         "DELETE FROM endpoint_leases WHERE node = ?1 AND endpoint_id = ?2",
@@ -177,6 +181,26 @@ impl DeliveryQueue for SqliteStore {
                 }
             };
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, node: &str, now: i64, lease_ms: i64) -> Result<Vec<String>> {
+        let node = node.to_owned();
+        self.write(move |ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO node_heartbeats (node, seen_until) VALUES (?1, ?2)
+                     ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until",
+                )?
+                .execute(params![node, now + lease_ms])?;
+            let mut stmt = ctx.conn.prepare_cached(
+                "SELECT node FROM node_heartbeats WHERE seen_until > ?1 ORDER BY node",
+            )?;
+            let live = stmt
+                .query_map([now], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(live)
         })
         .await
     }

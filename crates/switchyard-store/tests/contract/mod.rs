@@ -1972,8 +1972,36 @@ pub async fn endpoint_leases_fence_claims_and_pass_on_when_they_expire(store: &d
             .is_empty(),
         "fenced: node A lost the lease"
     );
+    // Nodes that beat are live until their beat runs out; a node that stops is gone at once.
+    assert_eq!(
+        store.heartbeat("node-a", t0, 1_000).await.expect("beat"),
+        vec!["node-a".to_string()]
+    );
+    assert_eq!(
+        store
+            .heartbeat("node-b", t0 + 500, 1_000)
+            .await
+            .expect("beat"),
+        vec!["node-a".to_string(), "node-b".to_string()]
+    );
+    assert_eq!(
+        store
+            .heartbeat("node-b", t0 + 1_200, 1_000)
+            .await
+            .expect("beat"),
+        vec!["node-b".to_string()],
+        "node A's beat ran out"
+    );
     // Dropped leases are free at once.
     assert_eq!(store.drop_leases("node-b", None).await.expect("drop"), 2);
+    assert_eq!(
+        store
+            .heartbeat("node-c", t0 + 1_300, 1_000)
+            .await
+            .expect("beat"),
+        vec!["node-c".to_string()],
+        "a node that gave up everything stops beating"
+    );
     assert_eq!(
         store
             .take_leases("node-c", &ids, t0 + 1_700, 1_000)
