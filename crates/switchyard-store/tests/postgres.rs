@@ -357,3 +357,62 @@ async fn a_node_with_another_master_key_is_refused_at_start() {
     second.close();
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_share_transactions_and_one_bad_call_fails_alone() {
+    use contract::*;
+    use switchyard_store::prelude::*;
+    let (store, _guard) = fresh_pg().await;
+    let store = std::sync::Arc::new(store);
+    for org in ["g-1", "g-2"] {
+        store
+            .create_org(&switchyard_core::Org::named(org, "G").expect("org"))
+            .await
+            .expect("org");
+        let ep = store
+            .create_endpoint(&sample_endpoint(org, "https://x.example"))
+            .await
+            .expect("ep");
+        store
+            .create_subscription(&sample_subscription(org, &ep.id, &["*"]), None)
+            .await
+            .expect("sub");
+    }
+    publish(&*store, "g-1", vec![sample_event("taken", "T", "1")], "n")
+        .await
+        .expect("first");
+    // 400 calls at once over two organizations, among them one that reuses an id with other
+    // content (refused) and one that repeats an id exactly (a duplicate).
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let org = if i % 2 == 0 { "g-1" } else { "g-2" };
+            let event = match i {
+                100 => sample_event("taken", "T", "other entity"),
+                200 => sample_event("taken", "T", "1"),
+                _ => sample_event(&format!("c{i}"), "T", "1"),
+            };
+            (i, publish(&*s, org, vec![event], "n").await)
+        }));
+    }
+    for t in tasks {
+        let (i, out) = t.await.expect("join");
+        match i {
+            100 => {
+                let err = out
+                    .expect_err("an id reused with other content")
+                    .to_string();
+                assert!(err.contains("taken"), "{err}");
+            }
+            200 => assert!(out.expect("a repeat")[0].duplicate),
+            _ => {
+                let out = out.expect("publish");
+                assert!(!out[0].duplicate);
+                assert_eq!(out[0].delivery_count, 1);
+            }
+        }
+    }
+    // 398 new events and the first: each once, each with its delivery.
+    assert_eq!(store.pending_count().await.expect("count"), 399);
+}

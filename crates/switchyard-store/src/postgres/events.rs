@@ -8,8 +8,7 @@ use switchyard_core::glob::is_glob;
 #[async_trait]
 impl EventLog for PgStore {
     async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome> {
-        let r = self.publish_tx(org, batch, node).await;
-        self.note(r)
+        self.publish_queued(org, batch, node).await
     }
 
     async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event> {
@@ -214,36 +213,136 @@ impl EventLog for PgStore {
     }
 }
 
+/// One publish call waiting for the publish writers.
+pub(super) struct PublishJob {
+    org: OrgId,
+    batch: RoutedBatch,
+    node: String,
+    reply: tokio::sync::oneshot::Sender<Result<PublishOutcome>>,
+}
+
+/// How many publish transactions run at once (each holds one pooled connection).
+pub(super) const PUBLISH_WRITERS: usize = 4;
+/// Events written by one publish transaction at most; calls beyond wait for the next one.
+const GROUP_EVENTS: usize = 2_000;
+
+/// The queue of publish calls that the publish writers share.
+pub(super) type PublishQueue =
+    Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<PublishJob>>>;
+
 impl PgStore {
-    async fn publish_tx(
+    /// Queues a publish for the writers and waits for its answer.
+    async fn publish_queued(
         &self,
         org: &OrgId,
         batch: RoutedBatch,
         node: &str,
     ) -> Result<PublishOutcome> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = PublishJob {
+            org: org.clone(),
+            batch,
+            node: node.to_owned(),
+            reply,
+        };
+        let sent = self
+            .inner
+            .publishes
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .as_ref()
+            .map(|tx| tx.send(job).is_ok());
+        if sent != Some(true) {
+            return Err(StoreError::Closed);
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// One publish writer: takes every call waiting (up to [`GROUP_EVENTS`] events) and writes
+    /// them in one transaction, the way SQLite's writer groups its commits; ends when the store
+    /// closes.
+    pub(super) async fn publish_writer(store: std::sync::Weak<Inner>, queue: PublishQueue) {
+        loop {
+            let mut jobs = Vec::new();
+            {
+                let mut rx = queue.lock().await;
+                match rx.recv().await {
+                    Some(job) => jobs.push(job),
+                    None => return,
+                }
+                let mut events = jobs[0].batch.events.len();
+                while events < GROUP_EVENTS {
+                    let Ok(job) = rx.try_recv() else { break };
+                    events += job.batch.events.len();
+                    jobs.push(job);
+                }
+            }
+            // Held only while writing: a store that is dropped ends its writers.
+            let Some(inner) = store.upgrade() else { return };
+            let this = PgStore { inner };
+            metrics::histogram!("switchyard_publish_group_calls").record(jobs.len() as f64);
+            let answers = match this.publish_group(&jobs).await {
+                Ok(answers) => answers.into_iter().map(Ok).collect(),
+                // One call's failure (an idempotency conflict, a deleted organization) must not
+                // fail the others: each is written again on its own and answered with its own
+                // outcome.
+                Err(_) if jobs.len() > 1 => {
+                    let mut answers = Vec::with_capacity(jobs.len());
+                    for job in &jobs {
+                        let one = this.publish_group(std::slice::from_ref(job)).await;
+                        answers.push(one.map(|mut v| v.remove(0)));
+                    }
+                    answers
+                }
+                Err(e) => vec![Err(e)],
+            };
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(this.note(answer));
+            }
+        }
+    }
+
+    /// Writes the publish calls `jobs` in one transaction: each batch at its routing version
+    /// (a stale one comes back untouched), every event in one statement, every delivery in
+    /// another. An error fails them all; nothing of them is then stored.
+    async fn publish_group(&self, jobs: &[PublishJob]) -> Result<Vec<PublishOutcome>> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let db = Db::T(&tx);
-        // Held until the commit: a catalog change (which updates the row) waits for this
-        // publish, and a publish after it sees the new version.
-        let version: i64 = get(
-            &db.row(
-                "SELECT routing_version FROM orgs WHERE id = $1 FOR SHARE",
-                &[org],
+        // Held until the commit: a catalog change (which updates the row) waits for these
+        // publishes, and a publish after it sees the new version.
+        let mut orgs: Vec<&str> = jobs.iter().map(|j| j.org.as_str()).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        let mut versions: HashMap<String, i64> = HashMap::with_capacity(orgs.len());
+        for r in db
+            .rows(
+                "SELECT id, routing_version FROM orgs WHERE id = ANY($1) ORDER BY id FOR SHARE",
+                &[&orgs],
             )
-            .await?,
-            0,
-        )?;
-        if version != batch.routing_version {
-            return Ok(PublishOutcome::StaleRouting(batch));
+            .await?
+        {
+            versions.insert(get(&r, 0)?, get(&r, 1)?);
+        }
+        let mut current = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            match versions.get(j.org.as_str()) {
+                None => return Err(StoreError::NotFound),
+                Some(v) => current.push(*v == j.batch.routing_version),
+            }
         }
         let now = now_ms();
         let lease_until = now + DEFAULT_LEASE_MS;
-        // Every ordering key the batch adds to, locked in one order (no two publishes wait on
+        let live = || {
+            jobs.iter()
+                .zip(&current)
+                .filter(|(_, c)| **c)
+                .map(|(j, _)| j)
+        };
+        // Every ordering key the batches add to, locked in one order (no two publishes wait on
         // each other).
-        let mut keys: Vec<(&str, &str)> = batch
-            .events
-            .iter()
+        let mut keys: Vec<(&str, &str)> = live()
+            .flat_map(|j| j.batch.events.iter())
             .flat_map(|e| e.targets.iter())
             .filter_map(|t| Some((t.target.endpoint_id()?.as_str(), t.ordering_key.as_deref()?)))
             .collect();
@@ -255,103 +354,113 @@ impl PgStore {
 
         // The events, in one statement; an id stored before comes back as no row.
         let mut cols = EventColumns::default();
-        for e in &batch.events {
-            cols.push(&e.event);
+        for j in live() {
+            for e in &j.batch.events {
+                cols.push(&j.org, &e.event);
+            }
         }
-        let inserted = db
-            .rows(
-                "INSERT INTO events (org_id, id, type, timestamp, entity_type, entity_id, data, received_at)
-                 SELECT $1::text, e.id, e.type, e.ts, e.entity_type, e.entity_id, e.data, $8::bigint
-                 FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])
-                   WITH ORDINALITY AS e(id, type, ts, entity_type, entity_id, data, n)
-                 ORDER BY e.n
-                 ON CONFLICT (org_id, id) DO NOTHING RETURNING id, seq",
-                &[
-                    org,
-                    &cols.ids,
-                    &cols.types,
-                    &cols.timestamps,
-                    &cols.entity_types,
-                    &cols.entity_ids,
-                    &cols.data,
-                    &now,
-                ],
-            )
-            .await?;
-        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(inserted.len());
-        for r in &inserted {
-            seqs.insert(get(r, 0)?, get(r, 1)?);
+        let mut seqs: HashMap<(String, String), i64> = HashMap::with_capacity(cols.ids.len());
+        if !cols.ids.is_empty() {
+            for r in db
+                .rows(
+                    "INSERT INTO events (org_id, id, type, timestamp, entity_type, entity_id, data,
+                       received_at)
+                     SELECT e.org, e.id, e.type, e.ts, e.entity_type, e.entity_id, e.data,
+                       $8::bigint
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                       $6::text[], $7::text[])
+                       WITH ORDINALITY AS e(org, id, type, ts, entity_type, entity_id, data, n)
+                     ORDER BY e.n
+                     ON CONFLICT (org_id, id) DO NOTHING RETURNING org_id, id, seq",
+                    &[
+                        &cols.orgs,
+                        &cols.ids,
+                        &cols.types,
+                        &cols.timestamps,
+                        &cols.entity_types,
+                        &cols.entity_ids,
+                        &cols.data,
+                        &now,
+                    ],
+                )
+                .await?
+            {
+                seqs.insert((get(&r, 0)?, get(&r, 1)?), get(&r, 2)?);
+            }
         }
 
         let mut deliveries = NewDeliveries::default();
-        let mut out: Vec<Option<Published>> = Vec::with_capacity(batch.events.len());
+        let mut out: Vec<Option<Vec<Option<Published>>>> = Vec::with_capacity(jobs.len());
         let mut duplicates = Vec::new();
-        for (i, routed) in batch.events.into_iter().enumerate() {
-            let RoutedEvent {
-                event: ne,
-                targets,
-                claim,
-            } = routed;
-            // The first of the batch with its id is the new one; later ones are duplicates.
-            let Some(seq) = seqs.remove(ne.id.as_str()) else {
-                duplicates.push((i, ne));
+        for (k, (j, is_current)) in jobs.iter().zip(&current).enumerate() {
+            if !is_current {
                 out.push(None);
                 continue;
-            };
-            let event = Arc::new(Event {
-                id: ne.id,
-                org_id: org.clone(),
-                event_type: ne.event_type,
-                timestamp: ne.timestamp,
-                entity: ne.entity,
-                data: ne.data,
-                seq,
-                received_at: now,
-                payload_dropped_at: None,
-            });
-            self.remember(&event);
-            let mut new_deliveries = Vec::new();
-            let count = targets.len();
-            for (j, target) in targets.into_iter().enumerate() {
-                let take = claim.get(j).copied().unwrap_or(false);
-                let (id, claimed) = deliveries
-                    .push(
-                        db,
-                        &event,
-                        &target.target,
-                        Some(target.subscription_id.as_str()),
-                        target.ordering_key.as_deref(),
-                        take.then_some((node, lease_until)),
-                        now,
-                    )
-                    .await?;
-                if !claimed {
-                    // Left due for its endpoint to pull, or waiting behind the delivery before
-                    // it with the same ordering key.
-                    continue;
-                }
-                new_deliveries.push(DueDelivery {
-                    delivery_id: id,
-                    org_id: org.clone(),
-                    target: target.target,
-                    attempts: 0,
-                    event: event.clone(),
-                    lease_until,
-                    ordering_wait_ms: None,
-                    sync: target.sync.then_some(target.subscription_id),
-                });
             }
-            out.push(Some(Published {
-                event,
-                duplicate: false,
-                delivery_count: count,
-                new_deliveries,
-                sync: vec![],
-            }));
+            let mut published = Vec::with_capacity(j.batch.events.len());
+            for (i, routed) in j.batch.events.iter().enumerate() {
+                let ne = &routed.event;
+                // The first with its id is the new one; later ones are duplicates.
+                let Some(seq) = seqs.remove(&(j.org.to_string(), ne.id.to_string())) else {
+                    duplicates.push((k, i, &j.org, ne));
+                    published.push(None);
+                    continue;
+                };
+                let event = Arc::new(Event {
+                    id: ne.id.clone(),
+                    org_id: j.org.clone(),
+                    event_type: ne.event_type.clone(),
+                    timestamp: ne.timestamp,
+                    entity: ne.entity.clone(),
+                    data: ne.data.clone(),
+                    seq,
+                    received_at: now,
+                    payload_dropped_at: None,
+                });
+                self.remember(&event);
+                let mut new_deliveries = Vec::new();
+                for (t, target) in routed.targets.iter().enumerate() {
+                    let take = routed.claim.get(t).copied().unwrap_or(false);
+                    let (id, claimed) = deliveries
+                        .push(
+                            db,
+                            &event,
+                            &target.target,
+                            Some(target.subscription_id.as_str()),
+                            target.ordering_key.as_deref(),
+                            take.then_some((j.node.as_str(), lease_until)),
+                            now,
+                        )
+                        .await?;
+                    if !claimed {
+                        // Left due for its endpoint to pull, or waiting behind the delivery
+                        // before it with the same ordering key.
+                        continue;
+                    }
+                    new_deliveries.push(DueDelivery {
+                        delivery_id: id,
+                        org_id: j.org.clone(),
+                        target: target.target.clone(),
+                        attempts: 0,
+                        event: event.clone(),
+                        lease_until,
+                        ordering_wait_ms: None,
+                        sync: target.sync.then(|| target.subscription_id.clone()),
+                    });
+                }
+                published.push(Some(Published {
+                    event,
+                    duplicate: false,
+                    delivery_count: routed.targets.len(),
+                    new_deliveries,
+                    sync: vec![],
+                }));
+            }
+            out.push(Some(published));
         }
-        deliveries.insert(db, org, now).await?;
+        deliveries.insert(db, now).await?;
 
-        for (i, ne) in duplicates {
+        for (k, i, org, ne) in duplicates {
             let event = event_from_row(
                 &db.row(
                     &format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1 AND id = $2"),
@@ -359,7 +468,7 @@ impl PgStore {
                 )
                 .await?,
             )?;
-            if let Some(what) = idempotency_conflict(&event, &ne) {
+            if let Some(what) = idempotency_conflict(&event, ne) {
                 return Err(idempotency_error(&ne.id, what));
             }
             let count: i64 = get(
@@ -370,24 +479,32 @@ impl PgStore {
                 .await?,
                 0,
             )?;
-            out[i] = Some(Published {
-                event: Arc::new(event),
-                duplicate: true,
-                delivery_count: usize::try_from(count).unwrap_or(0),
-                new_deliveries: vec![],
-                sync: vec![],
-            });
+            if let Some(Some(published)) = out.get_mut(k) {
+                published[i] = Some(Published {
+                    event: Arc::new(event),
+                    duplicate: true,
+                    delivery_count: usize::try_from(count).unwrap_or(0),
+                    new_deliveries: vec![],
+                    sync: vec![],
+                });
+            }
         }
         commit(tx).await?;
-        Ok(PublishOutcome::Committed(
-            out.into_iter().flatten().collect(),
-        ))
+        Ok(jobs
+            .iter()
+            .zip(out)
+            .map(|(j, published)| match published {
+                Some(p) => PublishOutcome::Committed(p.into_iter().flatten().collect()),
+                None => PublishOutcome::StaleRouting(j.batch.clone()),
+            })
+            .collect())
     }
 }
 
 /// The columns of new events, one array each, for one `INSERT … SELECT FROM unnest(…)`.
 #[derive(Default)]
 struct EventColumns<'a> {
+    orgs: Vec<&'a str>,
     ids: Vec<&'a str>,
     types: Vec<&'a str>,
     timestamps: Vec<i64>,
@@ -397,7 +514,8 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    fn push(&mut self, e: &'a NewEvent) {
+    fn push(&mut self, org: &'a OrgId, e: &'a NewEvent) {
+        self.orgs.push(org.as_str());
         self.ids.push(e.id.as_str());
         self.types.push(e.event_type.as_str());
         self.timestamps.push(e.timestamp);

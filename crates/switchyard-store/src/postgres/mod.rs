@@ -76,6 +76,8 @@ struct Inner {
     /// Events handed out with deliveries, by `seq`, as long as any delivery in memory holds
     /// them: a thousand endpoints pulling the same event share one copy of it.
     events: Mutex<HashMap<i64, std::sync::Weak<Event>>>,
+    /// Publish calls, for the publish writers; taken by `close` (the writers then end).
+    publishes: Mutex<Option<tokio::sync::mpsc::UnboundedSender<events::PublishJob>>>,
 }
 
 impl PgStore {
@@ -103,6 +105,7 @@ impl PgStore {
             .max_size(options.pool_size.max(2))
             .build()
             .map_err(|e| StoreError::Database(format!("cannot make the connection pool: {e}")))?;
+        let (publishes, queue) = tokio::sync::mpsc::unbounded_channel();
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
@@ -110,8 +113,16 @@ impl PgStore {
                 key,
                 full: AtomicBool::new(false),
                 events: Mutex::new(HashMap::new()),
+                publishes: Mutex::new(Some(publishes)),
             }),
         };
+        let queue: events::PublishQueue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..events::PUBLISH_WRITERS {
+            tokio::spawn(PgStore::publish_writer(
+                Arc::downgrade(&store.inner),
+                queue.clone(),
+            ));
+        }
         let mut c = store.conn().await?;
         let client: &mut tokio_postgres::Client = &mut c;
         migrate(client).await?;
@@ -132,6 +143,9 @@ impl PgStore {
 
     /// Closes every pooled connection; calls after it fail with `Closed`.
     pub fn close(&self) {
+        if let Ok(mut p) = self.inner.publishes.lock() {
+            p.take();
+        }
         self.inner.pool.close();
     }
 

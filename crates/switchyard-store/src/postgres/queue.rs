@@ -469,7 +469,7 @@ impl DeliveryQueue for PgStore {
                 )
                 .await?;
             }
-            rows.insert(db, org, now).await?;
+            rows.insert(db, now).await?;
         }
         commit(tx).await?;
         Ok(picked.len() as u64)
@@ -525,6 +525,7 @@ impl PgStore {
 /// ones, though its row is not written yet). The caller holds the lock of every key it adds to.
 #[derive(Default)]
 pub(super) struct NewDeliveries {
+    orgs: Vec<String>,
     ids: Vec<DeliveryId>,
     seqs: Vec<i64>,
     event_ids: Vec<String>,
@@ -569,6 +570,7 @@ impl NewDeliveries {
             (false, None) => (None, Some(now)),
         };
         let claimed = claimed_by.is_some();
+        self.orgs.push(event.org_id.to_string());
         self.ids.push(id.clone());
         self.seqs.push(event.seq);
         self.event_ids.push(event.id.to_string());
@@ -582,7 +584,9 @@ impl NewDeliveries {
         Ok((id, claimed))
     }
 
-    pub(super) async fn insert(&self, db: Db<'_>, org: &OrgId, now: i64) -> Result<()> {
+    /// Inserts every delivery added (of one organization or several), in one statement, and
+    /// tells the other nodes of those left due now.
+    pub(super) async fn insert(&self, db: Db<'_>, now: i64) -> Result<()> {
         if self.ids.is_empty() {
             return Ok(());
         }
@@ -590,13 +594,13 @@ impl NewDeliveries {
             "INSERT INTO deliveries (id, org_id, event_seq, event_id, endpoint_id, subscription_id,
                status, attempts, next_attempt_at, claimed_by, created_at, updated_at, executor,
                ordering_key, order_slot)
-             SELECT d.id, $1::text, d.seq, d.event_id, d.endpoint_id, d.sub, 'pending', 0, d.next,
+             SELECT d.id, d.org, d.seq, d.event_id, d.endpoint_id, d.sub, 'pending', 0, d.next,
                d.claimed_by, $2::bigint, $2::bigint, d.executor, d.okey, d.okey
-             FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-               $9::text[], $10::text[], $11::text[])
-               AS d(id, seq, event_id, endpoint_id, sub, next, claimed_by, executor, okey)",
+             FROM unnest($1::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+               $8::bigint[], $9::text[], $10::text[], $11::text[])
+               AS d(org, id, seq, event_id, endpoint_id, sub, next, claimed_by, executor, okey)",
             &[
-                org,
+                &self.orgs,
                 &now,
                 &self.ids,
                 &self.seqs,
@@ -612,19 +616,19 @@ impl NewDeliveries {
         .await?;
         // Deliveries left due now are for their endpoint's lease holder, which may be another
         // node: it hears of them when this transaction commits.
-        let mut endpoints: Vec<String> = Vec::new();
-        let mut hooks = false;
+        let mut due: HashMap<&str, (Vec<String>, bool)> = HashMap::new();
         for (i, next) in self.nexts.iter().enumerate() {
             if *next != Some(now) || self.claimed_by[i].is_some() {
                 continue;
             }
+            let (endpoints, hooks) = due.entry(self.orgs[i].as_str()).or_default();
             match &self.endpoints[i] {
                 Some(ep) if !endpoints.contains(ep) => endpoints.push(ep.clone()),
                 Some(_) => {}
-                None => hooks = true,
+                None => *hooks = true,
             }
         }
-        if !endpoints.is_empty() || hooks {
+        for (org, (endpoints, hooks)) in due {
             let org = org.to_string();
             super::notify::send(
                 db,
