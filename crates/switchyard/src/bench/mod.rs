@@ -41,7 +41,8 @@ pub struct BenchArgs {
     /// Size of each event's data, in bytes
     #[arg(long, default_value_t = 300)]
     pub payload_bytes: usize,
-    /// Benchmark a running hub at this URL instead of starting one (needs --admin-key)
+    /// Benchmark a running hub at this URL instead of starting one (needs --admin-key); several
+    /// nodes of one hub, comma-separated, share the publishers (the first sets up)
     #[arg(long)]
     pub url: Option<String>,
     /// The instance admin key of the hub given by --url
@@ -151,20 +152,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let receiver = Receiver::with_keys(args.events, args.ordered_keys);
     let hook_url = start_receiver(receiver.clone()).await?;
 
-    let (hub, base, admin) = match &args.url {
+    let (hub, bases, admin) = match &args.url {
         Some(u) => {
             let key = args
                 .admin_key
                 .clone()
                 .context("--url needs --admin-key (or SWITCHYARD_ADMIN_KEY)")?;
-            (None, u.trim_end_matches('/').to_string(), key)
+            let bases: Vec<String> = u
+                .split(',')
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty())
+                .collect();
+            if bases.is_empty() {
+                bail!("--url names no hub");
+            }
+            (None, bases, key)
         }
         None => {
             let h = start_hub(&client).await?;
             let (u, k) = (h.url.clone(), h.admin_key.clone());
-            (Some(h), u, k)
+            (Some(h), vec![u], k)
         }
     };
+    let base = bases[0].clone();
     let org = format!("bench-{}", std::process::id());
     call(
         &client,
@@ -227,9 +237,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             payload.clone(),
             key.clone(),
         );
+        // Publishers take the nodes in turn.
+        let publish_base = &bases[p % bases.len()];
         let (url_one, url_batch) = (
-            format!("{base}/v1/orgs/{org}/events"),
-            format!("{base}/v1/orgs/{org}/events/batch"),
+            format!("{publish_base}/v1/orgs/{org}/events"),
+            format!("{publish_base}/v1/orgs/{org}/events/batch"),
         );
         let args = args.clone();
         // Ordered: every event of a key comes from one publisher, in index order, so that the
