@@ -339,7 +339,12 @@ impl Engine {
                 _ if !inner.config.deliver => false,
                 Target::Endpoint(id) if !self.holds_lease(id) => {
                     // Another node may hold the endpoint: left due, its holder hears of it at
-                    // commit; if nobody does, this node's worker takes the lease and pulls.
+                    // commit; if nobody does and this node is the endpoint's first choice, its
+                    // worker takes the lease and pulls (otherwise the first choice does, or,
+                    // after a while, this node's poller).
+                    if !self.first_choice(id) {
+                        return false;
+                    }
                     let endpoint = EndpointRef {
                         org_id: org.clone(),
                         endpoint_id: id.clone(),

@@ -35,7 +35,7 @@ impl Engine {
 
     /// Whether this node is `endpoint`'s first choice among the nodes that deliver (or cannot
     /// tell: no heartbeat yet).
-    fn first_choice(&self, endpoint: &EndpointId) -> bool {
+    pub(crate) fn first_choice(&self, endpoint: &EndpointId) -> bool {
         let me = &self.inner.config.node;
         let Ok(live) = self.inner.live.lock() else {
             return true;
@@ -112,7 +112,9 @@ impl Engine {
     }
 
     /// Another node (or this one) made deliveries due now: the endpoints this node holds pull
-    /// them; those nobody is known to hold get a worker, which tries to take the lease.
+    /// them; those of which this node is the first choice and that nobody is known to hold get
+    /// a worker, which tries to take the lease (the others are left to their first choice, and
+    /// to this node's poller if it does not come).
     pub fn due_elsewhere(&self, org: &OrgId, endpoints: &[EndpointId], hooks: bool) {
         let inner = &self.inner;
         if !inner.config.deliver || inner.cancel.is_cancelled() {
@@ -127,7 +129,7 @@ impl Engine {
         };
         let wanted: Vec<EndpointRef> = endpoints
             .iter()
-            .filter(|id| self.holds_lease(id) || !held_elsewhere(id))
+            .filter(|id| self.holds_lease(id) || (self.first_choice(id) && !held_elsewhere(id)))
             .map(|id| EndpointRef {
                 org_id: org.clone(),
                 endpoint_id: id.clone(),

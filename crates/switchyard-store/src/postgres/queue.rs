@@ -698,16 +698,18 @@ impl PgStore {
             .iter()
             .map(|r| get(r, 0))
             .collect::<Result<Vec<String>>>()?;
-        if !gone_ep.is_empty() {
-            // The previous holder's claims on what it lost are due again at once.
-            db.exec(
-                "UPDATE deliveries d SET claimed_by = NULL, next_attempt_at = $3
-                 FROM unnest($1::text[], $2::text[]) AS g(endpoint_id, node)
-                 WHERE d.status = 'pending' AND d.endpoint_id = g.endpoint_id
-                   AND d.claimed_by = g.node",
-                &[&gone_ep, &gone_node, &now],
-            )
-            .await?;
+        // The previous holder's claims on what it lost are due again at once (a statement per
+        // endpoint taken over, each an index range of that endpoint's pending deliveries;
+        // takeovers are rare).
+        for (ep, gone) in gone_ep.iter().zip(&gone_node) {
+            if held.contains(ep) {
+                db.exec(
+                    "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $3
+                     WHERE status = 'pending' AND endpoint_id = $1 AND claimed_by = $2",
+                    &[ep, gone, &now],
+                )
+                .await?;
+            }
         }
         commit(tx).await?;
         Ok(held)
