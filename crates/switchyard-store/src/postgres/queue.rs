@@ -63,11 +63,15 @@ impl DeliveryQueue for PgStore {
                            WHERE status = 'pending' AND endpoint_id > ep.id)
                    FROM ep WHERE ep.id IS NOT NULL
                  )
-                 SELECT e.org_id, e.id FROM ep JOIN endpoints e ON e.id = ep.id
-                 WHERE e.enabled AND EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'pending'
-                   AND d.endpoint_id = ep.id AND d.next_attempt_at <= $1)
-                   AND NOT EXISTS (SELECT 1 FROM endpoint_leases l WHERE l.endpoint_id = ep.id
-                   AND l.node <> $3 AND l.lease_until > $1)
+                 SELECT x.org_id, ep.id FROM ep CROSS JOIN LATERAL (
+                   SELECT e.org_id FROM endpoints e WHERE e.id = ep.id AND e.enabled
+                     AND EXISTS (SELECT 1 FROM deliveries d WHERE d.status = 'pending'
+                       AND d.endpoint_id = e.id AND d.next_attempt_at <= $1)
+                     AND NOT EXISTS (SELECT 1 FROM endpoint_leases l WHERE l.endpoint_id = e.id
+                       AND l.node <> $3 AND l.lease_until > $1)
+                   -- A fence: each found endpoint is looked up by its keys, never joined by
+                   -- scanning endpoints or leases (see EXPLAIN.md).
+                   OFFSET 0) x
                  LIMIT $2",
                 &[&now, &i64::from(limit), &node],
             )
