@@ -1,11 +1,13 @@
-//! Switchyard's storage: one trait per role the hub stores data for, and the SQLite backend.
+//! Switchyard's storage: one trait per role the hub stores data for, and its two backends,
+//! SQLite and PostgreSQL.
 //!
 //! Everything the hub persists goes through these traits; no other crate writes SQL. The roles
 //! are the catalog ([`Catalog`]: organizations, keys, event types, endpoints, subscriptions,
 //! executors, secrets), the event log ([`EventLog`]), the delivery queue ([`DeliveryQueue`]),
-//! key-value storage ([`KvStorage`]) and the run log ([`RunLog`]); [`Store`] is a backend that
-//! holds all five. Secrets are encrypted by the store with the master key it is opened with, so
-//! callers handle plaintext and the database file alone reveals none. The behaviour every
+//! which node works which endpoint ([`NodeLeases`]), key-value storage ([`KvStorage`]) and the
+//! run log ([`RunLog`]); [`Store`] is a backend that holds all six. Secrets are encrypted by
+//! the store with the master key it is opened with, so callers handle plaintext and the
+//! database file alone reveals none. The behaviour every
 //! backend must show is in `tests/contract/`, one test per check, run per backend.
 
 mod common;
@@ -15,8 +17,8 @@ mod sqlite;
 /// Every role trait, for callers that hold a `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        Catalog, DeliveryQueue, EndpointCatalog, EventLog, ExecutorCatalog, KvStorage, OrgCatalog,
-        RunLog, ScheduleCatalog, Store,
+        Catalog, DeliveryQueue, EndpointCatalog, EventLog, ExecutorCatalog, KvStorage, NodeLeases,
+        OrgCatalog, RunLog, ScheduleCatalog, Store,
     };
 }
 
@@ -180,7 +182,7 @@ pub enum Notice {
 /// belongs to one; nothing returns another organization's rows.
 #[async_trait]
 pub trait Store:
-    Catalog + EventLog + DeliveryQueue + KvStorage + RunLog + Send + Sync + 'static
+    Catalog + EventLog + DeliveryQueue + NodeLeases + KvStorage + RunLog + Send + Sync + 'static
 {
     /// True while writes fail because storage is full (set by a failing write, cleared by the
     /// next one that commits once space has been freed).
@@ -422,23 +424,6 @@ pub trait DeliveryQueue: Send + Sync {
     /// organization, leaving out those whose lease another node holds past `now`. Deliveries
     /// stay where they are; each endpoint claims its own.
     async fn due_endpoints(&self, node: &str, now: i64, limit: u32) -> Result<Vec<EndpointRef>>;
-    /// Takes for `node`, until `now + lease_ms`, the lease of each of `endpoints` that is free,
-    /// expired or already `node`'s (renewing it), and answers those `node` holds now. Taking
-    /// over another node's expired lease makes that node's claims on the endpoint's deliveries
-    /// due at once: it did not renew, so it is presumed gone.
-    async fn take_leases(
-        &self,
-        node: &str,
-        endpoints: &[EndpointId],
-        now: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<EndpointId>>;
-    /// Gives up `node`'s leases: those of `endpoints`, or all of them (and then its heartbeat:
-    /// the node stops delivering).
-    async fn drop_leases(&self, node: &str, endpoints: Option<&[EndpointId]>) -> Result<u64>;
-    /// Records that `node` delivers until `now + lease_ms` and answers, sorted, the nodes that
-    /// deliver now (those whose last beat has not run out), `node` included.
-    async fn heartbeat(&self, node: &str, now: i64, lease_ms: i64) -> Result<Vec<String>>;
     /// Claims for `node`, for `lease_ms`, up to `limit` deliveries of one endpoint due at `now`,
     /// oldest first, and only while `node` holds the endpoint's lease past `now` (the fence:
     /// a node whose lease was taken over claims nothing). Of an ordered endpoint only the head
@@ -494,6 +479,30 @@ pub trait DeliveryQueue: Send + Sync {
     ) -> Result<u64>;
     /// Number of pending deliveries (the queue depth).
     async fn pending_count(&self) -> Result<u64>;
+}
+
+/// Which node works which endpoint: endpoint leases (only the holder claims an endpoint's
+/// deliveries, see [`DeliveryQueue::claim_endpoint`]) and the heartbeats of the nodes that
+/// deliver.
+#[async_trait]
+pub trait NodeLeases: Send + Sync {
+    /// Takes for `node`, until `now + lease_ms`, the lease of each of `endpoints` that is free,
+    /// expired or already `node`'s (renewing it), and answers those `node` holds now. Taking
+    /// over another node's expired lease makes that node's claims on the endpoint's deliveries
+    /// due at once: it did not renew, so it is presumed gone.
+    async fn take_leases(
+        &self,
+        node: &str,
+        endpoints: &[EndpointId],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<EndpointId>>;
+    /// Gives up `node`'s leases: those of `endpoints`, or all of them (and then its heartbeat:
+    /// the node stops delivering).
+    async fn drop_leases(&self, node: &str, endpoints: Option<&[EndpointId]>) -> Result<u64>;
+    /// Records that `node` delivers until `now + lease_ms` and answers, sorted, the nodes that
+    /// deliver now (those whose last beat has not run out), `node` included.
+    async fn heartbeat(&self, node: &str, now: i64, lease_ms: i64) -> Result<Vec<String>>;
 }
 
 /// Per-organization key-value storage for executors.

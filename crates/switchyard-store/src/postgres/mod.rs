@@ -12,8 +12,10 @@
 //!
 //! Files by concern: `db` (the connection handle, listings' filters and row decoding), then one
 //! file per role like the SQLite backend's: `catalog`, `endpoints`, `executors`, `schedules`,
-//! `events`, `queue` (claims, retry, replay and new deliveries), `record` (recording attempts
-//! and what they change) and `kv` (key-value storage and the run log).
+//! `events` (publish, grouped by the publish writers, reads, retention), `queue` (claims,
+//! retry, replay and new deliveries), `record` (recording attempts and what they change),
+//! `leases` (endpoint leases and heartbeats), `notify` (notices between nodes) and `kv`
+//! (key-value storage and the run log).
 
 mod catalog;
 mod db;
@@ -21,6 +23,7 @@ mod endpoints;
 mod events;
 mod executors;
 mod kv;
+mod leases;
 mod notify;
 mod queue;
 mod record;

@@ -17,6 +17,7 @@ mod endpoints;
 mod events;
 mod executors;
 mod kv;
+mod leases;
 mod queue;
 mod rows;
 mod runs;

@@ -11,7 +11,6 @@ use crate::helpers::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One master key for every node: each node must open the secrets the others stored.
@@ -59,50 +58,20 @@ async fn cluster(tmp: &Path, roles: &[&str]) -> Vec<Node> {
 
 /// The real binary serving `role` on `database` from data dir `dir`.
 async fn start_node(dir: &Path, database: &str, config: &Path, role: &str) -> Hub {
-    switchyard_egress::install_crypto_provider();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--allow-destination",
-            "127.0.0.0/8",
-            "--shutdown-grace-s",
-            "5",
-        ])
-        .args(["--database-url", database, "--role", role])
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
-        .env("SWITCHYARD_MASTER_KEY", MASTER_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the switchyard binary");
-    let hub = Hub {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if hub
-            .client
-            .get(format!("{}/readyz", hub.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return hub;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node {} did not become ready", dir.display());
+    let config = config.to_string_lossy();
+    launch_hub(
+        dir,
+        &[
+            "--database-url",
+            database,
+            "--role",
+            role,
+            "--config",
+            &config,
+        ],
+        &[("SWITCHYARD_MASTER_KEY", MASTER_KEY)],
+    )
+    .await
 }
 
 /// An organization with admin and publisher keys, made through `hub`.

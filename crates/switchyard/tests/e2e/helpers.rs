@@ -509,6 +509,20 @@ pub async fn start_hub(dir: &Path) -> Hub {
 
 /// [`start_hub`] with extra `serve` flags.
 pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
+    let database: Vec<String> = database_url(dir)
+        .await
+        .map(|url| ["--database-url".to_string(), url])
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(database.iter().map(String::as_str));
+    launch_hub(dir, &args, &[]).await
+}
+
+/// The real binary serving on a free port of 127.0.0.1 from data dir `dir`, loopback allowed,
+/// with extra `serve` flags and environment; waits until it is ready.
+pub async fn launch_hub(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Hub {
     switchyard_egress::install_crypto_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -526,17 +540,11 @@ pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
             "5",
         ])
         .args(extra)
-        .args(
-            database_url(dir)
-                .await
-                .map(|url| ["--database-url".to_string(), url])
-                .into_iter()
-                .flatten(),
-        )
         .arg("--data-dir")
         .arg(dir)
         .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .expect("start the switchyard binary");
@@ -558,7 +566,7 @@ pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the hub did not become ready");
+    panic!("the hub in {} did not become ready", dir.display());
 }
 
 impl Hub {
