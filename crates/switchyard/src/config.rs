@@ -395,7 +395,12 @@ impl Settings {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("switchyard-data"));
         let pg_options = file.postgres.unwrap_or_default().resolve()?;
-        let database = match args.database_url.or(file.database_url) {
+        // An empty value (`SWITCHYARD_DATABASE_URL=`) means unset, as for the keys.
+        let database_url = args
+            .database_url
+            .filter(|u| !u.trim().is_empty())
+            .or(file.database_url);
+        let database = match database_url {
             None => Database::Sqlite(data_dir.join("switchyard.db")),
             Some(url) => database(&url, pg_options)?,
         };
@@ -541,6 +546,10 @@ mod tests {
         assert!(!worker.role.serves_api());
         let err = resolve("worker", None)
             .expect_err("worker on SQLite")
+            .to_string();
+        assert!(err.contains("several nodes share"), "{err}");
+        let err = resolve("worker", Some(" "))
+            .expect_err("an empty URL is SQLite")
             .to_string();
         assert!(err.contains("several nodes share"), "{err}");
         let err = resolve("leader", pg).expect_err("unknown role").to_string();
