@@ -5,7 +5,7 @@ use crate::recorder::Msg;
 use crate::worker::{Shared, Slot};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,9 +144,14 @@ pub(crate) struct Inner {
     pub(crate) elsewhere: Mutex<HashMap<EndpointId, i64>>,
     /// Run: the nodes that deliver, as of the lease task's last heartbeat (sorted).
     pub(crate) live: Mutex<Vec<String>>,
-    /// Run: endpoints this node declined as not its first choice, since when: past the grace
+    /// Run: endpoints this node declined as not its first choice (or handed over), with the
+    /// time from which it takes them anyway (their first choice is not taking them). Past the
     /// it takes them anyway (their first choice is not taking them).
     pub(crate) declined: Mutex<HashMap<EndpointId, i64>>,
+    /// Run: endpoints this node holds but hands to their first choice, a node that joined
+    /// since: their worker stops sending, waits for its requests in flight, then gives the lease
+    /// up (see [`Engine::hand_over`]).
+    pub(crate) yielding: Mutex<HashSet<EndpointId>>,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: feeds the recorder. Shutdown: the last message is a flush.
@@ -218,6 +223,7 @@ impl Engine {
             elsewhere: Mutex::new(HashMap::new()),
             live: Mutex::new(Vec::new()),
             declined: Mutex::new(HashMap::new()),
+            yielding: Mutex::new(HashSet::new()),
             recorder: tx,
             events,
             wake: Notify::new(),

@@ -74,6 +74,11 @@ impl Shared {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Requests to the endpoint in flight.
+    fn in_flight(&self) -> u32 {
+        self.flow.lock().map_or(0, |f| f.in_flight)
+    }
+
     pub(crate) fn hold(&self, n: usize) {
         self.queued.fetch_add(n, Ordering::Relaxed);
         self.total.fetch_add(n, Ordering::Relaxed);
@@ -285,6 +290,16 @@ impl Engine {
                 if shared.backlog.swap(false, Ordering::SeqCst) {
                     self.done(1);
                 }
+                return;
+            }
+            if self.is_yielding(&endpoint.endpoint_id) {
+                let max_rps = self
+                    .endpoint_config(&endpoint.org_id, &endpoint.endpoint_id)
+                    .await
+                    .is_ok_and(|ep| ep.max_rps.is_some());
+                self.hand_over(&endpoint, max_rps, || shared.in_flight() > 0)
+                    .await;
+                self.leave_to_holder(&endpoint, &mut rx, &mut pulled, &shared);
                 return;
             }
             let job = match pulled.pop_front().or_else(|| rx.try_recv().ok()) {

@@ -49,22 +49,52 @@ impl NodeLeases for PgStore {
     }
 
     async fn heartbeat(&self, node: &str, now: i64, lease_ms: i64) -> Result<Vec<String>> {
-        let c = self.conn().await?;
-        let db = Db::C(&c);
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
         db.exec(
             "INSERT INTO node_heartbeats (node, seen_until) VALUES ($1, $2)
              ON CONFLICT (node) DO UPDATE SET seen_until = EXCLUDED.seen_until",
             &[&node, &(now + lease_ms)],
         )
         .await?;
-        db.rows(
-            "SELECT node FROM node_heartbeats WHERE seen_until > $1 ORDER BY node",
-            &[&now],
-        )
-        .await?
-        .iter()
-        .map(|r| get(r, 0))
-        .collect()
+        // Nodes whose beat ran out a lease ago or more are gone: their claims (event hooks, and
+        // deliveries of endpoints nobody has taken over since) are due again. Deleting their
+        // beats first makes one node do it, once.
+        let gone: Vec<String> = db
+            .rows(
+                "DELETE FROM node_heartbeats WHERE seen_until <= $1 RETURNING node",
+                &[&(now - lease_ms)],
+            )
+            .await?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<_>>()?;
+        if !gone.is_empty() {
+            let released = db
+                .rows(
+                    "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $2
+                     WHERE claimed_by = ANY($1) AND status = 'pending'
+                     RETURNING org_id, endpoint_id",
+                    &[&gone, &now],
+                )
+                .await?;
+            if !released.is_empty() {
+                tracing::warn!(nodes = ?gone, deliveries = released.len(), "released the claims of nodes that stopped beating");
+            }
+            super::queue::notify_released(db, &released).await?;
+        }
+        let live = db
+            .rows(
+                "SELECT node FROM node_heartbeats WHERE seen_until > $1 ORDER BY node",
+                &[&now],
+            )
+            .await?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<Vec<String>>>()?;
+        commit(tx).await?;
+        Ok(live)
     }
 }
 

@@ -170,27 +170,7 @@ impl DeliveryQueue for PgStore {
                 .await?
             }
         };
-        // Whoever holds the endpoints' leases (perhaps another node) hears of them at commit.
-        let mut due: HashMap<String, (Vec<String>, bool)> = HashMap::new();
-        for r in &rows {
-            let (endpoints, hooks) = due.entry(get(r, 0)?).or_default();
-            match get::<Option<String>>(r, 1)? {
-                Some(ep) if !endpoints.contains(&ep) => endpoints.push(ep),
-                Some(_) => {}
-                None => *hooks = true,
-            }
-        }
-        for (org, (endpoints, hooks)) in due {
-            super::notify::send(
-                db,
-                &Notice::Due {
-                    org,
-                    endpoints,
-                    hooks,
-                },
-            )
-            .await?;
-        }
+        notify_released(db, &rows).await?;
         commit(tx).await?;
         Ok(rows.len() as u64)
     }
@@ -585,6 +565,32 @@ impl NewDeliveries {
         }
         Ok(())
     }
+}
+
+/// Tells whoever holds the endpoints of released deliveries (`rows` of org_id, endpoint_id;
+/// perhaps another node) that they are due, at commit.
+pub(super) async fn notify_released(db: Db<'_>, rows: &[tokio_postgres::Row]) -> Result<()> {
+    let mut due: HashMap<String, (Vec<String>, bool)> = HashMap::new();
+    for r in rows {
+        let (endpoints, hooks) = due.entry(get(r, 0)?).or_default();
+        match get::<Option<String>>(r, 1)? {
+            Some(ep) if !endpoints.contains(&ep) => endpoints.push(ep),
+            Some(_) => {}
+            None => *hooks = true,
+        }
+    }
+    for (org, (endpoints, hooks)) in due {
+        super::notify::send(
+            db,
+            &Notice::Due {
+                org,
+                endpoints,
+                hooks,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Whether ordering key `key` of endpoint `ep` has an open (pending or blocked) delivery.

@@ -92,6 +92,22 @@ impl NodeLeases for SqliteStore {
                      ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until",
                 )?
                 .execute(params![node, now + lease_ms])?;
+            // Nodes whose beat ran out a lease ago or more are gone: their claims are due again.
+            let gone = ctx
+                .conn
+                .prepare_cached(
+                    "DELETE FROM node_heartbeats WHERE seen_until <= ?1 RETURNING node",
+                )?
+                .query_map([now - lease_ms], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            for gone in &gone {
+                ctx.conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?2
+                         WHERE claimed_by = ?1 AND status = 'pending'",
+                    )?
+                    .execute(params![gone, now])?;
+            }
             let mut stmt = ctx.conn.prepare_cached(
                 "SELECT node FROM node_heartbeats WHERE seen_until > ?1 ORDER BY node",
             )?;

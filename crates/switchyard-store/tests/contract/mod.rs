@@ -38,7 +38,8 @@ macro_rules! contract_tests {
             payload_retention_drops_only_what_is_delivered,
             an_ordered_key_hands_out_only_its_head,
             health_counts_failures_and_a_recovery_makes_retries_due,
-            endpoint_leases_fence_claims_and_pass_on_when_they_expire);
+            endpoint_leases_fence_claims_and_pass_on_when_they_expire,
+            a_node_gone_a_lease_past_its_beat_has_its_claims_released);
     };
     (@each $open:path; $($check:ident),* $(,)?) => {
         $(
@@ -2017,6 +2018,101 @@ pub async fn endpoint_leases_fence_claims_and_pass_on_when_they_expire(store: &d
             .expect("drop"),
         1
     );
+}
+
+/// A node that stops beating (killed) may hold claims nothing else would release before their
+/// claim lease (minutes): deliveries it took at publish, event hooks, the heads of an ordered
+/// endpoint's keys. Once its beat has run out by another lease, the next beat of any node makes
+/// them due again, once.
+pub async fn a_node_gone_a_lease_past_its_beat_has_its_claims_released(store: &dyn Store) {
+    store
+        .create_org(&Org::named("c-g", "Gone").expect("valid org"))
+        .await
+        .expect("org");
+    let ep = store
+        .create_endpoint(&sample_endpoint("c-g", "http://127.0.0.1:9/g"))
+        .await
+        .expect("ep");
+    store
+        .create_subscription(&sample_subscription("c-g", &ep.id, &["*"]), None)
+        .await
+        .expect("sub");
+    let t0 = now_ms();
+    assert_eq!(
+        store.heartbeat("node-a", t0, 1_000).await.expect("beat"),
+        vec!["node-a".to_string()]
+    );
+    // Node A publishes and claims the delivery for itself, then dies.
+    let mut batch = route(store, "c-g", vec![sample_event("g1", "X", "1")])
+        .await
+        .expect("route");
+    for e in &mut batch.events {
+        e.claim.iter_mut().for_each(|c| *c = true);
+    }
+    let PublishOutcome::Committed(published) = store
+        .publish(&oid("c-g"), batch, "node-a")
+        .await
+        .expect("publish")
+    else {
+        panic!("stale routing");
+    };
+    let claimed = &published[0].new_deliveries;
+    assert_eq!(claimed.len(), 1, "claimed at publish");
+    let due = |at: i64| async move {
+        store
+            .due_endpoints("node-b", at, 100)
+            .await
+            .expect("due")
+            .into_iter()
+            .map(|e| e.endpoint_id)
+            .collect::<Vec<_>>()
+    };
+    // Its beat has run out, but not by a lease yet: its claim stands.
+    assert_eq!(
+        store
+            .heartbeat("node-b", t0 + 1_500, 1_000)
+            .await
+            .expect("beat"),
+        vec!["node-b".to_string()]
+    );
+    assert!(
+        due(t0 + 1_500).await.is_empty(),
+        "node A's claim still holds"
+    );
+    // A lease later it is gone: node B's beat makes the delivery due again.
+    assert_eq!(
+        store
+            .heartbeat("node-b", t0 + 2_100, 1_000)
+            .await
+            .expect("beat"),
+        vec!["node-b".to_string()]
+    );
+    assert_eq!(due(t0 + 2_100).await, vec![ep.id.clone()]);
+    let at = EndpointRef {
+        org_id: oid("c-g"),
+        endpoint_id: ep.id.clone(),
+    };
+    store
+        .take_leases("node-b", std::slice::from_ref(&ep.id), t0 + 2_100, 1_000)
+        .await
+        .expect("lease");
+    let again = store
+        .claim_endpoint("node-b", &at, t0 + 2_100, 10, 600_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| d.delivery_id.clone())
+            .collect::<Vec<_>>(),
+        vec![claimed[0].delivery_id.clone()]
+    );
+    // Once: node B's own claim is not released by the next beat.
+    store
+        .heartbeat("node-c", t0 + 2_200, 1_000)
+        .await
+        .expect("beat");
+    assert!(due(t0 + 2_200).await.is_empty(), "node B's claim holds");
 }
 
 fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {

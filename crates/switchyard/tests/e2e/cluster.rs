@@ -1,7 +1,8 @@
 //! Several nodes on one PostgreSQL database: three real `switchyard serve` processes share the
 //! work; one is killed with SIGKILL mid-run and the others take its endpoints over; an ordered
 //! endpoint keeps its order and a `max_rps` endpoint its rate with three nodes sending; a
-//! schedule fires once per fire time; a change made through one node reaches the others' caches.
+//! schedule fires once per fire time; a change made through one node reaches the others' caches;
+//! a node that joins mid-run is handed its share of the endpoints, each delivery sent once.
 //!
 //! These run in the PostgreSQL leg of the test command's matrix (`SWITCHYARD_E2E_DATABASE=
 //! postgres`): on SQLite one node owns its file and there is nothing to share. In the SQLite
@@ -35,25 +36,30 @@ impl Node {
 /// Three nodes (or `roles.len()`) on one fresh database, endpoint leases of 2 s, schedules
 /// read with a seconds field.
 async fn cluster(tmp: &Path, roles: &[&str]) -> Vec<Node> {
-    let database = database_url(&tmp.join("db"))
-        .await
-        .expect("the cluster tests run on PostgreSQL");
     let mut nodes = Vec::new();
     for (i, role) in roles.iter().enumerate() {
-        let dir = tmp.join(format!("node{i}"));
-        std::fs::create_dir_all(&dir).expect("node dir");
-        let config = dir.join("switchyard.toml");
-        std::fs::write(
-            &config,
-            "[delivery]\nendpoint_lease_ms = 2000\n\n[schedules]\nseconds_field = true\n",
-        )
-        .expect("config");
-        let hub = start_node(&dir, &database, &config, role).await;
-        nodes.push(Node { hub, dir });
+        nodes.push(join(tmp, i, role).await);
     }
     // Every delivering node has seen the others' heartbeats (a third of a lease apart).
     tokio::time::sleep(Duration::from_millis(1000)).await;
     nodes
+}
+
+/// Node `i` of the cluster in `tmp`, serving `role`, started now.
+async fn join(tmp: &Path, i: usize, role: &str) -> Node {
+    let database = database_url(&tmp.join("db"))
+        .await
+        .expect("the cluster tests run on PostgreSQL");
+    let dir = tmp.join(format!("node{i}"));
+    std::fs::create_dir_all(&dir).expect("node dir");
+    let config = dir.join("switchyard.toml");
+    std::fs::write(
+        &config,
+        "[delivery]\nendpoint_lease_ms = 2000\n\n[schedules]\nseconds_field = true\n",
+    )
+    .expect("config");
+    let hub = start_node(&dir, &database, &config, role).await;
+    Node { hub, dir }
 }
 
 /// The real binary serving `role` on `database` from data dir `dir`.
@@ -568,4 +574,183 @@ async fn three_nodes_hold_max_rps_fire_each_schedule_time_once_and_share_changes
         .map(|r| r.header("webhook-id").expect("id"))
         .collect();
     assert_eq!(ticks.len(), fired.len());
+}
+
+/// The node an endpoint's lease goes to among `nodes` (rendezvous hashing, as the engine does:
+/// FNV-1a of the node id, a zero byte and the endpoint id; the highest wins).
+fn first_choice<'a>(nodes: &'a [String], endpoint: &str) -> &'a str {
+    let weight = |node: &str| {
+        node.bytes()
+            .chain([0])
+            .chain(endpoint.bytes())
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+    };
+    nodes
+        .iter()
+        .max_by_key(|n| (weight(n), n.as_str()))
+        .expect("a node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_joins_mid_run_is_handed_its_share_and_nothing_is_sent_twice() {
+    if skip_on_sqlite("a_node_that_joins_mid_run_is_handed_its_share_and_nothing_is_sent_twice") {
+        return;
+    }
+    let _heavy = TIMING.write().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(tmp.path(), &["all"]).await;
+    let (admin, publisher) = org_on(&nodes[0].hub, "joined").await;
+    let rx = TestReceiver::start().await;
+    rx.always(Reply::status(200).delay(Duration::from_millis(5)));
+    // Twelve endpoints for a type each, and a thirteenth, ordered by ticket.
+    let mut endpoints: Vec<(String, String)> = Vec::new();
+    for i in 0..12 {
+        let id = endpoint_on(
+            &nodes[0].hub,
+            "joined",
+            &admin,
+            json!({"url": rx.url(&format!("/plain{i}")), "max_in_flight": 8}),
+            &[&format!("Note{i}")],
+        )
+        .await;
+        endpoints.push((id, format!("/plain{i}")));
+    }
+    let ordered = endpoint_on(
+        &nodes[0].hub,
+        "joined",
+        &admin,
+        json!({"url": rx.url("/ordered"), "ordered": true, "max_in_flight": 4}),
+        &["TicketUpdated"],
+    )
+    .await;
+    endpoints.push((ordered, "/ordered".into()));
+
+    // 3,000 events through the first node, a batch of 25 every 50 ms (about 6 s); every fifth
+    // is an update of one of 5 tickets. The second node starts a second in.
+    let total = 3000u64;
+    let event = |n: u64| {
+        if n.is_multiple_of(5) {
+            json!({"id": format!("e{n}"), "type": "TicketUpdated",
+                   "entity": {"type": "Ticket", "id": format!("t{}", (n / 5) % 5)},
+                   "data": {"n": n}})
+        } else {
+            json!({"id": format!("e{n}"), "type": format!("Note{}", n % 12), "data": {"n": n}})
+        }
+    };
+    let publishing = {
+        let (hub_client, base, publisher) = (
+            nodes[0].hub.client.clone(),
+            nodes[0].hub.base.clone(),
+            publisher.clone(),
+        );
+        let batches: Vec<Vec<Value>> = (0..total)
+            .map(event)
+            .collect::<Vec<_>>()
+            .chunks(25)
+            .map(<[Value]>::to_vec)
+            .collect();
+        tokio::spawn(async move {
+            for batch in batches {
+                let r = hub_client
+                    .post(format!("{base}/v1/orgs/joined/events/batch"))
+                    .bearer_auth(&publisher)
+                    .json(&json!({"events": batch}))
+                    .send()
+                    .await
+                    .expect("publish");
+                assert_eq!(r.status(), 202);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    rx.wait_for(300, Duration::from_secs(30)).await;
+    nodes.push(join(tmp.path(), 1, "all").await);
+    publishing.await.expect("publisher");
+
+    // Every delivery arrives, and exactly once: the first node sends nothing more on an
+    // endpoint it hands over, and the second claims only what the first gave back.
+    let got = rx
+        .wait_until(Duration::from_secs(60), |got| got.len() >= total as usize)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_all = rx.received();
+    let mut times: HashMap<(String, String), usize> = HashMap::new();
+    for r in &got_all {
+        *times
+            .entry((r.path.clone(), r.header("webhook-id").expect("id")))
+            .or_default() += 1;
+    }
+    assert_eq!(times.len(), total as usize);
+    let most = times.values().copied().max().unwrap_or(0);
+    assert_eq!(
+        most, 1,
+        "a delivery was sent more than once across the handover"
+    );
+    assert_eq!(got.len(), total as usize);
+
+    // Each ticket's updates arrive in publish order (one publisher, in order).
+    let mut tickets: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in got_all.iter().filter(|r| r.path == "/ordered") {
+        let body = r.json();
+        tickets
+            .entry(body["entity"]["id"].as_str().expect("ticket").to_string())
+            .or_default()
+            .push(body["data"]["n"].as_u64().expect("n"));
+    }
+    assert_eq!(tickets.len(), 5);
+    for (ticket, ns) in &tickets {
+        let mut sorted = ns.clone();
+        sorted.sort_unstable();
+        assert_eq!(ns, &sorted, "ticket {ticket} arrived out of order");
+    }
+
+    // The second node was handed the endpoints whose first choice it is: each endpoint's last
+    // delivery was attempted by its first choice of the two nodes, and each endpoint moved at
+    // most once (no attempt by the first node after one by the second).
+    let ids: Vec<String> = nodes.iter().map(Node::id).collect();
+    let mut moved = 0;
+    for (endpoint, path) in &endpoints {
+        let mut sent: Vec<(u64, String)> = Vec::new();
+        for n in (0..total).filter(|n| {
+            let ev = event(*n);
+            let ty = ev["type"].as_str().unwrap_or_default().to_string();
+            (path == "/ordered") == (ty == "TicketUpdated")
+                && (path == "/ordered" || format!("/plain{}", n % 12) == *path)
+        }) {
+            // A sample: every seventh event, and the last ones.
+            if !n.is_multiple_of(7) && n + 60 < total {
+                continue;
+            }
+            let t = nodes[0]
+                .hub
+                .get(&format!("/v1/orgs/joined/events/e{n}"), &admin)
+                .await;
+            let d = &t["deliveries"][0];
+            assert_eq!(d["endpoint_id"].as_str(), Some(endpoint.as_str()), "{t}");
+            assert_eq!(d["status"], "delivered", "{t}");
+            let node = d["attempts"][0]["node"].as_str().expect("node").to_string();
+            sent.push((n, node));
+        }
+        let first = first_choice(&ids, endpoint);
+        let last = &sent.last().expect("a delivery").1;
+        assert_eq!(
+            last, first,
+            "{endpoint}'s last delivery was not sent by its first choice of {ids:?}: {sent:?}"
+        );
+        let switched = sent.windows(2).filter(|w| w[0].1 != w[1].1).count();
+        assert!(switched <= 1, "{endpoint} moved {switched} times: {sent:?}");
+        if first == ids[1] {
+            assert_eq!(
+                sent[0].1, ids[0],
+                "{endpoint} was the first node's before the join"
+            );
+            moved += 1;
+        }
+    }
+    assert!(
+        moved > 0,
+        "none of 13 endpoints is the new node's first choice: {ids:?}"
+    );
 }
