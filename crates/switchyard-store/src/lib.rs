@@ -184,10 +184,13 @@ pub enum Notice {
 pub trait Store:
     Catalog + EventLog + DeliveryQueue + NodeLeases + KvStorage + RunLog + Send + Sync + 'static
 {
-    /// True while writes fail because storage is full (set by a failing write, cleared by the
-    /// next one that commits once space has been freed).
+    /// True while writes fail because storage is full: set by a failing write, cleared once
+    /// space has been freed by the next write that commits (SQLite) or by the next
+    /// [`Store::probe_write`] that finds new space (PostgreSQL, where small writes still fit
+    /// in pages their tables have while a publish fails).
     fn storage_full(&self) -> bool;
-    /// A tiny write that tells whether the store takes writes (again).
+    /// A write that tells whether the store takes writes again (readiness runs it while
+    /// [`Store::storage_full`]).
     async fn probe_write(&self) -> Result<()>;
     /// Gives space freed by deletions back to the file system, a bounded amount at a time.
     async fn reclaim_space(&self) -> Result<()>;

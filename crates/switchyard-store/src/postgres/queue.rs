@@ -185,14 +185,15 @@ impl DeliveryQueue for PgStore {
         // A delivery attempted twice in one call is recorded in a second round, after its
         // first attempt (one statement updates each delivery once).
         let mut rounds: Vec<Vec<AttemptResult>> = Vec::new();
+        let mut seen: HashMap<DeliveryId, usize> = HashMap::with_capacity(results.len());
         for res in results {
-            match rounds
-                .iter_mut()
-                .find(|r| r.iter().all(|x| x.delivery_id != res.delivery_id))
-            {
-                Some(r) => r.push(res),
-                None => rounds.push(vec![res]),
+            // The n-th attempt of a delivery in this call goes to round n.
+            let n = seen.entry(res.delivery_id.clone()).or_insert(0);
+            if *n == rounds.len() {
+                rounds.push(Vec::new());
             }
+            rounds[*n].push(res);
+            *n += 1;
         }
         for round in rounds {
             let r = retrying(|| self.record_round(node, &round, policy)).await;

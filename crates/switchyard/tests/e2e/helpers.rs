@@ -35,15 +35,7 @@ pub async fn database_url(dir: &Path) -> Option<String> {
     if !on_postgres() {
         return None;
     }
-    let server = std::env::var("SWITCHYARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into());
-    let config: tokio_postgres::Config = server.parse().expect("SWITCHYARD_TEST_POSTGRES");
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres").to_string();
+    let server = test_postgres();
     // FNV-1a of the dir: a stable name of the database within PostgreSQL's 63 bytes.
     let hash = dir
         .to_string_lossy()
@@ -67,7 +59,26 @@ pub async fn database_url(dir: &Path) -> Option<String> {
             .await
             .expect("create the test database");
     }
-    Some(format!("postgres://{user}@{host}:{port}/{name}"))
+    Some(postgres_url(&name))
+}
+
+/// The PostgreSQL server the tests use (`SWITCHYARD_TEST_POSTGRES`, a connection string).
+pub fn test_postgres() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into())
+}
+
+/// The URL a hub connects with to database `name` on the tests' server.
+pub fn postgres_url(name: &str) -> String {
+    let server = test_postgres();
+    let config: tokio_postgres::Config = server.parse().expect("SWITCHYARD_TEST_POSTGRES");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres").to_string();
+    format!("postgres://{user}@{host}:{port}/{name}")
 }
 
 pub struct TestApp {
