@@ -152,6 +152,9 @@ pub(crate) struct Inner {
     /// since: their worker stops sending, waits for its requests in flight, then gives the lease
     /// up (see [`Engine::hand_over`]).
     pub(crate) yielding: Mutex<HashSet<EndpointId>>,
+    /// Run: held while the lease task renews or gives up leases and while a handover gives one
+    /// up, so that a renewal never takes back a lease just given up.
+    pub(crate) lease_ops: tokio::sync::Mutex<()>,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: feeds the recorder. Shutdown: the last message is a flush.
@@ -224,6 +227,7 @@ impl Engine {
             live: Mutex::new(Vec::new()),
             declined: Mutex::new(HashMap::new()),
             yielding: Mutex::new(HashSet::new()),
+            lease_ops: tokio::sync::Mutex::new(()),
             recorder: tx,
             events,
             wake: Notify::new(),

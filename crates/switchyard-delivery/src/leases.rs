@@ -134,6 +134,9 @@ impl Engine {
         if max_rps {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        // Not while the lease task renews: a renewal that read the lease before could take it
+        // back just after it is given up.
+        let ops = inner.lease_ops.lock().await;
         if let Ok(mut l) = inner.leases.lock() {
             l.remove(id);
         }
@@ -156,6 +159,7 @@ impl Engine {
                 inner.clock.now_ms() + inner.config.endpoint_lease_ms,
             );
         }
+        drop(ops);
         // Its first choice pulls at once, not at its next poll.
         let due = Notice::Due {
             org: endpoint.org_id.to_string(),
@@ -265,15 +269,19 @@ impl Engine {
                 .await
             {
                 Ok(live) => {
-                    self.yield_to_joined(&live, &before);
-                    before.clone_from(&live);
+                    // Known first (a worker asking whether it is an endpoint's first choice
+                    // must not take back what is handed over), then acted on.
                     if let Ok(mut l) = inner.live.lock() {
-                        *l = live;
+                        l.clone_from(&live);
                     }
+                    self.yield_to_joined(&live, &before);
+                    before = live;
                 }
                 Err(StoreError::Closed) => return,
                 Err(e) => tracing::warn!(error = %e, "the heartbeat failed; retrying"),
             }
+            // Until the renewal is written: a handover gives its lease up before or after.
+            let _ops = inner.lease_ops.lock().await;
             // One lock at a time (elsewhere the slots are locked before the leases).
             let Ok(ids) = inner
                 .leases

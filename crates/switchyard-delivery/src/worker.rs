@@ -372,6 +372,12 @@ impl Engine {
                 self.done(1);
                 continue;
             }
+            if self.is_yielding(&endpoint.endpoint_id) {
+                // Being handed over: back to the queue, for the top of the loop to hand back.
+                shared.hold(1);
+                pulled.push_front(job);
+                continue;
+            }
             if !self.ensure_lease(&endpoint.endpoint_id).await {
                 // The endpoint passed to another node: nothing more is sent from here.
                 let _ = inner.recorder.send(Msg::Release(job.delivery_id));

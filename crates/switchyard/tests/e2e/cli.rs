@@ -395,6 +395,7 @@ async fn start_listen(
     tokio::process::Child,
     String,
     tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     let mut child = switchyard(app, &org.id, &org.admin)
         .arg("listen")
@@ -417,9 +418,15 @@ async fn start_listen(
         .and_then(|r| r.split(')').next())
         .expect("the endpoint id in the ready line")
         .to_string();
-    // The rest of its standard error (the removal) is read when it ends.
-    tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
-    (child, endpoint, lines)
+    // The rest of its standard error (the removal) is kept, for the assertions to show.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = said.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            kept.lock().expect("stderr lines").push(line);
+        }
+    });
+    (child, endpoint, lines, said)
 }
 
 async fn endpoint_ids(app: &TestApp, org: &Org) -> Vec<String> {
@@ -440,7 +447,7 @@ async fn listen_receives_verifies_forwards_and_removes_its_endpoint() {
     let local = TestReceiver::start().await;
     local.script([Reply::status(200), Reply::status(500), Reply::status(200)]);
     let forward = local.url("/webhooks");
-    let (mut child, endpoint, mut lines) = start_listen(
+    let (mut child, endpoint, mut lines, said) = start_listen(
         &app,
         &org,
         &[
@@ -535,7 +542,8 @@ async fn listen_receives_verifies_forwards_and_removes_its_endpoint() {
     // Gone from the hub once it stopped.
     assert!(
         !endpoint_ids(&app, &org).await.contains(&endpoint),
-        "the temporary endpoint is removed"
+        "the temporary endpoint is removed; listen said: {:?}",
+        said.lock().expect("stderr lines")
     );
     app.stop().await;
 }
@@ -544,7 +552,7 @@ async fn listen_receives_verifies_forwards_and_removes_its_endpoint() {
 async fn listen_cleans_up_on_sigterm_and_says_when_the_hub_may_not_reach_it() {
     let app = spawn_app().await;
     let org = app.org("cli-listen-term").await;
-    let (mut child, endpoint, _lines) = start_listen(&app, &org, &[]).await;
+    let (mut child, endpoint, _lines, _said) = start_listen(&app, &org, &[]).await;
     assert!(endpoint_ids(&app, &org).await.contains(&endpoint));
     let pid = child.id().expect("pid").to_string();
     let killed = Command::new("kill")

@@ -627,9 +627,10 @@ async fn a_node_that_joins_mid_run_is_handed_its_share_and_nothing_is_sent_twice
     .await;
     endpoints.push((ordered, "/ordered".into()));
 
-    // 3,000 events through the first node, a batch of 25 every 50 ms (about 6 s); every fifth
-    // is an update of one of 5 tickets. The second node starts a second in.
-    let total = 3000u64;
+    // Events through the first node, a batch of 25 every 50 ms, every fifth an update of one
+    // of 5 tickets; the second node starts once 300 have arrived, and publishing goes on for
+    // 5 s after it is ready (a handover takes two of its beats, 1.3 s, and the requests in
+    // flight), however long its start took.
     let event = |n: u64| {
         if n.is_multiple_of(5) {
             json!({"id": format!("e{n}"), "type": "TicketUpdated",
@@ -639,20 +640,18 @@ async fn a_node_that_joins_mid_run_is_handed_its_share_and_nothing_is_sent_twice
             json!({"id": format!("e{n}"), "type": format!("Note{}", n % 12), "data": {"n": n}})
         }
     };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publishing = {
-        let (hub_client, base, publisher) = (
+        let (hub_client, base, publisher, stop) = (
             nodes[0].hub.client.clone(),
             nodes[0].hub.base.clone(),
             publisher.clone(),
+            stop.clone(),
         );
-        let batches: Vec<Vec<Value>> = (0..total)
-            .map(event)
-            .collect::<Vec<_>>()
-            .chunks(25)
-            .map(<[Value]>::to_vec)
-            .collect();
         tokio::spawn(async move {
-            for batch in batches {
+            let mut next = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let batch: Vec<Value> = (next..next + 25).map(event).collect();
                 let r = hub_client
                     .post(format!("{base}/v1/orgs/joined/events/batch"))
                     .bearer_auth(&publisher)
@@ -661,13 +660,17 @@ async fn a_node_that_joins_mid_run_is_handed_its_share_and_nothing_is_sent_twice
                     .await
                     .expect("publish");
                 assert_eq!(r.status(), 202);
+                next += 25;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            next
         })
     };
     rx.wait_for(300, Duration::from_secs(30)).await;
     nodes.push(join(tmp.path(), 1, "all").await);
-    publishing.await.expect("publisher");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let total = publishing.await.expect("publisher");
 
     // Every delivery arrives, and exactly once: the first node sends nothing more on an
     // endpoint it hands over, and the second claims only what the first gave back.
