@@ -540,47 +540,39 @@ impl NewDeliveries {
         .await?;
         // Deliveries left due now are for their endpoint's lease holder, which may be another
         // node: it hears of them when this transaction commits.
-        let mut due: HashMap<&str, (Vec<String>, bool)> = HashMap::new();
-        for (i, next) in self.nexts.iter().enumerate() {
-            if *next != Some(now) || self.claimed_by[i].is_some() {
-                continue;
-            }
-            let (endpoints, hooks) = due.entry(self.orgs[i].as_str()).or_default();
-            match &self.endpoints[i] {
-                Some(ep) if !endpoints.contains(ep) => endpoints.push(ep.clone()),
-                Some(_) => {}
-                None => *hooks = true,
-            }
-        }
-        for (org, (endpoints, hooks)) in due {
-            let org = org.to_string();
-            super::notify::send(
-                db,
-                &Notice::Due {
-                    org,
-                    endpoints,
-                    hooks,
-                },
-            )
-            .await?;
-        }
-        Ok(())
+        let due = (0..self.ids.len())
+            .filter(|&i| self.nexts[i] == Some(now) && self.claimed_by[i].is_none())
+            .map(|i| (self.orgs[i].clone(), self.endpoints[i].clone()));
+        notify_due(db, due).await
     }
 }
 
 /// Tells whoever holds the endpoints of released deliveries (`rows` of org_id, endpoint_id;
 /// perhaps another node) that they are due, at commit.
 pub(super) async fn notify_released(db: Db<'_>, rows: &[tokio_postgres::Row]) -> Result<()> {
-    let mut due: HashMap<String, (Vec<String>, bool)> = HashMap::new();
-    for r in rows {
-        let (endpoints, hooks) = due.entry(get(r, 0)?).or_default();
-        match get::<Option<String>>(r, 1)? {
+    let due = rows
+        .iter()
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    notify_due(db, due).await
+}
+
+/// Sends a `Due` notice per organization for deliveries due now, given as (organization,
+/// endpoint or `None` for an event hook): each endpoint named once.
+async fn notify_due(
+    db: Db<'_>,
+    due: impl IntoIterator<Item = (String, Option<String>)>,
+) -> Result<()> {
+    let mut by_org: HashMap<String, (Vec<String>, bool)> = HashMap::new();
+    for (org, endpoint) in due {
+        let (endpoints, hooks) = by_org.entry(org).or_default();
+        match endpoint {
             Some(ep) if !endpoints.contains(&ep) => endpoints.push(ep),
             Some(_) => {}
             None => *hooks = true,
         }
     }
-    for (org, (endpoints, hooks)) in due {
+    for (org, (endpoints, hooks)) in by_org {
         super::notify::send(
             db,
             &Notice::Due {

@@ -35,6 +35,61 @@ impl Hub {
             .expect("subscription");
         assert_eq!(s, 201);
     }
+
+    /// Publishes events `full-0`, `full-1`, … with `data(i)` until one is refused (at most
+    /// `max`); the refusal must be a 503. Returns the ids accepted and the refusal.
+    async fn publish_until_refused(
+        &self,
+        max: u64,
+        data: impl Fn(u64) -> Value,
+    ) -> (Vec<String>, Value) {
+        let mut accepted = Vec::new();
+        for i in 0..max {
+            let id = format!("full-{i}");
+            let (s, v) = self
+                .post(
+                    "/v1/orgs/o/events",
+                    ADMIN_KEY,
+                    json!({"id": id, "type": "T", "data": data(i)}),
+                )
+                .await
+                .expect("publish");
+            if s != 202 {
+                assert_eq!(s, 503, "{v}");
+                return (accepted, v);
+            }
+            accepted.push(id);
+        }
+        panic!("{max} events accepted: the disk never filled");
+    }
+
+    /// `/readyz`'s status and body.
+    async fn readyz(&self) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .expect("readyz");
+        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+    }
+
+    /// Every event of `accepted` is stored and reaches `rx`.
+    async fn kept_and_delivered(&self, rx: &TestReceiver, accepted: &[String]) {
+        for id in accepted {
+            let trace = self
+                .get(&format!("/v1/orgs/o/events/{id}"), ADMIN_KEY)
+                .await;
+            assert_eq!(trace["id"], json!(id), "{id} lost");
+        }
+        let want: HashSet<String> = accepted.iter().cloned().collect();
+        let got = rx
+            .wait_until(Duration::from_secs(30), |g| {
+                distinct_ids(g).is_superset(&want)
+            })
+            .await;
+        assert!(distinct_ids(&got).is_superset(&want));
+    }
 }
 
 fn distinct_ids(got: &[Received]) -> HashSet<String> {
@@ -282,27 +337,12 @@ async fn a_full_postgresql_disk_is_a_clear_recoverable_state() {
     let url = postgres_url(&name);
     let hub = launch_hub(data.path(), &["--database-url", &url], &[]).await;
     hub.setup(&rx.url("/full")).await;
-    let mut accepted = Vec::new();
-    let mut refusal = Value::Null;
-    for i in 0..2000u64 {
-        let id = format!("full-{i}");
-        let (s, v) = hub
-            .post(
-                "/v1/orgs/o/events",
-                ADMIN_KEY,
-                json!({"id": id, "type": "T", "data": {"filler": incompressible(150 * 1024, i + 1)}}),
-            )
-            .await
-            .expect("publish");
-        match s {
-            202 => accepted.push(id),
-            _ => {
-                assert_eq!(s, 503, "{v}");
-                refusal = v;
-                break;
-            }
-        }
-    }
+    let (mut accepted, refusal) = hub
+        .publish_until_refused(
+            2000,
+            |i| json!({"filler": incompressible(150 * 1024, i + 1)}),
+        )
+        .await;
     assert_eq!(refusal["error"]["code"], "storage_full", "{refusal}");
     let message = refusal["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("PostgreSQL"), "{refusal}");
@@ -317,18 +357,9 @@ async fn a_full_postgresql_disk_is_a_clear_recoverable_state() {
         .await
         .expect("get");
     assert_eq!(r.status(), 404, "a refused event was stored");
-    let readyz = || async {
-        let r = hub
-            .client
-            .get(format!("{}/readyz", hub.base))
-            .send()
-            .await
-            .expect("readyz");
-        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
-    };
     // Readiness says so (its probe needs new space, as a publish does), so that a load balancer
     // sends publishers elsewhere.
-    let (s, ready) = readyz().await;
+    let (s, ready) = hub.readyz().await;
     assert_eq!(s, 503, "{ready}");
     assert_eq!(ready["code"], "storage_full", "{ready}");
 
@@ -344,20 +375,10 @@ async fn a_full_postgresql_disk_is_a_clear_recoverable_state() {
         .expect("publish");
     assert_eq!(s, 202, "{v}");
     accepted.push("after".into());
-    assert_eq!(readyz().await.0, 200);
+    assert_eq!(hub.readyz().await.0, 200);
 
     // Nothing that got a 202 is lost: stored, and delivered.
-    for id in &accepted {
-        let trace = hub.get(&format!("/v1/orgs/o/events/{id}"), ADMIN_KEY).await;
-        assert_eq!(trace["id"], json!(id), "{id} lost");
-    }
-    let want: HashSet<String> = accepted.iter().cloned().collect();
-    let got = rx
-        .wait_until(Duration::from_secs(30), |g| {
-            distinct_ids(g).is_superset(&want)
-        })
-        .await;
-    assert!(distinct_ids(&got).is_superset(&want));
+    hub.kept_and_delivered(&rx, &accepted).await;
     drop(hub);
     drop(pg);
 }
@@ -380,45 +401,18 @@ async fn a_full_disk_is_a_clear_recoverable_state() {
     let hub = start_hub(&data).await;
     hub.setup(&rx.url("/full")).await;
     let filler = "x".repeat(150 * 1024);
-    let mut accepted = Vec::new();
-    let mut refusal = Value::Null;
-    for i in 0..400 {
-        let id = format!("full-{i}");
-        let (s, v) = hub
-            .post(
-                "/v1/orgs/o/events",
-                ADMIN_KEY,
-                json!({"id": id, "type": "T", "data": {"filler": filler}}),
-            )
-            .await
-            .expect("publish");
-        match s {
-            202 => accepted.push(id),
-            _ => {
-                assert_eq!(s, 503, "{v}");
-                refusal = v;
-                break;
-            }
-        }
-    }
+    let (mut accepted, refusal) = hub
+        .publish_until_refused(400, |_| json!({"filler": filler}))
+        .await;
     assert_eq!(refusal["error"]["code"], "storage_full", "{refusal}");
     assert!(accepted.len() > 10, "only {} accepted", accepted.len());
-    let readyz = || async {
-        let r = hub
-            .client
-            .get(format!("{}/readyz", hub.base))
-            .send()
-            .await
-            .expect("readyz");
-        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
-    };
-    let (s, ready) = readyz().await;
+    let (s, ready) = hub.readyz().await;
     assert_eq!(s, 503);
     assert_eq!(ready["code"], "storage_full", "{ready}");
 
     // The operator frees space: the hub recovers without a restart.
     std::fs::remove_file(&ballast).expect("free space");
-    assert_eq!(readyz().await.0, 200);
+    assert_eq!(hub.readyz().await.0, 200);
     let (s, v) = hub
         .post(
             "/v1/orgs/o/events",
@@ -431,16 +425,6 @@ async fn a_full_disk_is_a_clear_recoverable_state() {
     accepted.push("after".into());
 
     // Nothing that got a 202 is lost: stored, and delivered.
-    for id in &accepted {
-        let trace = hub.get(&format!("/v1/orgs/o/events/{id}"), ADMIN_KEY).await;
-        assert_eq!(trace["id"], json!(id), "{id} lost");
-    }
-    let want: HashSet<String> = accepted.iter().cloned().collect();
-    let got = rx
-        .wait_until(Duration::from_secs(30), |g| {
-            distinct_ids(g).is_superset(&want)
-        })
-        .await;
-    assert!(distinct_ids(&got).is_superset(&want));
+    hub.kept_and_delivered(&rx, &accepted).await;
     drop(hub);
 }
