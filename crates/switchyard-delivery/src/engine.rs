@@ -145,8 +145,7 @@ pub(crate) struct Inner {
     /// Run: the nodes that deliver, as of the lease task's last heartbeat (sorted).
     pub(crate) live: Mutex<Vec<String>>,
     /// Run: endpoints this node declined as not its first choice (or handed over), with the
-    /// time from which it takes them anyway (their first choice is not taking them). Past the
-    /// it takes them anyway (their first choice is not taking them).
+    /// time from which it takes them anyway (their first choice is not taking them).
     pub(crate) declined: Mutex<HashMap<EndpointId, i64>>,
     /// Run: endpoints this node holds but hands to their first choice, a node that joined
     /// since: their worker stops sending, waits for its requests in flight, then gives the lease

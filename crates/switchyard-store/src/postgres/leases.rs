@@ -71,14 +71,8 @@ impl NodeLeases for PgStore {
             .map(|r| get(r, 0))
             .collect::<Result<_>>()?;
         if !gone.is_empty() {
-            let released = db
-                .rows(
-                    "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $2
-                     WHERE claimed_by = ANY($1) AND status = 'pending'
-                     RETURNING org_id, endpoint_id",
-                    &[&gone, &now],
-                )
-                .await?;
+            let nodes: Vec<&str> = gone.iter().map(String::as_str).collect();
+            let released = super::queue::release_claims_of(db, &nodes, now).await?;
             if !released.is_empty() {
                 tracing::warn!(nodes = ?gone, deliveries = released.len(), "released the claims of nodes that stopped beating");
             }

@@ -150,15 +150,7 @@ impl DeliveryQueue for PgStore {
         let tx = c.transaction().await.map_err(pg_err)?;
         let db = Db::T(&tx);
         let rows = match ids {
-            None => {
-                db.rows(
-                    "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $2
-                     WHERE claimed_by = $1 AND status = 'pending'
-                     RETURNING org_id, endpoint_id",
-                    &[&node, &now_ms()],
-                )
-                .await?
-            }
+            None => release_claims_of(db, &[node], now_ms()).await?,
             Some(ids) => {
                 let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
                 db.rows(
@@ -545,6 +537,22 @@ impl NewDeliveries {
             .map(|i| (self.orgs[i].clone(), self.endpoints[i].clone()));
         notify_due(db, due).await
     }
+}
+
+/// Makes every delivery that `nodes` claimed due again at `now` (a node stopping, or nodes
+/// found gone); answers their org_id, endpoint_id.
+pub(super) async fn release_claims_of(
+    db: Db<'_>,
+    nodes: &[&str],
+    now: i64,
+) -> Result<Vec<tokio_postgres::Row>> {
+    db.rows(
+        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = $2
+         WHERE claimed_by = ANY($1) AND status = 'pending'
+         RETURNING org_id, endpoint_id",
+        &[&nodes, &now],
+    )
+    .await
 }
 
 /// Tells whoever holds the endpoints of released deliveries (`rows` of org_id, endpoint_id;

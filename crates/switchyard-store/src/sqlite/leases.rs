@@ -101,12 +101,7 @@ impl NodeLeases for SqliteStore {
                 .query_map([now - lease_ms], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
             for gone in &gone {
-                ctx.conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?2
-                         WHERE claimed_by = ?1 AND status = 'pending'",
-                    )?
-                    .execute(params![gone, now])?;
+                super::queue::release_claims_of(&ctx.conn, gone, now)?;
             }
             let mut stmt = ctx.conn.prepare_cached(
                 "SELECT node FROM node_heartbeats WHERE seen_until > ?1 ORDER BY node",

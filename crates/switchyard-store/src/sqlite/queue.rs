@@ -135,13 +135,7 @@ impl DeliveryQueue for SqliteStore {
         self.write(move |ctx| {
             let now = now_ms();
             let n = match ids {
-                None => ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?2
-                         WHERE claimed_by = ?1 AND status = 'pending'",
-                    )?
-                    .execute(params![node, now])?,
+                None => release_claims_of(&ctx.conn, &node, now)?,
                 Some(ids) => {
                     let mut stmt = ctx.conn.prepare_cached(
                         "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?3
@@ -606,4 +600,18 @@ fn claim(
         });
     }
     Ok(out)
+}
+
+/// Makes every delivery that `node` claimed due again at `now` (the node stopping, or found
+/// gone); answers how many.
+pub(super) fn release_claims_of(
+    conn: &rusqlite::Connection,
+    node: &str,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET claimed_by = NULL, next_attempt_at = ?2
+         WHERE claimed_by = ?1 AND status = 'pending'",
+    )?
+    .execute(params![node, now])
 }
