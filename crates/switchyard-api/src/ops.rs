@@ -179,7 +179,8 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         StatusCode::OK,
         Json(
             serde_json::json!({"status": "ready", "sandbox": s.hub.runner().isolation().level(),
-            "isolation": s.hub.runner().isolation(), "languages": s.hub.runner().languages()}),
+            "isolation": s.hub.runner().isolation(), "languages": s.hub.runner().languages(),
+            "run_memory_budget_mb": s.hub.runner().memory_budget_mb()}),
         ),
     )
 }

@@ -4,16 +4,24 @@
 //! and kills it — then starts another — when a run passes its deadline, runs out of memory or
 //! the worker misbehaves; a dead worker is a failed run, never a dead hub. Healthy workers go
 //! back to the pool, so a trivial run costs a pipe round trip, not a process start.
+//!
+//! Each worker is confined like a child-process run: its own uid from the pool's slots (so one
+//! organization's workers never use up another's process limit), its own new root and cgroup,
+//! whose memory limit the hub sets before each job to that job's `memory_mb` plus the engine's
+//! own room; a worker the kernel killed for memory is a failed run naming the limit.
 
 use crate::channel::{Channel, ChannelEnd};
 use crate::process::kill_group;
-use crate::sandbox::{Confine, Isolation, Limits, SANDBOX_UID};
+use crate::sandbox::{
+    Confine, Isolation, JS_UID_BASE, JS_WORKER_SLOTS, Limits, MemoryBudget, RunGroup, UidSlot,
+    UidSlots,
+};
 use crate::{Broker, Outcome, sdk_answer};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchyard_core::executor::MAX_MEMORY_MB;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -22,18 +30,30 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 const MAX_IDLE: usize = 4;
 /// Time the engine's own interrupt gets before the hub kills the worker.
 const KILL_GRACE: Duration = Duration::from_millis(300);
+/// A worker's memory beyond the engine's heap limit (`memory_mb`): the process, its input and
+/// output (at most 1 MiB each way past the engine), the engine's own tables.
+pub const WORKER_MB: u32 = 48;
 
 struct Worker {
     child: Child,
     stdin: ChildStdin,
     /// The worker's messages, bounded in size and per run.
     stdout: Channel<ChildStdout>,
+    /// The worker's cgroups (limits set per job), when the host has them.
+    group: Option<RunGroup>,
+    /// The new root's mount point (empty on the host); removed with the worker.
+    _stage: tempfile::TempDir,
+    /// The worker's own uid, handed back when the worker goes.
+    _slot: UidSlot,
 }
 
 impl Worker {
     fn kill(mut self) {
         kill_group(self.child.id());
         let _ = self.child.start_kill();
+        if let Some(g) = &self.group {
+            g.kill_all();
+        }
     }
 }
 
@@ -42,28 +62,57 @@ pub struct JsPool {
     program: PathBuf,
     isolation: Isolation,
     idle: Mutex<Vec<Worker>>,
+    slots: UidSlots,
 }
 
 impl JsPool {
     /// `program` is the switchyard binary (it has the `js-worker` subcommand).
     pub fn new(program: PathBuf, isolation: Isolation) -> JsPool {
         JsPool {
-            program,
+            program: program.canonicalize().unwrap_or(program),
             isolation,
             idle: Mutex::new(Vec::new()),
+            slots: UidSlots::new(JS_UID_BASE, JS_WORKER_SLOTS),
         }
     }
 
-    fn spawn(&self) -> Result<Worker, String> {
+    async fn spawn(&self, wait: Duration) -> Result<Worker, String> {
+        let slot = self.slots.take(wait).await.ok_or_else(|| {
+            format!(
+                "timeout: no JavaScript worker slot became free within {} ms (too many runs at once)",
+                wait.as_millis()
+            )
+        })?;
+        let stage = tempfile::Builder::new()
+            .prefix("switchyard-js-")
+            .tempdir()
+            .map_err(|e| format!("cannot create the worker's directory: {e}"))?;
+        let group = self
+            .isolation
+            .groups
+            .as_ref()
+            .map(|g| g.slot(slot.uid))
+            .transpose()
+            .map_err(|e| format!("cannot prepare the worker's cgroup: {e}"))?;
         let limits = Limits {
             address_space_bytes: Some((u64::from(MAX_MEMORY_MB) + 1024) * 1024 * 1024),
             cpu_seconds: None,
             file_size_bytes: 0,
             processes: 64,
         };
+        if let Some(g) = &group {
+            g.kill_all();
+            g.limit(
+                u64::from(MAX_MEMORY_MB + WORKER_MB) << 20,
+                u64::from(limits.processes),
+            )?;
+        }
         let confine = Confine {
-            uid: Some(SANDBOX_UID),
-            ..Confine::default()
+            uid: Some(slot.uid),
+            stage: Some(stage.path()),
+            tmp_mb: 1,
+            ro: vec![self.program.clone()],
+            cgroup: group.as_ref(),
         };
         let argv = self.isolation.wrap(
             &limits,
@@ -89,14 +138,17 @@ impl JsPool {
             child,
             stdin,
             stdout: Channel::new(stdout),
+            group,
+            _stage: stage,
+            _slot: slot,
         })
     }
 
-    fn take(&self) -> Result<Worker, String> {
+    async fn take(&self, wait: Duration) -> Result<Worker, String> {
         if let Some(w) = self.idle.lock().ok().and_then(|mut i| i.pop()) {
             return Ok(w);
         }
-        self.spawn()
+        self.spawn(wait).await
     }
 
     fn give_back(&self, w: Worker) {
@@ -106,19 +158,46 @@ impl JsPool {
         }
     }
 
-    /// Runs `main(input, sdk)` of `source` in a worker.
+    /// Runs `main(input, sdk)` of `source` in a worker, holding its kernel memory limit's worth
+    /// of `budget` while it runs.
     pub async fn run(
         &self,
         source: &str,
         memory_mb: u32,
         input: &Value,
         timeout: Duration,
+        budget: &MemoryBudget,
         broker: &Broker<'_>,
     ) -> Outcome {
-        let mut worker = match self.take() {
+        let started = Instant::now();
+        let kernel_mb = memory_mb + WORKER_MB;
+        let _room = match budget.take(kernel_mb, timeout).await {
+            Ok(room) => room,
+            Err(e) => return Outcome::failed(e),
+        };
+        let mut worker = match self.take(timeout.saturating_sub(started.elapsed())).await {
             Ok(w) => w,
             Err(e) => return Outcome::failed(e),
         };
+        // This job's memory: a worker that cannot be brought under it (its heap has not shrunk
+        // since a bigger job) is replaced by a fresh one.
+        if let Some(g) = &worker.group
+            && g.limit(u64::from(kernel_mb) << 20, 64).is_err()
+        {
+            worker.kill();
+            worker = match self.spawn(timeout.saturating_sub(started.elapsed())).await {
+                Ok(w) => w,
+                Err(e) => return Outcome::failed(e),
+            };
+            if let Some(g) = &worker.group
+                && let Err(e) = g.limit(u64::from(kernel_mb) << 20, 64)
+            {
+                worker.kill();
+                return Outcome::failed(format!("cannot set the worker's limits: {e}"));
+            }
+        }
+        let ooms_before = worker.group.as_ref().map_or(0, RunGroup::oom_kills);
+        let timeout = timeout.saturating_sub(started.elapsed());
         // Each run has the whole budget: a reused worker starts counting afresh.
         worker.stdout.reset_budget();
         let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": timeout.as_millis() as u64});
@@ -127,7 +206,7 @@ impl JsPool {
         if worker.stdin.write_all(line.as_bytes()).await.is_err() {
             // A pooled worker that died while idle: try once with a fresh one.
             worker.kill();
-            worker = match self.spawn() {
+            worker = match self.spawn(timeout).await {
                 Ok(w) => w,
                 Err(e) => return Outcome::failed(e),
             };
@@ -173,11 +252,20 @@ impl JsPool {
                     return o;
                 }
                 Err(ChannelEnd::Closed) => {
+                    let oom = worker
+                        .group
+                        .as_ref()
+                        .is_some_and(|g| g.oom_kills() > ooms_before);
                     worker.kill();
-                    let mut o = Outcome::failed(
+                    let mut o = Outcome::failed(if oom {
+                        format!(
+                            "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB \
+                             for the code (`memory_mb`), {WORKER_MB} MB for the engine) and the kernel stopped it"
+                        )
+                    } else {
                         "the JavaScript worker died (the engine aborted, likely out of memory)"
-                            .into(),
-                    );
+                            .into()
+                    });
                     o.logs = logs;
                     return o;
                 }

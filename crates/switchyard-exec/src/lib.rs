@@ -10,11 +10,12 @@
 //!
 //! Files: `runner.rs` (runs, event hooks, output caps), `broker.rs` (SDK calls and their wire
 //! answers), `redaction.rs` (secrets out of traces), `process.rs` and `js.rs` (the two ways code
-//! runs), `api_call.rs`, `sandbox.rs` and `sandbox_exec.rs` (isolation), `channel.rs` (bounded
-//! reads of what user code sends).
+//! runs), `api_call.rs`, `sandbox.rs`, `sandbox_exec.rs` and `cgroups.rs` (isolation and
+//! per-run kernel limits), `channel.rs` (bounded reads of what user code sends).
 
 mod api_call;
 mod broker;
+mod cgroups;
 pub mod channel;
 mod error;
 mod js;
@@ -27,7 +28,7 @@ pub mod sandbox_exec;
 pub use broker::Broker;
 pub(crate) use broker::sdk_answer;
 pub use error::ExecError;
-pub use runner::Runner;
+pub use runner::{Runner, RunnerLimits};
 
 use serde_json::Value;
 

@@ -42,31 +42,55 @@ pub(crate) struct RunnerInner {
     js: Option<js::JsPool>,
     /// The uids of concurrent child-process runs.
     slots: sandbox::UidSlots,
-    /// The operator's largest private temporary directory per run (MiB).
-    max_tmp_mb: u32,
+    /// Memory of all concurrent runs together.
+    budget: sandbox::MemoryBudget,
+    /// The operator's bounds.
+    limits: RunnerLimits,
+}
+
+/// What the operator bounds runs with.
+#[derive(Debug, Clone)]
+pub struct RunnerLimits {
+    /// The largest private temporary directory per run (MiB).
+    pub max_tmp_mb: u32,
+    /// Memory of all concurrent runs together (MiB); `None`: half of the machine's.
+    pub memory_budget_mb: Option<u32>,
+    /// Run Python, PHP and Node.js even where the kernel cannot bound each run (no cgroups).
+    pub allow_unbounded_runs: bool,
 }
 
 impl Runner {
     /// `js_worker` is the switchyard binary, whose `js-worker` subcommand runs JavaScript.
-    /// `max_tmp_mb` is the operator's bound on a run's private temporary directory.
+    /// `limits` are the operator's bounds on runs.
     pub fn new(
         store: Arc<dyn Store>,
         clients: Clients,
         isolation: sandbox::Isolation,
         js_worker: Option<std::path::PathBuf>,
-        max_tmp_mb: u32,
+        mut limits: RunnerLimits,
     ) -> Runner {
         let js = js_worker.map(|p| js::JsPool::new(p, isolation.clone()));
+        limits.max_tmp_mb = limits.max_tmp_mb.clamp(1, sandbox::MAX_TMP_MB);
+        let budget_mb = limits
+            .memory_budget_mb
+            .unwrap_or_else(sandbox::default_budget_mb)
+            .max(1);
         Runner {
             inner: Arc::new(RunnerInner {
                 store,
                 clients,
                 isolation,
                 js,
-                slots: sandbox::UidSlots::new(sandbox::DEFAULT_SLOTS),
-                max_tmp_mb: max_tmp_mb.clamp(1, sandbox::MAX_TMP_MB),
+                slots: sandbox::UidSlots::new(sandbox::SLOT_UID_BASE, sandbox::DEFAULT_SLOTS),
+                budget: sandbox::MemoryBudget::new(budget_mb),
+                limits,
             }),
         }
+    }
+
+    /// The hub-wide memory budget for all concurrent runs (MiB).
+    pub fn memory_budget_mb(&self) -> u32 {
+        self.inner.budget.total_mb()
     }
 
     pub fn isolation(&self) -> &sandbox::Isolation {
@@ -75,7 +99,7 @@ impl Runner {
 
     /// The operator's largest private temporary directory per run (MiB).
     pub fn max_tmp_mb(&self) -> u32 {
-        self.inner.max_tmp_mb
+        self.inner.limits.max_tmp_mb
     }
 
     /// Whether this instance can run `language`; `Err` says what is missing.
@@ -85,7 +109,20 @@ impl Runner {
                 "JavaScript is not available on this instance (no worker program)".into(),
             )),
             Language::Javascript => Ok(()),
-            other => process::interpreter_available(other).map_err(ExecError::Unavailable),
+            other => {
+                process::interpreter_available(other).map_err(ExecError::Unavailable)?;
+                let iso = &self.inner.isolation;
+                if iso.groups.is_none() && !self.inner.limits.allow_unbounded_runs {
+                    return Err(ExecError::Unavailable(format!(
+                        "{} executors need per-run memory and process limits from the kernel \
+                         (cgroups), which this host does not offer ({}); start the hub with \
+                         --allow-unbounded-runs to run them anyway",
+                        other.as_str(),
+                        iso.cgroups_unavailable.as_deref().unwrap_or("no cgroups")
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -173,13 +210,22 @@ impl Runner {
                 o = api_call::run(&broker, method, url, headers, &input, timeout) => o,
                 _ = call.cancel.cancelled() => Outcome::failed(CANCELLED.into()),
             },
+            ExecutorSpec::Code { language, .. }
+                if let Err(e) = self.language_available(*language) =>
+            {
+                Outcome::failed(e.to_string())
+            }
             ExecutorSpec::Code {
                 language: Language::Javascript,
                 source,
                 memory_mb,
                 ..
             } => match &self.inner.js {
-                Some(pool) => pool.run(source, *memory_mb, &input, timeout, &broker).await,
+                Some(pool) => {
+                    let budget = &self.inner.budget;
+                    pool.run(source, *memory_mb, &input, timeout, budget, &broker)
+                        .await
+                }
                 None => Outcome::failed(
                     "JavaScript is not available on this instance (no worker program)".into(),
                 ),
@@ -195,11 +241,12 @@ impl Runner {
                     language: *language,
                     source,
                     memory_mb: *memory_mb,
-                    tmp_mb: (*tmp_mb).min(self.inner.max_tmp_mb),
+                    tmp_mb: (*tmp_mb).min(self.inner.limits.max_tmp_mb),
                     input: &input,
                     timeout,
                 };
-                process::run(&self.inner.isolation, &self.inner.slots, spec, &broker).await
+                let inner = &self.inner;
+                process::run(&inner.isolation, &inner.slots, &inner.budget, spec, &broker).await
             }
         };
         let outcome = cap_outcome(outcome);

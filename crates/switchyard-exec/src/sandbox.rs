@@ -6,27 +6,36 @@
 //!   SDK channel as an inherited socket (file descriptor 3), never a path another process could
 //!   open;
 //! - `unshare` (namespaces): new network, PID and mount namespaces — no network of its own (the
-//!   only way out is the SDK, brokered by the hub), its own `/proc` showing only its own
-//!   processes, and a private size-limited tmpfs on `/tmp` holding its run directory;
-//! - `switchyard sandbox-exec` (the binary itself, `sandbox_exec.rs`): mounts that tmpfs, sets
-//!   resource limits (`rlimits`), becomes the run's own unprivileged user (`uid`: one per
-//!   concurrent run slot, so one run's processes never count against another's limit and the
-//!   hub's files stay unreadable), then applies Landlock and seccomp and executes the
-//!   interpreter.
+//!   only way out is the SDK, brokered by the hub; abstract Unix sockets are per network
+//!   namespace, so the host's are gone too) and its own processes only;
+//! - `root`: `switchyard sandbox-exec` (the binary itself, `sandbox_exec.rs`) builds a new root
+//!   from an allowlist and `pivot_root`s into it: the run sees the interpreter's trees, two files
+//!   of `/etc`, four devices, its own `/proc` and its private tmpfs — nothing else of the host;
+//! - `cgroups` (`cgroups.rs`): memory (swap off), processes and CPU per run, by the kernel;
+//! - then `sandbox-exec` sets resource limits (`rlimits`), becomes the run's own unprivileged
+//!   user (`uid`: one per concurrent run slot, so one run's processes never count against
+//!   another's limit and the hub's files stay unreadable), applies Landlock and a seccomp filter
+//!   (no `connect`, no socket but a Unix stream) and executes the interpreter.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The unprivileged user and group of the JavaScript workers (they cannot start processes).
-pub const SANDBOX_UID: u32 = 65534;
-/// The first uid of the run slots: child-process run number `n` runs as `SLOT_UID_BASE + n`.
-/// These uids own no files on a normal host; the range is documented in SECURITY.md.
+pub use crate::cgroups::{Cgroups, RunGroup};
+
+/// The first uid of the run slots: child-process run number `n` runs as `SLOT_UID_BASE + n`,
+/// JavaScript worker `n` as `JS_UID_BASE + n`. These uids own no files on a normal host; the
+/// range is documented in SECURITY.md.
 pub const SLOT_UID_BASE: u32 = 200_000;
 /// Child-process runs at once (each has its own uid); more wait for a free slot.
 pub const DEFAULT_SLOTS: u32 = 64;
+/// The first uid of the JavaScript workers (one per worker, like a child-process slot).
+pub const JS_UID_BASE: u32 = SLOT_UID_BASE + DEFAULT_SLOTS;
+/// JavaScript workers at once: a run waiting on `sdk.http` holds one, and a worker is one small
+/// process, so there are more of them than child-process slots.
+pub const JS_WORKER_SLOTS: u32 = 256;
 /// Default and largest size of a run's private temporary directory.
 pub use switchyard_core::executor::{DEFAULT_TMP_MB, MAX_TMP_MB};
 /// The descriptor number of the SDK channel in the child.
@@ -42,6 +51,13 @@ pub struct Isolation {
     /// Children get new network, PID and mount namespaces, with their own `/proc` and a
     /// private tmpfs on `/tmp`.
     pub namespaces: bool,
+    /// Children start in a new root holding only the allowlist (`sandbox_exec::ROOT_TREES`…).
+    pub root: bool,
+    /// The cgroup version whose per-run limits (memory, processes, CPU) are in force, if any.
+    pub cgroups: Option<&'static str>,
+    /// Why there are no per-run cgroups, when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroups_unavailable: Option<String>,
     /// Landlock confines the child's filesystem view.
     pub landlock: bool,
     /// A seccomp filter denies system calls user code never needs.
@@ -49,6 +65,9 @@ pub struct Isolation {
     /// The switchyard binary that confines children (`sandbox-exec`).
     #[serde(skip)]
     pub helper: Option<PathBuf>,
+    /// The hub's cgroups for runs.
+    #[serde(skip)]
+    pub groups: Option<Arc<Cgroups>>,
 }
 
 /// How one child is to be confined, besides its resource limits.
@@ -56,11 +75,27 @@ pub struct Isolation {
 pub struct Confine<'a> {
     /// The run's own uid (from its slot).
     pub uid: Option<u32>,
-    /// The hub's staging directory holding the run's files.
+    /// The hub's staging directory holding the run's files (and the new root's mount point).
     pub stage: Option<&'a Path>,
     /// Size of the private temporary directory.
     pub tmp_mb: u32,
+    /// Host paths the run needs read-only beyond the granted trees (its program, when that
+    /// lives elsewhere).
+    pub ro: Vec<PathBuf>,
+    /// The run's cgroups, limits already set.
+    pub cgroup: Option<&'a RunGroup>,
 }
+
+/// New namespaces with the new root: the root's own `/proc` replaces `--mount-proc`.
+const UNSHARE_ROOT: [&str; 7] = [
+    "unshare",
+    "--net",
+    "--pid",
+    "--mount",
+    "--fork",
+    "--kill-child",
+    "--",
+];
 
 const UNSHARE: [&str; 8] = [
     "unshare",
@@ -79,6 +114,8 @@ impl Isolation {
         let mut layers = Vec::new();
         for (on, name) in [
             (self.namespaces, "namespaces"),
+            (self.root, "root"),
+            (self.cgroups.is_some(), "cgroups"),
             (self.unprivileged_user, "uid"),
             (self.rlimits, "rlimits"),
             (self.landlock, "landlock"),
@@ -117,28 +154,64 @@ impl Isolation {
                 "sandbox-exec",
                 "--probe",
                 "--uid",
-                &SANDBOX_UID.to_string(),
+                &SLOT_UID_BASE.to_string(),
                 "--rlimit",
                 "nofile=64",
             ]
             .map(String::from),
         );
+        let yes = serde_json::json!(true);
         let mut in_ns: Vec<String> = UNSHARE.iter().map(|s| s.to_string()).collect();
         in_ns.extend(
             [&h, "sandbox-exec", "--probe", "--tmp-mb", "1"]
                 .iter()
                 .map(|s| s.to_string()),
         );
-        let yes = serde_json::json!(true);
         let namespaced = report(&in_ns);
+        // The new root, built on an empty stage as a run's would be.
+        let rooted = tempfile::Builder::new()
+            .prefix("switchyard-probe-")
+            .tempdir()
+            .map(|stage| {
+                let mut argv: Vec<String> = UNSHARE_ROOT.iter().map(|s| s.to_string()).collect();
+                argv.extend(
+                    [
+                        &h,
+                        "sandbox-exec",
+                        "--probe",
+                        "--root",
+                        "--tmp-mb",
+                        "1",
+                        "--stage",
+                    ]
+                    .map(String::from),
+                );
+                argv.push(stage.path().to_string_lossy().into_owned());
+                argv.extend(["--uid".to_string(), SLOT_UID_BASE.to_string()]);
+                report(&argv)["root"] == yes
+            })
+            .unwrap_or(false);
+        let (groups, cgroups_unavailable) = match Cgroups::create() {
+            Ok(g) => (Some(Arc::new(g)), None),
+            Err(e) => (None, Some(e)),
+        };
         Isolation {
             rlimits: alone["rlimits"] == yes,
             unprivileged_user: alone["uid"] == yes,
             namespaces: namespaced["tmpfs"] == yes,
+            root: rooted,
+            cgroups: groups.as_ref().map(|g| g.version()),
+            cgroups_unavailable,
             landlock: alone["landlock"] == yes,
             seccomp: alone["seccomp"] == yes,
             helper: alone.as_object().is_some().then(|| helper.to_path_buf()),
+            groups,
         }
+    }
+
+    /// Whether runs get a new root (namespaces, the helper and the probe all said yes).
+    pub fn new_root(&self) -> bool {
+        self.root && self.namespaces && self.helper.is_some()
     }
 
     /// The directory the child works in: its private tmpfs when it has a mount namespace, else
@@ -165,12 +238,24 @@ impl Isolation {
         args: &[String],
     ) -> Vec<String> {
         let mut cmd: Vec<String> = Vec::new();
-        if self.namespaces {
+        let rooted = self.new_root() && confine.stage.is_some();
+        if rooted {
+            cmd.extend(UNSHARE_ROOT.map(String::from));
+        } else if self.namespaces {
             cmd.extend(UNSHARE.map(String::from));
         }
         if let Some(helper) = &self.helper {
             cmd.push(helper.to_string_lossy().into_owned());
             cmd.push("sandbox-exec".into());
+            if rooted {
+                cmd.push("--root".into());
+            }
+            for dir in confine.cgroup.into_iter().flat_map(RunGroup::dirs) {
+                cmd.extend(["--cgroup".into(), dir.to_string_lossy().into_owned()]);
+            }
+            for path in &confine.ro {
+                cmd.extend(["--ro".into(), path.to_string_lossy().into_owned()]);
+            }
             if let Some(stage) = confine.stage {
                 if self.private_tmp() {
                     cmd.extend([
@@ -227,47 +312,126 @@ pub fn give_to(path: &Path, uid: u32) -> std::io::Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(uid))
 }
 
-/// The uids of concurrent child-process runs: each run holds one for its lifetime, so the
-/// process limit (which the kernel counts per uid) is that run's alone.
+/// The uids of concurrent runs: each run (or JavaScript worker) holds one for its lifetime, so
+/// the process limit (which the kernel counts per uid) and its cgroup are that run's alone.
+#[derive(Clone)]
 pub struct UidSlots {
-    free: Mutex<Vec<u32>>,
-    permits: Semaphore,
+    free: Arc<Mutex<Vec<u32>>>,
+    permits: Arc<Semaphore>,
 }
 
 /// One run's uid; handed back when dropped.
-pub struct UidSlot<'a> {
+pub struct UidSlot {
     pub uid: u32,
-    slots: &'a UidSlots,
-    _permit: SemaphorePermit<'a>,
+    free: Arc<Mutex<Vec<u32>>>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl UidSlots {
-    pub fn new(count: u32) -> UidSlots {
+    /// `count` uids from `base` on.
+    pub fn new(base: u32, count: u32) -> UidSlots {
         UidSlots {
-            free: Mutex::new((0..count).rev().map(|n| SLOT_UID_BASE + n).collect()),
-            permits: Semaphore::new(count as usize),
+            free: Arc::new(Mutex::new((0..count).rev().map(|n| base + n).collect())),
+            permits: Arc::new(Semaphore::new(count as usize)),
         }
     }
 
     /// Waits up to `wait` for a free slot.
-    pub async fn take(&self, wait: Duration) -> Option<UidSlot<'_>> {
-        let permit = tokio::time::timeout(wait, self.permits.acquire())
+    pub async fn take(&self, wait: Duration) -> Option<UidSlot> {
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
             .await
             .ok()?
             .ok()?;
         let uid = self.free.lock().ok()?.pop()?;
         Some(UidSlot {
             uid,
-            slots: self,
+            free: self.free.clone(),
             _permit: permit,
         })
     }
 }
 
-impl Drop for UidSlot<'_> {
+impl Drop for UidSlot {
     fn drop(&mut self) {
-        if let Ok(mut free) = self.slots.free.lock() {
+        if let Ok(mut free) = self.free.lock() {
             free.push(self.uid);
         }
     }
+}
+
+/// The hub-wide budget for the memory of all concurrent runs, in MiB: a run holds its kernel
+/// limit's worth while it runs, and waits for room rather than overcommit the machine.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    mb: u32,
+    permits: Arc<Semaphore>,
+}
+
+impl MemoryBudget {
+    pub fn new(mb: u32) -> MemoryBudget {
+        MemoryBudget {
+            mb,
+            permits: Arc::new(Semaphore::new(mb as usize)),
+        }
+    }
+
+    /// The whole budget, in MiB.
+    pub fn total_mb(&self) -> u32 {
+        self.mb
+    }
+
+    /// Holds `mb` of the budget, waiting up to `wait` for room; `Err` names why not.
+    pub async fn take(&self, mb: u32, wait: Duration) -> Result<OwnedSemaphorePermit, String> {
+        if mb > self.mb {
+            return Err(format!(
+                "memory budget: the run needs {mb} MB, more than this hub's budget for all runs together ({} MB)",
+                self.mb
+            ));
+        }
+        match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(mb)).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(format!(
+                "timeout: no room for {mb} MB in the hub's memory budget for runs ({} MB) within {} ms (too many runs at once)",
+                self.mb,
+                wait.as_millis()
+            )),
+        }
+    }
+}
+
+/// The default budget: half of the memory this hub may use (the machine's, or its cgroup's
+/// limit when that is lower), in MiB.
+pub fn default_budget_mb() -> u32 {
+    let total_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(4 << 20);
+    let mut total = total_kb * 1024;
+    // The hub's own cgroup's limit (v1 `memory` line, or the v2 path), when it has one.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(list), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let path = path.trim().trim_start_matches('/');
+        let file = if list.is_empty() {
+            Path::new("/sys/fs/cgroup").join(path).join("memory.max")
+        } else if list.split(',').any(|c| c == "memory") {
+            Path::new("/sys/fs/cgroup/memory")
+                .join(path)
+                .join("memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        if let Some(v) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            total = total.min(v);
+        }
+    }
+    u32::try_from((total / 2) >> 20).unwrap_or(u32::MAX)
 }

@@ -1,45 +1,68 @@
 //! `switchyard sandbox-exec`: the last wrapper before user code. Started as root inside the
-//! run's fresh namespaces (when the host allows them), it builds the run's private world and then
-//! gives up every privilege before executing the interpreter:
+//! run's fresh namespaces (when the host allows them), it builds the run's world from nothing
+//! but what it grants, and then gives up every privilege before executing the interpreter:
 //!
-//! 1. a private temporary directory: a size-limited tmpfs mounted on `/tmp` of the run's own
-//!    mount namespace, owned by the run's user, holding the files the hub staged for it (the
-//!    host's `/tmp`, other runs and their channels are not visible; `/proc` is the run's own,
-//!    mounted by `unshare --mount-proc`);
-//! 2. resource limits (`setrlimit`: address space, CPU seconds, file size, open files,
+//! 1. the run's cgroups (`--cgroup`, joined first, so everything after is counted against the
+//!    run's memory, process and CPU limits);
+//! 2. a new root (`--root`): a small tmpfs holding only the allowlist ([`ROOT_TREES`] read-only,
+//!    the [`ETC_FILES`] of `/etc`, a passwd naming the run's user, the four [`DEV_FILES`], a
+//!    fresh `/proc` of the run's own PID namespace, the `--ro` paths the interpreter needs, and
+//!    the run's private size-limited tmpfs on `/tmp` with the files the hub staged), entered with
+//!    `pivot_root`; the host's tree is detached, so no host socket, `/run`, `/var`, `/home` or
+//!    data dir has a name in the run;
+//! 3. resource limits (`setrlimit`: address space, CPU seconds, file size, open files,
 //!    processes, no core dumps);
-//! 3. the run's own unprivileged user (a uid per concurrent run slot, so the process limit of
+//! 4. the run's own unprivileged user (a uid per concurrent run slot, so the process limit of
 //!    one run is not shared with another's);
-//! 4. Landlock (read-only system directories, read-write only the run directory) and a seccomp
-//!    filter (no ptrace, mounts, namespaces, kernel keyrings, BPF, module loading, fd theft…).
+//! 5. Landlock (read-only granted paths, read-write only the run directory) and a seccomp
+//!    filter (no `connect`, no socket but a Unix stream, no ptrace, mounts, namespaces, kernel
+//!    keyrings, BPF, io_uring, module loading, fd theft…).
 //!
-//! Steps 2–4 need no namespaces, so they also work where a container forbids them. Any step the
+//! Steps 3–5 need no namespaces, so they also work where a container forbids them. Any step the
 //! hub asked for that fails stops the run: the helper fails closed.
 
 use landlock::{
     ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus, path_beneath_rules,
 };
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-/// Directories user code may read (interpreters, their libraries and configuration).
-const READ_ONLY: &[&str] = &[
-    "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/opt",
+/// Trees of the host bound read-only into a run's root: the interpreters and the libraries
+/// they load. `/bin`, `/sbin`, `/lib`, `/lib64` follow the host: the same symlink into `/usr`
+/// where the host has merged them (Debian 12 does), else bound read-only like `/usr`.
+pub const ROOT_TREES: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
 ];
 
-/// Where the run's private temporary directory is mounted inside its mount namespace.
+/// The only files of the host's `/etc` a run sees: the dynamic loader's cache (where shared
+/// libraries are) and the time zone. Nothing else of `/etc` exists in a run.
+pub const ETC_FILES: &[&str] = &["ld.so.cache", "localtime"];
+
+/// The devices a run sees, bound from the host's `/dev`.
+pub const DEV_FILES: &[&str] = &["null", "zero", "random", "urandom"];
+
+/// Where the run's private temporary directory is mounted inside its root.
 pub const PRIVATE_TMP: &str = "/tmp";
+
+/// Size of the tmpfs that holds the new root's own directories and files (not the run's files).
+const ROOT_TMPFS: &str = "size=1m,nr_inodes=256,mode=0755";
 
 /// Largest staged file the helper copies into the private directory (code, input, SDK).
 const MAX_STAGED_BYTES: u64 = 16 * 1024 * 1024;
 
-/// System calls user code never needs; they fail with EPERM.
+/// System calls user code never needs; they fail with EPERM whatever their arguments.
 const DENIED: &[i64] = &[
+    // No socket leaves the run: its one channel is the inherited SDK descriptor.
+    libc::SYS_connect,
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
@@ -66,20 +89,34 @@ const DENIED: &[i64] = &[
     libc::SYS_userfaultfd,
     libc::SYS_acct,
     libc::SYS_quotactl,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    // io_uring performs connects and opens outside the filter's view.
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
 ];
 
 /// What the hub asked the helper to set up.
 #[derive(Debug, Default)]
 struct Options {
     probe: bool,
+    /// Build a new root from the allowlist (needs a private mount namespace and `stage`).
+    root: bool,
     /// Size of the private tmpfs on `/tmp` in MiB (needs a private mount namespace).
     tmp_mb: Option<u32>,
-    /// A directory of the hub's whose files are copied into the private tmpfs.
+    /// A directory of the hub's whose files are copied into the private tmpfs; with `root`, the
+    /// mount point of the new root in this mount namespace too.
     stage: Option<PathBuf>,
     /// The user (and group) to become.
     uid: Option<u32>,
     rlimits: Vec<(Resource, u64)>,
     rw: Vec<String>,
+    /// More host paths bound read-only at the same place in the new root (an interpreter that
+    /// lives outside `/usr`, the worker binary).
+    ro: Vec<PathBuf>,
+    /// cgroup directories to join (one per hierarchy).
+    cgroups: Vec<PathBuf>,
     program: Vec<String>,
 }
 
@@ -105,8 +142,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
     };
     while i < args.len() {
         match args[i].as_str() {
-            "--probe" => {
-                o.probe = true;
+            "--probe" | "--root" => {
+                if args[i] == "--probe" {
+                    o.probe = true;
+                } else {
+                    o.root = true;
+                }
                 i += 1;
                 continue;
             }
@@ -125,12 +166,17 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .push((r, n.parse().map_err(|_| format!("bad rlimit `{v}`"))?));
             }
             "--rw" => o.rw.push(value(i)?),
+            "--ro" => o.ro.push(PathBuf::from(value(i)?)),
+            "--cgroup" => o.cgroups.push(PathBuf::from(value(i)?)),
             // The first word that is not an option starts the program.
             _ => break,
         }
         i += 2;
     }
     o.program = args[i..].to_vec();
+    if o.root && o.stage.is_none() {
+        return Err("--root needs --stage (the new root's mount point)".into());
+    }
     Ok(o)
 }
 
@@ -152,17 +198,146 @@ fn read_stage(dir: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, String> 
     Ok(files)
 }
 
-fn mount_private_tmp(size_mb: u32, uid: u32) -> Result<(), String> {
-    use nix::mount::{MsFlags, mount};
+/// Moves this process into each cgroup (writing `0` names the writer).
+fn join_cgroups(dirs: &[PathBuf]) -> Result<(), String> {
+    for dir in dirs {
+        std::fs::write(dir.join("cgroup.procs"), "0")
+            .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), String> {
     let data = format!("size={size_mb}m,nr_inodes=16384,mode=0700,uid={uid},gid={uid}");
     mount(
         Some("tmpfs"),
-        PRIVATE_TMP,
+        at,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(data.as_str()),
     )
     .map_err(|e| format!("mounting the private {PRIVATE_TMP}: {e}"))
+}
+
+/// Binds host path `src` read-only at `root` + `src` (a file onto a file, a directory onto a
+/// directory), creating the mount point in the new root's tmpfs.
+fn bind_ro(root: &Path, src: &Path, dev: bool) -> Result<(), String> {
+    let rel = src
+        .strip_prefix("/")
+        .map_err(|_| format!("{} is not absolute", src.display()))?;
+    let dst = root.join(rel);
+    let meta = std::fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let parent = dst.parent().unwrap_or(root);
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    if meta.is_dir() {
+        std::fs::create_dir_all(&dst)
+    } else {
+        std::fs::write(&dst, b"")
+    }
+    .map_err(|e| format!("{}: {e}", dst.display()))?;
+    let none: Option<&str> = None;
+    mount(Some(src), &dst, none, MsFlags::MS_BIND, none)
+        .map_err(|e| format!("binding {}: {e}", src.display()))?;
+    let mut flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+    if !dev {
+        flags |= MsFlags::MS_NODEV;
+    }
+    mount(none, &dst, none, flags, none)
+        .map_err(|e| format!("making {} read-only: {e}", dst.display()))
+}
+
+/// Builds the run's root on `at` (the stage directory, already read) and enters it: see the
+/// module's documentation for what it holds. `uid` names the run's user in its passwd.
+fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
+    let none: Option<&str> = None;
+    // Nothing of what follows propagates back to the host's mount namespace.
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| format!("making mounts private: {e}"))?;
+    mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(ROOT_TMPFS),
+    )
+    .map_err(|e| format!("mounting the new root: {e}"))?;
+    for tree in ROOT_TREES {
+        let path = Path::new(tree);
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(path).map_err(|e| format!("{tree}: {e}"))?;
+            std::os::unix::fs::symlink(&target, at.join(&tree[1..]))
+                .map_err(|e| format!("{tree}: {e}"))?;
+        } else if meta.is_dir() {
+            bind_ro(at, path, false)?;
+        }
+    }
+    for extra in &o.ro {
+        // Under a granted tree already (and its read-only bind has no room for a mount point).
+        if !ROOT_TREES.iter().any(|t| extra.starts_with(t)) {
+            bind_ro(at, extra, false)?;
+        }
+    }
+    let etc = at.join("etc");
+    std::fs::create_dir_all(&etc).map_err(|e| format!("etc: {e}"))?;
+    for file in ETC_FILES {
+        let src = Path::new("/etc").join(file);
+        if src.exists() {
+            bind_ro(at, &src, false)?;
+        }
+    }
+    // A user database naming only the run's user, so `getpwuid` answers.
+    std::fs::write(
+        etc.join("passwd"),
+        format!("sandbox:x:{uid}:{uid}:sandbox:{PRIVATE_TMP}:/nonexistent\n"),
+    )
+    .and_then(|_| std::fs::write(etc.join("group"), format!("sandbox:x:{uid}:\n")))
+    .map_err(|e| format!("etc: {e}"))?;
+    let dev = at.join("dev");
+    std::fs::create_dir_all(&dev).map_err(|e| format!("dev: {e}"))?;
+    for file in DEV_FILES {
+        bind_ro(at, &Path::new("/dev").join(file), true)?;
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(name)).map_err(|e| format!("dev: {e}"))?;
+    }
+    let proc_dir = at.join("proc");
+    std::fs::create_dir_all(&proc_dir).map_err(|e| format!("proc: {e}"))?;
+    mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        none,
+    )
+    .map_err(|e| format!("mounting the run's /proc: {e}"))?;
+    let tmp = at.join(&PRIVATE_TMP[1..]);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("tmp: {e}"))?;
+    if let Some(mb) = o.tmp_mb {
+        mount_private_tmp(&tmp, mb, uid)?;
+    }
+    // Enter it: the old root is stacked on the new one by pivot_root(".", ".") and detached.
+    std::env::set_current_dir(at).map_err(|e| format!("chdir to the new root: {e}"))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the host's root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    // The root's own directories and files are fixed from here on.
+    mount(
+        none,
+        "/",
+        none,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(ROOT_TMPFS),
+    )
+    .map_err(|e| format!("making the new root read-only: {e}"))
 }
 
 fn drop_to(uid: u32) -> Result<(), String> {
@@ -177,20 +352,35 @@ fn drop_to(uid: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn landlock(rw: &[String]) -> Result<bool, String> {
+/// Paths Landlock lets the run read: in a new root, what it holds; without one, the same
+/// allowlist on the host's tree (so `/etc`, `/run`, `/home`… stay unreadable there too).
+fn readable(ro: &[PathBuf], in_new_root: bool) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = ROOT_TREES.iter().map(PathBuf::from).collect();
+    paths.extend(ETC_FILES.iter().map(|f| Path::new("/etc").join(f)));
+    if in_new_root {
+        // The run's own user database, written by `enter_new_root` (the host's is not granted).
+        paths.extend(["/etc/passwd", "/etc/group"].map(PathBuf::from));
+    }
+    paths.extend(DEV_FILES.iter().map(|f| Path::new("/dev").join(f)));
+    paths.push(PathBuf::from("/proc"));
+    paths.extend(ro.iter().cloned());
+    // Only what exists: a rule on a missing path would fail the whole ruleset.
+    paths.retain(|p| p.exists());
+    paths
+}
+
+fn landlock(ro: &[PathBuf], in_new_root: bool, rw: &[String]) -> Result<bool, String> {
     let abi = ABI::V3;
-    let own_dir: Vec<std::path::PathBuf> = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-        .into_iter()
-        .collect();
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(READ_ONLY, AccessFs::from_read(abi))))
-        // The directory of this binary: the JavaScript worker is this binary too.
-        .and_then(|r| r.add_rules(path_beneath_rules(own_dir.iter(), AccessFs::from_read(abi))))
+        .and_then(|r| {
+            r.add_rules(path_beneath_rules(
+                readable(ro, in_new_root),
+                AccessFs::from_read(abi),
+            ))
+        })
         .and_then(|r| r.add_rules(path_beneath_rules(["/dev/null"], AccessFs::from_all(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(rw, AccessFs::from_all(abi))))
         .and_then(|r| r.restrict_self())
@@ -198,12 +388,39 @@ fn landlock(rw: &[String]) -> Result<bool, String> {
     Ok(status.ruleset != RulesetStatus::NotEnforced)
 }
 
+/// `arg` of the system call compared with `value`.
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+        .map_err(|e| format!("seccomp: {e}"))
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
+    SeccompRule::new(conditions).map_err(|e| format!("seccomp: {e}"))
+}
+
+/// The seccomp rules: each listed call is denied when one of its rules matches (no rule: always).
+fn seccomp_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
+    let unix = libc::AF_UNIX as u64;
+    // socket(): a Unix stream socket only (what interpreters use internally); any other family
+    // (IP, netlink, packet…) or a datagram socket, which `sendto` could aim at a path, fails.
+    let mut socket = vec![rule(vec![cond(0, SeccompCmpOp::Ne, unix)?])?];
+    for kind in (0..=15u64).filter(|&k| k != libc::SOCK_STREAM as u64) {
+        socket.push(rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), kind)?])?);
+    }
+    rules.insert(libc::SYS_socket, socket);
+    rules.insert(
+        libc::SYS_socketpair,
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, unix)?])?],
+    );
+    Ok(rules)
+}
+
 fn seccomp() -> Result<(), String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("seccomp: {e}"))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
     let filter = SeccompFilter::new(
-        rules,
+        seccomp_rules()?,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
@@ -215,32 +432,43 @@ fn seccomp() -> Result<(), String> {
     seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
 }
 
-/// Builds the private world and drops privileges, in the order the steps need: the tmpfs is
-/// mounted while still root, files are written as the run's user, Landlock and seccomp last.
+/// Builds the run's world and drops privileges, in the order the steps need: cgroups first,
+/// mounts while still root, files written as the run's user, Landlock and seccomp last.
 fn confine(o: &Options) -> Result<(), String> {
+    join_cgroups(&o.cgroups)?;
     let staged = o.stage.as_deref().map(read_stage).transpose()?;
-    if let Some(mb) = o.tmp_mb {
-        mount_private_tmp(mb, o.uid.unwrap_or(0))?;
-    }
+    let uid = o.uid.unwrap_or(0);
+    let private = if o.root {
+        let at = o.stage.as_deref().ok_or("--root needs --stage")?;
+        enter_new_root(at, o, uid)?;
+        o.tmp_mb.is_some()
+    } else if let Some(mb) = o.tmp_mb {
+        mount_private_tmp(Path::new(PRIVATE_TMP), mb, uid)?;
+        true
+    } else {
+        false
+    };
     for (r, n) in &o.rlimits {
         setrlimit(*r, *n, *n).map_err(|e| format!("setrlimit {r:?}: {e}"))?;
     }
     if let Some(uid) = o.uid {
         drop_to(uid)?;
     }
-    if let (Some(files), Some(_)) = (&staged, o.tmp_mb) {
+    if let (Some(files), true) = (&staged, private) {
         let dir = Path::new(PRIVATE_TMP);
         for (name, bytes) in files {
             std::fs::write(dir.join(name), bytes).map_err(|e| format!("copying {name:?}: {e}"))?;
         }
         std::env::set_current_dir(dir).map_err(|e| format!("chdir {PRIVATE_TMP}: {e}"))?;
+    } else if o.root {
+        std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     }
-    landlock(&o.rw)?;
+    landlock(&o.ro, o.root, &o.rw)?;
     seccomp()
 }
 
 /// Entry point. `--probe` applies what it is given, then confines itself and prints what held as
-/// `{"tmpfs", "uid", "rlimits", "landlock", "seccomp"}`; otherwise it confines itself and
+/// `{"root", "tmpfs", "uid", "rlimits", "landlock", "seccomp"}`; otherwise it confines itself and
 /// executes the program that follows the options.
 pub fn sandbox_exec_main(args: &[String]) -> i32 {
     let o = match parse(args) {
@@ -251,14 +479,23 @@ pub fn sandbox_exec_main(args: &[String]) -> i32 {
         }
     };
     if o.probe {
-        let tmpfs = o.tmp_mb.map(|mb| mount_private_tmp(mb, 0).is_ok());
+        let root = o.stage.as_deref().filter(|_| o.root).map(|at| {
+            enter_new_root(at, &o, o.uid.unwrap_or(0))
+                .map_err(|e| eprintln!("sandbox-exec probe: {e}"))
+                .is_ok()
+        });
+        let tmpfs = match (o.root, o.tmp_mb) {
+            (false, Some(mb)) => Some(mount_private_tmp(Path::new(PRIVATE_TMP), mb, 0).is_ok()),
+            (true, Some(_)) => root,
+            _ => None,
+        };
         let rlimits = o.rlimits.iter().all(|(r, n)| setrlimit(*r, *n, *n).is_ok());
         let uid = o.uid.map(|u| drop_to(u).is_ok());
-        let landlock = landlock(&[]).unwrap_or(false);
+        let landlock = landlock(&o.ro, o.root, &[]).unwrap_or(false);
         let seccomp = seccomp().is_ok();
         println!(
             "{}",
-            serde_json::json!({"tmpfs": tmpfs, "uid": uid, "rlimits": rlimits,
+            serde_json::json!({"root": root, "tmpfs": tmpfs, "uid": uid, "rlimits": rlimits,
                                "landlock": landlock, "seccomp": seccomp})
         );
         return 0;
@@ -286,21 +523,55 @@ mod tests {
     #[test]
     fn options_stop_at_the_program() {
         let args: Vec<String> = [
-            "--tmp-mb", "64", "--uid", "70001", "--rlimit", "nproc=32", "--rw", "/tmp", "--",
-            "python3", "--rw", "x",
+            "--root",
+            "--stage",
+            "/s",
+            "--tmp-mb",
+            "64",
+            "--uid",
+            "70001",
+            "--rlimit",
+            "nproc=32",
+            "--rw",
+            "/tmp",
+            "--ro",
+            "/opt/node",
+            "--cgroup",
+            "/sys/fs/cgroup/x",
+            "--",
+            "python3",
+            "--rw",
+            "x",
         ]
         .map(String::from)
         .to_vec();
         let o = parse(&args).expect("parse");
+        assert!(o.root);
         assert_eq!(o.tmp_mb, Some(64));
         assert_eq!(o.uid, Some(70001));
         assert_eq!(o.rlimits, vec![(Resource::RLIMIT_NPROC, 32)]);
         assert_eq!(o.rw, vec!["/tmp".to_string()]);
+        assert_eq!(o.ro, vec![PathBuf::from("/opt/node")]);
+        assert_eq!(o.cgroups, vec![PathBuf::from("/sys/fs/cgroup/x")]);
         assert_eq!(
             o.program,
             ["python3", "--rw", "x"].map(String::from).to_vec()
         );
         assert!(parse(&["--rlimit".into(), "bogus=1".into()]).is_err());
         assert!(parse(&["--uid".into()]).is_err());
+        assert!(
+            parse(&["--root".into()]).is_err(),
+            "a root needs its mount point"
+        );
+    }
+
+    #[test]
+    fn the_socket_filter_compiles_for_this_machine() {
+        let rules = seccomp_rules().expect("rules");
+        assert!(
+            rules[&libc::SYS_connect].is_empty(),
+            "connect is denied outright"
+        );
+        assert_eq!(rules[&libc::SYS_socket].len(), 16);
     }
 }

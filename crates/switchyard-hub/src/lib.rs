@@ -31,6 +31,7 @@ use switchyard_core::ids::{DeliveryId, EndpointId, OrgId};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
+pub use switchyard_exec::RunnerLimits;
 use switchyard_exec::sandbox::Isolation;
 use switchyard_store::{Store, StoreError};
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -72,8 +73,9 @@ pub struct HubSettings {
     pub egress: EgressPolicy,
     /// The binary that runs JavaScript workers (`switchyard js-worker`), if JavaScript runs here.
     pub js_worker: Option<PathBuf>,
-    /// Largest private `/tmp` an executor may ask for, in MiB.
-    pub max_run_tmp_mb: u32,
+    /// The operator's bounds on executor runs (temporary files, the memory budget, whether
+    /// runs the kernel cannot bound are allowed).
+    pub runs: RunnerLimits,
     /// What is deleted when, and how.
     pub retention: RetentionSettings,
     /// How cron lines are read.
@@ -149,12 +151,19 @@ impl Hub {
         .await
         .map_err(|e| HubError::Start(format!("probing the executor sandbox: {e}")))?;
         tracing::info!(level = %isolation.level(), ?isolation, "executor sandbox");
+        if let Some(why) = &isolation.cgroups_unavailable {
+            if settings.runs.allow_unbounded_runs {
+                tracing::warn!(%why, "no per-run cgroups: Python, PHP and Node.js runs are NOT bounded by the kernel (allowed by allow_unbounded_runs)");
+            } else {
+                tracing::warn!(%why, "no per-run cgroups: Python, PHP and Node.js executors are refused (allow_unbounded_runs would run them unbounded)");
+            }
+        }
         let runner = Runner::new(
             store.clone(),
             clients.clone(),
             isolation,
             settings.js_worker.clone(),
-            settings.max_run_tmp_mb,
+            settings.runs.clone(),
         );
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut engine_config = settings.engine.clone();

@@ -18,6 +18,8 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 const PRELUDE: &str = include_str!("prelude.js");
+/// Most bytes of a run's output as JSON (the hub's cap: a larger output fails the run).
+const OUTPUT_CAP: usize = 1024 * 1024;
 
 /// Runs jobs from stdin until it closes. Returns the process exit code.
 pub fn worker_main() -> i32 {
@@ -106,7 +108,13 @@ fn run_job(job: &Value) -> Value {
               if (typeof main !== "function") throw new Error("define main(input, sdk)");
               return await main(JSON.parse(__input), sdk);
             })().then(
-              (v) => { __state.done = true; __state.output = JSON.stringify(v === undefined ? null : v); },
+              (v) => {
+                // Done only once the output exists: a stringify that fails (out of memory, a
+                // cycle, a BigInt) is the run's error, never a missing output.
+                try { __state.output = JSON.stringify(v === undefined ? null : v); }
+                catch (e) { __state.error = "the output cannot be turned into JSON: " + ((e && e.name !== undefined) ? e.name + ": " + e.message : String(e)); }
+                __state.done = true;
+              },
               (e) => { __state.done = true; __state.error = (e && e.name !== undefined && e.message !== undefined) ? e.name + ": " + e.message : String(e); }
             );"#,
         )
@@ -131,29 +139,82 @@ fn run_job(job: &Value) -> Value {
             }
         }
     }
-    let state = ctx.with(|ctx| {
-        ctx.eval::<String, _>("JSON.stringify(__state)")
-            .catch(&ctx)
-            .map_err(describe)
+    // The state's fields are read one by one: the output is checked against the cap while it
+    // is still the engine's string, so a huge output is never copied out (nor wrapped in another
+    // JSON document, which needs as much again).
+    let state = ctx.with(|ctx| -> Result<RunState, String> {
+        let state: rquickjs::Object = ctx
+            .globals()
+            .get("__state")
+            .map_err(|e| format!("the run's state is gone: {e}"))?;
+        let done: bool = state.get("done").unwrap_or(false);
+        let error: Option<String> = state.get("error").ok().flatten();
+        let output: Option<rquickjs::String> = state.get("output").ok().flatten();
+        let output = match output {
+            None => None,
+            Some(text) => {
+                let len: usize = ctx
+                    .eval::<usize, _>("__state.output.length")
+                    .map_err(|e| e.to_string())?;
+                // UTF-16 units: each is at least one byte of JSON.
+                if len > OUTPUT_CAP {
+                    return Err(format!(
+                        "output too large: the output is at least {len} bytes as JSON, more than {} MiB",
+                        OUTPUT_CAP >> 20
+                    ));
+                }
+                Some(text.to_string().map_err(|e| e.to_string())?)
+            }
+        };
+        Ok(RunState {
+            done,
+            error,
+            output,
+        })
     });
-    let state: Value = match state {
-        Ok(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+    let state = match state {
+        Ok(s) => s,
         Err(e) => return done(None, Some(interpret(e, timeout))),
     };
-    if state["done"] != json!(true) {
+    if !state.done {
         return done(
             None,
             Some("main(input, sdk) never finished: its promise was left pending".into()),
         );
     }
-    if let Some(err) = state["error"].as_str() {
-        return done(None, Some(interpret(err.to_string(), timeout)));
+    if let Some(err) = state.error {
+        return done(None, Some(interpret(err, timeout)));
     }
-    let output = state["output"]
-        .as_str()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null);
-    done(Some(output), None)
+    match state.output.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(output)) => {
+            let bytes = output.to_string().len();
+            if bytes > OUTPUT_CAP {
+                return done(
+                    None,
+                    Some(format!(
+                        "output too large: the output is {bytes} bytes as JSON, more than {} MiB",
+                        OUTPUT_CAP >> 20
+                    )),
+                );
+            }
+            done(Some(output), None)
+        }
+        Some(Err(e)) => done(None, Some(format!("the output is not JSON: {e}"))),
+        None => done(
+            None,
+            Some(
+                "the output cannot be turned into JSON: main returned a function or a symbol"
+                    .into(),
+            ),
+        ),
+    }
+}
+
+/// What `main` left in `__state`.
+struct RunState {
+    done: bool,
+    error: Option<String>,
+    output: Option<String>,
 }
 
 /// `Name: message (at line:column)` for a JavaScript exception, the engine's text otherwise.

@@ -202,7 +202,11 @@ impl Application {
                     require_https: settings.require_https,
                 },
                 js_worker: settings.js_worker.clone(),
-                max_run_tmp_mb: settings.max_run_tmp_mb,
+                runs: switchyard_hub::RunnerLimits {
+                    max_tmp_mb: settings.max_run_tmp_mb,
+                    memory_budget_mb: settings.run_memory_budget_mb,
+                    allow_unbounded_runs: settings.allow_unbounded_runs,
+                },
                 retention: settings.retention.clone(),
                 schedules: settings.schedules,
                 role: settings.role,

@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Largest private temporary directory of one executor run, in MiB [default: 256]
     #[arg(long, env = "SWITCHYARD_MAX_RUN_TMP_MB")]
     pub max_run_tmp_mb: Option<u32>,
+    /// Memory of all executor runs at once, in MiB; runs wait for room [default: half of the
+    /// machine's memory]
+    #[arg(long, env = "SWITCHYARD_RUN_MEMORY_BUDGET_MB")]
+    pub run_memory_budget_mb: Option<u32>,
+    /// Run Python, PHP and Node.js executors even where the kernel cannot bound each run's
+    /// memory and processes (no cgroups) [default: false]
+    #[arg(long, env = "SWITCHYARD_ALLOW_UNBOUNDED_RUNS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_unbounded_runs: Option<bool>,
     /// What this node does: `all` (serve the API and deliver), `api` (serve the API and
     /// publish; deliver nothing) or `worker` (deliver, run retention and schedules; serve only
     /// health and metrics) [default: all]
@@ -69,6 +77,8 @@ struct FileSettings {
     max_event_bytes: Option<usize>,
     shutdown_grace_s: Option<u64>,
     max_run_tmp_mb: Option<u32>,
+    run_memory_budget_mb: Option<u32>,
+    allow_unbounded_runs: Option<bool>,
     role: Option<String>,
     admin_key: Option<String>,
     delivery: Option<DeliveryTunables>,
@@ -285,6 +295,10 @@ pub struct Settings {
     pub js_worker: Option<PathBuf>,
     /// The largest private temporary directory an executor may ask for (MiB).
     pub max_run_tmp_mb: u32,
+    /// Memory of all runs at once (MiB); `None`: half of the machine's.
+    pub run_memory_budget_mb: Option<u32>,
+    /// Run child-process languages even without per-run cgroups.
+    pub allow_unbounded_runs: bool,
     /// The delivery engine's tunables, validated.
     pub delivery: DeliveryTunables,
     /// What is deleted when.
@@ -456,9 +470,18 @@ impl Settings {
                 }
             );
         }
+        let run_memory_budget_mb = args.run_memory_budget_mb.or(file.run_memory_budget_mb);
+        if run_memory_budget_mb == Some(0) {
+            bail!("the run memory budget must be at least 1 MiB");
+        }
         Ok(Settings {
             role,
             max_run_tmp_mb,
+            run_memory_budget_mb,
+            allow_unbounded_runs: args
+                .allow_unbounded_runs
+                .or(file.allow_unbounded_runs)
+                .unwrap_or(false),
             delivery,
             retention,
             schedules,

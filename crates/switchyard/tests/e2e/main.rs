@@ -16,6 +16,7 @@ mod operations;
 mod platforms;
 mod policy;
 mod retention;
+mod sandbox;
 mod schedules;
 mod signatures;
 mod sync_hooks;
