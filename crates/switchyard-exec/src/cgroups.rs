@@ -68,53 +68,59 @@ impl Cgroups {
             std::process::id(),
             INSTANCE.fetch_add(1, Ordering::Relaxed)
         );
-        // cgroup v2 mounted at /sys/fs/cgroup itself: the unified hierarchy is the host's.
-        let unified = mounts.lines().any(|l| {
+        Cgroups::create_from(&mounts, &own, &name)
+    }
+
+    /// [`Cgroups::create`] from the mount table and this process's cgroup lines, with `name` for
+    /// the hub's directories.
+    fn create_from(mounts: &str, own: &str, name: &str) -> Result<Cgroups, String> {
+        // The v1 memory controller, where mounted, holds memory (a hybrid host's v2 is empty);
+        // else the unified hierarchy.
+        let unified = mounts.lines().find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 2 && f[1] == "/sys/fs/cgroup" && f[2] == "cgroup2"
+            (f.len() > 2 && f[2] == "cgroup2").then(|| f[1].to_string())
         });
-        let cgroups = if unified {
-            let path = own
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .ok_or("no cgroup v2 path in /proc/self/cgroup")?;
-            let parent = Path::new("/sys/fs/cgroup").join(path.trim().trim_start_matches('/'));
-            let base = v2_base(&parent, &name)?;
-            Cgroups {
-                version: "v2",
-                bases: vec![(Kind::V2, base)],
-            }
-        } else {
-            let mut bases = Vec::new();
-            for (controller, kind, needed) in [
-                ("memory", Kind::V1Memory, true),
-                ("pids", Kind::V1Pids, true),
-                ("cpu", Kind::V1Cpu, false),
-            ] {
-                match v1_mount(&mounts, &own, controller) {
-                    Some(parent) => {
-                        let base = parent.join(&name);
-                        clean_stale(&parent);
-                        std::fs::create_dir(&base)
-                            .map_err(|e| format!("creating {}: {e}", base.display()))?;
-                        bases.push((kind, base));
-                    }
-                    None if needed => {
-                        let made = Cgroups {
-                            version: "v1",
-                            bases,
-                        };
-                        drop(made);
-                        return Err(format!(
-                            "no cgroup v2 at /sys/fs/cgroup and no v1 `{controller}` hierarchy"
-                        ));
-                    }
-                    None => {}
+        let cgroups = match unified {
+            Some(point) if v1_mount(mounts, own, "memory").is_none() => {
+                let path = own
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .ok_or("no cgroup v2 path in /proc/self/cgroup")?;
+                let parent = Path::new(&point).join(path.trim().trim_start_matches('/'));
+                let base = v2_base(&parent, name)?;
+                Cgroups {
+                    version: "v2",
+                    bases: vec![(Kind::V2, base)],
                 }
             }
-            Cgroups {
-                version: "v1",
-                bases,
+            _ => {
+                let mut made = Cgroups {
+                    version: "v1",
+                    bases: Vec::new(),
+                };
+                for (controller, kind, needed) in [
+                    ("memory", Kind::V1Memory, true),
+                    ("pids", Kind::V1Pids, true),
+                    ("cpu", Kind::V1Cpu, false),
+                ] {
+                    match v1_mount(mounts, own, controller) {
+                        Some(parent) => {
+                            let base = parent.join(name);
+                            clean_stale(&parent);
+                            std::fs::create_dir(&base)
+                                .map_err(|e| format!("creating {}: {e}", base.display()))?;
+                            made.bases.push((kind, base));
+                        }
+                        // `made` removes what it holds when dropped.
+                        None if needed => {
+                            return Err(format!(
+                                "no cgroup v2 with its controllers and no v1 `{controller}` hierarchy"
+                            ));
+                        }
+                        None => {}
+                    }
+                }
+                made
             }
         };
         // A first slot proves the limits can be written.
@@ -165,10 +171,12 @@ fn remove_tree(dir: &Path) {
     kill_procs(dir);
     // A cgroup whose last process was just killed can be busy for a moment.
     for _ in 0..50 {
-        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -361,6 +369,48 @@ mod tests {
         assert_eq!(v1_mount(mounts, own, "pids"), None);
         let got = v1_mount(mounts, own, "cpu");
         assert!(got.is_none() || got == Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")));
+    }
+
+    /// The v2 protocol on a directory tree shaped like a delegated cgroup: controllers handed
+    /// down at each level, and a run's limits in v2's files. (This machine's v2 has no
+    /// controllers, so the real v2 path is not exercised here; v1 is, by the e2e suite.)
+    #[test]
+    fn on_v2_controllers_are_handed_down_and_limits_written_in_v2_files() {
+        let root = tempfile::tempdir().expect("dir");
+        let hub = root.path().join("hub");
+        std::fs::create_dir(&hub).expect("hub");
+        std::fs::write(
+            hub.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .expect("w");
+        let mounts = format!("cgroup2 {} cgroup2 rw,nosuid 0 0\n", root.path().display());
+        let g = Cgroups::create_from(&mounts, "0::/hub\n", "sy-1-0").expect("v2");
+        assert_eq!(g.version(), "v2");
+        let base = hub.join("sy-1-0");
+        for dir in [&hub, &base] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cgroup.subtree_control")).expect("control"),
+                "+memory +pids +cpu"
+            );
+        }
+        let slot = g.slot(200_007).expect("slot");
+        slot.limit(300 << 20, 32).expect("limits");
+        let run = base.join("run-200007");
+        let read = |f: &str| std::fs::read_to_string(run.join(f)).expect(f);
+        assert_eq!(read("memory.max"), (300u64 << 20).to_string());
+        assert_eq!(read("pids.max"), "32");
+        std::fs::write(
+            run.join("memory.events"),
+            "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n",
+        )
+        .expect("events");
+        assert_eq!(slot.oom_kills(), 1);
+        assert_eq!(slot.dirs().count(), 1);
+        // Without the memory controller delegated there are no per-run limits.
+        std::fs::write(hub.join("cgroup.controllers"), "cpu pids\n").expect("w");
+        let err = Cgroups::create_from(&mounts, "0::/hub\n", "sy-1-1").expect_err("no memory");
+        assert!(err.contains("memory"), "{err}");
     }
 
     #[test]
