@@ -534,13 +534,33 @@ pub async fn start_hub_with(dir: &Path, extra: &[&str]) -> Hub {
 /// The real binary serving on a free port of 127.0.0.1 from data dir `dir`, loopback allowed,
 /// with extra `serve` flags and environment; waits until it is ready.
 pub async fn launch_hub(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Hub {
+    launch_hub_wrapped(&[], dir, extra, env).await
+}
+
+/// [`launch_hub`] started through `wrapper` (a command that ends by executing its arguments,
+/// e.g. one that changes the namespace the hub sees).
+pub async fn launch_hub_wrapped(
+    wrapper: &[&str],
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Hub {
     switchyard_egress::install_crypto_provider();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let program = env!("CARGO_BIN_EXE_switchyard");
+    let mut command = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    let child = command
         .args([
             "serve",
             "--listen",

@@ -662,3 +662,95 @@ async fn an_output_that_cannot_be_produced_fails_and_is_never_cached() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cgroups_unbounded_languages_are_refused_unless_the_operator_allows_them() {
+    // The real binary in a mount namespace of its own where no cgroup hierarchy is mounted: what
+    // a host without cgroups looks like to the hub.
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        "umount -R /sys/fs/cgroup && exec \"$0\" \"$@\"",
+    ];
+    for allowed in [false, true] {
+        let dir = tempfile::tempdir().expect("dir");
+        let database: Vec<String> = database_url(dir.path())
+            .await
+            .map(|url| ["--database-url".to_string(), url])
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut extra: Vec<&str> = database.iter().map(String::as_str).collect();
+        if allowed {
+            extra.push("--allow-unbounded-runs");
+        }
+        let hub = launch_hub_wrapped(&wrapper, dir.path(), &extra, &[]).await;
+        let ready: Value = hub
+            .client
+            .get(format!("{}/readyz", hub.base))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(ready["isolation"]["cgroups"], Value::Null, "{ready}");
+        assert!(
+            ready["isolation"]["cgroups_unavailable"].is_string(),
+            "the reason is reported: {ready}"
+        );
+        assert!(
+            !ready["sandbox"]
+                .as_str()
+                .expect("level")
+                .contains("cgroups")
+        );
+        let (s, v) = hub
+            .post("/v1/orgs", ADMIN_KEY, json!({"id": "nocg", "name": "nocg"}))
+            .await
+            .expect("org");
+        assert!(s < 300, "{v}");
+        let put = |language: &str, source: &str| {
+            hub.client
+                .put(format!("{}/v1/orgs/nocg/executors/{language}", hub.base))
+                .bearer_auth(ADMIN_KEY)
+                .json(&code(language, source))
+                .send()
+        };
+        let r = put("python", "def main(input, sdk):\n    return 7\n")
+            .await
+            .expect("put");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.expect("json");
+        if allowed {
+            assert_eq!(status, 200, "{body}");
+            let (s, run) = hub
+                .post(
+                    "/v1/orgs/nocg/executors/python/run",
+                    ADMIN_KEY,
+                    json!({"input": {}}),
+                )
+                .await
+                .expect("run");
+            assert_eq!(s, 200, "{run}");
+            assert_eq!(run["output"], 7, "{run}");
+        } else {
+            assert_eq!(status, 422, "{body}");
+            let msg = body["error"]["message"].as_str().expect("message");
+            assert!(
+                msg.contains("cgroups") && msg.contains("--allow-unbounded-runs"),
+                "{msg}"
+            );
+        }
+        // JavaScript needs no cgroup to be bounded: one worker that cannot fork.
+        let r = put("javascript", "function main() { return 8; }")
+            .await
+            .expect("put");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+}
