@@ -216,7 +216,11 @@ pub async fn enate_create(
         )));
     }
     let object_type = filter_object_type(body.filter_object_type.as_ref())?;
-    let filter = enate::filter_for(object_type, body.filter_object_guid.as_deref())?;
+    let filter = enate::filter_for(
+        &body.webhook,
+        object_type,
+        body.filter_object_guid.as_deref(),
+    )?;
     match (&body.custom_header, &body.custom_header_value) {
         (Some(_), None) => {
             return Err(ApiError::invalid(

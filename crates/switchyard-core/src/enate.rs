@@ -19,19 +19,32 @@ pub const FILTER_OBJECTS: [(i64, &str, &str); 4] = [
     (911, "Process", "ProcessGUID"),
 ];
 
-/// The subscription filter for `FilterObjectType` and `FilterObjectGUID`, or an error naming
-/// the field that is wrong.
-pub fn filter_for(object_type: Option<i64>, object_guid: Option<&str>) -> Result<Value, CoreError> {
+/// The objects a `PacketCreated` subscription may filter by. Seed 004: "For PacketCreated the
+/// FilterObjectType can be either Company, Contract or Service".
+pub const PACKET_CREATED_OBJECTS: [i64; 3] = [31, 215, 217];
+
+/// The filter of a subscription to `webhook` for `FilterObjectType` and `FilterObjectGUID`, or an
+/// error naming the field that is wrong.
+pub fn filter_for(
+    webhook: &str,
+    object_type: Option<i64>,
+    object_guid: Option<&str>,
+) -> Result<Value, CoreError> {
     let Some(t) = object_type else {
         return Err(CoreError::invalid(
             "`FilterObjectType` is required: 31 (Company), 215 (Contract), 217 (Service) or 911 (Process)",
         ));
     };
-    let Some((_, _, field)) = FILTER_OBJECTS.iter().find(|(n, _, _)| *n == t) else {
+    let Some((_, name, field)) = FILTER_OBJECTS.iter().find(|(n, _, _)| *n == t) else {
         return Err(CoreError::invalid(format!(
             "`FilterObjectType` {t} is not one Enate filters by: 31 (Company), 215 (Contract), 217 (Service) or 911 (Process)"
         )));
     };
+    if webhook == "PacketCreated" && !PACKET_CREATED_OBJECTS.contains(&t) {
+        return Err(CoreError::invalid(format!(
+            "`FilterObjectType` {t} ({name}) is not one a `PacketCreated` subscription filters by: 31 (Company), 215 (Contract) or 217 (Service)"
+        )));
+    }
     let Some(g) = object_guid else {
         return Err(CoreError::invalid(
             "`FilterObjectGUID` is required: the GUID of the object `FilterObjectType` names",
@@ -119,7 +132,8 @@ mod tests {
 
     #[test]
     fn filters_match_the_packets_object_and_read_back() {
-        let f = filter_for(Some(31), Some(&COMPANY.to_uppercase())).expect("valid");
+        let f =
+            filter_for("PacketCreated", Some(31), Some(&COMPANY.to_uppercase())).expect("valid");
         assert_eq!(f, json!({"data.CompanyGUID": COMPANY}));
         assert_eq!(filter_of(&f), Some((31, COMPANY.to_string())));
         let parsed = Filter::parse(&f).expect("parses");
@@ -127,15 +141,23 @@ mod tests {
         assert!(parsed.matches(&packet(COMPANY)));
         assert!(!parsed.matches(&packet("7c9e6679-7425-40de-944b-e07fc1f90ae7")));
         for (n, _, field) in FILTER_OBJECTS {
-            let f = filter_for(Some(n), Some(COMPANY)).expect("valid");
-            assert_eq!(f, json!({ format!("data.{field}"): COMPANY }));
+            if PACKET_CREATED_OBJECTS.contains(&n) {
+                let f = filter_for("PacketCreated", Some(n), Some(COMPANY)).expect("valid");
+                assert_eq!(f, json!({ format!("data.{field}"): COMPANY }));
+            }
         }
     }
 
     #[test]
     fn invalid_combinations_name_the_field() {
-        let e = |t, g| filter_for(t, g).expect_err("invalid").to_string();
+        let e = |t, g| {
+            filter_for("PacketCreated", t, g)
+                .expect_err("invalid")
+                .to_string()
+        };
         assert!(e(Some(32), Some(COMPANY)).contains("`FilterObjectType` 32"));
+        // Seed 004: a PacketCreated subscription filters by Company, Contract or Service only.
+        assert!(e(Some(911), Some(COMPANY)).contains("911 (Process) is not one a `PacketCreated`"));
         assert!(e(None, Some(COMPANY)).contains("`FilterObjectType` is required"));
         assert!(e(Some(31), None).contains("`FilterObjectGUID` is required"));
         assert!(e(Some(31), Some("acme")).contains("`FilterObjectGUID` `acme`"));

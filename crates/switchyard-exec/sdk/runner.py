@@ -1,6 +1,5 @@
 # Runs a Python executor: `main(input, sdk)` if the code defines it, else the script as it is
 # (input JSON on stdin, output JSON on stdout, as Enneo scripts expect).
-import json
 import os
 import sys
 
@@ -14,5 +13,5 @@ _globals = {"__name__": "__main__", "__file__": _path, "sdk": _sdk.sdk}
 exec(_code, _globals)
 if callable(_globals.get("main")):
     with open("input.json") as _f:
-        _input = json.load(_f)
+        _input = _sdk.loads(_f.read())
     _sdk._result(_globals["main"](_input, _sdk.sdk))

@@ -111,7 +111,8 @@ impl JsPool {
             uid: Some(slot.uid),
             stage: Some(stage.path()),
             tmp_mb: 1,
-            ro: vec![self.program.clone()],
+            ro: Vec::new(),
+            exe: true,
             cgroup: group.as_ref(),
         };
         let argv = self.isolation.wrap(

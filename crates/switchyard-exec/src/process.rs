@@ -269,6 +269,7 @@ pub async fn run(
         stage: Some(stage.path()),
         tmp_mb,
         ro: program_tree(&program),
+        exe: false,
         cgroup: group.as_ref(),
     };
     let argv = isolation.wrap(&limits, &confine, &program.to_string_lossy(), &rt.args);

@@ -79,9 +79,11 @@ pub struct Confine<'a> {
     pub stage: Option<&'a Path>,
     /// Size of the private temporary directory.
     pub tmp_mb: u32,
-    /// Host paths the run needs read-only beyond the granted trees (its program, when that
-    /// lives elsewhere).
+    /// Host paths the run needs read-only beyond the granted trees (an interpreter's prefix,
+    /// when it lives outside them).
     pub ro: Vec<PathBuf>,
+    /// The program is a host file to bind into the new root as it is (the worker binary).
+    pub exe: bool,
     /// The run's cgroups, limits already set.
     pub cgroup: Option<&'a RunGroup>,
 }
@@ -255,6 +257,9 @@ impl Isolation {
             }
             for path in &confine.ro {
                 cmd.extend(["--ro".into(), path.to_string_lossy().into_owned()]);
+            }
+            if confine.exe {
+                cmd.extend(["--exe".into(), program.to_string()]);
             }
             if let Some(stage) = confine.stage {
                 if self.private_tmp() {

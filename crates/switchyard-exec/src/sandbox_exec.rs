@@ -53,6 +53,10 @@ pub const DEV_FILES: &[&str] = &["null", "zero", "random", "urandom"];
 /// Where the run's private temporary directory is mounted inside its root.
 pub const PRIVATE_TMP: &str = "/tmp";
 
+/// Where `--exe` binds the program in the new root (wherever it lives on the host, even under
+/// the host's `/tmp`, which the run's own `/tmp` hides).
+pub const PROGRAM: &str = "/program";
+
 /// Size of the tmpfs that holds the new root's own directories and files (not the run's files).
 const ROOT_TMPFS: &str = "size=1m,nr_inodes=256,mode=0755";
 
@@ -117,6 +121,8 @@ struct Options {
     ro: Vec<PathBuf>,
     /// cgroup directories to join (one per hierarchy).
     cgroups: Vec<PathBuf>,
+    /// The program is this host file: bound read-only at [`PROGRAM`] in the new root.
+    exe: Option<PathBuf>,
     program: Vec<String>,
 }
 
@@ -168,6 +174,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--rw" => o.rw.push(value(i)?),
             "--ro" => o.ro.push(PathBuf::from(value(i)?)),
             "--cgroup" => o.cgroups.push(PathBuf::from(value(i)?)),
+            "--exe" => o.exe = Some(PathBuf::from(value(i)?)),
             // The first word that is not an option starts the program.
             _ => break,
         }
@@ -176,6 +183,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
     o.program = args[i..].to_vec();
     if o.root && o.stage.is_none() {
         return Err("--root needs --stage (the new root's mount point)".into());
+    }
+    if let Some(p) = o.ro.iter().find(|p| p.starts_with(PRIVATE_TMP)) {
+        return Err(format!(
+            "--ro {}: the run's own {PRIVATE_TMP} would hide it (use --exe for a program)",
+            p.display()
+        ));
     }
     Ok(o)
 }
@@ -198,13 +211,29 @@ fn read_stage(dir: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, String> 
     Ok(files)
 }
 
-/// Moves this process into each cgroup (writing `0` names the writer).
-fn join_cgroups(dirs: &[PathBuf]) -> Result<(), String> {
-    for dir in dirs {
-        std::fs::write(dir.join("cgroup.procs"), "0")
-            .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
-    }
-    Ok(())
+/// Moves this process into each cgroup (writing `0` names the writer's process), on a thread of
+/// its own: a move waits for an RCU grace period (several milliseconds), which the new root is
+/// built during. The files are opened here, before the root changes; the caller waits for the
+/// thread before it drops privileges or executes anything of the run's.
+fn join_cgroups(dirs: &[PathBuf]) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    let files = dirs
+        .iter()
+        .map(|dir| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .map(|f| (dir.clone(), f))
+                .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(std::thread::spawn(move || {
+        use std::io::Write;
+        for (dir, mut file) in files {
+            file.write_all(b"0")
+                .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }))
 }
 
 fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), String> {
@@ -222,9 +251,14 @@ fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), String> {
 /// Binds host path `src` read-only at `root` + `src` (a file onto a file, a directory onto a
 /// directory), creating the mount point in the new root's tmpfs.
 fn bind_ro(root: &Path, src: &Path, dev: bool) -> Result<(), String> {
-    let rel = src
+    bind_ro_at(root, src, src, dev)
+}
+
+/// Binds host path `src` read-only at `root` + `at`.
+fn bind_ro_at(root: &Path, src: &Path, at: &Path, dev: bool) -> Result<(), String> {
+    let rel = at
         .strip_prefix("/")
-        .map_err(|_| format!("{} is not absolute", src.display()))?;
+        .map_err(|_| format!("{} is not absolute", at.display()))?;
     let dst = root.join(rel);
     let meta = std::fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
     let parent = dst.parent().unwrap_or(root);
@@ -280,6 +314,9 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         if !ROOT_TREES.iter().any(|t| extra.starts_with(t)) {
             bind_ro(at, extra, false)?;
         }
+    }
+    if let Some(exe) = &o.exe {
+        bind_ro_at(at, exe, Path::new(PROGRAM), false)?;
     }
     let etc = at.join("etc");
     std::fs::create_dir_all(&etc).map_err(|e| format!("etc: {e}"))?;
@@ -350,6 +387,17 @@ fn drop_to(uid: u32) -> Result<(), String> {
         return Err("the uid drop did not hold".into());
     }
     Ok(())
+}
+
+/// The `--ro` paths and the program, where the run sees them.
+fn granted(o: &Options) -> Vec<PathBuf> {
+    let mut paths = o.ro.clone();
+    match (&o.exe, o.root) {
+        (Some(_), true) => paths.push(PathBuf::from(PROGRAM)),
+        (Some(exe), false) => paths.push(exe.clone()),
+        (None, _) => {}
+    }
+    paths
 }
 
 /// Paths Landlock lets the run read: in a new root, what it holds; without one, the same
@@ -432,22 +480,17 @@ fn seccomp() -> Result<(), String> {
     seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
 }
 
-/// Builds the run's world and drops privileges, in the order the steps need: cgroups first,
-/// mounts while still root, files written as the run's user, Landlock and seccomp last.
+/// Builds the run's world and drops privileges, in the order the steps need: the cgroups joined
+/// (while the world is built) before anything else runs, mounts while still root, files written
+/// as the run's user, Landlock and seccomp last, single-threaded again.
 fn confine(o: &Options) -> Result<(), String> {
-    join_cgroups(&o.cgroups)?;
-    let staged = o.stage.as_deref().map(read_stage).transpose()?;
-    let uid = o.uid.unwrap_or(0);
-    let private = if o.root {
-        let at = o.stage.as_deref().ok_or("--root needs --stage")?;
-        enter_new_root(at, o, uid)?;
-        o.tmp_mb.is_some()
-    } else if let Some(mb) = o.tmp_mb {
-        mount_private_tmp(Path::new(PRIVATE_TMP), mb, uid)?;
-        true
-    } else {
-        false
-    };
+    let joining = join_cgroups(&o.cgroups)?;
+    let built = build(o);
+    // In the cgroups before anything else happens, whatever the build did.
+    joining
+        .join()
+        .map_err(|_| "joining the cgroups failed".to_string())??;
+    let (staged, private) = built?;
     for (r, n) in &o.rlimits {
         setrlimit(*r, *n, *n).map_err(|e| format!("setrlimit {r:?}: {e}"))?;
     }
@@ -463,8 +506,28 @@ fn confine(o: &Options) -> Result<(), String> {
     } else if o.root {
         std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     }
-    landlock(&o.ro, o.root, &o.rw)?;
+    landlock(&granted(o), o.root, &o.rw)?;
     seccomp()
+}
+
+/// The staged files read, and the run's world built (a new root, or a private `/tmp`): the
+/// files, and whether they go to a private `/tmp`.
+type Staged = Option<Vec<(std::ffi::OsString, Vec<u8>)>>;
+
+fn build(o: &Options) -> Result<(Staged, bool), String> {
+    let staged = o.stage.as_deref().map(read_stage).transpose()?;
+    let uid = o.uid.unwrap_or(0);
+    let private = if o.root {
+        let at = o.stage.as_deref().ok_or("--root needs --stage")?;
+        enter_new_root(at, o, uid)?;
+        o.tmp_mb.is_some()
+    } else if let Some(mb) = o.tmp_mb {
+        mount_private_tmp(Path::new(PRIVATE_TMP), mb, uid)?;
+        true
+    } else {
+        false
+    };
+    Ok((staged, private))
 }
 
 /// Entry point. `--probe` applies what it is given, then confines itself and prints what held as
@@ -491,7 +554,7 @@ pub fn sandbox_exec_main(args: &[String]) -> i32 {
         };
         let rlimits = o.rlimits.iter().all(|(r, n)| setrlimit(*r, *n, *n).is_ok());
         let uid = o.uid.map(|u| drop_to(u).is_ok());
-        let landlock = landlock(&o.ro, o.root, &[]).unwrap_or(false);
+        let landlock = landlock(&granted(&o), o.root, &[]).unwrap_or(false);
         let seccomp = seccomp().is_ok();
         println!(
             "{}",
@@ -509,6 +572,11 @@ pub fn sandbox_exec_main(args: &[String]) -> i32 {
         eprintln!("sandbox-exec: {e}");
         return 125;
     }
+    // A program bound by --exe is at its place in the new root.
+    let program = match (&o.exe, o.root) {
+        (Some(_), true) => PROGRAM,
+        _ => program.as_str(),
+    };
     let err = std::process::Command::new(program)
         .args(&o.program[1..])
         .exec();

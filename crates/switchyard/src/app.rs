@@ -154,6 +154,8 @@ fn node_id(data_dir: &Path) -> anyhow::Result<String> {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // The port first: a hub that cannot serve writes nothing (no database, no key shown).
+        let listener = bind(settings.listen).await?;
         {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -236,9 +238,6 @@ impl Application {
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
                 ),
         );
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
         Ok(Application {
             listener,
             router,
@@ -272,6 +271,67 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The listener on `addr`; when the address is taken, the error names it and, when this
+/// machine tells, the process that holds it.
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let holder = port_holder(addr.port())
+                .map(|(pid, name)| format!(" by `{name}` (pid {pid})"))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "cannot listen on {addr}: the port is already in use{holder}; stop that process or choose another address with --listen"
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
+/// The process listening on TCP port `port`, from `/proc` (`None` where it cannot be seen).
+fn port_holder(port: u16) -> Option<(u32, String)> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = f.get(1)?.rsplit(':').next()?;
+                    // State 0A is LISTEN.
+                    (u16::from_str_radix(local_port, 16).ok()? == port && *f.get(3)? == "0A")
+                        .then(|| format!("socket:[{}]", f.get(9).copied().unwrap_or_default()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+            {
+                let name = std::fs::read_to_string(proc_entry.path().join("comm"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                return Some((pid, name));
+            }
+        }
+    }
+    None
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -128,15 +128,33 @@ fn printed_key(out: &[u8]) -> String {
 async fn the_instance_admin_key_is_never_lost() {
     switchyard_egress::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tmp");
-    // The first start fails after generating the key (the port is taken): the key was shown.
+    // A start on a taken port fails before anything is written: no database, no key shown, and
+    // the error names the port and who holds it.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let out = serve_cmd(dir.path(), &addr).output().expect("run");
     assert!(!out.status.success(), "the port was taken");
-    let first = printed_key(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&addr) && stderr.contains("already in use"),
+        "the error names the port: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "the error names the process holding it: {stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("sy_"),
+        "a key was shown by a hub that never served"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "a hub that cannot serve wrote to its data dir"
+    );
     drop(taken);
 
-    // The key printed then works once the hub runs.
+    // The first start that serves prints the key, before it is stored; it works.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -147,7 +165,7 @@ async fn the_instance_admin_key_is_never_lost() {
     let orgs_status = |key: String| {
         let (client, base) = (client.clone(), base.clone());
         async move {
-            for _ in 0..200 {
+            for _ in 0..400 {
                 if let Ok(r) = client
                     .get(format!("{base}/v1/orgs"))
                     .bearer_auth(&key)
@@ -161,11 +179,28 @@ async fn the_instance_admin_key_is_never_lost() {
             panic!("the hub did not answer");
         }
     };
-    let hub = KillOnDrop(
+    let mut hub = KillOnDrop(
         serve_cmd(dir.path(), &format!("127.0.0.1:{port}"))
             .spawn()
             .expect("start"),
     );
+    let first = {
+        use std::io::BufRead;
+        let stdout = hub.0.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
+        loop {
+            let line = lines
+                .next()
+                .expect("the hub printed its key")
+                .expect("line");
+            printed.extend_from_slice(line.as_bytes());
+            printed.push(b' ');
+            if line.contains("sy_") {
+                break printed_key(&printed);
+            }
+        }
+    };
     assert_eq!(orgs_status(first.clone()).await, 200);
     drop(hub);
 

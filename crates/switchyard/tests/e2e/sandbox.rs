@@ -754,3 +754,28 @@ async fn without_cgroups_unbounded_languages_are_refused_unless_the_operator_all
         assert_eq!(r.status().as_u16(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_runs_whereever_the_worker_binary_lives_even_under_tmp() {
+    // An installed copy under the host's /tmp, which a run's own /tmp hides.
+    let bin = tempfile::Builder::new()
+        .prefix("switchyard-bin-")
+        .tempdir_in("/tmp")
+        .expect("dir");
+    let copy = bin.path().join("switchyard");
+    std::fs::copy(env!("CARGO_BIN_EXE_switchyard"), &copy).expect("copy the binary");
+    let dir = tempfile::tempdir().expect("dir");
+    let worker = copy.clone();
+    let app = spawn_app_in(dir.path(), move |s| s.js_worker = Some(worker)).await;
+    let org = app.org("bin-in-tmp").await;
+    put_executor(
+        &app,
+        &org,
+        "js",
+        code("javascript", "function main(input) { return input.n + 1; }"),
+    )
+    .await;
+    let r = run(&app, &org, "js", json!({"n": 41})).await;
+    assert_eq!(r["output"], 42, "{r:#}");
+    app.stop().await;
+}
