@@ -9,10 +9,12 @@
 # could use). Settings are the same environment variables as for the binary (README).
 #
 # The hub runs as root inside the container so that it can put each executor run in its own
-# namespaces and drop it to a uid of its own (200000-200063). Docker's defaults refuse new
-# namespaces: `/readyz` then reports `"namespaces": false` and runs keep the other layers
-# (resource limits, own uid, Landlock, seccomp). For every layer, add
-# `--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined`.
+# namespaces, new root and cgroup and drop it to a uid of its own (200000-200319). Docker's
+# defaults refuse new namespaces: `/readyz` then reports `"namespaces": false` and runs keep the
+# other layers (resource limits, own uid, Landlock with the same allowlist, seccomp). For every
+# layer, add `--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt
+# apparmor=unconfined` and a writable cgroup (`--cgroupns private`, cgroup v2): without cgroups
+# Python, PHP and Node.js are refused unless SWITCHYARD_ALLOW_UNBOUNDED_RUNS=true.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
