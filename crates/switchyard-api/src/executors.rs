@@ -28,7 +28,7 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
 
 /// Create or replace an executor: every PUT stores a new version.
 #[utoipa::path(put, tag = "executors", path = "/v1/orgs/{org}/executors/{name}", request_body = ExecutorIn,
-    responses((status = 200, body = ExecutorOut), (status = 422, description = "invalid executor")))]
+    responses((status = 200, body = ExecutorOut), (status = 422, description = "invalid executor, or code that does not compile (the interpreter's message and line)")))]
 pub async fn put(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -42,6 +42,13 @@ pub async fn put(
         ));
     }
     let spec = parse_spec(&s, &body)?;
+    // Code that does not compile is refused now, with the interpreter's message and line, not at
+    // its first event.
+    s.hub
+        .runner()
+        .check_code(&org, &spec)
+        .await
+        .map_err(|e| ApiError::invalid(format!("the code does not compile: {e}")))?;
     if let Some(params) = &body.parameters
         && params
             .values()

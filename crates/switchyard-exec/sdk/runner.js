@@ -17,6 +17,40 @@ const source = fs.readFileSync(file, "utf8");
 // An ES module (`import` / `export` at the start of a line) is loaded as one.
 const isModule = /^\s*(export|import)\s/m.test(source);
 
+// Saving the executor: compile only, and name what does not.
+if (process.env.SWITCHYARD_CHECK) {
+  if (isModule) {
+    // Node's own check of an ES module file (it names the line; nothing of it runs).
+    fs.writeFileSync("main.mjs", source);
+    const r = require("child_process").spawnSync(process.execPath, ["--check", "main.mjs"], { encoding: "utf8" });
+    if (r.status === 0) process.exit(0);
+    const said = r.stderr || String(r.error || "node --check failed");
+    const line = /main\.mjs:(\d+)/.exec(said);
+    const error = said.split("\n").find((l) => /Error/.test(l)) || said.trim();
+    process.stderr.write(`${error}${line ? ` (main.js, line ${line[1]})` : ""}\n`);
+    process.exit(1);
+  }
+  try {
+    new vm.Script(wrap(source), { filename: "main.js" });
+    process.exit(0);
+  } catch (e) {
+    const line = /main\.js:(\d+)/.exec((e && e.stack) || "");
+    process.stderr.write(`${e.name}: ${e.message}${line ? ` (main.js, line ${line[1]})` : ""}\n`);
+    process.exit(1);
+  }
+}
+
+// CommonJS, as Node runs a file: `module`, `exports`, `require`, `__filename`, `__dirname`. A
+// top-level `function main` is found too (it is local to the wrapper, so it is looked up inside
+// it).
+function wrap(code) {
+  return (
+    "(function (exports, require, module, __filename, __dirname) {" +
+    code +
+    "\n;return typeof main === 'function' ? main : undefined;\n})"
+  );
+}
+
 async function load() {
   if (isModule) {
     const mjs = path.join(process.cwd(), "main.mjs");
@@ -24,16 +58,8 @@ async function load() {
     const m = await import(pathToFileURL(mjs).href);
     return typeof m.main === "function" ? m.main : typeof m.default === "function" ? m.default : undefined;
   }
-  // CommonJS, as Node runs a file: `module`, `exports`, `require`, `__filename`, `__dirname`.
-  // A top-level `function main` is found too (it is local to the wrapper, so it is looked up
-  // inside it).
   const module = { exports: {} };
-  const wrapped = vm.runInThisContext(
-    "(function (exports, require, module, __filename, __dirname) {" +
-      source +
-      "\n;return typeof main === 'function' ? main : undefined;\n})",
-    { filename: "main.js", lineOffset: 0 }
-  );
+  const wrapped = vm.runInThisContext(wrap(source), { filename: "main.js" });
   const local = wrapped.call(module.exports, module.exports, require, module, file, process.cwd());
   const exported = module.exports;
   if (typeof exported === "function") return exported;

@@ -8,7 +8,16 @@ import switchyard_sdk as _sdk  # noqa: E402
 
 _path = os.path.join(os.getcwd(), "main.py")
 with open(_path) as _f:
-    _code = compile(_f.read(), "main.py", "exec")
+    _source = _f.read()
+if os.environ.get("SWITCHYARD_CHECK"):
+    # Saving the executor: compile only, and name what does not.
+    try:
+        compile(_source, "main.py", "exec")
+    except SyntaxError as _e:
+        sys.stderr.write(f"{type(_e).__name__}: {_e.msg} (main.py, line {_e.lineno})\n")
+        sys.exit(1)
+    sys.exit(0)
+_code = compile(_source, "main.py", "exec")
 _globals = {"__name__": "__main__", "__file__": _path, "sdk": _sdk.sdk}
 exec(_code, _globals)
 if callable(_globals.get("main")):

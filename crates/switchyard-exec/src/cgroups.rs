@@ -278,6 +278,23 @@ fn v2_base(parent: &Path, name: &str) -> Result<PathBuf, String> {
 }
 
 impl RunGroup {
+    /// [`RunGroup::limit`], waiting up to a second while the memory limit cannot be lowered yet:
+    /// the processes of the slot's last run (or a worker just replaced) may still be exiting,
+    /// and their memory is freed only once they have.
+    pub async fn limit_when_free(&self, memory: u64, pids: u64) -> Result<(), String> {
+        let mut tries = 0;
+        loop {
+            match self.limit(memory, pids) {
+                Err(e) if e.contains("os error 16") && tries < 50 => {
+                    tries += 1;
+                    self.kill_all();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Sets the slot's limits for the next run: `memory` bytes with no swap, at most `pids`
     /// processes and threads, at most one core of CPU.
     pub fn limit(&self, memory: u64, pids: u64) -> Result<(), String> {
@@ -297,12 +314,18 @@ impl RunGroup {
                     }
                 }
                 Kind::V1Memory => {
-                    // memory+swap must stay at least memory: order the two writes so it does.
+                    // memory+swap must stay at least memory: lowering writes memory first,
+                    // raising memory+swap first.
                     let memsw = dir.join("memory.memsw.limit_in_bytes");
                     let limit = dir.join("memory.limit_in_bytes");
                     let v = memory.to_string();
                     if memsw.exists() {
-                        if write(&limit, &v).is_ok() {
+                        let current: u64 = std::fs::read_to_string(&limit)
+                            .ok()
+                            .and_then(|c| c.trim().parse().ok())
+                            .unwrap_or(u64::MAX);
+                        if memory < current {
+                            write(&limit, &v)?;
                             write(&memsw, &v)?;
                         } else {
                             write(&memsw, &v)?;

@@ -30,8 +30,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 const MAX_IDLE: usize = 4;
 /// Time the engine's own interrupt gets before the hub kills the worker.
 const KILL_GRACE: Duration = Duration::from_millis(300);
-/// A worker's memory beyond the engine's heap limit (`memory_mb`): the process, its input and
-/// output (at most 1 MiB each way past the engine), the engine's own tables.
+/// A worker's memory beyond the engine's heap limit (`memory_mb`) and its own binary's pages:
+/// the process, its input and output (at most 1 MiB each way past the engine), the engine's own
+/// tables.
 pub const WORKER_MB: u32 = 48;
 
 struct Worker {
@@ -63,16 +64,22 @@ pub struct JsPool {
     isolation: Isolation,
     idle: Mutex<Vec<Worker>>,
     slots: UidSlots,
+    /// What a worker needs besides the engine's heap: [`WORKER_MB`] and the pages of its binary
+    /// (file pages a process maps count against its cgroup).
+    overhead_mb: u32,
 }
 
 impl JsPool {
     /// `program` is the switchyard binary (it has the `js-worker` subcommand).
     pub fn new(program: PathBuf, isolation: Isolation) -> JsPool {
+        let program = program.canonicalize().unwrap_or(program);
+        let binary_mb = std::fs::metadata(&program).map_or(64, |m| m.len().div_ceil(1 << 20));
         JsPool {
-            program: program.canonicalize().unwrap_or(program),
+            program,
             isolation,
             idle: Mutex::new(Vec::new()),
             slots: UidSlots::new(JS_UID_BASE, JS_WORKER_SLOTS),
+            overhead_mb: WORKER_MB + u32::try_from(binary_mb).unwrap_or(u32::MAX / 2),
         }
     }
 
@@ -103,7 +110,7 @@ impl JsPool {
         if let Some(g) = &group {
             g.kill_all();
             g.limit(
-                u64::from(MAX_MEMORY_MB + WORKER_MB) << 20,
+                u64::from(MAX_MEMORY_MB + self.overhead_mb) << 20,
                 u64::from(limits.processes),
             )?;
         }
@@ -160,7 +167,8 @@ impl JsPool {
     }
 
     /// Runs `main(input, sdk)` of `source` in a worker, holding its kernel memory limit's worth
-    /// of `budget` while it runs.
+    /// of `budget` while it runs. With `check`, the worker only compiles the source.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         source: &str,
@@ -169,10 +177,13 @@ impl JsPool {
         timeout: Duration,
         budget: &MemoryBudget,
         broker: &Broker<'_>,
+        check: bool,
     ) -> Outcome {
         let started = Instant::now();
-        let kernel_mb = memory_mb + WORKER_MB;
-        let _room = match budget.take(kernel_mb, timeout).await {
+        // The budget holds what is the run's own; the cgroup also has room for the binary's
+        // pages, which every worker shares (they are charged once, to whichever touched them).
+        let kernel_mb = memory_mb + self.overhead_mb;
+        let _room = match budget.take(memory_mb + WORKER_MB, timeout).await {
             Ok(room) => room,
             Err(e) => return Outcome::failed(e),
         };
@@ -185,13 +196,14 @@ impl JsPool {
         if let Some(g) = &worker.group
             && g.limit(u64::from(kernel_mb) << 20, 64).is_err()
         {
+            // (It is replaced, not waited for: its heap stays the engine's until it exits.)
             worker.kill();
             worker = match self.spawn(timeout.saturating_sub(started.elapsed())).await {
                 Ok(w) => w,
                 Err(e) => return Outcome::failed(e),
             };
             if let Some(g) = &worker.group
-                && let Err(e) = g.limit(u64::from(kernel_mb) << 20, 64)
+                && let Err(e) = g.limit_when_free(u64::from(kernel_mb) << 20, 64).await
             {
                 worker.kill();
                 return Outcome::failed(format!("cannot set the worker's limits: {e}"));
@@ -201,7 +213,7 @@ impl JsPool {
         let timeout = timeout.saturating_sub(started.elapsed());
         // Each run has the whole budget: a reused worker starts counting afresh.
         worker.stdout.reset_budget();
-        let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": timeout.as_millis() as u64});
+        let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": timeout.as_millis() as u64, "check": check});
         let mut line = job.to_string();
         line.push('\n');
         if worker.stdin.write_all(line.as_bytes()).await.is_err() {
@@ -261,7 +273,8 @@ impl JsPool {
                     let mut o = Outcome::failed(if oom {
                         format!(
                             "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB \
-                             for the code (`memory_mb`), {WORKER_MB} MB for the engine) and the kernel stopped it"
+                             for the code (`memory_mb`), {} MB for the engine) and the kernel stopped it",
+                            self.overhead_mb
                         )
                     } else {
                         "the JavaScript worker died (the engine aborted, likely out of memory)"

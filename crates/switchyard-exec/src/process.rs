@@ -31,7 +31,24 @@ struct Runtime {
     main_file: &'static str,
 }
 
-fn runtime(language: Language, memory_mb: u32) -> Option<Runtime> {
+/// The interpreter and files of `language`; with `check`, the command line only compiles the
+/// code (a syntax error fails, nothing of it runs).
+fn runtime(language: Language, memory_mb: u32, check: bool) -> Option<Runtime> {
+    let rt = runtime_to_run(language, memory_mb)?;
+    if !check {
+        return Some(rt);
+    }
+    let args = match language {
+        // PHP's own lint: parses main.php, runs nothing.
+        Language::Php => ["-n", "-d", "display_errors=stderr", "-l", "main.php"]
+            .map(String::from)
+            .to_vec(),
+        _ => rt.args.clone(),
+    };
+    Some(Runtime { args, ..rt })
+}
+
+fn runtime_to_run(language: Language, memory_mb: u32) -> Option<Runtime> {
     match language {
         Language::Python => Some(Runtime {
             program: "python3",
@@ -82,7 +99,7 @@ pub fn interpreter_available(language: Language) -> Result<(), String> {
 /// Where the interpreter of `language` really is (symlinks resolved, so `php` through
 /// `/etc/alternatives` names the binary itself: a run's root has no `/etc/alternatives`).
 fn interpreter_path(language: Language) -> Result<PathBuf, String> {
-    let Some(rt) = runtime(language, 0) else {
+    let Some(rt) = runtime(language, 0, false) else {
         return Err(format!(
             "{} does not run as a child process",
             language.as_str()
@@ -165,6 +182,8 @@ pub struct RunSpec<'a> {
     pub tmp_mb: u32,
     pub input: &'a Value,
     pub timeout: Duration,
+    /// Only compile the code: success is a clean compile, failure names the error and line.
+    pub check: bool,
 }
 
 /// Runs code in a child process and reports what happened.
@@ -182,8 +201,9 @@ pub async fn run(
         tmp_mb,
         input,
         timeout,
+        check,
     } = spec;
-    let Some(rt) = runtime(language, memory_mb) else {
+    let Some(rt) = runtime(language, memory_mb, check) else {
         return Outcome::failed(format!(
             "{} code does not run as a child process",
             language.as_str()
@@ -259,7 +279,10 @@ pub async fn run(
     };
     if let Some(g) = &group {
         g.kill_all();
-        if let Err(e) = g.limit(u64::from(kernel_mb) << 20, u64::from(limits.processes)) {
+        if let Err(e) = g
+            .limit_when_free(u64::from(kernel_mb) << 20, u64::from(limits.processes))
+            .await
+        {
             return Outcome::failed(format!("cannot set the run's limits: {e}"));
         }
     }
@@ -283,6 +306,7 @@ pub async fn run(
         .env("LANG", "C.UTF-8")
         .env("SDK", work.join(rt.sdk_file))
         .env("SWITCHYARD_SDK_FD", SDK_FD.to_string())
+        .env("SWITCHYARD_CHECK", if check { "1" } else { "" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -401,6 +425,12 @@ pub async fn run(
         }
         Ended::Exited(_) => {}
     }
+    if check {
+        if exit != Some(0) {
+            outcome.error = Some(compile_error(&stderr_text, &stdout_text, exit));
+        }
+        return outcome;
+    }
     if stdout_over || stderr_over {
         outcome.error =
             Some("output limit: the code printed more than 1 MiB and was killed".into());
@@ -457,6 +487,17 @@ pub async fn run(
         }
     }
     outcome
+}
+
+/// What an interpreter said about code that does not compile: the first line naming an error
+/// (stderr first), else the last line said.
+fn compile_error(stderr: &str, stdout: &str, exit: Option<i32>) -> String {
+    let lines = || stderr.lines().chain(stdout.lines()).map(str::trim);
+    lines()
+        .find(|l| l.to_ascii_lowercase().contains("error"))
+        .or_else(|| lines().rfind(|l| !l.is_empty()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("the interpreter exited with {exit:?}"))
 }
 
 fn write_run_dir(

@@ -12,6 +12,9 @@ use switchyard_egress::Clients;
 use switchyard_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
+/// How long compiling an executor's code may take when it is saved.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a run stopped when its caller went away.
 pub(crate) const CANCELLED: &str = "cancelled: the caller went away; the code was stopped";
 
@@ -181,6 +184,58 @@ impl Runner {
         self.run_in_chain(ex, input, call).await
     }
 
+    /// Compiles the code of `spec` (of organization `org`) in the sandbox without running it:
+    /// `Err` is the interpreter's message, naming the line. API calls need no check.
+    pub async fn check_code(&self, org: &OrgId, spec: &ExecutorSpec) -> Result<(), String> {
+        let ExecutorSpec::Code {
+            language, source, ..
+        } = spec
+        else {
+            return Ok(());
+        };
+        let timeout = CHECK_TIMEOUT;
+        let broker = Broker {
+            runner: self,
+            org,
+            chain: Vec::new(),
+            deadline: Instant::now() + timeout,
+            cancel: CancellationToken::new(),
+            seen_secrets: Mutex::new(Vec::new()),
+        };
+        let inner = &self.inner;
+        let outcome = match (language, &inner.js) {
+            (Language::Javascript, Some(pool)) => {
+                pool.run(
+                    source,
+                    64,
+                    &Value::Null,
+                    timeout,
+                    &inner.budget,
+                    &broker,
+                    true,
+                )
+                .await
+            }
+            (Language::Javascript, None) => return Ok(()),
+            (language, _) => {
+                let spec = process::RunSpec {
+                    language: *language,
+                    source,
+                    memory_mb: 128,
+                    tmp_mb: 8,
+                    input: &Value::Null,
+                    timeout,
+                    check: true,
+                };
+                process::run(&inner.isolation, &inner.slots, &inner.budget, spec, &broker).await
+            }
+        };
+        match outcome.error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
     pub(crate) async fn run_in_chain(
         &self,
         ex: &Executor,
@@ -223,7 +278,7 @@ impl Runner {
             } => match &self.inner.js {
                 Some(pool) => {
                     let budget = &self.inner.budget;
-                    pool.run(source, *memory_mb, &input, timeout, budget, &broker)
+                    pool.run(source, *memory_mb, &input, timeout, budget, &broker, false)
                         .await
                 }
                 None => Outcome::failed(
@@ -244,6 +299,7 @@ impl Runner {
                     tmp_mb: (*tmp_mb).min(self.inner.limits.max_tmp_mb),
                     input: &input,
                     timeout,
+                    check: false,
                 };
                 let inner = &self.inner;
                 process::run(&inner.isolation, &inner.slots, &inner.budget, spec, &broker).await

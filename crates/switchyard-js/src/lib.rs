@@ -8,7 +8,8 @@
 //! holds only the in-process half and stays out of other crates' rebuilds.
 //!
 //! Protocol, one JSON object per line. Hub → worker: `{"source", "input", "memory_mb",
-//! "timeout_ms"}` to start a run, then answers to SDK requests (`{"ok", "value" | "error"}`).
+//! "timeout_ms"}` to start a run (`{"source", "check": true}` only compiles the source: a
+//! syntax error is the answer's `error`), then answers to SDK requests (`{"ok", "value" | "error"}`).
 //! Worker → hub: `{"type": "sdk", "req": {...}}` for each SDK call, and at the end
 //! `{"type": "done", "output", "error", "oom"}`.
 
@@ -68,7 +69,69 @@ fn done(output: Option<Value>, error: Option<String>) -> Value {
     json!({"type": "done", "output": output, "error": error, "oom": oom})
 }
 
+/// Compiles `source` as a global script without running any of it. The engine's compile-only
+/// flag is not in rquickjs's safe API, so this one call is made on the engine directly.
+#[allow(unsafe_code)]
+fn check_job(source: &str) -> Value {
+    let rt = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return done(
+                None,
+                Some(format!("cannot create a JavaScript runtime: {e}")),
+            );
+        }
+    };
+    rt.set_memory_limit(64 * 1024 * 1024);
+    rt.set_max_stack_size(512 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+    let ctx = match Context::full(&rt) {
+        Ok(c) => c,
+        Err(e) => {
+            return done(
+                None,
+                Some(format!("cannot create a JavaScript context: {e}")),
+            );
+        }
+    };
+    let Ok(text) = std::ffi::CString::new(source) else {
+        return done(None, Some("the code holds a NUL character".into()));
+    };
+    let compiled = ctx.with(|ctx| {
+        use rquickjs::qjs;
+        // SAFETY: `text` outlives the call and is NUL-terminated; the length excludes the NUL.
+        // The value JS_Eval answers is either an exception (read and cleared below) or a
+        // compiled function owned by `Value::from_raw`, which frees it.
+        unsafe {
+            let value = qjs::JS_Eval(
+                ctx.as_raw().as_ptr(),
+                text.as_ptr(),
+                source.len() as _,
+                c"main.js".as_ptr(),
+                (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32,
+            );
+            if qjs::JS_VALUE_GET_TAG(value) == qjs::JS_TAG_EXCEPTION {
+                Err(describe(rquickjs::CaughtError::from_error(
+                    &ctx,
+                    rquickjs::Error::Exception,
+                )))
+            } else {
+                drop(rquickjs::Value::from_raw(ctx.clone(), value));
+                Ok(())
+            }
+        }
+    });
+    match compiled {
+        Ok(()) => done(Some(Value::Null), None),
+        Err(e) => done(None, Some(e)),
+    }
+}
+
 fn run_job(job: &Value) -> Value {
+    if job["check"] == json!(true) {
+        return check_job(job["source"].as_str().unwrap_or(""));
+    }
     let source = job["source"].as_str().unwrap_or("").to_string();
     let input = job["input"].to_string();
     let memory = job["memory_mb"].as_u64().unwrap_or(128) as usize * 1024 * 1024;

@@ -247,15 +247,6 @@ async fn misbehaving_code_ends_as_a_clean_failed_run() {
     breaks(
         &app,
         &org,
-        "python",
-        "def main(input, sdk) return 1\n",
-        2000,
-        "SyntaxError",
-    )
-    .await;
-    breaks(
-        &app,
-        &org,
         "php",
         "<?php\nfunction main($in, $sdk) { throw new Exception('nope'); }\n",
         2000,
@@ -738,18 +729,17 @@ async fn javascript_runs_in_the_embedded_engine_with_the_same_sdk() {
     .await;
     let r = run(&app, &org, "throws", json!({})).await;
     assert_eq!(r["error"], "TypeError: bad ticket");
-    put_executor(
-        &app,
-        &org,
-        "syntax",
-        code("javascript", "function main( { return 1 }"),
-    )
-    .await;
-    let r = run(&app, &org, "syntax", json!({})).await;
-    assert!(
-        r["error"].as_str().expect("e").contains("SyntaxError"),
-        "{r:#}"
-    );
+    // A syntax error is refused when the executor is saved (the interpreter's message).
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/orgs/{}/executors/syntax", org.id),
+            &org.admin,
+            Some(code("javascript", "function main( { return 1 }")),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("SyntaxError"), "{v}");
     put_executor(&app, &org, "nomain", code("javascript", "const x = 1;")).await;
     let r = run(&app, &org, "nomain", json!({})).await;
     assert!(
@@ -1049,5 +1039,107 @@ async fn landlock_and_seccomp_confine_code_beyond_file_permissions() {
     put_executor(&app, &org, "ptrace", code("python", "import ctypes, json\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.syscall(101, 0, 0, 0, 0)\nprint(json.dumps([r, ctypes.get_errno()]))\n")).await;
     let r = run(&app, &org, "ptrace", json!({})).await;
     assert_eq!(r["output"], json!([-1, 1]), "{r:#}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_that_does_not_compile_is_refused_when_saved_naming_the_line() {
+    let app = spawn_app().await;
+    let org = app.org("syntax").await;
+    for (language, source, line) in [
+        (
+            "python",
+            "def main(input, sdk):\n    return {'a': 1\n",
+            "line 2",
+        ),
+        (
+            "php",
+            "<?php\nfunction main($in, $sdk) { return [1, 2; }\n",
+            "line 2",
+        ),
+        (
+            "node",
+            "function main(input) {\n  return (1 + ;\n}\n",
+            "line 2",
+        ),
+        (
+            "node",
+            "export async function main(input) {\n  return {;\n}\n",
+            "line 2",
+        ),
+        (
+            "javascript",
+            "function main(input) {\n  return (1 + ;\n}\n",
+            "main.js:2",
+        ),
+    ] {
+        let (s, v) = app
+            .call(
+                Method::PUT,
+                &format!("/v1/orgs/{}/executors/broken-{language}", org.id),
+                &org.admin,
+                Some(code(language, source)),
+            )
+            .await;
+        assert_eq!(s, 422, "{language}: {v}");
+        let msg = v["error"]["message"].as_str().expect("message");
+        assert!(
+            msg.contains("does not compile") && msg.contains(line),
+            "{language}: the interpreter's message and {line}: {msg}"
+        );
+        // Nothing of it was stored.
+        let (s, _) = app
+            .get(
+                &format!("/v1/orgs/{}/executors/broken-{language}", org.id),
+                &org.admin,
+            )
+            .await;
+        assert_eq!(s, 404);
+    }
+    // Compiling runs nothing: code whose top level would write a marker is only compiled.
+    put_executor(
+        &app,
+        &org,
+        "quiet",
+        code(
+            "python",
+            "import sys\nsys.stderr.write('ran at save')\ndef main(input, sdk):\n    return 1\n",
+        ),
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_executors_are_written_as_node_programmers_write_them() {
+    let app = spawn_app().await;
+    let org = app.org("idiomatic").await;
+    for (name, source) in [
+        (
+            "exports-object",
+            "async function main(input, sdk) { return { n: input.n + 1 }; }\nmodule.exports = { main };\n",
+        ),
+        (
+            "exports-main",
+            "exports.main = async (input, sdk) => ({ n: input.n + 1 });\n",
+        ),
+        (
+            "exports-function",
+            "module.exports = function (input) { return { n: input.n + 1 }; };\n",
+        ),
+        (
+            "es-module",
+            "import { strict as assert } from 'node:assert';\nexport async function main(input, sdk) {\n  assert.ok(input.n >= 0);\n  return { n: input.n + 1 };\n}\n",
+        ),
+        (
+            "plain",
+            "const path = require('path');\nfunction main(input) { return { n: input.n + 1, sep: path.sep.length - 1 + 0 }; }\n",
+        ),
+    ] {
+        put_executor(&app, &org, name, code("node", source)).await;
+        let r = run(&app, &org, name, json!({"n": 41})).await;
+        assert_eq!(r["status"], "succeeded", "{name}: {r:#}");
+        assert_eq!(r["output"]["n"], 42, "{name}: {r:#}");
+    }
     app.stop().await;
 }

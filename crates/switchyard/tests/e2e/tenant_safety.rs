@@ -329,7 +329,13 @@ async fn floods_of_bytes_fail_the_run_and_leave_the_hub_small() {
             .send()
             .await
             .expect("put");
-        assert_eq!(r.status(), 200, "{name}");
+        let status = r.status();
+        assert_eq!(
+            status,
+            200,
+            "{name}: {}",
+            r.text().await.unwrap_or_default()
+        );
         let (s, run) = hub
             .post(
                 &format!("/v1/orgs/f/executors/{name}/run"),
