@@ -100,24 +100,35 @@ pub async fn delete(
 /// run's reason and id), a timeout 504 (`hook_timeout`), input failing the input schema 422
 /// (`input_invalid`, nothing runs), output failing the output schema 502 (`output_invalid`).
 /// If the caller disconnects, the run is stopped.
+///
+/// The answer `{output, run_id, cache, duration_ms}` is the contract; `Switchyard-Run-Id` and
+/// `Switchyard-Cache` carry the same for callers that read only the body's `output`.
 #[utoipa::path(post, tag = "hooks", path = "/v1/orgs/{org}/hooks/{name}/call",
     request_body(content = Object, description = "the hook's input"),
-    responses((status = 200, body = HookCallOut), (status = 422), (status = 502), (status = 504)))]
+    responses((status = 200, body = HookCallOut, headers(
+        ("Switchyard-Run-Id" = String, description = "the run that answered (on a cache hit, the run whose answer was cached)"),
+        ("Switchyard-Cache" = String, description = "`hit`, `miss` or `off`"))),
+        (status = 422), (status = 502), (status = 504)))]
 pub async fn call(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
     OptionalJson(input): OptionalJson<Value>,
-) -> ApiResult<Json<HookCallOut>> {
+) -> ApiResult<([(&'static str, String); 2], Json<HookCallOut>)> {
     let started = Instant::now();
     let org = s.authorize(&p, org, Role::Publisher).await?;
     let answer = s.hub.call_hook(&org, &name, input).await?;
-    Ok(Json(HookCallOut {
+    let out = HookCallOut {
         output: answer.output,
         run_id: answer.run_id.into(),
         cache: answer.cache.as_str().into(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }))
+    };
+    let headers = [
+        ("switchyard-run-id", out.run_id.to_string()),
+        ("switchyard-cache", out.cache.to_string()),
+    ];
+    Ok((headers, Json(out)))
 }
 
 /// Forget every cached answer of a hook: the next calls run the executor.

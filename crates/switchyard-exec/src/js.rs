@@ -87,7 +87,7 @@ impl JsPool {
         let slot = self.slots.take(wait).await.ok_or_else(|| {
             format!(
                 "timeout: no JavaScript worker slot became free within {} ms (too many runs at once)",
-                wait.as_millis()
+                crate::whole_ms(wait)
             )
         })?;
         let stage = tempfile::Builder::new()
@@ -213,7 +213,7 @@ impl JsPool {
         let timeout = timeout.saturating_sub(started.elapsed());
         // Each run has the whole budget: a reused worker starts counting afresh.
         worker.stdout.reset_budget();
-        let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": timeout.as_millis() as u64, "check": check});
+        let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": crate::whole_ms(timeout) as u64, "check": check});
         let mut line = job.to_string();
         line.push('\n');
         if worker.stdin.write_all(line.as_bytes()).await.is_err() {
@@ -243,7 +243,7 @@ impl JsPool {
                 }
                 _ = &mut deadline => {
                     worker.kill();
-                    let mut o = Outcome::failed(format!("timeout: the code ran longer than {} ms and its worker was killed", timeout.as_millis()));
+                    let mut o = Outcome::failed(format!("timeout: the code ran longer than {} ms and its worker was killed", crate::whole_ms(timeout)));
                     o.logs = logs;
                     return o;
                 }

@@ -42,6 +42,12 @@ const MAX_STORAGE_KEY_BYTES: usize = 512;
 /// the run.
 pub const OUTPUT_CAP: usize = 1024 * 1024;
 
+/// A duration in whole milliseconds for messages, rounded up: a run whose 1000 ms had 999.6 left
+/// when it started is said to have run longer than 1000 ms, not 999.
+pub(crate) fn whole_ms(d: std::time::Duration) -> u128 {
+    d.as_micros().div_ceil(1000)
+}
+
 /// What a run produced, before it becomes a [`Run`].
 #[derive(Debug, Default)]
 pub struct Outcome {

@@ -218,7 +218,7 @@ pub async fn run(
     let Some(slot) = slots.take(timeout).await else {
         return Outcome::failed(format!(
             "timeout: no sandbox slot became free within {} ms (too many runs at once)",
-            timeout.as_millis()
+            crate::whole_ms(timeout)
         ));
     };
     // Room for the run's whole kernel limit in the hub's budget: runs wait, never overcommit.
@@ -411,7 +411,7 @@ pub async fn run(
         Ended::TimedOut => {
             outcome.error = Some(format!(
                 "timeout: the code ran longer than {} ms and was killed",
-                timeout.as_millis()
+                crate::whole_ms(timeout)
             ));
             return outcome;
         }

@@ -398,7 +398,7 @@ impl MemoryBudget {
             _ => Err(format!(
                 "timeout: no room for {mb} MB in the hub's memory budget for runs ({} MB) within {} ms (too many runs at once)",
                 self.mb,
-                wait.as_millis()
+                crate::whole_ms(wait)
             )),
         }
     }

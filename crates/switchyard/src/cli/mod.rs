@@ -252,10 +252,11 @@ pub async fn send(args: SendArgs) -> Result<(), Failure> {
         } else {
             ""
         };
+        let n = v["deliveries"].as_u64().unwrap_or(0);
         println!(
-            "published {} ({} deliveries){again}",
+            "published {} ({n} {}){again}",
             v["id"].as_str().unwrap_or("?"),
-            v["deliveries"]
+            if n == 1 { "delivery" } else { "deliveries" }
         );
     }
     Ok(())

@@ -593,6 +593,8 @@ async fn executors_are_tested_against_fixtures_on_a_hub_of_their_own() {
         json!({
             "double": {"type": "code", "language": "javascript", "source_file": "double.js"},
             "greet": {"type": "code", "language": "python", "source_file": "greet.py"},
+            // No cases, and a destination the local hub may not reach: skipped, and said.
+            "erp": {"type": "api_call", "method": "GET", "url": "http://127.0.0.1:9/erp"},
         })
         .to_string(),
     )
@@ -640,6 +642,11 @@ async fn executors_are_tested_against_fixtures_on_a_hub_of_their_own() {
     assert!(said.contains("PASS double/negative"), "{said}");
     assert!(said.contains("PASS greet/hello"), "{said}");
     assert!(said.contains("3 passed, 0 failed"), "{said}");
+    assert!(
+        text(&out.stderr).contains("skipped executor erp (it has no cases)"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A wrong expectation fails (1) and says what the run did.
     case(

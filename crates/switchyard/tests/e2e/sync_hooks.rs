@@ -117,6 +117,25 @@ async fn a_hook_answers_and_every_failure_reaches_the_caller() {
     assert_eq!(s, 200, "{run}");
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["hook"], "contract", "{run}");
+    // The same in headers, for callers that read only `output`.
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/orgs/{}/hooks/contract/call", org.id)))
+        .bearer_auth(&org.publisher)
+        .json(&json!({"contractId": "C-2"}))
+        .send()
+        .await
+        .expect("call");
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (run_header, cache_header) = (header("switchyard-run-id"), header("switchyard-cache"));
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(run_header.as_deref(), body["run_id"].as_str());
+    assert_eq!(cache_header.as_deref(), Some("off"));
 
     // Input failing the schema: 422 naming where, and nothing runs.
     let (s, v) = call(&app, &org, "contract", json!({"contractId": 7})).await;
