@@ -1,4 +1,5 @@
-//! The web console: three static files compiled into the binary and served at `/console/`.
+//! The web console: four static files compiled into the binary and served at `/console/` (its
+//! icon also at `/favicon.ico`, where browsers look for one).
 //!
 //! The console is a client of this API like any other: it signs in with an API key (kept in
 //! the browser tab's session storage), and every page reads and changes the organization
@@ -15,6 +16,7 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/console.js");
 const STYLE: &str = include_str!("../console/console.css");
+const ICON: &str = include_str!("../console/icon.svg");
 
 /// What the console's pages may load and do: only its own script and style, only requests to
 /// this hub, never framed.
@@ -39,6 +41,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/console/console.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/console/icon.svg",
+            get(|| async { asset(ICON, "image/svg+xml") }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset(ICON, "image/svg+xml") }),
         )
 }
 

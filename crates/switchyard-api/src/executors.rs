@@ -26,15 +26,17 @@ fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
     Ok(ExecutorSpec::parse(SpecDraft::from(body), &limits)?)
 }
 
-/// Create or replace an executor: every PUT stores a new version.
+/// Create or replace an executor: every PUT stores a new version; 201 when it is the first.
 #[utoipa::path(put, tag = "executors", path = "/v1/orgs/{org}/executors/{name}", request_body = ExecutorIn,
-    responses((status = 200, body = ExecutorOut), (status = 422, description = "invalid executor, or code that does not compile (the interpreter's message and line)")))]
+    responses((status = 201, body = ExecutorOut, description = "created: its first version"),
+        (status = 200, body = ExecutorOut, description = "a new version of an existing executor"),
+        (status = 422, description = "invalid executor, or code that does not compile (the interpreter's message and line)")))]
 pub async fn put(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<ExecutorIn>,
-) -> ApiResult<Json<ExecutorOut>> {
+) -> ApiResult<(StatusCode, Json<ExecutorOut>)> {
     let org = s.authorize(&p, org, Role::Admin).await?;
     if !is_valid_name(&name, 100) {
         return Err(ApiError::invalid(
@@ -42,13 +44,6 @@ pub async fn put(
         ));
     }
     let spec = parse_spec(&s, &body)?;
-    // Code that does not compile is refused now, with the interpreter's message and line, not at
-    // its first event.
-    s.hub
-        .runner()
-        .check_code(&org, &spec)
-        .await
-        .map_err(|e| ApiError::invalid(format!("the code does not compile: {e}")))?;
     if let Some(params) = &body.parameters
         && params
             .values()
@@ -58,6 +53,13 @@ pub async fn put(
             "each parameter is a dot path into the event, e.g. `data.ticketId`",
         ));
     }
+    // Code that does not compile is refused now, with the interpreter's message and line, not at
+    // its first event.
+    s.hub
+        .runner()
+        .check_code(&org, &spec)
+        .await
+        .map_err(|e| ApiError::invalid(format!("the code does not compile: {e}")))?;
     let ex = Executor {
         org_id: org,
         name,
@@ -70,7 +72,12 @@ pub async fn put(
     };
     let saved = s.store.put_executor(&ex).await?;
     s.hub.executor_changed(&saved.org_id, &saved.name).await;
-    Ok(Json(ExecutorOut::from(&saved)))
+    let status = if saved.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(ExecutorOut::from(&saved))))
 }
 
 /// Read the latest version of an executor.

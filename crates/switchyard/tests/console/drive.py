@@ -59,6 +59,8 @@ def main():
         # A wrong key is refused with a clear message and nothing is kept.
         page.goto(f"{URL}/console")
         shot(page, "01-sign-in")
+        # Signed out, there is nothing to sign out of: the header and its button are hidden.
+        expect(page.locator("#signout")).to_be_hidden()
         page.fill("#signin input[name=key]", "sy_not_a_real_key")
         page.click("#signin button[type=submit]")
         expect(page.locator("#flash")).to_contain_text("does not know this key")

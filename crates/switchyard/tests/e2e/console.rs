@@ -33,7 +33,7 @@ async fn the_console_in_a_real_browser() {
                 "source": "function main(input, sdk) { sdk.log('doubling'); return { n: input.n * 2 }; }"})),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/drive.py");
@@ -98,6 +98,18 @@ async fn the_console_is_served_with_a_strict_policy() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     let page = r.text().await.expect("body");
     assert!(page.contains("/console/console.js"));
+    // The icon, also where browsers look for one.
+    for path in ["/console/icon.svg", "/favicon.ico"] {
+        let r = app.client.get(app.url(path)).send().await.expect("get");
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            r.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("image/svg+xml"),
+            "{path}"
+        );
+    }
     assert!(!page.contains("<script>"), "no inline script");
     let js = app
         .client

@@ -177,7 +177,7 @@ async fn a_language_the_hub_cannot_run_is_refused_when_saved() {
         msg.contains("php") && msg.contains("not installed"),
         "{msg}"
     );
-    assert_eq!(put("python").await.expect("put").status(), 200);
+    assert_eq!(put("python").await.expect("put").status(), 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

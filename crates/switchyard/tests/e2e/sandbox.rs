@@ -728,7 +728,7 @@ async fn without_cgroups_unbounded_languages_are_refused_unless_the_operator_all
         let status = r.status().as_u16();
         let body: Value = r.json().await.expect("json");
         if allowed {
-            assert_eq!(status, 200, "{body}");
+            assert_eq!(status, 201, "{body}");
             let (s, run) = hub
                 .post(
                     "/v1/orgs/nocg/executors/python/run",
@@ -751,7 +751,7 @@ async fn without_cgroups_unbounded_languages_are_refused_unless_the_operator_all
         let r = put("javascript", "function main() { return 8; }")
             .await
             .expect("put");
-        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.status().as_u16(), 201);
     }
 }
 

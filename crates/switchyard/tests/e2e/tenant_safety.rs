@@ -332,7 +332,7 @@ async fn floods_of_bytes_fail_the_run_and_leave_the_hub_small() {
         let status = r.status();
         assert_eq!(
             status,
-            200,
+            201,
             "{name}: {}",
             r.text().await.unwrap_or_default()
         );
