@@ -88,27 +88,25 @@ pub struct Confine<'a> {
     pub cgroup: Option<&'a RunGroup>,
 }
 
-/// New namespaces with the new root: the root's own `/proc` replaces `--mount-proc`.
-const UNSHARE_ROOT: [&str; 7] = [
+/// New network, PID and mount namespaces, the helper as PID 1 of its own.
+const NAMESPACES: [&str; 6] = [
     "unshare",
     "--net",
     "--pid",
     "--mount",
     "--fork",
     "--kill-child",
-    "--",
 ];
 
-const UNSHARE: [&str; 8] = [
-    "unshare",
-    "--net",
-    "--pid",
-    "--mount",
-    "--fork",
-    "--kill-child",
-    "--mount-proc",
-    "--",
-];
+/// The `unshare` command line: with a new root, the root's own `/proc` replaces `--mount-proc`.
+fn unshare(new_root: bool) -> Vec<String> {
+    let mut argv: Vec<String> = NAMESPACES.map(String::from).to_vec();
+    if !new_root {
+        argv.push("--mount-proc".into());
+    }
+    argv.push("--".into());
+    argv
+}
 
 impl Isolation {
     /// A one-word summary for logs and `/readyz`.
@@ -163,7 +161,7 @@ impl Isolation {
             .map(String::from),
         );
         let yes = serde_json::json!(true);
-        let mut in_ns: Vec<String> = UNSHARE.iter().map(|s| s.to_string()).collect();
+        let mut in_ns = unshare(false);
         in_ns.extend(
             [&h, "sandbox-exec", "--probe", "--tmp-mb", "1"]
                 .iter()
@@ -175,7 +173,7 @@ impl Isolation {
             .prefix("switchyard-probe-")
             .tempdir()
             .map(|stage| {
-                let mut argv: Vec<String> = UNSHARE_ROOT.iter().map(|s| s.to_string()).collect();
+                let mut argv = unshare(true);
                 argv.extend(
                     [
                         &h,
@@ -242,9 +240,9 @@ impl Isolation {
         let mut cmd: Vec<String> = Vec::new();
         let rooted = self.new_root() && confine.stage.is_some();
         if rooted {
-            cmd.extend(UNSHARE_ROOT.map(String::from));
+            cmd.extend(unshare(true));
         } else if self.namespaces {
-            cmd.extend(UNSHARE.map(String::from));
+            cmd.extend(unshare(false));
         }
         if let Some(helper) = &self.helper {
             cmd.push(helper.to_string_lossy().into_owned());

@@ -69,31 +69,24 @@ fn done(output: Option<Value>, error: Option<String>) -> Value {
     json!({"type": "done", "output": output, "error": error, "oom": oom})
 }
 
+/// A fresh engine: `memory` bytes of heap, a 512 KiB stack, interrupted `timeout` from now.
+fn engine(memory: usize, timeout: Duration) -> Result<(Runtime, Context), String> {
+    let rt = Runtime::new().map_err(|e| format!("cannot create a JavaScript runtime: {e}"))?;
+    rt.set_memory_limit(memory);
+    rt.set_max_stack_size(512 * 1024);
+    let deadline = Instant::now() + timeout;
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+    let ctx = Context::full(&rt).map_err(|e| format!("cannot create a JavaScript context: {e}"))?;
+    Ok((rt, ctx))
+}
+
 /// Compiles `source` as a global script without running any of it. The engine's compile-only
 /// flag is not in rquickjs's safe API, so this one call is made on the engine directly.
 #[allow(unsafe_code)]
 fn check_job(source: &str) -> Value {
-    let rt = match Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            return done(
-                None,
-                Some(format!("cannot create a JavaScript runtime: {e}")),
-            );
-        }
-    };
-    rt.set_memory_limit(64 * 1024 * 1024);
-    rt.set_max_stack_size(512 * 1024);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
-    let ctx = match Context::full(&rt) {
-        Ok(c) => c,
-        Err(e) => {
-            return done(
-                None,
-                Some(format!("cannot create a JavaScript context: {e}")),
-            );
-        }
+    let (_rt, ctx) = match engine(64 * 1024 * 1024, Duration::from_secs(5)) {
+        Ok(e) => e,
+        Err(e) => return done(None, Some(e)),
     };
     let Ok(text) = std::ffi::CString::new(source) else {
         return done(None, Some("the code holds a NUL character".into()));
@@ -136,27 +129,9 @@ fn run_job(job: &Value) -> Value {
     let input = job["input"].to_string();
     let memory = job["memory_mb"].as_u64().unwrap_or(128) as usize * 1024 * 1024;
     let timeout = Duration::from_millis(job["timeout_ms"].as_u64().unwrap_or(10_000));
-    let rt = match Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            return done(
-                None,
-                Some(format!("cannot create a JavaScript runtime: {e}")),
-            );
-        }
-    };
-    rt.set_memory_limit(memory);
-    rt.set_max_stack_size(512 * 1024);
-    let deadline = Instant::now() + timeout;
-    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
-    let ctx = match Context::full(&rt) {
-        Ok(c) => c,
-        Err(e) => {
-            return done(
-                None,
-                Some(format!("cannot create a JavaScript context: {e}")),
-            );
-        }
+    let (rt, ctx) = match engine(memory, timeout) {
+        Ok(e) => e,
+        Err(e) => return done(None, Some(e)),
     };
     let started = ctx.with(|ctx| -> Result<(), String> {
         let globals = ctx.globals();

@@ -31,6 +31,51 @@ pub(crate) async fn run(app: &TestApp, org: &Org, name: &str, input: Value) -> V
     v
 }
 
+/// Runs `name` of `org` in a task of its own: a run in flight while the test goes on.
+pub(crate) fn run_in_background(
+    app: &TestApp,
+    org: &Org,
+    name: &str,
+    input: Value,
+) -> tokio::task::JoinHandle<Value> {
+    let (client, url, key) = (
+        app.client.clone(),
+        app.url(&format!("/v1/orgs/{}/executors/{name}/run", org.id)),
+        org.admin.clone(),
+    );
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(key)
+            .json(&json!({"input": input}))
+            .send()
+            .await
+            .expect("the run in the background")
+            .json::<Value>()
+            .await
+            .expect("json")
+    })
+}
+
+/// Puts `balance` = 100 into `org`'s storage through a run of its own: the data another tenant
+/// must not reach.
+pub(crate) async fn seed_balance(app: &TestApp, org: &Org) {
+    put_executor(
+        app,
+        org,
+        "seed",
+        code(
+            "python",
+            "def main(input, sdk):\n    sdk.storage.set('balance', 100)\n    return 1\n",
+        ),
+    )
+    .await;
+    assert_eq!(
+        run(app, org, "seed", json!({})).await["status"],
+        "succeeded"
+    );
+}
+
 pub(crate) async fn secret(app: &TestApp, org: &Org, name: &str, value: &str) {
     let (s, v) = app
         .call(

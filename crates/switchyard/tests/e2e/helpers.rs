@@ -650,3 +650,17 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Waits until `check` answers true, asking every 100 ms for up to a minute (a generous bound:
+/// the suite runs on busy two-core machines); past it, fails naming `what`.
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within a minute: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -5,7 +5,7 @@
 //! JavaScript runs waiting on the network; an output that cannot be produced. Real hub, real
 //! child processes, real interpreters, real cgroups.
 
-use crate::executors::{code, put_executor, run, secret};
+use crate::executors::{code, put_executor, run, run_in_background, secret, seed_balance};
 use crate::helpers::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -225,12 +225,16 @@ function main($input, $sdk) {
 }
 "#;
 
-/// B's run: reads its storage, waits (in flight while A hunts), reads it again.
+/// B's run: reads its storage, says it started, waits until the test releases it (in flight the
+/// whole time A hunts), reads its storage again.
 const VICTIM: &str = r#"
 import time
 def main(input, sdk):
     before = sdk.storage.get("balance")
-    time.sleep(6)
+    sdk.storage.set("started", True)
+    until = time.time() + 55
+    while not sdk.storage.get("release") and time.time() < until:
+        time.sleep(0.1)
     return {"before": before, "after": sdk.storage.get("balance"), "token": len(sdk.secret("token"))}
 "#;
 
@@ -242,20 +246,7 @@ async fn tenant_code_reaches_nothing_of_the_host_but_what_it_is_granted() {
     let b = app.org("victim-b").await;
     secret(&app, &a, "token", "a-own").await;
     secret(&app, &b, "token", "b-secret-value-0815").await;
-    put_executor(
-        &app,
-        &b,
-        "seed",
-        code(
-            "python",
-            "def main(input, sdk):\n    sdk.storage.set('balance', 100)\n    return 1\n",
-        ),
-    )
-    .await;
-    assert_eq!(
-        run(&app, &b, "seed", json!({})).await["status"],
-        "succeeded"
-    );
+    seed_balance(&app, &b).await;
     // B's data at rest: an event in B's log.
     let (s, _) = app
         .post(
@@ -266,8 +257,28 @@ async fn tenant_code_reaches_nothing_of_the_host_but_what_it_is_granted() {
         .await;
     assert_eq!(s, 202);
     let mut victim = code("python", VICTIM);
-    victim["timeout_ms"] = json!(30000);
+    victim["timeout_ms"] = json!(60000);
     put_executor(&app, &b, "waiter", victim).await;
+    put_executor(
+        &app,
+        &b,
+        "peek",
+        code(
+            "python",
+            "def main(input, sdk):\n    return bool(sdk.storage.get('started'))\n",
+        ),
+    )
+    .await;
+    put_executor(
+        &app,
+        &b,
+        "release",
+        code(
+            "python",
+            "def main(input, sdk):\n    sdk.storage.set('release', True)\n    return sdk.storage.get('started')\n",
+        ),
+    )
+    .await;
     for (name, language, source) in [
         ("py", "python", PY_HUNTER),
         ("node", "node", NODE_HUNTER),
@@ -278,26 +289,12 @@ async fn tenant_code_reaches_nothing_of_the_host_but_what_it_is_granted() {
         put_executor(&app, &a, name, ex).await;
     }
 
-    // B's run is in flight while A's code hunts.
-    let b_run = {
-        let (client, url, key) = (
-            app.client.clone(),
-            app.url(&format!("/v1/orgs/{}/executors/waiter/run", b.id)),
-            b.admin.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"input": {}}))
-                .send()
-                .await
-                .expect("B's run")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    // B's run is in flight while A's code hunts: started before, released after.
+    let b_run = run_in_background(&app, &b, "waiter", json!({}));
+    wait_until("B's run has started", || async {
+        run(&app, &b, "peek", json!({})).await["output"] == json!(true)
+    })
+    .await;
     let input = bait.input(app.addr.port());
     for name in ["py", "node", "php"] {
         let r = run(&app, &a, name, input.clone()).await;
@@ -351,6 +348,11 @@ async fn tenant_code_reaches_nothing_of_the_host_but_what_it_is_granted() {
         "a host socket was connected to"
     );
 
+    let released = run(&app, &b, "release", json!({})).await;
+    assert_eq!(
+        released["output"], true,
+        "B's run was in flight: {released:#}"
+    );
     let b_run = b_run.await.expect("B's run");
     assert_eq!(b_run["status"], "succeeded", "{b_run:#}");
     assert_eq!(

@@ -2,7 +2,7 @@
 //! code hunting for another organization's run in progress, flooding disk, processes and the
 //! hub's memory. Real hub, real child processes, real interpreters.
 
-use crate::executors::{code, put_executor, run, secret};
+use crate::executors::{code, put_executor, run, run_in_background, secret, seed_balance};
 use crate::helpers::*;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -72,20 +72,7 @@ async fn another_tenants_run_in_progress_cannot_be_reached() {
     let c = app.org("attacker-c").await;
     secret(&app, &d, "token", "d-secret-value-4711").await;
     secret(&app, &c, "token", "c-own-secret").await;
-    put_executor(
-        &app,
-        &d,
-        "seed",
-        code(
-            "python",
-            "def main(input, sdk):\n    sdk.storage.set('balance', 100)\n    return 1\n",
-        ),
-    )
-    .await;
-    assert_eq!(
-        run(&app, &d, "seed", json!({})).await["status"],
-        "succeeded"
-    );
+    seed_balance(&app, &d).await;
     let mut victim = code("python", VICTIM);
     victim["timeout_ms"] = json!(15000);
     put_executor(&app, &d, "waiter", victim).await;
@@ -94,24 +81,17 @@ async fn another_tenants_run_in_progress_cannot_be_reached() {
     put_executor(&app, &c, "hunter", attacker).await;
 
     // D's run waits in `main` while C's runs.
-    let d_run = {
-        let (client, url, key) = (
-            app.client.clone(),
-            app.url("/v1/orgs/victim-d/executors/waiter/run"),
-            d.admin.clone(),
-        );
-        tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"input": {}}))
-                .send()
-                .await
-                .expect("run D");
-            r.json::<Value>().await.expect("json")
+    let d_run = run_in_background(&app, &d, "waiter", json!({}));
+    // Until D's process (`sleep 7.77`) is running: a condition, not a guess at how long.
+    wait_until("D's run has started its process", || async {
+        std::fs::read_dir("/proc").is_ok_and(|dir| {
+            dir.flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"sleep\x007.77"))
+            })
         })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    })
+    .await;
     let c_run = run(&app, &c, "hunter", json!({})).await;
     assert_eq!(c_run["status"], "succeeded", "{c_run:#}");
     let out = &c_run["output"];
