@@ -188,7 +188,7 @@ async fn sigterm_drains_in_flight_deliveries_and_restart_resumes_the_rest() {
     let exit = hub.child.wait().expect("wait");
     assert!(exit.success(), "a clean exit after SIGTERM, got {exit:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(8),
+        started.elapsed() < Duration::from_secs(30),
         "shutdown took {:?}",
         started.elapsed()
     );

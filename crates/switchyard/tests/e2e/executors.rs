@@ -192,8 +192,9 @@ async fn enneo_style_scripts_read_stdin_and_print_json() {
     app.stop().await;
 }
 
-/// Runs `source` and checks it fails within about a second of its deadline, for `reason` (one
-/// of several when they are separated by `|`).
+/// Runs `source` and checks it fails for `reason` (one of several when they are separated by
+/// `|`), stopped by the hub: code that never ends on its own ends within its deadline and a
+/// generous margin for a busy machine.
 async fn breaks(
     app: &TestApp,
     org: &Org,
@@ -217,7 +218,7 @@ async fn breaks(
         "{lang} `{source}`: expected `{reason}` in `{err}`"
     );
     assert!(
-        took < Duration::from_millis(u64::from(timeout_ms) + 1500),
+        took < Duration::from_millis(u64::from(timeout_ms) + 10_000),
         "{lang} `{source}` took {took:?}"
     );
     r
@@ -617,7 +618,7 @@ async fn event_hooks_run_executors_and_their_runs_are_in_the_trace() {
         &org,
         "stuck",
         json!({"type": "code", "language": "python",
-        "source": "import time\ndef main(input, sdk):\n    time.sleep(30)\n", "timeout_ms": 4000}),
+        "source": "import time\ndef main(input, sdk):\n    time.sleep(60)\n", "timeout_ms": 30000}),
     )
     .await;
     for (types, ex) in [
@@ -697,7 +698,8 @@ async fn event_hooks_run_executors_and_their_runs_are_in_the_trace() {
     );
     assert_eq!(hook_delivery["attempt_count"], 1);
 
-    // A stuck executor does not hold back webhooks.
+    // A stuck executor (30 s a run) does not hold back webhooks: they arrive long before it
+    // could have let them.
     for i in 0..10 {
         app.publish(
             &org,
@@ -706,14 +708,14 @@ async fn event_hooks_run_executors_and_their_runs_are_in_the_trace() {
         .await;
     }
     let started = Instant::now();
-    rx.wait_until(Duration::from_secs(3), |g| {
+    rx.wait_until(Duration::from_secs(15), |g| {
         g.iter()
             .filter(|r| r.header("webhook-id").is_some_and(|id| id.starts_with('s')))
             .count()
             == 10
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(15));
     app.stop().await;
 }
 

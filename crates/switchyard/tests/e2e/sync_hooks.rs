@@ -193,7 +193,8 @@ async fn a_hook_answers_and_every_failure_reaches_the_caller() {
         (StatusCode::GATEWAY_TIMEOUT, Some("hook_timeout")),
         "{v}"
     );
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // (The code loops forever: only the hub's deadline ends it; the margin is for busy machines.)
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     // Unknown hooks, and keys that may not call.
     let (s, _) = call(&app, &org, "nope", json!({})).await;
     assert_eq!(s, 404);

@@ -309,15 +309,12 @@ async fn a_failing_sync_target_answers_502_and_loses_nothing() {
     .await;
 
     // The CRM hangs past the deadline: 502 at the deadline, not when the CRM gives up.
-    crm.script([Reply::status(200).delay(Duration::from_secs(4))]);
+    crm.script([Reply::status(200).delay(Duration::from_secs(30))]);
     let started = Instant::now();
     let (s, v) = publish(&app, &org, ticket("tu-slow")).await;
     let took = started.elapsed();
     assert_eq!(s, 502, "{v}");
-    assert!(
-        took < Duration::from_millis(3_000),
-        "answered after {took:?}"
-    );
+    assert!(took < Duration::from_secs(15), "answered after {took:?}");
     let err = v["sync"][0]["error"].as_str().unwrap_or("");
     assert!(err.contains("timeout") && err.contains("1000 ms"), "{v}");
     assert_eq!(

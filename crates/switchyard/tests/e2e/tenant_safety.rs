@@ -457,7 +457,9 @@ async fn a_schema_cannot_stall_the_api() {
         assert_eq!(s, 422, "the flood breaks the schema: {v}");
     }
     assert!(
-        worst < Duration::from_millis(100),
+        // Linear-time matching takes milliseconds; backtracking on this input would take
+        // longer than the universe has. The margin is for busy machines.
+        worst < Duration::from_secs(5),
         "another organization waited {worst:?}"
     );
     app.stop().await;
