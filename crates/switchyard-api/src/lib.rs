@@ -377,6 +377,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .fallback(ops::not_found)
         .route_layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn(ops::no_sniff_no_store))
         .with_state(state)
 }
 
@@ -388,6 +389,7 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .route_layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn(ops::no_sniff_no_store))
         .with_state(state)
 }
 

@@ -152,6 +152,24 @@ pub async fn track(
     resp
 }
 
+/// Every answer: never sniffed as another type, and (unless it says otherwise, as the console's
+/// files do) never stored by a cache — answers carry tenants' data.
+pub async fn no_sniff_no_store(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// Liveness: the process answers.
 pub async fn healthz() -> &'static str {
     "ok"

@@ -24,6 +24,7 @@ pub struct Application {
     hub: Hub,
     store: OpenStore,
     grace: Duration,
+    listen_limits: crate::listener::ListenLimits,
     /// The admin key generated on first start (none when one was given or already exists).
     pub generated_admin_key: Option<String>,
 }
@@ -244,6 +245,7 @@ impl Application {
             hub,
             store: opened,
             grace: settings.shutdown_grace,
+            listen_limits: settings.listen_limits,
             generated_admin_key,
         })
     }
@@ -261,10 +263,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "switchyard listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        crate::listener::serve(
+            self.listener,
+            self.router,
+            self.listen_limits,
+            shutdown,
+            self.grace,
+        )
+        .await;
         tracing::info!("stopping: draining deliveries");
         self.hub.shutdown(self.grace).await;
         self.store.close().await?;

@@ -307,6 +307,8 @@ pub struct Settings {
     pub schedules: switchyard_hub::ScheduleSettings,
     /// What this node does.
     pub role: switchyard_hub::Role,
+    /// What bounds the listener's connections.
+    pub listen_limits: crate::listener::ListenLimits,
 }
 
 /// Default of [`Settings::max_run_tmp_mb`].
@@ -475,6 +477,7 @@ impl Settings {
             bail!("the run memory budget must be at least 1 MiB");
         }
         Ok(Settings {
+            listen_limits: crate::listener::ListenLimits::default(),
             role,
             max_run_tmp_mb,
             run_memory_budget_mb,

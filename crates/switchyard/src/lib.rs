@@ -5,6 +5,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod listener;
 pub mod local_hub;
 pub mod memory;
 pub mod verify;

@@ -127,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             let settings = Settings::resolve(args)?;
             init_logging(settings.log_format);
             switchyard::memory::start_trimming();
+            switchyard::listener::raise_file_limit();
             runtime.block_on(async {
                 let app = Application::build(settings).await?;
                 app.run(app::shutdown_signal()).await

@@ -464,3 +464,79 @@ async fn a_schema_cannot_stall_the_api() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_idle_clients_cannot_hold_the_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_app_in(dir.path(), |s| {
+        s.listen_limits.max_per_peer = 64;
+        s.listen_limits.header_read_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let b = app.org("calm-b").await;
+    // B's requests come from another address of this machine.
+    let b_client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+
+    // Anonymous: 300 connections from 127.0.0.1, each a request line and a header, never the
+    // blank line that ends the head.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        let _ = s
+            .write_all(b"POST /v1/orgs/calm-b/events HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        held.push(s);
+    }
+    let attack_started = std::time::Instant::now();
+    // B is served meanwhile (bound: generous for a loaded 2-core machine; idle it takes ms).
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let r = b_client
+            .post(app.url(&format!("/v1/orgs/{}/events", b.id)))
+            .bearer_auth(&b.publisher)
+            .json(&json!({"id": format!("b-{i}"), "type": "T", "data": {}}))
+            .send()
+            .await
+            .expect("B's publish");
+        assert_eq!(r.status(), 202);
+        // API answers are never sniffed nor stored.
+        assert_eq!(
+            r.headers().get("x-content-type-options").map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
+        assert_eq!(
+            r.headers().get("cache-control").map(|v| v.as_bytes()),
+            Some(&b"no-store"[..])
+        );
+        let h = b_client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert!(h.status().is_success());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B waited {:?}",
+            started.elapsed()
+        );
+    }
+    // Every idle connection is closed by the hub: past the per-address cap at once, the others
+    // at the header deadline (2 s; the bound adds a margin for a busy machine).
+    for mut s in held {
+        let mut buf = Vec::new();
+        let left = Duration::from_secs(30).saturating_sub(attack_started.elapsed());
+        let closed = tokio::time::timeout(left, s.read_to_end(&mut buf)).await;
+        assert!(
+            closed.is_ok(),
+            "an idle connection was still open {:?} after the attack began",
+            attack_started.elapsed()
+        );
+    }
+    app.stop().await;
+}
