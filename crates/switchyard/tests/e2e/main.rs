@@ -15,6 +15,7 @@ mod keys;
 mod operations;
 mod platforms;
 mod policy;
+mod readme;
 mod retention;
 mod sandbox;
 mod schedules;

@@ -507,7 +507,9 @@ async fn anonymous_idle_clients_cannot_hold_the_listener() {
         assert_eq!(r.status(), 202);
         // API answers are never sniffed nor stored.
         assert_eq!(
-            r.headers().get("x-content-type-options").map(|v| v.as_bytes()),
+            r.headers()
+                .get("x-content-type-options")
+                .map(|v| v.as_bytes()),
             Some(&b"nosniff"[..])
         );
         assert_eq!(
