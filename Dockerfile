@@ -6,7 +6,7 @@
 #
 # The first start prints the generated instance admin key to the log (`docker logs`), or set
 # SWITCHYARD_ADMIN_KEY. Probes: `/healthz` (alive) and `/readyz` (ready, with what the sandbox
-# could use). Settings are the same environment variables as for the binary (README).
+# could use). Settings are the same environment variables as for the binary (docs/configuration.md).
 #
 # The hub runs as root inside the container so that it can put each executor run in its own
 # namespaces, new root and cgroup and drop it to a uid of its own (200000-200319). Docker's

@@ -1,5 +1,6 @@
-//! The README as executable documentation: its shell blocks run in order, as a newcomer pastes
-//! them, against the real binary; its JSON blocks parse. A block that cannot run in a test says
+//! The README and `docs/` as executable documentation: their shell blocks run in order (the
+//! README's, then each page's in [`PAGES`] order), as a newcomer pastes them, against the real
+//! binary; their JSON blocks parse. A block that cannot run in a test says
 //! so in the README source, right above it: `<!-- snippet: skip (why) -->`; one that starts a
 //! server is `<!-- snippet: background PORT -->` and the blocks after it wait for that port.
 //!
@@ -11,8 +12,23 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// A fenced block of the README.
+/// The pages after the README, in the order their examples build on each other; every page of
+/// `docs/` must be here.
+const PAGES: &[&str] = &[
+    "docs/events-and-delivery.md",
+    "docs/executors.md",
+    "docs/hooks-and-schedules.md",
+    "docs/platforms.md",
+    "docs/configuration.md",
+    "docs/operations.md",
+    "docs/several-nodes.md",
+    "docs/development.md",
+];
+
+/// A fenced block of a page.
 struct Block {
+    /// The page it is on.
+    page: &'static str,
     /// 1-based line of its opening fence.
     line: usize,
     lang: String,
@@ -21,7 +37,7 @@ struct Block {
     text: String,
 }
 
-fn blocks(readme: &str) -> Vec<Block> {
+fn blocks(page: &'static str, readme: &str) -> Vec<Block> {
     let lines: Vec<&str> = readme.lines().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -47,6 +63,7 @@ fn blocks(readme: &str) -> Vec<Block> {
                 j += 1;
             }
             out.push(Block {
+                page,
                 line: i + 1,
                 lang: lang.trim().to_string(),
                 marker,
@@ -70,14 +87,32 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_runs_as_written() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .expect("README.md");
-    let all = blocks(&readme);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut listed: Vec<String> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .flatten()
+        .map(|e| format!("docs/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".md"))
+        .collect();
+    listed.sort();
+    let mut known: Vec<String> = PAGES.iter().map(|p| p.to_string()).collect();
+    known.sort();
+    assert_eq!(
+        listed, known,
+        "every page of docs/ is in PAGES, in the order it runs"
+    );
+    let mut all = Vec::new();
+    for page in std::iter::once("README.md").chain(PAGES.iter().copied()) {
+        let text = std::fs::read_to_string(root.join(page)).expect(page);
+        all.extend(blocks(page, &text));
+    }
     // Every JSON block is JSON (a pasted fixture must load).
     for b in all.iter().filter(|b| b.lang == "json") {
         if let Err(e) = serde_json::from_str::<serde_json::Value>(&b.text) {
-            panic!("README.md line {}: the JSON block is not JSON: {e}", b.line);
+            panic!(
+                "{} line {}: the JSON block is not JSON: {e}",
+                b.page, b.line
+            );
         }
     }
 
@@ -120,18 +155,19 @@ async fn the_readme_runs_as_written() {
         if marker.starts_with("skip") {
             assert!(
                 marker.contains('('),
-                "README.md line {}: a skipped block says why: <!-- snippet: skip (why) -->",
+                "{} line {}: a skipped block says why: <!-- snippet: skip (why) -->",
+                b.page,
                 b.line
             );
             continue;
         }
-        script.push_str(&format!("echo '--- README.md line {}' >&2\n", b.line));
+        script.push_str(&format!("echo '--- {} line {}' >&2\n", b.page, b.line));
         if let Some(port) = marker.strip_prefix("background") {
             let port = ports(port.trim());
             script.push_str(&format!(
                 "( {} ) > background-{}.log 2>&1 &\nwait_port {port}\n",
                 ports(&b.text),
-                b.line
+                ran
             ));
         } else {
             script.push_str(&ports(&b.text));
@@ -139,8 +175,8 @@ async fn the_readme_runs_as_written() {
         }
         ran += 1;
     }
-    assert!(ran >= 8, "only {ran} README blocks ran");
-    script.push_str("echo '--- the README ran to its end' >&2\n");
+    assert!(ran >= 8, "only {ran} blocks ran");
+    script.push_str("echo '--- the documentation ran to its end' >&2\n");
 
     let path = format!(
         "{}:{}",
@@ -178,8 +214,8 @@ async fn the_readme_runs_as_written() {
         .collect();
     eprintln!("{said}");
     assert!(
-        out.status.success() && said.contains("the README ran to its end"),
-        "a README block failed (the last `--- README.md line N` is the one):\n{said}\n\
+        out.status.success() && said.contains("the documentation ran to its end"),
+        "a documented block failed (the last `--- PAGE line N` is the one):\n{said}\n\
          --- stdout:\n{printed}\n--- background:\n{logs}"
     );
 }
