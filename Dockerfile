@@ -15,9 +15,24 @@
 # layer, add `--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt
 # apparmor=unconfined` and a writable cgroup (`--cgroupns private`, cgroup v2): without cgroups
 # Python, PHP and Node.js are refused unless SWITCHYARD_ALLOW_UNBOUNDED_RUNS=true.
+#
+# Dependencies build in a layer of their own (cargo-chef's recipe: the workspace's manifests and
+# lock file, not its sources), so a change to Switchyard's own code rebuilds only its crates:
+# `docker build` again after an edit reuses the `cook` layer. This file was not built on the
+# machine it was written on (no Docker daemon there); `cargo build --release` of the same
+# workspace is what CI checks.
 
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95-bookworm AS chef
+RUN cargo install --locked cargo-chef@0.1.77
 WORKDIR /src
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked -p switchyard \
     && cp target/release/switchyard /usr/local/bin/switchyard
