@@ -17,13 +17,19 @@ pub(crate) struct FailureLog {
     seen: HashMap<(String, String), (Option<Instant>, u64)>,
 }
 
-/// What a failed attempt failed of: its status, or the first words of its error.
+/// What a failed attempt failed of: its status, or its error up to the first `: ` (a colon
+/// followed by a space ends a part of an error chain; the colons of a URL do not), at most 80
+/// characters.
 fn cause(r: &AttemptResult) -> String {
     match (r.attempt.status_code, &r.attempt.error) {
         (Some(code), _) => format!("status {code}"),
-        (None, Some(e)) => e.split(':').next().unwrap_or(e).chars().take(60).collect(),
+        (None, Some(e)) => error_cause(e),
         (None, None) => "failed".into(),
     }
+}
+
+fn error_cause(e: &str) -> String {
+    e.split(": ").next().unwrap_or(e).chars().take(80).collect()
 }
 
 impl FailureLog {
@@ -101,6 +107,20 @@ mod tests {
             outcome,
             disable_endpoint: None,
         }
+    }
+
+    #[test]
+    fn a_cause_keeps_its_url_whole() {
+        assert_eq!(
+            error_cause(
+                "error sending request for url (http://127.0.0.1:9/hook): client error (Connect): tcp connect error"
+            ),
+            "error sending request for url (http://127.0.0.1:9/hook)"
+        );
+        assert_eq!(
+            error_cause("timeout: no response within 1000 ms"),
+            "timeout"
+        );
     }
 
     #[test]
