@@ -1,7 +1,8 @@
 //! The HTTP listener: hyper serving the router with what keeps idle clients from holding it — a
 //! deadline for each request's headers (which also closes a keep-alive connection idle that
-//! long), a cap on connections at once and on connections from one peer address; a connection
-//! past a cap is closed at once and the refusals are logged (at most once a minute).
+//! long), a deadline between the pieces of a request's body, a cap on connections at once and on
+//! connections from one peer address; a connection past a cap is closed at once and the refusals
+//! are logged (at most once a minute).
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,6 +27,8 @@ pub struct ListenLimits {
     pub max_connections: usize,
     /// Connections at once from one peer address.
     pub max_per_peer: usize,
+    /// The longest wait for the next piece of a request's body; past it the request fails.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ListenLimits {
@@ -34,6 +37,7 @@ impl Default for ListenLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 8192,
             max_per_peer: 1024,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -118,6 +122,9 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.header_read_timeout);
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_read_timeout,
+    ));
     let graceful = GracefulShutdown::new();
     let all = Arc::new(Semaphore::new(limits.max_connections));
     let peers = Arc::new(Peers::default());

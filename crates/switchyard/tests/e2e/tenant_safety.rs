@@ -472,6 +472,7 @@ async fn anonymous_idle_clients_cannot_hold_the_listener() {
     let app = spawn_app_in(dir.path(), |s| {
         s.listen_limits.max_per_peer = 64;
         s.listen_limits.header_read_timeout = Duration::from_secs(2);
+        s.listen_limits.body_read_timeout = Duration::from_secs(2);
     })
     .await;
     let b = app.org("calm-b").await;
@@ -528,6 +529,27 @@ async fn anonymous_idle_clients_cannot_hold_the_listener() {
             started.elapsed()
         );
     }
+    // A body that stops coming: the request fails at the body deadline (2 s), with an answer.
+    let mut slow = {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 3], 0)))
+            .expect("bind 127.0.0.3");
+        socket.connect(app.addr).await.expect("connect")
+    };
+    let head = format!(
+        "POST /v1/orgs/{}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"type\": ",
+        b.id, b.publisher
+    );
+    slow.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), slow.read(&mut answer))
+        .await
+        .expect("the hub answers a stalled body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     // Every idle connection is closed by the hub: past the per-address cap at once, the others
     // at the header deadline (2 s; the bound adds a margin for a busy machine).
     for mut s in held {
