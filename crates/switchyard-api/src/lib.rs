@@ -81,6 +81,8 @@ pub struct StateInner {
     orgs: RwLock<HashSet<String>>,
     /// Compiled event-type schemas by (org, type), refreshed after [`SCHEMA_TTL`].
     schemas: Mutex<HashMap<(String, String), CachedSchema>>,
+    /// Live streams open, per key and per organization (each is capped).
+    pub(crate) streams: Arc<tail::Open>,
 }
 
 /// A key that authenticated, and when its use was last written to the store.
@@ -124,6 +126,7 @@ impl AppState {
             keys: RwLock::new(HashMap::new()),
             orgs: RwLock::new(HashSet::new()),
             schemas: Mutex::new(HashMap::new()),
+            streams: Arc::default(),
         }));
         tokio::spawn(follow_changes(Arc::downgrade(&state.0), changes));
         state

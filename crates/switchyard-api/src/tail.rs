@@ -1,10 +1,15 @@
 //! Live tail: an organization's events as server-sent events, as they are committed.
 //!
 //! The stream reads the store, not a feed of this node's publishes: it asks for the events after
-//! the last one it sent (by sequence), so what another node committed arrives too and nothing
+//! the last one it read (by sequence), so what another node committed arrives too and nothing
 //! is skipped when a reader falls behind. A publish on this node wakes it at once; otherwise it
 //! looks again every [`POLL`]. The key is checked again every [`RECHECK`], so a revoked key's
 //! stream ends.
+//!
+//! A stream costs what it scans once: each read covers at most [`WINDOW`] sequence numbers up to
+//! the newest event (a bounded range of the `(org, seq)` index, whatever the filters), and the
+//! stream moves past every row it scanned, matched or not. At most [`PER_KEY`] streams per key
+//! and [`PER_ORG`] per organization are open at once; more answer 429.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -14,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +39,75 @@ const RECHECK: Duration = Duration::from_secs(10);
 /// Events read from the store at a time.
 const PAGE: u32 = 200;
 
+/// The most sequence numbers one read scans.
+const WINDOW: i64 = 10_000;
+
+/// Live streams open at once per key, and per organization.
+const PER_KEY: usize = 4;
+const PER_ORG: usize = 32;
+
+/// Live streams open, per key and per organization.
+#[derive(Default)]
+pub struct Open(std::sync::Mutex<(HashMap<String, usize>, HashMap<String, usize>)>);
+
+/// One open stream, counted until dropped.
+struct Counted {
+    open: Arc<Open>,
+    key: String,
+    org: String,
+}
+
+impl Open {
+    fn take(self: &Arc<Self>, key: &str, org: &str) -> Result<Counted, ApiError> {
+        let mut m = self
+            .0
+            .lock()
+            .map_err(|_| ApiError::internal("the stream counts are poisoned"))?;
+        let (by_key, by_org) = &mut *m;
+        let (k, o) = (
+            by_key.get(key).copied().unwrap_or(0),
+            by_org.get(org).copied().unwrap_or(0),
+        );
+        if k >= PER_KEY || o >= PER_ORG {
+            let which = if k >= PER_KEY {
+                format!("{PER_KEY} for one key")
+            } else {
+                format!("{PER_ORG} for one organization")
+            };
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!(
+                    "too many live streams open at once (at most {which}); close one and retry"
+                ),
+            ));
+        }
+        *by_key.entry(key.to_string()).or_insert(0) += 1;
+        *by_org.entry(org.to_string()).or_insert(0) += 1;
+        Ok(Counted {
+            open: self.clone(),
+            key: key.to_string(),
+            org: org.to_string(),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.open.0.lock() {
+            let (by_key, by_org) = &mut *m;
+            for (map, name) in [(by_key, &self.key), (by_org, &self.org)] {
+                if let Some(n) = map.get_mut(name.as_str()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(name.as_str());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Follow an organization's events as they are committed (`text/event-stream`).
 ///
 /// Each message is `event: event`, `id: <stream id>` and the event as `data:`. Reconnecting
@@ -50,6 +124,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
+    let counted = s.streams.take(&p.key_id, &org)?;
     let resume = q
         .after
         .as_deref()
@@ -77,6 +152,7 @@ pub async fn stream(
         after,
         ready: VecDeque::new(),
         checked: Instant::now(),
+        _counted: counted,
     };
     let events = futures_util::stream::unfold(tail, |mut t| async move {
         let next = t.next().await?;
@@ -111,6 +187,8 @@ struct Tail {
     after: i64,
     ready: VecDeque<Event>,
     checked: Instant,
+    /// This stream in the per-key and per-organization counts.
+    _counted: Counted,
 }
 
 impl Tail {
@@ -126,19 +204,36 @@ impl Tail {
                 }
                 self.checked = Instant::now();
             }
-            let q = EventQuery {
-                after_seq: Some(self.after),
-                ..self.query.clone()
-            };
-            match self.s.store.list_events(&self.org, &q).await {
-                Ok(events) if !events.is_empty() => {
-                    self.after = events.last().map_or(self.after, |e| e.seq);
-                    self.ready.extend(events);
-                    continue;
-                }
-                Ok(_) => {}
+            // The newest event bounds the scan, and one read covers at most WINDOW of the log.
+            let newest = match newest_seq(&self.s, &self.org).await {
+                Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %e, org = %self.org, "a live tail could not read events")
+                    tracing::warn!(error = ?e, org = %self.org, "a live tail could not read events");
+                    self.after
+                }
+            };
+            if newest > self.after {
+                let upper = newest.min(self.after.saturating_add(WINDOW));
+                let q = EventQuery {
+                    after_seq: Some(self.after),
+                    before_seq: Some(upper + 1),
+                    ..self.query.clone()
+                };
+                match self.s.store.list_events(&self.org, &q).await {
+                    Ok(events) => {
+                        // A full page may leave matches in the window; otherwise everything up
+                        // to `upper` was scanned, matched or not.
+                        self.after = if events.len() as u32 >= PAGE {
+                            events.last().map_or(upper, |e| e.seq)
+                        } else {
+                            upper
+                        };
+                        self.ready.extend(events);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, org = %self.org, "a live tail could not read events")
+                    }
                 }
             }
             if !self.wait().await {

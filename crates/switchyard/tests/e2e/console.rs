@@ -265,3 +265,63 @@ async fn the_live_stream_keeps_tenants_apart_and_ends_with_its_key() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     app.stop().await;
 }
+
+/// A filtered stream from the start of a long log finds what lies past many windows of
+/// non-matching events, and the streams one key or one organization may hold are capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_scan_each_row_once_and_are_capped() {
+    let app = spawn_app().await;
+    let org = app.org("tail-long").await;
+    // 11,000 events of another entity type, then one that matches: past the first window.
+    for batch in 0..11 {
+        let events: Vec<Value> = (0..1000)
+            .map(|i| json!({"id": format!("n-{batch}-{i}"), "type": "T", "entity": {"type": "Other", "id": "x"}, "data": {}}))
+            .collect();
+        let (s, v) = app
+            .post(
+                &format!("/v1/orgs/{}/events/batch", org.id),
+                &org.publisher,
+                json!(events),
+            )
+            .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let (s, _) = app
+        .post(
+            &format!("/v1/orgs/{}/events", org.id),
+            &org.publisher,
+            json!({"id": "the-one", "type": "T", "entity": {"type": "Match", "id": "1"}, "data": {}}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let stream = open_stream(&app, &org.id, &org.viewer, "?entity_type=Match&after=0").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let got = read_events(stream, 1, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), 1, "the match past 11,000 others arrived");
+    assert_eq!(got[0].1["id"], "the-one");
+
+    // Four streams per key at once; a fifth is refused until one closes.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let r = open_stream(&app, &org.id, &org.admin, "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        open.push(r);
+    }
+    let r = open_stream(&app, &org.id, &org.admin, "").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    drop(open.pop());
+    // The closed stream's place frees once the hub notices the reader went away.
+    let mut freed = false;
+    for _ in 0..600 {
+        let r = open_stream(&app, &org.id, &org.admin, "").await;
+        if r.status() == StatusCode::OK {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a closed stream's place came back");
+    app.stop().await;
+}
