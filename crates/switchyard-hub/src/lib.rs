@@ -99,6 +99,11 @@ pub enum HubError {
     Start(String),
 }
 
+/// Events one replay step writes in one transaction.
+pub const REPLAY_STEP: u32 = 500;
+/// Events one replay call re-sends at most (the rest: another call, from the last one's time).
+pub const REPLAY_MAX: u64 = 100_000;
+
 /// The running hub. Cheap to clone.
 #[derive(Clone)]
 pub struct Hub {
@@ -282,8 +287,10 @@ impl Hub {
         Ok(retried.delivery)
     }
 
-    /// Re-sends to `endpoint` what it was sent in `[since, until)`; returns how many deliveries
-    /// were made.
+    /// Re-sends to `endpoint` what it was sent in `[since, until)` — at most
+    /// [`REPLAY_MAX`] events a call — and returns how many deliveries were made. It is written
+    /// in steps of [`REPLAY_STEP`] events, each a transaction of its own, so publishes of every
+    /// organization go on between them.
     pub async fn replay(
         &self,
         org: &OrgId,
@@ -291,9 +298,27 @@ impl Hub {
         since: i64,
         until: i64,
     ) -> Result<u64, HubError> {
-        let n = self.inner.store.replay(org, endpoint, since, until).await?;
-        self.inner.engine.wake();
-        Ok(n)
+        let mut window = switchyard_store::ReplayWindow {
+            since,
+            until,
+            after_seq: 0,
+            limit: REPLAY_STEP,
+        };
+        let mut total = 0;
+        loop {
+            let step = self.inner.store.replay(org, endpoint, window).await?;
+            total += step.created;
+            self.inner.engine.wake();
+            match step.last_seq {
+                Some(last) if step.created == u64::from(REPLAY_STEP) && total < REPLAY_MAX => {
+                    window.after_seq = last;
+                    window.limit =
+                        REPLAY_STEP.min(u32::try_from(REPLAY_MAX - total).unwrap_or(REPLAY_STEP));
+                    tokio::task::yield_now().await;
+                }
+                _ => return Ok(total),
+            }
+        }
     }
 
     /// Stops: the engine hands back queued work and waits up to `grace` for attempts in flight,

@@ -124,6 +124,25 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// One step of a replay: the time range, and where in it this step starts.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayWindow {
+    pub since: i64,
+    pub until: i64,
+    /// Only events with `seq` above this (0 for the first step).
+    pub after_seq: i64,
+    pub limit: u32,
+}
+
+/// What one step of a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Deliveries created (one per event).
+    pub created: u64,
+    /// The last event's `seq` (the next step's `after_seq`); `None` when there was none.
+    pub last_seq: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
     pub status: Option<DeliveryStatus>,
@@ -471,15 +490,16 @@ pub trait DeliveryQueue: Send + Sync {
         id: &EndpointId,
         since: i64,
     ) -> Result<EndpointHealth>;
-    /// New deliveries to `endpoint_id` for every event received in `[since, until)` that was
-    /// delivered to it before. Returns how many were created.
+    /// New deliveries to `endpoint_id` for the events received in `[since, until)` that were
+    /// delivered to it before: at most `limit` of them with `seq` above `after_seq`, in `seq`
+    /// order, in one transaction (a replay is many such calls, so bulk work never holds the
+    /// writer long).
     async fn replay(
         &self,
         org: &OrgId,
         endpoint_id: &EndpointId,
-        since: i64,
-        until: i64,
-    ) -> Result<u64>;
+        window: ReplayWindow,
+    ) -> Result<Replayed>;
     /// Number of pending deliveries (the queue depth).
     async fn pending_count(&self) -> Result<u64>;
 }

@@ -331,9 +331,8 @@ impl DeliveryQueue for PgStore {
         &self,
         org: &OrgId,
         endpoint_id: &EndpointId,
-        since: i64,
-        until: i64,
-    ) -> Result<u64> {
+        window: ReplayWindow,
+    ) -> Result<Replayed> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let db = Db::T(&tx);
@@ -344,9 +343,16 @@ impl DeliveryQueue for PgStore {
                 "SELECT e.seq, min(d.subscription_id) FROM events e
                  JOIN deliveries d ON d.event_seq = e.seq
                  WHERE e.org_id = $1 AND d.endpoint_id = $2 AND e.received_at >= $3
-                   AND e.received_at < $4 AND e.payload_dropped_at IS NULL
-                 GROUP BY e.seq ORDER BY e.seq LIMIT 100000",
-                &[org, endpoint_id, &since, &until],
+                   AND e.received_at < $4 AND e.payload_dropped_at IS NULL AND e.seq > $5
+                 GROUP BY e.seq ORDER BY e.seq LIMIT $6",
+                &[
+                    org,
+                    endpoint_id,
+                    &window.since,
+                    &window.until,
+                    &window.after_seq,
+                    &i64::from(window.limit),
+                ],
             )
             .await?
             .iter()
@@ -388,7 +394,10 @@ impl DeliveryQueue for PgStore {
             rows.insert(db, now).await?;
         }
         commit(tx).await?;
-        Ok(picked.len() as u64)
+        Ok(Replayed {
+            created: picked.len() as u64,
+            last_seq: picked.last().map(|p| p.0),
+        })
     }
 
     async fn pending_count(&self) -> Result<u64> {

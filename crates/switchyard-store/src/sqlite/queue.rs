@@ -283,9 +283,8 @@ impl DeliveryQueue for SqliteStore {
         &self,
         org: &OrgId,
         endpoint_id: &EndpointId,
-        since: i64,
-        until: i64,
-    ) -> Result<u64> {
+        window: ReplayWindow,
+    ) -> Result<Replayed> {
         let (org, endpoint_id) = (org.clone(), endpoint_id.clone());
         self.write(move |ctx| {
             let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
@@ -294,9 +293,16 @@ impl DeliveryQueue for SqliteStore {
                 &ctx.conn,
                 "SELECT e.seq, min(d.subscription_id) FROM events e JOIN deliveries d ON d.event_seq = e.seq
                  WHERE e.org_id = ?1 AND d.endpoint_id = ?2 AND e.received_at >= ?3 AND e.received_at < ?4
-                 AND e.payload_dropped_at IS NULL
-                 GROUP BY e.seq ORDER BY e.seq LIMIT 100000",
-                &[&org, &endpoint_id, &since, &until],
+                 AND e.payload_dropped_at IS NULL AND e.seq > ?5
+                 GROUP BY e.seq ORDER BY e.seq LIMIT ?6",
+                &[
+                    &org,
+                    &endpoint_id,
+                    &window.since,
+                    &window.until,
+                    &window.after_seq,
+                    &i64::from(window.limit),
+                ],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             for (seq, sub) in &seqs {
@@ -305,7 +311,10 @@ impl DeliveryQueue for SqliteStore {
                 let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
                 insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
             }
-            Ok(seqs.len() as u64)
+            Ok(Replayed {
+                created: seqs.len() as u64,
+                last_seq: seqs.last().map(|s| s.0),
+            })
         })
         .await
     }

@@ -1159,11 +1159,33 @@ pub async fn replay_and_retry(store: &dyn Store) {
         Err(StoreError::NotFound)
     ));
 
-    let n = store
-        .replay(&oid("c-r"), &ep.id, t0, now_ms() + 1)
+    let window = |after_seq, limit| ReplayWindow {
+        since: t0,
+        until: now_ms() + 1,
+        after_seq,
+        limit,
+    };
+    // In steps: one event, then the rest after it.
+    let first = store
+        .replay(&oid("c-r"), &ep.id, window(0, 1))
         .await
         .expect("replay");
-    assert_eq!(n, 2);
+    assert_eq!(first.created, 1);
+    let last = first.last_seq.expect("a seq");
+    let rest = store
+        .replay(&oid("c-r"), &ep.id, window(last, 100))
+        .await
+        .expect("replay");
+    assert_eq!(rest.created, 1);
+    let none = store
+        .replay(
+            &oid("c-r"),
+            &ep.id,
+            window(rest.last_seq.expect("seq"), 100),
+        )
+        .await
+        .expect("replay");
+    assert_eq!(none, Replayed::default(), "nothing after the last");
     assert_eq!(
         store
             .trace(&oid("c-r"), &EventId::stored("r2".into()))
@@ -1174,7 +1196,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
         2
     );
     assert!(matches!(
-        store.replay(&oid("c-p"), &ep.id, t0, now_ms() + 1).await,
+        store.replay(&oid("c-p"), &ep.id, window(0, 100)).await,
         Err(StoreError::NotFound)
     ));
     assert!(store.pending_count().await.expect("count") >= 3);
@@ -1790,9 +1812,19 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
     ));
     assert_eq!(
         store
-            .replay(&oid("c-pl"), &ep.id, t0 - 1, now_ms() + 1)
+            .replay(
+                &oid("c-pl"),
+                &ep.id,
+                ReplayWindow {
+                    since: t0 - 1,
+                    until: now_ms() + 1,
+                    after_seq: 0,
+                    limit: 100
+                }
+            )
             .await
-            .expect("replay"),
+            .expect("replay")
+            .created,
         2
     );
     // Once dropped, a later pass passes over it; another organization is untouched.

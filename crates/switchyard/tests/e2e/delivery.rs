@@ -411,3 +411,44 @@ async fn the_trace_shows_the_headers_as_sent_without_secrets() {
     );
     app.stop().await;
 }
+
+/// A replay larger than one step is written in several transactions and still re-sends every
+/// event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_more_than_one_step_resends_each_event_once() {
+    let app = spawn_app().await;
+    let rx = TestReceiver::start().await;
+    let org = app.org("big-replay").await;
+    let ep = app
+        .endpoint(&org, json!({"url": rx.url("/")}), &["*"])
+        .await;
+    let ep_id = ep["id"].as_str().expect("id");
+    let since = switchyard_core::time::to_rfc3339(switchyard_core::time::now_ms() - 1000);
+    let total = switchyard_hub::REPLAY_STEP as usize * 2 + 37;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(500) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"id": format!("r-{i}"), "type": "T", "data": {}}))
+            .collect();
+        let (s, v) = app
+            .post(
+                &format!("/v1/orgs/{}/events/batch", org.id),
+                &org.publisher,
+                json!(events),
+            )
+            .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    rx.wait_for(total, Duration::from_secs(120)).await;
+    let (s, v) = app
+        .post(
+            &format!("/v1/orgs/{}/endpoints/{ep_id}/replay", org.id),
+            &org.admin,
+            json!({"since": since}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["deliveries"], total, "every event once, across steps");
+    rx.wait_for(2 * total, Duration::from_secs(120)).await;
+    app.stop().await;
+}
