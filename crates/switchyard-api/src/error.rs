@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// The executor run behind the failure, when there was one (a hook call).
     pub run_id: Option<String>,
+    /// Seconds after which retrying makes sense (`Retry-After`), for refusals a caller can retry.
+    pub retry_after_s: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -30,6 +32,15 @@ impl ApiError {
             code,
             message: message.into(),
             run_id: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// 429 `code`: the caller may retry after `seconds`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, seconds: u64) -> Self {
+        ApiError {
+            retry_after_s: Some(seconds),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
     pub fn not_found(what: &str) -> Self {
@@ -214,7 +225,14 @@ impl IntoResponse for ApiError {
         if let Some(run_id) = self.run_id {
             body["error"]["run_id"] = run_id.into();
         }
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        resp
     }
 }
 

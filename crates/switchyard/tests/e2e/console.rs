@@ -309,6 +309,10 @@ async fn live_streams_scan_each_row_once_and_are_capped() {
     }
     let r = open_stream(&app, &org.id, &org.admin, "").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.headers().get("retry-after").is_some(),
+        "a caller may retry"
+    );
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
     drop(open.pop());
