@@ -74,12 +74,12 @@ impl Open {
             } else {
                 format!("{PER_ORG} for one organization")
             };
-            return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
+            return Err(ApiError::too_many(
                 "too_many_streams",
                 format!(
                     "too many live streams open at once (at most {which}); close one and retry"
                 ),
+                RECHECK.as_secs(),
             ));
         }
         *by_key.entry(key.to_string()).or_insert(0) += 1;
