@@ -277,23 +277,13 @@ async fn live_streams_scan_each_row_once_and_are_capped() {
         let events: Vec<Value> = (0..1000)
             .map(|i| json!({"id": format!("n-{batch}-{i}"), "type": "T", "entity": {"type": "Other", "id": "x"}, "data": {}}))
             .collect();
-        let (s, v) = app
-            .post(
-                &format!("/v1/orgs/{}/events/batch", org.id),
-                &org.publisher,
-                json!(events),
-            )
-            .await;
-        assert_eq!(s, 202, "{v}");
+        app.publish_batch(&org, events).await;
     }
-    let (s, _) = app
-        .post(
-            &format!("/v1/orgs/{}/events", org.id),
-            &org.publisher,
-            json!({"id": "the-one", "type": "T", "entity": {"type": "Match", "id": "1"}, "data": {}}),
-        )
-        .await;
-    assert_eq!(s, 202);
+    app.publish(
+        &org,
+        json!({"id": "the-one", "type": "T", "entity": {"type": "Match", "id": "1"}, "data": {}}),
+    )
+    .await;
     let stream = open_stream(&app, &org.id, &org.viewer, "?entity_type=Match&after=0").await;
     assert_eq!(stream.status(), StatusCode::OK);
     let got = read_events(stream, 1, Duration::from_secs(60)).await;

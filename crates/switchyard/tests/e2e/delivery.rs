@@ -430,14 +430,7 @@ async fn a_replay_of_more_than_one_step_resends_each_event_once() {
             .iter()
             .map(|i| json!({"id": format!("r-{i}"), "type": "T", "data": {}}))
             .collect();
-        let (s, v) = app
-            .post(
-                &format!("/v1/orgs/{}/events/batch", org.id),
-                &org.publisher,
-                json!(events),
-            )
-            .await;
-        assert_eq!(s, 202, "{v}");
+        app.publish_batch(&org, events).await;
     }
     rx.wait_for(total, Duration::from_secs(120)).await;
     let (s, v) = app

@@ -247,6 +247,19 @@ impl TestApp {
         v
     }
 
+    /// Publishes `events` as one batch (at most 1,000) and checks it was accepted.
+    pub async fn publish_batch(&self, org: &Org, events: Vec<Value>) -> Value {
+        let (s, v) = self
+            .post(
+                &format!("/v1/orgs/{}/events/batch", org.id),
+                &org.publisher,
+                Value::Array(events),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        v
+    }
+
     pub async fn trace(&self, org: &Org, id: &str) -> Value {
         let (s, v) = self
             .get(&format!("/v1/orgs/{}/events/{id}", org.id), &org.viewer)
