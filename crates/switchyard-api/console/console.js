@@ -48,6 +48,8 @@ async function api(method, path, body, key) {
 const enc = encodeURIComponent;
 const orgPath = (rest) => `/v1/orgs/${enc(session.org)}${rest}`;
 const get = (rest) => api('GET', orgPath(rest));
+// Every list answers {data, next_cursor}; configuration lists come whole.
+const list = async (rest) => (await get(rest)).data;
 
 // ---- DOM helpers --------------------------------------------------------------------------
 
@@ -376,7 +378,7 @@ function runCard(r) {
 // ---- endpoints ----------------------------------------------------------------------------
 
 async function endpointsPage(main) {
-  const eps = await get('/endpoints');
+  const eps = await list('/endpoints');
   put(main, h('h1', {}, 'Endpoints'),
     table(['Endpoint', 'URL', 'Description', 'State', 'Profile'], eps.map((ep) => h('tr', {},
       h('td', {}, link(`endpoints/${enc(ep.id)}`, ep.id)), h('td', { class: 'mono' }, ep.url),
@@ -404,7 +406,7 @@ async function endpointsPage(main) {
 
 async function endpointPage(main, id) {
   const [ep, health, subs] = await Promise.all([
-    get(`/endpoints/${enc(id)}`), get(`/endpoints/${enc(id)}/health`), get('/subscriptions'),
+    get(`/endpoints/${enc(id)}`), get(`/endpoints/${enc(id)}/health`), list('/subscriptions'),
   ]);
   const w = health.window;
   const rate = w.success_rate === null || w.success_rate === undefined ? '—' : `${(w.success_rate * 100).toFixed(1)} %`;
@@ -506,9 +508,9 @@ const STARTERS = {
 };
 
 async function executorsPage(main) {
-  const list = await get('/executors');
+  const all = await list('/executors');
   put(main, h('h1', {}, 'Executors'),
-    table(['Name', 'Kind', 'Version', 'Description', 'Saved'], list.map((x) => h('tr', {},
+    table(['Name', 'Kind', 'Version', 'Description', 'Saved'], all.map((x) => h('tr', {},
       h('td', {}, link(`executors/${enc(x.name)}`, x.name)),
       h('td', {}, x.spec.type === 'code' ? x.spec.language : `${x.spec.method || ''} API call`),
       h('td', {}, `v${x.version}`), h('td', {}, x.description), h('td', {}, when(x.created_at)))), 'No executors yet.'));
@@ -532,7 +534,7 @@ async function executorsPage(main) {
 }
 
 async function executorPage(main, name) {
-  const [x, versions] = await Promise.all([get(`/executors/${enc(name)}`), get(`/executors/${enc(name)}/versions`)]);
+  const [x, versions] = await Promise.all([get(`/executors/${enc(name)}`), list(`/executors/${enc(name)}/versions`)]);
   const code = x.spec.type === 'code';
   put(main, h('p', {}, link('executors', '← Executors')),
     h('h1', {}, name, ' ', h('span', { class: 'muted' }, `v${x.version} · ${code ? x.spec.language : 'API call'}`)),
@@ -582,7 +584,7 @@ async function executorPage(main, name) {
 // ---- hooks, schedules, secrets, keys -------------------------------------------------------
 
 async function hooksPage(main) {
-  const hooks = await get('/hooks');
+  const hooks = await list('/hooks');
   put(main, h('h1', {}, 'Synchronous hooks'));
   if (!hooks.length) put(main, h('p', { class: 'muted' }, 'No hooks yet (PUT /v1/orgs/{org}/hooks/{name}).'));
   for (const hk of hooks) {
@@ -608,9 +610,9 @@ async function hooksPage(main) {
 }
 
 async function schedulesPage(main) {
-  const list = await get('/schedules');
+  const schedules = await list('/schedules');
   put(main, h('h1', {}, 'Schedules'),
-    table(['Name', 'Cron', 'Event type', 'State', 'Next fire times', 'Last fired'], list.map((s) => h('tr', {},
+    table(['Name', 'Cron', 'Event type', 'State', 'Next fire times', 'Last fired'], schedules.map((s) => h('tr', {},
       h('td', {}, s.name, s.description ? h('div', { class: 'muted' }, s.description) : null),
       h('td', { class: 'mono' }, `${s.cron} (${s.timezone})`), h('td', {}, s.event_type),
       h('td', {}, badge(s.enabled ? 'enabled' : 'disabled')),
@@ -619,10 +621,10 @@ async function schedulesPage(main) {
 }
 
 async function secretsPage(main) {
-  const list = await get('/secrets');
+  const secrets = await list('/secrets');
   put(main, h('h1', {}, 'Secrets'),
     h('p', { class: 'muted' }, 'Values are encrypted at rest and never shown again; executors read them with sdk.secret(name) or {{secret.NAME}}.'),
-    table(['Name', 'Updated', ''], list.map((s) => h('tr', {}, h('td', { class: 'mono' }, s.name), h('td', {}, when(s.updated_at)),
+    table(['Name', 'Updated', ''], secrets.map((s) => h('tr', {}, h('td', { class: 'mono' }, s.name), h('td', {}, when(s.updated_at)),
       h('td', {}, can('admin') ? h('button', { class: 'danger', type: 'button', onclick: () => {
         if (confirm(`Delete the secret ${s.name}?`)) act(async () => { await api('DELETE', orgPath(`/secrets/${enc(s.name)}`)); route(); });
       } }, 'Delete') : null))), 'No secrets yet.'));
@@ -642,7 +644,7 @@ async function secretsPage(main) {
 async function keysPage(main) {
   put(main, h('h1', {}, 'API keys'));
   if (!can('admin')) { put(main, h('p', { class: 'muted' }, 'Only an admin key lists and manages keys.')); return; }
-  const keys = await get('/keys');
+  const keys = await list('/keys');
   const shown = h('div');
   put(main, table(['Prefix', 'Role', 'Created', 'Last used', ''], keys.map((k) => h('tr', {},
     h('td', { class: 'mono' }, `${k.prefix}…`), h('td', {}, k.role), h('td', {}, when(k.created_at)), h('td', {}, when(k.last_used_at)),

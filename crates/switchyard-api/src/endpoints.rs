@@ -11,6 +11,7 @@ use switchyard_core::ids::OrgId;
 use switchyard_core::signing::{Scheme, SigningSecret};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{Endpoint, Role};
+use switchyard_wire::List;
 pub use switchyard_wire::endpoints::*;
 
 /// Create an endpoint. The answer carries its signing secret, once.
@@ -30,19 +31,19 @@ pub async fn create(
 }
 
 /// List endpoints.
-#[utoipa::path(get, tag = "endpoints", path = "/v1/orgs/{org}/endpoints", responses((status = 200, body = Vec<EndpointOut>)))]
+#[utoipa::path(get, tag = "endpoints", path = "/v1/orgs/{org}/endpoints", responses((status = 200, body = List<EndpointOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<EndpointOut>>> {
+) -> ApiResult<Json<List<EndpointOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let eps = s.store.list_endpoints(&org).await?;
-    Ok(Json(
+    Ok(Json(List::whole(
         eps.iter()
             .map(|e| EndpointOut::from(e, false).for_reader(&p, &org))
             .collect(),
-    ))
+    )))
 }
 
 async fn load(s: &AppState, org: &OrgId, id: &str) -> ApiResult<Endpoint> {

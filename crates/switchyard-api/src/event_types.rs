@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use serde_json::Value;
 use switchyard_core::schema::Schema;
 use switchyard_core::{EventType, Role};
+use switchyard_wire::List;
 pub use switchyard_wire::event_types::*;
 
 pub use switchyard_core::valid_type_name;
@@ -63,19 +64,19 @@ pub async fn get(
 }
 
 /// List event types.
-#[utoipa::path(get, tag = "event_types", path = "/v1/orgs/{org}/event-types", responses((status = 200, body = Vec<EventTypeOut>)))]
+#[utoipa::path(get, tag = "event_types", path = "/v1/orgs/{org}/event-types", responses((status = 200, body = List<EventTypeOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<EventTypeOut>>> {
+) -> ApiResult<Json<List<EventTypeOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    Ok(Json(
+    Ok(Json(List::whole(
         s.store
             .list_event_types(&org)
             .await?
             .into_iter()
             .map(Into::into)
             .collect(),
-    ))
+    )))
 }

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use switchyard_core::executor::*;
 use switchyard_core::ids::is_valid_name;
 use switchyard_core::{CoreError, Role};
+use switchyard_wire::List;
 pub use switchyard_wire::executors::*;
 
 fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
@@ -97,37 +98,39 @@ pub async fn get(
 }
 
 /// Every version of an executor, newest first: what each one ran and when it was saved.
-#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors/{name}/versions", responses((status = 200, body = Vec<ExecutorOut>)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors/{name}/versions", responses((status = 200, body = List<ExecutorOut>)))]
 pub async fn versions(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path((org, name)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<ExecutorOut>>> {
+) -> ApiResult<Json<List<ExecutorOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let all = s
         .store
         .executor_versions(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
-    Ok(Json(all.iter().map(ExecutorOut::from).collect()))
+    Ok(Json(List::whole(
+        all.iter().map(ExecutorOut::from).collect(),
+    )))
 }
 
 /// List executors (latest versions).
-#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors", responses((status = 200, body = Vec<ExecutorOut>)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/executors", responses((status = 200, body = List<ExecutorOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<ExecutorOut>>> {
+) -> ApiResult<Json<List<ExecutorOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    Ok(Json(
+    Ok(Json(List::whole(
         s.store
             .list_executors(&org)
             .await?
             .iter()
             .map(ExecutorOut::from)
             .collect(),
-    ))
+    )))
 }
 
 /// Delete an executor with all its versions.

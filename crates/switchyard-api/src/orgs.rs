@@ -12,6 +12,7 @@ use switchyard_core::crypto::{api_key_prefix, generate_api_key, hash_api_key};
 use switchyard_core::ids::KeyId;
 use switchyard_core::org::OrgChanges;
 use switchyard_core::time::{now_ms, to_rfc3339};
+use switchyard_wire::List;
 pub use switchyard_wire::orgs::*;
 
 fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
@@ -97,17 +98,17 @@ pub async fn patch(
 }
 
 /// List organizations (instance admin key).
-#[utoipa::path(get, tag = "orgs", path = "/v1/orgs", responses((status = 200, body = Vec<OrgOut>)))]
-pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Vec<OrgOut>>> {
+#[utoipa::path(get, tag = "orgs", path = "/v1/orgs", responses((status = 200, body = List<OrgOut>)))]
+pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<List<OrgOut>>> {
     instance_admin(&p)?;
-    Ok(Json(
+    Ok(Json(List::whole(
         s.store
             .list_orgs()
             .await?
             .into_iter()
             .map(Into::into)
             .collect(),
-    ))
+    )))
 }
 
 /// Read an organization.
@@ -155,15 +156,15 @@ pub async fn create_key(
 }
 
 /// List an organization's keys: ids, prefixes, roles and use; never the keys.
-#[utoipa::path(get, tag = "orgs", path = "/v1/orgs/{org}/keys", responses((status = 200, body = Vec<KeyInfoOut>)))]
+#[utoipa::path(get, tag = "orgs", path = "/v1/orgs/{org}/keys", responses((status = 200, body = List<KeyInfoOut>)))]
 pub async fn list_keys(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<KeyInfoOut>>> {
+) -> ApiResult<Json<List<KeyInfoOut>>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
     let keys = s.store.list_api_keys(&org).await?;
-    Ok(Json(
+    Ok(Json(List::whole(
         keys.into_iter()
             .map(|k| KeyInfoOut {
                 id: k.id.into(),
@@ -173,7 +174,7 @@ pub async fn list_keys(
                 last_used_at: k.last_used_at.map(to_rfc3339),
             })
             .collect(),
-    ))
+    )))
 }
 
 /// Revoke a key: refused from the next request on, on this node at once.

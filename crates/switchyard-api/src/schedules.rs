@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Role, Schedule};
+use switchyard_wire::List;
 pub use switchyard_wire::schedules::*;
 
 /// Schedules one organization may have: each costs the scheduler work on every fire time.
@@ -87,15 +88,17 @@ pub async fn get(
 }
 
 /// List the organization's schedules.
-#[utoipa::path(get, tag = "schedules", path = "/v1/orgs/{org}/schedules", responses((status = 200, body = Vec<ScheduleOut>)))]
+#[utoipa::path(get, tag = "schedules", path = "/v1/orgs/{org}/schedules", responses((status = 200, body = List<ScheduleOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<ScheduleOut>>> {
+) -> ApiResult<Json<List<ScheduleOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let all = s.store.list_schedules(&org).await?;
-    Ok(Json(all.into_iter().map(|x| out(&s, x)).collect()))
+    Ok(Json(List::whole(
+        all.into_iter().map(|x| out(&s, x)).collect(),
+    )))
 }
 
 /// Delete a schedule; the events it published stay.
@@ -116,7 +119,7 @@ pub async fn delete(
 
 /// The built-in schedules (Enneo's Cron events, with exactly its cron lines); enable one with
 /// `PUT /v1/orgs/{org}/schedules/{name}` and `{"preset": "CronDay", "timezone": "Europe/Berlin"}`.
-#[utoipa::path(get, tag = "schedules", path = "/v1/schedule-presets", responses((status = 200, body = Vec<SchedulePresetOut>)))]
+#[utoipa::path(get, tag = "schedules", path = "/v1/schedule-presets", responses((status = 200, body = List<SchedulePresetOut>)))]
 pub async fn presets(_caller: Auth) -> Json<Vec<SchedulePresetOut>> {
     Json(
         switchyard_core::schedule::schedule_presets()

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use switchyard_core::Role;
 use switchyard_core::ids::is_valid_name;
 use switchyard_core::time::to_rfc3339;
+use switchyard_wire::List;
 pub use switchyard_wire::secrets::*;
 
 /// Store a secret (encrypted at rest; never returned).
@@ -36,15 +37,15 @@ pub async fn put_secret(
 }
 
 /// List secret names (never values).
-#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/secrets", responses((status = 200, body = Vec<SecretOut>)))]
+#[utoipa::path(get, tag = "executors", path = "/v1/orgs/{org}/secrets", responses((status = 200, body = List<SecretOut>)))]
 pub async fn list_secrets(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<SecretOut>>> {
+) -> ApiResult<Json<List<SecretOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let names = s.store.list_secrets(&org).await?;
-    Ok(Json(
+    Ok(Json(List::whole(
         names
             .into_iter()
             .map(|(name, at)| SecretOut {
@@ -52,7 +53,7 @@ pub async fn list_secrets(
                 updated_at: to_rfc3339(at),
             })
             .collect(),
-    ))
+    )))
 }
 
 /// Delete a secret.

@@ -12,6 +12,7 @@ use switchyard_core::endpoint::Change;
 use switchyard_core::ids::{EndpointId, OrgId, SubscriptionId};
 use switchyard_core::time::now_ms;
 use switchyard_core::{Endpoint, Mode, Role, Subscription, Target};
+use switchyard_wire::List;
 pub use switchyard_wire::subscriptions::*;
 
 /// An entity id as given: a string, or a number as its decimal text.
@@ -151,19 +152,19 @@ pub(crate) async fn create_from(
 }
 
 /// List subscriptions.
-#[utoipa::path(get, tag = "subscriptions", path = "/v1/orgs/{org}/subscriptions", responses((status = 200, body = Vec<SubscriptionOut>)))]
+#[utoipa::path(get, tag = "subscriptions", path = "/v1/orgs/{org}/subscriptions", responses((status = 200, body = List<SubscriptionOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<SubscriptionOut>>> {
+) -> ApiResult<Json<List<SubscriptionOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let subs = s.store.list_subscriptions(&org).await?;
-    Ok(Json(
+    Ok(Json(List::whole(
         subs.into_iter()
             .map(|x| SubscriptionOut::from(x, None))
             .collect(),
-    ))
+    )))
 }
 
 /// Read a subscription.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::time::Instant;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Role, SyncHook};
+use switchyard_wire::List;
 pub use switchyard_wire::sync_hooks::*;
 
 /// Create or replace a synchronous hook: a named front door to an executor that callers run
@@ -41,7 +42,7 @@ pub async fn put(
 
 /// The ready-made hook definitions (the four ERP look-ups); install one with
 /// `PUT /v1/orgs/{org}/hooks/{name}` and `{"preset": …, "executor": …}`.
-#[utoipa::path(get, tag = "hooks", path = "/v1/hook-presets", responses((status = 200, body = Vec<HookPresetOut>)))]
+#[utoipa::path(get, tag = "hooks", path = "/v1/hook-presets", responses((status = 200, body = List<HookPresetOut>)))]
 pub async fn presets(_caller: Auth) -> Json<Vec<HookPresetOut>> {
     Json(
         switchyard_core::hook_presets::hook_presets()
@@ -68,15 +69,17 @@ pub async fn get(
 }
 
 /// List the organization's hooks.
-#[utoipa::path(get, tag = "hooks", path = "/v1/orgs/{org}/hooks", responses((status = 200, body = Vec<SyncHookOut>)))]
+#[utoipa::path(get, tag = "hooks", path = "/v1/orgs/{org}/hooks", responses((status = 200, body = List<SyncHookOut>)))]
 pub async fn list(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(org): Path<String>,
-) -> ApiResult<Json<Vec<SyncHookOut>>> {
+) -> ApiResult<Json<List<SyncHookOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let hooks = s.store.list_sync_hooks(&org).await?;
-    Ok(Json(hooks.into_iter().map(Into::into).collect()))
+    Ok(Json(List::whole(
+        hooks.into_iter().map(Into::into).collect(),
+    )))
 }
 
 /// Delete a hook (its executor stays) and forget its cached answers.

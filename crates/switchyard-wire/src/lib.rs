@@ -24,3 +24,24 @@ pub(crate) fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// Every list answer: the items, and where the next page starts (`next_cursor`, passed back as
+/// `cursor`; absent on the last page). Lists of configuration (endpoints, subscriptions,
+/// executors, hooks, schedules, secrets, keys, event types, organizations) come whole, so their
+/// `next_cursor` is always absent; the shape is the same as the paged lists' (events,
+/// deliveries), so one client reads them all.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct List<T: utoipa::ToSchema> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T: utoipa::ToSchema> List<T> {
+    /// A whole list: every item, no next page.
+    pub fn whole(data: Vec<T>) -> Self {
+        List {
+            data,
+            next_cursor: None,
+        }
+    }
+}

@@ -98,7 +98,7 @@ async fn pull(args: FolderArgs) -> Result<(), Failure> {
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", args.dir.display())))?;
     let mut manifest = Map::new();
-    for ex in list.as_array().into_iter().flatten() {
+    for ex in list["data"].as_array().into_iter().flatten() {
         let name = ex["name"].as_str().unwrap_or_default();
         if !is_valid_name(name, 200) || name.contains(['/', '\\']) {
             continue;

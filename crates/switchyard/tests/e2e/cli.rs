@@ -433,7 +433,8 @@ async fn endpoint_ids(app: &TestApp, org: &Org) -> Vec<String> {
     let (_, eps) = app
         .get(&format!("/v1/orgs/{}/endpoints", org.id), &org.admin)
         .await;
-    eps.as_array()
+    eps["data"]
+        .as_array()
         .expect("list")
         .iter()
         .map(|e| e["id"].as_str().expect("id").to_string())

@@ -171,7 +171,8 @@ async fn python_and_php_use_http_storage_secrets_and_udfs() {
     let (_, names) = app
         .get(&format!("/v1/orgs/{}/secrets", org.id), &org.viewer)
         .await;
-    assert_eq!(names[0]["name"], "ERP_TOKEN");
+    assert_eq!(names["data"][0]["name"], "ERP_TOKEN");
+    assert_eq!(names["next_cursor"], Value::Null, "a whole list");
     assert!(
         !names.to_string().contains("erp-s3cret-token"),
         "secret values are never returned"

@@ -190,7 +190,7 @@ async fn bad_input_is_refused_clearly_and_nothing_is_half_stored() {
     }
     let (_, list) = app.get(&eps, &org.viewer).await;
     assert_eq!(
-        list.as_array().expect("list").len(),
+        list["data"].as_array().expect("list").len(),
         0,
         "no endpoint half-stored"
     );
@@ -223,10 +223,10 @@ async fn bad_input_is_refused_clearly_and_nothing_is_half_stored() {
         assert_eq!(s, 422, "{what}: {v}");
     }
     let (_, list) = app.get(&subs, &org.viewer).await;
-    assert_eq!(list.as_array().expect("list").len(), 0);
+    assert_eq!(list["data"].as_array().expect("list").len(), 0);
     let (_, list) = app.get(&eps, &org.viewer).await;
     assert_eq!(
-        list.as_array().expect("list").len(),
+        list["data"].as_array().expect("list").len(),
         0,
         "no inline endpoint left behind"
     );

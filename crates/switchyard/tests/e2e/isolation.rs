@@ -21,7 +21,7 @@ async fn keys_of_one_organization_cannot_touch_another() {
     .await;
     rx.wait_for(1, Duration::from_secs(10)).await;
     let (_, subs) = app.get("/v1/orgs/org-a/subscriptions", &a.viewer).await;
-    let sub_id = subs[0]["id"].as_str().expect("sub").to_string();
+    let sub_id = subs["data"][0]["id"].as_str().expect("sub").to_string();
     let (_, dl) = app.get("/v1/orgs/org-a/deliveries", &a.viewer).await;
     let dlv_id = dl["data"][0]["id"].as_str().expect("dlv").to_string();
 

@@ -39,7 +39,7 @@ async fn keys_are_listed_without_the_key_and_revoked_at_once() {
         let (s, v) = app.get("/v1/orgs/keys/keys", &org.admin).await;
         assert_eq!(s, 200, "{v}");
         listed = v;
-        let mine = listed
+        let mine = listed["data"]
             .as_array()
             .expect("list")
             .iter()
@@ -53,7 +53,7 @@ async fn keys_are_listed_without_the_key_and_revoked_at_once() {
     }
     let text = listed.to_string();
     assert!(!text.contains(&key), "a listing never holds a key: {text}");
-    let mine = listed
+    let mine = listed["data"]
         .as_array()
         .expect("list")
         .iter()
@@ -67,7 +67,7 @@ async fn keys_are_listed_without_the_key_and_revoked_at_once() {
         "{mine}"
     );
     // Four keys: admin, publisher, viewer from the helper, and this one.
-    assert_eq!(listed.as_array().expect("list").len(), 4);
+    assert_eq!(listed["data"].as_array().expect("list").len(), 4);
     // Only admins list keys; another organization cannot see or revoke them.
     assert_eq!(app.get("/v1/orgs/keys/keys", &org.viewer).await.0, 403);
     let revoke = |by: String| {

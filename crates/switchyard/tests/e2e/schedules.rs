@@ -169,7 +169,10 @@ async fn a_schedule_fires_through_the_scheduler_and_its_events_are_routed() {
     let (s, v) = app
         .get(&format!("/v1/orgs/{}/schedules", other.id), &other.viewer)
         .await;
-    assert_eq!((s, v), (StatusCode::OK, json!([])));
+    assert_eq!(
+        (s, v),
+        (StatusCode::OK, json!({"data": [], "next_cursor": null}))
+    );
     app.stop().await;
 }
 
@@ -289,7 +292,7 @@ async fn the_enneo_presets_and_what_is_refused() {
         .get(&format!("/v1/orgs/{}/schedules", org.id), &org.viewer)
         .await;
     assert_eq!(s, 200);
-    assert_eq!(v.as_array().map(Vec::len), Some(2));
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
     let (s, _) = app
         .call(
             Method::DELETE,

@@ -222,7 +222,7 @@ async fn a_hook_answers_and_every_failure_reaches_the_caller() {
         .get(&format!("/v1/orgs/{}/hooks", org.id), &org.viewer)
         .await;
     assert_eq!(
-        (s, list.as_array().map(Vec::len)),
+        (s, list["data"].as_array().map(Vec::len)),
         (StatusCode::OK, Some(1)),
         "{list}"
     );
