@@ -34,6 +34,8 @@ const KILL_GRACE: Duration = Duration::from_millis(300);
 /// the process, its input and output (at most 1 MiB each way past the engine), the engine's own
 /// tables.
 pub const WORKER_MB: u32 = 48;
+/// Processes and threads of one worker.
+const WORKER_PROCESSES: u32 = 64;
 
 struct Worker {
     child: Child,
@@ -42,6 +44,8 @@ struct Worker {
     stdout: Channel<ChildStdout>,
     /// The worker's cgroups (limits set per job), when the host has them.
     group: Option<RunGroup>,
+    /// The memory limit its cgroup has now (MiB): rewritten only when a job needs another.
+    limit_mb: u32,
     /// The new root's mount point (empty on the host); removed with the worker.
     _stage: tempfile::TempDir,
     /// The worker's own uid, handed back when the worker goes.
@@ -49,6 +53,17 @@ struct Worker {
 }
 
 impl Worker {
+    /// Sets the worker's memory limit for its next job, unless it already has that one.
+    fn limit(&mut self, mb: u32) -> Result<(), String> {
+        if let Some(g) = &self.group
+            && self.limit_mb != mb
+        {
+            g.limit(u64::from(mb) << 20, u64::from(WORKER_PROCESSES))?;
+            self.limit_mb = mb;
+        }
+        Ok(())
+    }
+
     fn kill(mut self) {
         kill_group(self.child.id());
         let _ = self.child.start_kill();
@@ -105,14 +120,13 @@ impl JsPool {
             address_space_bytes: Some((u64::from(MAX_MEMORY_MB) + 1024) * 1024 * 1024),
             cpu_seconds: None,
             file_size_bytes: 0,
-            processes: 64,
+            processes: WORKER_PROCESSES,
         };
+        // The largest a job may need until the first job sets its own (the slot's last worker
+        // was emptied out when it went).
+        let limit_mb = MAX_MEMORY_MB + self.overhead_mb;
         if let Some(g) = &group {
-            g.kill_all();
-            g.limit(
-                u64::from(MAX_MEMORY_MB + self.overhead_mb) << 20,
-                u64::from(limits.processes),
-            )?;
+            g.limit(u64::from(limit_mb) << 20, u64::from(WORKER_PROCESSES))?;
         }
         let confine = Confine {
             uid: Some(slot.uid),
@@ -147,6 +161,7 @@ impl JsPool {
             stdin,
             stdout: Channel::new(stdout),
             group,
+            limit_mb,
             _stage: stage,
             _slot: slot,
         })
@@ -193,20 +208,20 @@ impl JsPool {
         };
         // This job's memory: a worker that cannot be brought under it (its heap has not shrunk
         // since a bigger job) is replaced by a fresh one.
-        if let Some(g) = &worker.group
-            && g.limit(u64::from(kernel_mb) << 20, 64).is_err()
-        {
+        if worker.limit(kernel_mb).is_err() {
             // (It is replaced, not waited for: its heap stays the engine's until it exits.)
             worker.kill();
             worker = match self.spawn(timeout.saturating_sub(started.elapsed())).await {
                 Ok(w) => w,
                 Err(e) => return Outcome::failed(e),
             };
-            if let Some(g) = &worker.group
-                && let Err(e) = g.limit_when_free(u64::from(kernel_mb) << 20, 64).await
-            {
-                worker.kill();
-                return Outcome::failed(format!("cannot set the worker's limits: {e}"));
+            if let Some(g) = &worker.group {
+                let limit = u64::from(kernel_mb) << 20;
+                if let Err(e) = g.limit_when_free(limit, u64::from(WORKER_PROCESSES)).await {
+                    worker.kill();
+                    return Outcome::failed(format!("cannot set the worker's limits: {e}"));
+                }
+                worker.limit_mb = kernel_mb;
             }
         }
         let ooms_before = worker.group.as_ref().map_or(0, RunGroup::oom_kills);

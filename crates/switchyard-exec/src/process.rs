@@ -277,14 +277,13 @@ pub async fn run(
         Ok(g) => g,
         Err(e) => return Outcome::failed(format!("cannot prepare the run's cgroup: {e}")),
     };
-    if let Some(g) = &group {
-        g.kill_all();
-        if let Err(e) = g
+    // (The slot's last run was emptied out when it ended; a process still exiting is waited for.)
+    if let Some(g) = &group
+        && let Err(e) = g
             .limit_when_free(u64::from(kernel_mb) << 20, u64::from(limits.processes))
             .await
-        {
-            return Outcome::failed(format!("cannot set the run's limits: {e}"));
-        }
+    {
+        return Outcome::failed(format!("cannot set the run's limits: {e}"));
     }
     let ooms_before = group.as_ref().map_or(0, |g| g.oom_kills());
     let confine = Confine {

@@ -211,29 +211,13 @@ fn read_stage(dir: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, String> 
     Ok(files)
 }
 
-/// Moves this process into each cgroup (writing `0` names the writer's process), on a thread of
-/// its own: a move waits for an RCU grace period (several milliseconds), which the new root is
-/// built during. The files are opened here, before the root changes; the caller waits for the
-/// thread before it drops privileges or executes anything of the run's.
-fn join_cgroups(dirs: &[PathBuf]) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
-    let files = dirs
-        .iter()
-        .map(|dir| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))
-                .map(|f| (dir.clone(), f))
-                .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(std::thread::spawn(move || {
-        use std::io::Write;
-        for (dir, mut file) in files {
-            file.write_all(b"0")
-                .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
-        }
-        Ok(())
-    }))
+/// Moves this process into each cgroup (writing `0` names the writer's process).
+fn join_cgroups(dirs: &[PathBuf]) -> Result<(), String> {
+    for dir in dirs {
+        std::fs::write(dir.join("cgroup.procs"), "0")
+            .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), String> {
@@ -481,16 +465,11 @@ fn seccomp() -> Result<(), String> {
 }
 
 /// Builds the run's world and drops privileges, in the order the steps need: the cgroups joined
-/// (while the world is built) before anything else runs, mounts while still root, files written
-/// as the run's user, Landlock and seccomp last, single-threaded again.
+/// first (everything after is counted), mounts while still root, files written as the run's
+/// user, Landlock and seccomp last.
 fn confine(o: &Options) -> Result<(), String> {
-    let joining = join_cgroups(&o.cgroups)?;
-    let built = build(o);
-    // In the cgroups before anything else happens, whatever the build did.
-    joining
-        .join()
-        .map_err(|_| "joining the cgroups failed".to_string())??;
-    let (staged, private) = built?;
+    join_cgroups(&o.cgroups)?;
+    let (staged, private) = build(o)?;
     for (r, n) in &o.rlimits {
         setrlimit(*r, *n, *n).map_err(|e| format!("setrlimit {r:?}: {e}"))?;
     }
