@@ -126,7 +126,9 @@ impl ApiError {
 
 impl From<CallError> for ApiError {
     /// What a hook's caller sees: 404 for a missing hook, 422 for input failing its schema, 502
-    /// for a failed run or output failing its schema, 504 for a timeout; the run's id with it.
+    /// for a failed run or output failing its schema, 504 for a timeout, 429 with
+    /// `Retry-After` when the organization's share (or the hub) has no room; the run's id
+    /// with it.
     fn from(e: CallError) -> Self {
         let message = e.to_string();
         let (status, code, run_id) = match e {
@@ -143,6 +145,12 @@ impl From<CallError> for ApiError {
                 (StatusCode::BAD_GATEWAY, "output_invalid", Some(run_id))
             }
             CallError::Schema(_) => (StatusCode::UNPROCESSABLE_ENTITY, "schema_invalid", None),
+            CallError::Busy { run_id, .. } => {
+                return ApiError {
+                    run_id: run_id.map(String::from),
+                    ..Self::too_many("hook_busy", message, 1)
+                };
+            }
             CallError::Store(e) => return Self::from_store(e, "hook"),
         };
         ApiError {

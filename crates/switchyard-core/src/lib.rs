@@ -17,6 +17,7 @@ pub mod health;
 pub mod hook_presets;
 pub mod hooks;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod ordering;
 pub mod org;

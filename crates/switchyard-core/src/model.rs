@@ -72,6 +72,8 @@ pub struct Org {
     /// How long the payload of an event whose every delivery succeeded is kept, in seconds;
     /// `None` follows the hub's default (by default payloads live as long as their events).
     pub payload_retention_s: Option<u64>,
+    /// Its own shares and quotas, set by the instance admin; unset ones follow the hub's.
+    pub limits: crate::limits::OrgLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -30,6 +30,7 @@ impl Org {
             created_at: now,
             retention_s: None,
             payload_retention_s: None,
+            limits: Default::default(),
         };
         if changes.name.is_none() {
             return Err(CoreError::invalid("`name` is required"));

@@ -16,11 +16,16 @@ use switchyard_core::routing::Target as Route;
 use switchyard_core::time::{Clock, SystemClock};
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Target};
 use switchyard_egress::Clients;
+use switchyard_fair::{FairPool, Shares};
+use switchyard_store::HookClaim;
 use switchyard_store::Store;
 use switchyard_store::{DEFAULT_LEASE_MS, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Event hooks of one organization that may wait in memory for each hook slot of its share.
+const HOOKS_WAITING_PER_SLOT: u64 = 16;
 
 /// The engine's settings. [`EngineConfig::new`] gives the defaults the hub runs with.
 #[derive(Debug, Clone)]
@@ -48,8 +53,8 @@ pub struct EngineConfig {
     /// Deliveries all endpoints together may hold in memory, likewise.
     pub max_queued_total: usize,
     /// Requests to endpoints in flight at once, all endpoints together (each endpoint is also
-    /// held to its own `max_in_flight`). Bounds the memory and sockets a burst to many
-    /// endpoints can take.
+    /// held to its own `max_in_flight`, each organization to its share, limit `requests`).
+    /// Bounds the memory and sockets a burst to many endpoints can take.
     pub max_requests_in_flight: usize,
     /// Attempt results held in memory until the store has written them; when this many wait,
     /// no new request starts (backpressure from the store to the endpoints).
@@ -60,7 +65,8 @@ pub struct EngineConfig {
     pub endpoint_cache_ttl: Duration,
     /// An idle endpoint worker exits after this long.
     pub worker_idle: Duration,
-    /// Event hooks running at once; beyond this they wait (webhooks are not affected).
+    /// Event hooks running at once; beyond this they wait (webhooks are not affected). Each
+    /// organization runs at most its share (limit `event_hooks`), served in turn.
     pub max_hooks_in_flight: usize,
     /// Seed of the retry jitter; `None` seeds from the operating system.
     pub jitter_seed: Option<u64>,
@@ -85,7 +91,7 @@ impl EngineConfig {
             disable_policy: DisablePolicy::default(),
             endpoint_cache_ttl: Duration::from_secs(5),
             worker_idle: Duration::from_secs(60),
-            max_hooks_in_flight: 8,
+            max_hooks_in_flight: 32,
             jitter_seed: None,
             sync_deadline: Duration::from_secs(10),
         }
@@ -109,6 +115,8 @@ pub enum EngineEvent {
 pub struct Reserved {
     endpoints: HashMap<EndpointId, (Arc<Shared>, usize)>,
     hooks: usize,
+    /// The organization whose hooks took `hooks` of room.
+    hooks_org: Option<OrgId>,
     /// Endpoints left without room: their deliveries are stored due, for them to pull.
     overflow: Vec<EndpointRef>,
 }
@@ -132,8 +140,14 @@ pub(crate) struct Inner {
     pub(crate) rng: Mutex<StdRng>,
     /// Run: deliveries held in memory by all endpoint workers together.
     pub(crate) queued_total: Arc<AtomicUsize>,
-    /// Run: event hooks handed over and waiting for a hook slot.
+    /// Run: event hooks handed over and waiting for a hook slot, all together and by
+    /// organization.
     pub(crate) hooks_waiting: AtomicUsize,
+    pub(crate) hooks_waiting_by_org: Mutex<HashMap<OrgId, usize>>,
+    /// Run: deliveries held in memory, by organization (each held to limit `queued`).
+    pub(crate) queued_by_org: Mutex<HashMap<OrgId, Arc<AtomicUsize>>>,
+    /// Run: each organization's limits.
+    pub(crate) shares: Arc<Shares>,
     /// Run: per-endpoint queues, made on first use and removed by their idle worker.
     pub(crate) slots: Mutex<HashMap<EndpointId, Slot>>,
     /// Run: the endpoints whose lease this node holds, with until when (by the engine's clock).
@@ -173,9 +187,11 @@ pub(crate) struct Inner {
     pub(crate) idle: Notify,
     /// Run: executes deliveries whose target is an executor.
     pub(crate) hooks: Option<Arc<dyn HookRunner>>,
-    pub(crate) hook_slots: Arc<Semaphore>,
-    /// Run: one permit per request to an endpoint in flight, all endpoints together.
-    pub(crate) request_slots: Arc<Semaphore>,
+    /// Run: event hooks running, shared fairly between organizations.
+    pub(crate) hook_slots: FairPool,
+    /// Run: requests to endpoints in flight, all endpoints together, shared fairly between
+    /// organizations.
+    pub(crate) request_slots: FairPool,
     /// Run: one permit per attempt result not yet written; the recorder drops them.
     pub(crate) record_slots: Arc<Semaphore>,
 }
@@ -183,15 +199,18 @@ pub(crate) struct Inner {
 impl Engine {
     /// Builds the engine and starts its poller and recorder tasks. `clients` are the hub's
     /// guarded HTTP clients; `hooks` runs deliveries whose target is an executor (without it they
-    /// fail as "no executor runner"); what the engine observes goes to `events`.
+    /// fail as "no executor runner"); what the engine observes goes to `events`; `shares` are
+    /// each organization's limits.
     pub fn start(
         store: Arc<dyn Store>,
         config: EngineConfig,
         clients: Clients,
         hooks: Option<Arc<dyn HookRunner>>,
         events: mpsc::UnboundedSender<EngineEvent>,
+        shares: Arc<Shares>,
     ) -> Engine {
-        Engine::start_with_clock(store, config, clients, hooks, events, Arc::new(SystemClock))
+        let clock = Arc::new(SystemClock);
+        Engine::start_with_clock(store, config, clients, hooks, events, shares, clock)
     }
 
     /// [`Engine::start`] on a given clock.
@@ -201,6 +220,7 @@ impl Engine {
         clients: Clients,
         hooks: Option<Arc<dyn HookRunner>>,
         events: mpsc::UnboundedSender<EngineEvent>,
+        shares: Arc<Shares>,
         clock: Arc<dyn Clock>,
     ) -> Engine {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -211,8 +231,20 @@ impl Engine {
         let inner = Arc::new(Inner {
             clients,
             store,
-            hook_slots: Arc::new(Semaphore::new(config.max_hooks_in_flight.max(1))),
-            request_slots: Arc::new(Semaphore::new(config.max_requests_in_flight.max(1))),
+            hook_slots: FairPool::new(
+                "event hook slots",
+                "event_hooks",
+                config.max_hooks_in_flight as u64,
+                shares.clone(),
+                |l, _| l.event_hooks,
+            ),
+            request_slots: FairPool::new(
+                "webhook requests in flight",
+                "requests",
+                config.max_requests_in_flight as u64,
+                shares.clone(),
+                |l, _| l.requests,
+            ),
             record_slots: Arc::new(Semaphore::new(config.max_unrecorded.max(1))),
             config,
             clock,
@@ -220,6 +252,9 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             queued_total: Arc::new(AtomicUsize::new(0)),
             hooks_waiting: AtomicUsize::new(0),
+            hooks_waiting_by_org: Mutex::new(HashMap::new()),
+            queued_by_org: Mutex::new(HashMap::new()),
+            shares,
             configs: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
             elsewhere: Mutex::new(HashMap::new()),
@@ -281,7 +316,7 @@ impl Engine {
                     endpoint_id: id.clone(),
                 },
                 Target::Executor(name) => {
-                    if !self.take_hook_room() {
+                    if !self.take_hook_room(&d.org_id) {
                         // The poller claims it again when hook slots are free.
                         let _ = inner.recorder.send(Msg::Release(d.delivery_id));
                         continue;
@@ -312,22 +347,71 @@ impl Engine {
         }
     }
 
-    /// Whether an endpoint with `shared` may hold one more delivery in memory.
+    /// Whether an endpoint with `shared` may hold one more delivery in memory: within its own
+    /// bound, the engine's and its organization's.
     fn has_room(&self, shared: &Shared) -> bool {
         let c = &self.inner.config;
         shared.queued() < c.max_queued_per_endpoint
             && self.inner.queued_total.load(Ordering::Relaxed) < c.max_queued_total
+            && shared.org_room() > 0
     }
 
-    /// Counts one more event hook waiting for a hook slot, if fewer than the bound wait (the
-    /// per-endpoint bound: the hooks together count as one queue).
-    fn take_hook_room(&self) -> bool {
+    /// How many deliveries `org` may hold in memory, all its endpoints together.
+    pub(crate) fn org_queued_limit(&self, org: &OrgId) -> usize {
+        usize::try_from(self.inner.shares.limits(org).queued).unwrap_or(usize::MAX)
+    }
+
+    /// The counter of deliveries `org` holds in memory.
+    pub(crate) fn org_queued(&self, org: &OrgId) -> Arc<AtomicUsize> {
+        match self.inner.queued_by_org.lock() {
+            Ok(mut m) => m.entry(org.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Most event hooks of `org` waiting in memory for a slot: [`HOOKS_WAITING_PER_SLOT`] per
+    /// slot of its share.
+    fn org_hooks_waiting_limit(&self, org: &OrgId) -> usize {
+        let share = self.inner.hook_slots.share(org);
+        usize::try_from(share.saturating_mul(HOOKS_WAITING_PER_SLOT)).unwrap_or(usize::MAX)
+    }
+
+    /// Counts one more event hook of `org` waiting for a hook slot, if fewer than the bounds
+    /// wait: the engine's (the per-endpoint bound: the hooks together count as one queue) and
+    /// the organization's.
+    fn take_hook_room(&self, org: &OrgId) -> bool {
         let inner = &self.inner;
         if inner.hooks_waiting.load(Ordering::Relaxed) >= inner.config.max_queued_per_endpoint {
             return false;
         }
+        let limit = self.org_hooks_waiting_limit(org);
+        let Ok(mut by_org) = inner.hooks_waiting_by_org.lock() else {
+            return false;
+        };
+        let waiting = by_org.entry(org.clone()).or_insert(0);
+        if *waiting >= limit {
+            return false;
+        }
+        *waiting += 1;
         inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Gives back room [`Engine::take_hook_room`] took for `n` hooks of `org`.
+    pub(crate) fn release_hook_room(&self, org: &OrgId, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let inner = &self.inner;
+        inner.hooks_waiting.fetch_sub(n, Ordering::Relaxed);
+        if let Ok(mut by_org) = inner.hooks_waiting_by_org.lock()
+            && let Some(w) = by_org.get_mut(org)
+        {
+            *w = w.saturating_sub(n);
+            if *w == 0 {
+                by_org.remove(org);
+            }
+        }
     }
 
     /// Takes room in memory for the deliveries a publish of `org` is about to make, one per
@@ -364,8 +448,11 @@ impl Engine {
                     false
                 }
                 Target::Executor(_) => {
-                    let taken = self.take_hook_room();
+                    let taken = self.take_hook_room(org);
                     reserved.hooks += usize::from(taken);
+                    if taken {
+                        reserved.hooks_org = Some(org.clone());
+                    }
                     taken
                 }
                 Target::Endpoint(id) => {
@@ -460,9 +547,9 @@ impl Engine {
         for (_, (shared, n)) in reserved.endpoints {
             shared.unhold(n);
         }
-        self.inner
-            .hooks_waiting
-            .fetch_sub(reserved.hooks, Ordering::Relaxed);
+        if let Some(org) = &reserved.hooks_org {
+            self.release_hook_room(org, reserved.hooks);
+        }
     }
 
     /// Tells the workers of `endpoints` that deliveries of theirs are due in the store; a
@@ -540,19 +627,32 @@ impl Engine {
             .await?;
         let found = endpoints.len();
         self.backlog(endpoints);
+        // Hooks are claimed while slots are free and there is room for them to wait: a few of
+        // each organization, none of one whose waiting hooks fill its own room, so one
+        // organization's backlog never hides another's.
+        let waiting = inner.hooks_waiting.load(Ordering::Relaxed);
         let free = inner
             .config
             .max_hooks_in_flight
-            .saturating_sub(inner.hooks_waiting.load(Ordering::Relaxed));
+            .min(inner.config.max_queued_per_endpoint.saturating_sub(waiting));
         let hooks = if free > 0 {
+            let skip = match inner.hooks_waiting_by_org.lock() {
+                Ok(by_org) => by_org
+                    .iter()
+                    .filter(|(org, n)| **n >= self.org_hooks_waiting_limit(org))
+                    .map(|(org, _)| org.clone())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let per_org = inner.shares.defaults().event_hooks.max(1);
+            let wanted = HookClaim {
+                limit: (free as u32).min(inner.config.claim_batch),
+                per_org: u32::try_from(per_org).unwrap_or(u32::MAX),
+                skip,
+            };
             inner
                 .store
-                .claim_hooks(
-                    &inner.config.node,
-                    now,
-                    (free as u32).min(inner.config.claim_batch),
-                    inner.config.lease_ms,
-                )
+                .claim_hooks(&inner.config.node, now, &wanted, inner.config.lease_ms)
                 .await?
         } else {
             Vec::new()

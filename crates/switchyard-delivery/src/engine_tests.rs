@@ -88,7 +88,16 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
         allow: vec!["127.0.0.0/8".parse().expect("cidr")],
         require_https: false,
     });
-    let engine = Engine::start_with_clock(store.clone(), config, clients, None, tx, clock.clone());
+    let shares = switchyard_fair::Shares::new(Default::default());
+    let engine = Engine::start_with_clock(
+        store.clone(),
+        config,
+        clients,
+        None,
+        tx,
+        shares,
+        clock.clone(),
+    );
     Rig {
         store,
         engine,

@@ -3,22 +3,31 @@
 use crate::engine::Engine;
 use crate::outcome::hook_decide;
 use crate::recorder::Msg;
-use std::sync::atomic::Ordering;
 use switchyard_core::DueDelivery;
+
+/// A hook runs only if its claim holds this long after it starts (the longest an executor may
+/// run, and some), so no other claim can have taken it meanwhile.
+const HOOK_LEASE_MARGIN_MS: i64 = switchyard_core::executor::MAX_TIMEOUT_MS as i64 + 5_000;
 
 impl Engine {
     /// Runs an event hook and records it as an attempt of its delivery.
     pub(crate) async fn run_hook(self, job: DueDelivery, executor: String) {
         let inner = self.inner.clone();
+        // Its organization's turn for a slot, within its share.
         let permit = tokio::select! {
-            p = inner.hook_slots.clone().acquire_owned() => p.ok(),
+            p = inner.hook_slots.acquire(&job.org_id, 1, None) => p.ok(),
             _ = inner.cancel.cancelled() => None,
         };
-        inner.hooks_waiting.fetch_sub(1, Ordering::Relaxed);
+        self.release_hook_room(&job.org_id, 1);
         let Some(permit) = permit else {
             let _ = inner.recorder.send(Msg::Release(job.delivery_id));
             return;
         };
+        if inner.clock.now_ms() + HOOK_LEASE_MARGIN_MS > job.lease_until {
+            // It waited so long that its claim may lapse before the run ends: left to the
+            // claim running out, and claimed again (never run twice at once).
+            return self.done(1);
+        }
         if inner.cancel.is_cancelled() {
             let _ = inner.recorder.send(Msg::Release(job.delivery_id));
             return;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::ids::{EndpointId, OrgId};
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Outcome};
+use switchyard_fair::Limit;
 use switchyard_store::StoreError;
 use tokio::sync::{Notify, mpsc};
 
@@ -42,6 +43,10 @@ pub struct Shared {
     queued: AtomicUsize,
     /// The same, summed over every endpoint.
     total: Arc<AtomicUsize>,
+    /// The same, summed over its organization's endpoints.
+    org: Arc<AtomicUsize>,
+    /// How many its organization may hold (limit `queued`), as of the worker's start.
+    org_limit: usize,
     /// Deliveries of this endpoint may be due in the store: the worker pulls when it has room.
     /// While set, it counts as one outstanding unit of work (see [`Engine::until_idle`]).
     pub(crate) backlog: AtomicBool,
@@ -79,19 +84,28 @@ impl Shared {
         self.flow.lock().map_or(0, |f| f.in_flight)
     }
 
+    /// How many more deliveries its organization may hold in memory.
+    pub(crate) fn org_room(&self) -> usize {
+        self.org_limit
+            .saturating_sub(self.org.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn hold(&self, n: usize) {
         self.queued.fetch_add(n, Ordering::Relaxed);
         self.total.fetch_add(n, Ordering::Relaxed);
+        self.org.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Like [`Shared::hold`] for deliveries whose room in the total was already taken.
     fn hold_taken(&self, n: usize) {
         self.queued.fetch_add(n, Ordering::Relaxed);
+        self.org.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn unhold(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::Relaxed);
         self.total.fetch_sub(n, Ordering::Relaxed);
+        self.org.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Marks that the store may hold due deliveries for this endpoint; returns whether the
@@ -137,6 +151,8 @@ impl Engine {
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
             total: self.inner.queued_total.clone(),
+            org: self.org_queued(&endpoint.org_id),
+            org_limit: self.org_queued_limit(&endpoint.org_id),
             backlog: AtomicBool::new(false),
             wake: Notify::new(),
             flow: Mutex::new(Flow {
@@ -215,6 +231,12 @@ impl Engine {
         limit: u32,
     ) -> bool {
         let inner = &self.inner;
+        // Within the organization's room (its endpoints may pull at once and pass it by a
+        // batch at most).
+        let limit = limit.min(u32::try_from(shared.org_room()).unwrap_or(u32::MAX));
+        if limit == 0 {
+            return false;
+        }
         // Take the room first (all endpoints pull at once), give back what the claim left.
         let mut took = 0usize;
         let _ = inner
@@ -470,12 +492,17 @@ impl Engine {
                     }
                 }
             }
-            let request_slot = match inner.request_slots.clone().try_acquire_owned() {
+            // The organization's turn for a request slot, within its share.
+            let org = &endpoint.org_id;
+            let request_slot = match inner.request_slots.try_acquire(org, 1) {
                 Ok(p) => Some(p),
-                Err(_) => {
-                    hold("the hub-wide request limit");
+                Err(refused) => {
+                    hold(match refused.limit {
+                        Limit::Share => "the organization's share of requests in flight",
+                        Limit::Hub => "the hub-wide request limit",
+                    });
                     tokio::select! {
-                        p = inner.request_slots.clone().acquire_owned() => p.ok(),
+                        p = inner.request_slots.acquire(org, 1, None) => p.ok(),
                         _ = inner.cancel.cancelled() => None,
                     }
                 }

@@ -10,17 +10,17 @@
 //! whose memory limit the hub sets before each job to that job's `memory_mb` plus the engine's
 //! own room; a worker the kernel killed for memory is a failed run naming the limit.
 
+use crate::capacity::Capacity;
 use crate::channel::{Channel, ChannelEnd};
 use crate::process::kill_group;
 use crate::sandbox::{
-    Confine, Isolation, JS_UID_BASE, JS_WORKER_SLOTS, Limits, MemoryBudget, RunGroup, UidSlot,
-    UidSlots,
+    Confine, Isolation, JS_UID_BASE, JS_WORKER_SLOTS, Limits, RunGroup, UidSlot, UidSlots,
 };
 use crate::{Broker, Outcome, sdk_answer};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::executor::MAX_MEMORY_MB;
 use tokio::io::AsyncWriteExt;
@@ -34,6 +34,8 @@ const KILL_GRACE: Duration = Duration::from_millis(300);
 /// the process, its input and output (at most 1 MiB each way past the engine), the engine's own
 /// tables.
 pub const WORKER_MB: u32 = 48;
+/// Bytes of a worker's stderr kept for its error.
+const STDERR_KEPT: usize = 2048;
 /// Processes and threads of one worker.
 const WORKER_PROCESSES: u32 = 64;
 
@@ -42,6 +44,9 @@ struct Worker {
     stdin: ChildStdin,
     /// The worker's messages, bounded in size and per run.
     stdout: Channel<ChildStdout>,
+    /// The start of what the worker (or the sandbox around it) wrote to stderr, for the error
+    /// of a worker that ended without answering.
+    stderr: Arc<Mutex<String>>,
     /// The worker's cgroups (limits set per job), when the host has them.
     group: Option<RunGroup>,
     /// The memory limit its cgroup has now (MiB): rewritten only when a job needs another.
@@ -64,11 +69,56 @@ impl Worker {
         Ok(())
     }
 
+    /// Why a worker that stopped answering ended: its exit status and what it wrote to stderr.
+    async fn ended(&mut self) -> String {
+        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        use std::os::unix::process::ExitStatusExt;
+        let how = match status {
+            Some(s) if s.signal() == Some(libc::SIGABRT) => {
+                "the engine aborted (it ran out of its own memory)".to_string()
+            }
+            Some(s) if let Some(sig) = s.signal() => format!("killed by signal {sig}"),
+            Some(s) => format!("exit status {}", s.code().unwrap_or(-1)),
+            None => "still running, stopped by the hub".to_string(),
+        };
+        let said = self
+            .stderr
+            .lock()
+            .map(|e| e.trim().to_string())
+            .unwrap_or_default();
+        if said.is_empty() {
+            format!("the JavaScript worker ended without answering ({how})")
+        } else {
+            format!("the JavaScript worker ended without answering ({how}): {said}")
+        }
+    }
+
     fn kill(mut self) {
         kill_group(self.child.id());
         let _ = self.child.start_kill();
         if let Some(g) = &self.group {
             g.kill_all();
+        }
+    }
+}
+
+/// Keeps the first [`STDERR_KEPT`] bytes a worker writes to stderr (the rest is read and
+/// dropped, so the worker never blocks on a full pipe).
+async fn keep_stderr(mut pipe: tokio::process::ChildStderr, kept: Arc<Mutex<String>>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        if let Ok(mut k) = kept.lock()
+            && k.len() < STDERR_KEPT
+        {
+            let room = STDERR_KEPT - k.len();
+            k.push_str(&String::from_utf8_lossy(&buf[..n.min(room)]));
         }
     }
 }
@@ -149,17 +199,22 @@ impl JsPool {
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the JavaScript worker: {e}"))?;
         let stdin = child.stdin.take().ok_or("the worker has no stdin")?;
         let stdout = child.stdout.take().ok_or("the worker has no stdout")?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            tokio::spawn(keep_stderr(pipe, stderr.clone()));
+        }
         Ok(Worker {
             child,
             stdin,
             stdout: Channel::new(stdout),
+            stderr,
             group,
             limit_mb,
             _stage: stage,
@@ -181,8 +236,9 @@ impl JsPool {
         }
     }
 
-    /// Runs `main(input, sdk)` of `source` in a worker, holding its kernel memory limit's worth
-    /// of `budget` while it runs. With `check`, the worker only compiles the source.
+    /// Runs `main(input, sdk)` of `source` in a worker, holding a JavaScript run's share and
+    /// its memory in `capacity` while it runs. With `check`, the worker only compiles the
+    /// source.
     #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
@@ -190,7 +246,7 @@ impl JsPool {
         memory_mb: u32,
         input: &Value,
         timeout: Duration,
-        budget: &MemoryBudget,
+        capacity: &Capacity,
         broker: &Broker<'_>,
         check: bool,
     ) -> Outcome {
@@ -198,7 +254,10 @@ impl JsPool {
         // The budget holds what is the run's own; the cgroup also has room for the binary's
         // pages, which every worker shares (they are charged once, to whichever touched them).
         let kernel_mb = memory_mb + self.overhead_mb;
-        let _room = match budget.take(memory_mb + WORKER_MB, timeout).await {
+        let _room = match capacity
+            .js_run(broker.org.as_str(), memory_mb + WORKER_MB, timeout)
+            .await
+        {
             Ok(room) => room,
             Err(e) => return Outcome::failed(e),
         };
@@ -284,17 +343,17 @@ impl JsPool {
                         .group
                         .as_ref()
                         .is_some_and(|g| g.oom_kills() > ooms_before);
-                    worker.kill();
-                    let mut o = Outcome::failed(if oom {
+                    let why = if oom {
                         format!(
                             "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB \
                              for the code (`memory_mb`), {} MB for the engine) and the kernel stopped it",
                             self.overhead_mb
                         )
                     } else {
-                        "the JavaScript worker died (the engine aborted, likely out of memory)"
-                            .into()
-                    });
+                        worker.ended().await
+                    };
+                    worker.kill();
+                    let mut o = Outcome::failed(why);
                     o.logs = logs;
                     return o;
                 }

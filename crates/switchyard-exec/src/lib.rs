@@ -15,6 +15,7 @@
 
 mod api_call;
 mod broker;
+pub mod capacity;
 mod cgroups;
 pub mod channel;
 mod error;

@@ -1,8 +1,9 @@
 //! Child-process executors (Python, PHP): write the run directory, start the interpreter inside
 //! the sandbox, serve its SDK calls, enforce the deadline and the output caps.
 
+use crate::capacity::Capacity;
 use crate::channel::{Channel, ChannelEnd};
-use crate::sandbox::{Confine, Isolation, Limits, MemoryBudget, SDK_FD, UidSlots, give_to};
+use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, give_to};
 use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
@@ -189,8 +190,7 @@ pub struct RunSpec<'a> {
 /// Runs code in a child process and reports what happened.
 pub async fn run(
     isolation: &Isolation,
-    slots: &UidSlots,
-    budget: &MemoryBudget,
+    capacity: &Capacity,
     spec: RunSpec<'_>,
     broker: &Broker<'_>,
 ) -> Outcome {
@@ -214,22 +214,18 @@ pub async fn run(
         Err(e) => return Outcome::failed(e),
     };
     let started = std::time::Instant::now();
-    // The run's own uid: its process limit is not shared with any other run.
-    let Some(slot) = slots.take(timeout).await else {
-        return Outcome::failed(format!(
-            "timeout: no sandbox slot became free within {} ms (too many runs at once)",
-            crate::whole_ms(timeout)
-        ));
-    };
-    // Room for the run's whole kernel limit in the hub's budget: runs wait, never overcommit.
+    // Room for the run: a run slot (with its own uid, so its process limit is not shared with
+    // any other run) and its whole kernel memory limit in the hub's budget, within the
+    // organization's shares: runs wait their turn, never overcommit.
     let kernel_mb = kernel_memory_mb(language, memory_mb, tmp_mb);
-    let _room = match budget
-        .take(kernel_mb, timeout.saturating_sub(started.elapsed()))
+    let room = match capacity
+        .child_run(broker.org.as_str(), kernel_mb, timeout)
         .await
     {
         Ok(room) => room,
         Err(e) => return Outcome::failed(e),
     };
+    let slot = &room.slot;
     let timeout = timeout.saturating_sub(started.elapsed());
     // The hub's staging directory (mode 0700): with a mount namespace the sandbox copies it into
     // the run's private tmpfs and the child never sees this path.

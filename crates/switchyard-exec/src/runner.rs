@@ -1,6 +1,7 @@
 //! The runner: one executor version and an input in, a stored [`Run`] out; and event hooks.
 
 use crate::broker::Broker;
+use crate::capacity::Capacity;
 use crate::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use switchyard_core::hooks::{HookResult, HookRunner};
 use switchyard_core::ids::OrgId;
 use switchyard_core::time::now_ms;
 use switchyard_egress::Clients;
+use switchyard_fair::Shares;
 use switchyard_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -43,10 +45,8 @@ pub(crate) struct RunnerInner {
     isolation: sandbox::Isolation,
     /// JavaScript workers; `None` when no worker program was given.
     js: Option<js::JsPool>,
-    /// The uids of concurrent child-process runs.
-    slots: sandbox::UidSlots,
-    /// Memory of all concurrent runs together.
-    budget: sandbox::MemoryBudget,
+    /// Run slots, JavaScript workers and memory, shared fairly between organizations.
+    capacity: Capacity,
     /// The operator's bounds.
     limits: RunnerLimits,
 }
@@ -64,13 +64,14 @@ pub struct RunnerLimits {
 
 impl Runner {
     /// `js_worker` is the switchyard binary, whose `js-worker` subcommand runs JavaScript.
-    /// `limits` are the operator's bounds on runs.
+    /// `limits` are the operator's bounds on runs; `shares` each organization's part of them.
     pub fn new(
         store: Arc<dyn Store>,
         clients: Clients,
         isolation: sandbox::Isolation,
         js_worker: Option<std::path::PathBuf>,
         mut limits: RunnerLimits,
+        shares: Arc<Shares>,
     ) -> Runner {
         let js = js_worker.map(|p| js::JsPool::new(p, isolation.clone()));
         limits.max_tmp_mb = limits.max_tmp_mb.clamp(1, sandbox::MAX_TMP_MB);
@@ -84,8 +85,7 @@ impl Runner {
                 clients,
                 isolation,
                 js,
-                slots: sandbox::UidSlots::new(sandbox::SLOT_UID_BASE, sandbox::DEFAULT_SLOTS),
-                budget: sandbox::MemoryBudget::new(budget_mb),
+                capacity: Capacity::new(shares, budget_mb),
                 limits,
             }),
         }
@@ -93,7 +93,7 @@ impl Runner {
 
     /// The hub-wide memory budget for all concurrent runs (MiB).
     pub fn memory_budget_mb(&self) -> u32 {
-        self.inner.budget.total_mb()
+        self.inner.capacity.memory_mb()
     }
 
     pub fn isolation(&self) -> &sandbox::Isolation {
@@ -210,7 +210,7 @@ impl Runner {
                     64,
                     &Value::Null,
                     timeout,
-                    &inner.budget,
+                    &inner.capacity,
                     &broker,
                     true,
                 )
@@ -227,7 +227,7 @@ impl Runner {
                     timeout,
                     check: true,
                 };
-                process::run(&inner.isolation, &inner.slots, &inner.budget, spec, &broker).await
+                process::run(&inner.isolation, &inner.capacity, spec, &broker).await
             }
         };
         match outcome.error {
@@ -277,9 +277,11 @@ impl Runner {
                 ..
             } => match &self.inner.js {
                 Some(pool) => {
-                    let budget = &self.inner.budget;
-                    pool.run(source, *memory_mb, &input, timeout, budget, &broker, false)
-                        .await
+                    let capacity = &self.inner.capacity;
+                    pool.run(
+                        source, *memory_mb, &input, timeout, capacity, &broker, false,
+                    )
+                    .await
                 }
                 None => Outcome::failed(
                     "JavaScript is not available on this instance (no worker program)".into(),
@@ -302,7 +304,7 @@ impl Runner {
                     check: false,
                 };
                 let inner = &self.inner;
-                process::run(&inner.isolation, &inner.slots, &inner.budget, spec, &broker).await
+                process::run(&inner.isolation, &inner.capacity, spec, &broker).await
             }
         };
         let outcome = cap_outcome(outcome);

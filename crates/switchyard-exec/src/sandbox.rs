@@ -362,46 +362,6 @@ impl Drop for UidSlot {
     }
 }
 
-/// The hub-wide budget for the memory of all concurrent runs, in MiB: a run holds its kernel
-/// limit's worth while it runs, and waits for room rather than overcommit the machine.
-#[derive(Clone)]
-pub struct MemoryBudget {
-    mb: u32,
-    permits: Arc<Semaphore>,
-}
-
-impl MemoryBudget {
-    pub fn new(mb: u32) -> MemoryBudget {
-        MemoryBudget {
-            mb,
-            permits: Arc::new(Semaphore::new(mb as usize)),
-        }
-    }
-
-    /// The whole budget, in MiB.
-    pub fn total_mb(&self) -> u32 {
-        self.mb
-    }
-
-    /// Holds `mb` of the budget, waiting up to `wait` for room; `Err` names why not.
-    pub async fn take(&self, mb: u32, wait: Duration) -> Result<OwnedSemaphorePermit, String> {
-        if mb > self.mb {
-            return Err(format!(
-                "memory budget: the run needs {mb} MB, more than this hub's budget for all runs together ({} MB)",
-                self.mb
-            ));
-        }
-        match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(mb)).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(format!(
-                "timeout: no room for {mb} MB in the hub's memory budget for runs ({} MB) within {} ms (too many runs at once)",
-                self.mb,
-                crate::whole_ms(wait)
-            )),
-        }
-    }
-}
-
 /// The default budget: half of the memory this hub may use (the machine's, or its cgroup's
 /// limit when that is lower), in MiB.
 pub fn default_budget_mb() -> u32 {

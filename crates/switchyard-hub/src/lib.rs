@@ -28,11 +28,13 @@ use std::time::Duration;
 use switchyard_core::Delivery;
 use switchyard_core::egress::EgressPolicy;
 use switchyard_core::ids::{DeliveryId, EndpointId, OrgId};
+use switchyard_core::limits::{Limits, OrgLimits};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
 pub use switchyard_exec::RunnerLimits;
 use switchyard_exec::sandbox::Isolation;
+use switchyard_fair::Shares;
 use switchyard_store::{Store, StoreError};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -82,6 +84,8 @@ pub struct HubSettings {
     pub schedules: ScheduleSettings,
     /// What this node does; `engine.deliver` follows it.
     pub role: Role,
+    /// What each organization may take of the hub, unless the instance admin set its own.
+    pub limits: Limits,
 }
 
 /// Errors of the hub's own making; the store's pass through.
@@ -141,6 +145,8 @@ struct Inner {
     published: broadcast::Sender<Arc<str>>,
     /// Run: changes heard from any node that concern the API's caches ([`Hub::changes`]).
     changes: broadcast::Sender<switchyard_store::Notice>,
+    /// Run: each organization's limits, read at start and kept as they change on any node.
+    shares: Arc<Shares>,
 }
 
 impl Hub {
@@ -163,12 +169,18 @@ impl Hub {
                 tracing::warn!(%why, "no per-run cgroups: Python, PHP and Node.js executors are refused (allow_unbounded_runs would run them unbounded)");
             }
         }
+        // Each organization's limits: the hub's, and those the instance admin set.
+        let shares = Shares::new(settings.limits);
+        for org in store.list_orgs().await? {
+            shares.set(org.id.as_str(), &org.limits);
+        }
         let runner = Runner::new(
             store.clone(),
             clients.clone(),
             isolation,
             settings.js_worker.clone(),
             settings.runs.clone(),
+            shares.clone(),
         );
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut engine_config = settings.engine.clone();
@@ -179,6 +191,7 @@ impl Hub {
             clients,
             Some(Arc::new(runner.clone())),
             events_tx,
+            shares.clone(),
         );
         let hub = Hub {
             inner: Arc::new(Inner {
@@ -190,7 +203,8 @@ impl Hub {
                 cancel: CancellationToken::new(),
                 retention: settings.retention.clone(),
                 payload_marks: Default::default(),
-                hook_cache: Default::default(),
+                hook_cache: sync_hooks::HookCache::new(shares.clone()),
+                shares,
                 schedules: settings.schedules,
                 schedule_wake: Notify::new(),
                 published: broadcast::channel(256).0,
@@ -230,6 +244,49 @@ impl Hub {
     /// The guarded HTTP clients (their URL check is the API's too).
     pub fn clients(&self) -> &Clients {
         self.inner.engine.clients()
+    }
+
+    /// The limits `org` runs under now.
+    pub fn limits(&self, org: &OrgId) -> Limits {
+        self.inner.shares.limits(org.as_str())
+    }
+
+    /// The hub's own limits (every organization's, unless the instance admin set its own).
+    pub fn default_limits(&self) -> Limits {
+        self.inner.shares.defaults()
+    }
+
+    /// Sets `org`'s own limits (the instance admin's call): stored, in force on this node at
+    /// once and on the others when they hear of it.
+    pub async fn set_org_limits(
+        &self,
+        org: &OrgId,
+        limits: OrgLimits,
+    ) -> Result<switchyard_core::Org, HubError> {
+        let mut o = self.inner.store.get_org(org).await?;
+        o.limits = limits;
+        let o = self.inner.store.update_org(&o).await?;
+        self.inner.shares.set(org.as_str(), &o.limits);
+        self.announce(switchyard_store::Notice::Org {
+            org: org.to_string(),
+        });
+        Ok(o)
+    }
+
+    /// Reads `org`'s limits again (another node changed them).
+    pub(crate) async fn reload_limits(&self, org: Option<&OrgId>) {
+        let orgs = match org {
+            Some(o) => self.inner.store.get_org(o).await.map(|o| vec![o]),
+            None => self.inner.store.list_orgs().await,
+        };
+        match orgs {
+            Ok(orgs) => {
+                for o in orgs {
+                    self.inner.shares.set(o.id.as_str(), &o.limits);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading organization limits failed"),
+        }
     }
 
     /// The hub's retention: the default and ceiling of organizations' own.

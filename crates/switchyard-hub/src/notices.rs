@@ -77,6 +77,7 @@ impl Hub {
             Notice::Hook { org: o, name } => self.forget_hook(&org(o), name).await,
             Notice::Executor { org: o, name } => self.forget_executor(&org(o), name).await,
             Notice::Schedules => self.inner.schedule_wake.notify_one(),
+            Notice::Org { org: o } => self.reload_limits(Some(&org(o))).await,
             Notice::EventType { .. } | Notice::Key { .. } => {}
             Notice::Lost => {
                 if let Ok(mut r) = self.inner.routes.lock() {
@@ -84,6 +85,7 @@ impl Hub {
                 }
                 self.inner.engine.forget_endpoints();
                 self.inner.hook_cache.clear();
+                self.reload_limits(None).await;
                 self.inner.schedule_wake.notify_one();
                 self.inner.engine.wake();
             }

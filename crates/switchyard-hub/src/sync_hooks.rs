@@ -18,8 +18,12 @@ use switchyard_core::sync_hook::canonical_json;
 use switchyard_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
-/// Bytes of cached answers (with their keys) the hub holds at most, all organizations together.
+/// Bytes of cached answers (with their keys) the hub holds at most, all organizations together;
+/// each organization's answers take at most its share (limit `hook_cache_bytes`).
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Synchronous hook calls in progress at once, all organizations together; each organization
+/// has at most its share (limit `hook_calls`) and is refused with 429 beyond it.
+pub const HOOK_CALLS: u64 = 1024;
 /// How long a hook's definition and its executor are trusted without reading them again. A
 /// change through this node is seen at once; one made through another node within this time.
 const DEFINITION_TTL: Duration = Duration::from_secs(5);
@@ -76,6 +80,13 @@ pub enum CallError {
     },
     #[error("the hook's {0} cannot be used; replace the hook")]
     Schema(&'static str),
+    /// The organization has its share of hook calls in progress, or the run found no room
+    /// within the hook's timeout: the caller may retry.
+    #[error("{reason}")]
+    Busy {
+        run_id: Option<RunId>,
+        reason: String,
+    },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -123,9 +134,23 @@ impl LoadedHook {
     }
 }
 
+/// Why an answer's computation did not go into the cache.
+#[derive(Clone)]
+enum NotCached {
+    /// The call failed.
+    Failed(CallError),
+    /// The organization's answers fill its share of the cache: the answer is given, not kept.
+    Full(Arc<Cached>),
+}
+
 /// The hub's cache of answers, and what it needs to key and check them.
 pub(crate) struct HookCache {
     answers: Cache<String, Arc<Cached>>,
+    /// Bytes of cached answers by organization (the key's first part), for its share.
+    bytes: Arc<Mutex<HashMap<String, u64>>>,
+    shares: Arc<switchyard_fair::Shares>,
+    /// Calls in progress, shared fairly between organizations.
+    pub(crate) calls: switchyard_fair::FairPool,
     /// Per (organization, hook), bumped when its cache is emptied: older keys are never read
     /// again and age out.
     generations: Mutex<HashMap<(String, String), u64>>,
@@ -136,6 +161,23 @@ pub(crate) struct HookCache {
 }
 
 impl HookCache {
+    /// Counts `answer` against its organization's share of the cache: `false` (and nothing
+    /// counted) if it does not fit, and it is not cached.
+    fn make_room(&self, key: &str, answer: &Cached) -> bool {
+        let org = key_org(key);
+        let share = self.shares.limits(org).hook_cache_bytes;
+        let w = weight(key, answer);
+        let Ok(mut b) = self.bytes.lock() else {
+            return false;
+        };
+        let used = b.entry(org.to_string()).or_insert(0);
+        if *used + w > share {
+            return false;
+        }
+        *used += w;
+        true
+    }
+
     /// Forgets everything cached (notices from other nodes may have been missed).
     pub(crate) fn clear(&self) {
         self.hooks.invalidate_all();
@@ -144,17 +186,47 @@ impl HookCache {
     }
 }
 
-impl Default for HookCache {
-    fn default() -> Self {
+/// What an answer costs the cache.
+fn weight(key: &str, v: &Cached) -> u64 {
+    (key.len() + v.output.to_string().len() + 64) as u64
+}
+
+/// The organization an answer's key belongs to.
+fn key_org(key: &str) -> &str {
+    key.split('\u{0}').next().unwrap_or_default()
+}
+
+impl HookCache {
+    pub(crate) fn new(shares: Arc<switchyard_fair::Shares>) -> Self {
+        let bytes: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let counted = bytes.clone();
         HookCache {
             answers: Cache::builder()
                 .max_capacity(CACHE_BYTES)
                 .weigher(|k: &String, v: &Arc<Cached>| {
-                    let bytes = k.len() + v.output.to_string().len() + 64;
-                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                    u32::try_from(weight(k, v)).unwrap_or(u32::MAX)
                 })
                 .expire_after(ByTtl)
+                .eviction_listener(move |k: Arc<String>, v: Arc<Cached>, _cause| {
+                    if let Ok(mut b) = counted.lock()
+                        && let Some(n) = b.get_mut(key_org(&k))
+                    {
+                        *n = n.saturating_sub(weight(&k, &v));
+                        if *n == 0 {
+                            b.remove(key_org(&k));
+                        }
+                    }
+                })
                 .build(),
+            bytes,
+            calls: switchyard_fair::FairPool::new(
+                "synchronous hook calls",
+                "hook_calls",
+                HOOK_CALLS,
+                shares.clone(),
+                |l, _| l.hook_calls,
+            ),
+            shares,
             generations: Mutex::new(HashMap::new()),
             hooks: Cache::builder()
                 .max_capacity(MAX_DEFINITIONS)
@@ -235,14 +307,22 @@ impl Hub {
                 let ttl = Duration::from_secs(u64::from(ttl));
                 let entry = cache
                     .answers
-                    .entry(key)
+                    .entry(key.clone())
                     .or_try_insert_with(async {
-                        let (output, run_id) = self.run_hook(&loaded, &ex, input).await?;
-                        Ok::<_, CallError>(Arc::new(Cached {
+                        let (output, run_id) = self
+                            .run_hook(&loaded, &ex, input)
+                            .await
+                            .map_err(NotCached::Failed)?;
+                        let answer = Arc::new(Cached {
                             output,
                             run_id,
                             ttl,
-                        }))
+                        });
+                        if cache.make_room(&key, &answer) {
+                            Ok(answer)
+                        } else {
+                            Err(NotCached::Full(answer))
+                        }
                     })
                     .await;
                 match entry {
@@ -259,7 +339,14 @@ impl Hub {
                             cache: use_,
                         })
                     }
-                    Err(e) => Err((*e).clone()),
+                    Err(e) => match &*e {
+                        NotCached::Failed(e) => Err(e.clone()),
+                        NotCached::Full(v) => Ok(HookAnswer {
+                            output: v.output.clone(),
+                            run_id: v.run_id.clone(),
+                            cache: CacheUse::Miss,
+                        }),
+                    },
                 }
             }
         };
@@ -332,6 +419,16 @@ impl Hub {
         input: Value,
     ) -> Result<(Value, RunId), CallError> {
         let hook = &loaded.hook;
+        // The organization's share of calls in progress: beyond it, the caller retries.
+        let _call = self
+            .inner
+            .hook_cache
+            .calls
+            .try_acquire(&ex.org_id, 1)
+            .map_err(|r| CallError::Busy {
+                run_id: None,
+                reason: format!("{r}; retry when some of them have answered"),
+            })?;
         let cancel = CancellationToken::new();
         let stop_on_drop = cancel.clone().drop_guard();
         let deadline = Instant::now() + Duration::from_millis(u64::from(hook.timeout_ms));
@@ -359,7 +456,12 @@ impl Hub {
             }
             RunStatus::Failed => {
                 let reason = run.error.unwrap_or_else(|| "the run failed".into());
-                if reason.starts_with("timeout:") {
+                if reason.starts_with(switchyard_exec::capacity::NO_ROOM) {
+                    Err(CallError::Busy {
+                        run_id: Some(run.id),
+                        reason,
+                    })
+                } else if reason.starts_with("timeout:") {
                     Err(CallError::Timeout {
                         run_id: run.id,
                         reason,

@@ -7,7 +7,7 @@ use switchyard_core::health::EndpointHealth;
 use switchyard_core::ordering::{HeadFailure, Ordering, OrderingKey};
 use switchyard_core::signing::SigningSecret;
 
-pub(crate) const ORG_COLS: &str = "id, name, created_at, retention_s, payload_retention_s";
+pub(crate) const ORG_COLS: &str = "id, name, created_at, retention_s, payload_retention_s, limits";
 
 pub(crate) const EVENT_COLS: &str = "seq, org_id, id, type, timestamp, entity_type, entity_id, data, received_at, payload_dropped_at";
 

@@ -192,6 +192,8 @@ pub enum Notice {
     Key { key_id: String },
     /// A schedule was created, changed or deleted.
     Schedules,
+    /// An organization's limits changed.
+    Org { org: String },
     /// Notices may have been missed (the listening connection was lost and is back): every
     /// cache is to be dropped.
     Lost,
@@ -437,6 +439,20 @@ pub struct Retried {
     pub claimed: Option<DueDelivery>,
 }
 
+/// What [`DeliveryQueue::claim_hooks`] claims.
+#[derive(Debug, Clone, Default)]
+pub struct HookClaim {
+    /// Most hooks claimed in all.
+    pub limit: u32,
+    /// Most hooks of one organization.
+    pub per_org: u32,
+    /// Organizations whose hooks are left in the store this time (they have no room).
+    pub skip: Vec<OrgId>,
+}
+
+/// Organizations one hook claim looks at, at most (the first by id with hooks pending).
+pub const HOOK_CLAIM_ORGS: u32 = 1_000;
+
 /// The delivery queue: deliveries waiting, claimed, attempted and finished.
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
@@ -458,12 +474,14 @@ pub trait DeliveryQueue: Send + Sync {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>>;
-    /// Claims up to `limit` deliveries to executors (event hooks) due at `now`.
+    /// Claims deliveries to executors (event hooks) due at `now`: at most `claim.per_org` of
+    /// each organization (oldest first), none of the organizations in `claim.skip`, at most
+    /// `claim.limit` in all, so that one organization's backlog never hides another's hooks.
     async fn claim_hooks(
         &self,
         node: &str,
         now: i64,
-        limit: u32,
+        claim: &HookClaim,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>>;
     /// Makes claimed deliveries due again at once (work handed back at shutdown, or after a

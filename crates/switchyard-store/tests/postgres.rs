@@ -235,7 +235,10 @@ async fn nodes_starting_together_migrate_once() {
         .await
         .expect("history")
         .get(0);
-    assert_eq!(applied, 2, "each migration ran once");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .expect("the migrations")
+        .count();
+    assert_eq!(applied as usize, files, "each migration ran once");
     drop((a, b));
     db.drop_db().await;
 }

@@ -212,6 +212,7 @@ impl Application {
                 },
                 retention: settings.retention.clone(),
                 schedules: settings.schedules,
+                limits: settings.limits,
                 role: settings.role,
             },
         )

@@ -85,6 +85,9 @@ struct FileSettings {
     retention: Option<RetentionFile>,
     schedules: Option<SchedulesFile>,
     postgres: Option<PostgresFile>,
+    /// `[limits]`: what each organization may take of the hub (its shares and quotas),
+    /// unless the instance admin set its own.
+    limits: Option<switchyard_core::limits::OrgLimits>,
 }
 
 /// `[postgres]` in `switchyard.toml`: how a node uses a PostgreSQL database.
@@ -309,6 +312,8 @@ pub struct Settings {
     pub role: switchyard_hub::Role,
     /// What bounds the listener's connections.
     pub listen_limits: crate::listener::ListenLimits,
+    /// What each organization may take of the hub, unless the instance admin set its own.
+    pub limits: switchyard_core::limits::Limits,
 }
 
 /// Default of [`Settings::max_run_tmp_mb`].
@@ -398,6 +403,11 @@ impl Settings {
     ) -> anyhow::Result<Settings> {
         let delivery = file.delivery.unwrap_or_default();
         delivery.validate()?;
+        let limits = file.limits.unwrap_or_default();
+        limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("[limits]: {e}"))?;
+        let limits = switchyard_core::limits::Limits::default().with(&limits);
         let retention = file.retention.unwrap_or_default().resolve()?;
         let schedules = switchyard_hub::ScheduleSettings {
             seconds: file
@@ -478,6 +488,7 @@ impl Settings {
         }
         Ok(Settings {
             listen_limits: crate::listener::ListenLimits::default(),
+            limits,
             role,
             max_run_tmp_mb,
             run_memory_budget_mb,

@@ -8,14 +8,15 @@ impl OrgCatalog for PgStore {
         let c = self.conn().await?;
         Db::C(&c)
             .exec(
-                "INSERT INTO orgs (id, name, created_at, retention_s, payload_retention_s)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO orgs (id, name, created_at, retention_s, payload_retention_s, limits)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &org.id,
                     &org.name,
                     &org.created_at,
                     &org.retention_s.map(big),
                     &org.payload_retention_s.map(big),
+                    &serde_json::to_string(&org.limits).unwrap_or_default(),
                 ],
             )
             .await
@@ -32,12 +33,14 @@ impl OrgCatalog for PgStore {
         let c = self.conn().await?;
         let n = Db::C(&c)
             .exec(
-                "UPDATE orgs SET name = $2, retention_s = $3, payload_retention_s = $4 WHERE id = $1",
+                "UPDATE orgs SET name = $2, retention_s = $3, payload_retention_s = $4, limits = $5
+                 WHERE id = $1",
                 &[
                     &org.id,
                     &org.name,
                     &org.retention_s.map(big),
                     &org.payload_retention_s.map(big),
+                    &serde_json::to_string(&org.limits).unwrap_or_default(),
                 ],
             )
             .await?;

@@ -171,6 +171,7 @@ pub(super) fn org_from_row(r: &Row) -> Result<Org> {
         created_at: get(r, 2)?,
         retention_s: uint_opt(r, 3)?,
         payload_retention_s: uint_opt(r, 4)?,
+        limits: json(r, 5, "organization limits")?,
     })
 }
 

@@ -126,21 +126,45 @@ impl DeliveryQueue for PgStore {
         &self,
         node: &str,
         now: i64,
-        limit: u32,
+        claim: &HookClaim,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>> {
         let lease_until = now + lease_ms;
+        let skip: Vec<&str> = claim.skip.iter().map(OrgId::as_str).collect();
+        // The organizations with hooks pending (a skip-scan over `deliveries_hooks_due`), then
+        // at most `per_org` of each.
         self.claim(
             lease_until,
-            "WITH picked AS MATERIALIZED (
-               SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
-                 AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
+            "WITH RECURSIVE o(org) AS (
+               (SELECT org_id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
+                ORDER BY org_id LIMIT 1)
+               UNION ALL
+               SELECT (SELECT d.org_id FROM deliveries d
+                       WHERE d.status = 'pending' AND d.endpoint_id IS NULL AND d.org_id > o.org
+                       ORDER BY d.org_id LIMIT 1)
+               FROM o WHERE o.org IS NOT NULL),
+             orgs AS (SELECT org FROM o WHERE org IS NOT NULL LIMIT $7),
+             picked AS MATERIALIZED (
+               SELECT p.id FROM orgs CROSS JOIN LATERAL (
+                 SELECT id FROM deliveries
+                 WHERE org_id = orgs.org AND status = 'pending' AND endpoint_id IS NULL
+                   AND next_attempt_at <= $3
+                 ORDER BY next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED) p
+               WHERE NOT (orgs.org = ANY($5))
+               LIMIT $4)
              UPDATE deliveries d SET claimed_by = $1, next_attempt_at = $2
              FROM picked WHERE d.id = picked.id
              RETURNING d.id, d.org_id, d.endpoint_id, d.attempts, d.event_seq, d.executor,
                NULL::bigint",
-            &[&node, &lease_until, &now, &i64::from(limit)],
+            &[
+                &node,
+                &lease_until,
+                &now,
+                &i64::from(claim.limit),
+                &skip,
+                &i64::from(claim.per_org),
+                &i64::from(HOOK_CLAIM_ORGS),
+            ],
         )
         .await
     }

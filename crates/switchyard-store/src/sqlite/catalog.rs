@@ -14,15 +14,16 @@ impl OrgCatalog for SqliteStore {
         self.write(move |ctx| {
             ctx.conn
                 .prepare_cached(
-                    "INSERT INTO orgs (id, name, created_at, retention_s, payload_retention_s)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO orgs (id, name, created_at, retention_s, payload_retention_s, limits)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     org.id,
                     org.name,
                     org.created_at,
                     org.retention_s,
-                    org.payload_retention_s
+                    org.payload_retention_s,
+                    serde_json::to_string(&org.limits).unwrap_or_default()
                 ])
                 .map_err(|e| match StoreError::from(e) {
                     StoreError::Conflict(_) => {
@@ -52,9 +53,16 @@ impl OrgCatalog for SqliteStore {
             let n = ctx
                 .conn
                 .prepare_cached(
-                    "UPDATE orgs SET name = ?2, retention_s = ?3, payload_retention_s = ?4 WHERE id = ?1",
+                    "UPDATE orgs SET name = ?2, retention_s = ?3, payload_retention_s = ?4, limits = ?5
+                     WHERE id = ?1",
                 )?
-                .execute(params![org.id, org.name, org.retention_s, org.payload_retention_s])?;
+                .execute(params![
+                    org.id,
+                    org.name,
+                    org.retention_s,
+                    org.payload_retention_s,
+                    serde_json::to_string(&org.limits).unwrap_or_default()
+                ])?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }

@@ -112,20 +112,50 @@ impl DeliveryQueue for SqliteStore {
         &self,
         node: &str,
         now: i64,
-        limit: u32,
+        wanted: &HookClaim,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>> {
-        let node = node.to_string();
+        let (node, wanted) = (node.to_string(), wanted.clone());
         self.write(move |ctx| {
-            claim(
-                ctx,
-                now + lease_ms,
-                "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
-                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND endpoint_id IS NULL
-                              AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4)
-                 RETURNING id, org_id, endpoint_id, attempts, event_seq, executor, NULL",
-                params![node, now + lease_ms, now, limit],
-            )
+            // The organizations with hooks pending: a skip-scan over `deliveries_hooks_due`.
+            let orgs: Vec<OrgId> = ctx
+                .conn
+                .prepare_cached(
+                    "WITH RECURSIVE o(org) AS (
+                       SELECT (SELECT MIN(org_id) FROM deliveries
+                               WHERE status = 'pending' AND endpoint_id IS NULL)
+                       UNION ALL
+                       SELECT (SELECT MIN(org_id) FROM deliveries
+                               WHERE status = 'pending' AND endpoint_id IS NULL AND org_id > o.org)
+                       FROM o WHERE o.org IS NOT NULL)
+                     SELECT org FROM o WHERE org IS NOT NULL LIMIT ?1",
+                )?
+                .query_map([HOOK_CLAIM_ORGS], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for org in orgs.iter().filter(|o| !wanted.skip.contains(o)) {
+                let left = (wanted.limit as usize).saturating_sub(out.len());
+                if left == 0 {
+                    break;
+                }
+                out.extend(claim(
+                    ctx,
+                    now + lease_ms,
+                    "UPDATE deliveries SET claimed_by = ?1, next_attempt_at = ?2
+                     WHERE id IN (SELECT id FROM deliveries WHERE org_id = ?5 AND status = 'pending'
+                                  AND endpoint_id IS NULL AND next_attempt_at <= ?3
+                                  ORDER BY next_attempt_at LIMIT ?4)
+                     RETURNING id, org_id, endpoint_id, attempts, event_seq, executor, NULL",
+                    params![
+                        node,
+                        now + lease_ms,
+                        now,
+                        wanted.per_org.min(left as u32),
+                        org
+                    ],
+                )?);
+            }
+            Ok(out)
         })
         .await
     }

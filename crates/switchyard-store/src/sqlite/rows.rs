@@ -11,6 +11,7 @@ pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
         created_at: r.get(2)?,
         retention_s: r.get(3)?,
         payload_retention_s: r.get(4)?,
+        limits: json_col(r, 5, "organization limits")?,
     })
 }
 

@@ -39,7 +39,8 @@ macro_rules! contract_tests {
             an_ordered_key_hands_out_only_its_head,
             health_counts_failures_and_a_recovery_makes_retries_due,
             endpoint_leases_fence_claims_and_pass_on_when_they_expire,
-            a_node_gone_a_lease_past_its_beat_has_its_claims_released);
+            a_node_gone_a_lease_past_its_beat_has_its_claims_released,
+            event_hooks_are_claimed_a_few_per_organization);
     };
     (@each $open:path; $($check:ident),* $(,)?) => {
         $(
@@ -2408,4 +2409,100 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
             .expect("get")
             .enabled
     );
+}
+
+/// One organization's backlog of event hooks never hides another's: a claim takes at most
+/// `per_org` of each organization, and none of one it is told to skip.
+pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
+    for org in ["h-a", "h-b"] {
+        store
+            .create_org(&Org::named(org, org).expect("valid org"))
+            .await
+            .expect("org");
+        let ex = Executor {
+            org_id: oid(org),
+            name: "hook".into(),
+            version: 0,
+            description: String::new(),
+            spec: ExecutorSpec::Code {
+                language: Language::Python,
+                source: "def main(i, sdk): return i".into(),
+                timeout_ms: 1000,
+                memory_mb: 64,
+                tmp_mb: 8,
+            },
+            parameters: None,
+            retries: Some(0),
+            created_at: 0,
+        };
+        store.put_executor(&ex).await.expect("executor");
+        let mut sub = sample_subscription(org, &EndpointId::generate(), &["*"]);
+        sub.target = Target::Executor("hook".into());
+        store.create_subscription(&sub, None).await.expect("sub");
+    }
+    // A's backlog is older than B's one hook.
+    let a: Vec<_> = (0..30)
+        .map(|i| sample_event(&format!("a-{i}"), "T", "1"))
+        .collect();
+    let mut batch = route(store, "h-a", a).await.expect("route");
+    for e in &mut batch.events {
+        e.claim = vec![false; e.targets.len()];
+    }
+    store
+        .publish(&oid("h-a"), batch, "n")
+        .await
+        .expect("publish");
+    let mut batch = route(store, "h-b", vec![sample_event("b-1", "T", "1")])
+        .await
+        .expect("route");
+    for e in &mut batch.events {
+        e.claim = vec![false; e.targets.len()];
+    }
+    store
+        .publish(&oid("h-b"), batch, "n")
+        .await
+        .expect("publish");
+
+    let now = now_ms() + 1_000;
+    let wanted = HookClaim {
+        limit: 10,
+        per_org: 3,
+        skip: Vec::new(),
+    };
+    let claimed = store
+        .claim_hooks("n", now, &wanted, 60_000)
+        .await
+        .expect("claim");
+    let of = |org: &str, c: &[DueDelivery]| c.iter().filter(|d| d.org_id.as_str() == org).count();
+    assert_eq!(of("h-a", &claimed), 3, "A gets its few");
+    assert_eq!(of("h-b", &claimed), 1, "B's hook is not behind A's backlog");
+
+    // Skipped organizations are left alone; the others are claimed.
+    let more = store
+        .publish(
+            &oid("h-b"),
+            {
+                let mut b = route(store, "h-b", vec![sample_event("b-2", "T", "1")])
+                    .await
+                    .expect("route");
+                for e in &mut b.events {
+                    e.claim = vec![false; e.targets.len()];
+                }
+                b
+            },
+            "n",
+        )
+        .await;
+    more.expect("publish");
+    let wanted = HookClaim {
+        limit: 10,
+        per_org: 3,
+        skip: vec![oid("h-a")],
+    };
+    let claimed = store
+        .claim_hooks("n", now, &wanted, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(of("h-a", &claimed), 0);
+    assert_eq!(of("h-b", &claimed), 1);
 }

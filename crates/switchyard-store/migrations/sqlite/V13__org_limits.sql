@@ -1,0 +1,8 @@
+-- What the instance admin set for one organization: its shares and quotas (JSON object,
+-- absent fields follow the hub's settings).
+ALTER TABLE orgs ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+
+-- Event hooks are claimed a few per organization at a time, the organizations found by a
+-- skip-scan over this index: one organization's backlog never hides another's hooks.
+CREATE INDEX deliveries_hooks_due ON deliveries (org_id, next_attempt_at)
+    WHERE status = 'pending' AND endpoint_id IS NULL;
