@@ -99,6 +99,12 @@ pub async fn enreach_create(
             created_at: now,
         })
         .collect();
+    s.hub
+        .within_quota(&org, |u| {
+            u.subscriptions += subs.len() as u64;
+            u.endpoints += 1;
+        })
+        .await?;
     let saved = s.store.create_subscriptions(&subs, Some(&ep)).await?;
     s.hub.routing_changed(&org);
     let refs: Vec<&Subscription> = saved.iter().collect();

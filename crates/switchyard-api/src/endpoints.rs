@@ -26,6 +26,7 @@ pub async fn create(
     let org = s.authorize(&p, org, Role::Admin).await?;
     let mut ep = Endpoint::new(&org, now_ms());
     ep.apply(body.into(), Change::Create, s.hub.clients().policy())?;
+    s.hub.within_quota(&org, |u| u.endpoints += 1).await?;
     let ep = s.store.create_endpoint(&ep).await?;
     Ok((StatusCode::CREATED, Json(EndpointOut::from(&ep, true))))
 }

@@ -60,6 +60,10 @@ impl ApiError {
         }
         self
     }
+    /// 403 `quota_exceeded`: the write would take the organization past one of its quotas.
+    pub fn quota(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+    }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
@@ -104,6 +108,7 @@ impl ApiError {
                 "storage_full",
                 format!("{m}; retry when the operator has freed space"),
             ),
+            StoreError::Quota(m) => Self::quota(m),
             StoreError::Database(m) => Self::internal(m),
         }
     }
@@ -120,6 +125,11 @@ impl ApiError {
                 e.to_string(),
             ),
             HubError::Start(m) => Self::internal(m),
+            HubError::Quota(m) => Self::quota(m),
+            HubError::RateLimited {
+                message,
+                retry_after_s,
+            } => Self::too_many("rate_limited", message, retry_after_s),
         }
     }
 }

@@ -71,6 +71,13 @@ pub async fn put(
         retries: body.retries,
         created_at: 0,
     };
+    let new_name = matches!(
+        s.store.get_executor(&ex.org_id, &ex.name).await,
+        Err(switchyard_store::StoreError::NotFound)
+    );
+    s.hub
+        .within_quota(&ex.org_id, |u| u.executors += u64::from(new_name))
+        .await?;
     let saved = s.store.put_executor(&ex).await?;
     s.hub.executor_changed(&saved.org_id, &saved.name).await;
     let status = if saved.version == 1 {

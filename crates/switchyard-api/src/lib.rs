@@ -320,6 +320,7 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::whoami))
         .routes(routes!(orgs::create, orgs::list))
         .routes(routes!(orgs::get, orgs::patch))
+        .routes(routes!(orgs::get_limits, orgs::put_limits))
         .routes(routes!(orgs::create_key, orgs::list_keys))
         .routes(routes!(orgs::revoke_key))
         .routes(routes!(event_types::list))

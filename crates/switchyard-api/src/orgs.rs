@@ -97,6 +97,61 @@ pub async fn patch(
     Ok(Json(o.into()))
 }
 
+/// An organization's limits: its shares of what the hub runs at once, its quotas on what it
+/// stores and publishes, and what it uses of them.
+#[utoipa::path(get, tag = "orgs", path = "/v1/orgs/{org}/limits", responses((status = 200, body = LimitsOut)))]
+pub async fn get_limits(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+) -> ApiResult<Json<LimitsOut>> {
+    let org = s.authorize(&p, org, Role::Viewer).await?;
+    let o = s
+        .store
+        .get_org(&org)
+        .await
+        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    limits_out(&s, o).await
+}
+
+/// Set an organization's own limits (instance admin key): each given limit replaces the hub's
+/// for it; the ones left out follow the hub's `[limits]`. In force at once on every node.
+#[utoipa::path(put, tag = "orgs", path = "/v1/orgs/{org}/limits", request_body(content = Object),
+    responses((status = 200, body = LimitsOut), (status = 403, description = "not the instance admin key")))]
+pub async fn put_limits(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    JsonBody(body): JsonBody<switchyard_core::limits::OrgLimits>,
+) -> ApiResult<Json<LimitsOut>> {
+    if p.org.is_some() {
+        return Err(ApiError::forbidden(
+            "only the instance admin key sets an organization's limits",
+        ));
+    }
+    let org = s.authorize(&p, org, Role::Admin).await?;
+    body.check()?;
+    let o = s
+        .hub
+        .set_org_limits(&org, body)
+        .await
+        .map_err(|e| ApiError::from_hub(e, "organization"))?;
+    limits_out(&s, o).await
+}
+
+async fn limits_out(s: &AppState, o: Org) -> ApiResult<Json<LimitsOut>> {
+    let usage = s
+        .hub
+        .usage(&o.id)
+        .await
+        .map_err(|e| ApiError::from_hub(e, "organization"))?;
+    Ok(Json(LimitsOut {
+        limits: s.hub.limits(&o.id),
+        own: o.limits,
+        usage,
+    }))
+}
+
 /// List organizations (instance admin key).
 #[utoipa::path(get, tag = "orgs", path = "/v1/orgs", responses((status = 200, body = List<OrgOut>)))]
 pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<List<OrgOut>>> {

@@ -61,6 +61,14 @@ pub async fn put(
             ),
         ));
     }
+    let bytes = |data: &serde_json::Value| data.to_string().len() as u64;
+    s.hub
+        .within_quota(&org, |u| {
+            u.schedules += u64::from(existing.is_none());
+            u.schedule_bytes = (u.schedule_bytes + bytes(&schedule.data))
+                .saturating_sub(existing.as_ref().map_or(0, |e| bytes(&e.data)));
+        })
+        .await?;
     let saved = s.store.put_schedule(&schedule).await?;
     s.hub.schedules_changed();
     let status = if existing.is_some() {

@@ -146,6 +146,12 @@ pub(crate) async fn create_from(
         mode,
         created_at: now_ms(),
     };
+    s.hub
+        .within_quota(org, |u| {
+            u.subscriptions += 1;
+            u.endpoints += u64::from(owned.is_some());
+        })
+        .await?;
     let saved = s.store.create_subscription(&sub, owned.as_ref()).await?;
     s.hub.routing_changed(org);
     Ok((saved, owned))

@@ -9,7 +9,7 @@
 //! A stream costs what it scans once: each read covers at most [`WINDOW`] sequence numbers up to
 //! the newest event (a bounded range of the `(org, seq)` index, whatever the filters), and the
 //! stream moves past every row it scanned, matched or not. At most [`PER_KEY`] streams per key
-//! and [`PER_ORG`] per organization are open at once; more answer 429.
+//! and the organization's limit `streams` per organization are open at once; more answer 429.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -42,9 +42,8 @@ const PAGE: u32 = 200;
 /// The most sequence numbers one read scans.
 const WINDOW: i64 = 10_000;
 
-/// Live streams open at once per key, and per organization.
+/// Live streams open at once per key (per organization: its limit `streams`).
 const PER_KEY: usize = 4;
-const PER_ORG: usize = 32;
 
 /// Live streams open, per key and per organization.
 #[derive(Default)]
@@ -58,7 +57,7 @@ struct Counted {
 }
 
 impl Open {
-    fn take(self: &Arc<Self>, key: &str, org: &str) -> Result<Counted, ApiError> {
+    fn take(self: &Arc<Self>, key: &str, org: &str, per_org: usize) -> Result<Counted, ApiError> {
         let mut m = self
             .0
             .lock()
@@ -68,11 +67,11 @@ impl Open {
             by_key.get(key).copied().unwrap_or(0),
             by_org.get(org).copied().unwrap_or(0),
         );
-        if k >= PER_KEY || o >= PER_ORG {
+        if k >= PER_KEY || o >= per_org {
             let which = if k >= PER_KEY {
                 format!("{PER_KEY} for one key")
             } else {
-                format!("{PER_ORG} for one organization")
+                format!("{per_org} for this organization, its limit `streams`")
             };
             return Err(ApiError::too_many(
                 "too_many_streams",
@@ -124,7 +123,8 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let counted = s.streams.take(&p.key_id, &org)?;
+    let per_org = usize::try_from(s.hub.limits(&org).streams).unwrap_or(usize::MAX);
+    let counted = s.streams.take(&p.key_id, &org, per_org)?;
     let resume = q
         .after
         .as_deref()

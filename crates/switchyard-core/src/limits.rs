@@ -123,6 +123,70 @@ impl Limits {
     }
 }
 
+/// What an organization stores now, for its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub endpoints: u64,
+    pub subscriptions: u64,
+    pub executors: u64,
+    pub schedules: u64,
+    /// Bytes of its schedules' event payloads.
+    pub schedule_bytes: u64,
+    /// Bytes of its key-value storage (keys and values).
+    pub kv_bytes: u64,
+}
+
+impl Limits {
+    /// Whether a change from `before` to `after` stays within the quotas: only what the change
+    /// grows is checked (an organization above a quota lowered since may still shrink). `Err`
+    /// names the quota, the usage and the limit.
+    pub fn allows(&self, before: &Usage, after: &Usage) -> Result<(), String> {
+        let quotas = [
+            (
+                "endpoints",
+                before.endpoints,
+                after.endpoints,
+                self.endpoints,
+            ),
+            (
+                "subscriptions",
+                before.subscriptions,
+                after.subscriptions,
+                self.subscriptions,
+            ),
+            (
+                "executors",
+                before.executors,
+                after.executors,
+                self.executors,
+            ),
+            (
+                "schedules",
+                before.schedules,
+                after.schedules,
+                self.schedules,
+            ),
+            (
+                "schedule_bytes",
+                before.schedule_bytes,
+                after.schedule_bytes,
+                self.schedule_bytes,
+            ),
+            ("kv_bytes", before.kv_bytes, after.kv_bytes, self.kv_bytes),
+        ];
+        for (name, was, will, limit) in quotas {
+            if will > was && will > limit {
+                return Err(format!(
+                    "quota `{name}` exceeded: this would make {will}, and the organization's \
+                     limit is {limit} (it has {was}); remove some, or ask the instance admin \
+                     to raise the limit"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +213,42 @@ mod tests {
             ..Default::default()
         };
         assert!(huge.check().is_err());
+    }
+
+    #[test]
+    fn quotas_check_only_what_grows() {
+        let l = Limits {
+            endpoints: 2,
+            ..Limits::default()
+        };
+        let before = Usage {
+            endpoints: 2,
+            ..Usage::default()
+        };
+        let grow = Usage {
+            endpoints: 3,
+            ..before
+        };
+        let err = l.allows(&before, &grow).unwrap_err();
+        assert!(
+            err.contains("`endpoints`") && err.contains("limit is 2"),
+            "{err}"
+        );
+        // Over a lowered limit, shrinking (or changing something else) is allowed.
+        let over = Usage {
+            endpoints: 5,
+            ..Usage::default()
+        };
+        let shrink = Usage {
+            endpoints: 4,
+            ..over
+        };
+        assert!(l.allows(&over, &shrink).is_ok());
+        let other = Usage {
+            schedules: 1,
+            ..over
+        };
+        assert!(l.allows(&over, &other).is_ok());
     }
 
     #[test]

@@ -169,10 +169,11 @@ impl Broker<'_> {
                         "a stored value is at most 256 KiB".into(),
                     ));
                 }
+                let quota = self.runner.inner.shares.limits(self.org.as_str()).kv_bytes;
                 self.runner
                     .inner
                     .store
-                    .kv_set(self.org, &key, &value)
+                    .kv_set(self.org, &key, &value, quota)
                     .await
                     .map(|_| Value::Null)
                     .map_err(ExecError::from)

@@ -47,6 +47,8 @@ pub(crate) struct RunnerInner {
     js: Option<js::JsPool>,
     /// Run slots, JavaScript workers and memory, shared fairly between organizations.
     capacity: Capacity,
+    /// Each organization's limits (its key-value quota).
+    pub(crate) shares: Arc<Shares>,
     /// The operator's bounds.
     limits: RunnerLimits,
 }
@@ -85,7 +87,8 @@ impl Runner {
                 clients,
                 isolation,
                 js,
-                capacity: Capacity::new(shares, budget_mb),
+                capacity: Capacity::new(shares.clone(), budget_mb),
+                shares,
                 limits,
             }),
         }

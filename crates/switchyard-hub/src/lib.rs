@@ -10,6 +10,7 @@
 
 mod notices;
 mod publish;
+mod rates;
 mod retention;
 mod schedules;
 mod sync_hooks;
@@ -101,6 +102,13 @@ pub enum HubError {
     RoutingUnstable,
     #[error("starting the hub failed: {0}")]
     Start(String),
+    /// The change would take the organization past one of its quotas; nothing was stored.
+    #[error("{0}")]
+    Quota(String),
+    /// The organization's rate (its publishes per minute, its replays per hour) is used up
+    /// for now; nothing was stored.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_s: u64 },
 }
 
 /// Events one replay step writes in one transaction.
@@ -147,6 +155,8 @@ struct Inner {
     changes: broadcast::Sender<switchyard_store::Notice>,
     /// Run: each organization's limits, read at start and kept as they change on any node.
     shares: Arc<Shares>,
+    /// Run: each organization's publishes per minute and replays per hour, on this node.
+    rates: rates::Rates,
 }
 
 impl Hub {
@@ -205,6 +215,7 @@ impl Hub {
                 payload_marks: Default::default(),
                 hook_cache: sync_hooks::HookCache::new(shares.clone()),
                 shares,
+                rates: Default::default(),
                 schedules: settings.schedules,
                 schedule_wake: Notify::new(),
                 published: broadcast::channel(256).0,
@@ -271,6 +282,26 @@ impl Hub {
             org: org.to_string(),
         });
         Ok(o)
+    }
+
+    /// Refuses a change that would take `org` past a quota: `change` applies it to what the
+    /// organization stores now. Only what the change grows is checked.
+    pub async fn within_quota(
+        &self,
+        org: &OrgId,
+        change: impl FnOnce(&mut switchyard_core::limits::Usage),
+    ) -> Result<(), HubError> {
+        let before = self.inner.store.usage(org).await?;
+        let mut after = before;
+        change(&mut after);
+        self.limits(org)
+            .allows(&before, &after)
+            .map_err(HubError::Quota)
+    }
+
+    /// What `org` stores now, for its quotas.
+    pub async fn usage(&self, org: &OrgId) -> Result<switchyard_core::limits::Usage, HubError> {
+        Ok(self.inner.store.usage(org).await?)
     }
 
     /// Reads `org`'s limits again (another node changed them).
@@ -355,6 +386,8 @@ impl Hub {
         since: i64,
         until: i64,
     ) -> Result<u64, HubError> {
+        let limit = self.limits(org).replays_per_hour;
+        let rates = &self.inner.rates;
         let mut window = switchyard_store::ReplayWindow {
             since,
             until,
@@ -363,11 +396,36 @@ impl Hub {
         };
         let mut total = 0;
         loop {
-            let step = self.inner.store.replay(org, endpoint, window).await?;
+            // The organization's replays this hour: a call that finds none left is refused, one
+            // that uses the last of them stops there (the answer says how many).
+            let want = u64::from(window.limit);
+            let granted = match rates.take(org, rates::Rate::Replays, want, limit, false) {
+                Ok(n) => n,
+                Err(e) if total == 0 => {
+                    return Err(HubError::RateLimited {
+                        message: format!("replay refused: {}", e.message),
+                        retry_after_s: e.retry_after_s,
+                    });
+                }
+                Err(_) => return Ok(total),
+            };
+            window.limit = u32::try_from(granted).unwrap_or(REPLAY_STEP);
+            let step = match self.inner.store.replay(org, endpoint, window).await {
+                Ok(step) => step,
+                Err(e) => {
+                    rates.give_back(org, rates::Rate::Replays, granted);
+                    return Err(e.into());
+                }
+            };
+            rates.give_back(
+                org,
+                rates::Rate::Replays,
+                granted - step.created.min(granted),
+            );
             total += step.created;
             self.inner.engine.wake();
             match step.last_seq {
-                Some(last) if step.created == u64::from(REPLAY_STEP) && total < REPLAY_MAX => {
+                Some(last) if step.created == granted && total < REPLAY_MAX => {
                     window.after_seq = last;
                     window.limit =
                         REPLAY_STEP.min(u32::try_from(REPLAY_MAX - total).unwrap_or(REPLAY_STEP));

@@ -30,6 +30,23 @@ impl Hub {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Published>, HubError> {
         let n = events.len() as u64;
+        // The organization's publishes per minute (its own events; the hub's `switchyard.*`
+        // events are not counted).
+        let counted = events
+            .iter()
+            .filter(|e| !e.event_type.starts_with("switchyard."))
+            .count() as u64;
+        let limit = self.limits(org).events_per_minute;
+        if let Err(e) = self
+            .inner
+            .rates
+            .take(org, crate::rates::Rate::Events, counted, limit, true)
+        {
+            return Err(HubError::RateLimited {
+                message: format!("publish refused: {}", e.message),
+                retry_after_s: e.retry_after_s,
+            });
+        }
         let engine = &self.inner.engine;
         let mut routes = self.routes(org).await?;
         let mut reserved = Reserved::default();

@@ -313,3 +313,43 @@ pub(crate) fn retention_cut(
     }
     (out, done)
 }
+
+/// Refuses a key-value write that grows the organization's bytes past `max_bytes`.
+pub(crate) fn check_kv_quota(used: i64, old: i64, new: i64, max_bytes: u64) -> Result<()> {
+    let after = used - old + new;
+    if new > old && after > i64::try_from(max_bytes).unwrap_or(i64::MAX) {
+        return Err(StoreError::Quota(format!(
+            "quota `kv_bytes` exceeded: this value would make the organization's key-value \
+             storage {after} bytes, and its limit is {max_bytes}; delete some keys, or ask the \
+             instance admin to raise the limit"
+        )));
+    }
+    Ok(())
+}
+
+/// What an organization stores, for its quotas: one row of counts (`$1`/`?1` is the
+/// organization), in the order of [`usage_from`]. `BYTES(x)` is the dialect's byte length.
+pub(crate) fn usage_sql(param: &str, bytes: fn(&str) -> String) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM endpoints WHERE org_id = {param}),
+                (SELECT COUNT(*) FROM subscriptions WHERE org_id = {param}),
+                (SELECT COUNT(DISTINCT name) FROM executors WHERE org_id = {param}),
+                (SELECT COUNT(*) FROM schedules WHERE org_id = {param}),
+                (SELECT COALESCE(SUM({}), 0) FROM schedules WHERE org_id = {param}),
+                (SELECT kv_bytes FROM orgs WHERE id = {param})",
+        bytes("data")
+    )
+}
+
+/// The counts of [`usage_sql`], as stored (never negative).
+pub(crate) fn usage_from(v: [i64; 6]) -> switchyard_core::limits::Usage {
+    let u = |i: usize| u64::try_from(v[i]).unwrap_or(0);
+    switchyard_core::limits::Usage {
+        endpoints: u(0),
+        subscriptions: u(1),
+        executors: u(2),
+        schedules: u(3),
+        schedule_bytes: u(4),
+        kv_bytes: u(5),
+    }
+}

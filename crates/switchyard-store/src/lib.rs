@@ -47,6 +47,9 @@ pub enum StoreError {
     Database(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The write would take the organization past one of its quotas; nothing was stored.
+    #[error("{0}")]
+    Quota(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -239,6 +242,8 @@ pub trait OrgCatalog: Send + Sync {
     async fn update_org(&self, org: &Org) -> Result<Org>;
     async fn get_org(&self, id: &OrgId) -> Result<Org>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// What the organization stores now, for its quotas.
+    async fn usage(&self, org: &OrgId) -> Result<switchyard_core::limits::Usage>;
     /// Stores a key by its hash and a displayable prefix; `org = None` makes an instance admin
     /// key. Returns the key's id.
     async fn create_api_key(
@@ -550,7 +555,16 @@ pub trait NodeLeases: Send + Sync {
 #[async_trait]
 pub trait KvStorage: Send + Sync {
     async fn kv_get(&self, org: &OrgId, key: &str) -> Result<Option<serde_json::Value>>;
-    async fn kv_set(&self, org: &OrgId, key: &str, value: &serde_json::Value) -> Result<()>;
+    /// Sets `key` to `value`, unless that takes the organization's key-value bytes (keys and
+    /// values) past `max_bytes` ([`StoreError::Quota`]; growing only: a smaller value is
+    /// always stored).
+    async fn kv_set(
+        &self,
+        org: &OrgId,
+        key: &str,
+        value: &serde_json::Value,
+        max_bytes: u64,
+    ) -> Result<()>;
     async fn kv_delete(&self, org: &OrgId, key: &str) -> Result<bool>;
 }
 

@@ -119,3 +119,18 @@ pub struct KeyInfoOut {
     /// When the key was last used (to the minute), if ever.
     pub last_used_at: Option<String>,
 }
+
+/// An organization's limits: those in force, those the instance admin set for it, and what it
+/// uses of its quotas now.
+#[derive(Serialize, ToSchema)]
+pub struct LimitsOut {
+    /// The limits in force: the hub's `[limits]`, with the organization's own where set.
+    #[schema(value_type = Object)]
+    pub limits: switchyard_core::limits::Limits,
+    /// The limits the instance admin set for this organization (absent: the hub's).
+    #[schema(value_type = Object)]
+    pub own: switchyard_core::limits::OrgLimits,
+    /// What it stores now, counted against its quotas.
+    #[schema(value_type = Object)]
+    pub usage: switchyard_core::limits::Usage,
+}

@@ -48,6 +48,24 @@ impl OrgCatalog for PgStore {
         Ok(org.clone())
     }
 
+    async fn usage(&self, org: &OrgId) -> Result<switchyard_core::limits::Usage> {
+        let c = self.conn().await?;
+        let sql = usage_sql("$1", |col| format!("octet_length({col})"));
+        let r = Db::C(&c).row(&sql, &[org]).await?;
+        let num = |i: usize| -> Result<i64> {
+            let v: Option<i64> = get(&r, i)?;
+            Ok(v.unwrap_or(0))
+        };
+        Ok(usage_from([
+            num(0)?,
+            num(1)?,
+            num(2)?,
+            num(3)?,
+            num(4)?,
+            num(5)?,
+        ]))
+    }
+
     async fn get_org(&self, id: &OrgId) -> Result<Org> {
         let c = self.conn().await?;
         let r = Db::C(&c)

@@ -20,28 +20,72 @@ impl KvStorage for PgStore {
         .transpose()
     }
 
-    async fn kv_set(&self, org: &OrgId, key: &str, value: &serde_json::Value) -> Result<()> {
-        let c = self.conn().await?;
-        Db::C(&c)
-            .exec(
-                "INSERT INTO kv (org_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (org_id, key) DO UPDATE SET value = excluded.value,
-                   updated_at = excluded.updated_at",
-                &[org, &key, &value.to_string(), &now_ms()],
+    async fn kv_set(
+        &self,
+        org: &OrgId,
+        key: &str,
+        value: &serde_json::Value,
+        max_bytes: u64,
+    ) -> Result<()> {
+        let value = value.to_string();
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        // The organization's row first: its key-value writes take turns on its byte count.
+        let used: i64 = get(
+            &db.row("SELECT kv_bytes FROM orgs WHERE id = $1 FOR UPDATE", &[org])
+                .await?,
+            0,
+        )?;
+        let old: i64 = match db
+            .opt_row(
+                "SELECT (octet_length(key) + octet_length(value))::bigint FROM kv
+                 WHERE org_id = $1 AND key = $2",
+                &[org, &key],
             )
-            .await?;
-        Ok(())
+            .await?
+        {
+            Some(r) => get(&r, 0)?,
+            None => 0,
+        };
+        let new = (key.len() + value.len()) as i64;
+        check_kv_quota(used, old, new, max_bytes)?;
+        db.exec(
+            "INSERT INTO kv (org_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (org_id, key) DO UPDATE SET value = excluded.value,
+               updated_at = excluded.updated_at",
+            &[org, &key, &value, &now_ms()],
+        )
+        .await?;
+        db.exec(
+            "UPDATE orgs SET kv_bytes = GREATEST(kv_bytes - $2 + $3, 0) WHERE id = $1",
+            &[org, &old, &new],
+        )
+        .await?;
+        tx.commit().await.map_err(pg_err)
     }
 
     async fn kv_delete(&self, org: &OrgId, key: &str) -> Result<bool> {
-        let c = self.conn().await?;
-        let n = Db::C(&c)
-            .exec(
-                "DELETE FROM kv WHERE org_id = $1 AND key = $2",
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        let old = db
+            .opt_row(
+                "DELETE FROM kv WHERE org_id = $1 AND key = $2
+                 RETURNING (octet_length(key) + octet_length(value))::bigint",
                 &[org, &key],
             )
             .await?;
-        Ok(n > 0)
+        if let Some(r) = &old {
+            let old: i64 = get(r, 0)?;
+            db.exec(
+                "UPDATE orgs SET kv_bytes = GREATEST(kv_bytes - $2, 0) WHERE id = $1",
+                &[org, &old],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(old.is_some())
     }
 }
 

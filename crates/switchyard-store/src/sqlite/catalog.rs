@@ -36,6 +36,25 @@ impl OrgCatalog for SqliteStore {
         .await
     }
 
+    async fn usage(&self, org: &OrgId) -> Result<switchyard_core::limits::Usage> {
+        let org = org.to_string();
+        self.read(move |c, _| {
+            let sql = usage_sql("?1", |col| format!("length(CAST({col} AS BLOB))"));
+            let v = c.prepare_cached(&sql)?.query_row([org], |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                ])
+            })?;
+            Ok(usage_from(v))
+        })
+        .await
+    }
+
     async fn get_org(&self, id: &OrgId) -> Result<Org> {
         let id = id.to_string();
         self.read(move |c, _| {

@@ -1319,7 +1319,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     ));
 
     store
-        .kv_set(&oid("c-x"), "k", &json!({"a": 1}))
+        .kv_set(&oid("c-x"), "k", &json!({"a": 1}), 1 << 20)
         .await
         .expect("set");
     assert_eq!(
