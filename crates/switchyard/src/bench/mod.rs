@@ -62,7 +62,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub endpoints: usize,
     /// Before measuring, give another organization a backlog of this many deliveries to an
-    /// endpoint that takes 5 s per request (fairness: the measured events must not wait behind it).
+    /// endpoint that takes 5 s per request and allows 1,000 in flight (fairness: the measured
+    /// events must not wait behind it).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
 }
@@ -407,8 +408,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives a second organization `n` deliveries to an endpoint that answers in 5 s, 10 at a
-/// time: a backlog that drains for hours while the measured organization publishes.
+/// Gives a second organization `n` deliveries to an endpoint that answers in 5 s and allows
+/// 1,000 requests in flight: a backlog that drains for a long while, taking all the hub lets
+/// it, while the measured organization publishes.
 async fn make_backlog(
     client: &reqwest::Client,
     base: &str,
@@ -431,7 +433,7 @@ async fn make_backlog(
         reqwest::Method::POST,
         format!("{base}/v1/orgs/{org}/endpoints"),
         admin,
-        serde_json::json!({"url": slow, "max_in_flight": 10, "timeout_ms": 30000}),
+        serde_json::json!({"url": slow, "max_in_flight": 1000, "timeout_ms": 30000}),
     )
     .await?;
     call(

@@ -9,6 +9,7 @@ mod delivery;
 mod durability;
 mod egress;
 mod executors;
+mod fairness;
 mod input;
 mod isolation;
 mod keys;

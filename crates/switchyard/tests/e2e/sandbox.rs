@@ -572,7 +572,8 @@ async fn one_tenants_javascript_flood_leaves_anothers_runs_and_hooks_working() {
             })
         })
         .collect();
-    // Wait until A's runs are all waiting on the network: 70 workers started.
+    // Wait until A's runs hold their share (at most 64 JavaScript runs, within a quarter of
+    // the memory budget) and wait on the network; the rest wait in A's own queue.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let workers = std::fs::read_dir("/proc")
@@ -582,12 +583,12 @@ async fn one_tenants_javascript_flood_leaves_anothers_runs_and_hooks_working() {
                 std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.ends_with(b"js-worker\0"))
             })
             .count();
-        if workers >= 70 {
+        if workers >= 16 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "A's 70 runs did not start ({workers} workers)"
+            "A's runs did not start ({workers} workers)"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
