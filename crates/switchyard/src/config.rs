@@ -626,6 +626,7 @@ mod tests {
         );
         assert_eq!(from_example.sync_deadline, defaults.sync_deadline);
         assert!(!s.schedules.seconds);
+        assert_eq!(s.limits, switchyard_core::limits::Limits::default());
     }
 
     #[test]
