@@ -56,18 +56,18 @@ pub async fn put(
     }
     // Code that does not compile is refused now, with the interpreter's message and line, not at
     // its first event.
-    s.hub
-        .runner()
-        .check_code(&org, &spec)
-        .await
-        .map_err(|e| {
-            if e.starts_with(switchyard_exec::capacity::NO_ROOM) {
-                // The check could not run: the organization's runs hold its share.
-                ApiError::too_many("runs_busy", format!("the code could not be checked: {e}"), 5)
-            } else {
-                ApiError::invalid(format!("the code does not compile: {e}"))
-            }
-        })?;
+    s.hub.runner().check_code(&org, &spec).await.map_err(|e| {
+        if e.starts_with(switchyard_exec::capacity::NO_ROOM) {
+            // The check could not run: the organization's runs hold its share.
+            ApiError::too_many(
+                "runs_busy",
+                format!("the code could not be checked: {e}"),
+                5,
+            )
+        } else {
+            ApiError::invalid(format!("the code does not compile: {e}"))
+        }
+    })?;
     let ex = Executor {
         org_id: org,
         name,

@@ -464,7 +464,12 @@ async fn runs_wait_for_room_in_the_memory_budget_instead_of_overcommitting() {
     let _timed = TIMING.write().await;
     let dir = tempfile::tempdir().expect("dir");
     // Each run's kernel limit is 200 + 16 + 32 = 248 MB: two fit in 500 MB, three do not.
-    let app = spawn_app_in(dir.path(), |s| s.run_memory_budget_mb = Some(500)).await;
+    // The one organization here may take the whole budget (its share is a quarter otherwise).
+    let app = spawn_app_in(dir.path(), |s| {
+        s.run_memory_budget_mb = Some(500);
+        s.limits.run_memory_mb = 500;
+    })
+    .await;
     let org = app.org("budget").await;
     assert_eq!(layers(&app).await["run_memory_budget_mb"], 500);
     let mut ex = code(
