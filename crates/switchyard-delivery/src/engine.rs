@@ -19,13 +19,54 @@ use switchyard_egress::Clients;
 use switchyard_fair::{FairPool, Shares};
 use switchyard_store::HookClaim;
 use switchyard_store::Store;
-use switchyard_store::{DEFAULT_LEASE_MS, StoreError};
+use switchyard_store::StoreError;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Event hooks of one organization that may wait in memory for each hook slot of its share.
 const HOOKS_WAITING_PER_SLOT: u64 = 16;
+
+/// A claimed webhook is sent only while its claim holds at least this long: the longest request
+/// an endpoint may take, and 5 s more, so that no other claim can take it mid-request.
+pub const REQUEST_MARGIN_MS: i64 = switchyard_core::endpoint::MAX_TIMEOUT_MS as i64 + 5_000;
+/// Likewise for an event hook: the longest an executor may run, and 5 s more.
+pub const HOOK_MARGIN_MS: i64 = switchyard_core::executor::MAX_TIMEOUT_MS as i64 + 5_000;
+/// How long a claimed delivery may wait its turn in memory (its endpoint's flow control, a hook
+/// slot) and still be sent under the shortest lease.
+const SHORTEST_WAIT_MS: i64 = 60_000;
+/// The shortest claim lease: the longer margin plus [`SHORTEST_WAIT_MS`]. Under a shorter one a
+/// claimed delivery could never be sent (each claim would end within its margin).
+pub const MIN_LEASE_MS: i64 = if REQUEST_MARGIN_MS > HOOK_MARGIN_MS {
+    REQUEST_MARGIN_MS
+} else {
+    HOOK_MARGIN_MS
+} + SHORTEST_WAIT_MS;
+/// The claim lease the hub runs with: five minutes.
+pub const DEFAULT_LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// Settings the engine cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A claim lease under [`MIN_LEASE_MS`].
+    LeaseTooShort { lease_ms: i64 },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::LeaseTooShort { lease_ms } => write!(
+                f,
+                "a claim lease of {lease_ms} ms is too short: a delivery is started only while its \
+                 claim holds for the longest request or run it may take ({} ms for a webhook, {} ms \
+                 for an event hook), so the lease must be at least {MIN_LEASE_MS} ms",
+                REQUEST_MARGIN_MS, HOOK_MARGIN_MS
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The engine's settings. [`EngineConfig::new`] gives the defaults the hub runs with.
 #[derive(Debug, Clone)]
@@ -36,7 +77,8 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Most deliveries claimed at once (by an endpoint pulling its backlog, or for event hooks).
     pub claim_batch: u32,
-    /// How long a claim lasts before another node may take it over.
+    /// How long a claim lasts before another node may take it over (at least
+    /// [`MIN_LEASE_MS`]): the publish's own claims, the poller's and each endpoint's.
     pub lease_ms: i64,
     /// How long this node holds an endpoint's lease (only the holder sends to an endpoint, so
     /// `max_rps` and ordering hold across nodes); renewed every third of it, and taken over by
@@ -95,6 +137,16 @@ impl EngineConfig {
             jitter_seed: None,
             sync_deadline: Duration::from_secs(10),
         }
+    }
+
+    /// Whether the engine can run with these settings.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.lease_ms < MIN_LEASE_MS {
+            return Err(ConfigError::LeaseTooShort {
+                lease_ms: self.lease_ms,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -200,7 +252,7 @@ impl Engine {
     /// Builds the engine and starts its poller and recorder tasks. `clients` are the hub's
     /// guarded HTTP clients; `hooks` runs deliveries whose target is an executor (without it they
     /// fail as "no executor runner"); what the engine observes goes to `events`; `shares` are
-    /// each organization's limits.
+    /// each organization's limits. Settings it cannot run with are refused.
     pub fn start(
         store: Arc<dyn Store>,
         config: EngineConfig,
@@ -208,7 +260,7 @@ impl Engine {
         hooks: Option<Arc<dyn HookRunner>>,
         events: mpsc::UnboundedSender<EngineEvent>,
         shares: Arc<Shares>,
-    ) -> Engine {
+    ) -> Result<Engine, ConfigError> {
         let clock = Arc::new(SystemClock);
         Engine::start_with_clock(store, config, clients, hooks, events, shares, clock)
     }
@@ -222,7 +274,8 @@ impl Engine {
         events: mpsc::UnboundedSender<EngineEvent>,
         shares: Arc<Shares>,
         clock: Arc<dyn Clock>,
-    ) -> Engine {
+    ) -> Result<Engine, ConfigError> {
+        config.check()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let rng = match config.jitter_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -277,7 +330,7 @@ impl Engine {
             tokio::spawn(engine.clone().poller());
             tokio::spawn(engine.clone().leaser());
         }
-        engine
+        Ok(engine)
     }
 
     /// The settings the engine runs with.

@@ -1,7 +1,7 @@
 //! The engine on virtual time: a real SQLite store and a real HTTP receiver on 127.0.0.1, a
 //! manual clock moved forward instead of waited for, and `until_idle` instead of polling.
 
-use crate::{Engine, EngineConfig, EngineEvent};
+use crate::{DEFAULT_LEASE_MS, Engine, EngineConfig, EngineEvent, MIN_LEASE_MS};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -16,7 +16,7 @@ use switchyard_core::time::{Clock, ManualClock, now_ms};
 use switchyard_core::*;
 use switchyard_egress::Clients;
 use switchyard_store::prelude::*;
-use switchyard_store::{PublishOutcome, RoutedBatch, RoutedEvent, SqliteStore};
+use switchyard_store::{Claim, PublishOutcome, RoutedBatch, RoutedEvent, SqliteStore};
 use tokio::sync::mpsc;
 
 /// A receiver that answers each request with the next status of `script` (the last one
@@ -46,12 +46,35 @@ struct Rig {
     clock: Arc<ManualClock>,
     events: mpsc::UnboundedReceiver<EngineEvent>,
     endpoint: EndpointId,
+    lease_ms: i64,
     _dir: tempfile::TempDir,
+}
+
+/// The engine's settings in these tests: a poller that never runs by itself, a fixed jitter.
+fn test_config(lease_ms: i64) -> EngineConfig {
+    EngineConfig {
+        poll_interval: Duration::from_secs(3600),
+        jitter_seed: Some(7),
+        lease_ms,
+        ..EngineConfig::new("node-t")
+    }
+}
+
+fn test_clients() -> Clients {
+    Clients::new(EgressPolicy {
+        allow: vec!["127.0.0.0/8".parse().expect("cidr")],
+        require_https: false,
+    })
 }
 
 /// An organization with one endpoint at `url` (retry schedule `schedule`) subscribed to
 /// everything, and an engine on a manual clock whose poller never runs by itself.
 async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
+    rig_with_lease(url, schedule, DEFAULT_LEASE_MS).await
+}
+
+/// [`rig`] with claims leased for `lease_ms`.
+async fn rig_with_lease(url: &str, schedule: Vec<u32>, lease_ms: i64) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
@@ -79,37 +102,31 @@ async fn rig(url: &str, schedule: Vec<u32>) -> Rig {
     store.create_subscription(&sub, None).await.expect("sub");
     let clock = Arc::new(ManualClock::new(now));
     let (tx, events) = mpsc::unbounded_channel();
-    let config = EngineConfig {
-        poll_interval: Duration::from_secs(3600),
-        jitter_seed: Some(7),
-        ..EngineConfig::new("node-t")
-    };
-    let clients = Clients::new(EgressPolicy {
-        allow: vec!["127.0.0.0/8".parse().expect("cidr")],
-        require_https: false,
-    });
     let shares = switchyard_fair::Shares::new(Default::default());
     let engine = Engine::start_with_clock(
         store.clone(),
-        config,
-        clients,
+        test_config(lease_ms),
+        test_clients(),
         None,
         tx,
         shares,
         clock.clone(),
-    );
+    )
+    .expect("the engine starts");
     Rig {
         store,
         engine,
         clock,
         events,
         endpoint: ep.id,
+        lease_ms,
         _dir: dir,
     }
 }
 
 impl Rig {
-    /// Publishes one event and hands its deliveries to the engine, as the hub does.
+    /// Publishes one event and hands its deliveries to the engine, as the hub does: claimed
+    /// for the rig's lease.
     async fn publish(&self, id: &str) {
         let snapshot = self
             .store
@@ -132,18 +149,26 @@ impl Rig {
                 event,
             }],
         };
+        let before = now_ms();
         match self
             .store
             .publish(
                 &switchyard_core::ids::OrgId::stored("o".into()),
                 batch,
-                "node-t",
+                Claim {
+                    node: "node-t",
+                    lease_ms: self.lease_ms,
+                },
             )
             .await
             .expect("publish")
         {
             PublishOutcome::Committed(out) => {
                 for p in out {
+                    for d in &p.new_deliveries {
+                        let lease = before + self.lease_ms..=now_ms() + self.lease_ms;
+                        assert!(lease.contains(&d.lease_until), "claimed for the lease");
+                    }
                     self.engine.dispatch(p.new_deliveries);
                 }
             }
@@ -206,6 +231,51 @@ async fn retries_follow_the_schedule_on_virtual_time() {
     // Nothing left to do.
     rig.clock.advance(86_400_000);
     assert_eq!(rig.engine.run_once().await.expect("poll"), 0);
+}
+
+#[tokio::test]
+async fn a_lease_shorter_than_the_longest_request_or_run_is_refused() {
+    // Under a 10 s lease every claim would end within the 35 s a request may take: each
+    // delivery pulled would be skipped, stay claimed, come due and be skipped again.
+    let short = test_config(10_000);
+    let refused = short.check().expect_err("a 10 s lease is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("10000 ms") && message.contains(&MIN_LEASE_MS.to_string()),
+        "{message}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open"));
+    let started = Engine::start_with_clock(
+        store,
+        short,
+        test_clients(),
+        None,
+        mpsc::unbounded_channel().0,
+        switchyard_fair::Shares::new(Default::default()),
+        Arc::new(ManualClock::new(now_ms())),
+    );
+    assert_eq!(started.err(), Some(refused));
+    assert!(test_config(MIN_LEASE_MS).check().is_ok());
+}
+
+#[tokio::test]
+async fn under_the_shortest_lease_a_retried_delivery_is_claimed_for_it_and_sent() {
+    let (url, hits) = receiver(vec![500, 200]).await;
+    let rig = rig_with_lease(&url, vec![1], MIN_LEASE_MS).await;
+    // The publish claims for the engine's lease (checked in `publish`), the first attempt fails.
+    rig.publish("e1").await;
+    rig.engine.until_idle().await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Due: the poller claims it for the same lease, and the retry is sent, not skipped.
+    rig.clock.advance(2_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 1);
+    rig.engine.until_idle().await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let d = rig.delivery().await;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts, 2);
 }
 
 #[tokio::test]

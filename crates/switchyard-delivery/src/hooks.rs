@@ -1,13 +1,9 @@
 //! Event hooks: deliveries whose target is an executor, run on the engine's hook runner.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, HOOK_MARGIN_MS};
 use crate::outcome::hook_decide;
 use crate::recorder::Msg;
 use switchyard_core::DueDelivery;
-
-/// A hook runs only if its claim holds this long after it starts (the longest an executor may
-/// run, and some), so no other claim can have taken it meanwhile.
-const HOOK_LEASE_MARGIN_MS: i64 = switchyard_core::executor::MAX_TIMEOUT_MS as i64 + 5_000;
 
 impl Engine {
     /// Runs an event hook and records it as an attempt of its delivery.
@@ -23,7 +19,7 @@ impl Engine {
             let _ = inner.recorder.send(Msg::Release(job.delivery_id));
             return;
         };
-        if inner.clock.now_ms() + HOOK_LEASE_MARGIN_MS > job.lease_until {
+        if inner.clock.now_ms() + HOOK_MARGIN_MS > job.lease_until {
             // It waited so long that its claim may lapse before the run ends: left to the
             // claim running out, and claimed again (never run twice at once).
             return self.done(1);

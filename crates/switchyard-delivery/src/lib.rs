@@ -41,4 +41,7 @@ mod recorder;
 mod sync;
 mod worker;
 
-pub use engine::{Engine, EngineConfig, EngineEvent, Reserved};
+pub use engine::{
+    ConfigError, DEFAULT_LEASE_MS, Engine, EngineConfig, EngineEvent, HOOK_MARGIN_MS, MIN_LEASE_MS,
+    REQUEST_MARGIN_MS, Reserved,
+};

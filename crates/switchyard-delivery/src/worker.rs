@@ -2,7 +2,7 @@
 //! pulls from the store when it has room), its flow control (`max_in_flight`, `max_rps`, and
 //! slowing down when the receiver answers 429 or 503), one task per attempt.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, REQUEST_MARGIN_MS};
 use crate::outcome::{decide, without_request};
 use crate::recorder::Msg;
 use governor::clock::{Clock as _, DefaultClock};
@@ -18,9 +18,6 @@ use switchyard_fair::Limit;
 use switchyard_store::StoreError;
 use tokio::sync::{Notify, mpsc};
 
-/// A delivery in memory is sent only if its claim still holds this long after the request
-/// starts (the longest request an endpoint may take), so that no other claim can have taken it.
-const LEASE_MARGIN_MS: i64 = 35_000;
 /// The longest pause a 429 or 503 without `Retry-After` causes.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest pause a receiver's `Retry-After` can impose on its endpoint.
@@ -389,7 +386,7 @@ impl Engine {
             };
             shared.unhold(1);
             idle_since = Instant::now();
-            if inner.clock.now_ms() + LEASE_MARGIN_MS > job.lease_until {
+            if inner.clock.now_ms() + REQUEST_MARGIN_MS > job.lease_until {
                 // Held too long: its claim may lapse mid-request. Another claim takes it.
                 self.done(1);
                 continue;

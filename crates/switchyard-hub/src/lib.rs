@@ -18,7 +18,7 @@ mod system;
 
 pub use retention::{RetentionPass, RetentionSettings};
 pub use schedules::ScheduleSettings;
-pub use switchyard_delivery::{EngineConfig, EngineEvent};
+pub use switchyard_delivery::{ConfigError, EngineConfig, EngineEvent, MIN_LEASE_MS};
 pub use sync_hooks::{CacheUse, CallError, HookAnswer};
 pub use system::ENDPOINT_DISABLED;
 
@@ -164,6 +164,8 @@ impl Hub {
     /// (after probing which isolation this host allows), the engine that delivers with them and
     /// runs event hooks on the runner, and the listener for what the engine reports.
     pub async fn start(store: Arc<dyn Store>, settings: HubSettings) -> Result<Hub, HubError> {
+        let refused = |e: switchyard_delivery::ConfigError| HubError::Start(e.to_string());
+        settings.engine.check().map_err(refused)?;
         let clients = Clients::new(settings.egress.clone());
         let isolation = tokio::task::spawn_blocking({
             let helper = settings.js_worker.clone();
@@ -202,7 +204,8 @@ impl Hub {
             Some(Arc::new(runner.clone())),
             events_tx,
             shares.clone(),
-        );
+        )
+        .map_err(refused)?;
         let hub = Hub {
             inner: Arc::new(Inner {
                 store,
@@ -330,6 +333,15 @@ impl Hub {
         &self.inner.engine.config().node
     }
 
+    /// This node's claim on the deliveries a publish or a retry makes due at once.
+    pub(crate) fn claim(&self) -> switchyard_store::Claim<'_> {
+        let config = self.inner.engine.config();
+        switchyard_store::Claim {
+            node: &config.node,
+            lease_ms: config.lease_ms,
+        }
+    }
+
     /// An endpoint was changed or deleted: its cached configuration and its organization's
     /// routes are dropped (the routing version would catch a stale table anyway; this saves
     /// the round trip).
@@ -367,7 +379,7 @@ impl Hub {
         let retried = self
             .inner
             .store
-            .retry_delivery(org, id, self.node())
+            .retry_delivery(org, id, self.claim())
             .await?;
         if let Some(due) = retried.claimed {
             self.inner.engine.dispatch(vec![due]);

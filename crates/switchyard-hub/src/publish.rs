@@ -52,7 +52,7 @@ impl Hub {
         let mut reserved = Reserved::default();
         let mut batch = route_batch(&routes, events, |t| engine.reserve(org, t, &mut reserved));
         for _ in 0..MAX_ROUTING_ATTEMPTS {
-            let outcome = match self.inner.store.publish(org, batch, self.node()).await {
+            let outcome = match self.inner.store.publish(org, batch, self.claim()).await {
                 Ok(o) => o,
                 Err(e) => {
                     engine.unreserve(reserved);

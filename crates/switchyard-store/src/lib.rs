@@ -163,9 +163,14 @@ pub struct Trace {
     pub deliveries: Vec<(Delivery, Vec<Attempt>)>,
 }
 
-/// How long a node holds a claimed delivery before another may take it over (a node that
+/// Who takes the deliveries a write makes due at once, and for how long: the node that will
+/// attempt them, for its lease (another node may take them over once it runs out: a node that
 /// crashed never finishes its claims; a restarted node releases its own at once).
-pub const DEFAULT_LEASE_MS: i64 = 5 * 60 * 1000;
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub node: &'a str,
+    pub lease_ms: i64,
+}
 
 /// What a node tells the other nodes sharing its database (PostgreSQL's `NOTIFY`): work due
 /// now that it left for the endpoint's lease holder, or a change that makes their caches stale.
@@ -371,8 +376,13 @@ pub trait ScheduleCatalog: Send + Sync {
 pub trait EventLog: Send + Sync {
     /// Stores routed events and their deliveries in one durable transaction, if the
     /// organization's routing is still at the batch's version; returns once it is committed.
-    /// New deliveries are claimed for `node`.
-    async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome>;
+    /// New deliveries the batch marks are claimed by `claim`.
+    async fn publish(
+        &self,
+        org: &OrgId,
+        batch: RoutedBatch,
+        claim: Claim<'_>,
+    ) -> Result<PublishOutcome>;
     async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event>;
     async fn list_events(&self, org: &OrgId, q: &EventQuery) -> Result<Vec<Event>>;
     async fn trace(&self, org: &OrgId, event_id: &EventId) -> Result<Trace>;
@@ -503,9 +513,14 @@ pub trait DeliveryQueue: Send + Sync {
         results: Vec<AttemptResult>,
         policy: &DisablePolicy,
     ) -> Result<Recorded>;
-    /// Makes a delivery pending again with one more attempt. It is claimed for `node` at once,
+    /// Makes a delivery pending again with one more attempt. It is claimed by `claim` at once,
     /// unless it must wait for the head of its ordering key.
-    async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId, node: &str) -> Result<Retried>;
+    async fn retry_delivery(
+        &self,
+        org: &OrgId,
+        id: &DeliveryId,
+        claim: Claim<'_>,
+    ) -> Result<Retried>;
     /// An endpoint's health, with the attempts made since `since`.
     async fn endpoint_health(
         &self,

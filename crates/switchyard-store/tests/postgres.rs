@@ -289,7 +289,9 @@ async fn nodes_hear_each_others_notices_at_commit_and_never_of_a_rollback() {
         .await
         .expect("route");
     batch.events[0].claim = vec![false];
-    a.publish(&oid("n-1"), batch, "api").await.expect("publish");
+    a.publish(&oid("n-1"), batch, contract::claim("api"))
+        .await
+        .expect("publish");
     assert_eq!(
         next_notice(&mut heard).await,
         Notice::Due {
@@ -305,7 +307,11 @@ async fn nodes_hear_each_others_notices_at_commit_and_never_of_a_rollback() {
     conflicting.data = serde_json::json!({"other": true});
     let mut batch = route(&a, "n-1", vec![conflicting]).await.expect("route");
     batch.events[0].claim = vec![false];
-    assert!(a.publish(&oid("n-1"), batch, "api").await.is_err());
+    assert!(
+        a.publish(&oid("n-1"), batch, contract::claim("api"))
+            .await
+            .is_err()
+    );
     // A notice naming more endpoints than one NOTIFY holds arrives whole, in parts.
     let many: Vec<String> = (0..600).map(|i| format!("ep_{i:032x}")).collect();
     a.notify(&Notice::Due {

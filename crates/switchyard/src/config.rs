@@ -194,7 +194,8 @@ pub struct DeliveryTunables {
     pub poll_interval_ms: Option<u64>,
     /// Deliveries claimed per poll (1–10000).
     pub claim_batch: Option<u32>,
-    /// How long a claim lasts before another node may take it over (10 s – 1 day).
+    /// How long a claim lasts before another node may take it over (125 s – 1 day: a delivery
+    /// is started only while its claim holds for the longest request or run it may take).
     pub lease_s: Option<u64>,
     /// How long a node holds an endpoint's lease; a node that dies has its endpoints taken
     /// over this long after its last renewal (1000–600000 ms).
@@ -217,6 +218,11 @@ pub struct DeliveryTunables {
     pub sync_deadline_ms: Option<u64>,
 }
 
+/// The shortest `lease_s` the engine runs with, in whole seconds.
+fn min_lease_s() -> u64 {
+    (switchyard_hub::MIN_LEASE_MS as u64).div_ceil(1000)
+}
+
 impl DeliveryTunables {
     fn validate(&self) -> anyhow::Result<()> {
         fn within<T: PartialOrd + std::fmt::Display + Copy>(
@@ -234,7 +240,7 @@ impl DeliveryTunables {
         }
         within("poll_interval_ms", self.poll_interval_ms, 10, 60_000)?;
         within("claim_batch", self.claim_batch, 1, 10_000)?;
-        within("lease_s", self.lease_s, 10, 86_400)?;
+        within("lease_s", self.lease_s, min_lease_s(), 86_400)?;
         within("endpoint_lease_ms", self.endpoint_lease_ms, 1_000, 600_000)?;
         within(
             "max_queued_per_endpoint",
@@ -685,6 +691,26 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("claim_batch"), "{err}");
+        // A lease under the longest request or run is refused at start, naming the bound; the
+        // shortest one allowed runs.
+        std::fs::write(&file, "[delivery]\nlease_s = 10\n").expect("write");
+        let err = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("lease_s must be between 125 and 86400, not 10"),
+            "{err}"
+        );
+        std::fs::write(&file, "[delivery]\nlease_s = 125\n").expect("write");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("the shortest lease");
+        assert!(s.engine("n".into()).check().is_ok());
         std::fs::write(&file, "lissen = 1\n").expect("write");
         assert!(
             Settings::resolve(ServeArgs {

@@ -7,8 +7,13 @@ use switchyard_core::glob::is_glob;
 
 #[async_trait]
 impl EventLog for PgStore {
-    async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome> {
-        self.publish_queued(org, batch, node).await
+    async fn publish(
+        &self,
+        org: &OrgId,
+        batch: RoutedBatch,
+        claim: Claim<'_>,
+    ) -> Result<PublishOutcome> {
+        self.publish_queued(org, batch, claim).await
     }
 
     async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event> {
@@ -218,6 +223,7 @@ pub(super) struct PublishJob {
     org: OrgId,
     batch: RoutedBatch,
     node: String,
+    lease_ms: i64,
     reply: tokio::sync::oneshot::Sender<Result<PublishOutcome>>,
 }
 
@@ -236,13 +242,14 @@ impl PgStore {
         &self,
         org: &OrgId,
         batch: RoutedBatch,
-        node: &str,
+        claim: Claim<'_>,
     ) -> Result<PublishOutcome> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = PublishJob {
             org: org.clone(),
             batch,
-            node: node.to_owned(),
+            node: claim.node.to_owned(),
+            lease_ms: claim.lease_ms,
             reply,
         };
         let sent = self
@@ -332,7 +339,6 @@ impl PgStore {
             }
         }
         let now = now_ms();
-        let lease_until = now + DEFAULT_LEASE_MS;
         let live = || {
             jobs.iter()
                 .zip(&current)
@@ -428,7 +434,7 @@ impl PgStore {
                             &target.target,
                             Some(target.subscription_id.as_str()),
                             target.ordering_key.as_deref(),
-                            take.then_some((j.node.as_str(), lease_until)),
+                            take.then_some((j.node.as_str(), now + j.lease_ms)),
                             now,
                         )
                         .await?;
@@ -443,7 +449,7 @@ impl PgStore {
                         target: target.target.clone(),
                         attempts: 0,
                         event: event.clone(),
-                        lease_until,
+                        lease_until: now + j.lease_ms,
                         ordering_wait_ms: None,
                         sync: target.sync.then(|| target.subscription_id.clone()),
                     });

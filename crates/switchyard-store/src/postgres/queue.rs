@@ -222,8 +222,13 @@ impl DeliveryQueue for PgStore {
         Ok(out)
     }
 
-    async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId, node: &str) -> Result<Retried> {
-        let now = now_ms();
+    async fn retry_delivery(
+        &self,
+        org: &OrgId,
+        id: &DeliveryId,
+        claim: Claim<'_>,
+    ) -> Result<Retried> {
+        let (node, now) = (claim.node, now_ms());
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let db = Db::T(&tx);
@@ -271,7 +276,7 @@ impl DeliveryQueue for PgStore {
             }
         }
         let (claimed_by, next_at) = if claim_now {
-            (Some(node), Some(now + DEFAULT_LEASE_MS))
+            (Some(node), Some(now + claim.lease_ms))
         } else {
             (None, None)
         };
@@ -304,7 +309,7 @@ impl DeliveryQueue for PgStore {
                 target,
                 attempts,
                 event,
-                lease_until: now + DEFAULT_LEASE_MS,
+                lease_until: now + claim.lease_ms,
                 ordering_wait_ms: None,
                 sync: None,
             })

@@ -6,8 +6,13 @@ use switchyard_core::glob::is_glob;
 
 #[async_trait]
 impl EventLog for SqliteStore {
-    async fn publish(&self, org: &OrgId, batch: RoutedBatch, node: &str) -> Result<PublishOutcome> {
-        let (org, node) = (org.clone(), node.to_string());
+    async fn publish(
+        &self,
+        org: &OrgId,
+        batch: RoutedBatch,
+        claim: Claim<'_>,
+    ) -> Result<PublishOutcome> {
+        let (org, node, lease_ms) = (org.clone(), claim.node.to_string(), claim.lease_ms);
         self.write(move |ctx| {
             let version: i64 = ctx
                 .conn
@@ -17,7 +22,7 @@ impl EventLog for SqliteStore {
                 return Ok(PublishOutcome::StaleRouting(batch));
             }
             let now = now_ms();
-            let lease_until = now + DEFAULT_LEASE_MS;
+            let lease_until = now + lease_ms;
             let mut out = Vec::with_capacity(batch.events.len());
             for RoutedEvent {
                 event: ne,

@@ -209,8 +209,14 @@ impl DeliveryQueue for SqliteStore {
         Ok(out)
     }
 
-    async fn retry_delivery(&self, org: &OrgId, id: &DeliveryId, node: &str) -> Result<Retried> {
-        let (org, id, node) = (org.clone(), id.to_string(), node.to_string());
+    async fn retry_delivery(
+        &self,
+        org: &OrgId,
+        id: &DeliveryId,
+        claim: Claim<'_>,
+    ) -> Result<Retried> {
+        let (org, id, node) = (org.clone(), id.to_string(), claim.node.to_string());
+        let lease_ms = claim.lease_ms;
         self.write(move |ctx| {
             let now = now_ms();
             let (status, endpoint_id, key, slot, next, dropped): (String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>) = ctx
@@ -235,7 +241,7 @@ impl DeliveryQueue for SqliteStore {
                 }
             }
             let (claimed_by, next_at) = if claim_now {
-                (Some(node.as_str()), Some(now + DEFAULT_LEASE_MS))
+                (Some(node.as_str()), Some(now + lease_ms))
             } else {
                 (None, None)
             };
@@ -256,7 +262,7 @@ impl DeliveryQueue for SqliteStore {
                     target,
                     attempts,
                     event: ctx.shared_event(seq)?,
-                    lease_until: now + DEFAULT_LEASE_MS,
+                    lease_until: now + lease_ms,
                     ordering_wait_ms: None,
                     sync: None,
                 })

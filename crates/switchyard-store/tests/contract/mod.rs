@@ -58,6 +58,17 @@ pub fn oid(s: &str) -> OrgId {
     OrgId::stored(s.to_string())
 }
 
+/// The lease the tests claim with, unless one says otherwise.
+pub const LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// A claim by `node` for [`LEASE_MS`].
+pub fn claim(node: &str) -> Claim<'_> {
+    Claim {
+        node,
+        lease_ms: LEASE_MS,
+    }
+}
+
 /// Publishes as the hub does: routes with the organization's current routing, and routes again
 /// if it changed before the commit.
 pub async fn publish(
@@ -68,7 +79,7 @@ pub async fn publish(
 ) -> Result<Vec<Published>> {
     let mut batch = route(store, org, events).await?;
     loop {
-        match store.publish(&oid(org), batch, node).await? {
+        match store.publish(&oid(org), batch, claim(node)).await? {
             PublishOutcome::Committed(out) => return Ok(out),
             PublishOutcome::StaleRouting(stale) => {
                 let events = stale.events.into_iter().map(|e| e.event).collect();
@@ -1142,11 +1153,26 @@ pub async fn replay_and_retry(store: &dyn Store) {
         .await
         .expect("list");
     assert_eq!(failed_list.len(), 1);
+    // Claimed for the lease asked, not one of the store's own.
+    let before = now_ms();
     let again = store
-        .retry_delivery(&oid("c-r"), &d.delivery_id, "n")
+        .retry_delivery(
+            &oid("c-r"),
+            &d.delivery_id,
+            Claim {
+                node: "n",
+                lease_ms: 123_000,
+            },
+        )
         .await
         .expect("retry");
-    assert_eq!(again.claimed.expect("claimed at once").attempts, 1);
+    let claimed = again.claimed.expect("claimed at once");
+    assert_eq!(claimed.attempts, 1);
+    assert!(
+        (before + 123_000..=now_ms() + 123_000).contains(&claimed.lease_until),
+        "claimed until {} for a lease of 123 s from {before}",
+        claimed.lease_until
+    );
     assert_eq!(
         store
             .get_delivery(&oid("c-r"), &d.delivery_id)
@@ -1156,7 +1182,9 @@ pub async fn replay_and_retry(store: &dyn Store) {
         DeliveryStatus::Pending
     );
     assert!(matches!(
-        store.retry_delivery(&oid("c-p"), &d.delivery_id, "n").await,
+        store
+            .retry_delivery(&oid("c-p"), &d.delivery_id, claim("n"))
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -1468,7 +1496,7 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
         "a subscription bumps the version"
     );
     match store
-        .publish(&oid("c-v"), batch, "n")
+        .publish(&oid("c-v"), batch, claim("n"))
         .await
         .expect("publish")
     {
@@ -1807,7 +1835,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
     // Nothing can send the dropped payload again: not a retry, not a replay.
     assert!(matches!(
         store
-            .retry_delivery(&oid("c-pl"), &due(0).delivery_id, "n")
+            .retry_delivery(&oid("c-pl"), &due(0).delivery_id, claim("n"))
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -1895,7 +1923,7 @@ pub async fn endpoint_leases_fence_claims_and_pass_on_when_they_expire(store: &d
     }
     assert!(matches!(
         store
-            .publish(&oid("c-l"), batch, "api-node")
+            .publish(&oid("c-l"), batch, claim("api-node"))
             .await
             .expect("publish"),
         PublishOutcome::Committed(_)
@@ -2083,7 +2111,7 @@ pub async fn a_node_gone_a_lease_past_its_beat_has_its_claims_released(store: &d
         e.claim.iter_mut().for_each(|c| *c = true);
     }
     let PublishOutcome::Committed(published) = store
-        .publish(&oid("c-g"), batch, "node-a")
+        .publish(&oid("c-g"), batch, claim("node-a"))
         .await
         .expect("publish")
     else {
@@ -2282,18 +2310,18 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
         .id
         .clone();
     assert!(matches!(
-        store.retry_delivery(&oid("c-o"), &o4, "n").await,
+        store.retry_delivery(&oid("c-o"), &o4, claim("n")).await,
         Err(StoreError::Conflict(_))
     ));
     let retried = store
-        .retry_delivery(&oid("c-o"), &next[0].delivery_id, "n")
+        .retry_delivery(&oid("c-o"), &next[0].delivery_id, claim("n"))
         .await
         .expect("retry");
     assert!(retried.claimed.is_some());
     assert!(retried.delivery.in_flight);
     // A settled delivery retried while its key is busy reopens behind the busy head.
     let again = store
-        .retry_delivery(&oid("c-o"), &head.delivery_id, "n")
+        .retry_delivery(&oid("c-o"), &head.delivery_id, claim("n"))
         .await
         .expect("retry");
     assert!(again.claimed.is_none());
@@ -2449,7 +2477,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
         e.claim = vec![false; e.targets.len()];
     }
     store
-        .publish(&oid("h-a"), batch, "n")
+        .publish(&oid("h-a"), batch, claim("n"))
         .await
         .expect("publish");
     let mut batch = route(store, "h-b", vec![sample_event("b-1", "T", "1")])
@@ -2459,7 +2487,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
         e.claim = vec![false; e.targets.len()];
     }
     store
-        .publish(&oid("h-b"), batch, "n")
+        .publish(&oid("h-b"), batch, claim("n"))
         .await
         .expect("publish");
 
@@ -2490,7 +2518,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
                 }
                 b
             },
-            "n",
+            claim("n"),
         )
         .await;
     more.expect("publish");
