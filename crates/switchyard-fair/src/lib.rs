@@ -374,8 +374,7 @@ impl FairPool {
         if units > share || units > self.pool.total {
             return Err(self.refused(&org, units, share, Duration::ZERO));
         }
-        let (tx, rx) = oneshot::channel();
-        let id = {
+        let (id, rx) = {
             let Ok(mut s) = self.pool.state.lock() else {
                 return Err(self.refused(&org, units, share, Duration::ZERO));
             };
@@ -384,6 +383,8 @@ impl FairPool {
                 drop(s);
                 return Ok(self.permit(org, units));
             }
+            // Only a caller that waits needs a channel to be woken on.
+            let (tx, rx) = oneshot::channel();
             s.next_id += 1;
             let id = s.next_id;
             let q = s.queues.entry(org.clone()).or_default();
@@ -399,7 +400,7 @@ impl FairPool {
             }
             // Units may have come back between the check and the queueing.
             s.dispatch();
-            id
+            (id, rx)
         };
         let mut waiting = Waiting {
             pool: self.pool.clone(),
