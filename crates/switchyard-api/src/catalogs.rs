@@ -74,7 +74,7 @@ pub async fn import(
     if !writes.is_empty() {
         s.store.put_event_types(&org, &writes).await?;
         for t in &writes {
-            s.schema_changed(&org, &t.name);
+            s.hub.event_type_changed(&org, &t.name).await;
         }
     }
     Ok(Json(out))

@@ -5,7 +5,7 @@
 use crate::AppState;
 use crate::endpoints::EndpointIn;
 use crate::error::{ApiError, ApiResult, path_id};
-use crate::events::{PublishedOut, check_event, parse_json, publish_one};
+use crate::events::{PublishedOut, parse_json, publish_one};
 use crate::extract::{Auth, JsonBody, RawBody};
 use crate::subscriptions::{SubscriptionIn, create_from};
 use axum::Json;
@@ -349,8 +349,8 @@ pub async fn enate_publish(
     publish_shaped(&s, &p, &org, &body, enate::published_event).await
 }
 
-/// Publishes a body in a platform's shape: `map` makes it our event, then it is checked and
-/// published like any other.
+/// Publishes a body in a platform's shape: `map` makes it our event, then it is published (and
+/// checked) like any other.
 async fn publish_shaped(
     s: &AppState,
     p: &switchyard_core::Principal,
@@ -359,6 +359,5 @@ async fn publish_shaped(
     map: fn(Value) -> Result<switchyard_core::NewEvent, switchyard_core::CoreError>,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
     let org = s.authorize(p, org.to_owned(), Role::Publisher).await?;
-    let event = check_event(s, &org, map(parse_json(body)?)?, "").await?;
-    publish_one(s, &org, event).await
+    publish_one(s, &org, map(parse_json(body)?)?).await
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use switchyard_core::CoreError;
 use switchyard_exec::ExecError;
-use switchyard_hub::{CallError, HubError};
+use switchyard_hub::{CallError, EventRefusal, HubError};
 use switchyard_store::StoreError;
 
 #[derive(Debug)]
@@ -130,6 +130,19 @@ impl ApiError {
                 message,
                 retry_after_s,
             } => Self::too_many("rate_limited", message, retry_after_s),
+            HubError::EventRefused {
+                reason, message, ..
+            } => match reason {
+                EventRefusal::Invalid => Self::invalid(message),
+                EventRefusal::SchemaViolation => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "schema_violation",
+                    message,
+                ),
+                EventRefusal::SchemaInvalid => {
+                    Self::new(StatusCode::UNPROCESSABLE_ENTITY, "schema_invalid", message)
+                }
+            },
         }
     }
 }

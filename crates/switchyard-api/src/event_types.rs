@@ -43,7 +43,7 @@ pub async fn put(
         updated_at: 0,
     };
     let saved = s.store.put_event_type(&org, &t).await?;
-    s.schema_changed(&org, &name);
+    s.hub.event_type_changed(&org, &name).await;
     Ok(Json(saved.into()))
 }
 

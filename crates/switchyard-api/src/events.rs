@@ -2,7 +2,6 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, path_id};
-use crate::event_types::valid_type_name;
 use crate::extract::{Auth, Query, RawBody};
 use crate::subscriptions::entity_id_text;
 use axum::Json;
@@ -12,6 +11,7 @@ use switchyard_core::glob::is_valid_pattern;
 use switchyard_core::ids::{EventId, OrgId};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{DeliveryStatus, EntityRef, NewEvent, Role, Target};
+use switchyard_hub::HubError;
 use switchyard_store::{EventQuery, Published};
 pub use switchyard_wire::events::*;
 
@@ -54,14 +54,10 @@ fn sync_verdict(published: &[Published]) -> (StatusCode, Option<ErrorOut>) {
     (StatusCode::BAD_GATEWAY, Some(error))
 }
 
-/// Turns one wire event into a domain event, checking it fully (schema included).
-async fn parse_event(s: &AppState, org: &OrgId, e: EventIn, at: &str) -> ApiResult<NewEvent> {
+/// Turns one wire event into a domain event (the hub's publish checks it as it checks every
+/// event).
+fn parse_event(e: EventIn, at: &str) -> ApiResult<NewEvent> {
     let inv = |m: String| ApiError::invalid(format!("{at}{m}"));
-    if !valid_type_name(&e.event_type) {
-        return Err(inv(
-            "`type` must be 1–200 characters of letters, digits and -_.:".into(),
-        ));
-    }
     let id = match e.id.map(EventId::parse_owned) {
         Some(Some(id)) => id,
         Some(None) => {
@@ -87,58 +83,23 @@ async fn parse_event(s: &AppState, org: &OrgId, e: EventIn, at: &str) -> ApiResu
             },
         },
     };
-    let event = NewEvent {
+    Ok(NewEvent {
         id,
         event_type: e.event_type,
         timestamp,
         entity,
         data: e.data,
-    };
-    check_event(s, org, event, at).await
+    })
 }
 
-/// Checks what every published event must pass, however it was shaped: a type of its own
-/// (not `switchyard.…`) and data that matches the type's schema.
-pub(crate) async fn check_event(
-    s: &AppState,
-    org: &OrgId,
-    mut event: NewEvent,
-    at: &str,
-) -> ApiResult<NewEvent> {
-    if event.event_type.starts_with("switchyard.") {
-        return Err(ApiError::invalid(format!(
-            "{at}types starting with `switchyard.` are reserved for events of the hub itself"
-        )));
-    }
-    if let Some(schema) = s.schema_for(org, &event.event_type).await? {
-        let data = std::mem::take(&mut event.data);
-        // Off the async workers: a large document never stalls other requests.
-        let (checked, back) = tokio::task::spawn_blocking(move || (schema.validate(&data), data))
-            .await
-            .map_err(|e| ApiError::internal(format!("schema validation failed: {e}")))?;
-        event.data = back;
-        if let Err(v) = checked {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "schema_violation",
-                format!(
-                    "{at}data does not match the schema of `{}` at {}: {}",
-                    event.event_type, v.path, v.message
-                ),
-            ));
-        }
-    }
-    Ok(event)
-}
-
-/// Publishes one checked event and answers as a publish does: 202 with the event, or 502
-/// naming the synchronous targets that failed.
+/// Publishes one event and answers as a publish does: 202 with the event, or 502 naming the
+/// synchronous targets that failed.
 pub(crate) async fn publish_one(
     s: &AppState,
     org: &OrgId,
     event: NewEvent,
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
-    let published = commit(s, org, vec![event]).await?;
+    let published = s.hub.publish(org, vec![event]).await?;
     let (status, error) = sync_verdict(&published);
     let mut out = published
         .first()
@@ -146,10 +107,6 @@ pub(crate) async fn publish_one(
         .ok_or_else(|| ApiError::internal("publish returned nothing"))?;
     out.error = error;
     Ok((status, Json(out)))
-}
-
-async fn commit(s: &AppState, org: &OrgId, events: Vec<NewEvent>) -> ApiResult<Vec<Published>> {
-    Ok(s.hub.publish(org, events).await?)
 }
 
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -175,8 +132,7 @@ pub async fn publish(
 ) -> ApiResult<(StatusCode, Json<PublishedOut>)> {
     let org = s.authorize(&p, org, Role::Publisher).await?;
     let e: EventIn = parse_json(&body)?;
-    let event = parse_event(&s, &org, e, "").await?;
-    publish_one(&s, &org, event).await
+    publish_one(&s, &org, parse_event(e, "")?).await
 }
 
 /// Publish up to 1,000 events in one transaction: all are committed, or none.
@@ -216,9 +172,21 @@ pub async fn publish_batch(
         }
         let e: EventIn =
             serde_json::from_value(item).map_err(|e| ApiError::invalid(format!("{at}{e}")))?;
-        events.push(parse_event(&s, &org, e, &at).await?);
+        events.push(parse_event(e, &at)?);
     }
-    let published = commit(&s, &org, events).await?;
+    // A refused event is named by its place in the batch.
+    let published = s.hub.publish(&org, events).await.map_err(|e| match e {
+        HubError::EventRefused {
+            index,
+            reason,
+            message,
+        } => HubError::EventRefused {
+            index,
+            reason,
+            message: format!("events[{index}]: {message}"),
+        },
+        other => other,
+    })?;
     let (status, error) = sync_verdict(&published);
     Ok((
         status,

@@ -31,15 +31,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_core::crypto::hash_api_key;
 use switchyard_core::ids::OrgId;
-use switchyard_core::schema::Schema;
 use switchyard_core::time::now_ms;
 use switchyard_core::{Principal, Role};
 use switchyard_hub::Hub;
-use switchyard_store::{Store, StoreError};
+use switchyard_store::Store;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -79,8 +78,6 @@ pub struct StateInner {
     keys: RwLock<HashMap<String, CachedKey>>,
     /// Organizations known to exist (for the instance admin's requests).
     orgs: RwLock<HashSet<String>>,
-    /// Compiled event-type schemas by (org, type), refreshed after [`SCHEMA_TTL`].
-    schemas: Mutex<HashMap<(String, String), CachedSchema>>,
     /// Live streams open, per key and per organization (each is capped).
     pub(crate) streams: Arc<tail::Open>,
 }
@@ -94,13 +91,6 @@ struct CachedKey {
 
 /// How often a key's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
-
-/// A compiled schema (or the knowledge that the type has none) and when it was loaded.
-type CachedSchema = (Instant, Option<Arc<Schema>>);
-
-/// How long a compiled schema is used before the store is asked again (a change through this
-/// node's API takes effect at once; the TTL bounds staleness across nodes).
-const SCHEMA_TTL: Duration = Duration::from_secs(2);
 
 impl Deref for AppState {
     type Target = StateInner;
@@ -125,7 +115,6 @@ impl AppState {
             metrics,
             keys: RwLock::new(HashMap::new()),
             orgs: RwLock::new(HashSet::new()),
-            schemas: Mutex::new(HashMap::new()),
             streams: Arc::default(),
         }));
         tokio::spawn(follow_changes(Arc::downgrade(&state.0), changes));
@@ -220,53 +209,9 @@ impl AppState {
             }
         }
     }
-
-    /// The compiled schema of an event type, if the type exists and has one.
-    pub async fn schema_for(
-        &self,
-        org: &OrgId,
-        event_type: &str,
-    ) -> ApiResult<Option<Arc<Schema>>> {
-        let key = (org.as_str().to_owned(), event_type.to_string());
-        if let Some((at, s)) = self.schemas.lock().ok().and_then(|m| m.get(&key).cloned())
-            && at.elapsed() < SCHEMA_TTL
-        {
-            return Ok(s);
-        }
-        let schema = match self.store.get_event_type(org, event_type).await {
-            Ok(t) => match t.schema {
-                Some(doc) => Some(Arc::new(Schema::compile(&doc).map_err(|e| {
-                    ApiError::new(
-                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        "schema_invalid",
-                        format!("the schema of `{event_type}` cannot be used ({e}); replace it"),
-                    )
-                })?)),
-                None => None,
-            },
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Ok(mut m) = self.schemas.lock() {
-            m.insert(key, (Instant::now(), schema.clone()));
-        }
-        Ok(schema)
-    }
-
-    /// An event type's schema changed: every node compiles it again.
-    fn schema_changed(&self, org: &OrgId, event_type: &str) {
-        self.drop_schema(org.as_str(), event_type);
-        self.hub.event_type_changed(org, event_type);
-    }
-
-    fn drop_schema(&self, org: &str, event_type: &str) {
-        if let Ok(mut m) = self.schemas.lock() {
-            m.remove(&(org.to_owned(), event_type.to_string()));
-        }
-    }
 }
 
-/// Applies to the API's caches what any node changed (revoked keys, event types' schemas),
+/// Applies to the API's caches what any node changed (revoked keys),
 /// for as long as the state lives.
 async fn follow_changes(
     state: std::sync::Weak<StateInner>,
@@ -286,16 +231,12 @@ async fn follow_changes(
         };
         match notice {
             Notice::Key { key_id } => s.drop_key(&key_id),
-            Notice::EventType { org, name } => s.drop_schema(&org, &name),
             Notice::Lost => {
                 if let Ok(mut k) = s.keys.write() {
                     k.clear();
                 }
                 if let Ok(mut o) = s.orgs.write() {
                     o.clear();
-                }
-                if let Ok(mut m) = s.schemas.lock() {
-                    m.clear();
                 }
             }
             _ => {}

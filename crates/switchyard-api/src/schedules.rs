@@ -49,18 +49,7 @@ pub async fn put(
         seconds,
     )?;
     // What it will publish must pass the event type's schema now, not fail at 2 am.
-    if let Some(schema) = s.schema_for(&org, &schedule.event_type).await?
-        && let Err(v) = schema.validate(&schedule.data)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "schema_violation",
-            format!(
-                "`data` does not match the schema of `{}` at {}: {}",
-                schedule.event_type, v.path, v.message
-            ),
-        ));
-    }
+    s.hub.check_schedule(&schedule).await?;
     let bytes = |data: &serde_json::Value| data.to_string().len() as u64;
     s.hub
         .within_quota(&org, |u| {

@@ -147,6 +147,18 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// What every event an organization publishes must pass, whichever way it came (the API,
+    /// a platform's own shape, a schedule): a type of its own. Its data is checked against the
+    /// type's schema where the schemas are, in the hub's publish.
+    pub fn check(&self) -> Result<(), crate::CoreError> {
+        check_publishable_type(&self.event_type, "type")
+    }
+
+    /// Whether this is one of the hub's own events.
+    pub fn is_system(&self) -> bool {
+        self.event_type.starts_with(RESERVED_TYPE_PREFIX)
+    }
+
     /// The envelope this event will have (routing filters match it before the event is stored).
     pub fn envelope(&self) -> Value {
         envelope(
@@ -315,6 +327,26 @@ pub struct Subscription {
 /// Checks an event type name: letters, digits and `-_.:`, 1–200 characters.
 pub fn valid_type_name(name: &str) -> bool {
     crate::ids::is_valid_name(name, 200) && !name.contains('@')
+}
+
+/// Types starting with this are the hub's own events (`switchyard.endpoint.disabled`…); no
+/// organization publishes them.
+pub const RESERVED_TYPE_PREFIX: &str = "switchyard.";
+
+/// Checks the type of an event an organization publishes (or schedules): a valid name, not
+/// one of the hub's own.
+pub fn check_publishable_type(name: &str, field: &str) -> Result<(), crate::CoreError> {
+    if !valid_type_name(name) {
+        return Err(crate::CoreError::invalid(format!(
+            "`{field}` must be 1–200 characters of letters, digits and -_.:"
+        )));
+    }
+    if name.starts_with(RESERVED_TYPE_PREFIX) {
+        return Err(crate::CoreError::invalid(format!(
+            "`{field}`: types starting with `{RESERVED_TYPE_PREFIX}` are reserved for events of the hub itself"
+        )));
+    }
+    Ok(())
 }
 
 /// How a subscription's target is reached.

@@ -224,11 +224,7 @@ impl Schedule {
         let event_type = def
             .event_type
             .ok_or_else(|| CoreError::invalid("`event_type` is required (or a `preset`)"))?;
-        if !crate::model::valid_type_name(&event_type) || event_type.starts_with("switchyard.") {
-            return Err(CoreError::invalid(
-                "`event_type` must be 1–200 characters of letters, digits and -_.:, not starting with `switchyard.`",
-            ));
-        }
+        crate::model::check_publishable_type(&event_type, "event_type")?;
         let data = def
             .data
             .unwrap_or_else(|| Value::Object(Default::default()));

@@ -13,11 +13,13 @@ mod publish;
 mod rates;
 mod retention;
 mod schedules;
+mod schemas;
 mod sync_hooks;
 mod system;
 
 pub use retention::{RetentionPass, RetentionSettings};
 pub use schedules::ScheduleSettings;
+pub use schemas::EventRefusal;
 pub use switchyard_delivery::{ConfigError, EngineConfig, EngineEvent, MIN_LEASE_MS};
 pub use sync_hooks::{CacheUse, CallError, HookAnswer};
 pub use system::ENDPOINT_DISABLED;
@@ -109,6 +111,13 @@ pub enum HubError {
     /// for now; nothing was stored.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
+    /// Event `index` (0 for a single one) of a publish was refused; nothing was stored.
+    #[error("{message}")]
+    EventRefused {
+        index: usize,
+        reason: EventRefusal,
+        message: String,
+    },
 }
 
 /// Events one replay step writes in one transaction.
@@ -144,6 +153,8 @@ struct Inner {
     payload_marks: retention::PayloadMarks,
     /// Run: answers of synchronous hooks, and their compiled schemas.
     hook_cache: sync_hooks::HookCache,
+    /// Run: event types' compiled schemas, which every published event passes.
+    schemas: schemas::SchemaCache,
     /// Run: how cron lines are read.
     schedules: ScheduleSettings,
     /// Run: wakes the scheduler when a schedule changed.
@@ -217,6 +228,7 @@ impl Hub {
                 retention: settings.retention.clone(),
                 payload_marks: Default::default(),
                 hook_cache: sync_hooks::HookCache::new(shares.clone()),
+                schemas: schemas::schema_cache(),
                 shares,
                 rates: Default::default(),
                 schedules: settings.schedules,

@@ -1,7 +1,7 @@
 //! What this node tells the other nodes sharing its database, and what it does with what they
 //! tell it: a change made through one node's API drops the matching cache entries on every
-//! node (routes, endpoint settings, hook definitions and answers, executors, schedules, and
-//! through [`Hub::changes`] the API's keys and schemas), and deliveries one node leaves due
+//! node (routes, endpoint settings, event types' schemas, hook definitions and answers,
+//! executors, schedules, and through [`Hub::changes`] the API's keys), and deliveries one node leaves due
 //! wake the node that holds their endpoint's lease. On SQLite there is one node and nothing to
 //! tell.
 
@@ -22,14 +22,15 @@ impl Hub {
         });
     }
 
-    /// The changes this node heard of that concern the API's own caches (event types' schemas,
-    /// revoked keys, and [`Notice::Lost`]), from any node, this one included.
+    /// The changes this node heard of that concern the API's own caches (revoked keys, and
+    /// [`Notice::Lost`]), from any node, this one included.
     pub fn changes(&self) -> broadcast::Receiver<Notice> {
         self.inner.changes.subscribe()
     }
 
-    /// An event type's schema changed through this node.
-    pub fn event_type_changed(&self, org: &OrgId, name: &str) {
+    /// An event type's schema changed through this node: dropped here, and on every node.
+    pub async fn event_type_changed(&self, org: &OrgId, name: &str) {
+        self.forget_schema(org, name).await;
         self.announce(Notice::EventType {
             org: org.to_string(),
             name: name.to_string(),
@@ -78,8 +79,10 @@ impl Hub {
             Notice::Executor { org: o, name } => self.forget_executor(&org(o), name).await,
             Notice::Schedules => self.inner.schedule_wake.notify_one(),
             Notice::Org { org: o } => self.reload_limits(Some(&org(o))).await,
-            Notice::EventType { .. } | Notice::Key { .. } => {}
+            Notice::EventType { org: o, name } => self.forget_schema(&org(o), name).await,
+            Notice::Key { .. } => {}
             Notice::Lost => {
+                self.inner.schemas.invalidate_all();
                 if let Ok(mut r) = self.inner.routes.lock() {
                     r.clear();
                 }
@@ -90,10 +93,7 @@ impl Hub {
                 self.inner.engine.wake();
             }
         }
-        if matches!(
-            notice,
-            Notice::EventType { .. } | Notice::Key { .. } | Notice::Lost
-        ) {
+        if matches!(notice, Notice::Key { .. } | Notice::Lost) {
             let _ = self.inner.changes.send(notice);
         }
     }

@@ -23,19 +23,33 @@ pub(crate) struct OrgRoutes {
 
 impl Hub {
     /// Stores `events` of `org` with their deliveries (one durable commit), then starts the
-    /// deliveries. An event whose id was published before comes back as a duplicate.
+    /// deliveries. An event whose id was published before comes back as a duplicate. Each
+    /// event passes the checks every published event passes, or nothing is stored.
     pub async fn publish(
         &self,
         org: &OrgId,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Published>, HubError> {
+        let events = self.check_events(org, events).await?;
+        self.commit(org, events).await
+    }
+
+    /// Publishes the hub's own events (`switchyard.…`), which no organization may publish.
+    pub(crate) async fn publish_system(
+        &self,
+        org: &OrgId,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Published>, HubError> {
+        debug_assert!(events.iter().all(NewEvent::is_system));
+        self.commit(org, events).await
+    }
+
+    /// Stores checked `events` and starts their deliveries.
+    async fn commit(&self, org: &OrgId, events: Vec<NewEvent>) -> Result<Vec<Published>, HubError> {
         let n = events.len() as u64;
         // The organization's publishes per minute (its own events; the hub's `switchyard.*`
         // events are not counted).
-        let counted = events
-            .iter()
-            .filter(|e| !e.event_type.starts_with("switchyard."))
-            .count() as u64;
+        let counted = events.iter().filter(|e| !e.is_system()).count() as u64;
         let limit = self.limits(org).events_per_minute;
         if let Err(e) = self
             .inner

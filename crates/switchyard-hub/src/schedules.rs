@@ -35,6 +35,16 @@ impl Hub {
         self.inner.schedules
     }
 
+    /// Whether what `schedule` publishes passes the checks every published event passes (its
+    /// type's schema as it is now): a schedule does not fail at 2 am for a reason known when
+    /// it was saved.
+    pub async fn check_schedule(&self, schedule: &Schedule) -> Result<(), HubError> {
+        let event = schedule.event_at(now_ms());
+        self.check_events(&schedule.org_id, vec![event])
+            .await
+            .map(|_| ())
+    }
+
     /// A schedule was created, changed or deleted: the scheduler looks again now.
     pub fn schedules_changed(&self) {
         self.inner.schedule_wake.notify_one();
@@ -112,6 +122,14 @@ impl Hub {
                     metrics::counter!("switchyard_schedule_fires_total",
                         "outcome" => if duplicate { "duplicate" } else { "published" })
                     .increment(1);
+                }
+                Err(e @ HubError::EventRefused { .. }) => {
+                    // Its type's schema changed since it was saved and refuses its data: this
+                    // fire is refused as a publish would be (trying again cannot help); the
+                    // schedule moves on and fires again when its data or the schema is fixed.
+                    tracing::error!(org = %s.org_id, schedule = s.name, error = %e, "a scheduled event was refused");
+                    metrics::counter!("switchyard_schedule_fires_total", "outcome" => "refused")
+                        .increment(1);
                 }
                 Err(e) => {
                     // Not moved on: tried again on the next pass (and, past the grace, as

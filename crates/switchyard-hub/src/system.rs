@@ -49,7 +49,7 @@ impl Hub {
                         "reason": ep.as_ref().and_then(|e| e.disabled_reason.clone()),
                     }),
                 };
-                if let Err(e) = self.publish(&org_id, vec![event]).await {
+                if let Err(e) = self.publish_system(&org_id, vec![event]).await {
                     tracing::error!(error = %e, org = %org_id, "publishing {ENDPOINT_DISABLED} failed");
                 }
             }

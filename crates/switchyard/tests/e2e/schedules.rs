@@ -177,6 +177,91 @@ async fn a_schedule_fires_through_the_scheduler_and_its_events_are_routed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_tightened_after_a_schedule_was_saved_holds_for_its_fires() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_in(tmp.path(), |s| s.schedules.seconds = true).await;
+    let org = app.org("sched-schema").await;
+    let rx = TestReceiver::start().await;
+    app.endpoint(&org, json!({"url": rx.url("/tick")}), &["Tick"])
+        .await;
+    let (s, v) = put_schedule(
+        &app,
+        &org,
+        "tick",
+        json!({"cron": "* * * * * *", "event_type": "Tick", "data": {"job": "sync"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    rx.wait_for(1, Duration::from_secs(30)).await;
+
+    // The type's schema now wants what the schedule's data lacks.
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/orgs/{}/event-types/Tick", org.id),
+            &org.admin,
+            Some(json!({"schema": {"type": "object", "required": ["report"]}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let tightened = now_ms();
+    let published = events_of(&app, &org, "Tick").await.len();
+    // The schedule keeps its times (each fire refused, not retried forever)…
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = app
+            .get(&format!("/v1/orgs/{}/schedules/tick", org.id), &org.viewer)
+            .await;
+        if v["last_fired_at"]
+            .as_str()
+            .is_some_and(|t| ms(t) >= tightened + 3_000)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule stopped moving on: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // …and publishes nothing its type refuses (one fire may have been checked before).
+    let after = events_of(&app, &org, "Tick").await;
+    assert!(
+        after.len() <= published + 1,
+        "{} events published past the schema",
+        after.len() - published
+    );
+    assert!(
+        after
+            .iter()
+            .all(|e| ms(e["timestamp"].as_str().expect("time")) <= tightened + 1_000),
+        "a fire after the change was published: {after:?}"
+    );
+    // Its data fixed, it fires again.
+    let (s, v) = put_schedule(
+        &app,
+        &org,
+        "tick",
+        json!({"cron": "* * * * * *", "event_type": "Tick", "data": {"report": "daily"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !events_of(&app, &org, "Tick")
+        .await
+        .iter()
+        .any(|e| e["data"] == json!({"report": "daily"}))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fixed schedule did not fire"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enneo_presets_and_what_is_refused() {
     let app = spawn_app().await;
     let org = app.org("sched-presets").await;
