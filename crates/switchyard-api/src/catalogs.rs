@@ -72,10 +72,7 @@ pub async fn import(
         writes.push(wanted);
     }
     if !writes.is_empty() {
-        s.store.put_event_types(&org, &writes).await?;
-        for t in &writes {
-            s.hub.event_type_changed(&org, &t.name).await;
-        }
+        s.hub.put_event_types(&org, &writes).await?;
     }
     Ok(Json(out))
 }

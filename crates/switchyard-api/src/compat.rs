@@ -99,14 +99,7 @@ pub async fn enreach_create(
             created_at: now,
         })
         .collect();
-    s.hub
-        .within_quota(&org, |u| {
-            u.subscriptions += subs.len() as u64;
-            u.endpoints += 1;
-        })
-        .await?;
-    let saved = s.store.create_subscriptions(&subs, Some(&ep)).await?;
-    s.hub.routing_changed(&org);
+    let saved = s.hub.create_subscriptions(&org, &subs, Some(&ep)).await?;
     let refs: Vec<&Subscription> = saved.iter().collect();
     Ok((StatusCode::CREATED, Json(enreach_out(&ep, &refs))))
 }
@@ -153,11 +146,10 @@ pub async fn enreach_delete(
     if ep.profile != Profile::Enreach || ep.owner_subscription.is_some() {
         return Err(ApiError::not_found("Enreach webhook"));
     }
-    s.store
+    s.hub
         .delete_endpoint(&org, &id)
         .await
-        .map_err(|e| ApiError::from_store(e, "Enreach webhook"))?;
-    s.hub.routing_changed(&org);
+        .map_err(|e| ApiError::from_hub(e, "Enreach webhook"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -313,11 +305,10 @@ pub async fn enate_delete(
     if owned.profile != Profile::Enate || owned.owner_subscription.as_deref() != Some(id.as_str()) {
         return Err(ApiError::not_found("Enate subscription"));
     }
-    s.store
+    s.hub
         .delete_subscription(&org, &id)
         .await
-        .map_err(|e| ApiError::from_store(e, "Enate subscription"))?;
-    s.hub.routing_changed(&org);
+        .map_err(|e| ApiError::from_hub(e, "Enate subscription"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -26,8 +26,7 @@ pub async fn create(
     let org = s.authorize(&p, org, Role::Admin).await?;
     let mut ep = Endpoint::new(&org, now_ms());
     ep.apply(body.into(), Change::Create, s.hub.clients().policy())?;
-    s.hub.within_quota(&org, |u| u.endpoints += 1).await?;
-    let ep = s.store.create_endpoint(&ep).await?;
+    let ep = s.hub.create_endpoint(&ep).await?;
     Ok((StatusCode::CREATED, Json(EndpointOut::from(&ep, true))))
 }
 
@@ -80,11 +79,10 @@ pub async fn patch(
     ep.apply(body.into(), Change::Patch, s.hub.clients().policy())?;
     ep.updated_at = now_ms();
     let ep = s
-        .store
+        .hub
         .update_endpoint(&ep)
         .await
-        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.hub.endpoint_changed(&org, &id);
+        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
     Ok(Json(EndpointOut::from(&ep, false)))
 }
 
@@ -96,11 +94,10 @@ pub async fn delete(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.hub
         .delete_endpoint(&org, &endpoint_id(&id)?)
         .await
-        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.hub.endpoint_changed(&org, &id);
+        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -133,11 +130,10 @@ pub async fn rotate_secret(
         };
     ep.rotate_secret(rotation, now_ms())?;
     let ep = s
-        .store
+        .hub
         .update_endpoint(&ep)
         .await
-        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
-    s.hub.endpoint_changed(&org, &id);
+        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
     Ok(Json(EndpointOut::from(&ep, true)))
 }
 

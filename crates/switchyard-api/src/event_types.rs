@@ -42,8 +42,12 @@ pub async fn put(
         schema,
         updated_at: 0,
     };
-    let saved = s.store.put_event_type(&org, &t).await?;
-    s.hub.event_type_changed(&org, &name).await;
+    let saved = s
+        .hub
+        .put_event_types(&org, std::slice::from_ref(&t))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("the event type was not saved"))?;
     Ok(Json(saved.into()))
 }
 

@@ -78,15 +78,7 @@ pub async fn put(
         retries: body.retries,
         created_at: 0,
     };
-    let new_name = matches!(
-        s.store.get_executor(&ex.org_id, &ex.name).await,
-        Err(switchyard_store::StoreError::NotFound)
-    );
-    s.hub
-        .within_quota(&ex.org_id, |u| u.executors += u64::from(new_name))
-        .await?;
-    let saved = s.store.put_executor(&ex).await?;
-    s.hub.executor_changed(&saved.org_id, &saved.name).await;
+    let saved = s.hub.put_executor(&ex).await?;
     let status = if saved.version == 1 {
         StatusCode::CREATED
     } else {
@@ -155,11 +147,9 @@ pub async fn delete(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.hub
         .delete_executor(&org, &name)
         .await
-        .map_err(|e| ApiError::from_store(e, "executor"))?;
-    s.hub.routing_changed(&org);
-    s.hub.executor_changed(&org, &name).await;
+        .map_err(|e| ApiError::from_hub(e, "executor"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -49,17 +49,7 @@ pub async fn put(
         seconds,
     )?;
     // What it will publish must pass the event type's schema now, not fail at 2 am.
-    s.hub.check_schedule(&schedule).await?;
-    let bytes = |data: &serde_json::Value| data.to_string().len() as u64;
-    s.hub
-        .within_quota(&org, |u| {
-            u.schedules += u64::from(existing.is_none());
-            u.schedule_bytes = (u.schedule_bytes + bytes(&schedule.data))
-                .saturating_sub(existing.as_ref().map_or(0, |e| bytes(&e.data)));
-        })
-        .await?;
-    let saved = s.store.put_schedule(&schedule).await?;
-    s.hub.schedules_changed();
+    let saved = s.hub.put_schedule(&schedule, existing.as_ref()).await?;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
@@ -106,11 +96,10 @@ pub async fn delete(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.hub
         .delete_schedule(&org, &name)
         .await
-        .map_err(|e| ApiError::from_store(e, "schedule"))?;
-    s.hub.schedules_changed();
+        .map_err(|e| ApiError::from_hub(e, "schedule"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -146,14 +146,12 @@ pub(crate) async fn create_from(
         mode,
         created_at: now_ms(),
     };
-    s.hub
-        .within_quota(org, |u| {
-            u.subscriptions += 1;
-            u.endpoints += u64::from(owned.is_some());
-        })
-        .await?;
-    let saved = s.store.create_subscription(&sub, owned.as_ref()).await?;
-    s.hub.routing_changed(org);
+    let saved = s
+        .hub
+        .create_subscriptions(org, std::slice::from_ref(&sub), owned.as_ref())
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("the subscription was not saved"))?;
     Ok((saved, owned))
 }
 
@@ -197,10 +195,9 @@ pub async fn delete(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.hub
         .delete_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
         .await
-        .map_err(|e| ApiError::from_store(e, "subscription"))?;
-    s.hub.routing_changed(&org);
+        .map_err(|e| ApiError::from_hub(e, "subscription"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,11 +27,10 @@ pub async fn put(
     let existing = existing(s.store.get_sync_hook(&org, &name).await)?;
     let hook = SyncHook::define(&org, &name, body.into(), existing.as_ref(), now_ms())?;
     let saved = s
-        .store
+        .hub
         .put_sync_hook(&hook)
         .await
-        .map_err(|e| ApiError::from_store(e, "hook"))?;
-    s.hub.hook_changed(&org, &name).await;
+        .map_err(|e| ApiError::from_hub(e, "hook"))?;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
@@ -90,11 +89,10 @@ pub async fn delete(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.hub
         .delete_sync_hook(&org, &name)
         .await
-        .map_err(|e| ApiError::from_store(e, "hook"))?;
-    s.hub.hook_changed(&org, &name).await;
+        .map_err(|e| ApiError::from_hub(e, "hook"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,6 +8,7 @@
 //! those reports into `switchyard.*` events through the same publish, and the scheduler
 //! (`schedules.rs`) publishes each schedule's events the same way.
 
+mod catalog;
 mod notices;
 mod publish;
 mod rates;
@@ -357,7 +358,7 @@ impl Hub {
     /// An endpoint was changed or deleted: its cached configuration and its organization's
     /// routes are dropped (the routing version would catch a stale table anyway; this saves
     /// the round trip).
-    pub fn endpoint_changed(&self, org: &OrgId, endpoint: &str) {
+    pub(crate) fn endpoint_changed(&self, org: &OrgId, endpoint: &str) {
         self.inner.engine.endpoint_changed(endpoint);
         self.forget_routes(org);
         // Re-enabled, or no longer ordered: deliveries it kept may be due now.
@@ -370,7 +371,7 @@ impl Hub {
 
     /// A subscription or executor of `org` was created or deleted: its routes are dropped on
     /// every node.
-    pub fn routing_changed(&self, org: &OrgId) {
+    pub(crate) fn routing_changed(&self, org: &OrgId) {
         self.forget_routes(org);
         self.announce(switchyard_store::Notice::Routing {
             org: org.to_string(),

@@ -29,7 +29,7 @@ impl Hub {
     }
 
     /// An event type's schema changed through this node: dropped here, and on every node.
-    pub async fn event_type_changed(&self, org: &OrgId, name: &str) {
+    pub(crate) async fn event_type_changed(&self, org: &OrgId, name: &str) {
         self.forget_schema(org, name).await;
         self.announce(Notice::EventType {
             org: org.to_string(),

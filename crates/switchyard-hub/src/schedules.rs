@@ -46,7 +46,7 @@ impl Hub {
     }
 
     /// A schedule was created, changed or deleted: the scheduler looks again now.
-    pub fn schedules_changed(&self) {
+    pub(crate) fn schedules_changed(&self) {
         self.inner.schedule_wake.notify_one();
         self.announce(switchyard_store::Notice::Schedules);
     }

@@ -361,14 +361,14 @@ impl Hub {
 
     /// Hook `name` of `org` was defined again or deleted: its cached definition and answers
     /// are forgotten, on every node.
-    pub async fn hook_changed(&self, org: &OrgId, name: &str) {
+    pub(crate) async fn hook_changed(&self, org: &OrgId, name: &str) {
         self.forget_hook(org, name).await;
         self.announce_hook(org, name);
     }
 
     /// Executor `name` of `org` has a new version or was deleted: hooks read it again, on
     /// every node.
-    pub async fn executor_changed(&self, org: &OrgId, name: &str) {
+    pub(crate) async fn executor_changed(&self, org: &OrgId, name: &str) {
         self.forget_executor(org, name).await;
         self.announce(switchyard_store::Notice::Executor {
             org: org.to_string(),

@@ -94,30 +94,7 @@ impl EndpointCatalog for PgStore {
     }
 
     async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<()> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let db = Db::T(&tx);
-        db.exec(
-            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
-             order_slot = NULL, updated_at = $3
-             WHERE org_id = $1 AND endpoint_id = $2 AND status IN ('pending', 'blocked')",
-            &[org, id, &now_ms()],
-        )
-        .await?;
-        db.exec(
-            "DELETE FROM subscriptions WHERE org_id = $1 AND endpoint_id = $2",
-            &[org, id],
-        )
-        .await?;
-        let n = db
-            .exec(
-                "DELETE FROM endpoints WHERE org_id = $1 AND id = $2",
-                &[org, id],
-            )
-            .await?;
-        found(n)?;
-        bump_routing(db, org).await?;
-        commit(tx).await
+        retrying(|| self.delete_endpoint_once(org, id)).await
     }
 
     async fn create_subscriptions(
@@ -204,34 +181,7 @@ impl EndpointCatalog for PgStore {
     }
 
     async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let db = Db::T(&tx);
-        let n = db
-            .exec(
-                "DELETE FROM subscriptions WHERE org_id = $1 AND id = $2",
-                &[org, id],
-            )
-            .await?;
-        found(n)?;
-        // An endpoint made for this subscription's inline URL is disabled with it: nothing
-        // routes there any more, and its open deliveries end as failed.
-        db.exec(
-            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
-             order_slot = NULL, updated_at = $3
-             WHERE org_id = $1 AND status IN ('pending', 'blocked') AND endpoint_id IN
-               (SELECT id FROM endpoints WHERE org_id = $1 AND owner_subscription = $2)",
-            &[org, id, &now_ms()],
-        )
-        .await?;
-        db.exec(
-            "UPDATE endpoints SET enabled = FALSE, disabled_reason = 'its subscription was deleted'
-             WHERE org_id = $1 AND owner_subscription = $2",
-            &[org, id],
-        )
-        .await?;
-        bump_routing(db, org).await?;
-        commit(tx).await
+        retrying(|| self.delete_subscription_once(org, id)).await
     }
 
     async fn routing(&self, org: &OrgId) -> Result<RoutingSnapshot> {
@@ -304,4 +254,71 @@ pub(super) async fn get_endpoint_db(
         )
         .await?;
     endpoint_from_row(&r, key)
+}
+
+impl PgStore {
+    /// One try of [`EndpointCatalog::delete_endpoint`]; it can run into the recorder over a
+    /// delivery's row (a deadlock the server breaks), and then runs again.
+    async fn delete_endpoint_once(&self, org: &OrgId, id: &EndpointId) -> Result<()> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        // The organization's row first, as a publish takes it: a publish waits for this
+        // change instead of holding a row it needs.
+        bump_routing(db, org).await?;
+        db.exec(
+            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
+             order_slot = NULL, updated_at = $3
+             WHERE org_id = $1 AND endpoint_id = $2 AND status IN ('pending', 'blocked')",
+            &[org, id, &now_ms()],
+        )
+        .await?;
+        db.exec(
+            "DELETE FROM subscriptions WHERE org_id = $1 AND endpoint_id = $2",
+            &[org, id],
+        )
+        .await?;
+        let n = db
+            .exec(
+                "DELETE FROM endpoints WHERE org_id = $1 AND id = $2",
+                &[org, id],
+            )
+            .await?;
+        found(n)?;
+        commit(tx).await
+    }
+
+    /// One try of [`EndpointCatalog::delete_subscription`], likewise.
+    async fn delete_subscription_once(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let db = Db::T(&tx);
+        // The organization's row first, as a publish takes it: a publish waits for this
+        // change instead of holding a row it needs.
+        bump_routing(db, org).await?;
+        let n = db
+            .exec(
+                "DELETE FROM subscriptions WHERE org_id = $1 AND id = $2",
+                &[org, id],
+            )
+            .await?;
+        found(n)?;
+        // An endpoint made for this subscription's inline URL is disabled with it: nothing
+        // routes there any more, and its open deliveries end as failed.
+        db.exec(
+            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, claimed_by = NULL,
+             order_slot = NULL, updated_at = $3
+             WHERE org_id = $1 AND status IN ('pending', 'blocked') AND endpoint_id IN
+               (SELECT id FROM endpoints WHERE org_id = $1 AND owner_subscription = $2)",
+            &[org, id, &now_ms()],
+        )
+        .await?;
+        db.exec(
+            "UPDATE endpoints SET enabled = FALSE, disabled_reason = 'its subscription was deleted'
+             WHERE org_id = $1 AND owner_subscription = $2",
+            &[org, id],
+        )
+        .await?;
+        commit(tx).await
+    }
 }
