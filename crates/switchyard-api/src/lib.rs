@@ -29,13 +29,10 @@ pub use ops::metrics_handle;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use switchyard_core::crypto::hash_api_key;
 use switchyard_core::ids::OrgId;
-use switchyard_core::time::now_ms;
 use switchyard_core::{Principal, Role};
 use switchyard_hub::Hub;
 use switchyard_store::Store;
@@ -73,24 +70,9 @@ pub struct StateInner {
     pub admin_key_hash: Option<String>,
     pub limits: Limits,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Authenticated keys by hash, with when their use was last recorded. A revoked key is
-    /// removed at once ([`StateInner::forget_key`]).
-    keys: RwLock<HashMap<String, CachedKey>>,
-    /// Organizations known to exist (for the instance admin's requests).
-    orgs: RwLock<HashSet<String>>,
     /// Live streams open, per key and per organization (each is capped).
     pub(crate) streams: Arc<tail::Open>,
 }
-
-/// A key that authenticated, and when its use was last written to the store.
-#[derive(Clone)]
-struct CachedKey {
-    principal: Principal,
-    touched: Instant,
-}
-
-/// How often a key's `last_used_at` is written at most.
-const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl Deref for AppState {
     type Target = StateInner;
@@ -106,19 +88,14 @@ impl AppState {
         limits: Limits,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> AppState {
-        let changes = hub.changes();
-        let state = AppState(Arc::new(StateInner {
+        AppState(Arc::new(StateInner {
             store: hub.store().clone(),
             hub,
             admin_key_hash: admin_key.map(hash_api_key),
             limits,
             metrics,
-            keys: RwLock::new(HashMap::new()),
-            orgs: RwLock::new(HashSet::new()),
             streams: Arc::default(),
-        }));
-        tokio::spawn(follow_changes(Arc::downgrade(&state.0), changes));
-        state
+        }))
     }
 
     async fn authenticate(&self, key: &str) -> ApiResult<Principal> {
@@ -130,55 +107,10 @@ impl AppState {
                 key_id: switchyard_core::ids::KeyId::stored("env-admin".into()),
             });
         }
-        let cached = self.keys.read().ok().and_then(|k| k.get(&hash).cloned());
-        // A key is read from the store again once a minute (and its use recorded then): a
-        // revocation that this node did not hear of takes effect within that minute.
-        if let Some(c) = cached.filter(|c| c.touched.elapsed() < TOUCH_EVERY) {
-            return Ok(c.principal);
-        }
-        match self.store.find_api_key(&hash).await? {
-            Some(p) => {
-                if let Ok(mut k) = self.keys.write() {
-                    k.insert(
-                        hash,
-                        CachedKey {
-                            principal: p.clone(),
-                            touched: Instant::now(),
-                        },
-                    );
-                }
-                self.touch(&p.key_id);
-                Ok(p)
-            }
-            None => {
-                if let Ok(mut k) = self.keys.write() {
-                    k.remove(&hash);
-                }
-                Err(ApiError::unauthorized())
-            }
-        }
-    }
-
-    /// Records a key's use without making the request wait for it.
-    fn touch(&self, key_id: &switchyard_core::ids::KeyId) {
-        let (store, id) = (self.store.clone(), key_id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_api_key(&id, now_ms()).await {
-                tracing::debug!(error = %e, "recording a key's use failed");
-            }
-        });
-    }
-
-    /// Drops a revoked key from the cache of every node, so its next request is refused.
-    pub fn forget_key(&self, key_id: &str) {
-        self.drop_key(key_id);
-        self.hub.key_revoked(key_id);
-    }
-
-    fn drop_key(&self, key_id: &str) {
-        if let Ok(mut k) = self.keys.write() {
-            k.retain(|_, c| c.principal.key_id != key_id);
-        }
+        self.hub
+            .principal_of(&hash)
+            .await?
+            .ok_or_else(ApiError::unauthorized)
     }
 
     /// Lets `p` act in `org` with at least `role`, and answers the organization's id. A key of
@@ -195,51 +127,12 @@ impl AppState {
             ))),
             Some(_) => Ok(org),
             None => {
-                if self.orgs.read().is_ok_and(|o| o.contains(org.as_str())) {
-                    return Ok(org);
-                }
-                self.store
-                    .get_org(&org)
+                self.hub
+                    .org_exists(&org)
                     .await
-                    .map_err(|e| ApiError::from_store(e, "organization"))?;
-                if let Ok(mut o) = self.orgs.write() {
-                    o.insert(org.as_str().to_owned());
-                }
+                    .map_err(|e| ApiError::from_hub(e, "organization"))?;
                 Ok(org)
             }
-        }
-    }
-}
-
-/// Applies to the API's caches what any node changed (revoked keys),
-/// for as long as the state lives.
-async fn follow_changes(
-    state: std::sync::Weak<StateInner>,
-    mut changes: tokio::sync::broadcast::Receiver<switchyard_store::Notice>,
-) {
-    use switchyard_store::Notice;
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let notice = match changes.recv().await {
-            Ok(n) => n,
-            // Fell behind: some changes were missed, so all of them may have happened.
-            Err(RecvError::Lagged(_)) => Notice::Lost,
-            Err(RecvError::Closed) => return,
-        };
-        let Some(s) = state.upgrade().map(AppState) else {
-            return;
-        };
-        match notice {
-            Notice::Key { key_id } => s.drop_key(&key_id),
-            Notice::Lost => {
-                if let Ok(mut k) = s.keys.write() {
-                    k.clear();
-                }
-                if let Ok(mut o) = s.orgs.write() {
-                    o.clear();
-                }
-            }
-            _ => {}
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn create(
     instance_admin(&p)?;
     let (id, changes) = body.changes();
     let org = Org::new(&id, changes, now_ms())?;
-    let org = s.store.create_org(&org).await?;
+    let org = s.hub.create_org(&org).await?;
     Ok((StatusCode::CREATED, Json(org.into())))
 }
 
@@ -90,10 +90,10 @@ pub async fn patch(
     }
     o.apply(changes)?;
     let o = s
-        .store
+        .hub
         .update_org(&o)
         .await
-        .map_err(|e| ApiError::from_store(e, "organization"))?;
+        .map_err(|e| ApiError::from_hub(e, "organization"))?;
     Ok(Json(o.into()))
 }
 
@@ -195,10 +195,10 @@ pub async fn create_key(
         .ok_or_else(|| ApiError::invalid("`role` must be `admin`, `publisher` or `viewer`"))?;
     let key = generate_api_key();
     let id = s
-        .store
+        .hub
         .create_api_key(Some(&org), role, &hash_api_key(&key), &api_key_prefix(&key))
         .await
-        .map_err(|e| ApiError::from_store(e, "organization"))?;
+        .map_err(|e| ApiError::from_hub(e, "organization"))?;
     Ok((
         StatusCode::CREATED,
         Json(KeyOut {
@@ -240,10 +240,9 @@ pub async fn revoke_key(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
-        .delete_api_key(&org, &path_id(KeyId::parse(&id), "key")?)
+    s.hub
+        .revoke_api_key(&org, &path_id(KeyId::parse(&id), "key")?)
         .await
-        .map_err(|e| ApiError::from_store(e, "key"))?;
-    s.forget_key(&id);
+        .map_err(|e| ApiError::from_hub(e, "key"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -29,7 +29,7 @@ pub async fn put_secret(
     if body.value.is_empty() || body.value.len() > 64 * 1024 {
         return Err(ApiError::invalid("a secret value is 1 byte to 64 KiB"));
     }
-    s.store.put_secret(&org, &name, &body.value).await?;
+    s.hub.put_secret(&org, &name, &body.value).await?;
     Ok(Json(SecretOut {
         name,
         updated_at: to_rfc3339(switchyard_core::time::now_ms()),
@@ -64,9 +64,9 @@ pub async fn delete_secret(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.hub
         .delete_secret(&org, &name)
         .await
-        .map_err(|e| ApiError::from_store(e, "secret"))?;
+        .map_err(|e| ApiError::from_hub(e, "secret"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -177,6 +177,51 @@ async fn keys_are_checked_and_another_organization_is_not_found() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    // A revoked key is refused from its next request on, though it was just trusted.
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/v1/orgs/a/keys",
+            Some(&a_admin),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (key, id) = (
+        v["key"].as_str().expect("key"),
+        v["id"].as_str().expect("id"),
+    );
+    let (s, _) = api
+        .call(Method::GET, "/v1/orgs/a/events", Some(key), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Another organization cannot revoke it: not found, and the key still works.
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/orgs/b/keys/{id}"),
+            Some(&b_admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api
+        .call(Method::GET, "/v1/orgs/a/events", Some(key), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/orgs/a/keys/{id}"),
+            Some(&a_admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api
+        .call(Method::GET, "/v1/orgs/a/events", Some(key), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     // An organization's admin is not the instance's.
     let (s, _) = api
         .call(

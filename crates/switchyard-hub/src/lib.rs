@@ -8,6 +8,7 @@
 //! those reports into `switchyard.*` events through the same publish, and the scheduler
 //! (`schedules.rs`) publishes each schedule's events the same way.
 
+mod access;
 mod catalog;
 mod notices;
 mod publish;
@@ -163,8 +164,10 @@ struct Inner {
     /// Run: the organization of each commit on this node, for live tails
     /// ([`Hub::published_orgs`]). Sending costs nothing when nobody listens.
     published: broadcast::Sender<Arc<str>>,
-    /// Run: changes heard from any node that concern the API's caches ([`Hub::changes`]).
-    changes: broadcast::Sender<switchyard_store::Notice>,
+    /// Run: authenticated API keys by hash, dropped when revoked on any node.
+    keys: access::KeyCache,
+    /// Run: organizations known to exist.
+    orgs: access::OrgCache,
     /// Run: each organization's limits, read at start and kept as they change on any node.
     shares: Arc<Shares>,
     /// Run: each organization's publishes per minute and replays per hour, on this node.
@@ -235,7 +238,8 @@ impl Hub {
                 schedules: settings.schedules,
                 schedule_wake: Notify::new(),
                 published: broadcast::channel(256).0,
-                changes: broadcast::channel(1024).0,
+                keys: access::key_cache(),
+                orgs: access::org_cache(),
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));

@@ -1,14 +1,14 @@
 //! What this node tells the other nodes sharing its database, and what it does with what they
 //! tell it: a change made through one node's API drops the matching cache entries on every
 //! node (routes, endpoint settings, event types' schemas, hook definitions and answers,
-//! executors, schedules, and through [`Hub::changes`] the API's keys), and deliveries one node leaves due
+//! executors, schedules, revoked keys), and deliveries one node leaves due
 //! wake the node that holds their endpoint's lease. On SQLite there is one node and nothing to
 //! tell.
 
 use crate::Hub;
 use switchyard_core::ids::{EndpointId, OrgId};
 use switchyard_store::Notice;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 impl Hub {
     /// Tells the other nodes of `notice` (it has been applied on this node already). Sent after
@@ -22,25 +22,12 @@ impl Hub {
         });
     }
 
-    /// The changes this node heard of that concern the API's own caches (revoked keys, and
-    /// [`Notice::Lost`]), from any node, this one included.
-    pub fn changes(&self) -> broadcast::Receiver<Notice> {
-        self.inner.changes.subscribe()
-    }
-
     /// An event type's schema changed through this node: dropped here, and on every node.
     pub(crate) async fn event_type_changed(&self, org: &OrgId, name: &str) {
         self.forget_schema(org, name).await;
         self.announce(Notice::EventType {
             org: org.to_string(),
             name: name.to_string(),
-        });
-    }
-
-    /// An API key was revoked through this node: every node refuses it from now on.
-    pub fn key_revoked(&self, key_id: &str) {
-        self.announce(Notice::Key {
-            key_id: key_id.to_string(),
         });
     }
 
@@ -80,8 +67,10 @@ impl Hub {
             Notice::Schedules => self.inner.schedule_wake.notify_one(),
             Notice::Org { org: o } => self.reload_limits(Some(&org(o))).await,
             Notice::EventType { org: o, name } => self.forget_schema(&org(o), name).await,
-            Notice::Key { .. } => {}
+            Notice::Key { key_id } => self.forget_key(key_id),
             Notice::Lost => {
+                self.inner.keys.invalidate_all();
+                self.inner.orgs.invalidate_all();
                 self.inner.schemas.invalidate_all();
                 if let Ok(mut r) = self.inner.routes.lock() {
                     r.clear();
@@ -92,9 +81,6 @@ impl Hub {
                 self.inner.schedule_wake.notify_one();
                 self.inner.engine.wake();
             }
-        }
-        if matches!(notice, Notice::Key { .. } | Notice::Lost) {
-            let _ = self.inner.changes.send(notice);
         }
     }
 }
