@@ -42,7 +42,7 @@ pub async fn import(
     let org = s.authorize(&p, org, Role::Admin).await?;
     let c = catalog(&name).ok_or_else(|| ApiError::not_found("catalog"))?;
     let existing: HashMap<String, _> = s
-        .store
+        .reads
         .list_event_types(&org)
         .await?
         .into_iter()

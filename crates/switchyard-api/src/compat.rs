@@ -112,8 +112,8 @@ pub async fn enreach_list(
     Path(org): Path<String>,
 ) -> ApiResult<Json<Vec<EnreachConfigOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let subs = s.store.list_subscriptions(&org).await?;
-    let eps = s.store.list_endpoints(&org).await?;
+    let subs = s.reads.list_subscriptions(&org).await?;
+    let eps = s.reads.list_endpoints(&org).await?;
     let out = eps
         .iter()
         .filter(|ep| ep.profile == Profile::Enreach && ep.owner_subscription.is_none())
@@ -139,7 +139,7 @@ pub async fn enreach_delete(
     let id = EndpointId::parse(&our_id("ep", &id))
         .ok_or_else(|| ApiError::not_found("Enreach webhook"))?;
     let ep = s
-        .store
+        .reads
         .get_endpoint(&org, &id)
         .await
         .map_err(|e| ApiError::from_store(e, "Enreach webhook"))?;
@@ -258,14 +258,14 @@ pub async fn enate_list(
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let show = p.may(&org, Role::Admin);
     let eps: HashMap<EndpointId, Endpoint> = s
-        .store
+        .reads
         .list_endpoints(&org)
         .await?
         .into_iter()
         .filter(|e| e.profile == Profile::Enate && e.owner_subscription.is_some())
         .map(|e| (e.id.clone(), e))
         .collect();
-    let subs = s.store.list_subscriptions(&org).await?;
+    let subs = s.reads.list_subscriptions(&org).await?;
     let out = subs
         .iter()
         .filter_map(|sub| {
@@ -290,13 +290,13 @@ pub async fn enate_delete(
         "Enate subscription",
     )?;
     let sub = s
-        .store
+        .reads
         .get_subscription(&org, &id)
         .await
         .map_err(|e| ApiError::from_store(e, "Enate subscription"))?;
     let owned = match sub.target.endpoint_id() {
         Some(ep) => s
-            .store
+            .reads
             .get_endpoint(&org, ep)
             .await
             .map_err(|e| ApiError::from_store(e, "Enate subscription"))?,

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::ids::DeliveryId;
 use switchyard_core::{DeliveryStatus, Role};
-use switchyard_store::DeliveryQuery;
+use switchyard_hub::DeliveryQuery;
 pub use switchyard_wire::deliveries::*;
 
 /// List deliveries, newest first.
@@ -40,7 +40,7 @@ pub async fn list(
         before_id: q.cursor,
         limit,
     };
-    let ds = s.store.list_deliveries(&org, &query).await?;
+    let ds = s.reads.list_deliveries(&org, &query).await?;
     let next_cursor = if ds.len() as u32 == limit {
         ds.last().map(|d| d.id.as_str().to_owned())
     } else {
@@ -61,7 +61,7 @@ pub async fn get(
 ) -> ApiResult<Json<DeliveryOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let d = s
-        .store
+        .reads
         .get_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)
         .await
         .map_err(|e| ApiError::from_store(e, "delivery"))?;

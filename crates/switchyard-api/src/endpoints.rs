@@ -38,7 +38,7 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Json<List<EndpointOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let eps = s.store.list_endpoints(&org).await?;
+    let eps = s.reads.list_endpoints(&org).await?;
     Ok(Json(List::whole(
         eps.iter()
             .map(|e| EndpointOut::from(e, false).for_reader(&p, &org))
@@ -47,7 +47,7 @@ pub async fn list(
 }
 
 async fn load(s: &AppState, org: &OrgId, id: &str) -> ApiResult<Endpoint> {
-    s.store
+    s.reads
         .get_endpoint(org, &endpoint_id(id)?)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))
@@ -154,7 +154,7 @@ pub async fn health(
     }
     let ep = load(&s, &org, &id).await?;
     let h = s
-        .store
+        .reads
         .endpoint_health(&org, &ep.id, now_ms() - window_s as i64 * 1000)
         .await
         .map_err(|e| ApiError::from_store(e, "endpoint"))?;

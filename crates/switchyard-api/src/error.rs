@@ -8,9 +8,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use switchyard_core::CoreError;
-use switchyard_exec::ExecError;
+use switchyard_hub::ExecError;
+use switchyard_hub::StoreError;
 use switchyard_hub::{CallError, EventRefusal, HubError};
-use switchyard_store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -60,7 +60,7 @@ pub async fn get(
 ) -> ApiResult<Json<EventTypeOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let t = s
-        .store
+        .reads
         .get_event_type(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "event type"))?;
@@ -76,7 +76,7 @@ pub async fn list(
 ) -> ApiResult<Json<List<EventTypeOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     Ok(Json(List::whole(
-        s.store
+        s.reads
             .list_event_types(&org)
             .await?
             .into_iter()

@@ -12,7 +12,7 @@ use switchyard_core::ids::{EventId, OrgId};
 use switchyard_core::time::{now_ms, parse_rfc3339};
 use switchyard_core::{DeliveryStatus, EntityRef, NewEvent, Role, Target};
 use switchyard_hub::HubError;
-use switchyard_store::{EventQuery, Published};
+use switchyard_hub::{EventQuery, Published};
 pub use switchyard_wire::events::*;
 
 /// What the store answered for one published event, as the wire shows it.
@@ -248,7 +248,7 @@ pub async fn list(
         limit,
         ..Default::default()
     };
-    let events = s.store.list_events(&org, &query).await?;
+    let events = s.reads.list_events(&org, &query).await?;
     let next_cursor = if events.len() as u32 == limit {
         events.last().map(|e| e.seq.to_string())
     } else {
@@ -280,11 +280,11 @@ pub async fn trace(
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let id = path_id(EventId::parse(&id), "event")?;
     let t = s
-        .store
+        .reads
         .trace(&org, &id)
         .await
         .map_err(|e| ApiError::from_store(e, "event"))?;
-    let runs = s.store.runs_for_event(&org, &id).await?;
+    let runs = s.reads.runs_for_event(&org, &id).await?;
     Ok(Json(TraceOut {
         event: EventOut::from(&t.event),
         deliveries: t

@@ -57,7 +57,7 @@ pub async fn put(
     // Code that does not compile is refused now, with the interpreter's message and line, not at
     // its first event.
     s.hub.runner().check_code(&org, &spec).await.map_err(|e| {
-        if e.starts_with(switchyard_exec::capacity::NO_ROOM) {
+        if e.starts_with(switchyard_hub::NO_ROOM) {
             // The check could not run: the organization's runs hold its share.
             ApiError::too_many(
                 "runs_busy",
@@ -96,7 +96,7 @@ pub async fn get(
 ) -> ApiResult<Json<ExecutorOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let ex = s
-        .store
+        .reads
         .get_executor(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
@@ -112,7 +112,7 @@ pub async fn versions(
 ) -> ApiResult<Json<List<ExecutorOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let all = s
-        .store
+        .reads
         .executor_versions(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
@@ -130,7 +130,7 @@ pub async fn list(
 ) -> ApiResult<Json<List<ExecutorOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     Ok(Json(List::whole(
-        s.store
+        s.reads
             .list_executors(&org)
             .await?
             .iter()

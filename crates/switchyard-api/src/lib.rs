@@ -34,8 +34,7 @@ use std::sync::Arc;
 use switchyard_core::crypto::hash_api_key;
 use switchyard_core::ids::OrgId;
 use switchyard_core::{Principal, Role};
-use switchyard_hub::Hub;
-use switchyard_store::Store;
+use switchyard_hub::{Hub, Reads};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -64,8 +63,8 @@ pub struct AppState(Arc<StateInner>);
 pub struct StateInner {
     /// The hub: publishing, routing, deliveries, executors.
     pub hub: Hub,
-    /// The hub's store, for reads and catalog writes.
-    pub store: Arc<dyn Store>,
+    /// What handlers may read of the hub's store (writes go through the hub).
+    pub reads: Reads,
     /// Hash of the operator-given `SWITCHYARD_ADMIN_KEY`, if any.
     pub admin_key_hash: Option<String>,
     pub limits: Limits,
@@ -89,7 +88,7 @@ impl AppState {
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> AppState {
         AppState(Arc::new(StateInner {
-            store: hub.store().clone(),
+            reads: hub.reads(),
             hub,
             admin_key_hash: admin_key.map(hash_api_key),
             limits,

@@ -183,13 +183,13 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             Json(serde_json::json!({"status": "unavailable", "code": code, "reason": reason})),
         )
     };
-    if let Err(e) = s.store.pending_count().await {
+    if let Err(e) = s.reads.pending_count().await {
         return unavailable("store_unavailable", e.to_string());
     }
     // While writes fail for lack of space, each check tries one tiny write: readiness comes back
     // by itself once space is freed.
-    if s.store.storage_full()
-        && let Err(e) = s.store.probe_write().await
+    if s.reads.storage_full()
+        && let Err(e) = s.reads.probe_write().await
     {
         return unavailable("storage_full", e.to_string());
     }
@@ -205,7 +205,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus text: events published, deliveries by outcome, attempt latency, queue depth.
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    if let Ok(n) = s.store.pending_count().await {
+    if let Ok(n) = s.reads.pending_count().await {
         metrics::gauge!("switchyard_queue_depth").set(n as f64);
     }
     let body = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();

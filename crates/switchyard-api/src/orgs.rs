@@ -30,7 +30,7 @@ fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
 pub async fn whoami(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<WhoAmIOut>> {
     let org_name = match &p.org {
         Some(org) => Some(
-            s.store
+            s.reads
                 .get_org(org)
                 .await
                 .map_err(|e| ApiError::from_store(e, "organization"))?
@@ -73,7 +73,7 @@ pub async fn patch(
 ) -> ApiResult<Json<OrgOut>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
     let mut o = s
-        .store
+        .reads
         .get_org(&org)
         .await
         .map_err(|e| ApiError::from_store(e, "organization"))?;
@@ -107,7 +107,7 @@ pub async fn get_limits(
 ) -> ApiResult<Json<LimitsOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let o = s
-        .store
+        .reads
         .get_org(&org)
         .await
         .map_err(|e| ApiError::from_store(e, "organization"))?;
@@ -157,7 +157,7 @@ async fn limits_out(s: &AppState, o: Org) -> ApiResult<Json<LimitsOut>> {
 pub async fn list(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<List<OrgOut>>> {
     instance_admin(&p)?;
     Ok(Json(List::whole(
-        s.store
+        s.reads
             .list_orgs()
             .await?
             .into_iter()
@@ -175,7 +175,7 @@ pub async fn get(
 ) -> ApiResult<Json<OrgOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let o = s
-        .store
+        .reads
         .get_org(&org)
         .await
         .map_err(|e| ApiError::from_store(e, "organization"))?;
@@ -218,7 +218,7 @@ pub async fn list_keys(
     Path(org): Path<String>,
 ) -> ApiResult<Json<List<KeyInfoOut>>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let keys = s.store.list_api_keys(&org).await?;
+    let keys = s.reads.list_api_keys(&org).await?;
     Ok(Json(List::whole(
         keys.into_iter()
             .map(|k| KeyInfoOut {

@@ -20,7 +20,7 @@ pub async fn run(
 ) -> ApiResult<Json<RunOut>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
     let ex = s
-        .store
+        .reads
         .get_executor(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "executor"))?;
@@ -37,7 +37,7 @@ pub async fn get_run(
 ) -> ApiResult<Json<RunOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let run = s
-        .store
+        .reads
         .get_run(&org, &path_id(RunId::parse(&id), "run")?)
         .await
         .map_err(|e| ApiError::from_store(e, "run"))?;

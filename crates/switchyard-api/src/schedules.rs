@@ -33,8 +33,8 @@ pub async fn put(
     JsonBody(body): JsonBody<ScheduleIn>,
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let existing = existing(s.store.get_schedule(&org, &name).await)?;
-    if existing.is_none() && s.store.count_schedules(&org).await? >= MAX_SCHEDULES_PER_ORG {
+    let existing = existing(s.reads.get_schedule(&org, &name).await)?;
+    if existing.is_none() && s.reads.count_schedules(&org).await? >= MAX_SCHEDULES_PER_ORG {
         return Err(ApiError::invalid(format!(
             "an organization has at most {MAX_SCHEDULES_PER_ORG} schedules; delete one first"
         )));
@@ -67,7 +67,7 @@ pub async fn get(
 ) -> ApiResult<Json<ScheduleOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let schedule = s
-        .store
+        .reads
         .get_schedule(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "schedule"))?;
@@ -82,7 +82,7 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Json<List<ScheduleOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let all = s.store.list_schedules(&org).await?;
+    let all = s.reads.list_schedules(&org).await?;
     Ok(Json(List::whole(
         all.into_iter().map(|x| out(&s, x)).collect(),
     )))

@@ -44,7 +44,7 @@ pub async fn list_secrets(
     Path(org): Path<String>,
 ) -> ApiResult<Json<List<SecretOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let names = s.store.list_secrets(&org).await?;
+    let names = s.reads.list_secrets(&org).await?;
     Ok(Json(List::whole(
         names
             .into_iter()

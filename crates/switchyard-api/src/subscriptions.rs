@@ -163,7 +163,7 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Json<List<SubscriptionOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let subs = s.store.list_subscriptions(&org).await?;
+    let subs = s.reads.list_subscriptions(&org).await?;
     Ok(Json(List::whole(
         subs.into_iter()
             .map(|x| SubscriptionOut::from(x, None))
@@ -180,7 +180,7 @@ pub async fn get(
 ) -> ApiResult<Json<SubscriptionOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let sub = s
-        .store
+        .reads
         .get_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
         .await
         .map_err(|e| ApiError::from_store(e, "subscription"))?;

@@ -24,7 +24,7 @@ pub async fn put(
     JsonBody(body): JsonBody<SyncHookIn>,
 ) -> ApiResult<(StatusCode, Json<SyncHookOut>)> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let existing = existing(s.store.get_sync_hook(&org, &name).await)?;
+    let existing = existing(s.reads.get_sync_hook(&org, &name).await)?;
     let hook = SyncHook::define(&org, &name, body.into(), existing.as_ref(), now_ms())?;
     let saved = s
         .hub
@@ -60,7 +60,7 @@ pub async fn get(
 ) -> ApiResult<Json<SyncHookOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let h = s
-        .store
+        .reads
         .get_sync_hook(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "hook"))?;
@@ -75,7 +75,7 @@ pub async fn list(
     Path(org): Path<String>,
 ) -> ApiResult<Json<List<SyncHookOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let hooks = s.store.list_sync_hooks(&org).await?;
+    let hooks = s.reads.list_sync_hooks(&org).await?;
     Ok(Json(List::whole(
         hooks.into_iter().map(Into::into).collect(),
     )))
@@ -140,7 +140,7 @@ pub async fn empty_cache(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.store
+    s.reads
         .get_sync_hook(&org, &name)
         .await
         .map_err(|e| ApiError::from_store(e, "hook"))?;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::ids::OrgId;
 use switchyard_core::{Event, Principal, Role};
-use switchyard_store::EventQuery;
+use switchyard_hub::EventQuery;
 use switchyard_wire::events::{EventOut, StreamParams};
 use tokio::sync::broadcast;
 
@@ -164,7 +164,7 @@ pub async fn stream(
 /// The sequence number of the organization's newest event (0 when it has none).
 async fn newest_seq(s: &AppState, org: &OrgId) -> ApiResult<i64> {
     let newest = s
-        .store
+        .reads
         .list_events(
             org,
             &EventQuery {
@@ -219,7 +219,7 @@ impl Tail {
                     before_seq: Some(upper + 1),
                     ..self.query.clone()
                 };
-                match self.s.store.list_events(&self.org, &q).await {
+                match self.s.reads.list_events(&self.org, &q).await {
                     Ok(events) => {
                         // A full page may leave matches in the window; otherwise everything up
                         // to `upper` was scanned, matched or not.
@@ -262,7 +262,7 @@ impl Tail {
         let Some(org) = &self.principal.org else {
             return true;
         };
-        match self.s.store.list_api_keys(org).await {
+        match self.s.reads.list_api_keys(org).await {
             Ok(keys) => keys.iter().any(|k| k.id == self.principal.key_id),
             // A store that cannot answer ends no stream; the next check asks again.
             Err(_) => true,

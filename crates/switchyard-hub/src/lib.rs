@@ -13,6 +13,7 @@ mod catalog;
 mod notices;
 mod publish;
 mod rates;
+mod reads;
 mod retention;
 mod schedules;
 mod schemas;
@@ -26,6 +27,7 @@ pub use switchyard_delivery::{ConfigError, EngineConfig, EngineEvent, MIN_LEASE_
 pub use sync_hooks::{CacheUse, CallError, HookAnswer};
 pub use system::ENDPOINT_DISABLED;
 
+pub use reads::Reads;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -37,10 +39,12 @@ use switchyard_core::limits::{Limits, OrgLimits};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
-pub use switchyard_exec::RunnerLimits;
+pub use switchyard_exec::capacity::NO_ROOM;
 use switchyard_exec::sandbox::Isolation;
+pub use switchyard_exec::{ExecError, RunnerLimits};
 use switchyard_fair::Shares;
-use switchyard_store::{Store, StoreError};
+use switchyard_store::Store;
+pub use switchyard_store::{DeliveryQuery, EventQuery, Published, StoreError, Trace};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -264,8 +268,9 @@ impl Hub {
         self.inner.published.subscribe()
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+    /// What a front may read of the store; it writes through the hub.
+    pub fn reads(&self) -> Reads {
+        Reads(self.inner.store.clone())
     }
 
     pub fn runner(&self) -> &Runner {

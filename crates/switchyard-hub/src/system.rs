@@ -34,7 +34,12 @@ impl Hub {
                 endpoint_id,
             } => {
                 self.forget_routes(&org_id);
-                let ep = self.store().get_endpoint(&org_id, &endpoint_id).await.ok();
+                let ep = self
+                    .inner
+                    .store
+                    .get_endpoint(&org_id, &endpoint_id)
+                    .await
+                    .ok();
                 let event = NewEvent {
                     id: switchyard_core::ids::EventId::generate(),
                     event_type: ENDPOINT_DISABLED.to_string(),
