@@ -33,15 +33,21 @@ impl Engine {
             return self.done(1);
         };
         let this = self.clone();
-        inner.tasks.spawn(async move {
-            let at = this.inner.clock.now_ms();
-            let result = runner
-                .run_hook(&job.org_id, &executor, &job.event, None)
-                .await;
-            drop(permit);
-            let now = this.inner.clock.now_ms();
-            let attempt = hook_decide(&job, result, at, now, this.jitter());
-            let _ = this.inner.recorder.send(Msg::Result(attempt, None));
-        });
+        // Every line the hook's run logs names its organization, delivery, executor and event.
+        let span = tracing::info_span!("event_hook", org = %job.org_id, delivery = %job.delivery_id,
+            executor = %executor, event = %job.event.id);
+        inner.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let at = this.inner.clock.now_ms();
+                let result = runner
+                    .run_hook(&job.org_id, &executor, &job.event, None)
+                    .await;
+                drop(permit);
+                let now = this.inner.clock.now_ms();
+                let attempt = hook_decide(&job, result, at, now, this.jitter());
+                let _ = this.inner.recorder.send(Msg::Result(attempt, None));
+            },
+            span,
+        ));
     }
 }

@@ -532,21 +532,27 @@ impl Engine {
             }
             let this = self.clone();
             let shared = shared.clone();
-            inner.tasks.spawn(async move {
-                let at = this.inner.clock.now_ms();
-                let resp = crate::http::send(&this.inner.clients, &ep, &job.event, at).await;
-                drop(request_slot);
-                let signal = match resp.status {
-                    Some(429 | 503) => {
-                        Signal::Throttled(resp.retry_after_s.map(Duration::from_secs))
-                    }
-                    _ => Signal::Answered,
-                };
-                let mut result = decide(&ep, &job, resp, || this.jitter());
-                result.attempt.waited = waited;
-                let _ = this.inner.recorder.send(Msg::Result(result, record_slot));
-                shared.finished(signal, max);
-            });
+            // Every line the attempt logs names its organization, delivery, endpoint and event.
+            let span = tracing::info_span!("attempt", org = %job.org_id, delivery = %job.delivery_id,
+                endpoint = %ep.id, event = %job.event.id);
+            inner.tasks.spawn(tracing::Instrument::instrument(
+                async move {
+                    let at = this.inner.clock.now_ms();
+                    let resp = crate::http::send(&this.inner.clients, &ep, &job.event, at).await;
+                    drop(request_slot);
+                    let signal = match resp.status {
+                        Some(429 | 503) => {
+                            Signal::Throttled(resp.retry_after_s.map(Duration::from_secs))
+                        }
+                        _ => Signal::Answered,
+                    };
+                    let mut result = decide(&ep, &job, resp, || this.jitter());
+                    result.attempt.waited = waited;
+                    let _ = this.inner.recorder.send(Msg::Result(result, record_slot));
+                    shared.finished(signal, max);
+                },
+                span,
+            ));
         }
     }
 }

@@ -44,7 +44,9 @@ impl Hub {
         self.commit(org, events).await
     }
 
-    /// Stores checked `events` and starts their deliveries.
+    /// Stores checked `events` and starts their deliveries. Every line logged meanwhile names
+    /// the organization.
+    #[tracing::instrument(name = "publish", skip_all, fields(org = %org, events = events.len()))]
     async fn commit(&self, org: &OrgId, events: Vec<NewEvent>) -> Result<Vec<Published>, HubError> {
         let n = events.len() as u64;
         // The organization's publishes per minute (its own events; the hub's `switchyard.*`
