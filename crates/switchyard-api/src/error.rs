@@ -124,7 +124,7 @@ impl ApiError {
                 "routing_unstable",
                 e.to_string(),
             ),
-            HubError::Start(m) => Self::internal(m),
+            HubError::Start(m) | HubError::Internal(m) => Self::internal(m),
             HubError::Quota(m) => Self::quota(m),
             HubError::RateLimited {
                 message,

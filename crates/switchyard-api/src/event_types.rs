@@ -42,12 +42,7 @@ pub async fn put(
         schema,
         updated_at: 0,
     };
-    let saved = s
-        .hub
-        .put_event_types(&org, std::slice::from_ref(&t))
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::internal("the event type was not saved"))?;
+    let saved = s.hub.put_event_type(&org, &t).await?;
     Ok(Json(saved.into()))
 }
 

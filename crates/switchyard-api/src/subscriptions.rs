@@ -146,12 +146,7 @@ pub(crate) async fn create_from(
         mode,
         created_at: now_ms(),
     };
-    let saved = s
-        .hub
-        .create_subscriptions(org, std::slice::from_ref(&sub), owned.as_ref())
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::internal("the subscription was not saved"))?;
+    let saved = s.hub.create_subscription(&sub, owned.as_ref()).await?;
     Ok((saved, owned))
 }
 

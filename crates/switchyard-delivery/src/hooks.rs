@@ -1,6 +1,7 @@
 //! Event hooks: deliveries whose target is an executor, run on the engine's hook runner.
 
-use crate::engine::{Engine, HOOK_MARGIN_MS};
+use crate::config::HOOK_MARGIN_MS;
+use crate::engine::Engine;
 use crate::outcome::hook_decide;
 use crate::recorder::Msg;
 use switchyard_core::DueDelivery;

@@ -28,6 +28,7 @@
 //! [`HookRunner`]: switchyard_core::hooks::HookRunner
 //! [`Clock`]: switchyard_core::time::Clock
 
+mod config;
 mod engine;
 #[cfg(test)]
 mod engine_tests;
@@ -41,7 +42,7 @@ mod recorder;
 mod sync;
 mod worker;
 
-pub use engine::{
-    ConfigError, DEFAULT_LEASE_MS, Engine, EngineConfig, EngineEvent, HOOK_MARGIN_MS, MIN_LEASE_MS,
-    REQUEST_MARGIN_MS, Reserved,
+pub use config::{
+    ConfigError, DEFAULT_LEASE_MS, EngineConfig, HOOK_MARGIN_MS, MIN_LEASE_MS, REQUEST_MARGIN_MS,
 };
+pub use engine::{Engine, EngineEvent, Reserved};

@@ -2,7 +2,8 @@
 //! pulls from the store when it has room), its flow control (`max_in_flight`, `max_rps`, and
 //! slowing down when the receiver answers 429 or 503), one task per attempt.
 
-use crate::engine::{Engine, REQUEST_MARGIN_MS};
+use crate::config::REQUEST_MARGIN_MS;
+use crate::engine::Engine;
 use crate::outcome::{decide, without_request};
 use crate::recorder::Msg;
 use governor::clock::{Clock as _, DefaultClock};

@@ -54,6 +54,18 @@ impl Hub {
         Ok(saved)
     }
 
+    /// One subscription, as [`Hub::create_subscriptions`] creates them.
+    pub async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        new_endpoint: Option<&Endpoint>,
+    ) -> Result<Subscription, HubError> {
+        let mut saved = self
+            .create_subscriptions(&sub.org_id, std::slice::from_ref(sub), new_endpoint)
+            .await?;
+        saved.pop().ok_or(HubError::Store(StoreError::NotFound))
+    }
+
     /// Deletes a subscription (and the endpoint made for its inline URL).
     pub async fn delete_subscription(
         &self,
@@ -77,6 +89,12 @@ impl Hub {
             self.event_type_changed(org, &t.name).await;
         }
         Ok(saved)
+    }
+
+    /// One event type, as [`Hub::put_event_types`] saves them.
+    pub async fn put_event_type(&self, org: &OrgId, t: &EventType) -> Result<EventType, HubError> {
+        let mut saved = self.put_event_types(org, std::slice::from_ref(t)).await?;
+        saved.pop().ok_or(HubError::Store(StoreError::NotFound))
     }
 
     /// Saves a new version of an executor (a new name within the executors quota); runs use

@@ -117,6 +117,9 @@ pub enum HubError {
     /// for now; nothing was stored.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
+    /// A task of the hub's failed (it panicked, or the runtime is shutting down).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Event `index` (0 for a single one) of a publish was refused; nothing was stored.
     #[error("{message}")]
     EventRefused {

@@ -56,16 +56,7 @@ impl Hub {
             event
                 .check()
                 .map_err(|e| refused(EventRefusal::Invalid, e.to_string()))?;
-            let schema = self
-                .schema(org, &event.event_type)
-                .await
-                .map_err(|e| match e {
-                    HubError::EventRefused {
-                        reason, message, ..
-                    } => refused(reason, message),
-                    other => other,
-                })?;
-            let Some(schema) = schema else {
+            let Some(schema) = self.schema(org, &event.event_type, index).await? else {
                 checked.push(event);
                 continue;
             };
@@ -74,7 +65,7 @@ impl Hub {
             let (verdict, data) =
                 tokio::task::spawn_blocking(move || (schema.validate(&data), data))
                     .await
-                    .map_err(|e| HubError::Start(format!("schema validation failed: {e}")))?;
+                    .map_err(|e| HubError::Internal(format!("schema validation failed: {e}")))?;
             event.data = data;
             if let Err(v) = verdict {
                 return Err(refused(
@@ -91,8 +82,13 @@ impl Hub {
     }
 
     /// The compiled schema of `org`'s type `event_type`, if it has one (a schema that does
-    /// not compile refuses the event, as its first).
-    async fn schema(&self, org: &OrgId, event_type: &str) -> Result<Option<Arc<Schema>>, HubError> {
+    /// not compile refuses event `index` of the publish).
+    async fn schema(
+        &self,
+        org: &OrgId,
+        event_type: &str,
+        index: usize,
+    ) -> Result<Option<Arc<Schema>>, HubError> {
         let key = (org.clone(), event_type.to_string());
         if let Some(cached) = self.inner.schemas.get(&key).await {
             return Ok(cached);
@@ -101,7 +97,7 @@ impl Hub {
             Ok(t) => match t.schema {
                 Some(doc) => Some(Arc::new(Schema::compile(&doc).map_err(|e| {
                     HubError::EventRefused {
-                        index: 0,
+                        index,
                         reason: EventRefusal::SchemaInvalid,
                         message: format!(
                             "the schema of `{event_type}` cannot be used ({e}); replace it"
