@@ -142,14 +142,14 @@ pub async fn enreach_delete(
         .reads
         .get_endpoint(&org, &id)
         .await
-        .map_err(|e| ApiError::from_store(e, "Enreach webhook"))?;
+        .map_err(|e| ApiError::from(e).calling_it("Enreach webhook"))?;
     if ep.profile != Profile::Enreach || ep.owner_subscription.is_some() {
         return Err(ApiError::not_found("Enreach webhook"));
     }
     s.hub
         .delete_endpoint(&org, &id)
         .await
-        .map_err(|e| ApiError::from_hub(e, "Enreach webhook"))?;
+        .map_err(|e| ApiError::from(e).calling_it("Enreach webhook"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -293,13 +293,13 @@ pub async fn enate_delete(
         .reads
         .get_subscription(&org, &id)
         .await
-        .map_err(|e| ApiError::from_store(e, "Enate subscription"))?;
+        .map_err(|e| ApiError::from(e).calling_it("Enate subscription"))?;
     let owned = match sub.target.endpoint_id() {
         Some(ep) => s
             .reads
             .get_endpoint(&org, ep)
             .await
-            .map_err(|e| ApiError::from_store(e, "Enate subscription"))?,
+            .map_err(|e| ApiError::from(e).calling_it("Enate subscription"))?,
         None => return Err(ApiError::not_found("Enate subscription")),
     };
     if owned.profile != Profile::Enate || owned.owner_subscription.as_deref() != Some(id.as_str()) {
@@ -308,7 +308,7 @@ pub async fn enate_delete(
     s.hub
         .delete_subscription(&org, &id)
         .await
-        .map_err(|e| ApiError::from_hub(e, "Enate subscription"))?;
+        .map_err(|e| ApiError::from(e).calling_it("Enate subscription"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -63,8 +63,7 @@ pub async fn get(
     let d = s
         .reads
         .get_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)
-        .await
-        .map_err(|e| ApiError::from_store(e, "delivery"))?;
+        .await?;
     Ok(Json(DeliveryOut::from(&d, None)))
 }
 
@@ -79,7 +78,6 @@ pub async fn retry(
     let d = s
         .hub
         .retry_delivery(&org, &path_id(DeliveryId::parse(&id), "delivery")?)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "delivery"))?;
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&d, None))))
 }

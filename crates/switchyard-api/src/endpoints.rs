@@ -47,10 +47,7 @@ pub async fn list(
 }
 
 async fn load(s: &AppState, org: &OrgId, id: &str) -> ApiResult<Endpoint> {
-    s.reads
-        .get_endpoint(org, &endpoint_id(id)?)
-        .await
-        .map_err(|e| ApiError::from_store(e, "endpoint"))
+    Ok(s.reads.get_endpoint(org, &endpoint_id(id)?).await?)
 }
 
 /// Read an endpoint (without its secret).
@@ -78,11 +75,7 @@ pub async fn patch(
     let mut ep = load(&s, &org, &id).await?;
     ep.apply(body.into(), Change::Patch, s.hub.clients().policy())?;
     ep.updated_at = now_ms();
-    let ep = s
-        .hub
-        .update_endpoint(&ep)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
+    let ep = s.hub.update_endpoint(&ep).await?;
     Ok(Json(EndpointOut::from(&ep, false)))
 }
 
@@ -94,10 +87,7 @@ pub async fn delete(
     Path((org, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.hub
-        .delete_endpoint(&org, &endpoint_id(&id)?)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
+    s.hub.delete_endpoint(&org, &endpoint_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -129,11 +119,7 @@ pub async fn rotate_secret(
             },
         };
     ep.rotate_secret(rotation, now_ms())?;
-    let ep = s
-        .hub
-        .update_endpoint(&ep)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
+    let ep = s.hub.update_endpoint(&ep).await?;
     Ok(Json(EndpointOut::from(&ep, true)))
 }
 
@@ -156,8 +142,7 @@ pub async fn health(
     let h = s
         .reads
         .endpoint_health(&org, &ep.id, now_ms() - window_s as i64 * 1000)
-        .await
-        .map_err(|e| ApiError::from_store(e, "endpoint"))?;
+        .await?;
     Ok(Json(EndpointHealthOut::from(&ep, &h)))
 }
 
@@ -182,10 +167,6 @@ pub async fn replay(
     if until <= since {
         return Err(ApiError::invalid("`until` must be after `since`"));
     }
-    let n = s
-        .hub
-        .replay(&org, &endpoint_id(&id)?, since, until)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "endpoint"))?;
+    let n = s.hub.replay(&org, &endpoint_id(&id)?, since, until).await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayOut { deliveries: n })))
 }

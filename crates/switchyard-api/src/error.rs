@@ -92,10 +92,23 @@ impl ApiError {
         )
     }
 
-    /// Maps a store error, naming the missing thing for a 404.
-    pub fn from_store(e: StoreError, what: &str) -> Self {
+    /// On a platform's surface, a 404 names the thing as the platform calls it (an Enreach
+    /// "webhook" is our subscription).
+    pub fn calling_it(self, what: &str) -> Self {
+        if self.status == StatusCode::NOT_FOUND {
+            Self::not_found(what)
+        } else {
+            self
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// A store error: 404 naming what was not found, 409 for a conflict, 503 while shutting
+    /// down or with the disk full, 403 past a quota; a database failure is internal.
+    fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Self::not_found(what),
+            StoreError::NotFound(what) => Self::not_found(&what.to_string()),
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::InvalidReference(m) => Self::invalid(m),
             StoreError::Closed => Self::new(
@@ -109,16 +122,15 @@ impl ApiError {
                 format!("{m}; retry when the operator has freed space"),
             ),
             StoreError::Quota(m) => Self::quota(m),
-            StoreError::Database(m) => Self::internal(m),
+            e @ StoreError::Database { .. } => Self::internal(e),
         }
     }
 }
 
-impl ApiError {
-    /// A hub error, naming `what` when something was not found.
-    pub fn from_hub(e: HubError, what: &str) -> Self {
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
         match e {
-            HubError::Store(e) => Self::from_store(e, what),
+            HubError::Store(e) => e.into(),
             HubError::RoutingUnstable => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "routing_unstable",
@@ -174,7 +186,7 @@ impl From<CallError> for ApiError {
                     ..Self::too_many("hook_busy", message, 1)
                 };
             }
-            CallError::Store(e) => return Self::from_store(e, "hook"),
+            CallError::Store(e) => return e.into(),
         };
         ApiError {
             run_id: run_id.map(String::from),
@@ -205,20 +217,8 @@ impl From<ExecError> for ApiError {
 pub fn existing<T>(read: Result<T, StoreError>) -> ApiResult<Option<T>> {
     match read {
         Ok(x) => Ok(Some(x)),
-        Err(StoreError::NotFound) => Ok(None),
+        Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
-    }
-}
-
-impl From<HubError> for ApiError {
-    fn from(e: HubError) -> Self {
-        Self::from_hub(e, "resource")
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        Self::from_store(e, "resource")
     }
 }
 

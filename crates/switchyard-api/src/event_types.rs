@@ -54,11 +54,7 @@ pub async fn get(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<EventTypeOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let t = s
-        .reads
-        .get_event_type(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "event type"))?;
+    let t = s.reads.get_event_type(&org, &name).await?;
     Ok(Json(t.into()))
 }
 

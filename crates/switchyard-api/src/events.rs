@@ -279,11 +279,7 @@ pub async fn trace(
 ) -> ApiResult<Json<TraceOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
     let id = path_id(EventId::parse(&id), "event")?;
-    let t = s
-        .reads
-        .trace(&org, &id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "event"))?;
+    let t = s.reads.trace(&org, &id).await?;
     let runs = s.reads.runs_for_event(&org, &id).await?;
     Ok(Json(TraceOut {
         event: EventOut::from(&t.event),

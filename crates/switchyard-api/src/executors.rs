@@ -95,11 +95,7 @@ pub async fn get(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<ExecutorOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let ex = s
-        .reads
-        .get_executor(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    let ex = s.reads.get_executor(&org, &name).await?;
     Ok(Json(ExecutorOut::from(&ex)))
 }
 
@@ -111,11 +107,7 @@ pub async fn versions(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<List<ExecutorOut>>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let all = s
-        .reads
-        .executor_versions(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    let all = s.reads.executor_versions(&org, &name).await?;
     Ok(Json(List::whole(
         all.iter().map(ExecutorOut::from).collect(),
     )))
@@ -147,9 +139,6 @@ pub async fn delete(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.hub
-        .delete_executor(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "executor"))?;
+    s.hub.delete_executor(&org, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

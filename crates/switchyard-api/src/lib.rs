@@ -126,10 +126,7 @@ impl AppState {
             ))),
             Some(_) => Ok(org),
             None => {
-                self.hub
-                    .org_exists(&org)
-                    .await
-                    .map_err(|e| ApiError::from_hub(e, "organization"))?;
+                self.hub.org_exists(&org).await?;
                 Ok(org)
             }
         }

@@ -29,13 +29,7 @@ fn instance_admin(p: &switchyard_core::Principal) -> ApiResult<()> {
 #[utoipa::path(get, tag = "orgs", path = "/v1/whoami", responses((status = 200, body = WhoAmIOut)))]
 pub async fn whoami(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<WhoAmIOut>> {
     let org_name = match &p.org {
-        Some(org) => Some(
-            s.reads
-                .get_org(org)
-                .await
-                .map_err(|e| ApiError::from_store(e, "organization"))?
-                .name,
-        ),
+        Some(org) => Some(s.reads.get_org(org).await?.name),
         None => None,
     };
     Ok(Json(WhoAmIOut {
@@ -72,11 +66,7 @@ pub async fn patch(
     JsonBody(body): JsonBody<OrgPatch>,
 ) -> ApiResult<Json<OrgOut>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let mut o = s
-        .reads
-        .get_org(&org)
-        .await
-        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    let mut o = s.reads.get_org(&org).await?;
     let changes: OrgChanges = body.into();
     let ceiling = s.hub.retention().max_age.map(|d| d.as_secs());
     if p.org.is_some()
@@ -89,11 +79,7 @@ pub async fn patch(
         )));
     }
     o.apply(changes)?;
-    let o = s
-        .hub
-        .update_org(&o)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "organization"))?;
+    let o = s.hub.update_org(&o).await?;
     Ok(Json(o.into()))
 }
 
@@ -106,11 +92,7 @@ pub async fn get_limits(
     Path(org): Path<String>,
 ) -> ApiResult<Json<LimitsOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let o = s
-        .reads
-        .get_org(&org)
-        .await
-        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    let o = s.reads.get_org(&org).await?;
     limits_out(&s, o).await
 }
 
@@ -131,20 +113,12 @@ pub async fn put_limits(
     }
     let org = s.authorize(&p, org, Role::Admin).await?;
     body.check()?;
-    let o = s
-        .hub
-        .set_org_limits(&org, body)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "organization"))?;
+    let o = s.hub.set_org_limits(&org, body).await?;
     limits_out(&s, o).await
 }
 
 async fn limits_out(s: &AppState, o: Org) -> ApiResult<Json<LimitsOut>> {
-    let usage = s
-        .hub
-        .usage(&o.id)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "organization"))?;
+    let usage = s.hub.usage(&o.id).await?;
     Ok(Json(LimitsOut {
         limits: s.hub.limits(&o.id),
         own: o.limits,
@@ -174,11 +148,7 @@ pub async fn get(
     Path(org): Path<String>,
 ) -> ApiResult<Json<OrgOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let o = s
-        .reads
-        .get_org(&org)
-        .await
-        .map_err(|e| ApiError::from_store(e, "organization"))?;
+    let o = s.reads.get_org(&org).await?;
     Ok(Json(o.into()))
 }
 
@@ -197,8 +167,7 @@ pub async fn create_key(
     let id = s
         .hub
         .create_api_key(Some(&org), role, &hash_api_key(&key), &api_key_prefix(&key))
-        .await
-        .map_err(|e| ApiError::from_hub(e, "organization"))?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyOut {
@@ -242,7 +211,6 @@ pub async fn revoke_key(
     let org = s.authorize(&p, org, Role::Admin).await?;
     s.hub
         .revoke_api_key(&org, &path_id(KeyId::parse(&id), "key")?)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "key"))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,7 @@
 //! Runs: running an executor now with a given input (a preview), and reading one run's trace.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, path_id};
+use crate::error::{ApiResult, path_id};
 use crate::extract::{Auth, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,11 +19,7 @@ pub async fn run(
     OptionalJson(body): OptionalJson<RunIn>,
 ) -> ApiResult<Json<RunOut>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let ex = s
-        .reads
-        .get_executor(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "executor"))?;
+    let ex = s.reads.get_executor(&org, &name).await?;
     let run = s.hub.runner().run(&ex, body.input, None, None).await?;
     Ok(Json(RunOut::from(&run)))
 }
@@ -39,7 +35,6 @@ pub async fn get_run(
     let run = s
         .reads
         .get_run(&org, &path_id(RunId::parse(&id), "run")?)
-        .await
-        .map_err(|e| ApiError::from_store(e, "run"))?;
+        .await?;
     Ok(Json(RunOut::from(&run)))
 }

@@ -66,11 +66,7 @@ pub async fn get(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<ScheduleOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let schedule = s
-        .reads
-        .get_schedule(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "schedule"))?;
+    let schedule = s.reads.get_schedule(&org, &name).await?;
     Ok(Json(out(&s, schedule)))
 }
 
@@ -96,10 +92,7 @@ pub async fn delete(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.hub
-        .delete_schedule(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "schedule"))?;
+    s.hub.delete_schedule(&org, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -64,9 +64,6 @@ pub async fn delete_secret(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.hub
-        .delete_secret(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "secret"))?;
+    s.hub.delete_secret(&org, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -177,8 +177,7 @@ pub async fn get(
     let sub = s
         .reads
         .get_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
-        .await
-        .map_err(|e| ApiError::from_store(e, "subscription"))?;
+        .await?;
     Ok(Json(SubscriptionOut::from(sub, None)))
 }
 
@@ -192,7 +191,6 @@ pub async fn delete(
     let org = s.authorize(&p, org, Role::Admin).await?;
     s.hub
         .delete_subscription(&org, &path_id(SubscriptionId::parse(&id), "subscription")?)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "subscription"))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,7 @@
 //! Synchronous hooks: define them, call them and wait for the answer, empty their cache.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, existing};
+use crate::error::{ApiResult, existing};
 use crate::extract::{Auth, JsonBody, OptionalJson};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -26,11 +26,7 @@ pub async fn put(
     let org = s.authorize(&p, org, Role::Admin).await?;
     let existing = existing(s.reads.get_sync_hook(&org, &name).await)?;
     let hook = SyncHook::define(&org, &name, body.into(), existing.as_ref(), now_ms())?;
-    let saved = s
-        .hub
-        .put_sync_hook(&hook)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "hook"))?;
+    let saved = s.hub.put_sync_hook(&hook).await?;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
@@ -59,11 +55,7 @@ pub async fn get(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<Json<SyncHookOut>> {
     let org = s.authorize(&p, org, Role::Viewer).await?;
-    let h = s
-        .reads
-        .get_sync_hook(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "hook"))?;
+    let h = s.reads.get_sync_hook(&org, &name).await?;
     Ok(Json(h.into()))
 }
 
@@ -89,10 +81,7 @@ pub async fn delete(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.hub
-        .delete_sync_hook(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_hub(e, "hook"))?;
+    s.hub.delete_sync_hook(&org, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,10 +129,7 @@ pub async fn empty_cache(
     Path((org, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    s.reads
-        .get_sync_hook(&org, &name)
-        .await
-        .map_err(|e| ApiError::from_store(e, "hook"))?;
+    s.reads.get_sync_hook(&org, &name).await?;
     s.hub.empty_hook_cache(&org, &name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -236,6 +236,60 @@ async fn keys_are_checked_and_another_organization_is_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_names_what_was_not_found() {
+    let api = Api::start().await;
+    let (admin, _, _) = api.org("n").await;
+    let hex = "00000000000000000000000000000000";
+    for (method, path, what) in [
+        (Method::GET, format!("endpoints/ep_{hex}"), "endpoint"),
+        (Method::DELETE, format!("endpoints/ep_{hex}"), "endpoint"),
+        (
+            Method::GET,
+            format!("endpoints/ep_{hex}/health"),
+            "endpoint",
+        ),
+        (
+            Method::GET,
+            format!("subscriptions/sub_{hex}"),
+            "subscription",
+        ),
+        (
+            Method::DELETE,
+            format!("subscriptions/sub_{hex}"),
+            "subscription",
+        ),
+        (Method::GET, "event-types/no.such.type".into(), "event type"),
+        (Method::GET, "events/evt-none".into(), "event"),
+        (Method::GET, format!("deliveries/dlv_{hex}"), "delivery"),
+        (Method::GET, "executors/none".into(), "executor"),
+        (Method::DELETE, "executors/none".into(), "executor"),
+        (Method::GET, format!("runs/run_{hex}"), "run"),
+        (Method::GET, "schedules/none".into(), "schedule"),
+        (Method::DELETE, "schedules/none".into(), "schedule"),
+        (Method::GET, "hooks/none".into(), "hook"),
+        (Method::DELETE, "hooks/none".into(), "hook"),
+        (Method::DELETE, "secrets/NONE".into(), "secret"),
+        (Method::DELETE, format!("keys/key_{hex}"), "key"),
+    ] {
+        let (s, v) = api
+            .call(
+                method.clone(),
+                &format!("/v1/orgs/n/{path}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        assert_eq!(v["error"]["code"], "not_found", "{method} {path}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("{what} not found"),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_map_to_their_answers() {
     let api = Api::start().await;
     let (admin, publisher, _) = api.org("e").await;

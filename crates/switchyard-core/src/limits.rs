@@ -136,11 +136,24 @@ pub struct Usage {
     pub kv_bytes: u64,
 }
 
+/// A change refused because it would take an organization past one of its quotas.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "quota `{quota}` exceeded: this would make {would_be}, and the organization's limit is \
+     {limit} (it has {has}); remove some, or ask the instance admin to raise the limit"
+)]
+pub struct QuotaExceeded {
+    /// The quota's key in `[limits]`.
+    pub quota: &'static str,
+    pub would_be: u64,
+    pub limit: u64,
+    pub has: u64,
+}
+
 impl Limits {
     /// Whether a change from `before` to `after` stays within the quotas: only what the change
-    /// grows is checked (an organization above a quota lowered since may still shrink). `Err`
-    /// names the quota, the usage and the limit.
-    pub fn allows(&self, before: &Usage, after: &Usage) -> Result<(), String> {
+    /// grows is checked (an organization above a quota lowered since may still shrink).
+    pub fn allows(&self, before: &Usage, after: &Usage) -> Result<(), QuotaExceeded> {
         let quotas = [
             (
                 "endpoints",
@@ -174,13 +187,14 @@ impl Limits {
             ),
             ("kv_bytes", before.kv_bytes, after.kv_bytes, self.kv_bytes),
         ];
-        for (name, was, will, limit) in quotas {
-            if will > was && will > limit {
-                return Err(format!(
-                    "quota `{name}` exceeded: this would make {will}, and the organization's \
-                     limit is {limit} (it has {was}); remove some, or ask the instance admin \
-                     to raise the limit"
-                ));
+        for (quota, has, would_be, limit) in quotas {
+            if would_be > has && would_be > limit {
+                return Err(QuotaExceeded {
+                    quota,
+                    would_be,
+                    limit,
+                    has,
+                });
             }
         }
         Ok(())
@@ -230,9 +244,14 @@ mod tests {
             ..before
         };
         let err = l.allows(&before, &grow).unwrap_err();
+        assert_eq!(
+            (err.quota, err.would_be, err.limit, err.has),
+            ("endpoints", 3, 2, 2)
+        );
+        let text = err.to_string();
         assert!(
-            err.contains("`endpoints`") && err.contains("limit is 2"),
-            "{err}"
+            text.contains("`endpoints`") && text.contains("limit is 2"),
+            "{text}"
         );
         // Over a lowered limit, shrinking (or changing something else) is allowed.
         let over = Usage {

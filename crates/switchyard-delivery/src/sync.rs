@@ -54,7 +54,7 @@ impl Engine {
                         Err(_) => (late(&job), None, None),
                     }
                 }
-                Err(StoreError::NotFound) => {
+                Err(StoreError::NotFound(_)) => {
                     let why = "endpoint was deleted".to_string();
                     (without_request(&job, why, Outcome::Failed, at), None, None)
                 }

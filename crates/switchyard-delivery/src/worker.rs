@@ -409,7 +409,7 @@ impl Engine {
                 .await
             {
                 Ok(ep) => ep,
-                Err(StoreError::NotFound) => {
+                Err(StoreError::NotFound(_)) => {
                     let now = inner.clock.now_ms();
                     let result =
                         without_request(&job, "endpoint was deleted".into(), Outcome::Failed, now);

@@ -246,7 +246,7 @@ impl Broker<'_> {
                     .get_executor(self.org, &name)
                     .await
                     .map_err(|e| match e {
-                        StoreError::NotFound => format!("executor `{name}` does not exist"),
+                        StoreError::NotFound(_) => format!("executor `{name}` does not exist"),
                         other => other.to_string(),
                     })?;
                 let mut chain = self.chain.clone();

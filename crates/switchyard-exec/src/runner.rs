@@ -396,7 +396,7 @@ impl HookRunner for Runner {
             };
             let ex = match self.inner.store.get_executor(org, executor).await {
                 Ok(ex) => ex,
-                Err(StoreError::NotFound) => {
+                Err(StoreError::NotFound(_)) => {
                     return fail(format!("executor `{executor}` does not exist"), true, None);
                 }
                 Err(e) => {

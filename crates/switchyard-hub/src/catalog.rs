@@ -8,7 +8,7 @@ use crate::{Hub, HubError};
 use switchyard_core::executor::Executor;
 use switchyard_core::ids::{EndpointId, OrgId, SubscriptionId};
 use switchyard_core::{Endpoint, EventType, Schedule, Subscription, SyncHook};
-use switchyard_store::StoreError;
+use switchyard_store::{Missing, StoreError};
 
 impl Hub {
     /// Creates an endpoint (no subscription routes to it yet), within the endpoints quota.
@@ -63,7 +63,9 @@ impl Hub {
         let mut saved = self
             .create_subscriptions(&sub.org_id, std::slice::from_ref(sub), new_endpoint)
             .await?;
-        saved.pop().ok_or(HubError::Store(StoreError::NotFound))
+        saved
+            .pop()
+            .ok_or(HubError::Store(StoreError::NotFound(Missing::Subscription)))
     }
 
     /// Deletes a subscription (and the endpoint made for its inline URL).
@@ -94,7 +96,9 @@ impl Hub {
     /// One event type, as [`Hub::put_event_types`] saves them.
     pub async fn put_event_type(&self, org: &OrgId, t: &EventType) -> Result<EventType, HubError> {
         let mut saved = self.put_event_types(org, std::slice::from_ref(t)).await?;
-        saved.pop().ok_or(HubError::Store(StoreError::NotFound))
+        saved
+            .pop()
+            .ok_or(HubError::Store(StoreError::NotFound(Missing::EventType)))
     }
 
     /// Saves a new version of an executor (a new name within the executors quota); runs use
@@ -102,7 +106,7 @@ impl Hub {
     pub async fn put_executor(&self, ex: &Executor) -> Result<Executor, HubError> {
         let new_name = matches!(
             self.inner.store.get_executor(&ex.org_id, &ex.name).await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound(_))
         );
         self.within_quota(&ex.org_id, |u| u.executors += u64::from(new_name))
             .await?;

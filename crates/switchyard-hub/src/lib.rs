@@ -44,7 +44,7 @@ use switchyard_exec::sandbox::Isolation;
 pub use switchyard_exec::{ExecError, RunnerLimits};
 use switchyard_fair::Shares;
 use switchyard_store::Store;
-pub use switchyard_store::{DeliveryQuery, EventQuery, Published, StoreError, Trace};
+pub use switchyard_store::{DeliveryQuery, EventQuery, Missing, Published, StoreError, Trace};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -324,7 +324,7 @@ impl Hub {
         change(&mut after);
         self.limits(org)
             .allows(&before, &after)
-            .map_err(HubError::Quota)
+            .map_err(|e| HubError::Quota(e.to_string()))
     }
 
     /// What `org` stores now, for its quotas.

@@ -106,7 +106,7 @@ impl Hub {
                 })?)),
                 None => None,
             },
-            Err(StoreError::NotFound) => None,
+            Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
         self.inner.schemas.insert(key, schema.clone()).await;

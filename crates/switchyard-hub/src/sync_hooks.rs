@@ -255,7 +255,7 @@ impl Hub {
             .hooks
             .try_get_with_by_ref(&hook_key, async {
                 let hook = store.get_sync_hook(org, name).await.map_err(|e| match e {
-                    StoreError::NotFound => CallError::NoHook(name.to_string()),
+                    StoreError::NotFound(_) => CallError::NoHook(name.to_string()),
                     other => CallError::Store(other),
                 })?;
                 LoadedHook::compile(hook).map(Arc::new)
@@ -274,7 +274,7 @@ impl Hub {
                     .await
                     .map(Arc::new)
                     .map_err(|e| match e {
-                        StoreError::NotFound => CallError::NoExecutor(hook.executor.clone()),
+                        StoreError::NotFound(_) => CallError::NoExecutor(hook.executor.clone()),
                         other => CallError::Store(other),
                     })
             })
@@ -439,7 +439,7 @@ impl Hub {
                 .await
         })
         .await
-        .map_err(|e| CallError::Store(StoreError::Database(format!("the run's task ended: {e}"))))?
+        .map_err(|e| CallError::Store(StoreError::caused_by("the run's task ended", e)))?
         .map_err(CallError::Store)?;
         stop_on_drop.disarm();
         match run.status {

@@ -231,7 +231,9 @@ async fn a_revoked_key_is_refused_at_once_though_it_was_cached() {
         .expect("key of p");
     assert!(matches!(
         rig.hub.revoke_api_key(&rig.org, &theirs).await,
-        Err(HubError::Store(switchyard_store::StoreError::NotFound))
+        Err(HubError::Store(switchyard_store::StoreError::NotFound(
+            switchyard_store::Missing::Key
+        )))
     ));
     assert!(
         rig.hub

@@ -66,10 +66,9 @@ pub(crate) fn key_check_seal(key: &MasterKey) -> Vec<u8> {
 pub(crate) fn key_check_verify(key: &MasterKey, sealed: &[u8]) -> Result<()> {
     match key.decrypt(KEY_CHECK_CTX, sealed) {
         Ok(plain) if plain == KEY_CHECK_PLAIN => Ok(()),
-        _ => Err(StoreError::Database(
+        _ => Err(StoreError::database(
             "this database's secrets are sealed with another master key: every node on one \
-             database needs the same SWITCHYARD_MASTER_KEY (or the same <data-dir>/master.key)"
-                .into(),
+             database needs the same SWITCHYARD_MASTER_KEY (or the same <data-dir>/master.key)",
         )),
     }
 }
@@ -352,4 +351,12 @@ pub(crate) fn usage_from(v: [i64; 6]) -> switchyard_core::limits::Usage {
         schedule_bytes: u(4),
         kv_bytes: u(5),
     }
+}
+
+/// Runs a lookup `f` and names what its "no row" was ([`StoreError::missing`]).
+pub(crate) async fn naming<T>(
+    what: Missing,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    f.await.map_err(StoreError::missing(what))
 }

@@ -30,22 +30,25 @@ impl OrgCatalog for PgStore {
     }
 
     async fn update_org(&self, org: &Org) -> Result<Org> {
-        let c = self.conn().await?;
-        let n = Db::C(&c)
-            .exec(
-                "UPDATE orgs SET name = $2, retention_s = $3, payload_retention_s = $4, limits = $5
-                 WHERE id = $1",
-                &[
-                    &org.id,
-                    &org.name,
-                    &org.retention_s.map(big),
-                    &org.payload_retention_s.map(big),
-                    &serde_json::to_string(&org.limits).unwrap_or_default(),
-                ],
-            )
-            .await?;
-        found(n)?;
-        Ok(org.clone())
+        naming(Missing::Organization, async {
+            let c = self.conn().await?;
+            let n = Db::C(&c)
+                .exec(
+                    "UPDATE orgs SET name = $2, retention_s = $3, payload_retention_s = $4, limits = $5
+                     WHERE id = $1",
+                    &[
+                        &org.id,
+                        &org.name,
+                        &org.retention_s.map(big),
+                        &org.payload_retention_s.map(big),
+                        &serde_json::to_string(&org.limits).unwrap_or_default(),
+                    ],
+                )
+                .await?;
+            found(n)?;
+            Ok(org.clone())
+        })
+        .await
     }
 
     async fn usage(&self, org: &OrgId) -> Result<switchyard_core::limits::Usage> {
@@ -67,11 +70,14 @@ impl OrgCatalog for PgStore {
     }
 
     async fn get_org(&self, id: &OrgId) -> Result<Org> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(&format!("SELECT {ORG_COLS} FROM orgs WHERE id = $1"), &[id])
-            .await?;
-        org_from_row(&r)
+        naming(Missing::Organization, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(&format!("SELECT {ORG_COLS} FROM orgs WHERE id = $1"), &[id])
+                .await?;
+            org_from_row(&r)
+        })
+        .await
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
@@ -128,14 +134,17 @@ impl OrgCatalog for PgStore {
     }
 
     async fn delete_api_key(&self, org: &OrgId, id: &KeyId) -> Result<()> {
-        let c = self.conn().await?;
-        let n = Db::C(&c)
-            .exec(
-                "DELETE FROM api_keys WHERE org_id = $1 AND id = $2",
-                &[org, id],
-            )
-            .await?;
-        found(n)
+        naming(Missing::Key, async {
+            let c = self.conn().await?;
+            let n = Db::C(&c)
+                .exec(
+                    "DELETE FROM api_keys WHERE org_id = $1 AND id = $2",
+                    &[org, id],
+                )
+                .await?;
+            found(n)
+        })
+        .await
     }
 
     async fn touch_api_key(&self, id: &KeyId, at: i64) -> Result<()> {
@@ -224,15 +233,18 @@ impl OrgCatalog for PgStore {
     }
 
     async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<EventType> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                "SELECT name, description, entity_type, schema, updated_at FROM event_types
-                 WHERE org_id = $1 AND name = $2",
-                &[org, &name],
-            )
-            .await?;
-        event_type_from_row(&r)
+        naming(Missing::EventType, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    "SELECT name, description, entity_type, schema, updated_at FROM event_types
+                     WHERE org_id = $1 AND name = $2",
+                    &[org, &name],
+                )
+                .await?;
+            event_type_from_row(&r)
+        })
+        .await
     }
 
     async fn list_event_types(&self, org: &OrgId) -> Result<Vec<EventType>> {

@@ -46,7 +46,9 @@ impl Db<'_> {
 
     /// The one row the query returns; `NotFound` without one.
     pub(super) async fn row(&self, sql: &str, params: Params<'_>) -> Result<Row> {
-        self.opt_row(sql, params).await?.ok_or(StoreError::NotFound)
+        self.opt_row(sql, params)
+            .await?
+            .ok_or(StoreError::NotFound(Missing::Row))
     }
 
     pub(super) async fn exec(&self, sql: &str, params: Params<'_>) -> Result<u64> {
@@ -128,7 +130,7 @@ pub(super) async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<()>
 /// A column whose stored value cannot be decoded: an error, never a silent default.
 pub(super) fn corrupt(r: &Row, col: usize, what: &str, value: &str) -> StoreError {
     let name = r.columns().get(col).map(|c| c.name()).unwrap_or("?");
-    StoreError::Database(format!("corrupt {what} in column `{name}`: `{value}`"))
+    StoreError::database(format!("corrupt {what} in column `{name}`: `{value}`"))
 }
 
 pub(super) fn get<'a, T: FromSql<'a>>(r: &'a Row, col: usize) -> Result<T> {
@@ -206,7 +208,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> Result<Endpoint> {
     let id: String = get(r, 0)?;
     let secrets_enc: &[u8] = get(r, 12)?;
     let (token, secrets) =
-        open_endpoint_secrets(key, &id, get(r, 6)?, secrets_enc).map_err(StoreError::Database)?;
+        open_endpoint_secrets(key, &id, get(r, 6)?, secrets_enc).map_err(StoreError::database)?;
     let profile: &str = get(r, 4)?;
     Ok(Endpoint {
         org_id: get(r, 1)?,

@@ -14,8 +14,11 @@ impl EndpointCatalog for PgStore {
     }
 
     async fn get_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<Endpoint> {
-        let c = self.conn().await?;
-        get_endpoint_db(Db::C(&c), &self.inner.key, org, id).await
+        naming(Missing::Endpoint, async {
+            let c = self.conn().await?;
+            get_endpoint_db(Db::C(&c), &self.inner.key, org, id).await
+        })
+        .await
     }
 
     async fn list_endpoints(&self, org: &OrgId) -> Result<Vec<Endpoint>> {
@@ -32,69 +35,75 @@ impl EndpointCatalog for PgStore {
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<Endpoint> {
-        let row = EndpointRow::of(&self.inner.key, ep);
-        let p = row.params(ep);
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let db = Db::T(&tx);
-        let before = db
-            .row(
-                "SELECT enabled, ordering_key IS NOT NULL FROM endpoints
-                 WHERE org_id = $1 AND id = $2 FOR UPDATE",
-                &[&ep.org_id, &ep.id],
-            )
-            .await?;
-        let (was_enabled, was_ordered): (bool, bool) = (get(&before, 0)?, get(&before, 1)?);
-        // Every column but the id, the organization, the owner and the creation time.
-        let n = db
-            .exec(
-                "UPDATE endpoints SET url = $3, description = $4, profile = $5, headers = $6,
-                 token_enc = $7, token_header = $8, insecure_tls = $9, timeout_ms = $10,
-                 retry_schedule = $11, max_in_flight = $12, secrets_enc = $13, enabled = $14,
-                 disabled_reason = $15, updated_at = $16, max_rps = $17, ordering_key = $18,
-                 on_head_failure = $19
-                 WHERE org_id = $1 AND id = $2",
-                &[
-                    p[1], p[0], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
-                    p[12], p[13], p[14], p[17], p[18], p[19], p[20],
-                ],
-            )
-            .await?;
-        found(n)?;
-        let now = now_ms();
-        if ep.enabled && !was_enabled {
-            // Re-enabled: the deliveries kept while it was disabled are due now, and the
-            // failures before it no longer count towards disabling it again.
-            db.exec(
-                "UPDATE deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1
-                 AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > $2",
-                &[&ep.id, &now],
-            )
-            .await?;
-            db.exec(
-                "UPDATE endpoint_health SET consecutive_failures = 0, failing_since = NULL
-                 WHERE endpoint_id = $1",
-                &[&ep.id],
-            )
-            .await?;
-        }
-        if was_ordered && ep.ordering.is_none() {
-            // No longer ordered: deliveries waiting for their key's head are due now.
-            db.exec(
-                "UPDATE deliveries SET order_slot = NULL,
-                 next_attempt_at = coalesce(next_attempt_at, $2)
-                 WHERE endpoint_id = $1 AND order_slot IS NOT NULL AND status = 'pending'",
-                &[&ep.id, &now],
-            )
-            .await?;
-        }
-        bump_routing(db, &ep.org_id).await?;
-        commit(tx).await?;
-        Ok(ep.clone())
+        naming(Missing::Endpoint, async {
+            let row = EndpointRow::of(&self.inner.key, ep);
+            let p = row.params(ep);
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(pg_err)?;
+            let db = Db::T(&tx);
+            let before = db
+                .row(
+                    "SELECT enabled, ordering_key IS NOT NULL FROM endpoints
+                     WHERE org_id = $1 AND id = $2 FOR UPDATE",
+                    &[&ep.org_id, &ep.id],
+                )
+                .await?;
+            let (was_enabled, was_ordered): (bool, bool) = (get(&before, 0)?, get(&before, 1)?);
+            // Every column but the id, the organization, the owner and the creation time.
+            let n = db
+                .exec(
+                    "UPDATE endpoints SET url = $3, description = $4, profile = $5, headers = $6,
+                     token_enc = $7, token_header = $8, insecure_tls = $9, timeout_ms = $10,
+                     retry_schedule = $11, max_in_flight = $12, secrets_enc = $13, enabled = $14,
+                     disabled_reason = $15, updated_at = $16, max_rps = $17, ordering_key = $18,
+                     on_head_failure = $19
+                     WHERE org_id = $1 AND id = $2",
+                    &[
+                        p[1], p[0], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+                        p[12], p[13], p[14], p[17], p[18], p[19], p[20],
+                    ],
+                )
+                .await?;
+            found(n)?;
+            let now = now_ms();
+            if ep.enabled && !was_enabled {
+                // Re-enabled: the deliveries kept while it was disabled are due now, and the
+                // failures before it no longer count towards disabling it again.
+                db.exec(
+                    "UPDATE deliveries SET next_attempt_at = $2 WHERE endpoint_id = $1
+                     AND status = 'pending' AND claimed_by IS NULL AND next_attempt_at > $2",
+                    &[&ep.id, &now],
+                )
+                .await?;
+                db.exec(
+                    "UPDATE endpoint_health SET consecutive_failures = 0, failing_since = NULL
+                     WHERE endpoint_id = $1",
+                    &[&ep.id],
+                )
+                .await?;
+            }
+            if was_ordered && ep.ordering.is_none() {
+                // No longer ordered: deliveries waiting for their key's head are due now.
+                db.exec(
+                    "UPDATE deliveries SET order_slot = NULL,
+                     next_attempt_at = coalesce(next_attempt_at, $2)
+                     WHERE endpoint_id = $1 AND order_slot IS NOT NULL AND status = 'pending'",
+                    &[&ep.id, &now],
+                )
+                .await?;
+            }
+            bump_routing(db, &ep.org_id).await?;
+            commit(tx).await?;
+            Ok(ep.clone())
+        })
+        .await
     }
 
     async fn delete_endpoint(&self, org: &OrgId, id: &EndpointId) -> Result<()> {
-        retrying(|| self.delete_endpoint_once(org, id)).await
+        naming(Missing::Endpoint, async {
+            retrying(|| self.delete_endpoint_once(org, id)).await
+        })
+        .await
     }
 
     async fn create_subscriptions(
@@ -157,14 +166,17 @@ impl EndpointCatalog for PgStore {
     }
 
     async fn get_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<Subscription> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!("SELECT {SUB_COLS} FROM subscriptions WHERE org_id = $1 AND id = $2"),
-                &[org, id],
-            )
-            .await?;
-        sub_from_row(&r)
+        naming(Missing::Subscription, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!("SELECT {SUB_COLS} FROM subscriptions WHERE org_id = $1 AND id = $2"),
+                    &[org, id],
+                )
+                .await?;
+            sub_from_row(&r)
+        })
+        .await
     }
 
     async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>> {
@@ -181,50 +193,56 @@ impl EndpointCatalog for PgStore {
     }
 
     async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
-        retrying(|| self.delete_subscription_once(org, id)).await
+        naming(Missing::Subscription, async {
+            retrying(|| self.delete_subscription_once(org, id)).await
+        })
+        .await
     }
 
     async fn routing(&self, org: &OrgId) -> Result<RoutingSnapshot> {
-        let mut c = self.conn().await?;
-        // One snapshot: the version and the subscriptions are read as of the same moment.
-        let tx = snapshot(&mut c).await?;
-        let db = Db::T(&tx);
-        let version: i64 = get(
-            &db.row("SELECT routing_version FROM orgs WHERE id = $1", &[org])
-                .await?,
-            0,
-        )?;
-        let mut ordered = HashMap::new();
-        for r in db
-            .rows(
-                "SELECT id, ordering_key FROM endpoints WHERE org_id = $1 AND ordering_key IS NOT NULL",
-                &[org],
-            )
-            .await?
-        {
-            let key: &str = get(&r, 1)?;
-            let parsed = switchyard_core::ordering::OrderingKey::parse(key)
-                .map_err(|_| corrupt(&r, 1, "ordering key", key))?;
-            ordered.insert(get::<EndpointId>(&r, 0)?, parsed);
-        }
-        let subscriptions = db
-            .rows(
-                "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter,
-                   s.created_at, s.executor, s.mode
-                 FROM subscriptions s LEFT JOIN endpoints e ON e.id = s.endpoint_id
-                 WHERE s.org_id = $1 AND (s.executor IS NOT NULL OR e.enabled)",
-                &[org],
-            )
-            .await?
-            .iter()
-            .map(sub_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        commit(tx).await?;
-        Ok(RoutingSnapshot {
-            version,
-            subscriptions,
-            ordered,
+        naming(Missing::Organization, async {
+            let mut c = self.conn().await?;
+            // One snapshot: the version and the subscriptions are read as of the same moment.
+            let tx = snapshot(&mut c).await?;
+            let db = Db::T(&tx);
+            let version: i64 = get(
+                &db.row("SELECT routing_version FROM orgs WHERE id = $1", &[org])
+                    .await?,
+                0,
+            )?;
+            let mut ordered = HashMap::new();
+            for r in db
+                .rows(
+                    "SELECT id, ordering_key FROM endpoints WHERE org_id = $1 AND ordering_key IS NOT NULL",
+                    &[org],
+                )
+                .await?
+            {
+                let key: &str = get(&r, 1)?;
+                let parsed = switchyard_core::ordering::OrderingKey::parse(key)
+                    .map_err(|_| corrupt(&r, 1, "ordering key", key))?;
+                ordered.insert(get::<EndpointId>(&r, 0)?, parsed);
+            }
+            let subscriptions = db
+                .rows(
+                    "SELECT s.id, s.org_id, s.event_types, s.endpoint_id, s.entity_id, s.filter,
+                       s.created_at, s.executor, s.mode
+                     FROM subscriptions s LEFT JOIN endpoints e ON e.id = s.endpoint_id
+                     WHERE s.org_id = $1 AND (s.executor IS NOT NULL OR e.enabled)",
+                    &[org],
+                )
+                .await?
+                .iter()
+                .map(sub_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            commit(tx).await?;
+            Ok(RoutingSnapshot {
+                version,
+                subscriptions,
+                ordered,
+            })
         })
+        .await
     }
 }
 

@@ -17,14 +17,17 @@ impl EventLog for PgStore {
     }
 
     async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1 AND id = $2"),
-                &[org, id],
-            )
-            .await?;
-        event_from_row(&r)
+        naming(Missing::Event, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1 AND id = $2"),
+                    &[org, id],
+                )
+                .await?;
+            event_from_row(&r)
+        })
+        .await
     }
 
     async fn list_events(&self, org: &OrgId, q: &EventQuery) -> Result<Vec<Event>> {
@@ -79,52 +82,55 @@ impl EventLog for PgStore {
     }
 
     async fn trace(&self, org: &OrgId, event_id: &EventId) -> Result<Trace> {
-        let mut c = self.conn().await?;
-        let tx = snapshot(&mut c).await?;
-        let db = Db::T(&tx);
-        let event = event_from_row(
-            &db.row(
-                &format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1 AND id = $2"),
-                &[org, event_id],
-            )
-            .await?,
-        )?;
-        let deliveries = db
-            .rows(
-                &format!(
-                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND event_id = $2
-                     ORDER BY id"
-                ),
-                &[org, event_id],
-            )
-            .await?
-            .iter()
-            .map(delivery_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
-        let mut attempts: HashMap<DeliveryId, Vec<Attempt>> = HashMap::new();
-        for r in db
-            .rows(
-                &format!(
-                    "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ANY($1)
-                     ORDER BY at, id"
-                ),
-                &[&ids],
-            )
-            .await?
-        {
-            let a = attempt_from_row(&r)?;
-            attempts.entry(a.delivery_id.clone()).or_default().push(a);
-        }
-        commit(tx).await?;
-        let deliveries = deliveries
-            .into_iter()
-            .map(|d| {
-                let a = attempts.remove(&d.id).unwrap_or_default();
-                (d, a)
-            })
-            .collect();
-        Ok(Trace { event, deliveries })
+        naming(Missing::Event, async {
+            let mut c = self.conn().await?;
+            let tx = snapshot(&mut c).await?;
+            let db = Db::T(&tx);
+            let event = event_from_row(
+                &db.row(
+                    &format!("SELECT {EVENT_COLS} FROM events WHERE org_id = $1 AND id = $2"),
+                    &[org, event_id],
+                )
+                .await?,
+            )?;
+            let deliveries = db
+                .rows(
+                    &format!(
+                        "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND event_id = $2
+                         ORDER BY id"
+                    ),
+                    &[org, event_id],
+                )
+                .await?
+                .iter()
+                .map(delivery_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+            let mut attempts: HashMap<DeliveryId, Vec<Attempt>> = HashMap::new();
+            for r in db
+                .rows(
+                    &format!(
+                        "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ANY($1)
+                         ORDER BY at, id"
+                    ),
+                    &[&ids],
+                )
+                .await?
+            {
+                let a = attempt_from_row(&r)?;
+                attempts.entry(a.delivery_id.clone()).or_default().push(a);
+            }
+            commit(tx).await?;
+            let deliveries = deliveries
+                .into_iter()
+                .map(|d| {
+                    let a = attempts.remove(&d.id).unwrap_or_default();
+                    (d, a)
+                })
+                .collect();
+            Ok(Trace { event, deliveries })
+        })
+        .await
     }
 
     async fn purge_events(
@@ -334,7 +340,7 @@ impl PgStore {
         let mut current = Vec::with_capacity(jobs.len());
         for j in jobs {
             match versions.get(j.org.as_str()) {
-                None => return Err(StoreError::NotFound),
+                None => return Err(StoreError::NotFound(Missing::Organization)),
                 Some(v) => current.push(*v == j.batch.routing_version),
             }
         }

@@ -14,7 +14,7 @@ impl ExecutorCatalog for PgStore {
         db.row("SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE", &[&ex.org_id])
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => {
+                StoreError::NotFound(_) => {
                     StoreError::InvalidReference(format!("organization `{}`", ex.org_id))
                 }
                 other => other,
@@ -55,17 +55,20 @@ impl ExecutorCatalog for PgStore {
     }
 
     async fn get_executor(&self, org: &OrgId, name: &str) -> Result<Executor> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!(
-                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = $1 AND name = $2
-                     ORDER BY version DESC LIMIT 1"
-                ),
-                &[org, &name],
-            )
-            .await?;
-        executor_from_row(&r)
+        naming(Missing::Executor, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!(
+                        "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = $1 AND name = $2
+                         ORDER BY version DESC LIMIT 1"
+                    ),
+                    &[org, &name],
+                )
+                .await?;
+            executor_from_row(&r)
+        })
+        .await
     }
 
     async fn list_executors(&self, org: &OrgId) -> Result<Vec<Executor>> {
@@ -85,41 +88,47 @@ impl ExecutorCatalog for PgStore {
     }
 
     async fn executor_versions(&self, org: &OrgId, name: &str) -> Result<Vec<Executor>> {
-        let c = self.conn().await?;
-        let rows = Db::C(&c)
-            .rows(
-                &format!(
-                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = $1 AND name = $2
-                     ORDER BY version DESC"
-                ),
-                &[org, &name],
-            )
-            .await?;
-        if rows.is_empty() {
-            return Err(StoreError::NotFound);
-        }
-        rows.iter().map(executor_from_row).collect()
+        naming(Missing::Executor, async {
+            let c = self.conn().await?;
+            let rows = Db::C(&c)
+                .rows(
+                    &format!(
+                        "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = $1 AND name = $2
+                         ORDER BY version DESC"
+                    ),
+                    &[org, &name],
+                )
+                .await?;
+            if rows.is_empty() {
+                return Err(StoreError::NotFound(Missing::Executor));
+            }
+            rows.iter().map(executor_from_row).collect()
+        })
+        .await
     }
 
     async fn delete_executor(&self, org: &OrgId, name: &str) -> Result<()> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let db = Db::T(&tx);
-        let n = db
-            .exec(
-                "DELETE FROM executors WHERE org_id = $1 AND name = $2",
+        naming(Missing::Executor, async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(pg_err)?;
+            let db = Db::T(&tx);
+            let n = db
+                .exec(
+                    "DELETE FROM executors WHERE org_id = $1 AND name = $2",
+                    &[org, &name],
+                )
+                .await?;
+            found(n)?;
+            // Its event-hook subscriptions go with it.
+            db.exec(
+                "DELETE FROM subscriptions WHERE org_id = $1 AND executor = $2",
                 &[org, &name],
             )
             .await?;
-        found(n)?;
-        // Its event-hook subscriptions go with it.
-        db.exec(
-            "DELETE FROM subscriptions WHERE org_id = $1 AND executor = $2",
-            &[org, &name],
-        )
-        .await?;
-        bump_routing(db, org).await?;
-        commit(tx).await
+            bump_routing(db, org).await?;
+            commit(tx).await
+        })
+        .await
     }
 
     async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()> {
@@ -154,10 +163,10 @@ impl ExecutorCatalog for PgStore {
             .inner
             .key
             .decrypt(&secret_ctx(org, name), get(&r, 0)?)
-            .map_err(|e| StoreError::Database(format!("secret {name}: {e}")))?;
+            .map_err(|e| StoreError::database(format!("secret {name}: {e}")))?;
         String::from_utf8(plain)
             .map(Some)
-            .map_err(|_| StoreError::Database(format!("secret {name} is not UTF-8")))
+            .map_err(|_| StoreError::database(format!("secret {name} is not UTF-8")))
     }
 
     async fn list_secrets(&self, org: &OrgId) -> Result<Vec<(String, i64)>> {
@@ -174,64 +183,75 @@ impl ExecutorCatalog for PgStore {
     }
 
     async fn delete_secret(&self, org: &OrgId, name: &str) -> Result<()> {
-        let c = self.conn().await?;
-        let n = Db::C(&c)
-            .exec(
-                "DELETE FROM secrets WHERE org_id = $1 AND name = $2",
-                &[org, &name],
-            )
-            .await?;
-        found(n)
+        naming(Missing::Secret, async {
+            let c = self.conn().await?;
+            let n = Db::C(&c)
+                .exec(
+                    "DELETE FROM secrets WHERE org_id = $1 AND name = $2",
+                    &[org, &name],
+                )
+                .await?;
+            found(n)
+        })
+        .await
     }
 
     async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook> {
-        let c = self.conn().await?;
-        let db = Db::C(&c);
-        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-        // One statement: the executor must exist when the hook is written.
-        let n = db
-            .exec(
-                &format!(
-                    "INSERT INTO sync_hooks ({SYNC_HOOK_COLS})
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-                     WHERE EXISTS (SELECT 1 FROM executors WHERE org_id = $1 AND name = $4)
-                     ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
-                       executor = excluded.executor, timeout_ms = excluded.timeout_ms,
-                       cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
-                       output_schema = excluded.output_schema, updated_at = excluded.updated_at"
-                ),
-                &[
-                    &hook.org_id,
-                    &hook.name,
-                    &hook.description,
-                    &hook.executor,
-                    &i64::from(hook.timeout_ms),
-                    &hook.cache_ttl_s.map(i64::from),
-                    &json(&hook.input_schema),
-                    &json(&hook.output_schema),
-                    &hook.created_at,
-                    &hook.updated_at,
-                ],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::InvalidReference(format!(
-                "no executor `{}` in this organization; create it first",
-                hook.executor
-            )));
-        }
-        Ok(hook.clone())
+        naming(Missing::Executor, async {
+            let c = self.conn().await?;
+            let db = Db::C(&c);
+            let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+            // One statement: the executor must exist when the hook is written.
+            let n = db
+                .exec(
+                    &format!(
+                        "INSERT INTO sync_hooks ({SYNC_HOOK_COLS})
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+                         WHERE EXISTS (SELECT 1 FROM executors WHERE org_id = $1 AND name = $4)
+                         ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                           executor = excluded.executor, timeout_ms = excluded.timeout_ms,
+                           cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
+                           output_schema = excluded.output_schema, updated_at = excluded.updated_at"
+                    ),
+                    &[
+                        &hook.org_id,
+                        &hook.name,
+                        &hook.description,
+                        &hook.executor,
+                        &i64::from(hook.timeout_ms),
+                        &hook.cache_ttl_s.map(i64::from),
+                        &json(&hook.input_schema),
+                        &json(&hook.output_schema),
+                        &hook.created_at,
+                        &hook.updated_at,
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::InvalidReference(format!(
+                    "no executor `{}` in this organization; create it first",
+                    hook.executor
+                )));
+            }
+            Ok(hook.clone())
+        })
+        .await
     }
 
     async fn get_sync_hook(&self, org: &OrgId, name: &str) -> Result<SyncHook> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!("SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = $1 AND name = $2"),
-                &[org, &name],
-            )
-            .await?;
-        sync_hook_from_row(&r)
+        naming(Missing::Hook, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!(
+                        "SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = $1 AND name = $2"
+                    ),
+                    &[org, &name],
+                )
+                .await?;
+            sync_hook_from_row(&r)
+        })
+        .await
     }
 
     async fn list_sync_hooks(&self, org: &OrgId) -> Result<Vec<SyncHook>> {
@@ -248,13 +268,16 @@ impl ExecutorCatalog for PgStore {
     }
 
     async fn delete_sync_hook(&self, org: &OrgId, name: &str) -> Result<()> {
-        let c = self.conn().await?;
-        let n = Db::C(&c)
-            .exec(
-                "DELETE FROM sync_hooks WHERE org_id = $1 AND name = $2",
-                &[org, &name],
-            )
-            .await?;
-        found(n)
+        naming(Missing::Hook, async {
+            let c = self.conn().await?;
+            let n = Db::C(&c)
+                .exec(
+                    "DELETE FROM sync_hooks WHERE org_id = $1 AND name = $2",
+                    &[org, &name],
+                )
+                .await?;
+            found(n)
+        })
+        .await
     }
 }

@@ -15,7 +15,7 @@ impl KvStorage for PgStore {
             .await?;
         row.map(|r| {
             serde_json::from_str(get(&r, 0)?)
-                .map_err(|e| StoreError::Database(format!("corrupt stored value of `{key}`: {e}")))
+                .map_err(|e| StoreError::database(format!("corrupt stored value of `{key}`: {e}")))
         })
         .transpose()
     }
@@ -122,14 +122,17 @@ impl RunLog for PgStore {
     }
 
     async fn get_run(&self, org: &OrgId, id: &RunId) -> Result<Run> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE org_id = $1 AND id = $2"),
-                &[org, id],
-            )
-            .await?;
-        run_from_row(&r)
+        naming(Missing::Run, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!("SELECT {RUN_COLS} FROM runs WHERE org_id = $1 AND id = $2"),
+                    &[org, id],
+                )
+                .await?;
+            run_from_row(&r)
+        })
+        .await
     }
 
     async fn runs_for_event(&self, org: &OrgId, event_id: &EventId) -> Result<Vec<Run>> {

@@ -87,9 +87,9 @@ impl PgStore {
     /// Connects to the database `url` (a `postgres://` URL or a libpq `key=value` string),
     /// brings its schema up to date and keeps a pool of `options.pool_size` connections.
     pub async fn connect(url: &str, key: MasterKey, options: &PgOptions) -> Result<PgStore> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Database(format!("invalid PostgreSQL connection string: {e}"))
-        })?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::caused_by("invalid PostgreSQL connection string", e))?;
         if options.statement_timeout_ms > 0 {
             config.options(format!(
                 "-c statement_timeout={} -c lock_timeout={}",
@@ -107,7 +107,7 @@ impl PgStore {
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(options.pool_size.max(2))
             .build()
-            .map_err(|e| StoreError::Database(format!("cannot make the connection pool: {e}")))?;
+            .map_err(|e| StoreError::caused_by("cannot make the connection pool", e))?;
         let (publishes, queue) = tokio::sync::mpsc::unbounded_channel();
         let store = PgStore {
             inner: Arc::new(Inner {
@@ -157,7 +157,7 @@ impl PgStore {
         self.inner.pool.get().await.map_err(|e| match e {
             PoolError::Closed => StoreError::Closed,
             PoolError::Backend(e) => pg_err(e),
-            other => StoreError::Database(format!("no database connection: {other}")),
+            other => StoreError::caused_by("no database connection", other),
         })
     }
 
@@ -232,7 +232,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
     let ran = embedded::migrations::runner()
         .run_async(client)
         .await
-        .map_err(|e| StoreError::Database(format!("migration failed: {e}")));
+        .map_err(|e| StoreError::caused_by("migration failed", e));
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
@@ -256,19 +256,28 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
             "the disk holding the PostgreSQL database is full; nothing of this write was stored"
                 .into(),
         ),
-        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
-        // The cause (refused, timed out, name not resolved) is the error's source.
-        None => match std::error::Error::source(&e) {
-            Some(cause) => StoreError::Database(format!("{e}: {cause}")),
-            None => StoreError::Database(e.to_string()),
-        },
+        // The server's error (its code, message, detail) is the source.
+        Some(db) => StoreError::caused_by(format!("SQLSTATE {}", db.code().code()), db.clone()),
+        // The cause (refused, timed out, name not resolved) is the error's own source.
+        None => StoreError::caused_by("PostgreSQL", e),
     }
 }
 
 /// Whether a transaction failed only because it ran into another (a deadlock the server broke,
 /// or a serialization failure): run again, it succeeds.
 fn transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(m) if m.starts_with("40P01:") || m.starts_with("40001:"))
+    use tokio_postgres::error::{DbError, SqlState};
+    let StoreError::Database {
+        source: Some(source),
+        ..
+    } = e
+    else {
+        return false;
+    };
+    source.downcast_ref::<DbError>().is_some_and(|db| {
+        *db.code() == SqlState::T_R_DEADLOCK_DETECTED
+            || *db.code() == SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 /// Runs a transaction `f` again, up to three times, while it fails transiently.
@@ -292,7 +301,7 @@ where
 /// `NotFound` when a scoped UPDATE or DELETE touched no row (wrong id, or another org's).
 fn found(rows: u64) -> Result<()> {
     if rows == 0 {
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Row))
     } else {
         Ok(())
     }
@@ -367,5 +376,44 @@ impl Store for PgStore {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(notify::listen(self.inner.config.clone(), tx));
         Some(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The server's errors as the store keeps them, against the real server
+    //! (`SWITCHYARD_TEST_POSTGRES`, as the backend's tests): never skipped.
+
+    use super::*;
+
+    async fn error_of(sql: &str) -> StoreError {
+        let conn = std::env::var("SWITCHYARD_TEST_POSTGRES")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into());
+        let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at `{conn}` is not reachable: {e}"));
+        tokio::spawn(connection);
+        let e = client
+            .batch_execute(sql)
+            .await
+            .expect_err("the statement fails");
+        pg_err(e)
+    }
+
+    #[tokio::test]
+    async fn a_failure_keeps_the_servers_error_as_its_source() {
+        let e =
+            error_of("DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '40001'; END $$").await;
+        assert!(transient(&e), "a serialization failure runs again: {e}");
+        let source = std::error::Error::source(&e).expect("a source");
+        let db = source
+            .downcast_ref::<tokio_postgres::error::DbError>()
+            .expect("the server's error");
+        assert_eq!(db.message(), "boom");
+        assert!(e.to_string().contains("SQLSTATE 40001") && e.to_string().contains("boom"));
+
+        let e = error_of("SELECT 1/0").await;
+        assert!(!transient(&e), "a division by zero is not run again: {e}");
+        assert!(e.to_string().contains("22012"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ pub(super) async fn send(db: Db<'_>, notice: &Notice) -> Result<()> {
 /// `notice` as payloads that each fit in one `NOTIFY`.
 fn payloads(notice: &Notice) -> Result<Vec<String>> {
     let encode = |n: &Notice| {
-        serde_json::to_string(n).map_err(|e| StoreError::Database(format!("notice: {e}")))
+        serde_json::to_string(n).map_err(|e| StoreError::database(format!("notice: {e}")))
     };
     let whole = encode(notice)?;
     if whole.len() < MAX_PAYLOAD {
@@ -37,7 +37,7 @@ fn payloads(notice: &Notice) -> Result<Vec<String>> {
         hooks,
     } = notice
     else {
-        return Err(StoreError::Database(format!(
+        return Err(StoreError::database(format!(
             "a notice of {} bytes is too large to send",
             whole.len()
         )));

@@ -39,14 +39,19 @@ impl DeliveryQueue for PgStore {
     }
 
     async fn get_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND id = $2"),
-                &[org, id],
-            )
-            .await?;
-        delivery_from_row(&r)
+        naming(Missing::Delivery, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!(
+                        "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND id = $2"
+                    ),
+                    &[org, id],
+                )
+                .await?;
+            delivery_from_row(&r)
+        })
+        .await
     }
 
     async fn due_endpoints(&self, node: &str, now: i64, limit: u32) -> Result<Vec<EndpointRef>> {
@@ -228,96 +233,99 @@ impl DeliveryQueue for PgStore {
         id: &DeliveryId,
         claim: Claim<'_>,
     ) -> Result<Retried> {
-        let (node, now) = (claim.node, now_ms());
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let db = Db::T(&tx);
-        let r = db
-            .row(
-                "SELECT endpoint_id, ordering_key, event_seq FROM deliveries
-                 WHERE org_id = $1 AND id = $2",
-                &[org, id],
-            )
-            .await?;
-        let endpoint_id: Option<String> = get(&r, 0)?;
-        let key: Option<String> = get(&r, 1)?;
-        let seq: i64 = get(&r, 2)?;
-        // The event's row first: retention, which takes it for update, cannot delete or empty
-        // it while this delivery reopens.
-        let dropped: Option<i64> = get(
-            &db.row(
-                "SELECT payload_dropped_at FROM events WHERE seq = $1 FOR SHARE",
-                &[&seq],
-            )
-            .await?,
-            0,
-        )?;
-        if dropped.is_some() {
-            return Err(payload_dropped_error());
-        }
-        let mut claim_now = true;
-        if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
-            db.lock_key(ep, key).await?;
-            // Read again under the key's lock: the head may have settled meanwhile.
+        naming(Missing::Delivery, async {
+            let (node, now) = (claim.node, now_ms());
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(pg_err)?;
+            let db = Db::T(&tx);
             let r = db
                 .row(
-                    "SELECT order_slot, next_attempt_at, status FROM deliveries WHERE id = $1 FOR UPDATE",
-                    &[id],
+                    "SELECT endpoint_id, ordering_key, event_seq FROM deliveries
+                     WHERE org_id = $1 AND id = $2",
+                    &[org, id],
                 )
                 .await?;
-            let (slot, next, status): (Option<String>, Option<i64>, String) =
-                (get(&r, 0)?, get(&r, 1)?, get(&r, 2)?);
-            if status == "pending" && slot.is_some() && next.is_none() {
-                return Err(waits_for_head_error());
+            let endpoint_id: Option<String> = get(&r, 0)?;
+            let key: Option<String> = get(&r, 1)?;
+            let seq: i64 = get(&r, 2)?;
+            // The event's row first: retention, which takes it for update, cannot delete or empty
+            // it while this delivery reopens.
+            let dropped: Option<i64> = get(
+                &db.row(
+                    "SELECT payload_dropped_at FROM events WHERE seq = $1 FOR SHARE",
+                    &[&seq],
+                )
+                .await?,
+                0,
+            )?;
+            if dropped.is_some() {
+                return Err(payload_dropped_error());
             }
-            if slot.is_none() {
-                // Settled before: it reopens in its key, and waits if the key is busy.
-                claim_now = !key_open(db, ep, key).await?;
+            let mut claim_now = true;
+            if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
+                db.lock_key(ep, key).await?;
+                // Read again under the key's lock: the head may have settled meanwhile.
+                let r = db
+                    .row(
+                        "SELECT order_slot, next_attempt_at, status FROM deliveries WHERE id = $1 FOR UPDATE",
+                        &[id],
+                    )
+                    .await?;
+                let (slot, next, status): (Option<String>, Option<i64>, String) =
+                    (get(&r, 0)?, get(&r, 1)?, get(&r, 2)?);
+                if status == "pending" && slot.is_some() && next.is_none() {
+                    return Err(waits_for_head_error());
+                }
+                if slot.is_none() {
+                    // Settled before: it reopens in its key, and waits if the key is busy.
+                    claim_now = !key_open(db, ep, key).await?;
+                }
             }
-        }
-        let (claimed_by, next_at) = if claim_now {
-            (Some(node), Some(now + claim.lease_ms))
-        } else {
-            (None, None)
-        };
-        let r = db
-            .row(
-                "UPDATE deliveries SET status = 'pending', claimed_by = $3, next_attempt_at = $4,
-                 updated_at = $5, order_slot = ordering_key
-                 WHERE org_id = $1 AND id = $2 RETURNING endpoint_id, attempts, event_seq, executor",
-                &[org, id, &claimed_by, &next_at, &now],
-            )
-            .await?;
-        let target = target_from_columns(&r, get(&r, 0)?, get(&r, 3)?)?;
-        let attempts: u32 = uint(&r, 1)?;
-        let delivery = delivery_from_row(
-            &db.row(
-                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND id = $2"),
-                &[org, id],
-            )
-            .await?,
-        )?;
-        let claimed = if claim_now {
-            let event = self
-                .shared_events(db, &[seq])
-                .await?
-                .remove(&seq)
-                .ok_or(StoreError::NotFound)?;
-            Some(DueDelivery {
-                delivery_id: id.clone(),
-                org_id: org.clone(),
-                target,
-                attempts,
-                event,
-                lease_until: now + claim.lease_ms,
-                ordering_wait_ms: None,
-                sync: None,
-            })
-        } else {
-            None
-        };
-        commit(tx).await?;
-        Ok(Retried { delivery, claimed })
+            let (claimed_by, next_at) = if claim_now {
+                (Some(node), Some(now + claim.lease_ms))
+            } else {
+                (None, None)
+            };
+            let r = db
+                .row(
+                    "UPDATE deliveries SET status = 'pending', claimed_by = $3, next_attempt_at = $4,
+                     updated_at = $5, order_slot = ordering_key
+                     WHERE org_id = $1 AND id = $2 RETURNING endpoint_id, attempts, event_seq, executor",
+                    &[org, id, &claimed_by, &next_at, &now],
+                )
+                .await?;
+            let target = target_from_columns(&r, get(&r, 0)?, get(&r, 3)?)?;
+            let attempts: u32 = uint(&r, 1)?;
+            let delivery = delivery_from_row(
+                &db.row(
+                    &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = $1 AND id = $2"),
+                    &[org, id],
+                )
+                .await?,
+            )?;
+            let claimed = if claim_now {
+                let event = self
+                    .shared_events(db, &[seq])
+                    .await?
+                    .remove(&seq)
+                    .ok_or(StoreError::NotFound(Missing::Event))?;
+                Some(DueDelivery {
+                    delivery_id: id.clone(),
+                    org_id: org.clone(),
+                    target,
+                    attempts,
+                    event,
+                    lease_until: now + claim.lease_ms,
+                    ordering_wait_ms: None,
+                    sync: None,
+                })
+            } else {
+                None
+            };
+            commit(tx).await?;
+            Ok(Retried { delivery, claimed })
+        })
+        .await
     }
 
     async fn endpoint_health(
@@ -326,34 +334,37 @@ impl DeliveryQueue for PgStore {
         id: &EndpointId,
         since: i64,
     ) -> Result<EndpointHealth> {
-        let c = self.conn().await?;
-        let db = Db::C(&c);
-        get_endpoint_db(db, &self.inner.key, org, id).await?;
-        let mut h = match db
-            .opt_row(
-                &format!("SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = $1"),
-                &[id],
-            )
-            .await?
-        {
-            Some(r) => health_from_row(&r)?,
-            None => EndpointHealth::default(),
-        };
-        let attempts = db
-            .rows(
-                "SELECT status_code, duration_ms FROM attempts WHERE endpoint_id = $1 AND at >= $2
-                 ORDER BY at DESC LIMIT 10000",
-                &[id, &since],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                let code: Option<u16> = uint_opt(r, 0)?;
-                Ok((code.is_some_and(|s| (200..300).contains(&s)), get(r, 1)?))
-            })
-            .collect::<Result<Vec<(bool, f64)>>>()?;
-        h.window = WindowStats::of(since, &attempts);
-        Ok(h)
+        naming(Missing::Endpoint, async {
+            let c = self.conn().await?;
+            let db = Db::C(&c);
+            get_endpoint_db(db, &self.inner.key, org, id).await?;
+            let mut h = match db
+                .opt_row(
+                    &format!("SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = $1"),
+                    &[id],
+                )
+                .await?
+            {
+                Some(r) => health_from_row(&r)?,
+                None => EndpointHealth::default(),
+            };
+            let attempts = db
+                .rows(
+                    "SELECT status_code, duration_ms FROM attempts WHERE endpoint_id = $1 AND at >= $2
+                     ORDER BY at DESC LIMIT 10000",
+                    &[id, &since],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    let code: Option<u16> = uint_opt(r, 0)?;
+                    Ok((code.is_some_and(|s| (200..300).contains(&s)), get(r, 1)?))
+                })
+                .collect::<Result<Vec<(bool, f64)>>>()?;
+            h.window = WindowStats::of(since, &attempts);
+            Ok(h)
+        })
+        .await
     }
 
     async fn replay(
@@ -362,71 +373,78 @@ impl DeliveryQueue for PgStore {
         endpoint_id: &EndpointId,
         window: ReplayWindow,
     ) -> Result<Replayed> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let db = Db::T(&tx);
-        let ep = get_endpoint_db(db, &self.inner.key, org, endpoint_id).await?;
-        let now = now_ms();
-        let picked: Vec<(i64, Option<String>)> = db
-            .rows(
-                "SELECT e.seq, min(d.subscription_id) FROM events e
-                 JOIN deliveries d ON d.event_seq = e.seq
-                 WHERE e.org_id = $1 AND d.endpoint_id = $2 AND e.received_at >= $3
-                   AND e.received_at < $4 AND e.payload_dropped_at IS NULL AND e.seq > $5
-                 GROUP BY e.seq ORDER BY e.seq LIMIT $6",
-                &[
-                    org,
-                    endpoint_id,
-                    &window.since,
-                    &window.until,
-                    &window.after_seq,
-                    &i64::from(window.limit),
-                ],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
-            .collect::<Result<_>>()?;
-        let target = Target::Endpoint(endpoint_id.clone());
-        for page in picked.chunks(1000) {
-            let seqs: Vec<i64> = page.iter().map(|p| p.0).collect();
-            let events = self.shared_events(db, &seqs).await?;
-            let mut keys = Vec::new();
-            for (seq, _) in page {
-                let event = events.get(seq).ok_or(StoreError::NotFound)?;
-                keys.push(
-                    ep.ordering
-                        .as_ref()
-                        .map(|o| o.key.key_of(&event.entity, &event.data)),
-                );
-            }
-            let mut locked: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
-            locked.sort_unstable();
-            locked.dedup();
-            for key in locked {
-                db.lock_key(endpoint_id, key).await?;
-            }
-            let mut rows = NewDeliveries::default();
-            for ((seq, sub), key) in page.iter().zip(&keys) {
-                let event = events.get(seq).ok_or(StoreError::NotFound)?;
-                rows.push(
-                    db,
-                    event,
-                    &target,
-                    sub.as_deref(),
-                    key.as_deref(),
-                    None,
-                    now,
+        naming(Missing::Endpoint, async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(pg_err)?;
+            let db = Db::T(&tx);
+            let ep = get_endpoint_db(db, &self.inner.key, org, endpoint_id).await?;
+            let now = now_ms();
+            let picked: Vec<(i64, Option<String>)> = db
+                .rows(
+                    "SELECT e.seq, min(d.subscription_id) FROM events e
+                     JOIN deliveries d ON d.event_seq = e.seq
+                     WHERE e.org_id = $1 AND d.endpoint_id = $2 AND e.received_at >= $3
+                       AND e.received_at < $4 AND e.payload_dropped_at IS NULL AND e.seq > $5
+                     GROUP BY e.seq ORDER BY e.seq LIMIT $6",
+                    &[
+                        org,
+                        endpoint_id,
+                        &window.since,
+                        &window.until,
+                        &window.after_seq,
+                        &i64::from(window.limit),
+                    ],
                 )
-                .await?;
+                .await?
+                .iter()
+                .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+                .collect::<Result<_>>()?;
+            let target = Target::Endpoint(endpoint_id.clone());
+            for page in picked.chunks(1000) {
+                let seqs: Vec<i64> = page.iter().map(|p| p.0).collect();
+                let events = self.shared_events(db, &seqs).await?;
+                let mut keys = Vec::new();
+                for (seq, _) in page {
+                    let event = events
+                        .get(seq)
+                        .ok_or(StoreError::NotFound(Missing::Event))?;
+                    keys.push(
+                        ep.ordering
+                            .as_ref()
+                            .map(|o| o.key.key_of(&event.entity, &event.data)),
+                    );
+                }
+                let mut locked: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+                locked.sort_unstable();
+                locked.dedup();
+                for key in locked {
+                    db.lock_key(endpoint_id, key).await?;
+                }
+                let mut rows = NewDeliveries::default();
+                for ((seq, sub), key) in page.iter().zip(&keys) {
+                    let event = events
+                        .get(seq)
+                        .ok_or(StoreError::NotFound(Missing::Event))?;
+                    rows.push(
+                        db,
+                        event,
+                        &target,
+                        sub.as_deref(),
+                        key.as_deref(),
+                        None,
+                        now,
+                    )
+                    .await?;
+                }
+                rows.insert(db, now).await?;
             }
-            rows.insert(db, now).await?;
-        }
-        commit(tx).await?;
-        Ok(Replayed {
-            created: picked.len() as u64,
-            last_seq: picked.last().map(|p| p.0),
+            commit(tx).await?;
+            Ok(Replayed {
+                created: picked.len() as u64,
+                last_seq: picked.last().map(|p| p.0),
+            })
         })
+        .await
     }
 
     async fn pending_count(&self) -> Result<u64> {
@@ -464,7 +482,10 @@ impl PgStore {
                     org_id: get(r, 1)?,
                     target: target_from_columns(r, get(r, 2)?, get(r, 5)?)?,
                     attempts: uint(r, 3)?,
-                    event: events.get(&seq).cloned().ok_or(StoreError::NotFound)?,
+                    event: events
+                        .get(&seq)
+                        .cloned()
+                        .ok_or(StoreError::NotFound(Missing::Event))?,
                     lease_until,
                     ordering_wait_ms: wait.filter(|ms| *ms > 0),
                     sync: None,

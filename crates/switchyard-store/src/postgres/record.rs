@@ -203,7 +203,7 @@ async fn insert_attempts(db: Db<'_>, node: &str, results: &[&AttemptResult]) -> 
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()
-                .map_err(|e| StoreError::Database(format!("attempt headers: {e}")))?,
+                .map_err(|e| StoreError::database(format!("attempt headers: {e}")))?,
         );
     }
     db.exec(

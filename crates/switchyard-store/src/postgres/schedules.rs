@@ -40,14 +40,19 @@ impl ScheduleCatalog for PgStore {
     }
 
     async fn get_schedule(&self, org: &OrgId, name: &str) -> Result<Schedule> {
-        let c = self.conn().await?;
-        let r = Db::C(&c)
-            .row(
-                &format!("SELECT {SCHEDULE_COLS} FROM schedules WHERE org_id = $1 AND name = $2"),
-                &[org, &name],
-            )
-            .await?;
-        schedule_from_row(&r)
+        naming(Missing::Schedule, async {
+            let c = self.conn().await?;
+            let r = Db::C(&c)
+                .row(
+                    &format!(
+                        "SELECT {SCHEDULE_COLS} FROM schedules WHERE org_id = $1 AND name = $2"
+                    ),
+                    &[org, &name],
+                )
+                .await?;
+            schedule_from_row(&r)
+        })
+        .await
     }
 
     async fn list_schedules(&self, org: &OrgId) -> Result<Vec<Schedule>> {
@@ -64,14 +69,17 @@ impl ScheduleCatalog for PgStore {
     }
 
     async fn delete_schedule(&self, org: &OrgId, name: &str) -> Result<()> {
-        let c = self.conn().await?;
-        let n = Db::C(&c)
-            .exec(
-                "DELETE FROM schedules WHERE org_id = $1 AND name = $2",
-                &[org, &name],
-            )
-            .await?;
-        found(n)
+        naming(Missing::Schedule, async {
+            let c = self.conn().await?;
+            let n = Db::C(&c)
+                .exec(
+                    "DELETE FROM schedules WHERE org_id = $1 AND name = $2",
+                    &[org, &name],
+                )
+                .await?;
+            found(n)
+        })
+        .await
     }
 
     async fn count_schedules(&self, org: &OrgId) -> Result<u64> {

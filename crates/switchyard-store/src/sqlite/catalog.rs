@@ -56,36 +56,42 @@ impl OrgCatalog for SqliteStore {
     }
 
     async fn get_org(&self, id: &OrgId) -> Result<Org> {
-        let id = id.to_string();
-        self.read(move |c, _| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {ORG_COLS} FROM orgs WHERE id = ?1"))?
-                    .query_row([id], org_from_row)?,
-            )
+        naming(Missing::Organization, async {
+            let id = id.to_string();
+            self.read(move |c, _| {
+                Ok(
+                    c.prepare_cached(&format!("SELECT {ORG_COLS} FROM orgs WHERE id = ?1"))?
+                        .query_row([id], org_from_row)?,
+                )
+            })
+            .await
         })
         .await
     }
 
     async fn update_org(&self, org: &Org) -> Result<Org> {
-        let org = org.clone();
-        self.write(move |ctx| {
-            let n = ctx
-                .conn
-                .prepare_cached(
-                    "UPDATE orgs SET name = ?2, retention_s = ?3, payload_retention_s = ?4, limits = ?5
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    org.id,
-                    org.name,
-                    org.retention_s,
-                    org.payload_retention_s,
-                    serde_json::to_string(&org.limits).unwrap_or_default()
-                ])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(org)
+        naming(Missing::Organization, async {
+            let org = org.clone();
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE orgs SET name = ?2, retention_s = ?3, payload_retention_s = ?4, limits = ?5
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        org.id,
+                        org.name,
+                        org.retention_s,
+                        org.payload_retention_s,
+                        serde_json::to_string(&org.limits).unwrap_or_default()
+                    ])?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(Missing::Organization));
+                }
+                Ok(org)
+            })
+            .await
         })
         .await
     }
@@ -147,16 +153,19 @@ impl OrgCatalog for SqliteStore {
     }
 
     async fn delete_api_key(&self, org: &OrgId, id: &KeyId) -> Result<()> {
-        let (org, id) = (org.clone(), id.to_string());
-        self.write(move |ctx| {
-            let n = ctx
-                .conn
-                .prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND id = ?2")?
-                .execute(params![&org, &id])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
+        naming(Missing::Key, async {
+            let (org, id) = (org.clone(), id.to_string());
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached("DELETE FROM api_keys WHERE org_id = ?1 AND id = ?2")?
+                    .execute(params![&org, &id])?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(Missing::Key));
+                }
+                Ok(())
+            })
+            .await
         })
         .await
     }
@@ -247,13 +256,16 @@ impl OrgCatalog for SqliteStore {
     }
 
     async fn get_event_type(&self, org: &OrgId, name: &str) -> Result<EventType> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.read(move |c, _| {
-            Ok(c.prepare_cached(
-                "SELECT name, description, entity_type, schema, updated_at FROM event_types
-                 WHERE org_id = ?1 AND name = ?2",
-            )?
-            .query_row(params![org, name], event_type_from_row)?)
+        naming(Missing::EventType, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.read(move |c, _| {
+                Ok(c.prepare_cached(
+                    "SELECT name, description, entity_type, schema, updated_at FROM event_types
+                     WHERE org_id = ?1 AND name = ?2",
+                )?
+                .query_row(params![org, name], event_type_from_row)?)
+            })
+            .await
         })
         .await
     }

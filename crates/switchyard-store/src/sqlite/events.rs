@@ -121,12 +121,15 @@ impl EventLog for SqliteStore {
     }
 
     async fn get_event(&self, org: &OrgId, id: &EventId) -> Result<Event> {
-        let (org, id) = (org.clone(), id.to_string());
-        self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"
-            ))?
-            .query_row(params![org, id], event_from_row)?)
+        naming(Missing::Event, async {
+            let (org, id) = (org.clone(), id.to_string());
+            self.read(move |c, _| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"
+                ))?
+                .query_row(params![org, id], event_from_row)?)
+            })
+            .await
         })
         .await
     }
@@ -183,29 +186,32 @@ impl EventLog for SqliteStore {
     }
 
     async fn trace(&self, org: &OrgId, event_id: &EventId) -> Result<Trace> {
-        let (org, id) = (org.clone(), event_id.to_string());
-        self.read(move |c, _| {
-            let event = c
-                .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
-                .query_row(params![&org, &id], event_from_row)?;
-            let deliveries = list(
-                c,
-                &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
-                &[&org, &id],
-                delivery_from_row,
-            )?;
-            let mut out = Vec::with_capacity(deliveries.len());
-            let sql = format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ?1 ORDER BY at, id");
-            for d in deliveries {
-                let attempts = list(
+        naming(Missing::Event, async {
+            let (org, id) = (org.clone(), event_id.to_string());
+            self.read(move |c, _| {
+                let event = c
+                    .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE org_id = ?1 AND id = ?2"))?
+                    .query_row(params![&org, &id], event_from_row)?;
+                let deliveries = list(
                     c,
-                    &sql,
-                    &[&d.id],
-                    attempt_from_row,
+                    &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND event_id = ?2 ORDER BY id"),
+                    &[&org, &id],
+                    delivery_from_row,
                 )?;
-                out.push((d, attempts));
-            }
-            Ok(Trace { event, deliveries: out })
+                let mut out = Vec::with_capacity(deliveries.len());
+                let sql = format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = ?1 ORDER BY at, id");
+                for d in deliveries {
+                    let attempts = list(
+                        c,
+                        &sql,
+                        &[&d.id],
+                        attempt_from_row,
+                    )?;
+                    out.push((d, attempts));
+                }
+                Ok(Trace { event, deliveries: out })
+            })
+            .await
         })
         .await
     }

@@ -34,33 +34,39 @@ impl ExecutorCatalog for SqliteStore {
     }
 
     async fn get_executor(&self, org: &OrgId, name: &str) -> Result<Executor> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.read(move |c, _| {
-            let ex = c
-                .prepare_cached(&format!(
-                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1"
-                ))?
-                .query_row(params![org, name], executor_from_row)?;
-            Ok(ex)
+        naming(Missing::Executor, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.read(move |c, _| {
+                let ex = c
+                    .prepare_cached(&format!(
+                        "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1"
+                    ))?
+                    .query_row(params![org, name], executor_from_row)?;
+                Ok(ex)
+            })
+            .await
         })
         .await
     }
 
     async fn executor_versions(&self, org: &OrgId, name: &str) -> Result<Vec<Executor>> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.read(move |c, _| {
-            let rows = list(
-                c,
-                &format!(
-                    "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC"
-                ),
-                &[&org, &name],
-                executor_from_row,
-            )?;
-            if rows.is_empty() {
-                return Err(StoreError::NotFound);
-            }
-            Ok(rows)
+        naming(Missing::Executor, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.read(move |c, _| {
+                let rows = list(
+                    c,
+                    &format!(
+                        "SELECT {EXECUTOR_COLS} FROM executors WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC"
+                    ),
+                    &[&org, &name],
+                    executor_from_row,
+                )?;
+                if rows.is_empty() {
+                    return Err(StoreError::NotFound(Missing::Executor));
+                }
+                Ok(rows)
+            })
+            .await
         })
         .await
     }
@@ -83,70 +89,81 @@ impl ExecutorCatalog for SqliteStore {
     }
 
     async fn delete_executor(&self, org: &OrgId, name: &str) -> Result<()> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.write(move |ctx| {
-            let n = ctx
-                .conn
-                .prepare_cached("DELETE FROM executors WHERE org_id = ?1 AND name = ?2")?
-                .execute(params![&org, &name])?;
-            found(n)?;
-            // Its event-hook subscriptions go with it.
-            ctx.conn
-                .prepare_cached("DELETE FROM subscriptions WHERE org_id = ?1 AND executor = ?2")?
-                .execute(params![&org, &name])?;
-            bump_routing(&ctx.conn, &org)?;
-            Ok(())
+        naming(Missing::Executor, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached("DELETE FROM executors WHERE org_id = ?1 AND name = ?2")?
+                    .execute(params![&org, &name])?;
+                found(n)?;
+                // Its event-hook subscriptions go with it.
+                ctx.conn
+                    .prepare_cached(
+                        "DELETE FROM subscriptions WHERE org_id = ?1 AND executor = ?2",
+                    )?
+                    .execute(params![&org, &name])?;
+                bump_routing(&ctx.conn, &org)?;
+                Ok(())
+            })
+            .await
         })
         .await
     }
 
     async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook> {
-        let hook = hook.clone();
-        self.write(move |ctx| {
-            let exists: Option<i64> = ctx
-                .conn
-                .prepare_cached("SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1")?
-                .query_row(params![hook.org_id, hook.executor], |r| r.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::InvalidReference(format!(
-                    "no executor `{}` in this organization; create it first",
-                    hook.executor
-                )));
-            }
-            let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-            ctx.conn
-                .prepare_cached(&format!(
-                    "INSERT INTO sync_hooks ({SYNC_HOOK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
-                       executor = excluded.executor, timeout_ms = excluded.timeout_ms,
-                       cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
-                       output_schema = excluded.output_schema, updated_at = excluded.updated_at"
-                ))?
-                .execute(params![
-                    hook.org_id,
-                    hook.name,
-                    hook.description,
-                    hook.executor,
-                    hook.timeout_ms,
-                    hook.cache_ttl_s,
-                    json(&hook.input_schema),
-                    json(&hook.output_schema),
-                    hook.created_at,
-                    hook.updated_at
-                ])?;
-            Ok(hook)
+        naming(Missing::Executor, async {
+            let hook = hook.clone();
+            self.write(move |ctx| {
+                let exists: Option<i64> = ctx
+                    .conn
+                    .prepare_cached("SELECT 1 FROM executors WHERE org_id = ?1 AND name = ?2 LIMIT 1")?
+                    .query_row(params![hook.org_id, hook.executor], |r| r.get(0))
+                    .optional()?;
+                if exists.is_none() {
+                    return Err(StoreError::InvalidReference(format!(
+                        "no executor `{}` in this organization; create it first",
+                        hook.executor
+                    )));
+                }
+                let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+                ctx.conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO sync_hooks ({SYNC_HOOK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                           executor = excluded.executor, timeout_ms = excluded.timeout_ms,
+                           cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
+                           output_schema = excluded.output_schema, updated_at = excluded.updated_at"
+                    ))?
+                    .execute(params![
+                        hook.org_id,
+                        hook.name,
+                        hook.description,
+                        hook.executor,
+                        hook.timeout_ms,
+                        hook.cache_ttl_s,
+                        json(&hook.input_schema),
+                        json(&hook.output_schema),
+                        hook.created_at,
+                        hook.updated_at
+                    ])?;
+                Ok(hook)
+            })
+            .await
         })
         .await
     }
 
     async fn get_sync_hook(&self, org: &OrgId, name: &str) -> Result<SyncHook> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = ?1 AND name = ?2"
-            ))?
-            .query_row(params![org, name], sync_hook_from_row)?)
+        naming(Missing::Hook, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.read(move |c, _| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {SYNC_HOOK_COLS} FROM sync_hooks WHERE org_id = ?1 AND name = ?2"
+                ))?
+                .query_row(params![org, name], sync_hook_from_row)?)
+            })
+            .await
         })
         .await
     }
@@ -165,13 +182,16 @@ impl ExecutorCatalog for SqliteStore {
     }
 
     async fn delete_sync_hook(&self, org: &OrgId, name: &str) -> Result<()> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.write(move |ctx| {
-            let n = ctx
-                .conn
-                .prepare_cached("DELETE FROM sync_hooks WHERE org_id = ?1 AND name = ?2")?
-                .execute(params![&org, &name])?;
-            found(n)
+        naming(Missing::Hook, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached("DELETE FROM sync_hooks WHERE org_id = ?1 AND name = ?2")?
+                    .execute(params![&org, &name])?;
+                found(n)
+            })
+            .await
         })
         .await
     }
@@ -203,10 +223,10 @@ impl ExecutorCatalog for SqliteStore {
                 Some(b) => {
                     let plain = k
                         .decrypt(&secret_ctx(&org, &name), &b)
-                        .map_err(|e| StoreError::Database(format!("secret {name}: {e}")))?;
+                        .map_err(|e| StoreError::database(format!("secret {name}: {e}")))?;
                     String::from_utf8(plain)
                         .map(Some)
-                        .map_err(|_| StoreError::Database(format!("secret {name} is not UTF-8")))
+                        .map_err(|_| StoreError::database(format!("secret {name} is not UTF-8")))
                 }
             }
         })
@@ -227,14 +247,17 @@ impl ExecutorCatalog for SqliteStore {
     }
 
     async fn delete_secret(&self, org: &OrgId, name: &str) -> Result<()> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.write(move |ctx| {
-            let n = ctx
-                .conn
-                .prepare_cached("DELETE FROM secrets WHERE org_id = ?1 AND name = ?2")?
-                .execute(params![&org, &name])?;
-            found(n)?;
-            Ok(())
+        naming(Missing::Secret, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached("DELETE FROM secrets WHERE org_id = ?1 AND name = ?2")?
+                    .execute(params![&org, &name])?;
+                found(n)?;
+                Ok(())
+            })
+            .await
         })
         .await
     }

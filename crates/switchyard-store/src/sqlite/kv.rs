@@ -13,7 +13,7 @@ impl KvStorage for SqliteStore {
                 .optional()?;
             v.map(|s| {
                 serde_json::from_str(&s).map_err(|e| {
-                    StoreError::Database(format!("corrupt stored value of `{key}`: {e}"))
+                    StoreError::database(format!("corrupt stored value of `{key}`: {e}"))
                 })
             })
             .transpose()

@@ -81,13 +81,13 @@ struct Inner {
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::caused_by("SQLite", e)
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e {
-            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound(Missing::Row),
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
                 StoreError::StorageFull(
                     "the disk holding the database is full; nothing of this write was stored"
@@ -143,7 +143,7 @@ impl SqliteStore {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| StoreError::Database(format!("cannot restrict {}: {e}", path.display())),
+                |e| StoreError::caused_by(format!("cannot restrict {}", path.display()), e),
             )?;
         }
         // A new database gives pages freed by retention back in steps (`reclaim_space`); it can
@@ -180,13 +180,13 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(ctx, rx))
-            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| StoreError::caused_by("cannot start writer thread", e))?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let checkpoint_conn = open_conn(path, READER_CACHE_KIB)?;
         let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
-            .map_err(|e| StoreError::Database(format!("cannot start checkpoint thread: {e}")))?;
+            .map_err(|e| StoreError::caused_by("cannot start checkpoint thread", e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
@@ -260,7 +260,7 @@ impl SqliteStore {
             r
         })
         .await
-        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+        .map_err(|e| StoreError::caused_by("reader task failed", e))?
     }
 }
 
@@ -269,7 +269,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     adopt_user_version(conn, &runner)?;
     runner
         .run(conn)
-        .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        .map_err(|e| StoreError::caused_by("migration failed", e))?;
     Ok(())
 }
 
@@ -326,7 +326,7 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
 /// `NotFound` when a scoped UPDATE or DELETE touched no row (wrong id, or another org's).
 fn found(rows: usize) -> Result<()> {
     if rows == 0 {
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Row))
     } else {
         Ok(())
     }

@@ -40,12 +40,15 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn get_delivery(&self, org: &OrgId, id: &DeliveryId) -> Result<Delivery> {
-        let (org, id) = (org.clone(), id.to_string());
-        self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
-            ))?
-            .query_row(params![org, id], delivery_from_row)?)
+        naming(Missing::Delivery, async {
+            let (org, id) = (org.clone(), id.to_string());
+            self.read(move |c, _| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
+                ))?
+                .query_row(params![org, id], delivery_from_row)?)
+            })
+            .await
         })
         .await
     }
@@ -215,67 +218,70 @@ impl DeliveryQueue for SqliteStore {
         id: &DeliveryId,
         claim: Claim<'_>,
     ) -> Result<Retried> {
-        let (org, id, node) = (org.clone(), id.to_string(), claim.node.to_string());
-        let lease_ms = claim.lease_ms;
-        self.write(move |ctx| {
-            let now = now_ms();
-            let (status, endpoint_id, key, slot, next, dropped): (String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>) = ctx
-                .conn
-                .prepare_cached(
-                    "SELECT status, endpoint_id, ordering_key, order_slot, next_attempt_at,
-                     (SELECT payload_dropped_at FROM events WHERE seq = deliveries.event_seq)
-                     FROM deliveries WHERE org_id = ?1 AND id = ?2",
-                )?
-                .query_row(params![&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
-            if dropped.is_some() {
-                return Err(payload_dropped_error());
-            }
-            let mut claim_now = true;
-            if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
-                if status == "pending" && slot.is_some() && next.is_none() {
-                    return Err(waits_for_head_error());
+        naming(Missing::Delivery, async {
+            let (org, id, node) = (org.clone(), id.to_string(), claim.node.to_string());
+            let lease_ms = claim.lease_ms;
+            self.write(move |ctx| {
+                let now = now_ms();
+                let (status, endpoint_id, key, slot, next, dropped): (String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>) = ctx
+                    .conn
+                    .prepare_cached(
+                        "SELECT status, endpoint_id, ordering_key, order_slot, next_attempt_at,
+                         (SELECT payload_dropped_at FROM events WHERE seq = deliveries.event_seq)
+                         FROM deliveries WHERE org_id = ?1 AND id = ?2",
+                    )?
+                    .query_row(params![&org, &id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+                if dropped.is_some() {
+                    return Err(payload_dropped_error());
                 }
-                if slot.is_none() {
-                    // Settled before: it reopens in its key, and waits if the key is busy.
-                    claim_now = !key_open(&ctx.conn, ep, key)?;
+                let mut claim_now = true;
+                if let (Some(key), Some(ep)) = (&key, &endpoint_id) {
+                    if status == "pending" && slot.is_some() && next.is_none() {
+                        return Err(waits_for_head_error());
+                    }
+                    if slot.is_none() {
+                        // Settled before: it reopens in its key, and waits if the key is busy.
+                        claim_now = !key_open(&ctx.conn, ep, key)?;
+                    }
                 }
-            }
-            let (claimed_by, next_at) = if claim_now {
-                (Some(node.as_str()), Some(now + lease_ms))
-            } else {
-                (None, None)
-            };
-            let (target, attempts, seq): (Target, u32, i64) = ctx
-                .conn
-                .prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', claimed_by = ?3, next_attempt_at = ?4, updated_at = ?5,
-                     order_slot = ordering_key
-                     WHERE org_id = ?1 AND id = ?2 RETURNING endpoint_id, attempts, event_seq, executor",
-                )?
-                .query_row(params![org, id, claimed_by, next_at, now], |r| {
-                    Ok((target_from_columns(r.get(0)?, r.get(3)?)?, r.get(1)?, r.get(2)?))
-                })?;
-            let claimed = if claim_now {
-                Some(DueDelivery {
-                    delivery_id: DeliveryId::stored(id.clone()),
-                    org_id: org.clone(),
-                    target,
-                    attempts,
-                    event: ctx.shared_event(seq)?,
-                    lease_until: now + lease_ms,
-                    ordering_wait_ms: None,
-                    sync: None,
-                })
-            } else {
-                None
-            };
-            let delivery = ctx
-                .conn
-                .prepare_cached(&format!(
-                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
-                ))?
-                .query_row(params![&org, &id], delivery_from_row)?;
-            Ok(Retried { delivery, claimed })
+                let (claimed_by, next_at) = if claim_now {
+                    (Some(node.as_str()), Some(now + lease_ms))
+                } else {
+                    (None, None)
+                };
+                let (target, attempts, seq): (Target, u32, i64) = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET status = 'pending', claimed_by = ?3, next_attempt_at = ?4, updated_at = ?5,
+                         order_slot = ordering_key
+                         WHERE org_id = ?1 AND id = ?2 RETURNING endpoint_id, attempts, event_seq, executor",
+                    )?
+                    .query_row(params![org, id, claimed_by, next_at, now], |r| {
+                        Ok((target_from_columns(r.get(0)?, r.get(3)?)?, r.get(1)?, r.get(2)?))
+                    })?;
+                let claimed = if claim_now {
+                    Some(DueDelivery {
+                        delivery_id: DeliveryId::stored(id.clone()),
+                        org_id: org.clone(),
+                        target,
+                        attempts,
+                        event: ctx.shared_event(seq)?,
+                        lease_until: now + lease_ms,
+                        ordering_wait_ms: None,
+                        sync: None,
+                    })
+                } else {
+                    None
+                };
+                let delivery = ctx
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLS} FROM deliveries WHERE org_id = ?1 AND id = ?2"
+                    ))?
+                    .query_row(params![&org, &id], delivery_from_row)?;
+                Ok(Retried { delivery, claimed })
+            })
+            .await
         })
         .await
     }
@@ -286,31 +292,34 @@ impl DeliveryQueue for SqliteStore {
         id: &EndpointId,
         since: i64,
     ) -> Result<EndpointHealth> {
-        let (org, id) = (org.clone(), id.to_string());
-        self.read(move |c, k| {
-            get_endpoint_conn(c, k, &org, &id)?;
-            let mut h = c
-                .prepare_cached(&format!(
-                    "SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = ?1"
-                ))?
-                .query_row([&id], health_from_row)
-                .optional()?
-                .unwrap_or_default();
-            let attempts = list(
-                c,
-                "SELECT status_code, duration_ms FROM attempts WHERE endpoint_id = ?1 AND at >= ?2
-                 ORDER BY at DESC LIMIT 10000",
-                &[&id, &since],
-                |r| {
-                    let code: Option<u16> = r.get(0)?;
-                    Ok((
-                        code.is_some_and(|s| (200..300).contains(&s)),
-                        r.get::<_, f64>(1)?,
-                    ))
-                },
-            )?;
-            h.window = WindowStats::of(since, &attempts);
-            Ok(h)
+        naming(Missing::Endpoint, async {
+            let (org, id) = (org.clone(), id.to_string());
+            self.read(move |c, k| {
+                get_endpoint_conn(c, k, &org, &id)?;
+                let mut h = c
+                    .prepare_cached(&format!(
+                        "SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = ?1"
+                    ))?
+                    .query_row([&id], health_from_row)
+                    .optional()?
+                    .unwrap_or_default();
+                let attempts = list(
+                    c,
+                    "SELECT status_code, duration_ms FROM attempts WHERE endpoint_id = ?1 AND at >= ?2
+                     ORDER BY at DESC LIMIT 10000",
+                    &[&id, &since],
+                    |r| {
+                        let code: Option<u16> = r.get(0)?;
+                        Ok((
+                            code.is_some_and(|s| (200..300).contains(&s)),
+                            r.get::<_, f64>(1)?,
+                        ))
+                    },
+                )?;
+                h.window = WindowStats::of(since, &attempts);
+                Ok(h)
+            })
+            .await
         })
         .await
     }
@@ -321,36 +330,39 @@ impl DeliveryQueue for SqliteStore {
         endpoint_id: &EndpointId,
         window: ReplayWindow,
     ) -> Result<Replayed> {
-        let (org, endpoint_id) = (org.clone(), endpoint_id.clone());
-        self.write(move |ctx| {
-            let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
-            let now = now_ms();
-            let seqs: Vec<(i64, Option<String>)> = list(
-                &ctx.conn,
-                "SELECT e.seq, min(d.subscription_id) FROM events e JOIN deliveries d ON d.event_seq = e.seq
-                 WHERE e.org_id = ?1 AND d.endpoint_id = ?2 AND e.received_at >= ?3 AND e.received_at < ?4
-                 AND e.payload_dropped_at IS NULL AND e.seq > ?5
-                 GROUP BY e.seq ORDER BY e.seq LIMIT ?6",
-                &[
-                    &org,
-                    &endpoint_id,
-                    &window.since,
-                    &window.until,
-                    &window.after_seq,
-                    &i64::from(window.limit),
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            for (seq, sub) in &seqs {
-                let event = ctx.load_event_by_seq(*seq)?;
-                let target = Target::Endpoint(endpoint_id.clone());
-                let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
-                insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
-            }
-            Ok(Replayed {
-                created: seqs.len() as u64,
-                last_seq: seqs.last().map(|s| s.0),
+        naming(Missing::Endpoint, async {
+            let (org, endpoint_id) = (org.clone(), endpoint_id.clone());
+            self.write(move |ctx| {
+                let ep = get_endpoint_conn(&ctx.conn, &ctx.key, &org, &endpoint_id)?;
+                let now = now_ms();
+                let seqs: Vec<(i64, Option<String>)> = list(
+                    &ctx.conn,
+                    "SELECT e.seq, min(d.subscription_id) FROM events e JOIN deliveries d ON d.event_seq = e.seq
+                     WHERE e.org_id = ?1 AND d.endpoint_id = ?2 AND e.received_at >= ?3 AND e.received_at < ?4
+                     AND e.payload_dropped_at IS NULL AND e.seq > ?5
+                     GROUP BY e.seq ORDER BY e.seq LIMIT ?6",
+                    &[
+                        &org,
+                        &endpoint_id,
+                        &window.since,
+                        &window.until,
+                        &window.after_seq,
+                        &i64::from(window.limit),
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                for (seq, sub) in &seqs {
+                    let event = ctx.load_event_by_seq(*seq)?;
+                    let target = Target::Endpoint(endpoint_id.clone());
+                    let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
+                    insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
+                }
+                Ok(Replayed {
+                    created: seqs.len() as u64,
+                    last_seq: seqs.last().map(|s| s.0),
+                })
             })
+            .await
         })
         .await
     }
@@ -388,7 +400,7 @@ fn record_chunk(
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()
-                .map_err(|e| StoreError::Database(format!("attempt headers: {e}")))?;
+                .map_err(|e| StoreError::database(format!("attempt headers: {e}")))?;
             let (status, next) = outcome_columns(&res.outcome);
             let slot: Option<Option<String>> = ctx
                 .conn

@@ -34,12 +34,15 @@ impl RunLog for SqliteStore {
     }
 
     async fn get_run(&self, org: &OrgId, id: &RunId) -> Result<Run> {
-        let (org, id) = (org.clone(), id.to_string());
-        self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"
-            ))?
-            .query_row(params![org, id], run_from_row)?)
+        naming(Missing::Run, async {
+            let (org, id) = (org.clone(), id.to_string());
+            self.read(move |c, _| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE org_id = ?1 AND id = ?2"
+                ))?
+                .query_row(params![org, id], run_from_row)?)
+            })
+            .await
         })
         .await
     }

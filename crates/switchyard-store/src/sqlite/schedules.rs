@@ -36,12 +36,15 @@ impl ScheduleCatalog for SqliteStore {
     }
 
     async fn get_schedule(&self, org: &OrgId, name: &str) -> Result<Schedule> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.read(move |c, _| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {SCHEDULE_COLS} FROM schedules WHERE org_id = ?1 AND name = ?2"
-            ))?
-            .query_row(params![org, name], schedule_from_row)?)
+        naming(Missing::Schedule, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.read(move |c, _| {
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {SCHEDULE_COLS} FROM schedules WHERE org_id = ?1 AND name = ?2"
+                ))?
+                .query_row(params![org, name], schedule_from_row)?)
+            })
+            .await
         })
         .await
     }
@@ -60,13 +63,16 @@ impl ScheduleCatalog for SqliteStore {
     }
 
     async fn delete_schedule(&self, org: &OrgId, name: &str) -> Result<()> {
-        let (org, name) = (org.clone(), name.to_string());
-        self.write(move |ctx| {
-            let n = ctx
-                .conn
-                .prepare_cached("DELETE FROM schedules WHERE org_id = ?1 AND name = ?2")?
-                .execute(params![&org, &name])?;
-            found(n)
+        naming(Missing::Schedule, async {
+            let (org, name) = (org.clone(), name.to_string());
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached("DELETE FROM schedules WHERE org_id = ?1 AND name = ?2")?
+                    .execute(params![&org, &name])?;
+                found(n)
+            })
+            .await
         })
         .await
     }

@@ -113,17 +113,16 @@ impl SqliteStore {
         let job: Job = Box::new(move |ctx| {
             let r = match ctx {
                 Some(ctx) => f(ctx),
-                None => Err(StoreError::Database(
-                    "cannot begin a write transaction".into(),
-                )),
+                None => Err(StoreError::database("cannot begin a write transaction")),
             };
             let ok = r.is_ok();
             let done: Completion = Box::new(move |commit| {
                 let _ = tx.send(match commit {
                     Ok(()) => r,
-                    Err(StoreError::Database(e)) => {
-                        Err(StoreError::Database(format!("commit failed: {e}")))
-                    }
+                    Err(StoreError::Database { message, source }) => Err(StoreError::Database {
+                        message: format!("commit failed: {message}"),
+                        source,
+                    }),
                     Err(e) => Err(e),
                 });
             });

@@ -40,7 +40,8 @@ macro_rules! contract_tests {
             health_counts_failures_and_a_recovery_makes_retries_due,
             endpoint_leases_fence_claims_and_pass_on_when_they_expire,
             a_node_gone_a_lease_past_its_beat_has_its_claims_released,
-            event_hooks_are_claimed_a_few_per_organization);
+            event_hooks_are_claimed_a_few_per_organization,
+            every_lookup_names_what_it_did_not_find);
     };
     (@each $open:path; $($check:ident),* $(,)?) => {
         $(
@@ -179,7 +180,7 @@ pub async fn orgs_and_keys(store: &dyn Store) {
     ));
     assert!(matches!(
         store.get_org(&oid("c-nope")).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Organization))
     ));
     let key_id = store
         .create_api_key(Some(&oid("c-org1")), Role::Publisher, "hash-1", "sy_abcd")
@@ -240,7 +241,7 @@ pub async fn orgs_and_keys(store: &dyn Store) {
     );
     assert!(matches!(
         store.delete_api_key(&oid("c-org2"), &key_id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Key))
     ));
     store
         .delete_api_key(&oid("c-org1"), &key_id)
@@ -284,7 +285,7 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     assert_eq!(got, ep, "secrets and token survive encryption");
     assert!(matches!(
         store.get_endpoint(&oid("c-b"), &ep.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
     assert!(
         store
@@ -298,11 +299,11 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     other.url = "https://evil.example".into();
     assert!(matches!(
         store.update_endpoint(&other).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
     assert!(matches!(
         store.delete_endpoint(&oid("c-b"), &ep.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
     let mut changed = ep.clone();
     changed.url = "https://a.example/v2".into();
@@ -335,7 +336,7 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         .expect("delete");
     assert!(matches!(
         store.get_endpoint(&oid("c-a"), &ep.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
 
     let t = EventType {
@@ -359,7 +360,7 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     );
     assert!(matches!(
         store.get_event_type(&oid("c-b"), "TicketCreated").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::EventType))
     ));
     assert_eq!(
         store
@@ -404,7 +405,7 @@ pub async fn a_webhook_with_its_subscriptions_and_a_catalog_are_written_whole(st
     ));
     assert!(matches!(
         store.get_endpoint(&oid("c-w"), &other.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
     assert_eq!(
         store
@@ -514,7 +515,7 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
         store
             .trace(&oid("c-p"), &EventId::stored("e4".into()))
             .await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Event))
     ));
 
     // The same caller id in another organization is another event.
@@ -536,7 +537,7 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
         store
             .get_event(&oid("c-q"), &EventId::stored("e2".into()))
             .await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Event))
     ));
 
     // A disabled endpoint gets no new deliveries; enabling it again routes again.
@@ -676,7 +677,7 @@ pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store:
     assert_eq!(got.misfire, Misfire::Skip);
     assert!(matches!(
         store.get_schedule(&oid("c-sch2"), "every-5").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Schedule))
     ));
     assert_eq!(
         store
@@ -759,7 +760,7 @@ pub async fn schedules_are_due_once_and_move_on_only_from_where_they_were(store:
         .expect("delete");
     assert!(matches!(
         store.delete_schedule(&oid("c-sch"), "every-5").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Schedule))
     ));
 }
 
@@ -976,7 +977,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             store
                 .trace(&oid("c-p"), &EventId::stored("d1".into()))
                 .await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound(Missing::Event))
         ),
         "trace is org-scoped"
     );
@@ -1185,7 +1186,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
         store
             .retry_delivery(&oid("c-p"), &d.delivery_id, claim("n"))
             .await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Delivery))
     ));
 
     let window = |after_seq, limit| ReplayWindow {
@@ -1226,7 +1227,7 @@ pub async fn replay_and_retry(store: &dyn Store) {
     );
     assert!(matches!(
         store.replay(&oid("c-p"), &ep.id, window(0, 100)).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
     assert!(store.pending_count().await.expect("count") >= 3);
 }
@@ -1276,7 +1277,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     );
     assert!(matches!(
         store.get_executor(&oid("c-y"), "double").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Executor))
     ));
     assert_eq!(
         store.list_executors(&oid("c-x")).await.expect("list").len(),
@@ -1301,11 +1302,11 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     assert_eq!(versions[1].spec, ex.spec, "each version keeps what it ran");
     assert!(matches!(
         store.executor_versions(&oid("c-y"), "double").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Executor))
     ));
     assert!(matches!(
         store.delete_executor(&oid("c-y"), "double").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Executor))
     ));
 
     store
@@ -1343,7 +1344,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     );
     assert!(matches!(
         store.delete_secret(&oid("c-y"), "API_TOKEN").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Secret))
     ));
 
     store
@@ -1393,7 +1394,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     );
     assert!(matches!(
         store.get_run(&oid("c-y"), &run.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Run))
     ));
 
     // Synchronous hooks: stored whole, replaced, scoped to their organization, and only in
@@ -1444,11 +1445,11 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     );
     assert!(matches!(
         store.get_sync_hook(&oid("c-y"), "contract-by-id").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Hook))
     ));
     assert!(matches!(
         store.delete_sync_hook(&oid("c-y"), "contract-by-id").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Hook))
     ));
     store
         .delete_sync_hook(&oid("c-x"), "contract-by-id")
@@ -1467,7 +1468,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         .expect("delete");
     assert!(matches!(
         store.get_executor(&oid("c-x"), "double").await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Executor))
     ));
 }
 
@@ -1510,7 +1511,7 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
             store
                 .get_event(&oid("c-v"), &EventId::stored("v1".into()))
                 .await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound(Missing::Event))
         ),
         "nothing of a stale batch is written"
     );
@@ -1554,7 +1555,7 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
     );
     assert!(matches!(
         store.routing(&oid("c-nope")).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Organization))
     ));
 }
 
@@ -1695,18 +1696,18 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
             store
                 .get_event(&oid("c-t"), &EventId::stored(gone.into()))
                 .await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound(Missing::Event))
         ));
         assert!(matches!(
             store
                 .trace(&oid("c-t"), &EventId::stored(gone.into()))
                 .await,
-            Err(StoreError::NotFound)
+            Err(StoreError::NotFound(Missing::Event))
         ));
     }
     assert!(matches!(
         store.get_run(&oid("c-t"), &of_event.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Run))
     ));
     // The pending one is still to be delivered: kept, with its delivery.
     let kept = store
@@ -1728,7 +1729,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
     );
     assert!(matches!(
         store.get_run(&oid("c-t"), &preview.id).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Run))
     ));
     store.reclaim_space().await.expect("reclaim");
 }
@@ -2414,7 +2415,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
     assert_eq!(h.window.success_rate(), Some(1.0 / 3.0));
     assert!(matches!(
         store.endpoint_health(&oid("c-other"), &ep.id, 0).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound(Missing::Endpoint))
     ));
     // The disable policy: failing long enough, spread wide enough, disables.
     let strict = DisablePolicy {
@@ -2533,4 +2534,131 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
         .expect("claim");
     assert_eq!(of("h-a", &claimed), 0);
     assert_eq!(of("h-b", &claimed), 1);
+}
+
+/// Each lookup, read or write, of something that is not there (or is another organization's)
+/// says what it looked for: the edge answers "endpoint not found" from the error alone.
+pub async fn every_lookup_names_what_it_did_not_find(store: &dyn Store) {
+    use switchyard_core::ids::{DeliveryId, KeyId};
+    let org = oid("c-miss");
+    store
+        .create_org(&Org::named("c-miss", "Miss").expect("valid org"))
+        .await
+        .expect("org");
+    let missing = |r: Result<()>, what: Missing, call: &str| match r {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, what, "{call}"),
+        other => panic!("{call}: {other:?}"),
+    };
+    let ep = sample_endpoint("c-miss", "https://miss.example");
+    let sub_id = SubscriptionId::generate();
+    let other_org = Org::named("c-miss-none", "None").expect("valid org");
+    missing(
+        store.update_org(&other_org).await.map(drop),
+        Missing::Organization,
+        "update_org",
+    );
+    missing(
+        store.get_org(&other_org.id).await.map(drop),
+        Missing::Organization,
+        "get_org",
+    );
+    missing(
+        store.get_endpoint(&org, &ep.id).await.map(drop),
+        Missing::Endpoint,
+        "get_endpoint",
+    );
+    missing(
+        store.update_endpoint(&ep).await.map(drop),
+        Missing::Endpoint,
+        "update_endpoint",
+    );
+    missing(
+        store.delete_endpoint(&org, &ep.id).await,
+        Missing::Endpoint,
+        "delete_endpoint",
+    );
+    missing(
+        store.get_subscription(&org, &sub_id).await.map(drop),
+        Missing::Subscription,
+        "get_subscription",
+    );
+    missing(
+        store.delete_subscription(&org, &sub_id).await,
+        Missing::Subscription,
+        "delete_subscription",
+    );
+    missing(
+        store.get_event_type(&org, "no.type").await.map(drop),
+        Missing::EventType,
+        "get_event_type",
+    );
+    missing(
+        store.delete_api_key(&org, &KeyId::generate()).await,
+        Missing::Key,
+        "delete_api_key",
+    );
+    missing(
+        store.get_executor(&org, "none").await.map(drop),
+        Missing::Executor,
+        "get_executor",
+    );
+    missing(
+        store.executor_versions(&org, "none").await.map(drop),
+        Missing::Executor,
+        "executor_versions",
+    );
+    missing(
+        store.delete_executor(&org, "none").await,
+        Missing::Executor,
+        "delete_executor",
+    );
+    missing(
+        store.delete_secret(&org, "NONE").await,
+        Missing::Secret,
+        "delete_secret",
+    );
+    missing(
+        store.get_sync_hook(&org, "none").await.map(drop),
+        Missing::Hook,
+        "get_sync_hook",
+    );
+    missing(
+        store.delete_sync_hook(&org, "none").await,
+        Missing::Hook,
+        "delete_sync_hook",
+    );
+    missing(
+        store.get_schedule(&org, "none").await.map(drop),
+        Missing::Schedule,
+        "get_schedule",
+    );
+    missing(
+        store.delete_schedule(&org, "none").await,
+        Missing::Schedule,
+        "delete_schedule",
+    );
+    let event = EventId::generate();
+    missing(
+        store.get_event(&org, &event).await.map(drop),
+        Missing::Event,
+        "get_event",
+    );
+    missing(
+        store.trace(&org, &event).await.map(drop),
+        Missing::Event,
+        "trace",
+    );
+    missing(
+        store
+            .get_delivery(&org, &DeliveryId::generate())
+            .await
+            .map(drop),
+        Missing::Delivery,
+        "get_delivery",
+    );
+    missing(
+        store.get_run(&org, &RunId::generate()).await.map(drop),
+        Missing::Run,
+        "get_run",
+    );
 }
