@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use switchyard_core::endpoint::Change;
 use switchyard_core::enreach::{SubscriptionSpec, guid, id_from_guid};
 use switchyard_core::ids::{EndpointId, SubscriptionId};
+use switchyard_core::subscription::SubscriptionDefinition;
 use switchyard_core::time::now_ms;
-use switchyard_core::{Endpoint, Mode, Profile, Role, Subscription, Target, enate, enreach};
+use switchyard_core::{Endpoint, Profile, Role, Subscription, enate, enreach};
 pub use switchyard_wire::compat::*;
 
 /// An id as given in a platform's path: the GUID we answered with, or our own id.
@@ -86,19 +87,18 @@ pub async fn enreach_create(
     };
     ep.apply(settings.into(), Change::Create, s.hub.clients().policy())
         .map_err(|e| ApiError::from(e).in_field("`url`", "Webhook.Endpoint"))?;
-    let subs: Vec<Subscription> = specs
+    let subs = specs
         .into_iter()
-        .map(|spec| Subscription {
-            id: SubscriptionId::generate(),
-            org_id: org.clone(),
-            event_types: vec![spec.event_type],
-            target: Target::Endpoint(ep.id.clone()),
-            entity_id: spec.entity_id,
-            filter: None,
-            mode: Mode::Async,
-            created_at: now,
+        .map(|spec| {
+            let def = SubscriptionDefinition {
+                event_types: vec![spec.event_type],
+                entity_id: spec.entity_id.map(serde_json::Value::String),
+                endpoint_id: Some(ep.id.to_string()),
+                ..Default::default()
+            };
+            Subscription::define(&org, def, now, s.hub.clients().policy()).map(|(sub, _)| sub)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let saved = s.hub.create_subscriptions(&org, &subs, Some(&ep)).await?;
     let refs: Vec<&Subscription> = saved.iter().collect();
     Ok((StatusCode::CREATED, Json(enreach_out(&ep, &refs))))

@@ -3,7 +3,6 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, path_id};
 use crate::extract::{Auth, Query, RawBody};
-use crate::subscriptions::entity_id_text;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -78,7 +77,7 @@ fn parse_event(e: EventIn, at: &str) -> ApiResult<NewEvent> {
         Some(en) => EntityRef {
             kind: en.kind,
             id: match &en.id {
-                Some(v) => entity_id_text(v, "entity.id").map_err(|x| inv(x.message))?,
+                Some(v) => EntityRef::id_from(v, "entity.id").map_err(|x| inv(x.to_string()))?,
                 None => None,
             },
         },

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_core::executor::*;
-use switchyard_core::ids::is_valid_name;
 use switchyard_core::{CoreError, Role};
 use switchyard_wire::List;
 pub use switchyard_wire::executors::*;
@@ -39,45 +38,33 @@ pub async fn put(
     JsonBody(body): JsonBody<ExecutorIn>,
 ) -> ApiResult<(StatusCode, Json<ExecutorOut>)> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    if !is_valid_name(&name, 100) {
-        return Err(ApiError::invalid(
-            "executor names are 1–100 characters of letters, digits and -_.:@",
-        ));
-    }
     let spec = parse_spec(&s, &body)?;
-    if let Some(params) = &body.parameters
-        && params
-            .values()
-            .any(|p| p.is_empty() || p.split('.').any(str::is_empty))
-    {
-        return Err(ApiError::invalid(
-            "each parameter is a dot path into the event, e.g. `data.ticketId`",
-        ));
-    }
+    let ex = Executor::define(
+        &org,
+        &name,
+        body.description,
+        spec,
+        body.parameters,
+        body.retries,
+    )?;
     // Code that does not compile is refused now, with the interpreter's message and line, not at
     // its first event.
-    s.hub.runner().check_code(&org, &spec).await.map_err(|e| {
-        if e.starts_with(switchyard_hub::NO_ROOM) {
-            // The check could not run: the organization's runs hold its share.
-            ApiError::too_many(
-                "runs_busy",
-                format!("the code could not be checked: {e}"),
-                5,
-            )
-        } else {
-            ApiError::invalid(format!("the code does not compile: {e}"))
-        }
-    })?;
-    let ex = Executor {
-        org_id: org,
-        name,
-        version: 0,
-        description: body.description,
-        spec,
-        parameters: body.parameters,
-        retries: body.retries,
-        created_at: 0,
-    };
+    s.hub
+        .runner()
+        .check_code(&org, &ex.spec)
+        .await
+        .map_err(|e| {
+            if e.starts_with(switchyard_hub::NO_ROOM) {
+                // The check could not run: the organization's runs hold its share.
+                ApiError::too_many(
+                    "runs_busy",
+                    format!("the code could not be checked: {e}"),
+                    5,
+                )
+            } else {
+                ApiError::invalid(format!("the code does not compile: {e}"))
+            }
+        })?;
     let saved = s.hub.put_executor(&ex).await?;
     let status = if saved.version == 1 {
         StatusCode::CREATED

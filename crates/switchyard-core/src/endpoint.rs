@@ -4,10 +4,117 @@
 
 use crate::egress::EgressPolicy;
 use crate::error::CoreError;
-use crate::model::{Endpoint, KeyedSecret, Profile};
 use crate::ordering::{HeadFailure, Ordering, OrderingKey};
 use crate::signing::{Scheme, SigningSecret};
 use std::collections::BTreeMap;
+
+/// How a webhook request is shaped for its receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The Switchyard envelope with Standard Webhooks headers.
+    Standard,
+    /// Enreach (Benemen) receivers: flat envelope, `X-Benemen-Event`, `X-Benemen-Token`.
+    Enreach,
+    /// Enate receivers: the message fields at top level.
+    Enate,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Standard => "standard",
+            Profile::Enreach => "enreach",
+            Profile::Enate => "enate",
+        }
+    }
+    /// Whether a receiver of this profile accepted a request it answered with `status`: any
+    /// 2xx, except that Enreach re-sends on anything but 200 OK (seed 003).
+    pub fn accepts(self, status: u16) -> bool {
+        match self {
+            Profile::Enreach => status == 200,
+            Profile::Standard | Profile::Enate => (200..300).contains(&status),
+        }
+    }
+    pub fn parse(s: &str) -> Option<Profile> {
+        match s {
+            "standard" => Some(Profile::Standard),
+            "enreach" => Some(Profile::Enreach),
+            "enate" => Some(Profile::Enate),
+            _ => None,
+        }
+    }
+}
+
+/// A signing secret with, for a rotated-out one, the time it stops signing (ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedSecret {
+    pub secret: SigningSecret,
+    pub expires_at: Option<i64>,
+}
+
+/// A delivery destination and how to call it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: crate::ids::EndpointId,
+    pub org_id: crate::ids::OrgId,
+    pub url: String,
+    pub description: String,
+    pub profile: Profile,
+    pub headers: BTreeMap<String, String>,
+    /// Static token sent in `token_header` (Enreach's Secret → X-Benemen-Token).
+    pub token: Option<String>,
+    pub token_header: Option<String>,
+    pub insecure_tls: bool,
+    pub timeout_ms: u32,
+    /// `None`: the default schedule.
+    pub retry_schedule_s: Option<Vec<u32>>,
+    pub max_in_flight: u32,
+    /// Requests per second at most (`None`: unlimited).
+    pub max_rps: Option<u32>,
+    /// `Some`: deliveries with the same ordering key arrive in publish order, one at a time.
+    pub ordering: Option<crate::ordering::Ordering>,
+    /// Newest first; the first one is current, later ones are rotated out and expire.
+    pub secrets: Vec<KeyedSecret>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Set when the endpoint was created for a subscription's inline `url`.
+    pub owner_subscription: Option<crate::ids::SubscriptionId>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Endpoint {
+    /// Secrets that sign at `now`: the current one and rotated ones not yet expired.
+    pub fn active_secrets(&self, now: i64) -> Vec<SigningSecret> {
+        self.secrets
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .map(|s| s.secret.clone())
+            .collect()
+    }
+
+    /// How this endpoint's requests are signed: the scheme of its current key.
+    pub fn scheme(&self) -> crate::signing::Scheme {
+        self.secrets
+            .first()
+            .map_or(crate::signing::Scheme::Hmac, |s| s.secret.scheme())
+    }
+
+    /// The `whpk_` public keys that verify this endpoint's requests at `now`, current first
+    /// (none for HMAC keys).
+    pub fn public_keys(&self, now: i64) -> Vec<String> {
+        self.active_secrets(now)
+            .iter()
+            .filter_map(SigningSecret::public_key)
+            .collect()
+    }
+
+    pub fn schedule(&self) -> &[u32] {
+        self.retry_schedule_s
+            .as_deref()
+            .unwrap_or(&crate::retry::DEFAULT_SCHEDULE_S)
+    }
+}
 
 /// Longest a request to an endpoint may take.
 pub const MAX_TIMEOUT_MS: u32 = 30_000;

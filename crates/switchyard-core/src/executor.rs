@@ -1,6 +1,7 @@
 //! Executors: reusable integration logic (custom code or an API call) and the record of a run.
 
 use crate::CoreError;
+use crate::path::DotPath;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -81,6 +82,41 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// Checks a definition and makes the executor `name` of `org` it defines, before the store
+    /// numbers its version. Its spec is checked already ([`ExecutorSpec::parse`]); whether its
+    /// code compiles is the runner's to say.
+    pub fn define(
+        org: &crate::ids::OrgId,
+        name: &str,
+        description: String,
+        spec: ExecutorSpec,
+        parameters: Option<BTreeMap<String, String>>,
+        retries: Option<u32>,
+    ) -> Result<Executor, CoreError> {
+        if !crate::ids::is_valid_name(name, 100) {
+            return Err(CoreError::invalid(
+                "executor names are 1–100 characters of letters, digits and -_.:@",
+            ));
+        }
+        if let Some(params) = &parameters
+            && params.values().any(|p| DotPath::parse(p).is_none())
+        {
+            return Err(CoreError::invalid(
+                "each parameter is a dot path into the event, e.g. `data.ticketId`",
+            ));
+        }
+        Ok(Executor {
+            org_id: org.clone(),
+            name: name.to_string(),
+            version: 0,
+            description,
+            spec,
+            parameters,
+            retries,
+            created_at: 0,
+        })
+    }
+
     pub fn timeout_ms(&self) -> u32 {
         match &self.spec {
             ExecutorSpec::Code { timeout_ms, .. } | ExecutorSpec::ApiCall { timeout_ms, .. } => {
@@ -96,15 +132,8 @@ impl Executor {
             Some(params) => {
                 let mut out = serde_json::Map::new();
                 for (name, path) in params {
-                    let mut cur = Some(envelope);
-                    for seg in path.split('.') {
-                        cur = cur.and_then(|v| match v {
-                            Value::Object(m) => m.get(seg),
-                            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                            _ => None,
-                        });
-                    }
-                    out.insert(name.clone(), cur.cloned().unwrap_or(Value::Null));
+                    let value = DotPath::parse(path).and_then(|p| p.lookup(envelope).cloned());
+                    out.insert(name.clone(), value.unwrap_or(Value::Null));
                 }
                 Value::Object(out)
             }

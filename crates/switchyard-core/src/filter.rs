@@ -6,6 +6,7 @@
 //! `$and` / `$or` take lists of such objects. Filters are parsed once, when the subscription is
 //! written, so a bad filter is refused with a clear message and matching never fails.
 
+use crate::path::DotPath;
 use serde_json::Value;
 use std::cmp::Ordering;
 
@@ -70,7 +71,7 @@ impl PartialEq for SubscriptionFilter {
 pub enum Filter {
     And(Vec<Filter>),
     Or(Vec<Filter>),
-    Field { path: Vec<String>, op: Op },
+    Field { path: DotPath, op: Op },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,17 +102,7 @@ impl Filter {
         match self {
             Filter::And(all) => all.iter().all(|f| f.matches(envelope)),
             Filter::Or(any) => any.iter().any(|f| f.matches(envelope)),
-            Filter::Field { path, op } => {
-                let mut cur = Some(envelope);
-                for seg in path {
-                    cur = cur.and_then(|v| match v {
-                        Value::Object(m) => m.get(seg),
-                        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                        _ => None,
-                    });
-                }
-                op.eval(cur)
-            }
+            Filter::Field { path, op } => op.eval(path.lookup(envelope)),
         }
     }
 }
@@ -141,10 +132,9 @@ fn parse_object(doc: &Value, at: &str) -> Result<Filter, FilterError> {
             }
             k if k.starts_with('$') => return Err(err(&here, "unknown operator at top level")),
             path => {
-                if path.is_empty() || path.split('.').any(str::is_empty) {
-                    return Err(err(&here, "empty path segment"));
-                }
-                let segs: Vec<String> = path.split('.').map(str::to_string).collect();
+                let Some(segs) = DotPath::parse(path) else {
+                    return Err(err(&here, "empty path segment, or a path over 200 bytes"));
+                };
                 match val {
                     Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
                         for (op, arg) in ops {

@@ -2,7 +2,7 @@
 //! crate): the engine hands over an event and an executor name and gets a [`HookResult`]. Kept
 //! in the domain so that neither side depends on the other.
 
-use crate::model::Event;
+use crate::event::Event;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;

@@ -3,7 +3,8 @@
 //! order and hands out only the head; this module says what the key of an event is.
 
 use crate::error::CoreError;
-use crate::model::EntityRef;
+use crate::event::EntityRef;
+use crate::path::DotPath;
 use serde_json::Value;
 
 /// How an ordered endpoint keeps order.
@@ -19,8 +20,8 @@ pub struct Ordering {
 pub enum OrderingKey {
     /// The event's entity type and id (`Ticket/123`).
     Entity,
-    /// A path into the event's data, written `data.ticketId` (segments after `data`).
-    Data(Vec<String>),
+    /// A path into the event's data, written `data.ticketId` (the path below `data`).
+    Data(DotPath),
 }
 
 /// What a key does when its head fails for good.
@@ -31,9 +32,6 @@ pub enum HeadFailure {
     /// The head is marked blocked and the key waits until it is retried by hand.
     Block,
 }
-
-/// Longest an ordering key path may be.
-const MAX_PATH: usize = 200;
 
 impl HeadFailure {
     pub fn as_str(self) -> &'static str {
@@ -66,25 +64,17 @@ impl OrderingKey {
                 "`ordering_key` must be `entity` or a path into the event's data such as `data.ticketId`",
             )
         };
-        if s.len() > MAX_PATH {
-            return Err(bad());
-        }
-        let mut parts = s.split('.');
-        if parts.next() != Some("data") {
-            return Err(bad());
-        }
-        let path: Vec<String> = parts.map(str::to_string).collect();
-        if path.is_empty() || path.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        Ok(OrderingKey::Data(path))
+        DotPath::parse(s)
+            .and_then(|p| p.below("data"))
+            .map(OrderingKey::Data)
+            .ok_or_else(bad)
     }
 
     /// The setting as written (`entity`, `data.ticketId`).
     pub fn as_setting(&self) -> String {
         match self {
             OrderingKey::Entity => "entity".into(),
-            OrderingKey::Data(path) => format!("data.{}", path.join(".")),
+            OrderingKey::Data(path) => format!("data.{path}"),
         }
     }
 
@@ -92,29 +82,14 @@ impl OrderingKey {
     /// key `""`; an event whose data lacks the path falls back to its entity key, so it is still
     /// ordered with its entity.
     pub fn key_of(&self, entity: &EntityRef, data: &Value) -> String {
-        if let OrderingKey::Data(path) = self {
-            let mut v = data;
-            let mut found = true;
-            for seg in path {
-                let next = match v {
-                    Value::Object(m) => m.get(seg),
-                    Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                match next {
-                    Some(n) => v = n,
-                    None => {
-                        found = false;
-                        break;
-                    }
-                }
-            }
-            if found && !v.is_null() {
-                return match v {
-                    Value::String(s) => format!("data:{s}"),
-                    other => format!("data:{other}"),
-                };
-            }
+        if let OrderingKey::Data(path) = self
+            && let Some(v) = path.lookup(data)
+            && !v.is_null()
+        {
+            return match v {
+                Value::String(s) => format!("data:{s}"),
+                other => format!("data:{other}"),
+            };
         }
         match (&entity.kind, &entity.id) {
             (None, None) => String::new(),
@@ -130,7 +105,7 @@ impl OrderingKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NewEvent;
+    use crate::event::NewEvent;
     use serde_json::json;
 
     fn ev(kind: Option<&str>, id: Option<&str>, data: Value) -> NewEvent {

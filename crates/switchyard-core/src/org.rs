@@ -2,7 +2,21 @@
 //! data. The API, the CLI and config files all change organizations through here.
 
 use crate::error::CoreError;
-use crate::model::Org;
+
+/// A tenant: everything else belongs to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: crate::ids::OrgId,
+    pub name: String,
+    pub created_at: i64,
+    /// How long its events and runs are kept, in seconds; `None` follows the hub's default.
+    pub retention_s: Option<u64>,
+    /// How long the payload of an event whose every delivery succeeded is kept, in seconds;
+    /// `None` follows the hub's default (by default payloads live as long as their events).
+    pub payload_retention_s: Option<u64>,
+    /// Its own shares and quotas, set by the instance admin; unset ones follow the hub's.
+    pub limits: crate::limits::OrgLimits,
+}
 
 /// The longest retention an organization may ask for: ten years, in seconds.
 pub const MAX_RETENTION_S: u64 = 10 * 365 * 86_400;

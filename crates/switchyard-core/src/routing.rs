@@ -6,11 +6,12 @@
 //! hash map, so the cost of routing an event does not grow with the number of subscriptions to
 //! other types; only glob patterns (`Ticket*`, `*`) are scanned.
 
+use crate::event::NewEvent;
 use crate::filter::SubscriptionFilter;
 use crate::glob;
 use crate::ids::{EndpointId, SubscriptionId};
-use crate::model::{Mode, NewEvent, Subscription, Target as Destination};
 use crate::ordering::OrderingKey;
+use crate::subscription::{Mode, Subscription, Target as Destination};
 use std::collections::HashMap;
 
 /// One subscription, ready to match.
@@ -140,7 +141,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EntityRef;
+    use crate::event::EntityRef;
     use serde_json::json;
 
     fn sub(

@@ -11,8 +11,8 @@
 //! (so a `*/30` schedule does not fire during the repeated hour).
 
 use crate::error::CoreError;
+use crate::event::{EntityRef, NewEvent};
 use crate::ids::is_valid_name;
-use crate::model::{EntityRef, NewEvent};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -224,7 +224,7 @@ impl Schedule {
         let event_type = def
             .event_type
             .ok_or_else(|| CoreError::invalid("`event_type` is required (or a `preset`)"))?;
-        crate::model::check_publishable_type(&event_type, "event_type")?;
+        crate::event::check_publishable_type(&event_type, "event_type")?;
         let data = def
             .data
             .unwrap_or_else(|| Value::Object(Default::default()));
