@@ -11,7 +11,7 @@ use switchyard_core::time::now_ms;
 use switchyard_store::{PurgeBatch, StoreError};
 
 /// How long the hub keeps what it stores, and how it deletes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionSettings {
     /// Age past which finished events and everything of theirs are deleted, for organizations
     /// that set none of their own; `None` keeps everything. Organizations' own admins may not

@@ -487,8 +487,8 @@ async fn an_endpoint_failing_past_the_policy_is_disabled_into_its_own_org_and_re
 {
     let tmp = tempfile::tempdir().expect("tempdir");
     let app = spawn_app_in(tmp.path(), |s| {
-        s.delivery.disable_after_failing_s = Some(2);
-        s.delivery.disable_min_span_s = Some(1);
+        s.delivery.disable_after_failing_s = 2;
+        s.delivery.disable_min_span_s = 1;
     })
     .await;
     let rx = TestReceiver::start().await;

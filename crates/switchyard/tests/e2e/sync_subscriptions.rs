@@ -235,7 +235,7 @@ async fn a_publish_waits_for_its_sync_targets_and_reports_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_sync_target_answers_502_and_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app_in(tmp.path(), |s| s.delivery.sync_deadline_ms = Some(1_000)).await;
+    let app = spawn_app_in(tmp.path(), |s| s.delivery.sync_deadline_ms = 1_000).await;
     let org = app.org("sync-fail").await;
     define_recipe_types(&app, &org).await;
     let crm = TestReceiver::start().await;
