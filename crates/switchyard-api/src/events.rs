@@ -43,7 +43,7 @@ fn sync_verdict(published: &[Published]) -> (StatusCode, Option<ErrorOut>) {
         return (StatusCode::ACCEPTED, None);
     }
     let error = ErrorOut {
-        code: "sync_failed",
+        code: "sync_failed".into(),
         message: format!(
             "the event is committed, but {} synchronous target(s) failed: {}",
             failed.len(),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! limits {
     ($( $(#[doc = $doc:literal])* $field:ident: $default:expr ),* $(,)?) => {
         /// The limits one organization runs under (the hub's defaults, with its overrides).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
         pub struct Limits {
             $( $(#[doc = $doc])* pub $field: u64, )*
         }
@@ -124,7 +124,7 @@ impl Limits {
 }
 
 /// What an organization stores now, for its quotas.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub endpoints: u64,
     pub subscriptions: u64,

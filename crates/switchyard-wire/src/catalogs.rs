@@ -1,12 +1,12 @@
 //! The platforms' catalogs (Enneo, Enreach, Enate) and what importing one did.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::catalog::{Catalog, CatalogType};
 use utoipa::ToSchema;
 
 /// A catalog: its event types, each with its schema when the catalog is read alone.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CatalogOut {
     /// `enneo`, `enreach` or `enate`: `POST /v1/orgs/{org}/catalogs/{name}/import`.
     pub name: String,
@@ -17,7 +17,7 @@ pub struct CatalogOut {
     pub schedule_presets: Vec<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CatalogTypeOut {
     pub name: String,
     pub entity_type: Option<String>,
@@ -51,7 +51,7 @@ impl CatalogOut {
 
 /// What an import did: every type of the catalog is now the organization's, as the catalog
 /// defines it (importing again changes nothing more).
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ImportedOut {
     pub catalog: String,
     /// The types that did not exist before.

@@ -43,7 +43,7 @@ pub struct EnreachSubscriptionIn {
 }
 
 /// A webhook as configured, in Enreach's shape, with the ids to delete it by.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EnreachConfigOut {
     /// The webhook's id (its endpoint's, as a GUID): `DELETE …/compat/enreach/webhooks/{Id}`.
     #[serde(rename = "Id")]
@@ -54,7 +54,7 @@ pub struct EnreachConfigOut {
     pub subscriptions: Vec<EnreachSubscriptionOut>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EnreachWebhookOut {
     #[serde(rename = "Endpoint")]
     pub endpoint: String,
@@ -67,7 +67,7 @@ pub struct EnreachWebhookOut {
     pub endpoint_id: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EnreachSubscriptionOut {
     #[serde(rename = "Id")]
     pub id: String,
@@ -105,7 +105,7 @@ pub struct EnateSubscriptionIn {
 
 /// A webhook subscription in Enate's shape; `GUID` identifies it (and is the `GUID` of the
 /// messages it receives).
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EnateSubscriptionOut {
     #[serde(rename = "GUID")]
     pub guid: String,

@@ -14,7 +14,7 @@ pub struct ListParams {
     pub limit: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct DeliveryPage {
     pub data: Vec<DeliveryOut>,
     pub next_cursor: Option<String>,

@@ -11,57 +11,86 @@ use utoipa::ToSchema;
 use crate::double_option;
 
 /// The endpoint settings a create or a patch may carry.
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointIn {
     /// Full URL; `https` unless the instance allows `http`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `standard` (default), `enreach` or `enate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// Extra headers sent with every request.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
     /// A static token sent in `token_header` (Enreach's `Secret`); `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "double_option"
+    )]
     #[schema(value_type = Option<String>)]
     pub token: Option<Option<String>>,
     /// Header carrying `token` (default `X-Benemen-Token` for `enreach`, else `X-Switchyard-Token`).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "double_option"
+    )]
     #[schema(value_type = Option<String>)]
     pub token_header: Option<Option<String>>,
     /// Accept self-signed certificates (Enreach's `InsecureSSL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_tls: Option<bool>,
     /// Per-request timeout, 1–30000 ms (default 15000).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u32>,
     /// Seconds to wait after each failed attempt; `null` restores the default schedule.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "double_option"
+    )]
     #[schema(value_type = Option<Vec<u32>>)]
     pub retry_schedule_s: Option<Option<Vec<u32>>>,
     /// Ordered delivery: deliveries with the same ordering key reach the receiver in publish
     /// order, one at a time, retries included (default `false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ordered: Option<bool>,
     /// What an ordered endpoint orders by: `entity` (the event's entity type and id, the
     /// default) or a path into the event's data such as `data.ticketId`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
     /// When the head of a key fails for good: `skip` (default: it is marked failed and the key
     /// moves on) or `block` (it is marked blocked and the key waits until it is retried).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_head_failure: Option<String>,
     /// Requests per second at most; `null` means unlimited.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "double_option"
+    )]
     #[schema(value_type = Option<u32>)]
     pub max_rps: Option<Option<u32>>,
     /// Concurrent requests at most (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
     /// `hmac` (Standard Webhooks `v1`, default) or `ed25519` (`v1a`, receivers verify with the
     /// public key). Set at create; change it with rotate-secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub signing: Option<String>,
     /// Your own `whsec_…` secret (or `whsk_…` key for `ed25519`) instead of a generated one
     /// (create only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EndpointOut {
     pub id: String,
     pub url: String,
@@ -186,16 +215,17 @@ pub struct RotateIn {
     pub old_expires_at: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayIn {
     /// RFC 3339; events published at or after this time.
     pub since: String,
     /// RFC 3339; events published before this time (default: now).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ReplayOut {
     /// New deliveries created.
     pub deliveries: u64,
@@ -210,7 +240,7 @@ pub struct HealthQuery {
 }
 
 /// How an endpoint has been answering.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EndpointHealthOut {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
@@ -226,7 +256,7 @@ pub struct EndpointHealthOut {
 }
 
 /// Attempts over the recent window (the most recent 10,000 at most).
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct HealthWindowOut {
     pub since: String,
     pub attempts: u64,

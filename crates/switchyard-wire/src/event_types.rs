@@ -18,7 +18,7 @@ pub struct EventTypeIn {
     pub schema: Option<Value>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventTypeOut {
     pub name: String,
     pub description: String,

@@ -6,40 +6,44 @@ use switchyard_core::time::to_rfc3339;
 use switchyard_core::*;
 use utoipa::ToSchema;
 
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EntityIn {
-    #[serde(rename = "type")]
+    #[serde(skip_serializing_if = "Option::is_none", rename = "type")]
     pub kind: Option<String>,
     /// A string or a number.
     #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
     /// Your id for the event: publishing the same id again stores nothing new and answers
     /// with the first event. Generated (`evt_…`) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(rename = "type")]
     pub event_type: String,
     /// RFC 3339; when the event happened (default: now).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entity: Option<EntityIn>,
     #[schema(value_type = Object)]
     #[serde(default)]
     pub data: Value,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EntityOut {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub id: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventOut {
     pub id: String,
     #[serde(rename = "type")]
@@ -72,7 +76,10 @@ impl From<&Event> for EventOut {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+/// Read back through a `Value` ([`PublishedOut::try_from`]): serde's `flatten` buffers the
+/// fields beside it, and a buffered number (`arbitrary_precision`) no longer reads as one.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "Value")]
 pub struct PublishedOut {
     /// Set (with status 502) when a synchronous target failed; the event is committed all the
     /// same, with its other deliveries.
@@ -86,19 +93,59 @@ pub struct PublishedOut {
     pub duplicate: bool,
     /// What each synchronous (`mode: sync`) target did while the publish waited. Absent when
     /// the event has none (or is a duplicate: its sync targets are not attempted again).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync: Vec<SyncOutcomeOut>,
 }
 
+/// Takes the members named `keys` out of `v`, an object, and reads them as `T`; the rest stays.
+fn take<T: serde::de::DeserializeOwned>(
+    v: &mut Value,
+    keys: &[&str],
+) -> Result<T, serde_json::Error> {
+    let mut taken = serde_json::Map::new();
+    if let Value::Object(m) = v {
+        for k in keys {
+            if let Some(x) = m.remove(*k) {
+                taken.insert((*k).to_string(), x);
+            }
+        }
+    }
+    serde_json::from_value(Value::Object(taken))
+}
+
+/// [`PublishedOut`]'s own members, beside the event's.
+#[derive(Deserialize)]
+struct PublishedOwn {
+    error: Option<ErrorOut>,
+    deliveries: usize,
+    duplicate: bool,
+    #[serde(default)]
+    sync: Vec<SyncOutcomeOut>,
+}
+
+impl TryFrom<Value> for PublishedOut {
+    type Error = serde_json::Error;
+    fn try_from(mut v: Value) -> Result<Self, Self::Error> {
+        let own: PublishedOwn = take(&mut v, &["error", "deliveries", "duplicate", "sync"])?;
+        Ok(PublishedOut {
+            error: own.error,
+            event: serde_json::from_value(v)?,
+            deliveries: own.deliveries,
+            duplicate: own.duplicate,
+            sync: own.sync,
+        })
+    }
+}
+
 /// The `error` member of an answer that carries more than the error.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ErrorOut {
-    pub code: &'static str,
+    pub code: String,
     pub message: String,
 }
 
 /// One synchronous target's outcome.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SyncOutcomeOut {
     pub subscription_id: String,
     /// The delivery in the event's trace; a failed one can be retried by hand.
@@ -108,7 +155,7 @@ pub struct SyncOutcomeOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,
     /// `delivered` or `failed`.
-    pub status: &'static str,
+    pub status: String,
     /// The endpoint's HTTP status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
@@ -131,7 +178,7 @@ impl From<&SyncOutcome> for SyncOutcomeOut {
             delivery_id: o.delivery_id.as_str().to_owned(),
             endpoint_id: o.target.endpoint_id().map(|id| id.as_str().to_owned()),
             executor: o.target.executor().map(str::to_string),
-            status: if o.ok { "delivered" } else { "failed" },
+            status: if o.ok { "delivered" } else { "failed" }.into(),
             status_code: o.status_code,
             output: o.output.clone(),
             error: o.error.clone(),
@@ -141,7 +188,7 @@ impl From<&SyncOutcome> for SyncOutcomeOut {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct BatchOut {
     /// Set (with status 502) when a synchronous target of any event failed; every event is
     /// committed all the same.
@@ -188,14 +235,14 @@ pub struct StreamParams {
     pub after: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
     pub data: Vec<EventOut>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct AttemptOut {
     pub id: String,
     pub at: String,
@@ -240,7 +287,7 @@ impl From<&Attempt> for AttemptOut {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct DeliveryOut {
     pub id: String,
     pub event_id: String,
@@ -289,11 +336,32 @@ impl DeliveryOut {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+/// Read back through a `Value`, as [`PublishedOut`] is.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "Value")]
 pub struct TraceOut {
     #[serde(flatten)]
     pub event: EventOut,
     pub deliveries: Vec<DeliveryOut>,
     /// Executor runs the event caused (event hooks).
     pub runs: Vec<crate::runs::RunOut>,
+}
+
+/// [`TraceOut`]'s own members, beside the event's.
+#[derive(Deserialize)]
+struct TraceOwn {
+    deliveries: Vec<DeliveryOut>,
+    runs: Vec<crate::runs::RunOut>,
+}
+
+impl TryFrom<Value> for TraceOut {
+    type Error = serde_json::Error;
+    fn try_from(mut v: Value) -> Result<Self, Self::Error> {
+        let own: TraceOwn = take(&mut v, &["deliveries", "runs"])?;
+        Ok(TraceOut {
+            event: serde_json::from_value(v)?,
+            deliveries: own.deliveries,
+            runs: own.runs,
+        })
+    }
 }

@@ -7,38 +7,48 @@ use switchyard_core::executor::*;
 use switchyard_core::time::to_rfc3339;
 use utoipa::ToSchema;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorIn {
     /// `code` or `api_call`.
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// code: `javascript` (embedded QuickJS), `node` (Node.js as a child process), `python` or `php`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     /// code: the program; defines `main(input, sdk)` or reads JSON on stdin and prints JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Wall-clock limit, 1–60000 ms (default 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u32>,
     /// code: memory limit, 16–2048 MB (default 128).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u32>,
     /// code: size of the run's private temporary directory (its working directory), 1 MiB up
     /// to the operator's maximum (default 64, `--max-run-tmp-mb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tmp_mb: Option<u32>,
     /// api_call: GET, POST, PUT, PATCH or DELETE.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// api_call: URL, may contain `{{input.NAME}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// api_call: header values may contain `{{secret.NAME}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
     /// Which event properties become the input: `{"ticketId": "data.ticketId"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, String>>,
     /// Retries when run as an event hook (`0`: none; absent: the delivery retry policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ExecutorOut {
     pub name: String,
     pub version: u32,

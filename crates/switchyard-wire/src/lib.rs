@@ -30,7 +30,7 @@ pub(crate) fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// executors, hooks, schedules, secrets, keys, event types, organizations) come whole, so their
 /// `next_cursor` is always absent; the shape is the same as the paged lists' (events,
 /// deliveries), so one client reads them all.
-#[derive(serde::Serialize, utoipa::ToSchema)]
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct List<T: utoipa::ToSchema> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,

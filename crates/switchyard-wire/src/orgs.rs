@@ -6,7 +6,7 @@ use switchyard_core::time::to_rfc3339;
 use switchyard_core::*;
 use utoipa::ToSchema;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgIn {
     /// 1–64 characters: letters, digits, `-_.:@`.
@@ -14,10 +14,12 @@ pub struct OrgIn {
     pub name: String,
     /// Seconds its events, deliveries, attempts and runs are kept (1 to ten years); absent or
     /// `null` follows the hub's `[retention] max_age_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_s: Option<u64>,
     /// Seconds the payload of an event whose every delivery succeeded is kept, at most
     /// `retention_s`; then `data` becomes `null`. Absent or `null` follows the hub's
     /// `[retention] payload_max_age_s` (by default payloads live as long as their events).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_retention_s: Option<u64>,
 }
 
@@ -58,7 +60,7 @@ impl From<OrgPatch> for OrgChanges {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct OrgOut {
     pub id: String,
     pub name: String,
@@ -88,7 +90,7 @@ pub struct KeyIn {
     pub role: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct KeyOut {
     pub id: String,
     /// The key itself: shown once, stored only as a hash.
@@ -98,7 +100,7 @@ pub struct KeyOut {
 }
 
 /// Who a key is: what a client (the console, the CLI) needs to know before anything else.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct WhoAmIOut {
     /// The key's organization; absent for the instance admin key.
     pub org: Option<String>,
@@ -109,7 +111,7 @@ pub struct WhoAmIOut {
     pub key_id: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct KeyInfoOut {
     pub id: String,
     /// The first characters of the key, to tell keys apart (never the key).
@@ -122,7 +124,7 @@ pub struct KeyInfoOut {
 
 /// An organization's limits: those in force, those the instance admin set for it, and what it
 /// uses of its quotas now.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LimitsOut {
     /// The limits in force: the hub's `[limits]`, with the organization's own where set.
     #[schema(value_type = Object)]

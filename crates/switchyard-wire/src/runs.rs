@@ -6,7 +6,7 @@ use switchyard_core::executor::*;
 use switchyard_core::time::to_rfc3339;
 use utoipa::ToSchema;
 
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RunIn {
     #[schema(value_type = Object)]
@@ -14,7 +14,7 @@ pub struct RunIn {
     pub input: Value,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct RunOut {
     pub id: String,
     pub executor: String,

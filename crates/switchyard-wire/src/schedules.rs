@@ -46,7 +46,7 @@ impl From<ScheduleIn> for ScheduleDefinition {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ScheduleOut {
     pub name: String,
     pub description: String,
@@ -56,7 +56,7 @@ pub struct ScheduleOut {
     #[schema(value_type = Object)]
     pub data: Value,
     pub enabled: bool,
-    pub misfire: &'static str,
+    pub misfire: String,
     /// The next five fire times, in the schedule's time zone (empty while disabled).
     pub next_fire_times: Vec<String>,
     /// The last fire time an event was published for (its id is
@@ -85,7 +85,7 @@ impl ScheduleOut {
             event_type: s.event_type,
             data: s.data,
             enabled: s.enabled,
-            misfire: s.misfire.as_str(),
+            misfire: s.misfire.as_str().into(),
             next_fire_times,
             last_fired_at: s.last_fired_at.map(to_rfc3339),
             created_at: to_rfc3339(s.created_at),
@@ -95,21 +95,21 @@ impl ScheduleOut {
 }
 
 /// A built-in schedule.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SchedulePresetOut {
-    pub name: &'static str,
-    pub cron: &'static str,
-    pub event_type: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub cron: String,
+    pub event_type: String,
+    pub description: String,
 }
 
 impl From<&SchedulePreset> for SchedulePresetOut {
     fn from(p: &SchedulePreset) -> Self {
         SchedulePresetOut {
-            name: p.name,
-            cron: p.cron,
-            event_type: p.event_type,
-            description: p.description,
+            name: p.name.into(),
+            cron: p.cron.into(),
+            event_type: p.event_type.into(),
+            description: p.description.into(),
         }
     }
 }

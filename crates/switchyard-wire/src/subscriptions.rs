@@ -8,43 +8,59 @@ use switchyard_core::time::to_rfc3339;
 use switchyard_core::*;
 use utoipa::ToSchema;
 
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionIn {
     /// Event type names or globs (`Ticket*`, `QueueCallIn*`, `*`).
     pub event_types: Vec<String>,
     /// The endpoint to deliver to (or give `url`, or `executor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_id: Option<String>,
     /// Run this executor for each event (an event hook); its runs are in the event's trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,
     /// Deliver to this URL directly (Enate's SubscriberURL); an endpoint is made for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Only events about this entity (Enreach's EntityId). A string or a number.
     #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<Value>,
     /// Events about all entities (Enreach's AllEntities); the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub all_entities: Option<bool>,
     /// A filter on the event: `{"data.priority": {"$in": ["high"]}}`.
     #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
     /// `async` (the default): delivered after the publish answered, with retries. `sync`: the
     /// publish attempts the target once and waits for it, answering with its outcome (502 when
     /// it failed; the event stays committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     // Settings of the endpoint made for `url`:
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
     /// Enate's CustomHeader / CustomHeaderValue: one header added to every message.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_header_value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_tls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_schedule_s: Option<Vec<u32>>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionOut {
     pub id: String,
     pub event_types: Vec<String>,

@@ -45,7 +45,7 @@ impl From<SyncHookIn> for SyncHookDefinition {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SyncHookOut {
     pub name: String,
     pub description: String,
@@ -77,7 +77,7 @@ impl From<SyncHook> for SyncHookOut {
 }
 
 /// A ready-made hook definition.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct HookPresetOut {
     pub name: String,
     pub description: String,

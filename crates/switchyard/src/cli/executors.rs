@@ -6,11 +6,13 @@
 //! source differ from the hub's (a new version), and leaves the rest alone; a setting the
 //! manifest leaves out takes the hub's default when the executor is pushed.
 
-use super::{Failure, Hub, HubArgs};
+use super::{Failure, Hub, HubArgs, read};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use switchyard_core::ids::is_valid_name;
+use switchyard_wire::List;
+use switchyard_wire::executors::{ExecutorIn, ExecutorOut};
 
 /// The manifest's file name in the folder.
 const MANIFEST: &str = "executors.json";
@@ -64,9 +66,9 @@ fn extension(language: &str) -> &'static str {
 
 /// An executor's definition as the manifest holds it: the hub's, without the source (which
 /// goes to its own file) and without what the hub keeps for itself.
-fn manifest_entry(current: &Value, source_file: Option<&str>) -> Value {
+fn manifest_entry(current: &ExecutorOut, source_file: Option<&str>) -> Value {
     let mut m = Map::new();
-    if let Some(spec) = current["spec"].as_object() {
+    if let Some(spec) = current.spec.as_object() {
         for (k, v) in spec {
             if k != "source" {
                 m.insert(k.clone(), v.clone());
@@ -76,10 +78,14 @@ fn manifest_entry(current: &Value, source_file: Option<&str>) -> Value {
     if let Some(f) = source_file {
         m.insert("source_file".into(), json!(f));
     }
-    for k in ["description", "parameters", "retries"] {
-        if let Some(v) = current.get(k).filter(|v| !v.is_null()) {
-            m.insert(k.into(), v.clone());
-        }
+    if !current.description.is_empty() {
+        m.insert("description".into(), json!(current.description));
+    }
+    if let Some(p) = &current.parameters {
+        m.insert("parameters".into(), json!(p));
+    }
+    if let Some(r) = current.retries {
+        m.insert("retries".into(), json!(r));
     }
     Value::Object(m)
 }
@@ -94,19 +100,16 @@ pub async fn run(args: ExecutorsArgs) -> Result<(), Failure> {
 
 async fn pull(args: FolderArgs) -> Result<(), Failure> {
     let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
-    let list = hub.call(reqwest::Method::GET, "/executors", None).await?;
+    let list: List<ExecutorOut> = read(&hub.get("/executors").await?)?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", args.dir.display())))?;
     let mut manifest = Map::new();
-    for ex in list["data"].as_array().into_iter().flatten() {
-        let name = ex["name"].as_str().unwrap_or_default();
+    for ex in &list.data {
+        let name = ex.name.as_str();
         if !is_valid_name(name, 200) || name.contains(['/', '\\']) {
             continue;
         }
-        let source_file = match (
-            ex["spec"]["source"].as_str(),
-            ex["spec"]["language"].as_str(),
-        ) {
+        let source_file = match (ex.spec["source"].as_str(), ex.spec["language"].as_str()) {
             (Some(source), Some(language)) => {
                 let file = format!("{name}.{}", extension(language));
                 write(&args.dir.join(&file), source)?;
@@ -116,7 +119,7 @@ async fn pull(args: FolderArgs) -> Result<(), Failure> {
         };
         manifest.insert(name.to_string(), manifest_entry(ex, source_file.as_deref()));
         if !hub.json() {
-            println!("{name}: v{}", ex["version"]);
+            println!("{name}: v{}", ex.version);
         }
     }
     let text = serde_json::to_string_pretty(&Value::Object(manifest.clone()))
@@ -154,7 +157,7 @@ fn read_source(dir: &Path, file: &str) -> Result<String, Failure> {
 }
 
 /// An executor of the manifest: its name and the body of its `PUT` (with its source read in).
-pub(super) type Definition = (String, Map<String, Value>);
+pub(super) type Definition = (String, ExecutorIn);
 
 /// The manifest's executors.
 pub(super) fn read_manifest(dir: &Path) -> Result<Vec<Definition>, Failure> {
@@ -183,6 +186,8 @@ pub(super) fn read_manifest(dir: &Path) -> Result<Vec<Definition>, Failure> {
             })?;
             body.insert("source".into(), json!(read_source(dir, file)?));
         }
+        let body: ExecutorIn = serde_json::from_value(Value::Object(body))
+            .map_err(|e| Failure::Usage(format!("{MANIFEST}: `{name}`: {e}")))?;
         out.push((name, body));
     }
     Ok(out)
@@ -193,32 +198,29 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
     let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
     let mut report = Map::new();
     for (name, body) in manifest {
-        let current = match hub
-            .call(reqwest::Method::GET, &format!("/executors/{name}"), None)
-            .await
-        {
-            Ok(v) => Some(v),
+        let current: Option<ExecutorOut> = match hub.get(&format!("/executors/{name}")).await {
+            Ok(v) => Some(read(&v)?),
             Err(Failure::Refused(m)) if m.starts_with("404") => None,
             Err(e) => return Err(e),
         };
+        // Same when every setting the manifest gives is the hub's.
+        let wanted = serde_json::to_value(&body).map_err(|e| Failure::Usage(e.to_string()))?;
         let same = current.as_ref().is_some_and(|c| {
-            body.iter().all(|(k, v)| match k.as_str() {
-                "description" | "parameters" | "retries" => c.get(k) == Some(v),
-                _ => c["spec"].get(k) == Some(v),
-            })
+            let hub_has = serde_json::to_value(c).unwrap_or_default();
+            wanted
+                .as_object()
+                .into_iter()
+                .flatten()
+                .all(|(k, v)| match k.as_str() {
+                    "description" | "parameters" | "retries" => hub_has.get(k) == Some(v),
+                    _ => c.spec.get(k) == Some(v),
+                })
         });
         let outcome = if same {
-            format!(
-                "unchanged (v{})",
-                current.as_ref().map_or(json!(0), |c| c["version"].clone())
-            )
+            format!("unchanged (v{})", current.as_ref().map_or(0, |c| c.version))
         } else {
             let saved = hub
-                .call(
-                    reqwest::Method::PUT,
-                    &format!("/executors/{name}"),
-                    Some(&Value::Object(body)),
-                )
+                .call(reqwest::Method::PUT, &format!("/executors/{name}"), &body)
                 .await
                 .map_err(|e| match e {
                     Failure::Refused(m) => Failure::Refused(format!("{name}: {m}")),
@@ -229,7 +231,7 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
             } else {
                 "created"
             };
-            format!("{verb} (v{})", saved["version"])
+            format!("{verb} (v{})", read::<ExecutorOut>(&saved)?.version)
         };
         if !hub.json() {
             println!("{name}: {outcome}");

@@ -8,12 +8,15 @@
 //! so what a case writes to storage the next ones see.
 
 use super::executors::read_manifest;
-use super::{Failure, Hub, HubArgs};
+use super::{Failure, Hub, HubArgs, read};
 use crate::local_hub::LocalHub;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use switchyard_wire::orgs::OrgIn;
+use switchyard_wire::runs::{RunIn, RunOut};
+use switchyard_wire::secrets::SecretIn;
 
 /// Largest fixture file read.
 const MAX_FIXTURE_BYTES: u64 = 16 << 20;
@@ -126,9 +129,9 @@ fn read_case(file: &Path, executor: String, name: String) -> Result<Case, Failur
 }
 
 /// What is wrong with a run, measured against the case's expectations (`None`: it passes).
-fn verdict(run: &Value, expect: Option<&Value>) -> Option<String> {
-    let failed = run["status"] != "succeeded";
-    let error = run["error"].as_str().unwrap_or_default();
+fn verdict(run: &RunOut, expect: Option<&Value>) -> Option<String> {
+    let failed = run.status != "succeeded";
+    let error = run.error.as_deref().unwrap_or_default();
     let Some(expect) = expect else {
         return failed.then(|| format!("the run failed: {error}"));
     };
@@ -143,19 +146,16 @@ fn verdict(run: &Value, expect: Option<&Value>) -> Option<String> {
         None if failed => wrong.push(format!("the run failed: {error}")),
         _ => {}
     }
+    let output = run.output.clone().unwrap_or_default();
     if let Some(want) = expect.get("output")
         && !failed
-        && run["output"] != *want
+        && output != *want
     {
-        wrong.push(format!("expected output {want}, got {}", run["output"]));
+        wrong.push(format!("expected output {want}, got {output}"));
     }
-    let logs: Vec<&str> = run["logs"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
     for want in expect["logs"].as_array().into_iter().flatten() {
         let want = want.as_str().unwrap_or_default();
-        if !logs.iter().any(|l| l.contains(want)) {
+        if !run.logs.iter().any(|l| l.contains(want)) {
             wrong.push(format!("no log line contains `{want}`"));
         }
     }
@@ -196,23 +196,21 @@ pub async fn test(args: TestArgs) -> Result<(), Failure> {
         json: args.json,
     })
     .map_err(|e| Failure::Unavailable(e.to_string()))?;
-    hub.call_root(
-        reqwest::Method::POST,
-        "/v1/orgs",
-        &json!({"id": "local-tests", "name": "executors test"}),
-    )
-    .await?;
+    let org = OrgIn {
+        id: "local-tests".into(),
+        name: "executors test".into(),
+        retention_s: None,
+        payload_retention_s: None,
+    };
+    hub.call_root(reqwest::Method::POST, "/v1/orgs", &org)
+        .await?;
     // Every executor, so that executors calling others find them. One without cases that the
     // local hub refuses (an API call to a destination it may not reach, say) is skipped, and
     // the skip is said; one with cases must be accepted.
     let tested: BTreeSet<&str> = cases.iter().map(|c| c.executor.as_str()).collect();
     for (name, body) in &manifest {
         let put = hub
-            .call(
-                reqwest::Method::PUT,
-                &format!("/executors/{name}"),
-                Some(&Value::Object(body.clone())),
-            )
+            .call(reqwest::Method::PUT, &format!("/executors/{name}"), body)
             .await;
         match put {
             Ok(_) => {}
@@ -230,37 +228,39 @@ pub async fn test(args: TestArgs) -> Result<(), Failure> {
     let mut failed = 0;
     for case in &cases {
         for stale in set.iter().filter(|s| !case.secrets.contains_key(*s)) {
-            hub.call(reqwest::Method::DELETE, &format!("/secrets/{stale}"), None)
-                .await?;
+            hub.delete(&format!("/secrets/{stale}")).await?;
         }
         set.clear();
         for (k, v) in &case.secrets {
-            hub.call(
-                reqwest::Method::PUT,
-                &format!("/secrets/{k}"),
-                Some(&json!({"value": v})),
-            )
-            .await
-            .map_err(|e| {
-                Failure::Usage(format!(
-                    "{}/{}: secret {k}: {}",
-                    case.executor,
-                    case.name,
-                    e.message()
-                ))
-            })?;
+            let secret = SecretIn {
+                value: v.as_str().unwrap_or_default().to_string(),
+            };
+            hub.call(reqwest::Method::PUT, &format!("/secrets/{k}"), &secret)
+                .await
+                .map_err(|e| {
+                    Failure::Usage(format!(
+                        "{}/{}: secret {k}: {}",
+                        case.executor,
+                        case.name,
+                        e.message()
+                    ))
+                })?;
             set.insert(k.clone());
         }
-        let run = hub
+        let input = RunIn {
+            input: case.input.clone(),
+        };
+        let answer = hub
             .call(
                 reqwest::Method::POST,
                 &format!("/executors/{}/run", case.executor),
-                Some(&json!({"input": case.input})),
+                &input,
             )
             .await?;
+        let run: RunOut = read(&answer)?;
         let wrong = verdict(&run, case.expect.as_ref());
         failed += usize::from(wrong.is_some());
-        report(&args, case, &run, wrong.as_deref());
+        report(&args, case, (&run, &answer), wrong.as_deref());
     }
     let total = cases.len();
     if !args.json {
@@ -275,27 +275,27 @@ pub async fn test(args: TestArgs) -> Result<(), Failure> {
 }
 
 /// Prints a case's outcome; a failing one with its run's logs and standard error.
-fn report(args: &TestArgs, case: &Case, run: &Value, wrong: Option<&str>) {
+fn report(args: &TestArgs, case: &Case, (run, answer): (&RunOut, &Value), wrong: Option<&str>) {
     if args.json {
         println!(
             "{}",
             json!({
                 "executor": case.executor, "case": case.name, "pass": wrong.is_none(),
-                "why": wrong, "run": run,
+                "why": wrong, "run": answer,
             })
         );
         return;
     }
-    let ms = run["duration_ms"].as_f64().unwrap_or_default();
+    let ms = run.duration_ms;
     let Some(why) = wrong else {
         println!("PASS {}/{} ({ms:.0} ms)", case.executor, case.name);
         return;
     };
     println!("FAIL {}/{} ({ms:.0} ms): {why}", case.executor, case.name);
-    for l in run["logs"].as_array().into_iter().flatten() {
-        println!("  log: {}", l.as_str().unwrap_or_default());
+    for l in &run.logs {
+        println!("  log: {l}");
     }
-    let stderr = run["stderr"].as_str().unwrap_or_default();
+    let stderr = &run.stderr;
     if !stderr.is_empty() {
         println!(
             "  stderr: {}",
@@ -308,10 +308,29 @@ fn report(args: &TestArgs, case: &Case, run: &Value, wrong: Option<&str>) {
 mod tests {
     use super::*;
 
+    fn run(status: &str, output: Option<Value>, error: Option<&str>, logs: &[&str]) -> RunOut {
+        RunOut {
+            id: "run_1".into(),
+            executor: "double".into(),
+            version: 1,
+            event_id: None,
+            hook: None,
+            status: status.into(),
+            input: json!({}),
+            output,
+            error: error.map(str::to_string),
+            logs: logs.iter().map(|l| l.to_string()).collect(),
+            stderr: String::new(),
+            exit: None,
+            duration_ms: 1.0,
+            at: "2026-12-07T10:00:00.000Z".into(),
+        }
+    }
+
     #[test]
     fn verdicts_follow_the_expectations() {
-        let ok = json!({"status": "succeeded", "output": {"n": 2}, "logs": ["hello 2"]});
-        let bad = json!({"status": "failed", "error": "exception: boom", "logs": []});
+        let ok = run("succeeded", Some(json!({"n": 2})), None, &["hello 2"]);
+        let bad = run("failed", None, Some("exception: boom"), &[]);
         assert_eq!(verdict(&ok, None), None);
         assert!(verdict(&bad, None).is_some());
         assert_eq!(verdict(&ok, Some(&json!({"output": {"n": 2}}))), None);

@@ -6,7 +6,7 @@
 //! With `--forward`, the receiver answers the hub with what the forward target answered, so the
 //! hub's retries and the trace show how the local application behaved.
 
-use super::{Failure, Hub, HubArgs};
+use super::{Failure, Hub, HubArgs, read};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use switchyard_wire::endpoints::{EndpointIn, EndpointOut};
+use switchyard_wire::subscriptions::SubscriptionIn;
 use tokio::sync::Notify;
 
 /// Largest delivery the receiver reads (the hub's events are far smaller by default).
@@ -105,12 +107,13 @@ pub async fn listen(args: ListenArgs) -> Result<(), Failure> {
         hostname(),
         std::process::id()
     );
+    let new_endpoint = EndpointIn {
+        url: Some(url.clone()),
+        description: Some(description),
+        ..Default::default()
+    };
     let ep = hub
-        .call(
-            reqwest::Method::POST,
-            "/endpoints",
-            Some(&json!({"url": url, "description": description})),
-        )
+        .call(reqwest::Method::POST, "/endpoints", &new_endpoint)
         .await
         .map_err(|e| match e {
             Failure::Refused(m) if m.starts_with("422") => Failure::Refused(format!(
@@ -119,8 +122,9 @@ pub async fn listen(args: ListenArgs) -> Result<(), Failure> {
             )),
             other => other,
         })?;
-    let endpoint = ep["id"].as_str().unwrap_or_default().to_string();
-    let secret = ep["secret"].as_str().unwrap_or_default().to_string();
+    let ep: EndpointOut = read(&ep)?;
+    let endpoint = ep.id;
+    let secret = ep.secret.unwrap_or_default();
     // From here on, the endpoint is removed however listening ends.
     let outcome = serve(
         &hub,
@@ -132,13 +136,7 @@ pub async fn listen(args: ListenArgs) -> Result<(), Failure> {
         &url,
     )
     .await;
-    let removed = hub
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/endpoints/{endpoint}"),
-            None,
-        )
-        .await;
+    let removed = hub.delete(&format!("/endpoints/{endpoint}")).await;
     match removed {
         Ok(_) => eprintln!("removed the endpoint {endpoint} and its subscription"),
         Err(e) => eprintln!(
@@ -161,12 +159,13 @@ async fn serve(
     mut signals: Signals,
     url: &str,
 ) -> Result<(), Failure> {
-    hub.call(
-        reqwest::Method::POST,
-        "/subscriptions",
-        Some(&json!({"event_types": types, "endpoint_id": endpoint})),
-    )
-    .await?;
+    let subscription = SubscriptionIn {
+        event_types: types.to_vec(),
+        endpoint_id: Some(endpoint.to_string()),
+        ..Default::default()
+    };
+    hub.call(reqwest::Method::POST, "/subscriptions", &subscription)
+        .await?;
     let http = reqwest::Client::builder()
         .timeout(FORWARD_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())

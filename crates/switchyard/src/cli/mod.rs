@@ -13,8 +13,13 @@ pub mod listen;
 
 use anyhow::Context;
 use clap::Args;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::time::Duration;
+use switchyard_wire::deliveries::DeliveryPage;
+use switchyard_wire::endpoints::{ReplayIn, ReplayOut};
+use switchyard_wire::events::{EntityIn, EventIn, EventOut, PublishedOut};
 
 /// Where the hub is and who is asking.
 #[derive(Args, Debug, Clone)]
@@ -86,33 +91,46 @@ impl Hub {
         )
     }
 
-    /// Sends a request about the organization (`rest` follows `/v1/orgs/ORG`) and returns
-    /// the JSON answer of a 2xx, or the failure it was.
-    pub async fn call(
+    /// Sends a request with the JSON `body` (one of the wire crate's `…In` types) about the
+    /// organization (`rest` follows `/v1/orgs/ORG`) and returns the JSON answer of a 2xx, or
+    /// the failure it was. [`read`] makes the answer its `…Out` type.
+    pub async fn call<B: Serialize + ?Sized>(
         &self,
         method: reqwest::Method,
         rest: &str,
-        body: Option<&Value>,
+        body: &B,
     ) -> Result<Value, Failure> {
-        self.send(method, self.path(rest), body).await
+        self.send(method, self.path(rest), Some(body)).await
     }
 
-    /// The same for a path from the hub's root (`/v1/orgs`).
-    pub async fn call_root(
+    /// A `GET` about the organization.
+    pub async fn get(&self, rest: &str) -> Result<Value, Failure> {
+        self.send::<()>(reqwest::Method::GET, self.path(rest), None)
+            .await
+    }
+
+    /// A `DELETE` about the organization.
+    pub async fn delete(&self, rest: &str) -> Result<Value, Failure> {
+        self.send::<()>(reqwest::Method::DELETE, self.path(rest), None)
+            .await
+    }
+
+    /// [`Hub::call`] for a path from the hub's root (`/v1/orgs`).
+    pub async fn call_root<B: Serialize + ?Sized>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: &Value,
+        body: &B,
     ) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.args.url.trim_end_matches('/'));
         self.send(method, url, Some(body)).await
     }
 
-    async fn send(
+    async fn send<B: Serialize + ?Sized>(
         &self,
         method: reqwest::Method,
         url: String,
-        body: Option<&Value>,
+        body: Option<&B>,
     ) -> Result<Value, Failure> {
         let mut req = self
             .http
@@ -168,6 +186,15 @@ impl Hub {
 
 /// The failure an error answer is: the hub's refusal, or (a 5xx other than 502) the hub
 /// failing.
+/// An answer of the hub as its wire type (`PublishedOut`, `EndpointOut`…).
+pub fn read<T: DeserializeOwned>(answer: &Value) -> Result<T, Failure> {
+    T::deserialize(answer).map_err(|e| {
+        Failure::Unavailable(format!(
+            "the hub answered in a shape this CLI does not know ({e}); is it another version?"
+        ))
+    })
+}
+
 fn failure_of(status: reqwest::StatusCode, v: &Value) -> Failure {
     let message = v["error"]["message"]
         .as_str()
@@ -230,32 +257,40 @@ fn read_data(arg: &str) -> Result<Value, Failure> {
 }
 
 pub async fn send(args: SendArgs) -> Result<(), Failure> {
-    let mut event = json!({"type": args.event_type, "data": read_data(&args.data)?});
-    if let Some(id) = &args.id {
-        event["id"] = json!(id);
-    }
-    if let Some(entity) = &args.entity {
-        let (kind, id) = entity
-            .split_once(':')
-            .ok_or_else(|| Failure::Usage("--entity is `TYPE:ID`, e.g. `Ticket:7`".into()))?;
-        event["entity"] = json!({"type": kind, "id": id});
-    }
+    let entity = match &args.entity {
+        None => None,
+        Some(entity) => {
+            let (kind, id) = entity
+                .split_once(':')
+                .ok_or_else(|| Failure::Usage("--entity is `TYPE:ID`, e.g. `Ticket:7`".into()))?;
+            Some(EntityIn {
+                kind: Some(kind.into()),
+                id: Some(id.into()),
+            })
+        }
+    };
+    let event = EventIn {
+        id: args.id.clone(),
+        event_type: args.event_type.clone(),
+        timestamp: None,
+        entity,
+        data: read_data(&args.data)?,
+    };
     let hub = Hub::new(args.hub).map_err(|e| Failure::Unavailable(e.to_string()))?;
-    let v = hub
-        .call(reqwest::Method::POST, "/events", Some(&event))
-        .await?;
+    let v = hub.call(reqwest::Method::POST, "/events", &event).await?;
     if hub.json() {
         println!("{v}");
     } else {
-        let again = if v["duplicate"] == true {
+        let published: PublishedOut = read(&v)?;
+        let again = if published.duplicate {
             " (published before: nothing new stored)"
         } else {
             ""
         };
-        let n = v["deliveries"].as_u64().unwrap_or(0);
+        let n = published.deliveries;
         println!(
             "published {} ({n} {}){again}",
-            v["id"].as_str().unwrap_or("?"),
+            published.event.id,
             if n == 1 { "delivery" } else { "deliveries" }
         );
     }
@@ -348,7 +383,7 @@ pub async fn tail(args: TailArgs) -> Result<(), Failure> {
                     e["stream_id"] = json!(m.id);
                     println!("{e}");
                 } else {
-                    println!("{}", event_line(&e));
+                    println!("{}", event_line(&read(&e)?));
                 }
                 after = Some(m.id);
                 printed += 1;
@@ -363,18 +398,15 @@ pub async fn tail(args: TailArgs) -> Result<(), Failure> {
 }
 
 /// One event as a line for people: when it arrived, its type, entity, id and data.
-fn event_line(e: &Value) -> String {
-    let entity = match (e["entity"]["type"].as_str(), e["entity"]["id"].as_str()) {
+fn event_line(e: &EventOut) -> String {
+    let entity = match (&e.entity.kind, &e.entity.id) {
         (Some(k), Some(i)) => format!(" {k}:{i}"),
         (None, Some(i)) => format!(" {i}"),
         _ => String::new(),
     };
     format!(
         "{} {}{entity} {} {}",
-        e["received_at"].as_str().unwrap_or_default(),
-        e["type"].as_str().unwrap_or_default(),
-        e["id"].as_str().unwrap_or_default(),
-        e["data"]
+        e.received_at, e.event_type, e.id, e.data
     )
 }
 
@@ -491,19 +523,19 @@ fn since_time(s: &str, now_ms: i64) -> Result<String, Failure> {
 pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let since = since_time(&args.since, switchyard_core::time::now_ms())?;
     let hub = Hub::new(args.hub.clone()).map_err(|e| Failure::Unavailable(e.to_string()))?;
-    let mut body = json!({"since": since});
-    if let Some(u) = &args.until {
-        body["until"] = json!(u);
-    }
+    let body = ReplayIn {
+        since: since.clone(),
+        until: args.until.clone(),
+    };
     let ep = &args.endpoint;
     let v = hub
         .call(
             reqwest::Method::POST,
             &format!("/endpoints/{ep}/replay"),
-            Some(&body),
+            &body,
         )
         .await?;
-    let total = v["deliveries"].as_u64().unwrap_or(0);
+    let total = read::<ReplayOut>(&v)?.deliveries;
     if hub.json() {
         println!("{v}");
     } else {
@@ -514,14 +546,13 @@ pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
     }
     // Progress: the endpoint's deliveries still pending, until none is.
     loop {
-        let page = hub
-            .call(
-                reqwest::Method::GET,
-                &format!("/deliveries?endpoint_id={ep}&status=pending&limit=500"),
-                None,
-            )
-            .await?;
-        let pending = page["data"].as_array().map_or(0, Vec::len) as u64;
+        let page: DeliveryPage = read(
+            &hub.get(&format!(
+                "/deliveries?endpoint_id={ep}&status=pending&limit=500"
+            ))
+            .await?,
+        )?;
+        let pending = page.data.len() as u64;
         let done = total.saturating_sub(pending);
         if !hub.json() {
             let width = 30;
