@@ -137,6 +137,8 @@ impl From<HubError> for ApiError {
                 e.to_string(),
             ),
             HubError::Start(m) | HubError::Internal(m) => Self::internal(m),
+            HubError::Invalid(e) => e.into(),
+            HubError::NoRoom(m) => Self::too_many("runs_busy", m, 5),
             HubError::Quota(m) => Self::quota(m),
             HubError::RateLimited {
                 message,
@@ -207,6 +209,7 @@ impl From<ExecError> for ApiError {
         match e {
             ExecError::Store(e) => e.into(),
             ExecError::Upstream(m) => Self::new(StatusCode::BAD_GATEWAY, "upstream_failed", m),
+            ExecError::Timeout(m) => Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", m),
             other => Self::invalid(other.to_string()),
         }
     }

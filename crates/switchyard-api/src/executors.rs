@@ -1,30 +1,16 @@
 //! Executors: versioned custom code and API calls, defined, read and deleted.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use switchyard_core::executor::*;
-use switchyard_core::{CoreError, Role};
+use switchyard_core::Role;
+use switchyard_core::executor::SpecDraft;
+use switchyard_hub::ExecutorDefinition;
 use switchyard_wire::List;
 pub use switchyard_wire::executors::*;
-
-fn parse_spec(s: &AppState, body: &ExecutorIn) -> ApiResult<ExecutorSpec> {
-    let runner = s.hub.runner();
-    let available = |l: Language| {
-        runner
-            .language_available(l)
-            .map_err(|e| CoreError::invalid(e.to_string()))
-    };
-    let limits = SpecLimits {
-        policy: s.hub.clients().policy(),
-        max_tmp_mb: runner.max_tmp_mb(),
-        language_available: &available,
-    };
-    Ok(ExecutorSpec::parse(SpecDraft::from(body), &limits)?)
-}
 
 /// Create or replace an executor: every PUT stores a new version; 201 when it is the first.
 #[utoipa::path(put, tag = "executors", path = "/v1/orgs/{org}/executors/{name}", request_body = ExecutorIn,
@@ -38,33 +24,14 @@ pub async fn put(
     JsonBody(body): JsonBody<ExecutorIn>,
 ) -> ApiResult<(StatusCode, Json<ExecutorOut>)> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let spec = parse_spec(&s, &body)?;
-    let ex = Executor::define(
-        &org,
-        &name,
-        body.description,
-        spec,
-        body.parameters,
-        body.retries,
-    )?;
-    // Code that does not compile is refused now, with the interpreter's message and line, not at
-    // its first event.
-    s.hub
-        .runner()
-        .check_code(&org, &ex.spec)
-        .await
-        .map_err(|e| {
-            if e.starts_with(switchyard_hub::NO_ROOM) {
-                // The check could not run: the organization's runs hold its share.
-                ApiError::too_many(
-                    "runs_busy",
-                    format!("the code could not be checked: {e}"),
-                    5,
-                )
-            } else {
-                ApiError::invalid(format!("the code does not compile: {e}"))
-            }
-        })?;
+    let def = ExecutorDefinition {
+        name,
+        spec: SpecDraft::from(&body),
+        description: body.description,
+        parameters: body.parameters,
+        retries: body.retries,
+    };
+    let ex = s.hub.define_executor(&org, def).await?;
     let saved = s.hub.put_executor(&ex).await?;
     let status = if saved.version == 1 {
         StatusCode::CREATED

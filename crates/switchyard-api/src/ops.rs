@@ -193,12 +193,13 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     {
         return unavailable("storage_full", e.to_string());
     }
+    let report = s.hub.sandbox_report();
     (
         StatusCode::OK,
         Json(
-            serde_json::json!({"status": "ready", "sandbox": s.hub.runner().isolation().level(),
-            "isolation": s.hub.runner().isolation(), "languages": s.hub.runner().languages(),
-            "run_memory_budget_mb": s.hub.runner().memory_budget_mb()}),
+            serde_json::json!({"status": "ready", "sandbox": report.sandbox,
+            "isolation": report.isolation, "languages": report.languages,
+            "run_memory_budget_mb": report.run_memory_budget_mb}),
         ),
     )
 }

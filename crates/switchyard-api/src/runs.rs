@@ -19,8 +19,7 @@ pub async fn run(
     OptionalJson(body): OptionalJson<RunIn>,
 ) -> ApiResult<Json<RunOut>> {
     let org = s.authorize(&p, org, Role::Admin).await?;
-    let ex = s.reads.get_executor(&org, &name).await?;
-    let run = s.hub.runner().run(&ex, body.input, None, None).await?;
+    let run = s.hub.run_executor(&org, &name, body.input).await?;
     Ok(Json(RunOut::from(&run)))
 }
 

@@ -141,6 +141,57 @@ impl Executor {
     }
 }
 
+/// Why a run failed, as a kind its caller can act on (a timeout is answered 504, no room 429);
+/// the run's `error` says it in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunFailure {
+    /// The code failed: it threw, exited non-zero, did not compile, or answered what is not
+    /// JSON; for an API call, the API answered an error or what is not JSON.
+    Code,
+    /// It ran past its timeout (or its caller's deadline) and was stopped; for an API call,
+    /// the API did not answer in time.
+    Timeout,
+    /// It needed more memory than its limit.
+    Memory,
+    /// Its output or its logs were larger than a run may give.
+    OutputLimit,
+    /// Its caller went away, and it was stopped.
+    Cancelled,
+    /// The organization's share, or the hub, had no room to start it in time.
+    NoRoom,
+    /// It could not run, or its process died: the language is not available here, the
+    /// sandbox could not be set up, a worker broke, a remote API could not be reached.
+    Crashed,
+}
+
+impl RunFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunFailure::Code => "code",
+            RunFailure::Timeout => "timeout",
+            RunFailure::Memory => "memory",
+            RunFailure::OutputLimit => "output_limit",
+            RunFailure::Cancelled => "cancelled",
+            RunFailure::NoRoom => "no_room",
+            RunFailure::Crashed => "crashed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RunFailure> {
+        [
+            RunFailure::Code,
+            RunFailure::Timeout,
+            RunFailure::Memory,
+            RunFailure::OutputLimit,
+            RunFailure::Cancelled,
+            RunFailure::NoRoom,
+            RunFailure::Crashed,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
@@ -162,6 +213,10 @@ pub struct Run {
     pub output: Option<Value>,
     /// Why the run failed, in words (syntax error, timeout, memory limit, …).
     pub error: Option<String>,
+    /// What kind of failure that was (`None` for a run that succeeded, and for runs stored
+    /// before kinds were).
+    #[serde(default)]
+    pub failure: Option<RunFailure>,
     pub logs: Vec<String>,
     pub stderr: String,
     pub exit: Option<i32>,

@@ -5,7 +5,7 @@
 //! `{{input.NAME}}` in the URL is replaced by the URL-encoded input property; `{{secret.NAME}}`
 //! in a header value by the secret. A missing secret fails the run: it is never sent as text.
 
-use crate::{Broker, Outcome};
+use crate::{Broker, ExecError, Outcome, RunFailure};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +55,18 @@ fn query_pairs(input: &Value) -> Vec<(String, String)> {
     }
 }
 
+/// What kind of failure an API call's error is: the API not answering in time is a timeout,
+/// not reaching it a crash, a refused destination or a missing secret the definition's fault.
+fn kind_of(e: &ExecError) -> RunFailure {
+    match e {
+        ExecError::Timeout(_) => RunFailure::Timeout,
+        ExecError::Upstream(_) | ExecError::Store(_) | ExecError::Unavailable(_) => {
+            RunFailure::Crashed
+        }
+        ExecError::Invalid(_) | ExecError::Refused(_) => RunFailure::Code,
+    }
+}
+
 pub async fn run(
     broker: &Broker<'_>,
     method: &str,
@@ -65,7 +77,7 @@ pub async fn run(
 ) -> Outcome {
     let url = match fill_url(url_template, input) {
         Ok(u) => u,
-        Err(e) => return Outcome::failed(e),
+        Err(e) => return Outcome::failed(RunFailure::Code, e),
     };
     let mut resolved = BTreeMap::new();
     for (k, v) in headers {
@@ -73,7 +85,7 @@ pub async fn run(
             Ok(v) => {
                 resolved.insert(k.clone(), v);
             }
-            Err(e) => return Outcome::failed(e.to_string()),
+            Err(e) => return Outcome::failed(kind_of(&e), e.to_string()),
         }
     }
     let (query, body) = match method {
@@ -92,13 +104,15 @@ pub async fn run(
         )
         .await
     {
-        Err(e) => Outcome::failed(e.to_string()),
+        Err(e) => Outcome::failed(kind_of(&e), e.to_string()),
         Ok(resp) => {
-            let status = resp["status"].as_u64().unwrap_or(0);
-            let text = resp["body"].as_str().unwrap_or("").to_string();
+            let (status, text) = (resp.status, resp.body);
             if !(200..300).contains(&status) {
                 let shown: String = text.chars().take(1024).collect();
-                return Outcome::failed(format!("the API answered {status}: {shown}"));
+                return Outcome::failed(
+                    RunFailure::Code,
+                    format!("the API answered {status}: {shown}"),
+                );
             }
             // A 2xx without a body (204, or an API that answers nothing): no output.
             if text.trim().is_empty() {
@@ -108,9 +122,12 @@ pub async fn run(
                 Ok(v) => Outcome::succeeded(v),
                 Err(e) => {
                     let shown: String = text.chars().take(1024).collect();
-                    Outcome::failed(format!(
-                        "the API answered {status} with a body that is not JSON ({e}): {shown}"
-                    ))
+                    Outcome::failed(
+                        RunFailure::Code,
+                        format!(
+                            "the API answered {status} with a body that is not JSON ({e}): {shown}"
+                        ),
+                    )
                 }
             }
         }

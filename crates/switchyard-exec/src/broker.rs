@@ -9,7 +9,26 @@ use std::time::{Duration, Instant};
 use switchyard_core::executor::RunStatus;
 use switchyard_core::ids::OrgId;
 use switchyard_core::template::{self, Segment};
+use switchyard_js::protocol::SdkAnswer;
 use switchyard_store::StoreError;
+
+/// What a remote server answered to an HTTP request made for a run.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: serde_json::Map<String, Value>,
+    /// The body as text (at most [`HTTP_BODY_CAP`] bytes).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The answer of `sdk.http`: `{status, headers, body, json}`, `json` the body parsed (or
+    /// `null`).
+    fn to_sdk(&self) -> Value {
+        let parsed = serde_json::from_str::<Value>(&self.body).unwrap_or(Value::Null);
+        json!({"status": self.status, "headers": self.headers, "body": self.body, "json": parsed})
+    }
+}
 
 /// Answers the SDK calls of one run.
 pub struct Broker<'a> {
@@ -71,7 +90,7 @@ impl Broker<'_> {
         json_body: Option<&Value>,
         text_body: Option<&str>,
         timeout: Duration,
-    ) -> Result<Value, ExecError> {
+    ) -> Result<HttpResponse, ExecError> {
         let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("`{method}` is not an HTTP method"))?;
         let mut parsed =
@@ -96,14 +115,14 @@ impl Broker<'_> {
             req = req.body(t.to_string());
         }
         let resp = req.send().await.map_err(|e| {
-            ExecError::Upstream(if e.is_timeout() {
-                "timeout: the request did not complete in time".to_string()
+            if e.is_timeout() {
+                ExecError::Timeout("timeout: the request did not complete in time".into())
             } else {
-                switchyard_egress::error_chain(&e)
-            })
+                ExecError::Upstream(switchyard_egress::error_chain(&e))
+            }
         })?;
         let status = resp.status().as_u16();
-        let resp_headers: serde_json::Map<String, Value> = resp
+        let headers: serde_json::Map<String, Value> = resp
             .headers()
             .iter()
             .filter_map(|(k, v)| {
@@ -113,20 +132,164 @@ impl Broker<'_> {
             })
             .collect();
         let bytes = read_body_capped(resp, HTTP_BODY_CAP).await?;
-        let body = String::from_utf8_lossy(&bytes).into_owned();
-        let parsed_json = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
-        Ok(json!({"status": status, "headers": resp_headers, "body": body, "json": parsed_json}))
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
     }
 
-    /// One SDK request: `{"op": …, …}` → the value to answer, or an error message.
+    /// One SDK request as the code sent it (`{"op": …, …}`) → the value to answer, or the
+    /// error the code sees. `logs` and `result` collect what `log` and `result` give.
     pub(crate) async fn handle(
         &self,
         req: &Value,
         logs: &mut Vec<String>,
         result: &mut Option<Value>,
     ) -> Result<Value, ExecError> {
-        let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
-        let need = |k: &str| s(k).ok_or_else(|| format!("`{k}` is required"));
+        match SdkRequest::parse(req)? {
+            SdkRequest::Log { message } => {
+                if logs.len() < 1000 {
+                    logs.push(message.chars().take(8192).collect());
+                }
+                Ok(Value::Null)
+            }
+            SdkRequest::Result { value } => {
+                *result = Some(value);
+                Ok(Value::Null)
+            }
+            SdkRequest::Secret { name } => self.secret(&name).await.map(Value::String),
+            SdkRequest::StorageGet { key } => self.storage_get(&key).await,
+            SdkRequest::StorageSet { key, value } => self.storage_set(&key, &value).await,
+            SdkRequest::StorageDelete { key } => self.storage_delete(&key).await,
+            SdkRequest::Http(r) => self.sdk_http(r).await,
+            SdkRequest::Call { executor, input } => self.call(&executor, input).await,
+        }
+    }
+
+    async fn storage_get(&self, key: &str) -> Result<Value, ExecError> {
+        let store = &self.runner.inner.store;
+        Ok(store.kv_get(self.org, key).await?.unwrap_or(Value::Null))
+    }
+
+    async fn storage_set(&self, key: &str, value: &Value) -> Result<Value, ExecError> {
+        if value.to_string().len() > 256 * 1024 {
+            return Err(ExecError::Invalid(
+                "a stored value is at most 256 KiB".into(),
+            ));
+        }
+        let quota = self.runner.inner.shares.limits(self.org.as_str()).kv_bytes;
+        let store = &self.runner.inner.store;
+        store.kv_set(self.org, key, value, quota).await?;
+        Ok(Value::Null)
+    }
+
+    async fn storage_delete(&self, key: &str) -> Result<Value, ExecError> {
+        let store = &self.runner.inner.store;
+        Ok(Value::Bool(store.kv_delete(self.org, key).await?))
+    }
+
+    /// `sdk.http`: the request with its headers' `{{secret.NAME}}` filled, within what is left
+    /// of the run's time (30 s at most).
+    async fn sdk_http(&self, r: HttpRequest) -> Result<Value, ExecError> {
+        let mut headers = BTreeMap::new();
+        for (k, v) in r.headers {
+            headers.insert(k, self.fill_secrets(&v).await?);
+        }
+        let timeout = self.remaining().min(Duration::from_secs(30));
+        let resp = self
+            .http(
+                &r.method,
+                &r.url,
+                &headers,
+                &r.query,
+                r.json.as_ref(),
+                r.body.as_deref(),
+                timeout,
+            )
+            .await?;
+        Ok(resp.to_sdk())
+    }
+
+    /// `sdk.call`: runs executor `name` with `input` in this run's chain (its deadline and
+    /// cancellation), within the depth limit and without cycles.
+    async fn call(&self, name: &str, input: Value) -> Result<Value, ExecError> {
+        if self.chain.len() >= MAX_CALL_DEPTH {
+            return Err(ExecError::Invalid(format!(
+                "call depth limit ({MAX_CALL_DEPTH}) reached: {} → {name}",
+                self.chain.join(" → ")
+            )));
+        }
+        if self.chain.iter().any(|c| c == name) {
+            return Err(ExecError::Invalid(format!(
+                "call cycle: {} → {name}",
+                self.chain.join(" → ")
+            )));
+        }
+        let ex = self
+            .runner
+            .inner
+            .store
+            .get_executor(self.org, name)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => format!("executor `{name}` does not exist"),
+                other => other.to_string(),
+            })?;
+        let mut chain = self.chain.clone();
+        chain.push(name.to_string());
+        let call = crate::runner::Call {
+            event_id: None,
+            hook: None,
+            chain,
+            deadline: self.deadline,
+            cancel: self.cancel.clone(),
+        };
+        let run = Box::pin(self.runner.run_in_chain(&ex, input, call))
+            .await
+            .map_err(|e| e.to_string())?;
+        match run.status {
+            RunStatus::Succeeded => Ok(run.output.unwrap_or(Value::Null)),
+            RunStatus::Failed => Err(ExecError::Upstream(format!(
+                "`{name}` failed ({}): {}",
+                run.id,
+                run.error.unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// One SDK call, parsed once from what the code sent (`{"op": "storage.get", "key": …}`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SdkRequest {
+    Log { message: String },
+    Result { value: Value },
+    Secret { name: String },
+    StorageGet { key: String },
+    StorageSet { key: String, value: Value },
+    StorageDelete { key: String },
+    Http(HttpRequest),
+    Call { executor: String, input: Value },
+}
+
+/// `sdk.http`'s request: headers may hold `{{secret.NAME}}`, filled when it is made.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HttpRequest {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    json: Option<Value>,
+    body: Option<String>,
+}
+
+impl SdkRequest {
+    /// Reads an SDK call. A member the operation needs and lacks, a storage key longer than
+    /// [`MAX_STORAGE_KEY_BYTES`] or an unknown operation is the error the code sees.
+    pub(crate) fn parse(req: &Value) -> Result<SdkRequest, ExecError> {
+        let text = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
+        let need =
+            |k: &str| text(k).ok_or_else(|| ExecError::Invalid(format!("`{k}` is required")));
         // Storage keys are names, not payloads.
         if let Some(key) = req.get("key").and_then(Value::as_str)
             && key.len() > MAX_STORAGE_KEY_BYTES
@@ -135,159 +298,65 @@ impl Broker<'_> {
                 "a storage key is at most {MAX_STORAGE_KEY_BYTES} bytes"
             )));
         }
-        match req.get("op").and_then(Value::as_str).unwrap_or("") {
-            "log" => {
-                if logs.len() < 1000 {
-                    logs.push(
-                        s("message")
-                            .unwrap_or_default()
-                            .chars()
-                            .take(8192)
-                            .collect(),
-                    );
-                }
-                Ok(Value::Null)
+        let value = |k: &str| req.get(k).cloned().unwrap_or(Value::Null);
+        // Header and query values as text: a string as it is, anything else as its JSON.
+        let pairs = |k: &str| -> Vec<(String, String)> {
+            match req.get(k) {
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        (k.clone(), text)
+                    })
+                    .collect(),
+                _ => Vec::new(),
             }
-            "result" => {
-                *result = Some(req.get("value").cloned().unwrap_or(Value::Null));
-                Ok(Value::Null)
+        };
+        Ok(match req.get("op").and_then(Value::as_str).unwrap_or("") {
+            "log" => SdkRequest::Log {
+                message: text("message").unwrap_or_default(),
+            },
+            "result" => SdkRequest::Result {
+                value: value("value"),
+            },
+            "secret" => SdkRequest::Secret {
+                name: need("name")?,
+            },
+            "storage.get" => SdkRequest::StorageGet { key: need("key")? },
+            "storage.set" => SdkRequest::StorageSet {
+                key: need("key")?,
+                value: value("value"),
+            },
+            "storage.delete" => SdkRequest::StorageDelete { key: need("key")? },
+            "http" => SdkRequest::Http(HttpRequest {
+                method: need("method")?,
+                url: need("url")?,
+                headers: pairs("headers"),
+                query: pairs("query"),
+                json: req.get("json").filter(|v| !v.is_null()).cloned(),
+                body: text("body"),
+            }),
+            "call" => SdkRequest::Call {
+                executor: need("executor")?,
+                input: value("input"),
+            },
+            other => {
+                return Err(ExecError::Invalid(format!(
+                    "unknown SDK operation `{other}`"
+                )));
             }
-            "secret" => self.secret(&need("name")?).await.map(Value::String),
-            "storage.get" => self
-                .runner
-                .inner
-                .store
-                .kv_get(self.org, &need("key")?)
-                .await
-                .map(|v| v.unwrap_or(Value::Null))
-                .map_err(ExecError::from),
-            "storage.set" => {
-                let key = need("key")?;
-                let value = req.get("value").cloned().unwrap_or(Value::Null);
-                if value.to_string().len() > 256 * 1024 {
-                    return Err(ExecError::Invalid(
-                        "a stored value is at most 256 KiB".into(),
-                    ));
-                }
-                let quota = self.runner.inner.shares.limits(self.org.as_str()).kv_bytes;
-                self.runner
-                    .inner
-                    .store
-                    .kv_set(self.org, &key, &value, quota)
-                    .await
-                    .map(|_| Value::Null)
-                    .map_err(ExecError::from)
-            }
-            "storage.delete" => self
-                .runner
-                .inner
-                .store
-                .kv_delete(self.org, &need("key")?)
-                .await
-                .map(Value::Bool)
-                .map_err(ExecError::from),
-            "http" => {
-                let mut headers = BTreeMap::new();
-                if let Some(Value::Object(h)) = req.get("headers") {
-                    for (k, v) in h {
-                        let text = v
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string());
-                        headers.insert(k.clone(), self.fill_secrets(&text).await?);
-                    }
-                }
-                let query: Vec<(String, String)> = match req.get("query") {
-                    Some(Value::Object(q)) => q
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| v.to_string()),
-                            )
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let json_body = req.get("json").filter(|v| !v.is_null());
-                let text_body = req.get("body").and_then(Value::as_str);
-                let timeout = self.remaining().min(Duration::from_secs(30));
-                self.http(
-                    &need("method")?,
-                    &need("url")?,
-                    &headers,
-                    &query,
-                    json_body,
-                    text_body,
-                    timeout,
-                )
-                .await
-            }
-            "call" => {
-                let name = need("executor")?;
-                if self.chain.len() >= MAX_CALL_DEPTH {
-                    return Err(ExecError::Invalid(format!(
-                        "call depth limit ({MAX_CALL_DEPTH}) reached: {} → {name}",
-                        self.chain.join(" → ")
-                    )));
-                }
-                if self.chain.contains(&name) {
-                    return Err(ExecError::Invalid(format!(
-                        "call cycle: {} → {name}",
-                        self.chain.join(" → ")
-                    )));
-                }
-                let ex = self
-                    .runner
-                    .inner
-                    .store
-                    .get_executor(self.org, &name)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound(_) => format!("executor `{name}` does not exist"),
-                        other => other.to_string(),
-                    })?;
-                let mut chain = self.chain.clone();
-                chain.push(name.clone());
-                let input = req.get("input").cloned().unwrap_or(Value::Null);
-                let call = crate::runner::Call {
-                    event_id: None,
-                    hook: None,
-                    chain,
-                    deadline: self.deadline,
-                    cancel: self.cancel.clone(),
-                };
-                let run = Box::pin(self.runner.run_in_chain(&ex, input, call))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match run.status {
-                    RunStatus::Succeeded => Ok(run.output.unwrap_or(Value::Null)),
-                    RunStatus::Failed => Err(ExecError::Upstream(format!(
-                        "`{name}` failed ({}): {}",
-                        run.id,
-                        run.error.unwrap_or_default()
-                    ))),
-                }
-            }
-            other => Err(ExecError::Invalid(format!(
-                "unknown SDK operation `{other}`"
-            ))),
-        }
+        })
     }
 }
 
 /// One SDK answer as the wire carries it: `{"ok": true, "value"}` or `{"ok": false, "error"}`
 /// and a newline (the same for a child's socket and a JavaScript worker's stdin).
 pub(crate) fn sdk_answer(answer: Result<Value, ExecError>) -> Vec<u8> {
-    let msg = match answer {
-        Ok(v) => json!({"ok": true, "value": v}),
-        Err(e) => json!({"ok": false, "error": e.to_string()}),
-    };
-    let mut bytes = msg.to_string().into_bytes();
-    bytes.push(b'\n');
-    bytes
+    match answer {
+        Ok(v) => SdkAnswer::value(v),
+        Err(e) => SdkAnswer::error(e.to_string()),
+    }
+    .line()
 }
 
 /// Reads a response body up to `cap` bytes, chunk by chunk; a longer body is an error (the rest
@@ -313,7 +382,7 @@ async fn read_body_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec
             }
             Ok(None) => return Ok(out),
             Err(e) if e.is_timeout() => {
-                return Err(ExecError::Upstream(
+                return Err(ExecError::Timeout(
                     "timeout: the response did not complete in time".into(),
                 ));
             }

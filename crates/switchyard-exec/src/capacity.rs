@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use switchyard_fair::{FairPermit, FairPool, Limit, Refused, Shares};
 
 /// Why a run did not start: the message stored as its error starts with this.
-pub const NO_ROOM: &str = "no room:";
+pub(crate) const NO_ROOM: &str = "no room:";
 
 /// The shared capacities of runs.
 pub struct Capacity {

@@ -17,6 +17,9 @@ pub enum ExecError {
     /// A remote server or the network failed, or answered too much.
     #[error("{0}")]
     Upstream(String),
+    /// A remote server did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
     /// The language cannot run on this instance.
     #[error("{0}")]
     Unavailable(String),

@@ -16,13 +16,14 @@ use crate::process::kill_group;
 use crate::sandbox::{
     Confine, Isolation, JS_UID_BASE, JS_WORKER_SLOTS, Limits, RunGroup, UidSlot, UidSlots,
 };
-use crate::{Broker, Outcome, sdk_answer};
-use serde_json::{Value, json};
+use crate::{Broker, Failed, Outcome, RunFailure, sdk_answer};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::executor::MAX_MEMORY_MB;
+use switchyard_js::protocol::{self, FromWorker, Job};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -148,13 +149,21 @@ impl JsPool {
         }
     }
 
-    async fn spawn(&self, wait: Duration) -> Result<Worker, String> {
+    async fn spawn(&self, wait: Duration) -> Result<Worker, Failed> {
         let slot = self.slots.take(wait).await.ok_or_else(|| {
-            format!(
-                "timeout: no JavaScript worker slot became free within {} ms (too many runs at once)",
-                crate::whole_ms(wait)
+            (
+                RunFailure::NoRoom,
+                format!(
+                    "no room: no JavaScript worker slot became free within {} ms (too many runs at once)",
+                    crate::whole_ms(wait)
+                ),
             )
         })?;
+        self.start(slot).await.map_err(|e| (RunFailure::Crashed, e))
+    }
+
+    /// Starts a worker in `slot`.
+    async fn start(&self, slot: UidSlot) -> Result<Worker, String> {
         let stage = tempfile::Builder::new()
             .prefix("switchyard-js-")
             .tempdir()
@@ -222,7 +231,7 @@ impl JsPool {
         })
     }
 
-    async fn take(&self, wait: Duration) -> Result<Worker, String> {
+    async fn take(&self, wait: Duration) -> Result<Worker, Failed> {
         if let Some(w) = self.idle.lock().ok().and_then(|mut i| i.pop()) {
             return Ok(w);
         }
@@ -259,11 +268,11 @@ impl JsPool {
             .await
         {
             Ok(room) => room,
-            Err(e) => return Outcome::failed(e),
+            Err(e) => return Outcome::failed(RunFailure::NoRoom, e),
         };
         let mut worker = match self.take(timeout.saturating_sub(started.elapsed())).await {
             Ok(w) => w,
-            Err(e) => return Outcome::failed(e),
+            Err((kind, e)) => return Outcome::failed(kind, e),
         };
         // This job's memory: a worker that cannot be brought under it (its heap has not shrunk
         // since a bigger job) is replaced by a fresh one.
@@ -272,13 +281,16 @@ impl JsPool {
             worker.kill();
             worker = match self.spawn(timeout.saturating_sub(started.elapsed())).await {
                 Ok(w) => w,
-                Err(e) => return Outcome::failed(e),
+                Err((kind, e)) => return Outcome::failed(kind, e),
             };
             if let Some(g) = &worker.group {
                 let limit = u64::from(kernel_mb) << 20;
                 if let Err(e) = g.limit_when_free(limit, u64::from(WORKER_PROCESSES)).await {
                     worker.kill();
-                    return Outcome::failed(format!("cannot set the worker's limits: {e}"));
+                    return Outcome::failed(
+                        RunFailure::Crashed,
+                        format!("cannot set the worker's limits: {e}"),
+                    );
                 }
                 worker.limit_mb = kernel_mb;
             }
@@ -287,19 +299,27 @@ impl JsPool {
         let timeout = timeout.saturating_sub(started.elapsed());
         // Each run has the whole budget: a reused worker starts counting afresh.
         worker.stdout.reset_budget();
-        let job = json!({"source": source, "input": input, "memory_mb": memory_mb, "timeout_ms": crate::whole_ms(timeout) as u64, "check": check});
-        let mut line = job.to_string();
-        line.push('\n');
-        if worker.stdin.write_all(line.as_bytes()).await.is_err() {
+        let job = Job {
+            source: source.to_string(),
+            input: input.clone(),
+            memory_mb: u64::from(memory_mb),
+            timeout_ms: crate::whole_ms(timeout) as u64,
+            check,
+        };
+        let line = protocol::line(&job);
+        if worker.stdin.write_all(&line).await.is_err() {
             // A pooled worker that died while idle: try once with a fresh one.
             worker.kill();
             worker = match self.spawn(timeout).await {
                 Ok(w) => w,
-                Err(e) => return Outcome::failed(e),
+                Err((kind, e)) => return Outcome::failed(kind, e),
             };
-            if worker.stdin.write_all(line.as_bytes()).await.is_err() {
+            if worker.stdin.write_all(&line).await.is_err() {
                 worker.kill();
-                return Outcome::failed("the JavaScript worker did not accept the job".into());
+                return Outcome::failed(
+                    RunFailure::Crashed,
+                    "the JavaScript worker did not accept the job",
+                );
             }
         }
         let mut logs = Vec::new();
@@ -311,30 +331,31 @@ impl JsPool {
                 l = worker.stdout.next() => l,
                 _ = broker.cancel.cancelled() => {
                     worker.kill();
-                    let mut o = Outcome::failed(crate::runner::CANCELLED.into());
+                    let mut o = Outcome::failed(RunFailure::Cancelled, crate::runner::CANCELLED);
                     o.logs = logs;
                     return o;
                 }
                 _ = &mut deadline => {
                     worker.kill();
-                    let mut o = Outcome::failed(format!("timeout: the code ran longer than {} ms and its worker was killed", crate::whole_ms(timeout)));
+                    let mut o = Outcome::failed(RunFailure::Timeout, format!("timeout: the code ran longer than {} ms and its worker was killed", crate::whole_ms(timeout)));
                     o.logs = logs;
                     return o;
                 }
             };
-            let msg: Value = match next {
+            let msg: FromWorker = match next {
                 Ok(l) => match serde_json::from_str(&l) {
                     Ok(v) => v,
                     Err(_) => {
                         worker.kill();
                         return Outcome::failed(
-                            "the JavaScript worker sent garbage and was replaced".into(),
+                            RunFailure::Crashed,
+                            "the JavaScript worker sent garbage and was replaced",
                         );
                     }
                 },
                 Err(ChannelEnd::Limit(why)) => {
                     worker.kill();
-                    let mut o = Outcome::failed(why);
+                    let mut o = Outcome::failed(RunFailure::OutputLimit, why);
                     o.logs = logs;
                     return o;
                 }
@@ -343,58 +364,67 @@ impl JsPool {
                         .group
                         .as_ref()
                         .is_some_and(|g| g.oom_kills() > ooms_before);
-                    let why = if oom {
-                        format!(
-                            "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB \
+                    let (kind, why) = if oom {
+                        (
+                            RunFailure::Memory,
+                            format!(
+                                "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB \
                              for the code (`memory_mb`), {} MB for the engine) and the kernel stopped it",
-                            self.overhead_mb
+                                self.overhead_mb
+                            ),
                         )
                     } else {
-                        worker.ended().await
+                        (RunFailure::Crashed, worker.ended().await)
                     };
                     worker.kill();
-                    let mut o = Outcome::failed(why);
+                    let mut o = Outcome::failed(kind, why);
                     o.logs = logs;
                     return o;
                 }
             };
-            match msg["type"].as_str() {
-                Some("sdk") => {
-                    let answer = broker
-                        .handle(&msg["req"], &mut logs, &mut unused_result)
-                        .await;
+            match msg {
+                FromWorker::Sdk { req } => {
+                    let answer = broker.handle(&req, &mut logs, &mut unused_result).await;
                     if worker.stdin.write_all(&sdk_answer(answer)).await.is_err() {
                         worker.kill();
                         return Outcome::failed(
-                            "the JavaScript worker died during an SDK call".into(),
+                            RunFailure::Crashed,
+                            "the JavaScript worker died during an SDK call",
                         );
                     }
                 }
-                Some("done") => {
-                    let error = msg["error"].as_str().map(str::to_string);
-                    if msg["oom"] == json!(true) {
+                FromWorker::Done {
+                    output,
+                    error,
+                    failure,
+                } => {
+                    if failure == Some(protocol::Failure::Memory) {
                         // The engine may be unsound after an out-of-memory: never reuse it.
                         worker.kill();
                     } else {
                         self.give_back(worker);
                     }
+                    let failure = error.map(|e| {
+                        let kind = match failure {
+                            Some(protocol::Failure::Timeout) => RunFailure::Timeout,
+                            Some(protocol::Failure::Memory) => RunFailure::Memory,
+                            Some(protocol::Failure::OutputLimit) => RunFailure::OutputLimit,
+                            Some(protocol::Failure::Crashed) => RunFailure::Crashed,
+                            Some(protocol::Failure::Code) | None => RunFailure::Code,
+                        };
+                        (kind, e)
+                    });
                     return Outcome {
-                        output: if error.is_none() {
-                            Some(msg["output"].clone())
+                        output: if failure.is_none() {
+                            Some(output.unwrap_or(Value::Null))
                         } else {
                             None
                         },
-                        error,
+                        failure,
                         logs,
                         stderr: String::new(),
                         exit: None,
                     };
-                }
-                _ => {
-                    worker.kill();
-                    return Outcome::failed(
-                        "the JavaScript worker sent an unknown message and was replaced".into(),
-                    );
                 }
             }
         }

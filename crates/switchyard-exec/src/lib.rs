@@ -32,6 +32,7 @@ pub use error::ExecError;
 pub use runner::{Runner, RunnerLimits};
 
 use serde_json::Value;
+pub use switchyard_core::executor::RunFailure;
 
 /// Deepest chain of executors calling executors.
 pub const MAX_CALL_DEPTH: usize = 5;
@@ -49,21 +50,35 @@ pub(crate) fn whole_ms(d: std::time::Duration) -> u128 {
     d.as_micros().div_ceil(1000)
 }
 
+/// Why something of a run failed: the kind, and the words for the trace.
+pub type Failed = (RunFailure, String);
+
 /// What a run produced, before it becomes a [`Run`].
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub output: Option<Value>,
-    pub error: Option<String>,
+    /// Why it failed (`None`: it succeeded).
+    pub failure: Option<Failed>,
     pub logs: Vec<String>,
     pub stderr: String,
     pub exit: Option<i32>,
 }
 
 impl Outcome {
-    pub fn failed(error: String) -> Outcome {
+    pub fn failed(kind: RunFailure, error: impl Into<String>) -> Outcome {
         Outcome {
-            error: Some(error),
+            failure: Some((kind, error.into())),
             ..Default::default()
+        }
+    }
+    /// Marks the run failed (its logs and output so far are kept).
+    pub fn fail(&mut self, kind: RunFailure, error: impl Into<String>) {
+        self.failure = Some((kind, error.into()));
+    }
+    /// Marks the run failed with the first reason found: one already given stays.
+    pub fn fail_first(&mut self, kind: RunFailure, error: impl FnOnce() -> String) {
+        if self.failure.is_none() {
+            self.failure = Some((kind, error()));
         }
     }
     pub fn succeeded(output: Value) -> Outcome {

@@ -4,7 +4,7 @@
 use crate::capacity::Capacity;
 use crate::channel::{Channel, ChannelEnd};
 use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, give_to};
-use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, sdk_answer};
+use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, RunFailure, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
 use std::os::fd::OwnedFd;
@@ -204,14 +204,14 @@ pub async fn run(
         check,
     } = spec;
     let Some(rt) = runtime(language, memory_mb, check) else {
-        return Outcome::failed(format!(
-            "{} code does not run as a child process",
-            language.as_str()
-        ));
+        return Outcome::failed(
+            RunFailure::Crashed,
+            format!("{} code does not run as a child process", language.as_str()),
+        );
     };
     let program = match interpreter_path(language) {
         Ok(p) => p,
-        Err(e) => return Outcome::failed(e),
+        Err(e) => return Outcome::failed(RunFailure::Crashed, e),
     };
     let started = std::time::Instant::now();
     // Room for the run: a run slot (with its own uid, so its process limit is not shared with
@@ -223,7 +223,7 @@ pub async fn run(
         .await
     {
         Ok(room) => room,
-        Err(e) => return Outcome::failed(e),
+        Err(e) => return Outcome::failed(RunFailure::NoRoom, e),
     };
     let slot = &room.slot;
     let timeout = timeout.saturating_sub(started.elapsed());
@@ -231,7 +231,12 @@ pub async fn run(
     // the run's private tmpfs and the child never sees this path.
     let stage = match tempfile::Builder::new().prefix("switchyard-run-").tempdir() {
         Ok(d) => d,
-        Err(e) => return Outcome::failed(format!("cannot create the run directory: {e}")),
+        Err(e) => {
+            return Outcome::failed(
+                RunFailure::Crashed,
+                format!("cannot create the run directory: {e}"),
+            );
+        }
     };
     let main_source = if language == Language::Php && !source.trim_start().starts_with("<?php") {
         format!("<?php\n{source}")
@@ -241,7 +246,10 @@ pub async fn run(
     let input_json = input.to_string();
     let owner = (isolation.unprivileged_user && !isolation.private_tmp()).then_some(slot.uid);
     if let Err(e) = write_run_dir(stage.path(), &rt, &main_source, &input_json, owner) {
-        return Outcome::failed(format!("cannot prepare the run directory: {e}"));
+        return Outcome::failed(
+            RunFailure::Crashed,
+            format!("cannot prepare the run directory: {e}"),
+        );
     }
     let work = isolation.work_dir(stage.path());
     // The SDK channel: one end of a socket pair, inherited as descriptor 3. It has no name, so
@@ -251,7 +259,12 @@ pub async fn run(
         .and_then(|(h, c)| tokio::net::UnixStream::from_std(h).map(|h| (h, c)))
     {
         Ok(pair) => pair,
-        Err(e) => return Outcome::failed(format!("cannot open the SDK channel: {e}")),
+        Err(e) => {
+            return Outcome::failed(
+                RunFailure::Crashed,
+                format!("cannot open the SDK channel: {e}"),
+            );
+        }
     };
     let limits = Limits {
         // V8 reserves far more address space than it uses; its heap limit and the cgroup bound
@@ -271,7 +284,12 @@ pub async fn run(
         .transpose()
     {
         Ok(g) => g,
-        Err(e) => return Outcome::failed(format!("cannot prepare the run's cgroup: {e}")),
+        Err(e) => {
+            return Outcome::failed(
+                RunFailure::Crashed,
+                format!("cannot prepare the run's cgroup: {e}"),
+            );
+        }
     };
     // (The slot's last run was emptied out when it ended; a process still exiting is waited for.)
     if let Some(g) = &group
@@ -279,7 +297,10 @@ pub async fn run(
             .limit_when_free(u64::from(kernel_mb) << 20, u64::from(limits.processes))
             .await
     {
-        return Outcome::failed(format!("cannot set the run's limits: {e}"));
+        return Outcome::failed(
+            RunFailure::Crashed,
+            format!("cannot set the run's limits: {e}"),
+        );
     }
     let ooms_before = group.as_ref().map_or(0, |g| g.oom_kills());
     let confine = Confine {
@@ -311,20 +332,28 @@ pub async fn run(
         parent_fd: OwnedFd::from(child_end),
         child_fd: SDK_FD,
     }]) {
-        return Outcome::failed(format!("cannot pass the SDK channel: {e}"));
+        return Outcome::failed(
+            RunFailure::Crashed,
+            format!("cannot pass the SDK channel: {e}"),
+        );
     }
     let spawned = cmd.spawn();
     // The command holds the child's end of the channel: close ours so the hub sees the end.
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => return Outcome::failed(format!("cannot start {}: {e}", rt.program)),
+        Err(e) => {
+            return Outcome::failed(
+                RunFailure::Crashed,
+                format!("cannot start {}: {e}", rt.program),
+            );
+        }
     };
     let pgid = child.id();
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Outcome::failed("the child's pipes are missing".into());
+        return Outcome::failed(RunFailure::Crashed, "the child's pipes are missing");
     };
     let feed = async move {
         let _ = stdin.write_all(input_json.as_bytes()).await;
@@ -389,13 +418,13 @@ pub async fn run(
     };
     let mut outcome = Outcome {
         output: None,
-        error: None,
+        failure: None,
         logs,
         stderr: stderr_text.clone(),
         exit,
     };
     if oom_killed {
-        outcome.error = Some(format!(
+        outcome.fail(RunFailure::Memory, format!(
             "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB for the code \
              (`memory_mb`), {tmp_mb} MB of temporary files, {} MB for the interpreter) and the kernel stopped it",
             interpreter_mb(language)
@@ -404,31 +433,39 @@ pub async fn run(
     }
     match ended {
         Ended::TimedOut => {
-            outcome.error = Some(format!(
-                "timeout: the code ran longer than {} ms and was killed",
-                crate::whole_ms(timeout)
-            ));
+            outcome.fail(
+                RunFailure::Timeout,
+                format!(
+                    "timeout: the code ran longer than {} ms and was killed",
+                    crate::whole_ms(timeout)
+                ),
+            );
             return outcome;
         }
         Ended::Limit(why) => {
-            outcome.error = Some(why);
+            outcome.fail(RunFailure::OutputLimit, why);
             return outcome;
         }
         Ended::Cancelled => {
-            outcome.error = Some(crate::runner::CANCELLED.into());
+            outcome.fail(RunFailure::Cancelled, crate::runner::CANCELLED);
             return outcome;
         }
         Ended::Exited(_) => {}
     }
     if check {
         if exit != Some(0) {
-            outcome.error = Some(compile_error(&stderr_text, &stdout_text, exit));
+            outcome.fail(
+                RunFailure::Code,
+                compile_error(&stderr_text, &stdout_text, exit),
+            );
         }
         return outcome;
     }
     if stdout_over || stderr_over {
-        outcome.error =
-            Some("output limit: the code printed more than 1 MiB and was killed".into());
+        outcome.fail(
+            RunFailure::OutputLimit,
+            "output limit: the code printed more than 1 MiB and was killed",
+        );
         return outcome;
     }
     match exit {
@@ -446,22 +483,33 @@ pub async fn run(
                 .or(lines.last())
                 .map(|l| l.trim())
                 .unwrap_or("");
-            let reason = if last.contains("MemoryError")
+            let (kind, reason) = if last.contains("MemoryError")
                 || last.contains("Allowed memory size")
                 || last.contains("heap out of memory")
             {
-                format!("memory limit: the code needed more than {memory_mb} MB ({last})")
+                (
+                    RunFailure::Memory,
+                    format!("memory limit: the code needed more than {memory_mb} MB ({last})"),
+                )
             } else if last.is_empty() {
-                format!("the code exited with status {code}")
+                (
+                    RunFailure::Code,
+                    format!("the code exited with status {code}"),
+                )
             } else {
-                format!("the code exited with status {code}: {last}")
+                (
+                    RunFailure::Code,
+                    format!("the code exited with status {code}: {last}"),
+                )
             };
-            outcome.error = Some(reason);
+            outcome.fail(kind, reason);
             return outcome;
         }
         None => {
-            outcome.error =
-                Some("the code was killed by a signal (CPU, memory or process limit)".into());
+            outcome.fail(
+                RunFailure::Crashed,
+                "the code was killed by a signal (CPU, memory or process limit)",
+            );
             return outcome;
         }
     }
@@ -475,9 +523,9 @@ pub async fn run(
             match serde_json::from_str::<Value>(stdout_text.trim()) {
                 Ok(v) => outcome.output = Some(v),
                 Err(_) if stdout_text.trim().is_empty() => {
-                    outcome.error = Some("the code printed no output (print one JSON value, or define main(input, sdk))".into());
+                    outcome.fail(RunFailure::Code, "the code printed no output (print one JSON value, or define main(input, sdk))");
                 }
-                Err(e) => outcome.error = Some(format!("the output is not JSON: {e}")),
+                Err(e) => outcome.fail(RunFailure::Code, format!("the output is not JSON: {e}")),
             }
         }
     }

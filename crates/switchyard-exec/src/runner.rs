@@ -188,8 +188,9 @@ impl Runner {
     }
 
     /// Compiles the code of `spec` (of organization `org`) in the sandbox without running it:
-    /// `Err` is the interpreter's message, naming the line. API calls need no check.
-    pub async fn check_code(&self, org: &OrgId, spec: &ExecutorSpec) -> Result<(), String> {
+    /// `Err` is the interpreter's message, naming the line (kind [`RunFailure::Code`]), or why
+    /// the check could not run (no room for it, say). API calls need no check.
+    pub async fn check_code(&self, org: &OrgId, spec: &ExecutorSpec) -> Result<(), Failed> {
         let ExecutorSpec::Code {
             language, source, ..
         } = spec
@@ -233,9 +234,9 @@ impl Runner {
                 process::run(&inner.isolation, &inner.capacity, spec, &broker).await
             }
         };
-        match outcome.error {
+        match outcome.failure {
             None => Ok(()),
-            Some(e) => Err(e),
+            Some(f) => Err(f),
         }
     }
 
@@ -266,12 +267,12 @@ impl Runner {
                 ..
             } => tokio::select! {
                 o = api_call::run(&broker, method, url, headers, &input, timeout) => o,
-                _ = call.cancel.cancelled() => Outcome::failed(CANCELLED.into()),
+                _ = call.cancel.cancelled() => Outcome::failed(RunFailure::Cancelled, CANCELLED),
             },
             ExecutorSpec::Code { language, .. }
                 if let Err(e) = self.language_available(*language) =>
             {
-                Outcome::failed(e.to_string())
+                Outcome::failed(RunFailure::Crashed, e.to_string())
             }
             ExecutorSpec::Code {
                 language: Language::Javascript,
@@ -287,7 +288,8 @@ impl Runner {
                     .await
                 }
                 None => Outcome::failed(
-                    "JavaScript is not available on this instance (no worker program)".into(),
+                    RunFailure::Crashed,
+                    "JavaScript is not available on this instance (no worker program)",
                 ),
             },
             ExecutorSpec::Code {
@@ -311,24 +313,26 @@ impl Runner {
             }
         };
         let outcome = cap_outcome(outcome);
+        let (failure, error) = outcome.failure.unzip();
         let mut run = Run {
             id: switchyard_core::ids::RunId::generate(),
             org_id: ex.org_id.clone(),
             executor: ex.name.clone(),
             version: ex.version,
             event_id: call.event_id.cloned(),
-            status: if outcome.error.is_none() {
+            status: if failure.is_none() {
                 RunStatus::Succeeded
             } else {
                 RunStatus::Failed
             },
             input,
-            output: if outcome.error.is_none() {
+            output: if failure.is_none() {
                 outcome.output
             } else {
                 None
             },
-            error: outcome.error,
+            error,
+            failure,
             logs: outcome.logs,
             stderr: outcome.stderr,
             exit: outcome.exit,
@@ -355,7 +359,7 @@ fn cap_outcome(mut outcome: Outcome) -> Outcome {
         .count();
     if fit < outcome.logs.len() {
         outcome.logs.truncate(fit);
-        outcome.error.get_or_insert_with(|| {
+        outcome.fail_first(RunFailure::OutputLimit, || {
             format!(
                 "output too large: the logs are longer than {} MiB",
                 OUTPUT_CAP >> 20
@@ -365,7 +369,7 @@ fn cap_outcome(mut outcome: Outcome) -> Outcome {
     let out_len = outcome.output.as_ref().map_or(0, |v| v.to_string().len());
     if out_len > OUTPUT_CAP {
         outcome.output = None;
-        outcome.error.get_or_insert_with(|| {
+        outcome.fail_first(RunFailure::OutputLimit, || {
             format!(
                 "output too large: the output is {out_len} bytes as JSON, more than {} MiB",
                 OUTPUT_CAP >> 20

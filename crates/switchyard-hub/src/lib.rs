@@ -10,6 +10,7 @@
 
 mod access;
 mod catalog;
+mod executors;
 mod notices;
 mod publish;
 mod rates;
@@ -20,6 +21,7 @@ mod schemas;
 mod sync_hooks;
 mod system;
 
+pub use executors::{ExecutorDefinition, SandboxReport};
 pub use retention::{RetentionPass, RetentionSettings};
 pub use schedules::ScheduleSettings;
 pub use schemas::EventRefusal;
@@ -39,7 +41,6 @@ use switchyard_core::limits::{Limits, OrgLimits};
 use switchyard_delivery::Engine;
 use switchyard_egress::Clients;
 use switchyard_exec::Runner;
-pub use switchyard_exec::capacity::NO_ROOM;
 use switchyard_exec::sandbox::Isolation;
 pub use switchyard_exec::{ExecError, RunnerLimits};
 use switchyard_fair::Shares;
@@ -120,6 +121,14 @@ pub enum HubError {
     /// A task of the hub's failed (it panicked, or the runtime is shutting down).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A definition breaks a rule (the message names the field and the rule); nothing was
+    /// stored.
+    #[error(transparent)]
+    Invalid(#[from] switchyard_core::CoreError),
+    /// The organization's share (or the hub) had no room for the work now; the caller may
+    /// retry in a few seconds.
+    #[error("{0}")]
+    NoRoom(String),
     /// Event `index` (0 for a single one) of a publish was refused; nothing was stored.
     #[error("{message}")]
     EventRefused {
@@ -274,10 +283,6 @@ impl Hub {
     /// What a front may read of the store; it writes through the hub.
     pub fn reads(&self) -> Reads {
         Reads(self.inner.store.clone())
-    }
-
-    pub fn runner(&self) -> &Runner {
-        &self.inner.runner
     }
 
     /// The guarded HTTP clients (their URL check is the API's too).

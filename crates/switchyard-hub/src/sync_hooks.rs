@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::SyncHook;
-use switchyard_core::executor::{Executor, RunStatus};
+use switchyard_core::executor::{Executor, RunFailure, RunStatus};
 use switchyard_core::ids::{OrgId, RunId};
 use switchyard_core::schema::{Schema, SchemaViolation};
 use switchyard_core::sync_hook::canonical_json;
@@ -456,21 +456,19 @@ impl Hub {
             }
             RunStatus::Failed => {
                 let reason = run.error.unwrap_or_else(|| "the run failed".into());
-                if reason.starts_with(switchyard_exec::capacity::NO_ROOM) {
-                    Err(CallError::Busy {
+                match run.failure {
+                    Some(RunFailure::NoRoom) => Err(CallError::Busy {
                         run_id: Some(run.id),
                         reason,
-                    })
-                } else if reason.starts_with("timeout:") {
-                    Err(CallError::Timeout {
+                    }),
+                    Some(RunFailure::Timeout) => Err(CallError::Timeout {
                         run_id: run.id,
                         reason,
-                    })
-                } else {
-                    Err(CallError::Failed {
+                    }),
+                    _ => Err(CallError::Failed {
                         run_id: run.id,
                         reason,
-                    })
+                    }),
                 }
             }
         }

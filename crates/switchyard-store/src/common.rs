@@ -26,7 +26,7 @@ pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, at, status_code, duratio
 pub(crate) const EXECUTOR_COLS: &str =
     "org_id, name, version, description, spec, parameters, retries, created_at";
 
-pub(crate) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at, hook";
+pub(crate) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at, hook, failure";
 
 pub(crate) const SYNC_HOOK_COLS: &str = "org_id, name, description, executor, timeout_ms, cache_ttl_s, \
      input_schema, output_schema, created_at, updated_at";

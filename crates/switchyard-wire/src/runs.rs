@@ -29,6 +29,13 @@ pub struct RunOut {
     #[schema(value_type = Object)]
     pub output: Option<Value>,
     pub error: Option<String>,
+    /// For a failed run, what kind of failure it was: `code` (it threw, exited non-zero, did
+    /// not compile or gave what is not JSON; for an API call, the API answered an error),
+    /// `timeout`, `memory`, `output_limit`, `cancelled` (its caller went away), `no_room` (the
+    /// organization's share had no room in time) or `crashed` (it could not run, or its
+    /// process died). Absent for runs stored before kinds were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub logs: Vec<String>,
     pub stderr: String,
     pub exit: Option<i32>,
@@ -51,6 +58,7 @@ impl From<&Run> for RunOut {
             input: r.input.clone(),
             output: r.output.clone(),
             error: r.error.clone(),
+            failure: r.failure.map(|f| f.as_str().to_string()),
             logs: r.logs.clone(),
             stderr: r.stderr.clone(),
             exit: r.exit,

@@ -77,8 +77,8 @@ fn delivery() -> Value {
 fn run() -> Value {
     json!({
         "id": "run_1", "executor": "enrich", "version": 3, "event_id": "evt_1", "hook": null,
-        "status": "succeeded", "input": data(), "output": {"n": 2}, "error": null,
-        "logs": ["hello"], "stderr": "", "exit": 0, "duration_ms": 3.25,
+        "status": "succeeded", "input": data(), "output": {"n": 2}, "error": "e",
+        "failure": "timeout", "logs": ["hello"], "stderr": "", "exit": 0, "duration_ms": 3.25,
         "at": "2026-12-07T10:00:02.000Z"
     })
 }
@@ -267,5 +267,7 @@ fn requests_the_cli_sends() {
     round_trips::<RunIn>(json!({"input": data()}));
     round_trips::<OrgIn>(json!({"id": "acme", "name": "Acme", "retention_s": 86400}));
     round_trips::<SecretIn>(json!({"value": "hunter2"}));
-    round_trips::<ReplayIn>(json!({"since": "2026-12-07T10:00:00Z", "until": "2026-12-07T11:00:00Z"}));
+    round_trips::<ReplayIn>(
+        json!({"since": "2026-12-07T10:00:00Z", "until": "2026-12-07T11:00:00Z"}),
+    );
 }

@@ -408,6 +408,13 @@ pub(super) fn run_from_row(r: &Row) -> Result<Run> {
         duration_ms: get(r, 12)?,
         at: get(r, 13)?,
         hook: get(r, 14)?,
+        failure: match get::<Option<&str>>(r, 15)? {
+            None => None,
+            Some(f) => Some(
+                switchyard_core::executor::RunFailure::parse(f)
+                    .ok_or_else(|| corrupt(r, 15, "run failure", f))?,
+            ),
+        },
     })
 }
 

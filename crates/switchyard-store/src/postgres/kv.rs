@@ -97,7 +97,7 @@ impl RunLog for PgStore {
             .exec(
                 &format!(
                     "INSERT INTO runs ({RUN_COLS})
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
                 ),
                 &[
                     &run.id,
@@ -115,6 +115,8 @@ impl RunLog for PgStore {
                     &run.duration_ms,
                     &run.at,
                     &run.hook,
+                    &run.failure
+                        .map(switchyard_core::executor::RunFailure::as_str),
                 ],
             )
             .await?;

@@ -243,6 +243,13 @@ pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         duration_ms: r.get(12)?,
         at: r.get(13)?,
         hook: r.get(14)?,
+        failure: match r.get::<_, Option<String>>(15)? {
+            None => None,
+            Some(f) => Some(
+                switchyard_core::executor::RunFailure::parse(&f)
+                    .ok_or_else(|| corrupt(15, "run failure", &f))?,
+            ),
+        },
     })
 }
 

@@ -9,7 +9,7 @@ impl RunLog for SqliteStore {
         self.write(move |ctx| {
             ctx.conn
                 .prepare_cached(&format!(
-                    "INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+                    "INSERT INTO runs ({RUN_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
                 ))?
                 .execute(params![
                     run.id,
@@ -27,6 +27,7 @@ impl RunLog for SqliteStore {
                     run.duration_ms,
                     run.at,
                     run.hook,
+                    run.failure.map(switchyard_core::executor::RunFailure::as_str),
                 ])?;
             Ok(())
         })

@@ -1375,9 +1375,25 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         duration_ms: 1.5,
         at: now_ms(),
         hook: Some("contract-by-id".into()),
+        failure: None,
     };
     store.record_run(&run).await.expect("run");
     assert_eq!(store.get_run(&oid("c-x"), &run.id).await.expect("get"), run);
+    // A failed run keeps what kind of failure it was.
+    let failed = Run {
+        id: RunId::generate(),
+        status: RunStatus::Failed,
+        output: None,
+        error: Some("memory limit: the code needed more than 64 MB".into()),
+        failure: Some(RunFailure::Memory),
+        event_id: None,
+        ..run.clone()
+    };
+    store.record_run(&failed).await.expect("failed run");
+    assert_eq!(
+        store.get_run(&oid("c-x"), &failed.id).await.expect("get"),
+        failed
+    );
     assert_eq!(
         store
             .runs_for_event(&oid("c-x"), &EventId::stored("ev-1".into()))
@@ -1631,6 +1647,7 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
         duration_ms: 1.0,
         at,
         hook: None,
+        failure: None,
     };
     let of_event = hook_run(Some("done-1"), now_ms());
     let preview = hook_run(None, now_ms());
@@ -1790,6 +1807,7 @@ pub async fn payload_retention_drops_only_what_is_delivered(store: &dyn Store) {
         duration_ms: 1.0,
         at: now_ms(),
         hook: None,
+        failure: None,
     };
     store.record_run(&run).await.expect("run");
 

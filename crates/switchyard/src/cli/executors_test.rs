@@ -319,6 +319,7 @@ mod tests {
             input: json!({}),
             output,
             error: error.map(str::to_string),
+            failure: None,
             logs: logs.iter().map(|l| l.to_string()).collect(),
             stderr: String::new(),
             exit: None,

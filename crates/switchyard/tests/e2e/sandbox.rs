@@ -425,6 +425,10 @@ async fn memory_is_bounded_by_the_kernel_in_every_language() {
             err.contains("memory limit") && (err.contains("128") || err.contains("MB")),
             "{name}: the failure names the memory limit: {err}"
         );
+        assert_eq!(
+            r["failure"], "memory",
+            "{name}: its kind is stored with the run"
+        );
     }
     app.stop().await;
 }
@@ -636,6 +640,10 @@ async fn an_output_that_cannot_be_produced_fails_and_is_never_cached() {
     assert!(
         err.contains("memory limit") || err.contains("output too large"),
         "the failure names the limit: {err}"
+    );
+    assert!(
+        r["failure"] == "memory" || r["failure"] == "output_limit",
+        "its kind says the same: {r:#}"
     );
     // A function has no JSON form: a failure too, never a `null` that looks like an answer.
     put_executor(

@@ -195,6 +195,25 @@ async fn a_hook_answers_and_every_failure_reaches_the_caller() {
     );
     // (The code loops forever: only the hub's deadline ends it; the margin is for busy machines.)
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    // The run says why it failed as a kind, which is what the 504 was decided by.
+    let timed_out = v["error"]["run_id"]
+        .as_str()
+        .expect("the run behind the 504");
+    let (_, run) = app
+        .get(
+            &format!("/v1/orgs/{}/runs/{timed_out}", org.id),
+            &org.viewer,
+        )
+        .await;
+    assert_eq!(
+        (&run["status"], &run["failure"]),
+        (&json!("failed"), &json!("timeout")),
+        "{run}"
+    );
+    let (_, run) = app
+        .get(&format!("/v1/orgs/{}/runs/{failed}", org.id), &org.viewer)
+        .await;
+    assert_eq!(run["failure"], "code", "{run}");
     // Unknown hooks, and keys that may not call.
     let (s, _) = call(&app, &org, "nope", json!({})).await;
     assert_eq!(s, 404);

@@ -1,0 +1,106 @@
+//! Executors as the fronts define and run them: a definition checked against what this instance
+//! can run (its languages, the operator's bounds, the egress policy) and compiled before it is
+//! saved; a run now with a given input (a preview); what the sandbox offers, for readiness.
+
+use crate::{Hub, HubError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use switchyard_core::CoreError;
+use switchyard_core::executor::{
+    Executor, ExecutorSpec, Language, Run, RunFailure, SpecDraft, SpecLimits,
+};
+use switchyard_core::ids::OrgId;
+use switchyard_exec::sandbox::Isolation;
+
+/// An executor as a front defines it, before [`Hub::define_executor`] checks it.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutorDefinition {
+    pub name: String,
+    pub description: String,
+    pub spec: SpecDraft,
+    /// Input property → dot path into the event.
+    pub parameters: Option<BTreeMap<String, String>>,
+    pub retries: Option<u32>,
+}
+
+/// What this instance's sandbox offers, as `/readyz` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxReport {
+    /// The isolation layers in force, in words.
+    pub sandbox: String,
+    pub isolation: Isolation,
+    /// The languages executors can use here.
+    pub languages: Vec<&'static str>,
+    /// Memory of all runs at once, MiB.
+    pub run_memory_budget_mb: u32,
+}
+
+impl Hub {
+    /// Checks a definition of an executor of `org` — its spec within what this instance can
+    /// run, the executor's own rules, and that its code compiles (the interpreter's message
+    /// and line when it does not) — and makes the executor to save with
+    /// [`Hub::put_executor`].
+    pub async fn define_executor(
+        &self,
+        org: &OrgId,
+        def: ExecutorDefinition,
+    ) -> Result<Executor, HubError> {
+        let runner = &self.inner.runner;
+        // (The limits borrow a closure that is not `Sync`: they end before the check awaits.)
+        let spec = {
+            let available = |l: Language| {
+                runner
+                    .language_available(l)
+                    .map_err(|e| CoreError::invalid(e.to_string()))
+            };
+            let limits = SpecLimits {
+                policy: self.clients().policy(),
+                max_tmp_mb: runner.max_tmp_mb(),
+                language_available: &available,
+            };
+            ExecutorSpec::parse(def.spec, &limits)?
+        };
+        let ex = Executor::define(
+            org,
+            &def.name,
+            def.description,
+            spec,
+            def.parameters,
+            def.retries,
+        )?;
+        // Code that does not compile is refused now, not at its first event.
+        match runner.check_code(org, &ex.spec).await {
+            Ok(()) => Ok(ex),
+            Err((RunFailure::NoRoom, why)) => Err(HubError::NoRoom(format!(
+                "the code could not be checked: {why}"
+            ))),
+            Err((_, why)) => Err(HubError::Invalid(CoreError::invalid(format!(
+                "the code does not compile: {why}"
+            )))),
+        }
+    }
+
+    /// Runs executor `name` of `org` now with `input` (a preview); the run is stored like any
+    /// other. A failure of the code is the run's, not an error.
+    pub async fn run_executor(
+        &self,
+        org: &OrgId,
+        name: &str,
+        input: Value,
+    ) -> Result<Run, HubError> {
+        let ex = self.inner.store.get_executor(org, name).await?;
+        Ok(self.inner.runner.run(&ex, input, None, None).await?)
+    }
+
+    /// What the sandbox offers on this node.
+    pub fn sandbox_report(&self) -> SandboxReport {
+        let runner = &self.inner.runner;
+        SandboxReport {
+            sandbox: runner.isolation().level(),
+            isolation: runner.isolation().clone(),
+            languages: runner.languages(),
+            run_memory_budget_mb: runner.memory_budget_mb(),
+        }
+    }
+}
