@@ -29,7 +29,7 @@ pub mod sandbox_exec;
 pub use broker::Broker;
 pub(crate) use broker::sdk_answer;
 pub use error::ExecError;
-pub use runner::{Runner, RunnerLimits};
+pub use runner::{Runner, RunnerLimits, Waiting};
 
 use serde_json::Value;
 pub use switchyard_core::executor::RunFailure;

@@ -187,174 +187,263 @@ pub struct RunSpec<'a> {
     pub check: bool,
 }
 
-/// Runs code in a child process and reports what happened.
+/// Runs code in a child process and reports what happened: [`stage`] its files and room,
+/// [`spawn`] the interpreter in the sandbox, [`supervise`] it (its SDK calls, the deadline, the
+/// caller going away), [`interpret`] how it ended.
 pub async fn run(
     isolation: &Isolation,
     capacity: &Capacity,
     spec: RunSpec<'_>,
     broker: &Broker<'_>,
 ) -> Outcome {
-    let RunSpec {
-        language,
-        source,
-        memory_mb,
-        tmp_mb,
-        input,
-        timeout,
-        check,
-    } = spec;
-    let Some(rt) = runtime(language, memory_mb, check) else {
-        return Outcome::failed(
-            RunFailure::Crashed,
-            format!("{} code does not run as a child process", language.as_str()),
-        );
-    };
-    let program = match interpreter_path(language) {
-        Ok(p) => p,
-        Err(e) => return Outcome::failed(RunFailure::Crashed, e),
-    };
     let started = std::time::Instant::now();
-    // Room for the run: a run slot (with its own uid, so its process limit is not shared with
-    // any other run) and its whole kernel memory limit in the hub's budget, within the
-    // organization's shares: runs wait their turn, never overcommit.
-    let kernel_mb = kernel_memory_mb(language, memory_mb, tmp_mb);
-    let room = match capacity
-        .child_run(broker.org.as_str(), kernel_mb, timeout)
+    let (staged, channel) = match stage(isolation, capacity, &spec, broker).await {
+        Ok(s) => s,
+        Err((kind, why)) => return Outcome::failed(kind, why),
+    };
+    let timeout = spec.timeout.saturating_sub(started.elapsed());
+    let spawned = match spawn(isolation, &staged, channel.child_end, timeout).await {
+        Ok(s) => s,
+        Err(why) => return Outcome::failed(RunFailure::Crashed, why),
+    };
+    let ended = supervise(spawned, channel.hub_end, &staged, broker, timeout).await;
+    interpret(&staged, ended, timeout)
+}
+
+/// The SDK channel: one end of a socket pair for the hub, the other inherited by the child as
+/// descriptor 3. It has no name, so no other process can connect to it.
+struct SdkChannel {
+    hub_end: tokio::net::UnixStream,
+    child_end: std::os::unix::net::UnixStream,
+}
+
+/// A run made ready: its room, its files in a staging directory, its SDK channel.
+struct Staged {
+    rt: Runtime,
+    program: PathBuf,
+    /// The run's slot (its uid) and its memory in the budget, held until it ends.
+    room: crate::capacity::ChildRoom,
+    kernel_mb: u32,
+    /// The hub's staging directory (mode 0700): with a mount namespace the sandbox copies it
+    /// into the run's private tmpfs and the child never sees this path.
+    dir: tempfile::TempDir,
+    /// The run's working directory as the child sees it.
+    work: PathBuf,
+    input_json: String,
+    memory_mb: u32,
+    tmp_mb: u32,
+    language: Language,
+    check: bool,
+}
+
+/// Finds the interpreter, waits for room (a run slot with its own uid, so its process limit
+/// is not shared with any other run, and its whole kernel memory limit in the hub's budget,
+/// within the organization's shares: runs wait their turn, never overcommit), writes the run
+/// directory and opens the SDK channel.
+async fn stage(
+    isolation: &Isolation,
+    capacity: &Capacity,
+    spec: &RunSpec<'_>,
+    broker: &Broker<'_>,
+) -> Result<(Staged, SdkChannel), crate::Failed> {
+    let crashed = |why: String| (RunFailure::Crashed, why);
+    let language = spec.language;
+    let rt = runtime(language, spec.memory_mb, spec.check).ok_or_else(|| {
+        crashed(format!(
+            "{} code does not run as a child process",
+            language.as_str()
+        ))
+    })?;
+    let program = interpreter_path(language).map_err(crashed)?;
+    let kernel_mb = kernel_memory_mb(language, spec.memory_mb, spec.tmp_mb);
+    let room = capacity
+        .child_run(broker.org.as_str(), kernel_mb, spec.timeout)
         .await
-    {
-        Ok(room) => room,
-        Err(e) => return Outcome::failed(RunFailure::NoRoom, e),
-    };
-    let slot = &room.slot;
-    let timeout = timeout.saturating_sub(started.elapsed());
-    // The hub's staging directory (mode 0700): with a mount namespace the sandbox copies it into
-    // the run's private tmpfs and the child never sees this path.
-    let stage = match tempfile::Builder::new().prefix("switchyard-run-").tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            return Outcome::failed(
-                RunFailure::Crashed,
-                format!("cannot create the run directory: {e}"),
-            );
-        }
-    };
+        .map_err(|why| (RunFailure::NoRoom, why))?;
+    let dir = tempfile::Builder::new()
+        .prefix("switchyard-run-")
+        .tempdir()
+        .map_err(|e| crashed(format!("cannot create the run directory: {e}")))?;
+    let source = spec.source;
     let main_source = if language == Language::Php && !source.trim_start().starts_with("<?php") {
         format!("<?php\n{source}")
     } else {
         source.to_string()
     };
-    let input_json = input.to_string();
-    let owner = (isolation.unprivileged_user && !isolation.private_tmp()).then_some(slot.uid);
-    if let Err(e) = write_run_dir(stage.path(), &rt, &main_source, &input_json, owner) {
-        return Outcome::failed(
-            RunFailure::Crashed,
-            format!("cannot prepare the run directory: {e}"),
-        );
-    }
-    let work = isolation.work_dir(stage.path());
-    // The SDK channel: one end of a socket pair, inherited as descriptor 3. It has no name, so
-    // no other process can connect to it.
-    let (hub_end, child_end) = match std::os::unix::net::UnixStream::pair()
+    let input_json = spec.input.to_string();
+    let owner = (isolation.unprivileged_user && !isolation.private_tmp()).then_some(room.slot.uid);
+    write_run_dir(dir.path(), &rt, &main_source, &input_json, owner)
+        .map_err(|e| crashed(format!("cannot prepare the run directory: {e}")))?;
+    let work = isolation.work_dir(dir.path());
+    let (hub_end, child_end) = std::os::unix::net::UnixStream::pair()
         .and_then(|(h, c)| h.set_nonblocking(true).map(|_| (h, c)))
         .and_then(|(h, c)| tokio::net::UnixStream::from_std(h).map(|h| (h, c)))
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            return Outcome::failed(
-                RunFailure::Crashed,
-                format!("cannot open the SDK channel: {e}"),
-            );
-        }
+        .map_err(|e| crashed(format!("cannot open the SDK channel: {e}")))?;
+    let staged = Staged {
+        rt,
+        program,
+        room,
+        kernel_mb,
+        dir,
+        work,
+        input_json,
+        memory_mb: spec.memory_mb,
+        tmp_mb: spec.tmp_mb,
+        language,
+        check: spec.check,
     };
+    Ok((staged, SdkChannel { hub_end, child_end }))
+}
+
+/// The interpreter started in the sandbox, in its slot's cgroup.
+struct Spawned {
+    child: tokio::process::Child,
+    pgid: Option<u32>,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::process::ChildStderr,
+    group: Option<crate::cgroups::RunGroup>,
+    /// The cgroup's OOM kills before the run: one more after it is this run's.
+    ooms_before: u64,
+}
+
+/// Sets the slot's cgroup limits (memory with swap off, processes, CPU) and the resource
+/// limits, and starts the interpreter confined (`sandbox.rs`) with the SDK channel as its
+/// descriptor 3.
+async fn spawn(
+    isolation: &Isolation,
+    staged: &Staged,
+    child_end: std::os::unix::net::UnixStream,
+    timeout: Duration,
+) -> Result<Spawned, String> {
+    let language = staged.language;
     let limits = Limits {
         // V8 reserves far more address space than it uses; its heap limit and the cgroup bound
         // Node instead.
         address_space_bytes: (language != Language::Node)
-            .then(|| (u64::from(memory_mb) + 96) * 1024 * 1024),
+            .then(|| (u64::from(staged.memory_mb) + 96) * 1024 * 1024),
         cpu_seconds: Some(timeout.as_secs() + 1),
         file_size_bytes: 16 * 1024 * 1024,
         // Node starts a dozen threads, and threads count against this limit.
         processes: if language == Language::Node { 128 } else { 32 },
     };
-    // The slot's cgroups: the kernel bounds the run's memory (swap off), processes and CPU.
-    let group = match isolation
+    let uid = staged.room.slot.uid;
+    let group = isolation
         .groups
         .as_ref()
-        .map(|g| g.slot(slot.uid))
+        .map(|g| g.slot(uid))
         .transpose()
-    {
-        Ok(g) => g,
-        Err(e) => {
-            return Outcome::failed(
-                RunFailure::Crashed,
-                format!("cannot prepare the run's cgroup: {e}"),
-            );
-        }
-    };
+        .map_err(|e| format!("cannot prepare the run's cgroup: {e}"))?;
     // (The slot's last run was emptied out when it ended; a process still exiting is waited for.)
-    if let Some(g) = &group
-        && let Err(e) = g
-            .limit_when_free(u64::from(kernel_mb) << 20, u64::from(limits.processes))
-            .await
-    {
-        return Outcome::failed(
-            RunFailure::Crashed,
-            format!("cannot set the run's limits: {e}"),
-        );
+    if let Some(g) = &group {
+        g.limit_when_free(
+            u64::from(staged.kernel_mb) << 20,
+            u64::from(limits.processes),
+        )
+        .await
+        .map_err(|e| format!("cannot set the run's limits: {e}"))?;
     }
     let ooms_before = group.as_ref().map_or(0, |g| g.oom_kills());
     let confine = Confine {
-        uid: Some(slot.uid),
-        stage: Some(stage.path()),
-        tmp_mb,
-        ro: program_tree(&program),
+        uid: Some(uid),
+        stage: Some(staged.dir.path()),
+        tmp_mb: staged.tmp_mb,
+        ro: program_tree(&staged.program),
         exe: false,
         cgroup: group.as_ref(),
     };
-    let argv = isolation.wrap(&limits, &confine, &program.to_string_lossy(), &rt.args);
+    let rt = &staged.rt;
+    let argv = isolation.wrap(
+        &limits,
+        &confine,
+        &staged.program.to_string_lossy(),
+        &rt.args,
+    );
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .current_dir(stage.path())
+        .current_dir(staged.dir.path())
         .env_clear()
         .env("PATH", SEARCH_PATH)
-        .env("HOME", &work)
-        .env("TMPDIR", &work)
+        .env("HOME", &staged.work)
+        .env("TMPDIR", &staged.work)
         .env("LANG", "C.UTF-8")
-        .env("SDK", work.join(rt.sdk_file))
+        .env("SDK", staged.work.join(rt.sdk_file))
         .env("SWITCHYARD_SDK_FD", SDK_FD.to_string())
-        .env("SWITCHYARD_CHECK", if check { "1" } else { "" })
+        .env("SWITCHYARD_CHECK", if staged.check { "1" } else { "" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if let Err(e) = cmd.fd_mappings(vec![FdMapping {
+    cmd.fd_mappings(vec![FdMapping {
         parent_fd: OwnedFd::from(child_end),
         child_fd: SDK_FD,
-    }]) {
-        return Outcome::failed(
-            RunFailure::Crashed,
-            format!("cannot pass the SDK channel: {e}"),
-        );
-    }
+    }])
+    .map_err(|e| format!("cannot pass the SDK channel: {e}"))?;
     let spawned = cmd.spawn();
     // The command holds the child's end of the channel: close ours so the hub sees the end.
     drop(cmd);
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome::failed(
-                RunFailure::Crashed,
-                format!("cannot start {}: {e}", rt.program),
-            );
-        }
-    };
+    let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", rt.program))?;
     let pgid = child.id();
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+    let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Outcome::failed(RunFailure::Crashed, "the child's pipes are missing");
+        return Err("the child's pipes are missing".into());
     };
+    Ok(Spawned {
+        child,
+        pgid,
+        stdin,
+        stdout,
+        stderr,
+        group,
+        ooms_before,
+    })
+}
+/// How the wait for the child ended.
+enum Ended {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    /// The caller went away.
+    Cancelled,
+    /// The SDK channel passed a limit; the text names it.
+    Limit(String),
+}
+
+/// What a finished child left: how the wait ended, what it said through the SDK and its pipes
+/// (each `…_over` when it passed [`OUTPUT_CAP`]), and whether the kernel killed it for memory.
+struct Watched {
+    ended: Ended,
+    logs: Vec<String>,
+    /// What `main(input, sdk)` answered through the SDK, if it did.
+    result: Option<Value>,
+    stdout: String,
+    stdout_over: bool,
+    stderr: String,
+    stderr_over: bool,
+    oom_killed: bool,
+}
+
+/// Feeds the child its input, answers its SDK calls and waits until it exits, passes a limit,
+/// runs out of time or its caller goes away; then kills what is left of it and collects what
+/// it said.
+async fn supervise(
+    spawned: Spawned,
+    hub_end: tokio::net::UnixStream,
+    staged: &Staged,
+    broker: &Broker<'_>,
+    timeout: Duration,
+) -> Watched {
+    let Spawned {
+        mut child,
+        pgid,
+        mut stdin,
+        stdout,
+        stderr,
+        group,
+        ooms_before,
+    } = spawned;
+    let input_json = staged.input_json.clone();
     let feed = async move {
         let _ = stdin.write_all(input_json.as_bytes()).await;
         let _ = stdin.shutdown().await;
@@ -363,15 +452,6 @@ pub async fn run(
     let err_task = tokio::spawn(read_capped(stderr));
     let mut logs = Vec::new();
     let mut result: Option<Value> = None;
-    /// How the wait for the child ended.
-    enum Ended {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        TimedOut,
-        /// The caller went away.
-        Cancelled,
-        /// The SDK channel passed a limit; the text names it.
-        Limit(String),
-    }
     let ended = {
         let serve = serve_sdk(hub_end, broker, &mut logs, &mut result);
         let deadline = tokio::time::sleep(timeout);
@@ -400,30 +480,48 @@ pub async fn run(
     if let Some(g) = &group {
         g.kill_all();
     }
-    let stdout = out_task.await.unwrap_or(Ok(Vec::new()));
-    let stderr = err_task.await.unwrap_or(Ok(Vec::new()));
-    let (stdout, stdout_over) = match stdout {
-        Ok(b) => (b, false),
-        Err(b) => (b, true),
+    let text = |r: Result<Vec<u8>, Vec<u8>>| match r {
+        Ok(b) => (String::from_utf8_lossy(&b).into_owned(), false),
+        Err(b) => (String::from_utf8_lossy(&b).into_owned(), true),
     };
-    let (stderr, stderr_over) = match stderr {
-        Ok(b) => (b, false),
-        Err(b) => (b, true),
-    };
-    let stderr_text = String::from_utf8_lossy(&stderr).into_owned();
-    let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
-    let exit = match &ended {
+    let (stdout, stdout_over) = text(out_task.await.unwrap_or(Ok(Vec::new())));
+    let (stderr, stderr_over) = text(err_task.await.unwrap_or(Ok(Vec::new())));
+    Watched {
+        ended,
+        logs,
+        result,
+        stdout,
+        stdout_over,
+        stderr,
+        stderr_over,
+        oom_killed,
+    }
+}
+
+/// What the run did, from how the child ended: the kernel's memory kill, the deadline, a
+/// limit, the caller leaving, a failed compile, an exit status naming the error, or the output
+/// (through the SDK, else the JSON it printed).
+fn interpret(staged: &Staged, w: Watched, timeout: Duration) -> Outcome {
+    let Staged {
+        kernel_mb,
+        memory_mb,
+        tmp_mb,
+        language,
+        check,
+        ..
+    } = *staged;
+    let exit = match &w.ended {
         Ended::Exited(Ok(s)) => s.code(),
         _ => None,
     };
     let mut outcome = Outcome {
         output: None,
         failure: None,
-        logs,
-        stderr: stderr_text.clone(),
+        logs: w.logs,
+        stderr: w.stderr.clone(),
         exit,
     };
-    if oom_killed {
+    if w.oom_killed {
         outcome.fail(RunFailure::Memory, format!(
             "memory limit: the run used more than its {kernel_mb} MB ({memory_mb} MB for the code \
              (`memory_mb`), {tmp_mb} MB of temporary files, {} MB for the interpreter) and the kernel stopped it",
@@ -431,7 +529,7 @@ pub async fn run(
         ));
         return outcome;
     }
-    match ended {
+    match w.ended {
         Ended::TimedOut => {
             outcome.fail(
                 RunFailure::Timeout,
@@ -452,6 +550,7 @@ pub async fn run(
         }
         Ended::Exited(_) => {}
     }
+    let (stdout_text, stderr_text) = (w.stdout, w.stderr);
     if check {
         if exit != Some(0) {
             outcome.fail(
@@ -461,7 +560,7 @@ pub async fn run(
         }
         return outcome;
     }
-    if stdout_over || stderr_over {
+    if w.stdout_over || w.stderr_over {
         outcome.fail(
             RunFailure::OutputLimit,
             "output limit: the code printed more than 1 MiB and was killed",
@@ -513,7 +612,7 @@ pub async fn run(
             return outcome;
         }
     }
-    match result {
+    match w.result {
         Some(v) => {
             // main(input, sdk) answered through the SDK: stdout is log output.
             outcome.logs.extend(stdout_text.lines().map(str::to_string));

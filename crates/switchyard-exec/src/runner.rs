@@ -20,6 +20,20 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a run stopped when its caller went away.
 pub(crate) const CANCELLED: &str = "cancelled: the caller went away; the code was stopped";
 
+/// Who waits for a run ([`Runner::run_while_waiting`]): until when, how it says it left, and
+/// what the run is for.
+#[derive(Debug, Clone, Default)]
+pub struct Waiting {
+    /// The latest the caller waits (`None`: the executor's own timeout).
+    pub deadline: Option<Instant>,
+    /// Fires when the caller no longer waits (`None`: only dropping the wait says so).
+    pub cancel: Option<CancellationToken>,
+    /// The event that caused the run (event hooks, synchronous subscriptions).
+    pub event_id: Option<switchyard_core::ids::EventId>,
+    /// The synchronous hook whose call made it.
+    pub hook: Option<String>,
+}
+
 /// Who asked for a run, and until when it may take.
 pub(crate) struct Call<'a> {
     /// The event that caused it (event hooks).
@@ -146,45 +160,39 @@ impl Runner {
         .collect()
     }
 
-    /// Runs `ex` with `input` within its timeout (or until `deadline`, if that is earlier),
-    /// stores the run and returns it.
-    pub async fn run(
+    /// Runs `ex` with `input` for a caller that waits for it: every run starts here (a preview,
+    /// an event hook, a synchronous subscription's target, a hook call). The code is stopped
+    /// at its own timeout or at `waiting.deadline`, whichever comes first (the run fails as a
+    /// `timeout`), or as soon as the caller goes away — `waiting.cancel` fires, or this future
+    /// is dropped — (the run fails as `cancelled`). The run is stored in every case, also when
+    /// the caller is gone, and returned.
+    pub async fn run_while_waiting(
         &self,
         ex: &Executor,
         input: Value,
-        event_id: Option<&switchyard_core::ids::EventId>,
-        deadline: Option<Instant>,
+        waiting: Waiting,
     ) -> Result<Run, StoreError> {
         let own = Instant::now() + Duration::from_millis(u64::from(ex.timeout_ms()));
-        let call = Call {
-            event_id,
-            hook: None,
-            chain: vec![ex.name.clone()],
-            deadline: deadline.map_or(own, |d| d.min(own)),
-            cancel: CancellationToken::new(),
-        };
-        self.run_in_chain(ex, input, call).await
-    }
-
-    /// Runs `ex` for a call of synchronous hook `hook` that waits at most until `deadline`:
-    /// past it, or once `cancel` fires (the caller went away), the code is stopped, and the
-    /// run is stored failed with a reason starting `timeout:` or `cancelled:`.
-    pub async fn run_for_hook(
-        &self,
-        ex: &Executor,
-        input: Value,
-        hook: &str,
-        deadline: Instant,
-        cancel: CancellationToken,
-    ) -> Result<Run, StoreError> {
-        let call = Call {
-            event_id: None,
-            hook: Some(hook),
-            chain: vec![ex.name.clone()],
-            deadline,
-            cancel,
-        };
-        self.run_in_chain(ex, input, call).await
+        let deadline = waiting.deadline.map_or(own, |d| d.min(own));
+        let cancel = waiting.cancel.unwrap_or_default();
+        // A caller that goes away drops this future: the run's own task then stops the code
+        // and still records the run.
+        let stop_on_drop = cancel.clone().drop_guard();
+        let (runner, ex) = (self.clone(), ex.clone());
+        let run = tokio::spawn(async move {
+            let call = Call {
+                event_id: waiting.event_id.as_ref(),
+                hook: waiting.hook.as_deref(),
+                chain: vec![ex.name.clone()],
+                deadline,
+                cancel,
+            };
+            runner.run_in_chain(&ex, input, call).await
+        })
+        .await
+        .map_err(|e| StoreError::caused_by("the run's task ended", e))?;
+        stop_on_drop.disarm();
+        run
     }
 
     /// Compiles the code of `spec` (of organization `org`) in the sandbox without running it:
@@ -412,7 +420,12 @@ impl HookRunner for Runner {
                 }
             };
             let input = ex.input_for_event(&event.envelope());
-            match self.run(&ex, input, Some(&event.id), deadline).await {
+            let waiting = Waiting {
+                deadline,
+                event_id: Some(event.id.clone()),
+                ..Waiting::default()
+            };
+            match self.run_while_waiting(&ex, input, waiting).await {
                 Ok(run) => HookResult {
                     error: match run.status {
                         RunStatus::Succeeded => None,

@@ -11,6 +11,7 @@ use switchyard_core::executor::{
     Executor, ExecutorSpec, Language, Run, RunFailure, SpecDraft, SpecLimits,
 };
 use switchyard_core::ids::OrgId;
+use switchyard_exec::Waiting;
 use switchyard_exec::sandbox::Isolation;
 
 /// An executor as a front defines it, before [`Hub::define_executor`] checks it.
@@ -90,7 +91,11 @@ impl Hub {
         input: Value,
     ) -> Result<Run, HubError> {
         let ex = self.inner.store.get_executor(org, name).await?;
-        Ok(self.inner.runner.run(&ex, input, None, None).await?)
+        let run = self
+            .inner
+            .runner
+            .run_while_waiting(&ex, input, Waiting::default());
+        Ok(run.await?)
     }
 
     /// What the sandbox offers on this node.

@@ -15,8 +15,8 @@ use switchyard_core::executor::{Executor, RunFailure, RunStatus};
 use switchyard_core::ids::{OrgId, RunId};
 use switchyard_core::schema::{Schema, SchemaViolation};
 use switchyard_core::sync_hook::canonical_json;
+use switchyard_exec::Waiting;
 use switchyard_store::StoreError;
-use tokio_util::sync::CancellationToken;
 
 /// Bytes of cached answers (with their keys) the hub holds at most, all organizations together;
 /// each organization's answers take at most its share (limit `hook_cache_bytes`).
@@ -429,19 +429,17 @@ impl Hub {
                 run_id: None,
                 reason: format!("{r}; retry when some of them have answered"),
             })?;
-        let cancel = CancellationToken::new();
-        let stop_on_drop = cancel.clone().drop_guard();
-        let deadline = Instant::now() + Duration::from_millis(u64::from(hook.timeout_ms));
-        let (runner, ex, name) = (self.inner.runner.clone(), ex.clone(), hook.name.clone());
-        let run = tokio::spawn(async move {
-            runner
-                .run_for_hook(&ex, input, &name, deadline, cancel)
-                .await
-        })
-        .await
-        .map_err(|e| CallError::Store(StoreError::caused_by("the run's task ended", e)))?
-        .map_err(CallError::Store)?;
-        stop_on_drop.disarm();
+        let waiting = Waiting {
+            deadline: Some(Instant::now() + Duration::from_millis(u64::from(hook.timeout_ms))),
+            hook: Some(hook.name.clone()),
+            ..Waiting::default()
+        };
+        let run = self
+            .inner
+            .runner
+            .run_while_waiting(ex, input, waiting)
+            .await
+            .map_err(CallError::Store)?;
         match run.status {
             RunStatus::Succeeded => {
                 let output = run.output.unwrap_or(Value::Null);
