@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchyard_core::template::{self, Segment};
 
 /// Replaces `{{input.x}}` in a URL template.
-fn fill_url(template: &str, input: &Value) -> Result<String, String> {
+fn fill_url(template: &str, input: &Value) -> Result<String, ExecError> {
     let mut out = String::new();
     for seg in template::parse(template).map_err(|e| format!("{e} in the URL"))? {
         match seg {
@@ -26,7 +26,9 @@ fn fill_url(template: &str, input: &Value) -> Result<String, String> {
                 let value = match input.get(key) {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Null) | None => {
-                        return Err(format!("the input has no `{key}` for the URL"));
+                        return Err(ExecError::Invalid(format!(
+                            "the input has no `{key}` for the URL"
+                        )));
                     }
                     Some(other) => other.to_string(),
                 };
@@ -77,7 +79,7 @@ pub async fn run(
 ) -> Outcome {
     let url = match fill_url(url_template, input) {
         Ok(u) => u,
-        Err(e) => return Outcome::failed(RunFailure::Code, e),
+        Err(e) => return Outcome::failed(RunFailure::Code, e.to_string()),
     };
     let mut resolved = BTreeMap::new();
     for (k, v) in headers {

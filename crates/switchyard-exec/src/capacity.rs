@@ -70,7 +70,7 @@ impl Capacity {
     }
 
     /// Room for a child-process run of `org` needing `mb` of memory, waiting up to `wait`.
-    pub async fn child_run(&self, org: &str, mb: u32, wait: Duration) -> Result<ChildRoom, String> {
+    pub async fn child_run(&self, org: &str, mb: u32, wait: Duration) -> Result<ChildRoom, NoRoom> {
         let started = Instant::now();
         let run = self
             .runs
@@ -91,7 +91,7 @@ impl Capacity {
             .slots
             .take(wait.saturating_sub(started.elapsed()))
             .await
-            .ok_or_else(|| format!("{NO_ROOM} no run uid was free"))?;
+            .ok_or_else(|| NoRoom(format!("{NO_ROOM} no run uid was free")))?;
         Ok(ChildRoom {
             slot,
             _run: run,
@@ -100,7 +100,7 @@ impl Capacity {
     }
 
     /// Room for a JavaScript run of `org` needing `mb` of memory, waiting up to `wait`.
-    pub async fn js_run(&self, org: &str, mb: u32, wait: Duration) -> Result<JsRoom, String> {
+    pub async fn js_run(&self, org: &str, mb: u32, wait: Duration) -> Result<JsRoom, NoRoom> {
         let started = Instant::now();
         let run = self
             .js_runs
@@ -123,8 +123,14 @@ impl Capacity {
     }
 }
 
+/// A run that found no room in time; the text (the run's stored error) names the limit and
+/// how long it waited.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NoRoom(pub String);
+
 /// The stored error of a run that found no room: which limit, after how long.
-fn no_room(r: Refused) -> String {
+fn no_room(r: Refused) -> NoRoom {
     let hint = match (r.limit, r.can_wait()) {
         (_, false) => "; the run cannot start with these limits",
         (Limit::Share, true) => {
@@ -132,5 +138,5 @@ fn no_room(r: Refused) -> String {
         }
         (Limit::Hub, true) => "; the hub is busy with other organizations' runs",
     };
-    format!("{NO_ROOM} {r}{hint}")
+    NoRoom(format!("{NO_ROOM} {r}{hint}"))
 }

@@ -40,8 +40,38 @@ pub struct RunGroup {
     dirs: Vec<(Kind, PathBuf)>,
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("writing {value:?} to {}: {e}", path.display()))
+/// Why the kernel's limits cannot be had, or set.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// A file of the cgroup filesystem could not be read, written or made.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The host offers no hierarchy runs can be limited in; the text says what is missing.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl CgroupError {
+    fn io(action: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
+        let (action, path) = (action.into(), path.to_path_buf());
+        move |source| CgroupError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+    /// The kernel refused for now (`EBUSY`): a limit below what the cgroup still holds.
+    fn busy(&self) -> bool {
+        matches!(self, CgroupError::Io { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(CgroupError::io(format!("writing {value:?} to"), path))
 }
 
 /// The number after `key ` in a flat-keyed cgroup file (`memory.events`, `memory.oom_control`).
@@ -58,11 +88,11 @@ static INSTANCE: AtomicU32 = AtomicU32::new(0);
 impl Cgroups {
     /// Finds the host's cgroup hierarchies and makes the hub's directory in each; `Err` says
     /// why runs cannot have kernel limits here.
-    pub fn create() -> Result<Cgroups, String> {
-        let mounts = std::fs::read_to_string("/proc/self/mounts")
-            .map_err(|e| format!("reading /proc/self/mounts: {e}"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    pub fn create() -> Result<Cgroups, CgroupError> {
+        let read =
+            |p: &str| std::fs::read_to_string(p).map_err(CgroupError::io("reading", Path::new(p)));
+        let mounts = read("/proc/self/mounts")?;
+        let own = read("/proc/self/cgroup")?;
         let name = format!(
             "sy-{}-{}",
             std::process::id(),
@@ -73,7 +103,7 @@ impl Cgroups {
 
     /// [`Cgroups::create`] from the mount table and this process's cgroup lines, with `name` for
     /// the hub's directories.
-    fn create_from(mounts: &str, own: &str, name: &str) -> Result<Cgroups, String> {
+    fn create_from(mounts: &str, own: &str, name: &str) -> Result<Cgroups, CgroupError> {
         // The v1 memory controller, where mounted, holds memory (a hybrid host's v2 is empty);
         // else the unified hierarchy.
         let unified = mounts.lines().find_map(|l| {
@@ -85,7 +115,9 @@ impl Cgroups {
                 let path = own
                     .lines()
                     .find_map(|l| l.strip_prefix("0::"))
-                    .ok_or("no cgroup v2 path in /proc/self/cgroup")?;
+                    .ok_or_else(|| {
+                        CgroupError::Unavailable("no cgroup v2 path in /proc/self/cgroup".into())
+                    })?;
                 let parent = Path::new(&point).join(path.trim().trim_start_matches('/'));
                 let base = v2_base(&parent, name)?;
                 Cgroups {
@@ -108,14 +140,14 @@ impl Cgroups {
                             let base = parent.join(name);
                             clean_stale(&parent);
                             std::fs::create_dir(&base)
-                                .map_err(|e| format!("creating {}: {e}", base.display()))?;
+                                .map_err(CgroupError::io("creating", &base))?;
                             made.bases.push((kind, base));
                         }
                         // `made` removes what it holds when dropped.
                         None if needed => {
-                            return Err(format!(
+                            return Err(CgroupError::Unavailable(format!(
                                 "no cgroup v2 with its controllers and no v1 `{controller}` hierarchy"
-                            ));
+                            )));
                         }
                         None => {}
                     }
@@ -136,14 +168,14 @@ impl Cgroups {
     }
 
     /// The cgroups of the slot whose runs have uid `uid` (made on first use).
-    pub fn slot(&self, uid: u32) -> Result<RunGroup, String> {
+    pub fn slot(&self, uid: u32) -> Result<RunGroup, CgroupError> {
         let mut dirs = Vec::new();
         for (kind, base) in &self.bases {
             let dir = base.join(format!("run-{uid}"));
             if let Err(e) = std::fs::create_dir(&dir)
                 && e.kind() != std::io::ErrorKind::AlreadyExists
             {
-                return Err(format!("creating {}: {e}", dir.display()));
+                return Err(CgroupError::io("creating", &dir)(e));
             }
             dirs.push((*kind, dir));
         }
@@ -239,15 +271,16 @@ fn v1_mount(mounts: &str, own: &str, controller: &str) -> Option<PathBuf> {
 /// controllers enabled for it and for its children. A non-root cgroup that holds processes
 /// cannot hand controllers down ("no internal processes"), so the hub first moves itself into a
 /// leaf of its own (`switchyard-hub`) beside the run directory.
-fn v2_base(parent: &Path, name: &str) -> Result<PathBuf, String> {
-    let available = std::fs::read_to_string(parent.join("cgroup.controllers"))
-        .map_err(|e| format!("reading {}/cgroup.controllers: {e}", parent.display()))?;
+fn v2_base(parent: &Path, name: &str) -> Result<PathBuf, CgroupError> {
+    let controllers = parent.join("cgroup.controllers");
+    let available =
+        std::fs::read_to_string(&controllers).map_err(CgroupError::io("reading", &controllers))?;
     for needed in ["memory", "pids"] {
         if !available.split_whitespace().any(|c| c == needed) {
-            return Err(format!(
+            return Err(CgroupError::Unavailable(format!(
                 "the cgroup v2 controller `{needed}` is not delegated to {}",
                 parent.display()
-            ));
+            )));
         }
     }
     let wanted: Vec<&str> = ["memory", "pids", "cpu"]
@@ -265,14 +298,14 @@ fn v2_base(parent: &Path, name: &str) -> Result<PathBuf, String> {
         if let Err(e) = std::fs::create_dir(&leaf)
             && e.kind() != std::io::ErrorKind::AlreadyExists
         {
-            return Err(format!("creating {}: {e}", leaf.display()));
+            return Err(CgroupError::io("creating", &leaf)(e));
         }
         write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
         write(&control, &enable)?;
     }
     clean_stale(parent);
     let base = parent.join(name);
-    std::fs::create_dir(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+    std::fs::create_dir(&base).map_err(CgroupError::io("creating", &base))?;
     write(&base.join("cgroup.subtree_control"), &enable)?;
     Ok(base)
 }
@@ -281,11 +314,11 @@ impl RunGroup {
     /// [`RunGroup::limit`], waiting up to a second while the memory limit cannot be lowered yet:
     /// the processes of the slot's last run (or a worker just replaced) may still be exiting,
     /// and their memory is freed only once they have.
-    pub async fn limit_when_free(&self, memory: u64, pids: u64) -> Result<(), String> {
+    pub async fn limit_when_free(&self, memory: u64, pids: u64) -> Result<(), CgroupError> {
         let mut tries = 0;
         loop {
             match self.limit(memory, pids) {
-                Err(e) if e.contains("os error 16") && tries < 50 => {
+                Err(e) if e.busy() && tries < 50 => {
                     tries += 1;
                     self.kill_all();
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -297,7 +330,7 @@ impl RunGroup {
 
     /// Sets the slot's limits for the next run: `memory` bytes with no swap, at most `pids`
     /// processes and threads, at most one core of CPU.
-    pub fn limit(&self, memory: u64, pids: u64) -> Result<(), String> {
+    pub fn limit(&self, memory: u64, pids: u64) -> Result<(), CgroupError> {
         for (kind, dir) in &self.dirs {
             match kind {
                 Kind::V2 => {
@@ -433,7 +466,10 @@ mod tests {
         // Without the memory controller delegated there are no per-run limits.
         std::fs::write(hub.join("cgroup.controllers"), "cpu pids\n").expect("w");
         let err = Cgroups::create_from(&mounts, "0::/hub\n", "sy-1-1").expect_err("no memory");
-        assert!(err.contains("memory"), "{err}");
+        assert!(
+            matches!(&err, CgroupError::Unavailable(m) if m.contains("memory")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,6 +25,28 @@ pub enum ExecError {
     Unavailable(String),
 }
 
+/// A run, or a JavaScript worker, that could not be set up: what was being done, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SetupError {
+    pub what: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SetupError {
+    /// Maps an error of doing `what` to a [`SetupError`].
+    pub fn of<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+        what: impl Into<String>,
+    ) -> impl FnOnce(E) -> SetupError {
+        let what = what.into();
+        move |e| SetupError {
+            what,
+            source: e.into(),
+        }
+    }
+}
+
 impl From<String> for ExecError {
     fn from(message: String) -> Self {
         ExecError::Invalid(message)

@@ -11,12 +11,13 @@
 //! own room; a worker the kernel killed for memory is a failed run naming the limit.
 
 use crate::capacity::Capacity;
+use crate::cgroups::CgroupError;
 use crate::channel::{Channel, ChannelEnd};
 use crate::process::kill_group;
 use crate::sandbox::{
     Confine, Isolation, JS_UID_BASE, JS_WORKER_SLOTS, Limits, RunGroup, UidSlot, UidSlots,
 };
-use crate::{Broker, Failed, Outcome, RunFailure, sdk_answer};
+use crate::{Broker, Failed, Outcome, RunFailure, SetupError, sdk_answer};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -60,7 +61,7 @@ struct Worker {
 
 impl Worker {
     /// Sets the worker's memory limit for its next job, unless it already has that one.
-    fn limit(&mut self, mb: u32) -> Result<(), String> {
+    fn limit(&mut self, mb: u32) -> Result<(), CgroupError> {
         if let Some(g) = &self.group
             && self.limit_mb != mb
         {
@@ -159,22 +160,24 @@ impl JsPool {
                 ),
             )
         })?;
-        self.start(slot).await.map_err(|e| (RunFailure::Crashed, e))
+        self.start(slot)
+            .await
+            .map_err(|e| (RunFailure::Crashed, e.to_string()))
     }
 
     /// Starts a worker in `slot`.
-    async fn start(&self, slot: UidSlot) -> Result<Worker, String> {
+    async fn start(&self, slot: UidSlot) -> Result<Worker, SetupError> {
         let stage = tempfile::Builder::new()
             .prefix("switchyard-js-")
             .tempdir()
-            .map_err(|e| format!("cannot create the worker's directory: {e}"))?;
+            .map_err(SetupError::of("cannot create the worker's directory"))?;
         let group = self
             .isolation
             .groups
             .as_ref()
             .map(|g| g.slot(slot.uid))
             .transpose()
-            .map_err(|e| format!("cannot prepare the worker's cgroup: {e}"))?;
+            .map_err(SetupError::of("cannot prepare the worker's cgroup"))?;
         let limits = Limits {
             address_space_bytes: Some((u64::from(MAX_MEMORY_MB) + 1024) * 1024 * 1024),
             cpu_seconds: None,
@@ -185,7 +188,8 @@ impl JsPool {
         // was emptied out when it went).
         let limit_mb = MAX_MEMORY_MB + self.overhead_mb;
         if let Some(g) = &group {
-            g.limit(u64::from(limit_mb) << 20, u64::from(WORKER_PROCESSES))?;
+            g.limit(u64::from(limit_mb) << 20, u64::from(WORKER_PROCESSES))
+                .map_err(SetupError::of("cannot set the worker's limits"))?;
         }
         let confine = Confine {
             uid: Some(slot.uid),
@@ -212,9 +216,12 @@ impl JsPool {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start the JavaScript worker: {e}"))?;
-        let stdin = child.stdin.take().ok_or("the worker has no stdin")?;
-        let stdout = child.stdout.take().ok_or("the worker has no stdout")?;
+            .map_err(SetupError::of("cannot start the JavaScript worker"))?;
+        let missing = |pipe: &str| {
+            SetupError::of("starting the JavaScript worker")(format!("it has no {pipe}"))
+        };
+        let stdin = child.stdin.take().ok_or_else(|| missing("stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| missing("stdout"))?;
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(pipe) = child.stderr.take() {
             tokio::spawn(keep_stderr(pipe, stderr.clone()));
@@ -268,7 +275,7 @@ impl JsPool {
             .await
         {
             Ok(room) => room,
-            Err(e) => return Outcome::failed(RunFailure::NoRoom, e),
+            Err(e) => return Outcome::failed(RunFailure::NoRoom, e.to_string()),
         };
         let mut worker = match self.take(timeout.saturating_sub(started.elapsed())).await {
             Ok(w) => w,

@@ -28,7 +28,7 @@ pub mod sandbox_exec;
 
 pub use broker::Broker;
 pub(crate) use broker::sdk_answer;
-pub use error::ExecError;
+pub use error::{ExecError, SetupError};
 pub use runner::{Runner, RunnerLimits, Waiting};
 
 use serde_json::Value;

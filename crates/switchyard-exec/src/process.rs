@@ -4,7 +4,7 @@
 use crate::capacity::Capacity;
 use crate::channel::{Channel, ChannelEnd};
 use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, give_to};
-use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, RunFailure, sdk_answer};
+use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, RunFailure, SetupError, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
 use std::os::fd::OwnedFd;
@@ -93,18 +93,18 @@ fn runtime_to_run(language: Language, memory_mb: u32) -> Option<Runtime> {
 }
 
 /// Whether the interpreter of `language` is installed; `Err` names what is missing.
-pub fn interpreter_available(language: Language) -> Result<(), String> {
+pub fn interpreter_available(language: Language) -> Result<(), ExecError> {
     interpreter_path(language).map(|_| ())
 }
 
 /// Where the interpreter of `language` really is (symlinks resolved, so `php` through
 /// `/etc/alternatives` names the binary itself: a run's root has no `/etc/alternatives`).
-fn interpreter_path(language: Language) -> Result<PathBuf, String> {
+fn interpreter_path(language: Language) -> Result<PathBuf, ExecError> {
     let Some(rt) = runtime(language, 0, false) else {
-        return Err(format!(
+        return Err(ExecError::Unavailable(format!(
             "{} does not run as a child process",
             language.as_str()
-        ));
+        )));
     };
     use std::os::unix::fs::PermissionsExt;
     SEARCH_PATH
@@ -115,11 +115,11 @@ fn interpreter_path(language: Language) -> Result<PathBuf, String> {
         })
         .and_then(|p| p.canonicalize().ok())
         .ok_or_else(|| {
-            format!(
+            ExecError::Unavailable(format!(
                 "{} executors need `{}`, which is not installed on this instance",
                 language.as_str(),
                 rt.program
-            )
+            ))
         })
 }
 
@@ -204,7 +204,7 @@ pub async fn run(
     let timeout = spec.timeout.saturating_sub(started.elapsed());
     let spawned = match spawn(isolation, &staged, channel.child_end, timeout).await {
         Ok(s) => s,
-        Err(why) => return Outcome::failed(RunFailure::Crashed, why),
+        Err(why) => return Outcome::failed(RunFailure::Crashed, why.to_string()),
     };
     let ended = supervise(spawned, channel.hub_end, &staged, broker, timeout).await;
     interpret(&staged, ended, timeout)
@@ -254,12 +254,12 @@ async fn stage(
             language.as_str()
         ))
     })?;
-    let program = interpreter_path(language).map_err(crashed)?;
+    let program = interpreter_path(language).map_err(|e| crashed(e.to_string()))?;
     let kernel_mb = kernel_memory_mb(language, spec.memory_mb, spec.tmp_mb);
     let room = capacity
         .child_run(broker.org.as_str(), kernel_mb, spec.timeout)
         .await
-        .map_err(|why| (RunFailure::NoRoom, why))?;
+        .map_err(|why| (RunFailure::NoRoom, why.to_string()))?;
     let dir = tempfile::Builder::new()
         .prefix("switchyard-run-")
         .tempdir()
@@ -315,7 +315,7 @@ async fn spawn(
     staged: &Staged,
     child_end: std::os::unix::net::UnixStream,
     timeout: Duration,
-) -> Result<Spawned, String> {
+) -> Result<Spawned, SetupError> {
     let language = staged.language;
     let limits = Limits {
         // V8 reserves far more address space than it uses; its heap limit and the cgroup bound
@@ -333,7 +333,7 @@ async fn spawn(
         .as_ref()
         .map(|g| g.slot(uid))
         .transpose()
-        .map_err(|e| format!("cannot prepare the run's cgroup: {e}"))?;
+        .map_err(SetupError::of("cannot prepare the run's cgroup"))?;
     // (The slot's last run was emptied out when it ended; a process still exiting is waited for.)
     if let Some(g) = &group {
         g.limit_when_free(
@@ -341,7 +341,7 @@ async fn spawn(
             u64::from(limits.processes),
         )
         .await
-        .map_err(|e| format!("cannot set the run's limits: {e}"))?;
+        .map_err(SetupError::of("cannot set the run's limits"))?;
     }
     let ooms_before = group.as_ref().map_or(0, |g| g.oom_kills());
     let confine = Confine {
@@ -379,16 +379,18 @@ async fn spawn(
         parent_fd: OwnedFd::from(child_end),
         child_fd: SDK_FD,
     }])
-    .map_err(|e| format!("cannot pass the SDK channel: {e}"))?;
+    .map_err(SetupError::of("cannot pass the SDK channel"))?;
     let spawned = cmd.spawn();
     // The command holds the child's end of the channel: close ours so the hub sees the end.
     drop(cmd);
-    let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", rt.program))?;
+    let mut child = spawned.map_err(SetupError::of(format!("cannot start {}", rt.program)))?;
     let pgid = child.id();
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err("the child's pipes are missing".into());
+        return Err(SetupError::of("starting the child")(
+            "its pipes are missing",
+        ));
     };
     Ok(Spawned {
         child,

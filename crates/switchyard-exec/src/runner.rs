@@ -130,7 +130,7 @@ impl Runner {
             )),
             Language::Javascript => Ok(()),
             other => {
-                process::interpreter_available(other).map_err(ExecError::Unavailable)?;
+                process::interpreter_available(other)?;
                 let iso = &self.inner.isolation;
                 if iso.groups.is_none() && !self.inner.limits.allow_unbounded_runs {
                     return Err(ExecError::Unavailable(format!(

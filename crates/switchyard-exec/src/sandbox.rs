@@ -193,7 +193,7 @@ impl Isolation {
             .unwrap_or(false);
         let (groups, cgroups_unavailable) = match Cgroups::create() {
             Ok(g) => (Some(Arc::new(g)), None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         Isolation {
             rlimits: alone["rlimits"] == yes,

@@ -21,6 +21,7 @@
 //! Steps 3–5 need no namespaces, so they also work where a container forbids them. Any step the
 //! hub asked for that fails stops the run: the helper fails closed.
 
+use crate::SetupError;
 use landlock::{
     ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus, path_beneath_rules,
@@ -101,6 +102,36 @@ const DENIED: &[i64] = &[
     libc::SYS_io_uring_register,
 ];
 
+/// Why the helper could not confine a run: a command line it does not understand, or a step
+/// of setting up the sandbox that failed (with the system's error).
+#[derive(Debug, thiserror::Error)]
+enum HelperError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// Maps an error of doing `what` to the helper's error.
+fn fail<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> HelperError {
+    let of = SetupError::of(what);
+    move |e| HelperError::Setup(of(e))
+}
+
+impl From<&str> for HelperError {
+    fn from(m: &str) -> Self {
+        HelperError::Usage(m.into())
+    }
+}
+
+impl From<String> for HelperError {
+    fn from(m: String) -> Self {
+        HelperError::Usage(m)
+    }
+}
+
 /// What the hub asked the helper to set up.
 #[derive(Debug, Default)]
 struct Options {
@@ -138,7 +169,7 @@ fn resource(name: &str) -> Option<Resource> {
     })
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
+fn parse(args: &[String]) -> Result<Options, HelperError> {
     let mut o = Options::default();
     let mut i = 0;
     let value = |i: usize| {
@@ -185,42 +216,45 @@ fn parse(args: &[String]) -> Result<Options, String> {
         return Err("--root needs --stage (the new root's mount point)".into());
     }
     if let Some(p) = o.ro.iter().find(|p| p.starts_with(PRIVATE_TMP)) {
-        return Err(format!(
+        return Err(HelperError::Usage(format!(
             "--ro {}: the run's own {PRIVATE_TMP} would hide it (use --exe for a program)",
             p.display()
-        ));
+        )));
     }
     Ok(o)
 }
 
 /// Reads the staged files (regular files directly in `dir`) into memory.
-fn read_stage(dir: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, String> {
+fn read_stage(dir: &Path) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, HelperError> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("stage {}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| format!("stage: {e}"))?;
-        let meta = entry.metadata().map_err(|e| format!("stage: {e}"))?;
+    for entry in std::fs::read_dir(dir).map_err(fail(format!("stage {}", dir.display())))? {
+        let entry = entry.map_err(fail("stage"))?;
+        let meta = entry.metadata().map_err(fail("stage"))?;
         if !meta.is_file() {
             continue;
         }
         if meta.len() > MAX_STAGED_BYTES {
-            return Err(format!("stage: {:?} is too large", entry.file_name()));
+            return Err(HelperError::Usage(format!(
+                "stage: {:?} is too large",
+                entry.file_name()
+            )));
         }
-        let bytes = std::fs::read(entry.path()).map_err(|e| format!("stage: {e}"))?;
+        let bytes = std::fs::read(entry.path()).map_err(fail("stage"))?;
         files.push((entry.file_name(), bytes));
     }
     Ok(files)
 }
 
 /// Moves this process into each cgroup (writing `0` names the writer's process).
-fn join_cgroups(dirs: &[PathBuf]) -> Result<(), String> {
+fn join_cgroups(dirs: &[PathBuf]) -> Result<(), HelperError> {
     for dir in dirs {
         std::fs::write(dir.join("cgroup.procs"), "0")
-            .map_err(|e| format!("joining cgroup {}: {e}", dir.display()))?;
+            .map_err(fail(format!("joining cgroup {}", dir.display())))?;
     }
     Ok(())
 }
 
-fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), String> {
+fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), HelperError> {
     let data = format!("size={size_mb}m,nr_inodes=16384,mode=0700,uid={uid},gid={uid}");
     mount(
         Some("tmpfs"),
@@ -229,49 +263,49 @@ fn mount_private_tmp(at: &Path, size_mb: u32, uid: u32) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(data.as_str()),
     )
-    .map_err(|e| format!("mounting the private {PRIVATE_TMP}: {e}"))
+    .map_err(fail(format!("mounting the private {PRIVATE_TMP}")))
 }
 
 /// Binds host path `src` read-only at `root` + `src` (a file onto a file, a directory onto a
 /// directory), creating the mount point in the new root's tmpfs.
-fn bind_ro(root: &Path, src: &Path, dev: bool) -> Result<(), String> {
+fn bind_ro(root: &Path, src: &Path, dev: bool) -> Result<(), HelperError> {
     bind_ro_at(root, src, src, dev)
 }
 
 /// Binds host path `src` read-only at `root` + `at`.
-fn bind_ro_at(root: &Path, src: &Path, at: &Path, dev: bool) -> Result<(), String> {
+fn bind_ro_at(root: &Path, src: &Path, at: &Path, dev: bool) -> Result<(), HelperError> {
     let rel = at
         .strip_prefix("/")
         .map_err(|_| format!("{} is not absolute", at.display()))?;
     let dst = root.join(rel);
-    let meta = std::fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let meta = std::fs::metadata(src).map_err(fail(format!("{}", src.display())))?;
     let parent = dst.parent().unwrap_or(root);
-    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    std::fs::create_dir_all(parent).map_err(fail(format!("{}", parent.display())))?;
     if meta.is_dir() {
         std::fs::create_dir_all(&dst)
     } else {
         std::fs::write(&dst, b"")
     }
-    .map_err(|e| format!("{}: {e}", dst.display()))?;
+    .map_err(fail(format!("{}", dst.display())))?;
     let none: Option<&str> = None;
     mount(Some(src), &dst, none, MsFlags::MS_BIND, none)
-        .map_err(|e| format!("binding {}: {e}", src.display()))?;
+        .map_err(fail(format!("binding {}", src.display())))?;
     let mut flags =
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
     if !dev {
         flags |= MsFlags::MS_NODEV;
     }
     mount(none, &dst, none, flags, none)
-        .map_err(|e| format!("making {} read-only: {e}", dst.display()))
+        .map_err(fail(format!("making {} read-only", dst.display())))
 }
 
 /// Builds the run's root on `at` (the stage directory, already read) and enters it: see the
 /// module's documentation for what it holds. `uid` names the run's user in its passwd.
-fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
+fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), HelperError> {
     let none: Option<&str> = None;
     // Nothing of what follows propagates back to the host's mount namespace.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-        .map_err(|e| format!("making mounts private: {e}"))?;
+        .map_err(fail("making mounts private"))?;
     mount(
         Some("tmpfs"),
         at,
@@ -279,16 +313,16 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(ROOT_TMPFS),
     )
-    .map_err(|e| format!("mounting the new root: {e}"))?;
+    .map_err(fail("mounting the new root"))?;
     for tree in ROOT_TREES {
         let path = Path::new(tree);
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             continue;
         };
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(path).map_err(|e| format!("{tree}: {e}"))?;
+            let target = std::fs::read_link(path).map_err(fail(*tree))?;
             std::os::unix::fs::symlink(&target, at.join(&tree[1..]))
-                .map_err(|e| format!("{tree}: {e}"))?;
+                .map_err(fail(*tree))?;
         } else if meta.is_dir() {
             bind_ro(at, path, false)?;
         }
@@ -303,7 +337,7 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         bind_ro_at(at, exe, Path::new(PROGRAM), false)?;
     }
     let etc = at.join("etc");
-    std::fs::create_dir_all(&etc).map_err(|e| format!("etc: {e}"))?;
+    std::fs::create_dir_all(&etc).map_err(fail("etc"))?;
     for file in ETC_FILES {
         let src = Path::new("/etc").join(file);
         if src.exists() {
@@ -316,9 +350,9 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         format!("sandbox:x:{uid}:{uid}:sandbox:{PRIVATE_TMP}:/nonexistent\n"),
     )
     .and_then(|_| std::fs::write(etc.join("group"), format!("sandbox:x:{uid}:\n")))
-    .map_err(|e| format!("etc: {e}"))?;
+    .map_err(fail("etc"))?;
     let dev = at.join("dev");
-    std::fs::create_dir_all(&dev).map_err(|e| format!("dev: {e}"))?;
+    std::fs::create_dir_all(&dev).map_err(fail("dev"))?;
     for file in DEV_FILES {
         bind_ro(at, &Path::new("/dev").join(file), true)?;
     }
@@ -328,10 +362,10 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        std::os::unix::fs::symlink(target, dev.join(name)).map_err(|e| format!("dev: {e}"))?;
+        std::os::unix::fs::symlink(target, dev.join(name)).map_err(fail("dev"))?;
     }
     let proc_dir = at.join("proc");
-    std::fs::create_dir_all(&proc_dir).map_err(|e| format!("proc: {e}"))?;
+    std::fs::create_dir_all(&proc_dir).map_err(fail("proc"))?;
     mount(
         Some("proc"),
         &proc_dir,
@@ -339,17 +373,17 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         none,
     )
-    .map_err(|e| format!("mounting the run's /proc: {e}"))?;
+    .map_err(fail("mounting the run's /proc"))?;
     let tmp = at.join(&PRIVATE_TMP[1..]);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("tmp: {e}"))?;
+    std::fs::create_dir_all(&tmp).map_err(fail("tmp"))?;
     if let Some(mb) = o.tmp_mb {
         mount_private_tmp(&tmp, mb, uid)?;
     }
     // Enter it: the old root is stacked on the new one by pivot_root(".", ".") and detached.
-    std::env::set_current_dir(at).map_err(|e| format!("chdir to the new root: {e}"))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the host's root: {e}"))?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    std::env::set_current_dir(at).map_err(fail("chdir to the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(fail("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(fail("detaching the host's root"))?;
+    std::env::set_current_dir("/").map_err(fail("chdir /"))?;
     // The root's own directories and files are fixed from here on.
     mount(
         none,
@@ -358,14 +392,14 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), String> {
         MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(ROOT_TMPFS),
     )
-    .map_err(|e| format!("making the new root read-only: {e}"))
+    .map_err(fail("making the new root read-only"))
 }
 
-fn drop_to(uid: u32) -> Result<(), String> {
+fn drop_to(uid: u32) -> Result<(), HelperError> {
     let (u, g) = (Uid::from_raw(uid), Gid::from_raw(uid));
-    setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    setresgid(g, g, g).map_err(|e| format!("setresgid({uid}): {e}"))?;
-    setresuid(u, u, u).map_err(|e| format!("setresuid({uid}): {e}"))?;
+    setgroups(&[]).map_err(fail("setgroups"))?;
+    setresgid(g, g, g).map_err(fail(format!("setresgid({uid})")))?;
+    setresuid(u, u, u).map_err(fail(format!("setresuid({uid})")))?;
     // Paranoia: a process that could become root again is not confined.
     if setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).is_ok() {
         return Err("the uid drop did not hold".into());
@@ -401,7 +435,7 @@ fn readable(ro: &[PathBuf], in_new_root: bool) -> Vec<PathBuf> {
     paths
 }
 
-fn landlock(ro: &[PathBuf], in_new_root: bool, rw: &[String]) -> Result<bool, String> {
+fn landlock(ro: &[PathBuf], in_new_root: bool, rw: &[String]) -> Result<bool, HelperError> {
     let abi = ABI::V3;
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -416,22 +450,21 @@ fn landlock(ro: &[PathBuf], in_new_root: bool, rw: &[String]) -> Result<bool, St
         .and_then(|r| r.add_rules(path_beneath_rules(["/dev/null"], AccessFs::from_all(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(rw, AccessFs::from_all(abi))))
         .and_then(|r| r.restrict_self())
-        .map_err(|e| format!("landlock: {e}"))?;
+        .map_err(fail("landlock"))?;
     Ok(status.ruleset != RulesetStatus::NotEnforced)
 }
 
 /// `arg` of the system call compared with `value`.
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
-        .map_err(|e| format!("seccomp: {e}"))
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, HelperError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(fail("seccomp"))
 }
 
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
-    SeccompRule::new(conditions).map_err(|e| format!("seccomp: {e}"))
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, HelperError> {
+    SeccompRule::new(conditions).map_err(fail("seccomp"))
 }
 
 /// The seccomp rules: each listed call is denied when one of its rules matches (no rule: always).
-fn seccomp_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+fn seccomp_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, HelperError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
     let unix = libc::AF_UNIX as u64;
@@ -449,29 +482,27 @@ fn seccomp_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     Ok(rules)
 }
 
-fn seccomp() -> Result<(), String> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("seccomp: {e}"))?;
+fn seccomp() -> Result<(), HelperError> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(fail("seccomp"))?;
     let filter = SeccompFilter::new(
         seccomp_rules()?,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )
-    .map_err(|e| format!("seccomp: {e}"))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| format!("seccomp: {e}"))?;
-    seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
+    .map_err(fail("seccomp"))?;
+    let program: BpfProgram = filter.try_into().map_err(fail("seccomp"))?;
+    seccompiler::apply_filter(&program).map_err(fail("seccomp"))
 }
 
 /// Builds the run's world and drops privileges, in the order the steps need: the cgroups joined
 /// first (everything after is counted), mounts while still root, files written as the run's
 /// user, Landlock and seccomp last.
-fn confine(o: &Options) -> Result<(), String> {
+fn confine(o: &Options) -> Result<(), HelperError> {
     join_cgroups(&o.cgroups)?;
     let (staged, private) = build(o)?;
     for (r, n) in &o.rlimits {
-        setrlimit(*r, *n, *n).map_err(|e| format!("setrlimit {r:?}: {e}"))?;
+        setrlimit(*r, *n, *n).map_err(fail(format!("setrlimit {r:?}")))?;
     }
     if let Some(uid) = o.uid {
         drop_to(uid)?;
@@ -479,11 +510,11 @@ fn confine(o: &Options) -> Result<(), String> {
     if let (Some(files), true) = (&staged, private) {
         let dir = Path::new(PRIVATE_TMP);
         for (name, bytes) in files {
-            std::fs::write(dir.join(name), bytes).map_err(|e| format!("copying {name:?}: {e}"))?;
+            std::fs::write(dir.join(name), bytes).map_err(fail(format!("copying {name:?}")))?;
         }
-        std::env::set_current_dir(dir).map_err(|e| format!("chdir {PRIVATE_TMP}: {e}"))?;
+        std::env::set_current_dir(dir).map_err(fail(format!("chdir {PRIVATE_TMP}")))?;
     } else if o.root {
-        std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+        std::env::set_current_dir("/").map_err(fail("chdir /"))?;
     }
     landlock(&granted(o), o.root, &o.rw)?;
     seccomp()
@@ -493,7 +524,7 @@ fn confine(o: &Options) -> Result<(), String> {
 /// files, and whether they go to a private `/tmp`.
 type Staged = Option<Vec<(std::ffi::OsString, Vec<u8>)>>;
 
-fn build(o: &Options) -> Result<(Staged, bool), String> {
+fn build(o: &Options) -> Result<(Staged, bool), HelperError> {
     let staged = o.stage.as_deref().map(read_stage).transpose()?;
     let uid = o.uid.unwrap_or(0);
     let private = if o.root {

@@ -54,6 +54,9 @@ fn sdk_round_trip(req: String) -> String {
     }
 }
 
+/// How a run ended badly: the kind of failure, and its words.
+type Ended = (Failure, String);
+
 /// The run succeeded with `output`.
 fn done(output: Value) -> FromWorker {
     FromWorker::Done {
@@ -64,7 +67,7 @@ fn done(output: Value) -> FromWorker {
 }
 
 /// The run failed: `error` in words, and its kind.
-fn failed((failure, error): (Failure, String)) -> FromWorker {
+fn failed((failure, error): Ended) -> FromWorker {
     FromWorker::Done {
         output: None,
         error: Some(error),
@@ -73,18 +76,19 @@ fn failed((failure, error): (Failure, String)) -> FromWorker {
 }
 
 /// A failure of the code itself.
-fn code(error: impl Into<String>) -> (Failure, String) {
+fn code(error: impl Into<String>) -> Ended {
     (Failure::Code, error.into())
 }
 
 /// A fresh engine: `memory` bytes of heap, a 512 KiB stack, interrupted `timeout` from now.
-fn engine(memory: usize, timeout: Duration) -> Result<(Runtime, Context), String> {
-    let rt = Runtime::new().map_err(|e| format!("cannot create a JavaScript runtime: {e}"))?;
+fn engine(memory: usize, timeout: Duration) -> Result<(Runtime, Context), Ended> {
+    let crashed = |what: &str, e: rquickjs::Error| (Failure::Crashed, format!("{what}: {e}"));
+    let rt = Runtime::new().map_err(|e| crashed("cannot create a JavaScript runtime", e))?;
     rt.set_memory_limit(memory);
     rt.set_max_stack_size(512 * 1024);
     let deadline = Instant::now() + timeout;
     rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
-    let ctx = Context::full(&rt).map_err(|e| format!("cannot create a JavaScript context: {e}"))?;
+    let ctx = Context::full(&rt).map_err(|e| crashed("cannot create a JavaScript context", e))?;
     Ok((rt, ctx))
 }
 
@@ -94,7 +98,7 @@ fn engine(memory: usize, timeout: Duration) -> Result<(Runtime, Context), String
 fn check_job(source: &str) -> FromWorker {
     let (_rt, ctx) = match engine(64 * 1024 * 1024, Duration::from_secs(5)) {
         Ok(e) => e,
-        Err(e) => return failed((Failure::Crashed, e)),
+        Err(e) => return failed(e),
     };
     let Ok(text) = std::ffi::CString::new(source) else {
         return failed(code("the code holds a NUL character"));
@@ -139,15 +143,20 @@ fn run_job(job: &Job) -> FromWorker {
     let timeout = Duration::from_millis(job.timeout_ms);
     let (rt, ctx) = match engine(memory, timeout) {
         Ok(e) => e,
-        Err(e) => return failed((Failure::Crashed, e)),
+        Err(e) => return failed(e),
     };
-    let started = ctx.with(|ctx| -> Result<(), String> {
+    let stopped = |e: String| interpret(e, timeout);
+    let started = ctx.with(|ctx| -> Result<(), Ended> {
         let globals = ctx.globals();
-        let sdk = Function::new(ctx.clone(), sdk_round_trip).map_err(|e| e.to_string())?;
-        globals.set("__sdk", sdk).map_err(|e| e.to_string())?;
-        globals.set("__input", input).map_err(|e| e.to_string())?;
-        ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(|e| format!("SDK prelude failed: {}", describe(e)))?;
-        ctx.eval::<(), _>(source).catch(&ctx).map_err(describe)?;
+        let sdk = Function::new(ctx.clone(), sdk_round_trip).map_err(|e| stopped(e.to_string()))?;
+        globals.set("__sdk", sdk).map_err(|e| stopped(e.to_string()))?;
+        globals.set("__input", input).map_err(|e| stopped(e.to_string()))?;
+        ctx.eval::<(), _>(PRELUDE)
+            .catch(&ctx)
+            .map_err(|e| stopped(format!("SDK prelude failed: {}", describe(e))))?;
+        ctx.eval::<(), _>(source)
+            .catch(&ctx)
+            .map_err(|e| stopped(describe(e)))?;
         ctx.eval::<(), _>(
             r#"globalThis.__state = { done: false };
             (async () => {
@@ -165,10 +174,10 @@ fn run_job(job: &Job) -> FromWorker {
             );"#,
         )
         .catch(&ctx)
-        .map_err(describe)
+        .map_err(|e| stopped(describe(e)))
     });
     if let Err(e) = started {
-        return failed(interpret(e, timeout));
+        return failed(e);
     }
     loop {
         match rt.execute_pending_job() {
@@ -188,11 +197,11 @@ fn run_job(job: &Job) -> FromWorker {
     // The state's fields are read one by one: the output is checked against the cap while it
     // is still the engine's string, so a huge output is never copied out (nor wrapped in another
     // JSON document, which needs as much again).
-    let state = ctx.with(|ctx| -> Result<RunState, String> {
+    let state = ctx.with(|ctx| -> Result<RunState, Ended> {
         let state: rquickjs::Object = ctx
             .globals()
             .get("__state")
-            .map_err(|e| format!("the run's state is gone: {e}"))?;
+            .map_err(|e| stopped(format!("the run's state is gone: {e}")))?;
         let done: bool = state.get("done").unwrap_or(false);
         let error: Option<String> = state.get("error").ok().flatten();
         let output: Option<rquickjs::String> = state.get("output").ok().flatten();
@@ -201,15 +210,18 @@ fn run_job(job: &Job) -> FromWorker {
             Some(text) => {
                 let len: usize = ctx
                     .eval::<usize, _>("__state.output.length")
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| stopped(e.to_string()))?;
                 // UTF-16 units: each is at least one byte of JSON.
                 if len > OUTPUT_CAP {
-                    return Err(format!(
-                        "output too large: the output is at least {len} bytes as JSON, more than {} MiB",
-                        OUTPUT_CAP >> 20
+                    return Err((
+                        Failure::OutputLimit,
+                        format!(
+                            "output too large: the output is at least {len} bytes as JSON, more than {} MiB",
+                            OUTPUT_CAP >> 20
+                        ),
                     ));
                 }
-                Some(text.to_string().map_err(|e| e.to_string())?)
+                Some(text.to_string().map_err(|e| stopped(e.to_string()))?)
             }
         };
         Ok(RunState {
@@ -220,7 +232,7 @@ fn run_job(job: &Job) -> FromWorker {
     });
     let state = match state {
         Ok(s) => s,
-        Err(e) => return failed(interpret(e, timeout)),
+        Err(e) => return failed(e),
     };
     if !state.done {
         return failed(code(
@@ -282,10 +294,8 @@ fn describe(e: rquickjs::CaughtError<'_>) -> String {
 }
 
 /// Names the engine's own errors in words a user understands.
-fn interpret(msg: String, timeout: Duration) -> (Failure, String) {
-    if msg.starts_with("output too large:") {
-        (Failure::OutputLimit, msg)
-    } else if msg.contains("interrupted") {
+fn interpret(msg: String, timeout: Duration) -> Ended {
+    if msg.contains("interrupted") {
         (
             Failure::Timeout,
             format!(

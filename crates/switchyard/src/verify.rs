@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use std::io::Read;
 use std::path::PathBuf;
-use switchyard_core::signing::verify;
+use switchyard_core::signing::{VerifyError, verify};
 
 /// Largest body `verify` reads; webhook bodies are far smaller.
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
@@ -28,7 +28,7 @@ pub struct VerifyArgs {
 }
 
 /// Verifies; `Ok(Err(why))` for a request that does not verify.
-pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<(), String>> {
+pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<(), VerifyError>> {
     let header = |name: &str| -> anyhow::Result<String> {
         args.headers
             .iter()
@@ -61,5 +61,5 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<Result<(), String>> {
     let now = args
         .now
         .unwrap_or_else(|| switchyard_core::time::now_ms() / 1000);
-    Ok(verify(&args.key, &id, &timestamp, &signature, &body, now).map_err(|e| e.to_string()))
+    Ok(verify(&args.key, &id, &timestamp, &signature, &body, now))
 }
