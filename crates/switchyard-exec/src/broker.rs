@@ -239,6 +239,7 @@ impl Broker<'_> {
         let mut chain = self.chain.clone();
         chain.push(name.to_string());
         let call = crate::runner::Call {
+            id: switchyard_core::ids::RunId::generate(),
             event_id: None,
             hook: None,
             chain,

@@ -36,6 +36,8 @@ pub struct Waiting {
 
 /// Who asked for a run, and until when it may take.
 pub(crate) struct Call<'a> {
+    /// The run's id, known from its start so that its log lines carry it.
+    pub(crate) id: switchyard_core::ids::RunId,
     /// The event that caused it (event hooks).
     pub(crate) event_id: Option<&'a switchyard_core::ids::EventId>,
     /// The synchronous hook whose call made it.
@@ -181,6 +183,7 @@ impl Runner {
         let (runner, ex) = (self.clone(), ex.clone());
         let run = tokio::spawn(async move {
             let call = Call {
+                id: switchyard_core::ids::RunId::generate(),
                 event_id: waiting.event_id.as_ref(),
                 hook: waiting.hook.as_deref(),
                 chain: vec![ex.name.clone()],
@@ -248,7 +251,28 @@ impl Runner {
         }
     }
 
+    /// Runs `ex` within `call`'s chain, in a span naming the organization, the executor, its
+    /// version and the run, so that every line the run logs (and the SDK calls it makes) can
+    /// be followed.
     pub(crate) async fn run_in_chain(
+        &self,
+        ex: &Executor,
+        input: Value,
+        call: Call<'_>,
+    ) -> Result<Run, StoreError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "run",
+            org = %ex.org_id,
+            executor = %ex.name,
+            version = ex.version,
+            run = %call.id,
+            event = call.event_id.map(|e| e.as_str()),
+        );
+        self.run_traced(ex, input, call).instrument(span).await
+    }
+
+    async fn run_traced(
         &self,
         ex: &Executor,
         input: Value,
@@ -323,7 +347,7 @@ impl Runner {
         let outcome = cap_outcome(outcome);
         let (failure, error) = outcome.failure.unzip();
         let mut run = Run {
-            id: switchyard_core::ids::RunId::generate(),
+            id: call.id.clone(),
             org_id: ex.org_id.clone(),
             executor: ex.name.clone(),
             version: ex.version,

@@ -321,8 +321,7 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), HelperError> {
         };
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(path).map_err(fail(*tree))?;
-            std::os::unix::fs::symlink(&target, at.join(&tree[1..]))
-                .map_err(fail(*tree))?;
+            std::os::unix::fs::symlink(&target, at.join(&tree[1..])).map_err(fail(*tree))?;
         } else if meta.is_dir() {
             bind_ro(at, path, false)?;
         }
