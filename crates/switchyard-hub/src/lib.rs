@@ -175,6 +175,9 @@ struct Inner {
     schemas: schemas::SchemaCache,
     /// Run: how cron lines are read.
     schedules: ScheduleSettings,
+    /// Run: what the scheduler and the engine read the time from (the system's, or a test's
+    /// [`ManualClock`](switchyard_core::time::ManualClock)).
+    clock: Arc<dyn switchyard_core::time::Clock>,
     /// Run: wakes the scheduler when a schedule changed.
     schedule_wake: Notify,
     /// Run: the organization of each commit on this node, for live tails
@@ -195,6 +198,16 @@ impl Hub {
     /// (after probing which isolation this host allows), the engine that delivers with them and
     /// runs event hooks on the runner, and the listener for what the engine reports.
     pub async fn start(store: Arc<dyn Store>, settings: HubSettings) -> Result<Hub, HubError> {
+        let clock = Arc::new(switchyard_core::time::SystemClock);
+        Hub::start_with_clock(store, settings, clock).await
+    }
+
+    /// [`Hub::start`] on a given clock: the scheduler fires and the engine schedules by it.
+    pub async fn start_with_clock(
+        store: Arc<dyn Store>,
+        settings: HubSettings,
+        clock: Arc<dyn switchyard_core::time::Clock>,
+    ) -> Result<Hub, HubError> {
         let refused = |e: switchyard_delivery::ConfigError| HubError::Start(e.to_string());
         settings.engine.check().map_err(refused)?;
         let clients = Clients::new(settings.egress.clone());
@@ -228,13 +241,14 @@ impl Hub {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut engine_config = settings.engine.clone();
         engine_config.deliver = settings.role.delivers();
-        let engine = Engine::start(
+        let engine = Engine::start_with_clock(
             store.clone(),
             engine_config,
             clients,
             Some(Arc::new(runner.clone())),
             events_tx,
             shares.clone(),
+            clock.clone(),
         )
         .map_err(refused)?;
         let hub = Hub {
@@ -252,6 +266,7 @@ impl Hub {
                 shares,
                 rates: Default::default(),
                 schedules: settings.schedules,
+                clock,
                 schedule_wake: Notify::new(),
                 published: broadcast::channel(256).0,
                 keys: access::key_cache(),

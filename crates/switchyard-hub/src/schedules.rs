@@ -13,7 +13,6 @@ use crate::{Hub, HubError};
 use futures_util::StreamExt;
 use std::time::Duration;
 use switchyard_core::Schedule;
-use switchyard_core::time::now_ms;
 
 /// Most schedules taken up in one pass.
 const DUE_BATCH: u32 = 500;
@@ -39,7 +38,7 @@ impl Hub {
     /// type's schema as it is now): a schedule does not fail at 2 am for a reason known when
     /// it was saved.
     pub async fn check_schedule(&self, schedule: &Schedule) -> Result<(), HubError> {
-        let event = schedule.event_at(now_ms());
+        let event = schedule.event_at(self.inner.clock.now_ms());
         self.check_events(&schedule.org_id, vec![event])
             .await
             .map(|_| ())
@@ -57,7 +56,8 @@ impl Hub {
             if cancel.is_cancelled() {
                 return;
             }
-            let moved_on = match self.fire_due(now_ms()).await {
+            let now = self.inner.clock.now_ms();
+            let moved_on = match self.fire_due(now).await {
                 Ok(all) => all,
                 Err(e) => {
                     tracing::error!(error = %e, "firing schedules failed; trying again shortly");
@@ -67,7 +67,7 @@ impl Hub {
             // A schedule left due (its publish failed) is tried again after a pause, not in a
             // tight loop.
             let wait = match self.inner.store.next_fire_at().await {
-                Ok(Some(t)) if moved_on => (t - now_ms()).clamp(0, MAX_SLEEP_MS),
+                Ok(Some(t)) if moved_on => (t - self.inner.clock.now_ms()).clamp(0, MAX_SLEEP_MS),
                 _ => MAX_SLEEP_MS,
             };
             tokio::select! {
@@ -116,7 +116,7 @@ impl Hub {
         if let Some(at) = plan.fire {
             match self.publish(&s.org_id, vec![s.event_at(at)]).await {
                 Ok(published) => {
-                    let late = (now_ms() - at).max(0) as f64 / 1000.0;
+                    let late = (self.inner.clock.now_ms() - at).max(0) as f64 / 1000.0;
                     metrics::histogram!("switchyard_schedule_delay_seconds").record(late);
                     let duplicate = published.first().is_some_and(|p| p.duplicate);
                     metrics::counter!("switchyard_schedule_fires_total",

@@ -1,6 +1,7 @@
 //! The hub on its own, over a real SQLite store: a publish routed with a table another writer
 //! made stale is routed again, catalog writes through the hub take effect at the next call,
-//! every published event passes the same checks, and a revoked key is refused at once.
+//! every published event passes the same checks, a revoked key is refused at once, and the
+//! scheduler fires by the hub's clock (a test's, moved by hand).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +25,15 @@ struct Rig {
 
 /// A hub on a fresh SQLite file with one organization, `o`.
 async fn rig() -> Rig {
+    rig_on(Arc::new(switchyard_core::time::SystemClock)).await
+}
+
+/// [`rig`] on a given clock.
+async fn rig_on(clock: Arc<dyn switchyard_core::time::Clock>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("hub.db"), key).expect("store"));
-    let hub = Hub::start(
+    let hub = Hub::start_with_clock(
         store.clone(),
         HubSettings {
             engine: EngineConfig::new("hub-test"),
@@ -43,6 +49,7 @@ async fn rig() -> Rig {
             role: Default::default(),
             limits: Default::default(),
         },
+        clock,
     )
     .await
     .expect("hub");
@@ -242,5 +249,104 @@ async fn a_revoked_key_is_refused_at_once_though_it_was_cached() {
             .expect("lookup")
             .is_some()
     );
+    rig.stop().await;
+}
+
+/// Waits (up to a minute of real time, for a loaded machine) until `f` holds.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let started = std::time::Instant::now();
+    while !f().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_fires_by_the_hubs_clock_once_per_fire_time() {
+    use switchyard_core::schedule::{Schedule, ScheduleDefinition};
+    use switchyard_core::time::{Clock, ManualClock, parse_rfc3339};
+    // 09:59:30 UTC: the hourly schedule's next fire time is 10:00.
+    let start = parse_rfc3339("2026-12-07T09:59:30Z").expect("time");
+    let clock = Arc::new(ManualClock::new(start));
+    let rig = rig_on(clock.clone()).await;
+    let hourly = |misfire: &str| ScheduleDefinition {
+        cron: Some("0 * * * *".into()),
+        timezone: Some("UTC".into()),
+        event_type: Some("report.due".into()),
+        data: Some(serde_json::json!({"n": 1})),
+        misfire: Some(misfire.into()),
+        ..Default::default()
+    };
+    for (name, misfire) in [("once", "fire_once"), ("skipping", "skip")] {
+        let s = Schedule::define(&rig.org, name, hourly(misfire), None, clock.now_ms(), false)
+            .expect("schedule");
+        rig.hub.put_schedule(&s, None).await.expect("put");
+    }
+    let fired = |name: &'static str, at: &'static str| {
+        let (store, org) = (rig.store.clone(), rig.org.clone());
+        let id =
+            switchyard_core::schedule::schedule_event_id(name, parse_rfc3339(at).expect("time"));
+        async move { store.get_event(&org, &EventId::stored(id)).await.is_ok() }
+    };
+    // Nothing before its time, however long the test waits in real time.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!fired("once", "2026-12-07T10:00:00Z").await, "fired early");
+    // The hub's clock reaches 10:00: both fire, once each.
+    clock.advance(30_000);
+    until("10:00 fired", || async {
+        fired("once", "2026-12-07T10:00:00Z").await
+            && fired("skipping", "2026-12-07T10:00:00Z").await
+    })
+    .await;
+    let ev = rig
+        .store
+        .get_event(
+            &rig.org,
+            &EventId::stored(switchyard_core::schedule::schedule_event_id(
+                "once",
+                parse_rfc3339("2026-12-07T10:00:00Z").expect("time"),
+            )),
+        )
+        .await
+        .expect("event");
+    assert_eq!(
+        ev.timestamp,
+        parse_rfc3339("2026-12-07T10:00:00Z").expect("t")
+    );
+    assert_eq!(ev.event_type, "report.due");
+    // The hub was down from 10:30 to 13:05 (by its clock): past the grace, `fire_once` fires
+    // once, late, for 13:00; `skip` fires nothing until 14:00. 11:00 and 12:00 are never fired.
+    clock.advance(3 * 3_600_000 + 5 * 60_000);
+    until("the late fire", || async {
+        fired("once", "2026-12-07T13:00:00Z").await
+    })
+    .await;
+    until("the skipping schedule moved on", || async {
+        let s = rig
+            .store
+            .get_schedule(&rig.org, "skipping")
+            .await
+            .expect("schedule");
+        s.next_fire_at == parse_rfc3339("2026-12-07T14:00:00Z")
+    })
+    .await;
+    for (name, at) in [
+        ("once", "2026-12-07T11:00:00Z"),
+        ("once", "2026-12-07T12:00:00Z"),
+        ("skipping", "2026-12-07T11:00:00Z"),
+        ("skipping", "2026-12-07T12:00:00Z"),
+        ("skipping", "2026-12-07T13:00:00Z"),
+    ] {
+        assert!(!fired(name, at).await, "{name} fired a missed {at}");
+    }
+    let once = rig
+        .store
+        .get_schedule(&rig.org, "once")
+        .await
+        .expect("schedule");
+    assert_eq!(once.next_fire_at, parse_rfc3339("2026-12-07T14:00:00Z"));
     rig.stop().await;
 }
