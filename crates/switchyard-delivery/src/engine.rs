@@ -6,7 +6,7 @@ use crate::recorder::Msg;
 use crate::worker::{Shared, Slot};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,24 +79,8 @@ pub(crate) struct Inner {
     pub(crate) shares: Arc<Shares>,
     /// Run: per-endpoint queues, made on first use and removed by their idle worker.
     pub(crate) slots: Mutex<HashMap<EndpointId, Slot>>,
-    /// Run: the endpoints whose lease this node holds, with until when (by the engine's clock).
-    /// Renewed by the lease task; given up at shutdown.
-    pub(crate) leases: Mutex<HashMap<EndpointId, i64>>,
-    /// Run: endpoints another node was found to hold, until when this node does not ask again
-    /// (its poller still finds them if that node dies).
-    pub(crate) elsewhere: Mutex<HashMap<EndpointId, i64>>,
-    /// Run: the nodes that deliver, as of the lease task's last heartbeat (sorted).
-    pub(crate) live: Mutex<Vec<String>>,
-    /// Run: endpoints this node declined as not its first choice (or handed over), with the
-    /// time from which it takes them anyway (their first choice is not taking them).
-    pub(crate) declined: Mutex<HashMap<EndpointId, i64>>,
-    /// Run: endpoints this node holds but hands to their first choice, a node that joined
-    /// since: their worker stops sending, waits for its requests in flight, then gives the lease
-    /// up (see [`Engine::hand_over`]).
-    pub(crate) yielding: Mutex<HashSet<EndpointId>>,
-    /// Run: held while the lease task renews or gives up leases and while a handover gives one
-    /// up, so that a renewal never takes back a lease just given up.
-    pub(crate) lease_ops: tokio::sync::Mutex<()>,
+    /// Run: what this node knows of endpoint leases (`leases.rs`).
+    pub(crate) leases: crate::leases::LeaseBook,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: feeds the recorder. Shutdown: the last message is a flush.
@@ -186,12 +170,7 @@ impl Engine {
             queued_by_org: Mutex::new(HashMap::new()),
             shares,
             configs: Mutex::new(HashMap::new()),
-            leases: Mutex::new(HashMap::new()),
-            elsewhere: Mutex::new(HashMap::new()),
-            live: Mutex::new(Vec::new()),
-            declined: Mutex::new(HashMap::new()),
-            yielding: Mutex::new(HashSet::new()),
-            lease_ops: tokio::sync::Mutex::new(()),
+            leases: Default::default(),
             recorder: tx,
             events,
             wake: Notify::new(),
@@ -616,9 +595,7 @@ impl Engine {
             if let Err(e) = inner.store.drop_leases(&inner.config.node, None).await {
                 tracing::warn!(error = %e, "giving up endpoint leases failed; they pass on when they run out");
             }
-            if let Ok(mut l) = inner.leases.lock() {
-                l.clear();
-            }
+            inner.leases.clear();
         }
     }
 
