@@ -25,6 +25,8 @@ pub struct Application {
     store: OpenStore,
     grace: Duration,
     listen_limits: crate::listener::ListenLimits,
+    /// Where to write the address listened on once serving.
+    addr_file: Option<std::path::PathBuf>,
     /// The admin key generated on first start (none when one was given or already exists).
     pub generated_admin_key: Option<String>,
 }
@@ -247,6 +249,7 @@ impl Application {
             store: opened,
             grace: settings.shutdown_grace,
             listen_limits: settings.listen_limits,
+            addr_file: settings.addr_file.clone(),
             generated_admin_key,
         })
     }
@@ -264,6 +267,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "switchyard listening");
+        if let Some(path) = &self.addr_file {
+            // Whole or not at all: written beside, then renamed into place.
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, self.local_addr().to_string())
+                .and_then(|()| std::fs::rename(&partial, path))
+                .with_context(|| format!("writing the address to {}", path.display()))?;
+        }
         crate::listener::serve(
             self.listener,
             self.router,

@@ -82,6 +82,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Once serving, write the address listened on to this file (for tools that start a hub
+    /// on `--listen 127.0.0.1:0` and need to know its port)
+    #[arg(long)]
+    #[serde(skip)]
+    pub addr_file: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -460,6 +465,8 @@ pub struct Settings {
     pub role: switchyard_hub::Role,
     /// What bounds the listener's connections.
     pub listen_limits: crate::listener::ListenLimits,
+    /// Where to write the address listened on, once serving (`--addr-file`).
+    pub addr_file: Option<PathBuf>,
     /// What each organization may take of the hub, unless the instance admin set its own.
     pub limits: switchyard_core::limits::Limits,
 }
@@ -487,7 +494,9 @@ impl Settings {
         });
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let config = Config::layered(file.as_deref(), &args, env("SWITCHYARD_ADMIN_KEY"))?;
-        Settings::from_config(config, env("SWITCHYARD_MASTER_KEY"))
+        let mut settings = Settings::from_config(config, env("SWITCHYARD_MASTER_KEY"))?;
+        settings.addr_file = args.addr_file;
+        Ok(settings)
     }
 
     /// What the hub runs with, from checked settings and the master key (if given).
@@ -515,6 +524,7 @@ impl Settings {
             delivery: c.delivery,
             role: c.role.into(),
             listen_limits: crate::listener::ListenLimits::default(),
+            addr_file: None,
             limits,
         })
     }

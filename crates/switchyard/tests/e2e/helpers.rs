@@ -559,11 +559,6 @@ pub async fn launch_hub_wrapped(
     env: &[(&str, &str)],
 ) -> Hub {
     switchyard_egress::install_crypto_provider();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
     let program = env!("CARGO_BIN_EXE_switchyard");
     let mut command = match wrapper.split_first() {
         Some((first, rest)) => {
@@ -573,11 +568,9 @@ pub async fn launch_hub_wrapped(
         }
         None => Command::new(program),
     };
-    let child = command
+    command
         .args([
             "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
             "--allow-destination",
             "127.0.0.0/8",
             "--shutdown-grace-s",
@@ -589,28 +582,17 @@ pub async fn launch_hub_wrapped(
         .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the switchyard binary");
-    let hub = Hub {
+        .stdout(Stdio::null());
+    let client = reqwest::Client::new();
+    // A minute: a loaded machine starting several hubs at once (the cluster tests) is slow.
+    let (child, base) = switchyard::local_hub::launch(command, &client, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("the hub in {}: {e:#}", dir.display()));
+    Hub {
         child,
-        base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if hub
-            .client
-            .get(format!("{}/readyz", hub.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return hub;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        base,
+        client,
     }
-    panic!("the hub in {} did not become ready", dir.display());
 }
 
 impl Hub {
