@@ -8,8 +8,7 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use switchyard_api::{AppState, Limits, router};
 use switchyard_core::crypto::MasterKey;
-use switchyard_core::egress::EgressPolicy;
-use switchyard_hub::{EngineConfig, Hub, HubSettings, RetentionSettings, RunnerLimits};
+use switchyard_hub::{Hub, HubSettings};
 use switchyard_store::SqliteStore;
 use tower::ServiceExt;
 
@@ -29,20 +28,7 @@ impl Api {
         let store = SqliteStore::open(&dir.path().join("api.db"), key).expect("store");
         let hub = Hub::start(
             std::sync::Arc::new(store),
-            HubSettings {
-                engine: EngineConfig::new("api-test"),
-                egress: EgressPolicy::default(),
-                js_worker: None,
-                runs: RunnerLimits {
-                    max_tmp_mb: 16,
-                    memory_budget_mb: Some(256),
-                    allow_unbounded_runs: false,
-                },
-                retention: RetentionSettings::default(),
-                schedules: Default::default(),
-                role: Default::default(),
-                limits: Default::default(),
-            },
+            HubSettings::defaults("api-test"),
         )
         .await
         .expect("hub");

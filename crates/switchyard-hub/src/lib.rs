@@ -98,6 +98,28 @@ pub struct HubSettings {
     pub limits: Limits,
 }
 
+impl HubSettings {
+    /// A hub for node `node` with the defaults, for embedding and tests: nothing reached but
+    /// public destinations, no JavaScript worker, runs bounded to a small budget (16 MiB of
+    /// temporary files, 256 MiB for all runs), retention and limits as shipped.
+    pub fn defaults(node: &str) -> HubSettings {
+        HubSettings {
+            engine: EngineConfig::new(node),
+            egress: EgressPolicy::default(),
+            js_worker: None,
+            runs: RunnerLimits {
+                max_tmp_mb: 16,
+                memory_budget_mb: Some(256),
+                allow_unbounded_runs: false,
+            },
+            retention: RetentionSettings::default(),
+            schedules: ScheduleSettings::default(),
+            role: Role::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Errors of the hub's own making; the store's pass through.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {

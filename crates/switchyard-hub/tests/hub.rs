@@ -6,13 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::crypto::MasterKey;
-use switchyard_core::egress::EgressPolicy;
 use switchyard_core::ids::{EventId, OrgId, SubscriptionId};
 use switchyard_core::time::now_ms;
 use switchyard_core::*;
-use switchyard_hub::{
-    EngineConfig, EventRefusal, Hub, HubError, HubSettings, RetentionSettings, RunnerLimits,
-};
+use switchyard_hub::{EventRefusal, Hub, HubError, HubSettings};
 use switchyard_store::SqliteStore;
 use switchyard_store::prelude::*;
 
@@ -33,26 +30,9 @@ async fn rig_on(clock: Arc<dyn switchyard_core::time::Clock>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("hub.db"), key).expect("store"));
-    let hub = Hub::start_with_clock(
-        store.clone(),
-        HubSettings {
-            engine: EngineConfig::new("hub-test"),
-            egress: EgressPolicy::default(),
-            js_worker: None,
-            runs: RunnerLimits {
-                max_tmp_mb: 16,
-                memory_budget_mb: Some(256),
-                allow_unbounded_runs: false,
-            },
-            retention: RetentionSettings::default(),
-            schedules: Default::default(),
-            role: Default::default(),
-            limits: Default::default(),
-        },
-        clock,
-    )
-    .await
-    .expect("hub");
+    let hub = Hub::start_with_clock(store.clone(), HubSettings::defaults("hub-test"), clock)
+        .await
+        .expect("hub");
     let org = hub
         .create_org(&Org::named("o", "O").expect("org"))
         .await

@@ -13,7 +13,7 @@ use switchyard_core::ids::{EventId, OrgId};
 use switchyard_core::subscription::SubscriptionDefinition;
 use switchyard_core::time::now_ms;
 use switchyard_core::*;
-use switchyard_hub::{EngineConfig, Hub, HubSettings, RetentionSettings, RunnerLimits};
+use switchyard_hub::{Hub, HubSettings};
 use switchyard_store::{PgOptions, PgStore};
 
 fn server() -> String {
@@ -55,25 +55,9 @@ async fn node(db: &FreshDb, key: &MasterKey, name: &str) -> Hub {
     )
     .await
     .expect("store");
-    Hub::start(
-        Arc::new(store),
-        HubSettings {
-            engine: EngineConfig::new(name),
-            egress: EgressPolicy::default(),
-            js_worker: None,
-            runs: RunnerLimits {
-                max_tmp_mb: 16,
-                memory_budget_mb: Some(256),
-                allow_unbounded_runs: false,
-            },
-            retention: RetentionSettings::default(),
-            schedules: Default::default(),
-            role: Default::default(),
-            limits: Default::default(),
-        },
-    )
-    .await
-    .expect("hub")
+    Hub::start(Arc::new(store), HubSettings::defaults(name))
+        .await
+        .expect("hub")
 }
 
 /// Waits (up to `bound` of real time) until `f` holds.
