@@ -38,11 +38,11 @@ fn enreach_out(ep: &Endpoint, subs: &[&Subscription]) -> EnreachConfigOut {
         subscriptions: subs
             .iter()
             .flat_map(|sub| {
-                sub.event_types.iter().map(|t| EnreachSubscriptionOut {
+                sub.event_types().iter().map(|t| EnreachSubscriptionOut {
                     id: guid(&sub.id),
                     event_type: t.clone(),
-                    entity_id: sub.entity_id.clone(),
-                    all_entities: sub.entity_id.is_none().then_some(true),
+                    entity_id: sub.entity_id().map(str::to_string),
+                    all_entities: sub.entity_id().is_none().then_some(true),
                 })
             })
             .collect(),
@@ -120,7 +120,7 @@ pub async fn enreach_list(
         .map(|ep| {
             let mine: Vec<&Subscription> = subs
                 .iter()
-                .filter(|x| x.target.endpoint_id() == Some(&ep.id))
+                .filter(|x| x.target().endpoint_id() == Some(&ep.id))
                 .collect();
             enreach_out(ep, &mine)
         })
@@ -169,15 +169,14 @@ fn filter_object_type(v: Option<&Value>) -> ApiResult<Option<i64>> {
 }
 
 fn enate_out(sub: &Subscription, ep: &Endpoint, show_values: bool) -> EnateSubscriptionOut {
-    let (object_type, object_guid) =
-        match sub.filter.as_ref().and_then(|f| enate::filter_of(f.doc())) {
-            Some((t, g)) => (Some(t), Some(g)),
-            None => (None, None),
-        };
+    let (object_type, object_guid) = match sub.filter().and_then(|f| enate::filter_of(f.doc())) {
+        Some((t, g)) => (Some(t), Some(g)),
+        None => (None, None),
+    };
     let header = ep.headers.iter().next();
     EnateSubscriptionOut {
         guid: guid(&sub.id),
-        webhook: sub.event_types.first().cloned().unwrap_or_default(),
+        webhook: sub.event_types().first().cloned().unwrap_or_default(),
         subscriber_url: ep.url.clone(),
         filter_object_type: object_type,
         filter_object_guid: object_guid,
@@ -269,7 +268,7 @@ pub async fn enate_list(
     let out = subs
         .iter()
         .filter_map(|sub| {
-            let ep = eps.get(sub.target.endpoint_id()?)?;
+            let ep = eps.get(sub.target().endpoint_id()?)?;
             (ep.owner_subscription.as_deref() == Some(sub.id.as_str()))
                 .then(|| enate_out(sub, ep, show))
         })
@@ -294,7 +293,7 @@ pub async fn enate_delete(
         .get_subscription(&org, &id)
         .await
         .map_err(|e| ApiError::from(e).calling_it("Enate subscription"))?;
-    let owned = match sub.target.endpoint_id() {
+    let owned = match sub.target().endpoint_id() {
         Some(ep) => s
             .reads
             .get_endpoint(&org, ep)

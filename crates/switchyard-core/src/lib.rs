@@ -47,5 +47,5 @@ pub use event::{
 };
 pub use org::Org;
 pub use schedule::Schedule;
-pub use subscription::{Mode, Subscription, SyncOutcome, Target};
+pub use subscription::{Mode, StoredSubscription, Subscription, SyncOutcome, Target};
 pub use sync_hook::SyncHook;

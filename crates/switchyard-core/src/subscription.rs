@@ -41,17 +41,67 @@ impl Target {
 
 /// Routes events of some types (optionally about one entity, optionally filtered) to a target.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// What it matches and where it goes are checked when it is made ([`Subscription::define`]) and
+/// cannot be changed behind that check: they are read through methods. The store, which only
+/// hands back what was checked when it was saved, rebuilds one with [`Subscription::stored`].
 pub struct Subscription {
+    pub id: crate::ids::SubscriptionId,
+    pub org_id: crate::ids::OrgId,
+    pub(crate) event_types: Vec<String>,
+    pub(crate) target: Target,
+    pub(crate) entity_id: Option<String>,
+    /// The filter, as given and parsed.
+    pub(crate) filter: Option<crate::filter::SubscriptionFilter>,
+    /// Whether the publish waits for this subscription's target.
+    pub(crate) mode: Mode,
+    pub created_at: i64,
+}
+
+/// A subscription as the store keeps it, already checked when it was saved.
+#[derive(Debug, Clone)]
+pub struct StoredSubscription {
     pub id: crate::ids::SubscriptionId,
     pub org_id: crate::ids::OrgId,
     pub event_types: Vec<String>,
     pub target: Target,
     pub entity_id: Option<String>,
-    /// The filter, as given and parsed.
     pub filter: Option<crate::filter::SubscriptionFilter>,
-    /// Whether the publish waits for this subscription's target.
     pub mode: Mode,
     pub created_at: i64,
+}
+
+impl Subscription {
+    /// A subscription read back from the store (checked when it was saved).
+    pub fn stored(s: StoredSubscription) -> Subscription {
+        Subscription {
+            id: s.id,
+            org_id: s.org_id,
+            event_types: s.event_types,
+            target: s.target,
+            entity_id: s.entity_id,
+            filter: s.filter,
+            mode: s.mode,
+            created_at: s.created_at,
+        }
+    }
+    /// The event type names and patterns it matches.
+    pub fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    /// The one entity whose events it matches, if it matches one.
+    pub fn entity_id(&self) -> Option<&str> {
+        self.entity_id.as_deref()
+    }
+    pub fn filter(&self) -> Option<&crate::filter::SubscriptionFilter> {
+        self.filter.as_ref()
+    }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
 }
 
 /// How a subscription's target is reached.

@@ -89,7 +89,7 @@ async fn rig_with_lease(url: &str, schedule: Vec<u32>, lease_ms: i64) -> Rig {
     ep.retry_schedule_s = Some(schedule);
     ep.max_in_flight = 4;
     store.create_endpoint(&ep).await.expect("endpoint");
-    let sub = Subscription {
+    let sub = Subscription::stored(switchyard_core::StoredSubscription {
         id: SubscriptionId::generate(),
         org_id: switchyard_core::ids::OrgId::stored("o".into()),
         event_types: vec!["*".into()],
@@ -98,7 +98,7 @@ async fn rig_with_lease(url: &str, schedule: Vec<u32>, lease_ms: i64) -> Rig {
         filter: None,
         mode: Mode::Async,
         created_at: now,
-    };
+    });
     store.create_subscription(&sub, None).await.expect("sub");
     let clock = Arc::new(ManualClock::new(now));
     let (tx, events) = mpsc::unbounded_channel();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::crypto::MasterKey;
-use switchyard_core::ids::{EventId, OrgId, SubscriptionId};
+use switchyard_core::ids::{EventId, OrgId};
 use switchyard_core::time::now_ms;
 use switchyard_core::*;
 use switchyard_hub::{EventRefusal, Hub, HubError, HubSettings};
@@ -55,16 +55,15 @@ impl Rig {
     }
 
     fn subscription(&self, ep: &Endpoint) -> Subscription {
-        Subscription {
-            id: SubscriptionId::generate(),
-            org_id: self.org.clone(),
+        let def = switchyard_core::subscription::SubscriptionDefinition {
             event_types: vec!["*".into()],
-            target: Target::Endpoint(ep.id.clone()),
-            entity_id: None,
-            filter: None,
-            mode: Mode::Async,
-            created_at: now_ms(),
-        }
+            endpoint_id: Some(ep.id.to_string()),
+            ..Default::default()
+        };
+        let policy = switchyard_core::egress::EgressPolicy::default();
+        Subscription::define(&self.org, def, now_ms(), &policy)
+            .expect("subscription")
+            .0
     }
 
     fn event(&self, id: &str, event_type: &str, data: serde_json::Value) -> NewEvent {

@@ -79,13 +79,13 @@ pub struct SubscriptionOut {
 impl SubscriptionOut {
     pub fn from(s: Subscription, secret: Option<String>) -> Self {
         SubscriptionOut {
-            id: s.id.into(),
-            event_types: s.event_types,
-            endpoint_id: s.target.endpoint_id().map(|id| id.as_str().to_owned()),
-            executor: s.target.executor().map(str::to_string),
-            entity_id: s.entity_id,
-            filter: s.filter.map(SubscriptionFilter::into_doc),
-            mode: s.mode.as_str().into(),
+            id: s.id.as_str().into(),
+            event_types: s.event_types().to_vec(),
+            endpoint_id: s.target().endpoint_id().map(|id| id.as_str().to_owned()),
+            executor: s.target().executor().map(str::to_string),
+            entity_id: s.entity_id().map(str::to_string),
+            filter: s.filter().cloned().map(SubscriptionFilter::into_doc),
+            mode: s.mode().as_str().into(),
             secret,
             created_at: to_rfc3339(s.created_at),
         }

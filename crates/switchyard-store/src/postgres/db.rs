@@ -298,7 +298,7 @@ impl EndpointRow {
 
 pub(super) fn sub_from_row(r: &Row) -> Result<Subscription> {
     let mode: &str = get(r, 8)?;
-    Ok(Subscription {
+    Ok(Subscription::stored(StoredSubscription {
         id: get(r, 0)?,
         org_id: get(r, 1)?,
         event_types: json(r, 2, "event types")?,
@@ -311,7 +311,7 @@ pub(super) fn sub_from_row(r: &Row) -> Result<Subscription> {
             .transpose()?,
         mode: Mode::parse(mode).ok_or_else(|| corrupt(r, 8, "subscription mode", mode))?,
         created_at: get(r, 6)?,
-    })
+    }))
 }
 
 pub(super) fn target_from_columns(

@@ -118,7 +118,7 @@ impl EndpointCatalog for PgStore {
             insert_endpoint(db, &self.inner.key, ep).await?;
         }
         for sub in subs {
-            let (sql, what, name) = match &sub.target {
+            let (sql, what, name) = match sub.target() {
                 Target::Endpoint(id) => (
                     "SELECT 1 FROM endpoints WHERE org_id = $1 AND id = $2",
                     "endpoint",
@@ -142,13 +142,13 @@ impl EndpointCatalog for PgStore {
                 &[
                     &sub.id,
                     &sub.org_id,
-                    &serde_json::to_string(&sub.event_types).unwrap_or_default(),
-                    &sub.target.endpoint_id(),
-                    &sub.entity_id,
-                    &sub.filter.as_ref().map(|f| f.doc().to_string()),
+                    &serde_json::to_string(sub.event_types()).unwrap_or_default(),
+                    &sub.target().endpoint_id(),
+                    &sub.entity_id(),
+                    &sub.filter().map(|f| f.doc().to_string()),
                     &sub.created_at,
-                    &sub.target.executor(),
-                    &sub.mode.as_str(),
+                    &sub.target().executor(),
+                    &sub.mode().as_str(),
                 ],
             )
             .await?;

@@ -148,7 +148,7 @@ impl EndpointCatalog for SqliteStore {
                 insert_endpoint(&ctx.conn, &ctx.key, ep)?;
             }
             for sub in &subs {
-                let (sql, what, name) = match &sub.target {
+                let (sql, what, name) = match sub.target() {
                     Target::Endpoint(id) => (
                         "SELECT 1 FROM endpoints WHERE org_id = ?1 AND id = ?2",
                         "endpoint",
@@ -177,13 +177,13 @@ impl EndpointCatalog for SqliteStore {
                     .execute(params![
                         sub.id,
                         sub.org_id,
-                        serde_json::to_string(&sub.event_types).unwrap_or_default(),
-                        sub.target.endpoint_id().map(EndpointId::as_str),
-                        sub.entity_id,
-                        sub.filter.as_ref().map(|f| f.doc().to_string()),
+                        serde_json::to_string(sub.event_types()).unwrap_or_default(),
+                        sub.target().endpoint_id().map(EndpointId::as_str),
+                        sub.entity_id(),
+                        sub.filter().map(|f| f.doc().to_string()),
                         sub.created_at,
-                        sub.target.executor(),
-                        sub.mode.as_str(),
+                        sub.target().executor(),
+                        sub.mode().as_str(),
                     ])?;
             }
             let orgs: std::collections::BTreeSet<&str> = subs

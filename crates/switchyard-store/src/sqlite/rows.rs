@@ -125,7 +125,7 @@ pub(super) fn target_from_columns(
 }
 
 pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
-    Ok(Subscription {
+    Ok(Subscription::stored(StoredSubscription {
         id: r.get(0)?,
         org_id: r.get(1)?,
         event_types: json_col(r, 2, "event types")?,
@@ -141,7 +141,7 @@ pub(super) fn sub_from_row(r: &Row) -> rusqlite::Result<Subscription> {
             Mode::parse(&m).ok_or_else(|| corrupt(8, "subscription mode", &m))?
         },
         created_at: r.get(6)?,
-    })
+    }))
 }
 
 /// An endpoint's ordering from its two columns (`ordering_key` NULL: unordered).

@@ -141,7 +141,16 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
 }
 
 pub fn sample_subscription(org: &str, endpoint_id: &EndpointId, types: &[&str]) -> Subscription {
-    Subscription {
+    Subscription::stored(stored_subscription(org, endpoint_id, types))
+}
+
+/// [`sample_subscription`]'s parts, for a test to change before it is made.
+pub fn stored_subscription(
+    org: &str,
+    endpoint_id: &EndpointId,
+    types: &[&str],
+) -> StoredSubscription {
+    StoredSubscription {
         id: SubscriptionId::generate(),
         org_id: oid(org),
         event_types: types.iter().map(|s| s.to_string()).collect(),
@@ -460,8 +469,9 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
         .create_subscription(&sample_subscription("c-p", &ep1.id, &["Ticket*"]), None)
         .await
         .expect("sub");
-    let mut s2 = sample_subscription("c-p", &ep2.id, &["TicketUpdated"]);
+    let mut s2 = stored_subscription("c-p", &ep2.id, &["TicketUpdated"]);
     s2.entity_id = Some("456".into());
+    let s2 = Subscription::stored(s2);
     store.create_subscription(&s2, None).await.expect("sub");
 
     let out = publish(
@@ -579,8 +589,9 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         .create_endpoint(&sample_endpoint("c-s", "https://async.example"))
         .await
         .expect("ep");
-    let mut sync = sample_subscription("c-s", &ep.id, &["Email"]);
+    let mut sync = stored_subscription("c-s", &ep.id, &["Email"]);
     sync.mode = Mode::Sync;
+    let sync = Subscription::stored(sync);
     store.create_subscription(&sync, None).await.expect("sub");
     store
         .create_subscription(&sample_subscription("c-s", &other.id, &["*"]), None)
@@ -590,16 +601,16 @@ pub async fn a_sync_subscription_keeps_its_mode_and_marks_its_deliveries(store: 
         .get_subscription(&oid("c-s"), &sync.id)
         .await
         .expect("get");
-    assert_eq!(got.mode, Mode::Sync);
+    assert_eq!(got.mode(), Mode::Sync);
     let listed = store.list_subscriptions(&oid("c-s")).await.expect("list");
-    assert_eq!(listed.iter().filter(|s| s.mode == Mode::Sync).count(), 1);
+    assert_eq!(listed.iter().filter(|s| s.mode() == Mode::Sync).count(), 1);
     let routing = store.routing(&oid("c-s")).await.expect("routing");
     assert_eq!(
         routing
             .subscriptions
             .iter()
             .find(|s| s.id == sync.id)
-            .map(|s| s.mode),
+            .map(|s| s.mode()),
         Some(Mode::Sync)
     );
 
@@ -2483,8 +2494,9 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
             created_at: 0,
         };
         store.put_executor(&ex).await.expect("executor");
-        let mut sub = sample_subscription(org, &EndpointId::generate(), &["*"]);
+        let mut sub = stored_subscription(org, &EndpointId::generate(), &["*"]);
         sub.target = Target::Executor("hook".into());
+        let sub = Subscription::stored(sub);
         store.create_subscription(&sub, None).await.expect("sub");
     }
     // A's backlog is older than B's one hook.
