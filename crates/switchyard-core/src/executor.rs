@@ -65,23 +65,70 @@ pub enum ExecutorSpec {
     },
 }
 
-/// One version of an executor.
+/// One version of an executor. Its name, spec and parameters are checked when it is made
+/// ([`Executor::define`]) and read through methods; the store rebuilds one it saved with
+/// [`Executor::stored`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Executor {
     pub org_id: crate::ids::OrgId,
-    pub name: String,
+    pub(crate) name: String,
     pub version: u32,
     pub description: String,
-    pub spec: ExecutorSpec,
+    pub(crate) spec: ExecutorSpec,
     /// The parameter definition: input property → dot path into the event envelope
     /// (`{"ticketId": "data.ticketId", "event": "type"}`). Without it the whole event is the input.
-    pub parameters: Option<BTreeMap<String, String>>,
+    pub(crate) parameters: Option<BTreeMap<String, String>>,
     /// Retries when run as an event hook (`None`: the delivery retry policy; `Some(0)`: none).
     pub retries: Option<u32>,
     pub created_at: i64,
 }
 
+/// An executor version as the store keeps it, already checked when it was saved.
+#[derive(Debug, Clone)]
+pub struct StoredExecutor {
+    pub org_id: crate::ids::OrgId,
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    pub spec: ExecutorSpec,
+    pub parameters: Option<BTreeMap<String, String>>,
+    pub retries: Option<u32>,
+    pub created_at: i64,
+}
+
 impl Executor {
+    /// An executor version read back from the store (checked when it was saved).
+    pub fn stored(s: StoredExecutor) -> Executor {
+        Executor {
+            org_id: s.org_id,
+            name: s.name,
+            version: s.version,
+            description: s.description,
+            spec: s.spec,
+            parameters: s.parameters,
+            retries: s.retries,
+            created_at: s.created_at,
+        }
+    }
+    /// This definition as version `version`, saved at `at`.
+    pub fn numbered(self, version: u32, at: i64) -> Executor {
+        Executor {
+            version,
+            created_at: at,
+            ..self
+        }
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn spec(&self) -> &ExecutorSpec {
+        &self.spec
+    }
+    /// Input property → dot path into the event; `None`: the whole event is the input.
+    pub fn parameters(&self) -> Option<&BTreeMap<String, String>> {
+        self.parameters.as_ref()
+    }
+
     /// Checks a definition and makes the executor `name` of `org` it defines, before the store
     /// numbers its version. Its spec is checked already ([`ExecutorSpec::parse`]); whether its
     /// code compiles is the runner's to say.

@@ -186,7 +186,7 @@ impl Runner {
                 id: switchyard_core::ids::RunId::generate(),
                 event_id: waiting.event_id.as_ref(),
                 hook: waiting.hook.as_deref(),
-                chain: vec![ex.name.clone()],
+                chain: vec![ex.name().to_string()],
                 deadline,
                 cancel,
             };
@@ -264,7 +264,7 @@ impl Runner {
         let span = tracing::info_span!(
             "run",
             org = %ex.org_id,
-            executor = %ex.name,
+            executor = %ex.name(),
             version = ex.version,
             run = %call.id,
             event = call.event_id.map(|e| e.as_str()),
@@ -291,7 +291,7 @@ impl Runner {
         };
         let own = Duration::from_millis(u64::from(ex.timeout_ms()));
         let timeout = own.min(deadline.saturating_duration_since(Instant::now()));
-        let outcome = match &ex.spec {
+        let outcome = match ex.spec() {
             ExecutorSpec::ApiCall {
                 method,
                 url,
@@ -349,7 +349,7 @@ impl Runner {
         let mut run = Run {
             id: call.id.clone(),
             org_id: ex.org_id.clone(),
-            executor: ex.name.clone(),
+            executor: ex.name().to_string(),
             version: ex.version,
             event_id: call.event_id.cloned(),
             status: if failure.is_none() {

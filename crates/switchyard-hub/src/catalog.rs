@@ -105,13 +105,13 @@ impl Hub {
     /// it from now on, on every node.
     pub async fn put_executor(&self, ex: &Executor) -> Result<Executor, HubError> {
         let new_name = matches!(
-            self.inner.store.get_executor(&ex.org_id, &ex.name).await,
+            self.inner.store.get_executor(&ex.org_id, ex.name()).await,
             Err(StoreError::NotFound(_))
         );
         self.within_quota(&ex.org_id, |u| u.executors += u64::from(new_name))
             .await?;
         let saved = self.inner.store.put_executor(ex).await?;
-        self.executor_changed(&saved.org_id, &saved.name).await;
+        self.executor_changed(&saved.org_id, saved.name()).await;
         Ok(saved)
     }
 

@@ -71,7 +71,7 @@ impl Hub {
             def.retries,
         )?;
         // Code that does not compile is refused now, not at its first event.
-        match runner.check_code(org, &ex.spec).await {
+        match runner.check_code(org, ex.spec()).await {
             Ok(()) => Ok(ex),
             Err((RunFailure::NoRoom, why)) => Err(HubError::NoRoom(format!(
                 "the code could not be checked: {why}"

@@ -64,11 +64,11 @@ pub struct ExecutorOut {
 impl From<&Executor> for ExecutorOut {
     fn from(e: &Executor) -> Self {
         ExecutorOut {
-            name: e.name.clone(),
+            name: e.name().to_string(),
             version: e.version,
             description: e.description.clone(),
-            spec: serde_json::to_value(&e.spec).unwrap_or(Value::Null),
-            parameters: e.parameters.clone(),
+            spec: serde_json::to_value(e.spec()).unwrap_or(Value::Null),
+            parameters: e.parameters().cloned(),
             retries: e.retries,
             created_at: to_rfc3339(e.created_at),
         }

@@ -378,16 +378,18 @@ pub(super) fn attempt_from_row(r: &Row) -> Result<Attempt> {
 }
 
 pub(super) fn executor_from_row(r: &Row) -> Result<Executor> {
-    Ok(Executor {
-        org_id: get(r, 0)?,
-        name: get(r, 1)?,
-        version: uint(r, 2)?,
-        description: get(r, 3)?,
-        spec: json(r, 4, "executor spec")?,
-        parameters: json_opt(r, 5, "executor parameters")?,
-        retries: uint_opt(r, 6)?,
-        created_at: get(r, 7)?,
-    })
+    Ok(Executor::stored(
+        switchyard_core::executor::StoredExecutor {
+            org_id: get(r, 0)?,
+            name: get(r, 1)?,
+            version: uint(r, 2)?,
+            description: get(r, 3)?,
+            spec: json(r, 4, "executor spec")?,
+            parameters: json_opt(r, 5, "executor parameters")?,
+            retries: uint_opt(r, 6)?,
+            created_at: get(r, 7)?,
+        },
+    ))
 }
 
 pub(super) fn run_from_row(r: &Row) -> Result<Run> {

@@ -22,7 +22,7 @@ impl ExecutorCatalog for PgStore {
         let latest: Option<i64> = get(
             &db.row(
                 "SELECT max(version) FROM executors WHERE org_id = $1 AND name = $2",
-                &[&ex.org_id, &ex.name],
+                &[&ex.org_id, &ex.name()],
             )
             .await?,
             0,
@@ -34,11 +34,11 @@ impl ExecutorCatalog for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &ex.org_id,
-                &ex.name,
+                &ex.name(),
                 &version,
                 &ex.description,
-                &serde_json::to_string(&ex.spec).unwrap_or_default(),
-                &ex.parameters
+                &serde_json::to_string(&ex.spec()).unwrap_or_default(),
+                &ex.parameters()
                     .as_ref()
                     .map(|p| serde_json::to_string(p).unwrap_or_default()),
                 &ex.retries.map(i64::from),
@@ -47,11 +47,9 @@ impl ExecutorCatalog for PgStore {
         )
         .await?;
         commit(tx).await?;
-        Ok(Executor {
-            version: u32::try_from(version).unwrap_or(u32::MAX),
-            created_at: now,
-            ..ex.clone()
-        })
+        Ok(ex
+            .clone()
+            .numbered(u32::try_from(version).unwrap_or(u32::MAX), now))
     }
 
     async fn get_executor(&self, org: &OrgId, name: &str) -> Result<Executor> {

@@ -10,7 +10,7 @@ impl ExecutorCatalog for SqliteStore {
             let latest: Option<u32> = ctx
                 .conn
                 .prepare_cached("SELECT max(version) FROM executors WHERE org_id = ?1 AND name = ?2")?
-                .query_row(params![ex.org_id, ex.name], |r| r.get(0))?;
+                .query_row(params![ex.org_id, ex.name()], |r| r.get(0))?;
             let version = latest.unwrap_or(0) + 1;
             let now = now_ms();
             ctx.conn
@@ -20,15 +20,15 @@ impl ExecutorCatalog for SqliteStore {
                 )?
                 .execute(params![
                     ex.org_id,
-                    ex.name,
+                    ex.name(),
                     version,
                     ex.description,
-                    serde_json::to_string(&ex.spec).unwrap_or_default(),
-                    ex.parameters.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
+                    serde_json::to_string(&ex.spec()).unwrap_or_default(),
+                    ex.parameters().as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
                     ex.retries,
                     now
                 ])?;
-            Ok(Executor { version, created_at: now, ..ex })
+            Ok(ex.numbered(version, now))
         })
         .await
     }

@@ -213,16 +213,18 @@ pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
 }
 
 pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
-    Ok(Executor {
-        org_id: r.get(0)?,
-        name: r.get(1)?,
-        version: r.get(2)?,
-        description: r.get(3)?,
-        spec: json_col(r, 4, "executor spec")?,
-        parameters: json_col_opt(r, 5, "executor parameters")?,
-        retries: r.get(6)?,
-        created_at: r.get(7)?,
-    })
+    Ok(Executor::stored(
+        switchyard_core::executor::StoredExecutor {
+            org_id: r.get(0)?,
+            name: r.get(1)?,
+            version: r.get(2)?,
+            description: r.get(3)?,
+            spec: json_col(r, 4, "executor spec")?,
+            parameters: json_col_opt(r, 5, "executor parameters")?,
+            retries: r.get(6)?,
+            created_at: r.get(7)?,
+        },
+    ))
 }
 
 pub(super) fn run_from_row(r: &Row) -> rusqlite::Result<Run> {

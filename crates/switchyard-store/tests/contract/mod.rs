@@ -1252,7 +1252,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         .create_org(&Org::named("c-y", "Y").expect("valid org"))
         .await
         .expect("org");
-    let ex = Executor {
+    let stored = StoredExecutor {
         org_id: oid("c-x"),
         name: "double".into(),
         version: 0,
@@ -1268,23 +1268,26 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         retries: Some(0),
         created_at: 0,
     };
+    let ex = Executor::stored(stored.clone());
     assert_eq!(store.put_executor(&ex).await.expect("put").version, 1);
-    let mut v2 = ex.clone();
-    v2.spec = ExecutorSpec::Code {
-        language: Language::Python,
-        source: "v2".into(),
-        timeout_ms: 1000,
-        memory_mb: 64,
-        tmp_mb: 64,
-    };
+    let v2 = Executor::stored(StoredExecutor {
+        spec: ExecutorSpec::Code {
+            language: Language::Python,
+            source: "v2".into(),
+            timeout_ms: 1000,
+            memory_mb: 64,
+            tmp_mb: 64,
+        },
+        ..stored
+    });
     assert_eq!(store.put_executor(&v2).await.expect("put").version, 2);
     let got = store
         .get_executor(&oid("c-x"), "double")
         .await
         .expect("get");
     assert_eq!(
-        (got.version, got.spec.clone(), got.parameters.clone()),
-        (2, v2.spec.clone(), ex.parameters.clone())
+        (got.version, got.spec(), got.parameters()),
+        (2, v2.spec(), ex.parameters())
     );
     assert!(matches!(
         store.get_executor(&oid("c-y"), "double").await,
@@ -1310,7 +1313,11 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         vec![2, 1],
         "newest first"
     );
-    assert_eq!(versions[1].spec, ex.spec, "each version keeps what it ran");
+    assert_eq!(
+        versions[1].spec(),
+        ex.spec(),
+        "each version keeps what it ran"
+    );
     assert!(matches!(
         store.executor_versions(&oid("c-y"), "double").await,
         Err(StoreError::NotFound(Missing::Executor))
@@ -2477,7 +2484,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
             .create_org(&Org::named(org, org).expect("valid org"))
             .await
             .expect("org");
-        let ex = Executor {
+        let ex = Executor::stored(StoredExecutor {
             org_id: oid(org),
             name: "hook".into(),
             version: 0,
@@ -2492,7 +2499,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
             parameters: None,
             retries: Some(0),
             created_at: 0,
-        };
+        });
         store.put_executor(&ex).await.expect("executor");
         let mut sub = stored_subscription(org, &EndpointId::generate(), &["*"]);
         sub.target = Target::Executor("hook".into());
