@@ -1,13 +1,13 @@
 //! The engine itself: its state, how work enters (dispatch, the poller) and how it
 //! stops (cancellation, draining, the grace period).
 
+use crate::admission::{Admission, Reserved};
 use crate::config::{ConfigError, EngineConfig};
-use crate::recorder::Msg;
-use crate::worker::{Shared, Slot};
+use crate::recorder::Recorder;
+use crate::worker::Slot;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::hooks::HookRunner;
@@ -20,7 +20,7 @@ use switchyard_fair::{FairPool, Shares};
 use switchyard_store::HookClaim;
 use switchyard_store::Store;
 use switchyard_store::StoreError;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,19 +35,6 @@ pub enum EngineEvent {
         org_id: OrgId,
         endpoint_id: EndpointId,
     },
-}
-
-/// Room in memory taken for the deliveries of one publish before it commits
-/// ([`Engine::reserve`]); the commit's deliveries use it ([`Engine::dispatch_reserved`]) or
-/// it is given back ([`Engine::unreserve`]).
-#[derive(Default)]
-pub struct Reserved {
-    endpoints: HashMap<EndpointId, (Arc<Shared>, usize)>,
-    hooks: usize,
-    /// The organization whose hooks took `hooks` of room.
-    hooks_org: Option<OrgId>,
-    /// Endpoints left without room: their deliveries are stored due, for them to pull.
-    overflow: Vec<EndpointRef>,
 }
 
 /// The delivery engine. Cheap to clone; all clones drive the same machine.
@@ -67,14 +54,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     /// Run: the retry jitter's source.
     pub(crate) rng: Mutex<StdRng>,
-    /// Run: deliveries held in memory by all endpoint workers together.
-    pub(crate) queued_total: Arc<AtomicUsize>,
-    /// Run: event hooks handed over and waiting for a hook slot, all together and by
-    /// organization.
-    pub(crate) hooks_waiting: AtomicUsize,
-    pub(crate) hooks_waiting_by_org: Mutex<HashMap<OrgId, usize>>,
-    /// Run: deliveries held in memory, by organization (each held to limit `queued`).
-    pub(crate) queued_by_org: Mutex<HashMap<OrgId, Arc<AtomicUsize>>>,
+    /// Run: what is held in memory and what is not yet settled (`admission.rs`).
+    pub(crate) admission: Admission,
     /// Run: each organization's limits.
     pub(crate) shares: Arc<Shares>,
     /// Run: per-endpoint queues, made on first use and removed by their idle worker.
@@ -83,8 +64,8 @@ pub(crate) struct Inner {
     pub(crate) leases: crate::leases::LeaseBook,
     /// Run: endpoint configurations, dropped on change and refreshed after the cache TTL.
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
-    /// Run: feeds the recorder. Shutdown: the last message is a flush.
-    pub(crate) recorder: mpsc::UnboundedSender<Msg>,
+    /// Run: writes results and hand-backs (`recorder.rs`). Shutdown: the last is a flush.
+    pub(crate) recorder: Recorder,
     /// Run: where [`EngineEvent`]s go.
     pub(crate) events: mpsc::UnboundedSender<EngineEvent>,
     /// Run: wakes the poller early (a replay or retry made work due now).
@@ -94,10 +75,6 @@ pub(crate) struct Inner {
     /// Run: every attempt and hook run in progress. Shutdown: closed, then waited for up to
     /// the grace period.
     pub(crate) tasks: TaskTracker,
-    /// Run: deliveries dispatched whose result is not yet recorded (or handed back);
-    /// [`Engine::until_idle`] waits for it to reach zero.
-    pub(crate) outstanding: AtomicUsize,
-    pub(crate) idle: Notify,
     /// Run: executes deliveries whose target is an executor.
     pub(crate) hooks: Option<Arc<dyn HookRunner>>,
     /// Run: event hooks running, shared fairly between organizations.
@@ -137,7 +114,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, ConfigError> {
         config.check()?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (recorder, rx) = Recorder::channel();
         let rng = match config.jitter_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -160,28 +137,23 @@ impl Engine {
                 |l, _| l.requests,
             ),
             record_slots: Arc::new(Semaphore::new(config.max_unrecorded.max(1))),
+            admission: Admission::new(&config, shares.clone()),
             config,
             clock,
             rng: Mutex::new(rng),
             slots: Mutex::new(HashMap::new()),
-            queued_total: Arc::new(AtomicUsize::new(0)),
-            hooks_waiting: AtomicUsize::new(0),
-            hooks_waiting_by_org: Mutex::new(HashMap::new()),
-            queued_by_org: Mutex::new(HashMap::new()),
             shares,
             configs: Mutex::new(HashMap::new()),
             leases: Default::default(),
-            recorder: tx,
+            recorder,
             events,
             wake: Notify::new(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            outstanding: AtomicUsize::new(0),
-            idle: Notify::new(),
             hooks,
         });
         let engine = Engine { inner };
-        tokio::spawn(engine.clone().recorder(rx));
+        tokio::spawn(engine.clone().record(rx));
         if engine.inner.config.deliver {
             tokio::spawn(engine.clone().poller());
             tokio::spawn(engine.clone().leaser());
@@ -210,13 +182,11 @@ impl Engine {
         let Ok(mut slots) = inner.slots.lock() else {
             return;
         };
-        inner
-            .outstanding
-            .fetch_add(deliveries.len(), Ordering::SeqCst);
+        inner.admission.dispatched(deliveries.len());
         for d in deliveries {
             if inner.cancel.is_cancelled() || !inner.config.deliver {
                 // Handed back: due in the store for a node that delivers (told at commit).
-                let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                inner.recorder.release(d.delivery_id);
                 continue;
             }
             let endpoint = match &d.target {
@@ -227,7 +197,7 @@ impl Engine {
                 Target::Executor(name) => {
                     if !self.take_hook_room(&d.org_id) {
                         // The poller claims it again when hook slots are free.
-                        let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                        inner.recorder.release(d.delivery_id);
                         continue;
                     }
                     let name = name.clone();
@@ -239,42 +209,20 @@ impl Engine {
                 .entry(endpoint.endpoint_id.clone())
                 .or_insert_with(|| self.spawn_worker(endpoint));
             let shared = &slot.shared;
-            if !self.has_room(shared) {
+            if !inner.admission.has_room(&shared.room) {
                 metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
-                let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                inner.recorder.release(d.delivery_id);
                 if shared.mark_backlog() {
-                    inner.outstanding.fetch_add(1, Ordering::SeqCst);
+                    inner.admission.dispatched(1);
                 }
                 shared.wake.notify_one();
                 continue;
             }
-            shared.hold(1);
+            shared.room.hold(1);
             if slot.tx.send(Box::new(d)).is_err() {
-                shared.unhold(1);
+                shared.room.unhold(1);
                 self.done(1);
             }
-        }
-    }
-
-    /// Whether an endpoint with `shared` may hold one more delivery in memory: within its own
-    /// bound, the engine's and its organization's.
-    fn has_room(&self, shared: &Shared) -> bool {
-        let c = &self.inner.config;
-        shared.queued() < c.max_queued_per_endpoint
-            && self.inner.queued_total.load(Ordering::Relaxed) < c.max_queued_total
-            && shared.org_room() > 0
-    }
-
-    /// How many deliveries `org` may hold in memory, all its endpoints together.
-    pub(crate) fn org_queued_limit(&self, org: &OrgId) -> usize {
-        usize::try_from(self.inner.shares.limits(org).queued).unwrap_or(usize::MAX)
-    }
-
-    /// The counter of deliveries `org` holds in memory.
-    pub(crate) fn org_queued(&self, org: &OrgId) -> Arc<AtomicUsize> {
-        match self.inner.queued_by_org.lock() {
-            Ok(mut m) => m.entry(org.clone()).or_default().clone(),
-            Err(_) => Arc::default(),
         }
     }
 
@@ -285,42 +233,10 @@ impl Engine {
         usize::try_from(share.saturating_mul(HOOKS_WAITING_PER_SLOT)).unwrap_or(usize::MAX)
     }
 
-    /// Counts one more event hook of `org` waiting for a hook slot, if fewer than the bounds
-    /// wait: the engine's (the per-endpoint bound: the hooks together count as one queue) and
-    /// the organization's.
+    /// Counts one more event hook of `org` waiting for a hook slot, within the bounds.
     fn take_hook_room(&self, org: &OrgId) -> bool {
-        let inner = &self.inner;
-        if inner.hooks_waiting.load(Ordering::Relaxed) >= inner.config.max_queued_per_endpoint {
-            return false;
-        }
         let limit = self.org_hooks_waiting_limit(org);
-        let Ok(mut by_org) = inner.hooks_waiting_by_org.lock() else {
-            return false;
-        };
-        let waiting = by_org.entry(org.clone()).or_insert(0);
-        if *waiting >= limit {
-            return false;
-        }
-        *waiting += 1;
-        inner.hooks_waiting.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
-    /// Gives back room [`Engine::take_hook_room`] took for `n` hooks of `org`.
-    pub(crate) fn release_hook_room(&self, org: &OrgId, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let inner = &self.inner;
-        inner.hooks_waiting.fetch_sub(n, Ordering::Relaxed);
-        if let Ok(mut by_org) = inner.hooks_waiting_by_org.lock()
-            && let Some(w) = by_org.get_mut(org)
-        {
-            *w = w.saturating_sub(n);
-            if *w == 0 {
-                by_org.remove(org);
-            }
-        }
+        self.inner.admission.take_hook_room(org, limit)
     }
 
     /// Takes room in memory for the deliveries a publish of `org` is about to make, one per
@@ -347,13 +263,10 @@ impl Engine {
                     if !self.first_choice(id) {
                         return false;
                     }
-                    let endpoint = EndpointRef {
+                    reserved.overflowed(EndpointRef {
                         org_id: org.clone(),
                         endpoint_id: id.clone(),
-                    };
-                    if !reserved.overflow.contains(&endpoint) {
-                        reserved.overflow.push(endpoint);
-                    }
+                    });
                     false
                 }
                 Target::Executor(_) => {
@@ -373,14 +286,12 @@ impl Engine {
                         .entry(id.clone())
                         .or_insert_with(|| self.spawn_worker(endpoint.clone()));
                     let shared = &slot.shared;
-                    if !self.has_room(shared) {
+                    if !inner.admission.has_room(&shared.room) {
                         metrics::counter!("switchyard_deliveries_deferred_total").increment(1);
-                        if !reserved.overflow.contains(&endpoint) {
-                            reserved.overflow.push(endpoint);
-                        }
+                        reserved.overflowed(endpoint);
                         return false;
                     }
-                    shared.hold(1);
+                    shared.room.hold(1);
                     reserved
                         .endpoints
                         .entry(id.clone())
@@ -397,14 +308,12 @@ impl Engine {
     /// back, and endpoints left without room are told to pull.
     pub fn dispatch_reserved(&self, deliveries: Vec<DueDelivery>, mut reserved: Reserved) {
         let inner = &self.inner;
-        inner
-            .outstanding
-            .fetch_add(deliveries.len(), Ordering::SeqCst);
+        inner.admission.dispatched(deliveries.len());
         let mut unplanned = Vec::new();
         if let Ok(mut slots) = inner.slots.lock() {
             for d in deliveries {
                 if inner.cancel.is_cancelled() {
-                    let _ = inner.recorder.send(Msg::Release(d.delivery_id));
+                    inner.recorder.release(d.delivery_id);
                     continue;
                 }
                 match &d.target {
@@ -421,7 +330,7 @@ impl Engine {
                         room.1 -= 1;
                         // The worker that had the room may have ended meanwhile: move the
                         // room to the endpoint's current worker.
-                        room.0.unhold(1);
+                        room.0.room.unhold(1);
                         let endpoint = EndpointRef {
                             org_id: d.org_id.clone(),
                             endpoint_id: id.clone(),
@@ -429,10 +338,10 @@ impl Engine {
                         let slot = slots
                             .entry(id.clone())
                             .or_insert_with(|| self.spawn_worker(endpoint));
-                        slot.shared.hold(1);
+                        slot.shared.room.hold(1);
                         if let Err(e) = slot.tx.send(Box::new(d)) {
-                            slot.shared.unhold(1);
-                            let _ = inner.recorder.send(Msg::Release(e.0.delivery_id));
+                            slot.shared.room.unhold(1);
+                            inner.recorder.release(e.0.delivery_id);
                         }
                     }
                     Target::Executor(_) => unplanned.push(d),
@@ -443,9 +352,7 @@ impl Engine {
         self.unreserve(reserved);
         if !unplanned.is_empty() {
             // Not reserved (a caller that did not reserve): the bounded path.
-            inner
-                .outstanding
-                .fetch_sub(unplanned.len(), Ordering::SeqCst);
+            inner.admission.settled(unplanned.len());
             self.dispatch(unplanned);
         }
         self.backlog(overflow);
@@ -454,10 +361,10 @@ impl Engine {
     /// Gives back room that no delivery will use (the publish failed, or is routed again).
     pub fn unreserve(&self, reserved: Reserved) {
         for (_, (shared, n)) in reserved.endpoints {
-            shared.unhold(n);
+            shared.room.unhold(n);
         }
         if let Some(org) = &reserved.hooks_org {
-            self.release_hook_room(org, reserved.hooks);
+            self.inner.admission.release_hook_room(org, reserved.hooks);
         }
     }
 
@@ -479,7 +386,7 @@ impl Engine {
                 .entry(endpoint.endpoint_id.clone())
                 .or_insert_with(|| self.spawn_worker(endpoint));
             if slot.shared.mark_backlog() {
-                inner.outstanding.fetch_add(1, Ordering::SeqCst);
+                inner.admission.dispatched(1);
             }
             slot.shared.wake.notify_one();
         }
@@ -487,22 +394,14 @@ impl Engine {
 
     /// Counts `n` dispatched deliveries as settled (recorded, handed back or left to their lease).
     pub(crate) fn done(&self, n: usize) {
-        if n > 0 && self.inner.outstanding.fetch_sub(n, Ordering::SeqCst) == n {
-            self.inner.idle.notify_waiters();
-        }
+        self.inner.admission.settled(n);
     }
 
     /// Resolves once every delivery dispatched so far has settled: its attempt recorded (or it
     /// was handed back, or left claimed for its lease to run out). Work dispatched meanwhile is
     /// waited for too.
     pub async fn until_idle(&self) {
-        loop {
-            let notified = self.inner.idle.notified();
-            if self.inner.outstanding.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.inner.admission.until_idle().await;
     }
 
     /// Forgets the cached configuration of an endpoint (it was changed or deleted).
@@ -539,20 +438,14 @@ impl Engine {
         // Hooks are claimed while slots are free and there is room for them to wait: a few of
         // each organization, none of one whose waiting hooks fill its own room, so one
         // organization's backlog never hides another's.
-        let waiting = inner.hooks_waiting.load(Ordering::Relaxed);
         let free = inner
             .config
             .max_hooks_in_flight
-            .min(inner.config.max_queued_per_endpoint.saturating_sub(waiting));
+            .min(inner.admission.hook_room());
         let hooks = if free > 0 {
-            let skip = match inner.hooks_waiting_by_org.lock() {
-                Ok(by_org) => by_org
-                    .iter()
-                    .filter(|(org, n)| **n >= self.org_hooks_waiting_limit(org))
-                    .map(|(org, _)| org.clone())
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
+            let skip = inner
+                .admission
+                .hook_orgs_full(|org| self.org_hooks_waiting_limit(org));
             let per_org = inner.shares.defaults().event_hooks.max(1);
             let wanted = HookClaim {
                 limit: (free as u32).min(inner.config.claim_batch),
@@ -586,10 +479,7 @@ impl Engine {
                 "grace period over; unfinished deliveries resume at next start"
             );
         }
-        let (tx, rx) = oneshot::channel();
-        if inner.recorder.send(Msg::Flush(tx)).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-        }
+        inner.recorder.flush(Some(Duration::from_secs(10))).await;
         // Every delivery is recorded or handed back: other nodes may take the endpoints now.
         if inner.config.deliver {
             if let Err(e) = inner.store.drop_leases(&inner.config.node, None).await {

@@ -387,3 +387,42 @@ async fn shutdown_hands_queued_work_back() {
     assert_eq!(due.len(), 4);
     drop(listener);
 }
+
+#[tokio::test]
+async fn a_throttled_endpoint_rests_by_the_engines_clock() {
+    // The receiver answers 429 with `Retry-After: 600`, then 200.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "600")])
+                } else {
+                    (StatusCode::OK, [("retry-after", "0")])
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let rig = rig(&format!("http://{addr}/hook"), vec![1]).await;
+    rig.publish("e1").await;
+    rig.engine.until_idle().await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Ten minutes pass on the engine's clock, not on the wall's: the endpoint's rest is over
+    // and the retry is sent at once (on a wall clock it would wait the ten minutes).
+    rig.clock.advance(601_000);
+    assert_eq!(rig.engine.run_once().await.expect("poll"), 1);
+    tokio::time::timeout(Duration::from_secs(120), rig.engine.until_idle())
+        .await
+        .expect("the rest is measured on the engine's clock");
+    let d = rig.delivery().await;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts, 2);
+}

@@ -3,7 +3,6 @@
 use crate::config::HOOK_MARGIN_MS;
 use crate::engine::Engine;
 use crate::outcome::hook_decide;
-use crate::recorder::Msg;
 use switchyard_core::DueDelivery;
 
 impl Engine {
@@ -15,9 +14,9 @@ impl Engine {
             p = inner.hook_slots.acquire(&job.org_id, 1, None) => p.ok(),
             _ = inner.cancel.cancelled() => None,
         };
-        self.release_hook_room(&job.org_id, 1);
+        inner.admission.release_hook_room(&job.org_id, 1);
         let Some(permit) = permit else {
-            let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+            inner.recorder.release(job.delivery_id);
             return;
         };
         if inner.clock.now_ms() + HOOK_MARGIN_MS > job.lease_until {
@@ -26,7 +25,7 @@ impl Engine {
             return self.done(1);
         }
         if inner.cancel.is_cancelled() {
-            let _ = inner.recorder.send(Msg::Release(job.delivery_id));
+            inner.recorder.release(job.delivery_id);
             return;
         }
         let Some(runner) = inner.hooks.clone() else {
@@ -46,7 +45,7 @@ impl Engine {
                 drop(permit);
                 let now = this.inner.clock.now_ms();
                 let attempt = hook_decide(&job, result, at, now, this.jitter());
-                let _ = this.inner.recorder.send(Msg::Result(attempt, None));
+                this.inner.recorder.result(attempt, None);
             },
             span,
         ));

@@ -28,11 +28,13 @@
 //! [`HookRunner`]: switchyard_core::hooks::HookRunner
 //! [`Clock`]: switchyard_core::time::Clock
 
+mod admission;
 mod config;
 mod engine;
 #[cfg(test)]
 mod engine_tests;
 mod failure_log;
+mod flow;
 mod hooks;
 pub mod http;
 mod leases;
@@ -42,7 +44,8 @@ mod recorder;
 mod sync;
 mod worker;
 
+pub use admission::Reserved;
 pub use config::{
     ConfigError, DEFAULT_LEASE_MS, EngineConfig, HOOK_MARGIN_MS, MIN_LEASE_MS, REQUEST_MARGIN_MS,
 };
-pub use engine::{Engine, EngineEvent, Reserved};
+pub use engine::{Engine, EngineEvent};

@@ -7,14 +7,11 @@
 
 use crate::engine::Engine;
 use crate::outcome::{decide, hook_decide, without_request};
-use crate::recorder::Msg;
 use serde_json::Value;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 use switchyard_core::ids::SubscriptionId;
 use switchyard_core::{AttemptResult, DueDelivery, Outcome, SyncOutcome, Target};
 use switchyard_store::StoreError;
-use tokio::sync::oneshot;
 
 impl Engine {
     /// Attempts `job` (a sync delivery this node claimed in the publish that made it) now, at
@@ -22,7 +19,7 @@ impl Engine {
     /// what the target did.
     pub async fn attempt_now(&self, job: DueDelivery, deadline: Instant) -> SyncOutcome {
         let inner = &self.inner;
-        inner.outstanding.fetch_add(1, Ordering::SeqCst);
+        inner.admission.dispatched(1);
         let started = Instant::now();
         let at = inner.clock.now_ms();
         let late = |job: &DueDelivery| {
@@ -98,15 +95,10 @@ impl Engine {
     /// Hands `result` to the recorder and waits until it has been written (or the write
     /// failed, which the recorder logs; the delivery then comes back after its lease).
     async fn record_and_wait(&self, result: AttemptResult) {
-        let inner = &self.inner;
-        let (tx, rx) = oneshot::channel();
-        if inner.recorder.send(Msg::Result(result, None)).is_err()
-            || inner.recorder.send(Msg::Flush(tx)).is_err()
-        {
+        let recorder = &self.inner.recorder;
+        if !recorder.result(result, None) || !recorder.flush(None).await {
             self.done(1);
-            return;
         }
-        let _ = rx.await;
     }
 }
 
