@@ -20,7 +20,7 @@ use switchyard_fair::{FairPool, Shares};
 use switchyard_store::HookClaim;
 use switchyard_store::Store;
 use switchyard_store::StoreError;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -66,6 +66,9 @@ pub(crate) struct Inner {
     pub(crate) configs: Mutex<HashMap<EndpointId, (Arc<Endpoint>, Instant)>>,
     /// Run: writes results and hand-backs (`recorder.rs`). Shutdown: the last is a flush.
     pub(crate) recorder: Recorder,
+    /// Run: how many batches the recorder has written; changes after each
+    /// ([`Engine::watch_writes`]).
+    pub(crate) writes: watch::Sender<u64>,
     /// Run: where [`EngineEvent`]s go.
     pub(crate) events: mpsc::UnboundedSender<EngineEvent>,
     /// Run: wakes the poller early (a replay or retry made work due now).
@@ -146,6 +149,7 @@ impl Engine {
             configs: Mutex::new(HashMap::new()),
             leases: Default::default(),
             recorder,
+            writes: watch::Sender::new(0),
             events,
             wake: Notify::new(),
             cancel: CancellationToken::new(),
@@ -402,6 +406,13 @@ impl Engine {
     /// waited for too.
     pub async fn until_idle(&self) {
         self.inner.admission.until_idle().await;
+    }
+
+    /// Changes each time the recorder has written a batch of attempt results or hand-backs:
+    /// every change the engine makes to a delivery is seen in the store by then. Whoever waits
+    /// for a delivery to reach some state (a test, a live view) waits on it instead of polling.
+    pub fn watch_writes(&self) -> watch::Receiver<u64> {
+        self.inner.writes.subscribe()
     }
 
     /// Forgets the cached configuration of an endpoint (it was changed or deleted).

@@ -152,6 +152,7 @@ impl Engine {
             }
             // Written (or given up on): the attempts waiting for a slot may go.
             drop(batch.slots);
+            inner.writes.send_modify(|n| *n += 1);
             self.done(settled);
             for f in batch.flushes {
                 let _ = f.send(());

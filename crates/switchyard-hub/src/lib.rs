@@ -395,6 +395,18 @@ impl Hub {
         &self.inner.retention
     }
 
+    /// Changes each time this node's engine has written attempt results or hand-backs (see
+    /// [`Engine::watch_writes`]).
+    pub fn watch_deliveries(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.engine.watch_writes()
+    }
+
+    /// Resolves once every delivery this node's engine took on so far has settled (see
+    /// [`Engine::until_idle`]).
+    pub async fn until_idle(&self) {
+        self.inner.engine.until_idle().await;
+    }
+
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.inner.engine.config().node

@@ -254,6 +254,12 @@ impl Application {
         })
     }
 
+    /// The hub this application serves (for an embedding program or a test: its deliveries'
+    /// progress, [`Hub::watch_deliveries`]).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

@@ -88,6 +88,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Changes after each write of the app's delivery engine ([`TestApp::wait_trace`]).
+    deliveries: tokio::sync::watch::Receiver<u64>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -116,6 +118,7 @@ pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Tes
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("build app");
     let addr = app.local_addr();
+    let deliveries = app.hub().watch_deliveries();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async {
         let _ = rx.await;
@@ -126,6 +129,7 @@ pub async fn spawn_app_in(dir: &Path, adjust: impl FnOnce(&mut Settings)) -> Tes
         client: reqwest::Client::new(),
         shutdown: Some(tx),
         handle: Some(handle),
+        deliveries,
         _tmp: None,
     }
 }
@@ -268,7 +272,9 @@ impl TestApp {
         v
     }
 
-    /// Waits until the event's deliveries satisfy `pred`, returning the trace.
+    /// Waits until the event's deliveries satisfy `pred`, returning the trace. A delivery
+    /// changes only when the engine writes, so the trace is read again after each of its
+    /// writes (a retry due later comes with the write of its attempt), never on a timer.
     pub async fn wait_trace(
         &self,
         org: &Org,
@@ -277,7 +283,10 @@ impl TestApp {
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
         let deadline = Instant::now() + timeout;
+        let mut writes = self.deliveries.clone();
         loop {
+            // Marked seen before the read: a write after it wakes the wait below.
+            writes.borrow_and_update();
             let t = self.trace(org, id).await;
             if pred(&t) {
                 return t;
@@ -286,7 +295,7 @@ impl TestApp {
                 Instant::now() < deadline,
                 "trace of {id} never reached the expected state: {t:#}"
             );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            let _ = tokio::time::timeout_at(deadline.into(), writes.changed()).await;
         }
     }
 
