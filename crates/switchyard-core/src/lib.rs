@@ -37,7 +37,7 @@ pub mod time;
 pub use auth::{ApiKeyInfo, Principal, Role};
 pub use delivery::{
     Attempt, AttemptResult, Delivery, DeliveryStatus, DisabledEndpoint, DueDelivery, EndpointRef,
-    Outcome,
+    Outcome, Seen, StoredAttempt,
 };
 pub use endpoint::{Endpoint, KeyedSecret, Profile};
 pub use error::CoreError;

@@ -21,7 +21,7 @@ pub(crate) struct FailureLog {
 /// followed by a space ends a part of an error chain; the colons of a URL do not), at most 80
 /// characters.
 fn cause(r: &AttemptResult) -> String {
-    match (r.attempt.status_code, &r.attempt.error) {
+    match (r.attempt.status_code(), r.attempt.error()) {
         (Some(code), _) => format!("status {code}"),
         (None, Some(e)) => error_cause(e),
         (None, None) => "failed".into(),
@@ -55,7 +55,7 @@ impl FailureLog {
         }
         let left_out = std::mem::take(&mut entry.1);
         entry.0 = Some(now);
-        let error = r.attempt.error.as_deref().unwrap_or("");
+        let error = r.attempt.error().unwrap_or("");
         if final_failure {
             tracing::warn!(
                 org = %r.org_id,
@@ -83,27 +83,23 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_core::Attempt;
     use switchyard_core::ids::{DeliveryId, EndpointId};
+    use switchyard_core::{Attempt, Seen};
 
     fn result(endpoint: &str, status: u16, outcome: Outcome) -> AttemptResult {
         AttemptResult {
             org_id: switchyard_core::ids::OrgId::stored("o".into()),
             endpoint_id: Some(EndpointId::stored(endpoint.into())),
             delivery_id: DeliveryId::stored("dlv_1".into()),
-            attempt: Attempt {
-                id: switchyard_core::ids::AttemptId::generate(),
-                delivery_id: DeliveryId::stored("dlv_1".into()),
-                at: 0,
-                status_code: Some(status),
-                duration_ms: 1.0,
-                error: None,
-                response_body: None,
-                waited: None,
-                retry_reason: None,
-                request_headers: None,
-                node: None,
-            },
+            attempt: Attempt::new(
+                &DeliveryId::stored("dlv_1".into()),
+                Seen {
+                    status_code: Some(status),
+                    duration_ms: 1.0,
+                    ..Seen::default()
+                },
+            )
+            .expect("a valid attempt"),
             outcome,
             disable_endpoint: None,
         }

@@ -3,9 +3,20 @@
 
 use crate::http;
 use switchyard_core::hooks::HookResult;
-use switchyard_core::ids::AttemptId;
+use switchyard_core::ids::DeliveryId;
 use switchyard_core::retry::{DEFAULT_SCHEDULE_S, Next, next_after_failure, retry_reason};
-use switchyard_core::{Attempt, AttemptResult, DueDelivery, Endpoint, Outcome};
+use switchyard_core::{Attempt, AttemptResult, DueDelivery, Endpoint, Outcome, Seen};
+
+/// The attempt of `delivery` that saw `seen`. What breaks an attempt's rules (a bug here, never
+/// the receiver's doing: its status and body are bounded when read) is recorded as the
+/// attempt's error rather than lost.
+fn attempt(delivery: &DeliveryId, seen: Seen) -> Attempt {
+    let at = seen.at;
+    Attempt::new(delivery, seen).unwrap_or_else(|refused| {
+        let why = format!("the attempt could not be kept as it was: {refused}");
+        Attempt::without_answer(delivery, at, why)
+    })
+}
 
 /// Turns an HTTP response into the delivery's next state; `jitter` is drawn only for a retry.
 pub(crate) fn decide(
@@ -47,23 +58,23 @@ pub(crate) fn decide(
             Next::GiveUp => Outcome::Failed,
         }
     };
-    AttemptResult {
-        org_id: job.org_id.clone(),
-        endpoint_id: Some(ep.id.clone()),
-        delivery_id: job.delivery_id.clone(),
-        attempt: Attempt {
-            id: AttemptId::generate(),
-            delivery_id: job.delivery_id.clone(),
+    let mut attempt = attempt(
+        &job.delivery_id,
+        Seen {
             at: resp.at,
             status_code: status,
             duration_ms: resp.duration_ms,
             error: if success { None } else { error },
             response_body: resp.body,
-            waited: None,
-            retry_reason: retry_why,
             request_headers: resp.request_headers,
-            node: None,
         },
+    );
+    attempt.retry_reason = retry_why;
+    AttemptResult {
+        org_id: job.org_id.clone(),
+        endpoint_id: Some(ep.id.clone()),
+        delivery_id: job.delivery_id.clone(),
+        attempt,
         outcome,
         disable_endpoint: disable,
     }
@@ -98,48 +109,43 @@ pub(crate) fn hook_decide(
         org_id: job.org_id.clone(),
         endpoint_id: None,
         delivery_id: job.delivery_id.clone(),
-        attempt: Attempt {
-            id: AttemptId::generate(),
-            delivery_id: job.delivery_id.clone(),
-            at,
-            status_code: None,
-            duration_ms: result.duration_ms,
-            error: result.error,
-            response_body: result.run_id.map(|id| format!("run {id}")),
-            waited: None,
-            retry_reason: None,
-            request_headers: None,
-            node: None,
-        },
+        attempt: attempt(
+            &job.delivery_id,
+            Seen {
+                at,
+                duration_ms: result.duration_ms,
+                error: result.error,
+                response_body: result.run_id.map(|id| format!("run {id}")),
+                ..Seen::default()
+            },
+        ),
         outcome,
         disable_endpoint: None,
     }
 }
 
-/// An attempt that ended before any request (the endpoint is gone or disabled).
+/// An attempt that ended before any request (the endpoint is gone or disabled), after
+/// `duration_ms`.
 pub(crate) fn without_request(
     job: &DueDelivery,
     why: String,
     outcome: Outcome,
     now: i64,
+    duration_ms: f64,
 ) -> AttemptResult {
     AttemptResult {
         org_id: job.org_id.clone(),
         endpoint_id: job.target.endpoint_id().cloned(),
         delivery_id: job.delivery_id.clone(),
-        attempt: Attempt {
-            id: AttemptId::generate(),
-            delivery_id: job.delivery_id.clone(),
-            at: now,
-            status_code: None,
-            duration_ms: 0.0,
-            error: Some(why),
-            response_body: None,
-            waited: None,
-            retry_reason: None,
-            request_headers: None,
-            node: None,
-        },
+        attempt: attempt(
+            &job.delivery_id,
+            Seen {
+                at: now,
+                duration_ms,
+                error: Some(why),
+                ..Seen::default()
+            },
+        ),
         outcome,
         disable_endpoint: None,
     }

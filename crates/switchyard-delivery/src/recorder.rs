@@ -93,7 +93,7 @@ impl Batch {
                 metrics::counter!("switchyard_deliveries_total", "status" => label).increment(1);
             }
             metrics::histogram!("switchyard_attempt_duration_seconds")
-                .record(r.attempt.duration_ms / 1000.0);
+                .record(r.attempt.duration_ms() / 1000.0);
             failures.note(r, now);
         }
     }

@@ -27,16 +27,15 @@ impl Engine {
             let why = format!(
                 "timeout: the synchronous deadline of {ms} ms passed before the target answered"
             );
-            let mut r = without_request(job, why, Outcome::Failed, at);
-            r.attempt.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            r
+            let waited = started.elapsed().as_secs_f64() * 1000.0;
+            without_request(job, why, Outcome::Failed, at, waited)
         };
         let (mut result, output, run_id) = match &job.target {
             Target::Endpoint(id) => match self.endpoint_config(&job.org_id, id).await {
                 Ok(ep) if !ep.enabled => {
                     let why = "endpoint is disabled; a synchronous delivery is not kept for it";
                     (
-                        without_request(&job, why.into(), Outcome::Failed, at),
+                        without_request(&job, why.into(), Outcome::Failed, at, 0.0),
                         None,
                         None,
                     )
@@ -53,11 +52,19 @@ impl Engine {
                 }
                 Err(StoreError::NotFound(_)) => {
                     let why = "endpoint was deleted".to_string();
-                    (without_request(&job, why, Outcome::Failed, at), None, None)
+                    (
+                        without_request(&job, why, Outcome::Failed, at, 0.0),
+                        None,
+                        None,
+                    )
                 }
                 Err(e) => {
                     let why = format!("cannot load the endpoint: {e}");
-                    (without_request(&job, why, Outcome::Failed, at), None, None)
+                    (
+                        without_request(&job, why, Outcome::Failed, at, 0.0),
+                        None,
+                        None,
+                    )
                 }
             },
             Target::Executor(name) => match inner.hooks.clone() {
@@ -78,7 +85,11 @@ impl Engine {
                 }
                 None => {
                     let why = "no executor runner on this node".to_string();
-                    (without_request(&job, why, Outcome::Failed, at), None, None)
+                    (
+                        without_request(&job, why, Outcome::Failed, at, 0.0),
+                        None,
+                        None,
+                    )
                 }
             },
         };
@@ -122,10 +133,10 @@ fn outcome_of(
             .unwrap_or_else(|| SubscriptionId::stored(String::new())),
         target: job.target.clone(),
         ok: matches!(result.outcome, Outcome::Delivered),
-        status_code: result.attempt.status_code,
+        status_code: result.attempt.status_code(),
         output,
-        error: result.attempt.error.clone(),
+        error: result.attempt.error().map(str::to_string),
         run_id,
-        duration_ms: result.attempt.duration_ms,
+        duration_ms: result.attempt.duration_ms(),
     }
 }

@@ -216,7 +216,7 @@ impl EndpointWorker {
                     let why = "endpoint was deleted".into();
                     inner
                         .recorder
-                        .result(without_request(&job, why, Outcome::Failed, now), None);
+                        .result(without_request(&job, why, Outcome::Failed, now, 0.0), None);
                 }
                 Err(e) => {
                     // The store is unwell: leave the delivery claimed; it comes back after its lease.

@@ -226,9 +226,9 @@ pub(crate) fn failure_of(res: &AttemptResult) -> Option<String> {
         Outcome::Delivered => None,
         _ => Some(
             res.attempt
-                .error
-                .clone()
-                .or_else(|| res.attempt.status_code.map(|s| format!("HTTP {s}")))
+                .error()
+                .map(str::to_string)
+                .or_else(|| res.attempt.status_code().map(|s| format!("HTTP {s}")))
                 .unwrap_or_else(|| "failed".into()),
         ),
     }

@@ -271,10 +271,10 @@ impl From<&Attempt> for AttemptOut {
         AttemptOut {
             id: a.id.as_str().to_owned(),
             at: to_rfc3339(a.at),
-            status_code: a.status_code,
-            duration_ms: a.duration_ms,
-            error: a.error.clone(),
-            response_body: a.response_body.clone(),
+            status_code: a.status_code(),
+            duration_ms: a.duration_ms(),
+            error: a.error().map(str::to_string),
+            response_body: a.response_body().map(str::to_string),
             waited: a.waited.clone(),
             retry_reason: a.retry_reason.clone(),
             request_headers: a.request_headers.as_ref().map(|hs| {

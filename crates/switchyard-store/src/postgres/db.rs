@@ -3,6 +3,7 @@
 //! that cannot be decoded is an error naming its column, never a default.
 
 use super::*;
+use switchyard_core::StoredAttempt;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::filter::SubscriptionFilter;
 use tokio_postgres::types::{FromSql, ToSql};
@@ -362,7 +363,7 @@ pub(super) fn delivery_from_row(r: &Row) -> Result<Delivery> {
 }
 
 pub(super) fn attempt_from_row(r: &Row) -> Result<Attempt> {
-    Ok(Attempt {
+    Ok(Attempt::stored(StoredAttempt {
         id: get(r, 0)?,
         delivery_id: get(r, 1)?,
         at: get(r, 2)?,
@@ -374,7 +375,7 @@ pub(super) fn attempt_from_row(r: &Row) -> Result<Attempt> {
         retry_reason: get(r, 8)?,
         request_headers: json_opt(r, 9, "attempt request headers")?,
         node: get(r, 10)?,
-    })
+    }))
 }
 
 pub(super) fn executor_from_row(r: &Row) -> Result<Executor> {

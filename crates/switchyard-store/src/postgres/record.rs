@@ -191,10 +191,10 @@ async fn insert_attempts(db: Db<'_>, node: &str, results: &[&AttemptResult]) -> 
         deliveries.push(res.delivery_id.as_str());
         orgs.push(res.org_id.as_str());
         ats.push(a.at);
-        codes.push(a.status_code.map(i64::from));
-        durations.push(a.duration_ms);
-        errors.push(a.error.as_deref());
-        bodies.push(a.response_body.as_deref());
+        codes.push(a.status_code().map(i64::from));
+        durations.push(a.duration_ms());
+        errors.push(a.error());
+        bodies.push(a.response_body());
         endpoints.push(res.endpoint_id.as_deref());
         waited.push(a.waited.as_deref());
         reasons.push(a.retry_reason.as_deref());

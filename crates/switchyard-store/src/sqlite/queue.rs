@@ -420,8 +420,8 @@ fn record_chunk(
                        endpoint_id, waited, retry_reason, request_headers, node)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )?
-                .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code, a.duration_ms, a.error,
-                    a.response_body, res.endpoint_id.as_deref(), a.waited, a.retry_reason, headers, node])?;
+                .execute(params![a.id, res.delivery_id, res.org_id, a.at, a.status_code(), a.duration_ms(), a.error(),
+                    a.response_body(), res.endpoint_id.as_deref(), a.waited, a.retry_reason, headers, node])?;
             let Some(endpoint_id) = &res.endpoint_id else {
                 continue;
             };

@@ -2,6 +2,7 @@
 //! column, never a default; and the encryption of endpoint secrets on the way in.
 
 use super::*;
+use switchyard_core::StoredAttempt;
 use switchyard_core::filter::SubscriptionFilter;
 
 pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
@@ -197,7 +198,7 @@ pub(super) fn delivery_from_row(r: &Row) -> rusqlite::Result<Delivery> {
 }
 
 pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
-    Ok(Attempt {
+    Ok(Attempt::stored(StoredAttempt {
         id: r.get(0)?,
         delivery_id: r.get(1)?,
         at: r.get(2)?,
@@ -209,7 +210,7 @@ pub(super) fn attempt_from_row(r: &Row) -> rusqlite::Result<Attempt> {
         retry_reason: r.get(8)?,
         request_headers: json_col_opt(r, 9, "attempt request headers")?,
         node: r.get(10)?,
-    })
+    }))
 }
 
 pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
-use switchyard_core::ids::{AttemptId, EndpointId, EventId, OrgId, RunId, SubscriptionId};
+use switchyard_core::ids::{EndpointId, EventId, OrgId, RunId, SubscriptionId};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::signing::SigningSecret;
 use switchyard_core::time::now_ms;
@@ -853,22 +853,21 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         org_id: oid("c-d"),
         endpoint_id: Some(ep.id.clone()),
         delivery_id: d.delivery_id.clone(),
-        attempt: Attempt {
-            id: AttemptId::generate(),
-            delivery_id: d.delivery_id.clone(),
-            at: now_ms(),
-            status_code: Some(code),
-            duration_ms: 1.5,
-            error: None,
-            response_body: Some("body".into()),
-            waited: None,
-            retry_reason: None,
-            node: None,
-            request_headers: Some(vec![
-                ("webhook-id".into(), "d1".into()),
-                ("X-Crm".into(), format!("answered {code}")),
-            ]),
-        },
+        attempt: Attempt::new(
+            &d.delivery_id,
+            Seen {
+                at: now_ms(),
+                status_code: Some(code),
+                duration_ms: 1.5,
+                response_body: Some("body".into()),
+                request_headers: Some(vec![
+                    ("webhook-id".into(), "d1".into()),
+                    ("X-Crm".into(), format!("answered {code}")),
+                ]),
+                ..Seen::default()
+            },
+        )
+        .expect("a valid attempt"),
         outcome,
         disable_endpoint: disable.map(str::to_string),
     };
@@ -950,7 +949,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
     assert_eq!(dl.status, DeliveryStatus::Failed);
     assert_eq!(dl.attempts, 2);
     assert_eq!(
-        attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        attempts.iter().map(|a| a.status_code()).collect::<Vec<_>>(),
         vec![Some(500), Some(410)]
     );
     // Each attempt names the node that made it.
@@ -1133,19 +1132,17 @@ pub async fn replay_and_retry(store: &dyn Store) {
         org_id: oid("c-r"),
         endpoint_id: None,
         delivery_id: d.delivery_id.clone(),
-        attempt: Attempt {
-            id: AttemptId::generate(),
-            delivery_id: d.delivery_id.clone(),
-            at: now_ms(),
-            status_code: None,
-            duration_ms: 0.0,
-            error: Some("connection refused".into()),
-            response_body: None,
-            waited: None,
-            retry_reason: None,
-            request_headers: None,
-            node: None,
-        },
+        attempt: Attempt::new(
+            &d.delivery_id,
+            Seen {
+                at: now_ms(),
+                status_code: None,
+                duration_ms: 0.0,
+                error: Some("connection refused".into()),
+                ..Seen::default()
+            },
+        )
+        .expect("a valid attempt"),
         outcome: Outcome::Failed,
         disable_endpoint: None,
     };
@@ -1624,19 +1621,16 @@ pub async fn retention_deletes_finished_events_and_keeps_pending_ones(store: &dy
             org_id: oid("c-t"),
             endpoint_id: Some(ep.id.clone()),
             delivery_id: d.delivery_id.clone(),
-            attempt: Attempt {
-                id: AttemptId::generate(),
-                delivery_id: d.delivery_id.clone(),
-                at: now_ms(),
-                status_code: Some(200),
-                duration_ms: 1.0,
-                error: None,
-                response_body: None,
-                waited: None,
-                retry_reason: None,
-                request_headers: None,
-                node: None,
-            },
+            attempt: Attempt::new(
+                &d.delivery_id,
+                Seen {
+                    at: now_ms(),
+                    status_code: Some(200),
+                    duration_ms: 1.0,
+                    ..Seen::default()
+                },
+            )
+            .expect("a valid attempt"),
             outcome: Outcome::Delivered,
             disable_endpoint: None,
         }
@@ -2218,19 +2212,17 @@ fn result_for(d: &DueDelivery, code: u16, outcome: Outcome) -> AttemptResult {
         org_id: d.org_id.clone(),
         endpoint_id: d.target.endpoint_id().cloned(),
         delivery_id: d.delivery_id.clone(),
-        attempt: Attempt {
-            id: AttemptId::generate(),
-            delivery_id: d.delivery_id.clone(),
-            at: now_ms(),
-            status_code: Some(code),
-            duration_ms: 2.0,
-            error: (code >= 300).then(|| format!("receiver answered {code}")),
-            response_body: None,
-            waited: None,
-            retry_reason: None,
-            request_headers: None,
-            node: None,
-        },
+        attempt: Attempt::new(
+            &d.delivery_id,
+            Seen {
+                at: now_ms(),
+                status_code: Some(code),
+                duration_ms: 2.0,
+                error: (code >= 300).then(|| format!("receiver answered {code}")),
+                ..Seen::default()
+            },
+        )
+        .expect("a valid attempt"),
         outcome,
         disable_endpoint: None,
     }
