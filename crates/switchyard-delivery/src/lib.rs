@@ -1,12 +1,19 @@
 //! The delivery engine: takes due deliveries, makes signed HTTP attempts, records the outcomes.
 //!
-//! Shape of the machine:
+//! Shape of the machine (`docs/design/delivery-engine.md` tells it at length):
 //! - **Sources of work.** New deliveries arrive straight from a publish, already claimed for this
-//!   node in the publishing transaction ([`Engine::dispatch`]); retries and anything handed back
-//!   come from the store, claimed in batches by the poller ([`Engine::run_once`]).
-//! - **One queue per endpoint** (`worker.rs`). Each endpoint gets a worker task with its own
-//!   queue and at most `max_in_flight` concurrent requests, so a slow or dead endpoint fills only
-//!   its own queue and never holds back deliveries to healthy ones.
+//!   node in the publishing transaction, in room reserved before the commit
+//!   ([`Engine::reserve`], [`Engine::dispatch_reserved`]); retries and anything handed back
+//!   come from the store: the poller ([`Engine::run_once`]) finds the endpoints with work due
+//!   and each endpoint's worker claims its own as it has room.
+//! - **Admission** (`admission.rs`). Counters only: what each endpoint, each organization and
+//!   the engine hold in memory, the event hooks waiting, and the unsettled work
+//!   [`Engine::until_idle`] waits on.
+//! - **One worker per endpoint** (`worker.rs`). Each endpoint gets an `EndpointWorker` with its
+//!   own queue: `next_job` (still ours to send?), `admit` (flow control from `flow.rs` — a
+//!   congestion window, pauses after 429/503, `max_rps`, all on the engine's clock — and the
+//!   organization's request slot) and `send` (one task per attempt), so a slow or dead
+//!   endpoint fills only its own queue and never holds back deliveries to healthy ones.
 //! - **One recorder** (`recorder.rs`). Attempt results go to a single task that writes them in
 //!   batches (one store call, one commit, for many attempts) and reports what they caused (an
 //!   endpoint disabled) as [`EngineEvent`]s. The engine never publishes: whoever composes it
