@@ -30,9 +30,9 @@ fn enreach_out(ep: &Endpoint, subs: &[&Subscription]) -> EnreachConfigOut {
     EnreachConfigOut {
         id: guid(&ep.id),
         webhook: EnreachWebhookOut {
-            endpoint: ep.url.clone(),
+            endpoint: ep.url().to_string(),
             insecure_ssl: ep.insecure_tls,
-            secret_set: ep.token.is_some(),
+            secret_set: ep.token().is_some(),
             endpoint_id: ep.id.as_str().to_owned(),
         },
         subscriptions: subs
@@ -77,9 +77,9 @@ pub async fn enreach_create(
         .collect::<Result<Vec<_>, _>>()?;
     let now = now_ms();
     let mut ep = Endpoint::new(&org, now);
-    ep.description = "Enreach webhook".into();
     let settings = EndpointIn {
         url: Some(body.webhook.endpoint),
+        description: Some("Enreach webhook".into()),
         profile: Some(Profile::Enreach.as_str().into()),
         token: body.webhook.secret.map(Some),
         insecure_tls: Some(body.webhook.insecure_ssl),
@@ -116,7 +116,7 @@ pub async fn enreach_list(
     let eps = s.reads.list_endpoints(&org).await?;
     let out = eps
         .iter()
-        .filter(|ep| ep.profile == Profile::Enreach && ep.owner_subscription.is_none())
+        .filter(|ep| ep.profile() == Profile::Enreach && ep.owner_subscription.is_none())
         .map(|ep| {
             let mine: Vec<&Subscription> = subs
                 .iter()
@@ -143,7 +143,7 @@ pub async fn enreach_delete(
         .get_endpoint(&org, &id)
         .await
         .map_err(|e| ApiError::from(e).calling_it("Enreach webhook"))?;
-    if ep.profile != Profile::Enreach || ep.owner_subscription.is_some() {
+    if ep.profile() != Profile::Enreach || ep.owner_subscription.is_some() {
         return Err(ApiError::not_found("Enreach webhook"));
     }
     s.hub
@@ -173,11 +173,11 @@ fn enate_out(sub: &Subscription, ep: &Endpoint, show_values: bool) -> EnateSubsc
         Some((t, g)) => (Some(t), Some(g)),
         None => (None, None),
     };
-    let header = ep.headers.iter().next();
+    let header = ep.headers().iter().next();
     EnateSubscriptionOut {
         guid: guid(&sub.id),
         webhook: sub.event_types().first().cloned().unwrap_or_default(),
-        subscriber_url: ep.url.clone(),
+        subscriber_url: ep.url().to_string(),
         filter_object_type: object_type,
         filter_object_guid: object_guid,
         custom_header: header.map(|(k, _)| k.clone()),
@@ -261,7 +261,7 @@ pub async fn enate_list(
         .list_endpoints(&org)
         .await?
         .into_iter()
-        .filter(|e| e.profile == Profile::Enate && e.owner_subscription.is_some())
+        .filter(|e| e.profile() == Profile::Enate && e.owner_subscription.is_some())
         .map(|e| (e.id.clone(), e))
         .collect();
     let subs = s.reads.list_subscriptions(&org).await?;
@@ -301,7 +301,8 @@ pub async fn enate_delete(
             .map_err(|e| ApiError::from(e).calling_it("Enate subscription"))?,
         None => return Err(ApiError::not_found("Enate subscription")),
     };
-    if owned.profile != Profile::Enate || owned.owner_subscription.as_deref() != Some(id.as_str()) {
+    if owned.profile() != Profile::Enate || owned.owner_subscription.as_deref() != Some(id.as_str())
+    {
         return Err(ApiError::not_found("Enate subscription"));
     }
     s.hub

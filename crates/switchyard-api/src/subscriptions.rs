@@ -25,7 +25,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<SubscriptionOut>)> {
     let org = s.authorize(&p, org, Role::Admin).await?;
     let (saved, owned) = create_from(&s, &org, body).await?;
-    let secret = owned.and_then(|e| e.secrets.first().map(|k| k.secret.expose()));
+    let secret = owned.and_then(|e| e.secrets().first().map(|k| k.secret.expose()));
     Ok((
         StatusCode::CREATED,
         Json(SubscriptionOut::from(saved, secret)),

@@ -52,35 +52,157 @@ pub struct KeyedSecret {
     pub expires_at: Option<i64>,
 }
 
-/// A delivery destination and how to call it.
+/// A delivery destination and how to call it. Made by [`Endpoint::new`] and changed by
+/// [`Endpoint::apply`] (and [`Endpoint::rotate_secret`]), which hold its rules; what a rule
+/// guards is private and read through methods. The store rebuilds one it saved with
+/// [`Endpoint::stored`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
+    pub id: crate::ids::EndpointId,
+    pub org_id: crate::ids::OrgId,
+    url: String,
+    description: String,
+    profile: Profile,
+    headers: BTreeMap<String, String>,
+    /// Static token sent in `token_header` (Enreach's Secret → X-Benemen-Token).
+    token: Option<String>,
+    token_header: Option<String>,
+    pub insecure_tls: bool,
+    timeout_ms: u32,
+    /// `None`: the default schedule.
+    retry_schedule_s: Option<Vec<u32>>,
+    max_in_flight: u32,
+    /// Requests per second at most (`None`: unlimited).
+    max_rps: Option<u32>,
+    /// `Some`: deliveries with the same ordering key arrive in publish order, one at a time.
+    ordering: Option<crate::ordering::Ordering>,
+    /// Newest first; the first one is current, later ones are rotated out and expire.
+    secrets: Vec<KeyedSecret>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    /// Set when the endpoint was created for a subscription's inline `url`.
+    pub owner_subscription: Option<crate::ids::SubscriptionId>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An endpoint as the store saved it (its rules were checked when it was made or changed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEndpoint {
     pub id: crate::ids::EndpointId,
     pub org_id: crate::ids::OrgId,
     pub url: String,
     pub description: String,
     pub profile: Profile,
     pub headers: BTreeMap<String, String>,
-    /// Static token sent in `token_header` (Enreach's Secret → X-Benemen-Token).
     pub token: Option<String>,
     pub token_header: Option<String>,
     pub insecure_tls: bool,
     pub timeout_ms: u32,
-    /// `None`: the default schedule.
     pub retry_schedule_s: Option<Vec<u32>>,
     pub max_in_flight: u32,
-    /// Requests per second at most (`None`: unlimited).
     pub max_rps: Option<u32>,
-    /// `Some`: deliveries with the same ordering key arrive in publish order, one at a time.
     pub ordering: Option<crate::ordering::Ordering>,
-    /// Newest first; the first one is current, later ones are rotated out and expire.
     pub secrets: Vec<KeyedSecret>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
-    /// Set when the endpoint was created for a subscription's inline `url`.
     pub owner_subscription: Option<crate::ids::SubscriptionId>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Endpoint {
+    /// An endpoint as the store saved it.
+    pub fn stored(e: StoredEndpoint) -> Endpoint {
+        Endpoint {
+            id: e.id,
+            org_id: e.org_id,
+            url: e.url,
+            description: e.description,
+            profile: e.profile,
+            headers: e.headers,
+            token: e.token,
+            token_header: e.token_header,
+            insecure_tls: e.insecure_tls,
+            timeout_ms: e.timeout_ms,
+            retry_schedule_s: e.retry_schedule_s,
+            max_in_flight: e.max_in_flight,
+            max_rps: e.max_rps,
+            ordering: e.ordering,
+            secrets: e.secrets,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            owner_subscription: e.owner_subscription,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// How requests to it are shaped (`standard`, `enreach`, `enate`).
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// Headers sent with every request.
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+
+    /// Static token sent in [`Endpoint::token_header`].
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn token_header(&self) -> Option<&str> {
+        self.token_header.as_deref()
+    }
+
+    /// Longest a request may take (ms).
+    pub fn timeout_ms(&self) -> u32 {
+        self.timeout_ms
+    }
+
+    /// Its own retry schedule (s); `None`: the default ([`Endpoint::schedule`] gives either).
+    pub fn retry_schedule_s(&self) -> Option<&[u32]> {
+        self.retry_schedule_s.as_deref()
+    }
+
+    /// Requests in flight at most.
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    /// Requests per second at most (`None`: unlimited).
+    pub fn max_rps(&self) -> Option<u32> {
+        self.max_rps
+    }
+
+    /// `Some`: deliveries with the same ordering key arrive in publish order, one at a time.
+    pub fn ordering(&self) -> Option<&crate::ordering::Ordering> {
+        self.ordering.as_ref()
+    }
+
+    /// Its signing keys, newest first: the first is current, later ones rotated out.
+    pub fn secrets(&self) -> &[KeyedSecret] {
+        &self.secrets
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Why it is disabled (`None` while enabled).
+    pub fn disabled_reason(&self) -> Option<&str> {
+        self.disabled_reason.as_deref()
+    }
 }
 
 impl Endpoint {

@@ -39,7 +39,7 @@ pub use delivery::{
     Attempt, AttemptResult, Delivery, DeliveryStatus, DisabledEndpoint, DueDelivery, EndpointRef,
     Outcome, Seen, StoredAttempt,
 };
-pub use endpoint::{Endpoint, KeyedSecret, Profile};
+pub use endpoint::{Endpoint, KeyedSecret, Profile, StoredEndpoint};
 pub use error::CoreError;
 pub use event::{
     EntityRef, Event, EventType, NewEvent, RESERVED_TYPE_PREFIX, check_publishable_type,

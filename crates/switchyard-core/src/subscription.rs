@@ -228,12 +228,13 @@ impl Subscription {
             }
             (None, Some(url), None) => {
                 let mut ep = Endpoint::new(org, now);
-                ep.description = def
+                ep.owner_subscription = Some(id.clone());
+                let description = def
                     .url_description
                     .unwrap_or_else(|| format!("inline URL of subscription {id}"));
-                ep.owner_subscription = Some(id.clone());
                 let settings = EndpointChanges {
                     url: Some(url),
+                    description: Some(description),
                     ..def.delivery.unwrap_or_default()
                 };
                 ep.apply(settings, Change::Create, policy)?;
@@ -411,7 +412,7 @@ mod tests {
         assert_eq!(sub.target, Target::Endpoint(ep.id.clone()));
         assert_eq!(ep.owner_subscription.as_ref(), Some(&sub.id));
         assert_eq!(
-            (ep.url.as_str(), ep.timeout_ms),
+            (ep.url(), ep.timeout_ms()),
             ("https://a.example/hook", 5_000)
         );
         let e = define(SubscriptionDefinition {

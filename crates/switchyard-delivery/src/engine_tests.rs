@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchyard_core::crypto::MasterKey;
 use switchyard_core::egress::EgressPolicy;
+use switchyard_core::endpoint::{Change, EndpointChanges};
 use switchyard_core::ids::{EndpointId, SubscriptionId};
 use switchyard_core::routing::RouteTable;
 use switchyard_core::time::{Clock, ManualClock, now_ms};
@@ -84,10 +85,15 @@ async fn rig_with_lease(url: &str, schedule: Vec<u32>, lease_ms: i64) -> Rig {
         .expect("org");
     let now = now_ms();
     let mut ep = Endpoint::new(&switchyard_core::ids::OrgId::stored("o".into()), now);
-    ep.url = url.into();
-    ep.timeout_ms = 5000;
-    ep.retry_schedule_s = Some(schedule);
-    ep.max_in_flight = 4;
+    let settings = EndpointChanges {
+        url: Some(url.into()),
+        timeout_ms: Some(5000),
+        retry_schedule_s: Some(Some(schedule)),
+        max_in_flight: Some(4),
+        ..Default::default()
+    };
+    ep.apply(settings, Change::Patch, test_clients().policy())
+        .expect("valid settings");
     store.create_endpoint(&ep).await.expect("endpoint");
     let sub = Subscription::stored(switchyard_core::StoredSubscription {
         id: SubscriptionId::generate(),
@@ -319,7 +325,7 @@ async fn a_gone_endpoint_is_disabled_and_reported_never_published() {
         )
         .await
         .expect("ep");
-    assert!(!ep.enabled);
+    assert!(!ep.enabled());
     // The engine publishes nothing itself: the only event is the one published above.
     let events = rig
         .store
@@ -349,7 +355,12 @@ async fn shutdown_hands_queued_work_back() {
         )
         .await
         .expect("ep");
-    ep.max_in_flight = 1;
+    let one = EndpointChanges {
+        max_in_flight: Some(1),
+        ..Default::default()
+    };
+    ep.apply(one, Change::Patch, test_clients().policy())
+        .expect("valid settings");
     rig.store.update_endpoint(&ep).await.expect("update");
     rig.engine.endpoint_changed(&rig.endpoint);
     for i in 0..5 {

@@ -77,7 +77,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
         at,
         request_headers: sent,
     };
-    let url = match reqwest::Url::parse(&ep.url) {
+    let url = match reqwest::Url::parse(ep.url()) {
         Ok(u) => u,
         Err(e) => return done(None, Some(format!("invalid URL: {e}")), None, None, None),
     };
@@ -90,7 +90,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
     let client = clients.client(ep.insecure_tls);
     let mut req = client
         .post(url)
-        .timeout(Duration::from_millis(u64::from(ep.timeout_ms)));
+        .timeout(Duration::from_millis(u64::from(ep.timeout_ms())));
     let mut all = Vec::with_capacity(headers.len() + 3);
     all.push(("webhook-id".to_string(), event.id.as_str().to_owned()));
     all.push(("webhook-timestamp".to_string(), ts.to_string()));
@@ -100,7 +100,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
     all.extend(headers);
     let mut shown = Vec::with_capacity(all.len());
     for (k, v) in all {
-        shown.push((k.clone(), redacted(&k, &v, ep.token_header.as_deref())));
+        shown.push((k.clone(), redacted(&k, &v, ep.token_header())));
         req = req.header(k, v);
     }
     let sent = Some(shown);
@@ -108,7 +108,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
         Ok(r) => r,
         Err(e) => {
             let msg = if e.is_timeout() {
-                format!("timeout: no response within {} ms", ep.timeout_ms)
+                format!("timeout: no response within {} ms", ep.timeout_ms())
             } else {
                 error_chain(&e)
             };
@@ -142,7 +142,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
                 if e.is_timeout() {
                     read_error = Some(format!(
                         "timeout: response body not complete within {} ms",
-                        ep.timeout_ms
+                        ep.timeout_ms()
                     ));
                 }
                 break;

@@ -26,7 +26,7 @@ pub(crate) fn decide(
     jitter: impl FnOnce() -> f64,
 ) -> AttemptResult {
     let status = resp.status;
-    let success = status.is_some_and(|s| ep.profile.accepts(s));
+    let success = status.is_some_and(|s| ep.profile().accepts(s));
     let mut error = resp.error;
     if let Some(s) = status
         && !success
@@ -34,7 +34,7 @@ pub(crate) fn decide(
     {
         error = Some(format!(
             "an {} receiver must answer 200 OK; it answered {s}",
-            ep.profile.as_str()
+            ep.profile().as_str()
         ));
     }
     let mut disable = None;

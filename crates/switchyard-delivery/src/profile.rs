@@ -7,8 +7,8 @@ pub type Headers = Vec<(String, String)>;
 
 /// The body and profile-specific headers of the request delivering `event` to `ep`.
 pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
-    let mut headers: Headers = Vec::with_capacity(ep.headers.len() + 3);
-    let body = match ep.profile {
+    let mut headers: Headers = Vec::with_capacity(ep.headers().len() + 3);
+    let body = match ep.profile() {
         Profile::Standard => {
             headers.push(("content-type".into(), "application/json".into()));
             event.envelope()
@@ -29,14 +29,14 @@ pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
             enate::message(event, ep.owner_subscription.as_deref())
         }
     };
-    if let Some(token) = &ep.token {
-        let name = ep.token_header.clone().unwrap_or_else(|| match ep.profile {
-            Profile::Enreach => "X-Benemen-Token".to_string(),
-            _ => "X-Switchyard-Token".to_string(),
+    if let Some(token) = ep.token() {
+        let name = ep.token_header().unwrap_or(match ep.profile() {
+            Profile::Enreach => "X-Benemen-Token",
+            _ => "X-Switchyard-Token",
         });
-        headers.push((name, token.clone()));
+        headers.push((name.to_string(), token.to_string()));
     }
-    for (k, v) in &ep.headers {
+    for (k, v) in ep.headers() {
         headers.push((k.clone(), v.clone()));
     }
     (serde_json::to_vec(&body).unwrap_or_default(), headers)
@@ -50,28 +50,18 @@ mod tests {
     use switchyard_core::EntityRef;
 
     fn ep(profile: Profile, token: Option<&str>) -> Endpoint {
-        Endpoint {
-            id: switchyard_core::ids::EndpointId::generate(),
-            org_id: switchyard_core::ids::OrgId::stored("o".into()),
-            url: "https://x".into(),
-            description: String::new(),
-            profile,
-            headers: BTreeMap::from([("X-Tenant".into(), "7".into())]),
-            token: token.map(str::to_string),
-            token_header: None,
-            insecure_tls: false,
-            timeout_ms: 1000,
-            retry_schedule_s: None,
-            max_in_flight: 1,
-            max_rps: None,
-            ordering: None,
-            secrets: vec![],
-            enabled: true,
-            disabled_reason: None,
-            owner_subscription: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut ep = Endpoint::new(&switchyard_core::ids::OrgId::stored("o".into()), 0);
+        let settings = switchyard_core::endpoint::EndpointChanges {
+            url: Some("https://x".into()),
+            profile: Some(profile.as_str().into()),
+            headers: Some(BTreeMap::from([("X-Tenant".into(), "7".into())])),
+            token: Some(token.map(str::to_string)),
+            ..Default::default()
+        };
+        let policy = switchyard_core::egress::EgressPolicy::default();
+        ep.apply(settings, switchyard_core::endpoint::Change::Patch, &policy)
+            .expect("valid settings");
+        ep
     }
 
     fn event() -> Event {

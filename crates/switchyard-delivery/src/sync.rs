@@ -32,7 +32,7 @@ impl Engine {
         };
         let (mut result, output, run_id) = match &job.target {
             Target::Endpoint(id) => match self.endpoint_config(&job.org_id, id).await {
-                Ok(ep) if !ep.enabled => {
+                Ok(ep) if !ep.enabled() => {
                     let why = "endpoint is disabled; a synchronous delivery is not kept for it";
                     (
                         without_request(&job, why.into(), Outcome::Failed, at, 0.0),

@@ -205,7 +205,7 @@ impl EndpointWorker {
                 .endpoint_config(&self.endpoint.org_id, &self.endpoint.endpoint_id)
                 .await
             {
-                Ok(ep) if ep.enabled => return Some((job, ep)),
+                Ok(ep) if ep.enabled() => return Some((job, ep)),
                 Ok(_) => {
                     // Kept, not failed: re-enabling the endpoint resumes it.
                     inner.recorder.release(job.delivery_id);
@@ -245,7 +245,7 @@ impl EndpointWorker {
                 let max_rps = engine
                     .endpoint_config(&self.endpoint.org_id, &self.endpoint.endpoint_id)
                     .await
-                    .is_ok_and(|ep| ep.max_rps.is_some());
+                    .is_ok_and(|ep| ep.max_rps().is_some());
                 let shared = self.shared.clone();
                 engine
                     .hand_over(&self.endpoint, max_rps, || shared.in_flight() > 0)
@@ -308,7 +308,7 @@ impl EndpointWorker {
             .endpoint_config(&self.endpoint.org_id, &self.endpoint.endpoint_id)
             .await
         {
-            Ok(ep) => (ep.max_in_flight.saturating_mul(4)).clamp(16, inner.config.claim_batch),
+            Ok(ep) => (ep.max_in_flight().saturating_mul(4)).clamp(16, inner.config.claim_batch),
             Err(_) => 16,
         };
         let want = (batch as usize).min(inner.admission.pull_room(&self.shared.room));
@@ -369,7 +369,7 @@ impl EndpointWorker {
     async fn admit(&mut self, job: &DueDelivery, ep: &Endpoint) -> Option<Admitted> {
         let inner = &self.engine.inner;
         let cancel = &inner.cancel;
-        let max = ep.max_in_flight.max(1);
+        let max = ep.max_in_flight().max(1);
         let mut waited = Waited {
             since_ms: inner.clock.now_ms(),
             why: Vec::new(),
@@ -396,7 +396,7 @@ impl EndpointWorker {
                 }
             }
         }
-        if let Some(rps) = ep.max_rps.and_then(NonZeroU32::new) {
+        if let Some(rps) = ep.max_rps().and_then(NonZeroU32::new) {
             if self.pace.as_ref().is_none_or(|p| p.rps() != rps.get()) {
                 self.pace = Some(Pace::new(rps, inner.clock.clone()));
             }
@@ -453,7 +453,7 @@ impl EndpointWorker {
     fn send(&self, job: Queued, ep: Arc<Endpoint>, admitted: Admitted) {
         let engine = self.engine.clone();
         let shared = self.shared.clone();
-        let max = ep.max_in_flight.max(1);
+        let max = ep.max_in_flight().max(1);
         // Every line the attempt logs names its organization, delivery, endpoint and event.
         let span = tracing::info_span!("attempt", org = %job.org_id, delivery = %job.delivery_id,
             endpoint = %ep.id, event = %job.event.id);

@@ -50,8 +50,8 @@ impl Hub {
                     },
                     data: serde_json::json!({
                         "endpoint_id": endpoint_id,
-                        "url": ep.as_ref().map(|e| e.url.clone()),
-                        "reason": ep.as_ref().and_then(|e| e.disabled_reason.clone()),
+                        "url": ep.as_ref().map(|e| e.url().to_string()),
+                        "reason": ep.as_ref().and_then(|e| e.disabled_reason().map(str::to_string)),
                     }),
                 };
                 if let Err(e) = self.publish_system(&org_id, vec![event]).await {

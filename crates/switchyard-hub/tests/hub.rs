@@ -50,7 +50,13 @@ impl Rig {
     /// An endpoint (to an address nothing answers on; the egress policy refuses it anyway).
     async fn endpoint(&self) -> Endpoint {
         let mut ep = Endpoint::new(&self.org, now_ms());
-        ep.url = "https://receiver.invalid/hook".into();
+        let settings = switchyard_core::endpoint::EndpointChanges {
+            url: Some("https://receiver.invalid/hook".into()),
+            ..Default::default()
+        };
+        let policy = switchyard_core::egress::EgressPolicy::default();
+        ep.apply(settings, switchyard_core::endpoint::Change::Create, &policy)
+            .expect("valid settings");
         self.hub.create_endpoint(&ep).await.expect("endpoint")
     }
 

@@ -129,7 +129,13 @@ async fn what_one_node_changes_the_other_sees_at_its_notice() {
         .expect("publish");
     assert_eq!(published[0].delivery_count, 0);
     let mut ep = Endpoint::new(&org, now_ms());
-    ep.url = "https://receiver.invalid/hook".into();
+    let settings = switchyard_core::endpoint::EndpointChanges {
+        url: Some("https://receiver.invalid/hook".into()),
+        ..Default::default()
+    };
+    let policy = switchyard_core::egress::EgressPolicy::default();
+    ep.apply(settings, switchyard_core::endpoint::Change::Create, &policy)
+        .expect("valid settings");
     let ep = a.create_endpoint(&ep).await.expect("endpoint");
     let def = SubscriptionDefinition {
         event_types: vec!["ticket.*".into()],

@@ -81,7 +81,7 @@ pub(crate) fn secret_ctx(org: &str, name: &str) -> String {
 /// An endpoint's signing secrets, sealed for its row.
 pub(crate) fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
     let stored: Vec<StoredSecret> = ep
-        .secrets
+        .secrets()
         .iter()
         .map(|s| StoredSecret {
             s: s.secret.expose(),
@@ -94,7 +94,7 @@ pub(crate) fn encrypt_secrets(key: &MasterKey, ep: &Endpoint) -> Vec<u8> {
 
 /// An endpoint's bearer token, sealed for its row.
 pub(crate) fn encrypt_token(key: &MasterKey, ep: &Endpoint) -> Option<Vec<u8>> {
-    ep.token
+    ep.token()
         .as_ref()
         .map(|t| key.encrypt(&token_ctx(&ep.id), t.as_bytes()))
 }

@@ -183,8 +183,8 @@ pub enum Notice {
     Schedules,
     /// An organization's limits changed.
     Org { org: String },
-    /// Notices may have been missed (the listening connection was lost and is back): every
-    /// cache is to be dropped.
+    /// Notices may have been missed (listening has just begun, or the connection was lost and
+    /// is back): every cache is to be dropped.
     Lost,
 }
 
@@ -208,8 +208,9 @@ pub trait Store:
     /// nothing, one node owns the file).
     async fn notify(&self, notice: &Notice) -> Result<()>;
     /// The notices sent by any node sharing this database from now on, this one's included
-    /// (`None` where no other node can share it). Listening reconnects by itself and sends
-    /// [`Notice::Lost`] when it did; it ends when the receiver is dropped.
+    /// (`None` where no other node can share it). Each time listening takes effect (at first and
+    /// after a reconnect, which it makes by itself) it sends [`Notice::Lost`] first; it ends
+    /// when the receiver is dropped.
     fn listen(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>>;
 }
 

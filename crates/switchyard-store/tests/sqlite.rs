@@ -33,9 +33,17 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     let ep = contract::sample_endpoint("o", "https://x.example");
     store.create_endpoint(&ep).await.expect("ep");
     let mut ed = contract::sample_endpoint("o", "https://ed.example");
-    ed.secrets[0].secret = switchyard_core::signing::SigningSecret::generate_ed25519();
+    let now = switchyard_core::time::now_ms();
+    let ed25519 = switchyard_core::endpoint::Rotation {
+        secret: Some(switchyard_core::signing::SigningSecret::generate_ed25519()),
+        scheme: Some(switchyard_core::signing::Scheme::Ed25519),
+        // The HMAC key it replaces stops at once.
+        old_expires_at: Some(now),
+    };
+    ed.rotate_secret(ed25519, now).expect("rotated");
+    assert_eq!(ed.secrets().len(), 1);
     store.create_endpoint(&ed).await.expect("ed25519 ep");
-    let ed_key = ed.secrets[0].secret.expose();
+    let ed_key = ed.secrets()[0].secret.expose();
     store
         .put_secret(&oid("o"), "ERP_PASSWORD", "hunter2-very-secret")
         .await
@@ -47,7 +55,7 @@ async fn database_file_reveals_no_secret_and_survives_reopen() {
     if let Ok(wal) = std::fs::read(dir.path().join("db.sqlite-wal")) {
         bytes.extend(wal);
     }
-    let secret = ep.secrets[0].secret.expose();
+    let secret = ep.secrets()[0].secret.expose();
     let b64 = secret.trim_start_matches("whsec_");
     for needle in [
         "tok-secret-value",

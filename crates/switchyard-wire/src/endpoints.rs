@@ -141,34 +141,31 @@ impl EndpointOut {
     pub fn from(ep: &Endpoint, show_secret: bool) -> Self {
         EndpointOut {
             id: ep.id.as_str().to_owned(),
-            url: ep.url.clone(),
-            description: ep.description.clone(),
-            profile: ep.profile.as_str().into(),
-            headers: ep.headers.clone(),
-            token_set: ep.token.is_some(),
-            token_header: ep.token_header.clone(),
+            url: ep.url().to_string(),
+            description: ep.description().to_string(),
+            profile: ep.profile().as_str().into(),
+            headers: ep.headers().clone(),
+            token_set: ep.token().is_some(),
+            token_header: ep.token_header().map(str::to_string),
             insecure_tls: ep.insecure_tls,
-            timeout_ms: ep.timeout_ms,
+            timeout_ms: ep.timeout_ms(),
             retry_schedule_s: ep.schedule().to_vec(),
-            ordered: ep.ordering.is_some(),
-            ordering_key: ep.ordering.as_ref().map(|o| o.key.as_setting()),
-            on_head_failure: ep
-                .ordering
-                .as_ref()
-                .map(|o| o.on_head_failure.as_str().into()),
-            max_rps: ep.max_rps,
-            max_in_flight: ep.max_in_flight,
+            ordered: ep.ordering().is_some(),
+            ordering_key: ep.ordering().map(|o| o.key.as_setting()),
+            on_head_failure: ep.ordering().map(|o| o.on_head_failure.as_str().into()),
+            max_rps: ep.max_rps(),
+            max_in_flight: ep.max_in_flight(),
             signing: ep.scheme().as_str().into(),
             public_keys: ep.public_keys(now_ms()),
-            enabled: ep.enabled,
-            disabled_reason: ep.disabled_reason.clone(),
+            enabled: ep.enabled(),
+            disabled_reason: ep.disabled_reason().map(str::to_string),
             subscription_id: ep
                 .owner_subscription
                 .as_ref()
                 .map(|id| id.as_str().to_owned()),
             // An Ed25519 secret key never leaves the hub: receivers need only the public key.
             secret: ep
-                .secrets
+                .secrets()
                 .first()
                 .filter(|s| show_secret && s.secret.scheme() == Scheme::Hmac)
                 .map(|s| s.secret.expose()),
@@ -270,8 +267,8 @@ pub struct HealthWindowOut {
 impl EndpointHealthOut {
     pub fn from(ep: &Endpoint, h: &switchyard_core::health::EndpointHealth) -> Self {
         EndpointHealthOut {
-            enabled: ep.enabled,
-            disabled_reason: ep.disabled_reason.clone(),
+            enabled: ep.enabled(),
+            disabled_reason: ep.disabled_reason().map(str::to_string),
             consecutive_failures: h.consecutive_failures,
             failing_since: h.failing_since.map(to_rfc3339),
             last_success_at: h.last_success_at.map(to_rfc3339),

@@ -3,9 +3,9 @@
 //! that cannot be decoded is an error naming its column, never a default.
 
 use super::*;
-use switchyard_core::StoredAttempt;
 use switchyard_core::executor::{Executor, Run};
 use switchyard_core::filter::SubscriptionFilter;
+use switchyard_core::{StoredAttempt, StoredEndpoint};
 use tokio_postgres::types::{FromSql, ToSql};
 
 /// A statement's parameters.
@@ -211,7 +211,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> Result<Endpoint> {
     let (token, secrets) =
         open_endpoint_secrets(key, &id, get(r, 6)?, secrets_enc).map_err(StoreError::database)?;
     let profile: &str = get(r, 4)?;
-    Ok(Endpoint {
+    Ok(Endpoint::stored(StoredEndpoint {
         org_id: get(r, 1)?,
         url: get(r, 2)?,
         description: get(r, 3)?,
@@ -233,11 +233,16 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> Result<Endpoint> {
             .map_err(|(what, value)| corrupt(r, 19, what, &value))?,
         max_rps: uint_opt(r, 18)?,
         id: EndpointId::stored(id),
-    })
+    }))
 }
 
 /// The parameters of an endpoint's row, in [`ENDPOINT_COLS`] order, its secrets sealed.
 pub(super) struct EndpointRow {
+    url: String,
+    description: String,
+    token_header: Option<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
     profile: &'static str,
     headers: String,
     token_enc: Option<Vec<u8>>,
@@ -253,19 +258,24 @@ pub(super) struct EndpointRow {
 impl EndpointRow {
     pub(super) fn of(key: &MasterKey, ep: &Endpoint) -> EndpointRow {
         EndpointRow {
-            profile: ep.profile.as_str(),
-            headers: serde_json::to_string(&ep.headers).unwrap_or_default(),
+            url: ep.url().to_string(),
+            description: ep.description().to_string(),
+            token_header: ep.token_header().map(str::to_string),
+            enabled: ep.enabled(),
+            disabled_reason: ep.disabled_reason().map(str::to_string),
+            profile: ep.profile().as_str(),
+            headers: serde_json::to_string(&ep.headers()).unwrap_or_default(),
             token_enc: encrypt_token(key, ep),
-            timeout_ms: i64::from(ep.timeout_ms),
+            timeout_ms: i64::from(ep.timeout_ms()),
             retry_schedule: ep
-                .retry_schedule_s
+                .retry_schedule_s()
                 .as_ref()
                 .map(|s| serde_json::to_string(s).unwrap_or_default()),
-            max_in_flight: i64::from(ep.max_in_flight),
+            max_in_flight: i64::from(ep.max_in_flight()),
             secrets_enc: encrypt_secrets(key, ep),
-            max_rps: ep.max_rps.map(i64::from),
-            ordering_key: ep.ordering.as_ref().map(|o| o.key.as_setting()),
-            on_head_failure: ep.ordering.as_ref().map(|o| o.on_head_failure.as_str()),
+            max_rps: ep.max_rps().map(i64::from),
+            ordering_key: ep.ordering().map(|o| o.key.as_setting()),
+            on_head_failure: ep.ordering().map(|o| o.on_head_failure.as_str()),
         }
     }
 
@@ -274,19 +284,19 @@ impl EndpointRow {
         [
             &ep.id,
             &ep.org_id,
-            &ep.url,
-            &ep.description,
+            &self.url,
+            &self.description,
             &self.profile,
             &self.headers,
             &self.token_enc,
-            &ep.token_header,
+            &self.token_header,
             &ep.insecure_tls,
             &self.timeout_ms,
             &self.retry_schedule,
             &self.max_in_flight,
             &self.secrets_enc,
-            &ep.enabled,
-            &ep.disabled_reason,
+            &self.enabled,
+            &self.disabled_reason,
             &ep.owner_subscription,
             &ep.created_at,
             &ep.updated_at,

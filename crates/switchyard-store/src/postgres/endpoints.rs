@@ -66,7 +66,7 @@ impl EndpointCatalog for PgStore {
                 .await?;
             found(n)?;
             let now = now_ms();
-            if ep.enabled && !was_enabled {
+            if ep.enabled() && !was_enabled {
                 // Re-enabled: the deliveries kept while it was disabled are due now, and the
                 // failures before it no longer count towards disabling it again.
                 db.exec(
@@ -82,7 +82,7 @@ impl EndpointCatalog for PgStore {
                 )
                 .await?;
             }
-            if was_ordered && ep.ordering.is_none() {
+            if was_ordered && ep.ordering().is_none() {
                 // No longer ordered: deliveries waiting for their key's head are due now.
                 db.exec(
                     "UPDATE deliveries SET order_slot = NULL,

@@ -57,10 +57,10 @@ fn payloads(notice: &Notice) -> Result<Vec<String>> {
 }
 
 /// Listens on its own connection and forwards every notice to `tx` until `tx`'s receiver is
-/// dropped. A lost connection is made again (every second until it succeeds), and then
-/// [`Notice::Lost`] is forwarded: what was sent meanwhile was missed.
+/// dropped. Each time `LISTEN` takes effect — the first time too, since the node may have
+/// filled caches before it — [`Notice::Lost`] is forwarded first: what was sent before was
+/// missed. A lost connection is made again, every second until it succeeds.
 pub(super) async fn listen(config: tokio_postgres::Config, tx: UnboundedSender<Notice>) {
-    let mut first = true;
     while !tx.is_closed() {
         match config.connect(tokio_postgres::NoTls).await {
             Ok((client, mut conn)) => {
@@ -85,7 +85,7 @@ pub(super) async fn listen(config: tokio_postgres::Config, tx: UnboundedSender<N
                 });
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => {
-                        if !first && tx.send(Notice::Lost).is_err() {
+                        if tx.send(Notice::Lost).is_err() {
                             driver.abort();
                             return;
                         }
@@ -116,8 +116,6 @@ pub(super) async fn listen(config: tokio_postgres::Config, tx: UnboundedSender<N
         if tx.is_closed() {
             return;
         }
-        // Whatever was missed, the caller drops its caches after the reconnect.
-        first = false;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = tx.closed() => return,

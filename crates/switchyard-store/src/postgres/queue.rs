@@ -409,7 +409,7 @@ impl DeliveryQueue for PgStore {
                         .get(seq)
                         .ok_or(StoreError::NotFound(Missing::Event))?;
                     keys.push(
-                        ep.ordering
+                        ep.ordering()
                             .as_ref()
                             .map(|o| o.key.key_of(&event.entity, &event.data)),
                     );

@@ -56,27 +56,27 @@ impl EndpointCatalog for SqliteStore {
                     .execute(params![
                         ep.org_id,
                         ep.id.as_str(),
-                        ep.url,
-                        ep.description,
-                        ep.profile.as_str(),
-                        serde_json::to_string(&ep.headers).unwrap_or_default(),
+                        ep.url(),
+                        ep.description(),
+                        ep.profile().as_str(),
+                        serde_json::to_string(&ep.headers()).unwrap_or_default(),
                         token_enc,
-                        ep.token_header,
+                        ep.token_header(),
                         ep.insecure_tls,
-                        ep.timeout_ms,
-                        ep.retry_schedule_s.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
-                        ep.max_in_flight,
+                        ep.timeout_ms(),
+                        ep.retry_schedule_s().map(|s| serde_json::to_string(s).unwrap_or_default()),
+                        ep.max_in_flight(),
                         encrypt_secrets(&ctx.key, &ep),
-                        ep.enabled,
-                        ep.disabled_reason,
+                        ep.enabled(),
+                        ep.disabled_reason(),
                         ep.updated_at,
-                        ep.max_rps,
-                        ep.ordering.as_ref().map(|o| o.key.as_setting()),
-                        ep.ordering.as_ref().map(|o| o.on_head_failure.as_str()),
+                        ep.max_rps(),
+                        ep.ordering().map(|o| o.key.as_setting()),
+                        ep.ordering().map(|o| o.on_head_failure.as_str()),
                     ])?;
                 found(n)?;
                 let now = now_ms();
-                if ep.enabled && !was_enabled {
+                if ep.enabled() && !was_enabled {
                     // Re-enabled: the deliveries kept while it was disabled are due now, and the
                     // failures before it no longer count towards disabling it again.
                     ctx.conn
@@ -92,7 +92,7 @@ impl EndpointCatalog for SqliteStore {
                         )?
                         .execute([ep.id.as_str()])?;
                 }
-                if was_ordered && ep.ordering.is_none() {
+                if was_ordered && ep.ordering().is_none() {
                     // No longer ordered: deliveries waiting for their key's head are due now.
                     ctx.conn
                         .prepare_cached(
@@ -307,25 +307,25 @@ pub(super) fn insert_endpoint(conn: &Connection, key: &MasterKey, ep: &Endpoint)
     .execute(params![
         ep.id.as_str(),
         ep.org_id,
-        ep.url,
-        ep.description,
-        ep.profile.as_str(),
-        serde_json::to_string(&ep.headers).unwrap_or_default(),
+        ep.url(),
+        ep.description(),
+        ep.profile().as_str(),
+        serde_json::to_string(&ep.headers()).unwrap_or_default(),
         token_enc,
-        ep.token_header,
+        ep.token_header(),
         ep.insecure_tls,
-        ep.timeout_ms,
-        ep.retry_schedule_s.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
-        ep.max_in_flight,
+        ep.timeout_ms(),
+        ep.retry_schedule_s().map(|s| serde_json::to_string(s).unwrap_or_default()),
+        ep.max_in_flight(),
         encrypt_secrets(key, ep),
-        ep.enabled,
-        ep.disabled_reason,
+        ep.enabled(),
+        ep.disabled_reason(),
         ep.owner_subscription,
         ep.created_at,
         ep.updated_at,
-        ep.max_rps,
-        ep.ordering.as_ref().map(|o| o.key.as_setting()),
-        ep.ordering.as_ref().map(|o| o.on_head_failure.as_str()),
+        ep.max_rps(),
+        ep.ordering().map(|o| o.key.as_setting()),
+        ep.ordering().map(|o| o.on_head_failure.as_str()),
     ])?;
     Ok(())
 }

@@ -354,7 +354,7 @@ impl DeliveryQueue for SqliteStore {
                 for (seq, sub) in &seqs {
                     let event = ctx.load_event_by_seq(*seq)?;
                     let target = Target::Endpoint(endpoint_id.clone());
-                    let key = ep.ordering.as_ref().map(|o| o.key.key_of(&event.entity, &event.data));
+                    let key = ep.ordering().map(|o| o.key.key_of(&event.entity, &event.data));
                     insert_delivery(&ctx.conn, &org, &event, &target, sub.as_deref(), key.as_deref(), None, now)?;
                 }
                 Ok(Replayed {

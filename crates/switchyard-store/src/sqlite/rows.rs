@@ -2,8 +2,8 @@
 //! column, never a default; and the encryption of endpoint secrets on the way in.
 
 use super::*;
-use switchyard_core::StoredAttempt;
 use switchyard_core::filter::SubscriptionFilter;
+use switchyard_core::{StoredAttempt, StoredEndpoint};
 
 pub(super) fn org_from_row(r: &Row) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -83,7 +83,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<En
     let profile: String = r.get(4)?;
     let headers: String = r.get(5)?;
     let schedule: Option<String> = r.get(10)?;
-    Ok(Endpoint {
+    Ok(Endpoint::stored(StoredEndpoint {
         org_id: r.get(1)?,
         url: r.get(2)?,
         description: r.get(3)?,
@@ -109,7 +109,7 @@ pub(super) fn endpoint_from_row(r: &Row, key: &MasterKey) -> rusqlite::Result<En
         ordering: ordering_from_columns(r, 19, 20)?,
         max_rps: r.get(18)?,
         id: EndpointId::stored(id),
-    })
+    }))
 }
 
 pub(super) fn target_from_columns(

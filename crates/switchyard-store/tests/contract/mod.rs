@@ -8,6 +8,8 @@
 
 use serde_json::json;
 use std::collections::BTreeMap;
+use switchyard_core::egress::EgressPolicy;
+use switchyard_core::endpoint::{Change, EndpointChanges, Rotation};
 use switchyard_core::executor::*;
 use switchyard_core::health::DisablePolicy;
 use switchyard_core::ids::{EndpointId, EventId, OrgId, RunId, SubscriptionId};
@@ -113,7 +115,7 @@ pub async fn route(store: &dyn Store, org: &str, events: Vec<NewEvent>) -> Resul
 /// An endpoint of `org` pointing at `url`, with one fresh secret and a token.
 pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
     let now = now_ms();
-    Endpoint {
+    Endpoint::stored(StoredEndpoint {
         id: EndpointId::generate(),
         org_id: oid(org),
         url: url.to_string(),
@@ -137,7 +139,13 @@ pub fn sample_endpoint(org: &str, url: &str) -> Endpoint {
         owner_subscription: None,
         created_at: now,
         updated_at: now,
-    }
+    })
+}
+
+/// Changes `ep` through its rules (any destination allowed, as in these tests).
+pub fn patch(ep: &mut Endpoint, changes: EndpointChanges) {
+    ep.apply(changes, Change::Patch, &EgressPolicy::default())
+        .expect("valid settings");
 }
 
 pub fn sample_subscription(org: &str, endpoint_id: &EndpointId, types: &[&str]) -> Subscription {
@@ -305,7 +313,13 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
     );
     let mut other = ep.clone();
     other.org_id = oid("c-b");
-    other.url = "https://evil.example".into();
+    patch(
+        &mut other,
+        EndpointChanges {
+            url: Some("https://evil.example".into()),
+            ..Default::default()
+        },
+    );
     assert!(matches!(
         store.update_endpoint(&other).await,
         Err(StoreError::NotFound(Missing::Endpoint))
@@ -315,16 +329,21 @@ pub async fn endpoints_round_trip_and_stay_in_their_org(store: &dyn Store) {
         Err(StoreError::NotFound(Missing::Endpoint))
     ));
     let mut changed = ep.clone();
-    changed.url = "https://a.example/v2".into();
-    changed.token = None;
-    changed.secrets.insert(
-        0,
-        KeyedSecret {
-            secret: SigningSecret::generate(),
-            expires_at: None,
+    patch(
+        &mut changed,
+        EndpointChanges {
+            url: Some("https://a.example/v2".into()),
+            token: Some(None),
+            ..Default::default()
         },
     );
-    changed.secrets[1].expires_at = Some(now_ms() + 1000);
+    let now = now_ms();
+    let rotation = Rotation {
+        old_expires_at: Some(now + 1000),
+        ..Default::default()
+    };
+    changed.rotate_secret(rotation, now).expect("rotated");
+    assert_eq!(changed.secrets().len(), 2);
     store.update_endpoint(&changed).await.expect("update");
     assert_eq!(
         store.get_endpoint(&oid("c-a"), &ep.id).await.expect("get"),
@@ -552,7 +571,13 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
 
     // A disabled endpoint gets no new deliveries; enabling it again routes again.
     let mut off = store.get_endpoint(&oid("c-p"), &ep2.id).await.expect("get");
-    off.enabled = false;
+    patch(
+        &mut off,
+        EndpointChanges {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
     store.update_endpoint(&off).await.expect("disable");
     let out = publish(
         store,
@@ -563,7 +588,13 @@ pub async fn publish_routes_and_is_idempotent(store: &dyn Store) {
     .await
     .expect("publish");
     assert_eq!(out[0].delivery_count, 1);
-    off.enabled = true;
+    patch(
+        &mut off,
+        EndpointChanges {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    );
     store.update_endpoint(&off).await.expect("enable");
     let out = publish(
         store,
@@ -919,7 +950,7 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
             .get_endpoint(&oid("c-d"), &ep.id)
             .await
             .expect("get")
-            .enabled
+            .enabled()
     );
     let disabled = store
         .record_attempts(
@@ -937,8 +968,8 @@ pub async fn claims_attempts_and_trace(store: &dyn Store) {
         }]
     );
     let ep_now = store.get_endpoint(&oid("c-d"), &ep.id).await.expect("get");
-    assert!(!ep_now.enabled);
-    assert_eq!(ep_now.disabled_reason.as_deref(), Some("410 Gone"));
+    assert!(!ep_now.enabled());
+    assert_eq!(ep_now.disabled_reason(), Some("410 Gone"));
 
     let trace = store
         .trace(&oid("c-d"), &EventId::stored("d1".into()))
@@ -1561,7 +1592,13 @@ pub async fn a_publish_routed_before_a_change_is_refused_whole(store: &dyn Store
         seen = v;
     };
     let mut off = store.get_endpoint(&oid("c-v"), &ep.id).await.expect("get");
-    off.enabled = false;
+    patch(
+        &mut off,
+        EndpointChanges {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    );
     store.update_endpoint(&off).await.expect("disable");
     bumped(
         store.routing(&oid("c-v")).await.expect("r").version,
@@ -2235,10 +2272,21 @@ pub async fn an_ordered_key_hands_out_only_its_head(store: &dyn Store) {
         .await
         .expect("org");
     let mut ep = sample_endpoint("c-o", "https://o.example");
-    ep.ordering = Some(Ordering {
-        key: OrderingKey::Entity,
-        on_head_failure: HeadFailure::Block,
-    });
+    patch(
+        &mut ep,
+        EndpointChanges {
+            ordered: Some(true),
+            on_head_failure: Some("block".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        ep.ordering(),
+        Some(&Ordering {
+            key: OrderingKey::Entity,
+            on_head_failure: HeadFailure::Block,
+        })
+    );
     let ep = store.create_endpoint(&ep).await.expect("ep");
     store
         .create_subscription(&sample_subscription("c-o", &ep.id, &["*"]), None)
@@ -2464,7 +2512,7 @@ pub async fn health_counts_failures_and_a_recovery_makes_retries_due(store: &dyn
             .get_endpoint(&oid("c-h"), &ep.id)
             .await
             .expect("get")
-            .enabled
+            .enabled()
     );
 }
 
