@@ -13,6 +13,8 @@ use switchyard_hub::{EventRefusal, Hub, HubError, HubSettings};
 use switchyard_store::SqliteStore;
 use switchyard_store::prelude::*;
 
+mod common;
+
 struct Rig {
     hub: Hub,
     store: Arc<SqliteStore>,
@@ -49,14 +51,7 @@ async fn rig_on(clock: Arc<dyn switchyard_core::time::Clock>) -> Rig {
 impl Rig {
     /// An endpoint (to an address nothing answers on; the egress policy refuses it anyway).
     async fn endpoint(&self) -> Endpoint {
-        let mut ep = Endpoint::new(&self.org, now_ms());
-        let settings = switchyard_core::endpoint::EndpointChanges {
-            url: Some("https://receiver.invalid/hook".into()),
-            ..Default::default()
-        };
-        let policy = switchyard_core::egress::EgressPolicy::default();
-        ep.apply(settings, switchyard_core::endpoint::Change::Create, &policy)
-            .expect("valid settings");
+        let ep = common::endpoint_to_nowhere(&self.org);
         self.hub.create_endpoint(&ep).await.expect("endpoint")
     }
 
@@ -72,21 +67,14 @@ impl Rig {
             .0
     }
 
-    fn event(&self, id: &str, event_type: &str, data: serde_json::Value) -> NewEvent {
-        NewEvent {
-            id: EventId::stored(id.into()),
-            event_type: event_type.into(),
-            timestamp: now_ms(),
-            entity: EntityRef::default(),
-            data,
-        }
-    }
-
     /// Publishes one event; how many deliveries it got.
     async fn deliveries_of(&self, id: &str) -> usize {
         let out = self
             .hub
-            .publish(&self.org, vec![self.event(id, "T", serde_json::json!({}))])
+            .publish(
+                &self.org,
+                vec![common::event(id, "T", serde_json::json!({}))],
+            )
             .await
             .expect("publish");
         out[0].delivery_count
@@ -144,8 +132,8 @@ async fn every_published_event_passes_the_same_checks() {
         .publish(
             &rig.org,
             vec![
-                rig.event("ok", "T", serde_json::json!({})),
-                rig.event("bad", "switchyard.endpoint.disabled", serde_json::json!({})),
+                common::event("ok", "T", serde_json::json!({})),
+                common::event("bad", "switchyard.endpoint.disabled", serde_json::json!({})),
             ],
         )
         .await;
@@ -166,7 +154,7 @@ async fn every_published_event_passes_the_same_checks() {
         .hub
         .publish(
             &rig.org,
-            vec![rig.event("o1", "Order", serde_json::json!({}))],
+            vec![common::event("o1", "Order", serde_json::json!({}))],
         )
         .await;
     assert_eq!(refused(r), (0, EventRefusal::SchemaViolation));
@@ -187,7 +175,7 @@ async fn every_published_event_passes_the_same_checks() {
         .hub
         .publish(
             &rig.org,
-            vec![rig.event("o2", "Order", serde_json::json!({"id": 7}))],
+            vec![common::event("o2", "Order", serde_json::json!({"id": 7}))],
         )
         .await
         .expect("a valid order");

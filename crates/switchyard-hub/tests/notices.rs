@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::crypto::{MasterKey, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
-use switchyard_core::ids::{EventId, OrgId};
+use switchyard_core::ids::OrgId;
 use switchyard_core::subscription::SubscriptionDefinition;
 use switchyard_core::time::now_ms;
 use switchyard_core::*;
 use switchyard_hub::{Hub, HubSettings};
 use switchyard_store::{PgOptions, PgStore};
+
+mod common;
+use common::event;
 
 fn server() -> String {
     std::env::var("SWITCHYARD_TEST_POSTGRES")
@@ -75,16 +78,6 @@ async fn until<F: std::future::Future<Output = bool>>(
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn event(id: &str, event_type: &str, data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        id: EventId::stored(id.into()),
-        event_type: event_type.into(),
-        timestamp: now_ms(),
-        entity: EntityRef::default(),
-        data,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_changes_the_other_sees_at_its_notice() {
     let db = FreshDb::create().await;
@@ -128,14 +121,7 @@ async fn what_one_node_changes_the_other_sees_at_its_notice() {
         .await
         .expect("publish");
     assert_eq!(published[0].delivery_count, 0);
-    let mut ep = Endpoint::new(&org, now_ms());
-    let settings = switchyard_core::endpoint::EndpointChanges {
-        url: Some("https://receiver.invalid/hook".into()),
-        ..Default::default()
-    };
-    let policy = switchyard_core::egress::EgressPolicy::default();
-    ep.apply(settings, switchyard_core::endpoint::Change::Create, &policy)
-        .expect("valid settings");
+    let ep = common::endpoint_to_nowhere(&org);
     let ep = a.create_endpoint(&ep).await.expect("endpoint");
     let def = SubscriptionDefinition {
         event_types: vec!["ticket.*".into()],
