@@ -54,6 +54,9 @@ pub enum ExecutorSpec {
         /// Size of the private temporary directory (versions stored before it existed: 64).
         #[serde(default = "default_tmp_mb")]
         tmp_mb: u32,
+        /// The role its code has when it calls the hub's own API (`sdk.api`).
+        #[serde(default)]
+        api_role: ApiRole,
     },
     ApiCall {
         method: String,
@@ -162,6 +165,15 @@ impl Executor {
             retries,
             created_at: 0,
         })
+    }
+
+    /// The role its code has when it calls the hub's own API (`api_call` executors run no
+    /// code: viewer).
+    pub fn api_role(&self) -> ApiRole {
+        match &self.spec {
+            ExecutorSpec::Code { api_role, .. } => *api_role,
+            ExecutorSpec::ApiCall { .. } => ApiRole::Viewer,
+        }
     }
 
     pub fn timeout_ms(&self) -> u32 {
@@ -274,6 +286,45 @@ pub struct Run {
     pub hook: Option<String>,
 }
 
+/// The role an executor's code has when it calls the hub's own API (`sdk.api`), as its
+/// organization: at most `publisher`, so code never administers its organization.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    /// Reads: events, their traces, the catalog.
+    #[default]
+    Viewer,
+    /// Reads, and publishes events.
+    Publisher,
+}
+
+impl ApiRole {
+    pub fn parse(s: &str) -> Result<ApiRole, CoreError> {
+        match s {
+            "viewer" => Ok(ApiRole::Viewer),
+            "publisher" => Ok(ApiRole::Publisher),
+            other => Err(CoreError::invalid(format!(
+                "`api_role` must be `viewer` or `publisher`, not `{other}`"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRole::Viewer => "viewer",
+            ApiRole::Publisher => "publisher",
+        }
+    }
+
+    /// The caller's role it gives.
+    pub fn role(self) -> crate::auth::Role {
+        match self {
+            ApiRole::Viewer => crate::auth::Role::Viewer,
+            ApiRole::Publisher => crate::auth::Role::Publisher,
+        }
+    }
+}
+
 /// An executor definition as submitted, before [`ExecutorSpec::parse`] checks it.
 #[derive(Debug, Clone, Default)]
 pub struct SpecDraft {
@@ -287,6 +338,8 @@ pub struct SpecDraft {
     pub method: Option<String>,
     pub url: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
+    /// `viewer` (the default) or `publisher` (code only).
+    pub api_role: Option<String>,
 }
 
 /// What this instance allows an executor.
@@ -349,12 +402,19 @@ impl ExecutorSpec {
                         "`tmp_mb` must be 1–{max_tmp_mb} on this instance"
                     )));
                 }
+                let api_role = d
+                    .api_role
+                    .as_deref()
+                    .map(ApiRole::parse)
+                    .transpose()?
+                    .unwrap_or_default();
                 Ok(ExecutorSpec::Code {
                     language,
                     source,
                     timeout_ms,
                     memory_mb,
                     tmp_mb,
+                    api_role,
                 })
             }
             "api_call" => {
@@ -362,9 +422,10 @@ impl ExecutorSpec {
                     || d.source.is_some()
                     || d.memory_mb.is_some()
                     || d.tmp_mb.is_some()
+                    || d.api_role.is_some()
                 {
                     return Err(CoreError::invalid(
-                        "`language`, `source`, `memory_mb` and `tmp_mb` belong to `code` executors",
+                        "`language`, `source`, `memory_mb`, `tmp_mb` and `api_role` belong to `code` executors",
                     ));
                 }
                 let method = d.method.unwrap_or_default().to_ascii_uppercase();
@@ -469,10 +530,30 @@ mod tests {
             timeout_ms: 1,
             memory_mb: 2,
             tmp_mb: 3,
+            api_role: ApiRole::Publisher,
         };
         let v = serde_json::to_value(&s).expect("json");
         assert_eq!(v["type"], "code");
         assert_eq!(v["language"], "python");
+        assert_eq!(v["api_role"], "publisher");
         assert_eq!(serde_json::from_value::<ExecutorSpec>(v).expect("back"), s);
+        // A version saved before `api_role` existed reads as a viewer.
+        let old = json!({"type": "code", "language": "python", "source": "x",
+            "timeout_ms": 1, "memory_mb": 2});
+        match serde_json::from_value::<ExecutorSpec>(old).expect("old spec") {
+            ExecutorSpec::Code { api_role, .. } => assert_eq!(api_role, ApiRole::Viewer),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_api_role_is_viewer_or_publisher_and_only_for_code() {
+        assert_eq!(
+            ApiRole::parse("publisher").expect("ok").role(),
+            crate::auth::Role::Publisher
+        );
+        assert_eq!(ApiRole::default().role(), crate::auth::Role::Viewer);
+        let refused = ApiRole::parse("admin").expect_err("never admin");
+        assert!(refused.to_string().contains("viewer"), "{refused}");
     }
 }

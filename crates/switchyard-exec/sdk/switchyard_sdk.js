@@ -48,6 +48,9 @@ const sdk = {
   },
   secret: (name) => rpc("secret", { name }),
   call: (executor, input) => rpc("call", { executor, input }),
+  // The hub's own API as this executor's organization, with its `api_role`: `path` is under
+  // /v1/orgs/{org} (e.g. "/events"). Resolves to { status, body }.
+  api: (method, path, body = null) => rpc("api", { method, path, body }),
   log: (...parts) => rpc("log", { message: text(parts) }),
 };
 

@@ -45,6 +45,9 @@ if (!class_exists('SwitchyardSdk', false)) {
         }
         public function secret(string $name) { return switchyard_rpc('secret', ['name' => $name]); }
         public function call(string $udf, $input = null) { return switchyard_rpc('call', ['executor' => $udf, 'input' => $input]); }
+        // The hub's own API as this executor's organization, with its `api_role`: `$path` is under
+        // /v1/orgs/{org} (e.g. "/events"). Returns ['status' => …, 'body' => …].
+        public function api(string $method, string $path, $body = null) { return switchyard_rpc('api', ['method' => $method, 'path' => $path, 'body' => $body]); }
         public function log(...$parts) {
             switchyard_rpc('log', ['message' => implode(' ', array_map(fn($p) => is_string($p) ? $p : json_encode($p), $parts))]);
         }

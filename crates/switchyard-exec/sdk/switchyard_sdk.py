@@ -134,6 +134,11 @@ class Sdk:
     def call(self, udf, input=None):
         return _rpc("call", executor=udf, input=input)
 
+    def api(self, method, path, body=None):
+        """The hub's own API as this executor's organization, with the executor's `api_role`:
+        `path` is under `/v1/orgs/{org}` (e.g. "/events"). -> {"status", "body"}."""
+        return _rpc("api", method=method, path=path, body=body)
+
     def log(self, *parts):
         _rpc("log", message=" ".join(p if isinstance(p, str) else dumps(p) for p in parts))
 

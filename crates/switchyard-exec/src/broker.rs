@@ -34,6 +34,8 @@ impl HttpResponse {
 pub struct Broker<'a> {
     pub(crate) runner: &'a Runner,
     pub(crate) org: &'a OrgId,
+    /// The role the code has when it calls the hub's own API (`sdk.api`).
+    pub(crate) api_role: switchyard_core::auth::Role,
     /// Executor names from the outermost caller to this run (for the depth limit and cycles).
     pub(crate) chain: Vec<String>,
     /// The caller's deadline: time spent in called executors counts against it.
@@ -164,7 +166,65 @@ impl Broker<'_> {
             SdkRequest::StorageDelete { key } => self.storage_delete(&key).await,
             SdkRequest::Http(r) => self.sdk_http(r).await,
             SdkRequest::Call { executor, input } => self.call(&executor, input).await,
+            SdkRequest::Api { method, path, body } => self.api(&method, &path, body).await,
         }
+    }
+
+    /// `sdk.api`: one request to this hub's API as the run's organization with its executor's
+    /// role, within what is left of the run's time (30 s at most); answers `{status, body}`
+    /// (the body as JSON when it is JSON), whatever the status.
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, ExecError> {
+        let inner = &self.runner.inner;
+        let api = inner.self_api.get();
+        let Some((api, addr)) = api.and_then(|a| a.address().map(|addr| (a, addr))) else {
+            return Err(ExecError::Invalid(
+                "this node serves no API for code to call (`sdk.api` needs a node of role `all` or `api`)".into(),
+            ));
+        };
+        let method = method.to_ascii_uppercase();
+        let method = match method.as_str() {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {
+                reqwest::Method::from_bytes(method.as_bytes())
+                    .map_err(|_| format!("`{method}` is not an HTTP method"))?
+            }
+            _ => {
+                return Err(ExecError::Invalid(
+                    "`method` must be GET, POST, PUT, PATCH or DELETE".into(),
+                ));
+            }
+        };
+        crate::self_api::check_path(path)?;
+        let url = crate::self_api::url_for(addr, self.org, path);
+        // One credential per call, revoked when it answers (or when this future is dropped).
+        struct Revoke<'a>(&'a dyn crate::SelfApi, String);
+        impl Drop for Revoke<'_> {
+            fn drop(&mut self) {
+                self.0.revoke(&self.1);
+            }
+        }
+        let credential = Revoke(api.as_ref(), api.mint(self.org, self.api_role));
+        let timeout = self.remaining().min(Duration::from_secs(30));
+        let mut req = inner
+            .self_client
+            .request(method, url)
+            .bearer_auth(&credential.1)
+            .timeout(timeout);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ExecError::Timeout("timeout: the hub's API did not answer in time".into())
+            } else {
+                ExecError::Upstream(format!("calling the hub's API failed: {e}"))
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = read_body_capped(resp, HTTP_BODY_CAP).await?;
+        drop(credential);
+        let body = serde_json::from_slice::<Value>(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(serde_json::json!({"status": status, "body": body}))
     }
 
     async fn storage_get(&self, key: &str) -> Result<Value, ExecError> {
@@ -263,14 +323,36 @@ impl Broker<'_> {
 /// One SDK call, parsed once from what the code sent (`{"op": "storage.get", "key": …}`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SdkRequest {
-    Log { message: String },
-    Result { value: Value },
-    Secret { name: String },
-    StorageGet { key: String },
-    StorageSet { key: String, value: Value },
-    StorageDelete { key: String },
+    Log {
+        message: String,
+    },
+    Result {
+        value: Value,
+    },
+    Secret {
+        name: String,
+    },
+    StorageGet {
+        key: String,
+    },
+    StorageSet {
+        key: String,
+        value: Value,
+    },
+    StorageDelete {
+        key: String,
+    },
     Http(HttpRequest),
-    Call { executor: String, input: Value },
+    Call {
+        executor: String,
+        input: Value,
+    },
+    /// `sdk.api`: the hub's own API, `path` under `/v1/orgs/{org}`.
+    Api {
+        method: String,
+        path: String,
+        body: Option<Value>,
+    },
 }
 
 /// `sdk.http`'s request: headers may hold `{{secret.NAME}}`, filled when it is made.
@@ -340,6 +422,11 @@ impl SdkRequest {
             "call" => SdkRequest::Call {
                 executor: need("executor")?,
                 input: value("input"),
+            },
+            "api" => SdkRequest::Api {
+                method: need("method")?,
+                path: need("path")?,
+                body: req.get("body").filter(|v| !v.is_null()).cloned(),
             },
             other => {
                 return Err(ExecError::Invalid(format!(

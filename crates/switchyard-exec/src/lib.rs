@@ -25,11 +25,13 @@ mod redaction;
 mod runner;
 pub mod sandbox;
 pub mod sandbox_exec;
+mod self_api;
 
 pub use broker::Broker;
 pub(crate) use broker::sdk_answer;
 pub use error::{ExecError, SetupError};
 pub use runner::{Runner, RunnerLimits, Waiting};
+pub use self_api::SelfApi;
 
 use serde_json::Value;
 pub use switchyard_core::executor::RunFailure;

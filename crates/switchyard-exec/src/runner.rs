@@ -67,6 +67,11 @@ pub(crate) struct RunnerInner {
     pub(crate) shares: Arc<Shares>,
     /// The operator's bounds.
     limits: RunnerLimits,
+    /// How code reaches the hub's own API (`sdk.api`), plugged in by the hub once it runs.
+    pub(crate) self_api: std::sync::OnceLock<Arc<dyn crate::SelfApi>>,
+    /// The client `sdk.api` calls this node's API with (the egress guard is for tenant-chosen
+    /// addresses; this one goes only to the hub itself).
+    pub(crate) self_client: reqwest::Client,
 }
 
 /// What the operator bounds runs with.
@@ -106,8 +111,20 @@ impl Runner {
                 capacity: Capacity::new(shares.clone(), budget_mb),
                 shares,
                 limits,
+                self_api: std::sync::OnceLock::new(),
+                self_client: reqwest::Client::builder()
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default(),
             }),
         }
+    }
+
+    /// Lets code call the hub's own API through `api` (`sdk.api`); the first one plugged in
+    /// stays.
+    pub fn plug_self_api(&self, api: Arc<dyn crate::SelfApi>) {
+        let _ = self.inner.self_api.set(api);
     }
 
     /// The hub-wide memory budget for all concurrent runs (MiB).
@@ -212,6 +229,7 @@ impl Runner {
         let broker = Broker {
             runner: self,
             org,
+            api_role: switchyard_core::auth::Role::Viewer,
             chain: Vec::new(),
             deadline: Instant::now() + timeout,
             cancel: CancellationToken::new(),
@@ -284,6 +302,7 @@ impl Runner {
         let broker = Broker {
             runner: self,
             org: &ex.org_id,
+            api_role: ex.api_role().role(),
             chain: call.chain,
             deadline,
             cancel: call.cancel.clone(),

@@ -96,6 +96,8 @@ pub struct HubSettings {
     pub role: Role,
     /// What each organization may take of the hub, unless the instance admin set its own.
     pub limits: Limits,
+    /// Where this node's API listens, for code's `sdk.api` calls (`None`: it serves none).
+    pub api_address: Option<std::net::SocketAddr>,
 }
 
 impl HubSettings {
@@ -116,6 +118,7 @@ impl HubSettings {
             schedules: ScheduleSettings::default(),
             role: Role::default(),
             limits: Limits::default(),
+            api_address: None,
         }
     }
 }
@@ -209,6 +212,8 @@ struct Inner {
     keys: access::KeyCache,
     /// Run: organizations known to exist.
     orgs: access::OrgCache,
+    /// Run: credentials of `sdk.api` calls in progress (see `access.rs`).
+    run_credentials: Arc<access::RunCredentials>,
     /// Run: each organization's limits, read at start and kept as they change on any node.
     shares: Arc<Shares>,
     /// Run: each organization's publishes per minute and replays per hour, on this node.
@@ -260,6 +265,11 @@ impl Hub {
             settings.runs.clone(),
             shares.clone(),
         );
+        let run_credentials = Arc::new(access::RunCredentials::default());
+        runner.plug_self_api(Arc::new(access::SelfApi {
+            address: settings.api_address,
+            credentials: run_credentials.clone(),
+        }));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut engine_config = settings.engine.clone();
         engine_config.deliver = settings.role.delivers();
@@ -293,6 +303,7 @@ impl Hub {
                 published: broadcast::channel(256).0,
                 keys: access::key_cache(),
                 orgs: access::org_cache(),
+                run_credentials,
             }),
         };
         let listener = tokio::spawn(hub.clone().listen(events_rx));

@@ -19,6 +19,7 @@
     }),
     secret: (name) => call("secret", { name }),
     call: (executor, input) => call("call", { executor, input }),
+    api: (method, path, body = null) => call("api", { method, path, body }),
     log,
   });
   globalThis.console = Object.freeze({ log, info: log, warn: log, error: log, debug: log });

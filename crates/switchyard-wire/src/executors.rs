@@ -31,6 +31,10 @@ pub struct ExecutorIn {
     /// to the operator's maximum (default 64, `--max-run-tmp-mb`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tmp_mb: Option<u32>,
+    /// code: the role the code has when it calls the hub's own API with `sdk.api`, as its
+    /// organization: `viewer` (the default) or `publisher`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_role: Option<String>,
     /// api_call: GET, POST, PUT, PATCH or DELETE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -84,6 +88,7 @@ impl From<&ExecutorIn> for SpecDraft {
             timeout_ms: b.timeout_ms,
             memory_mb: b.memory_mb,
             tmp_mb: b.tmp_mb,
+            api_role: b.api_role.clone(),
             method: b.method.clone(),
             url: b.url.clone(),
             headers: b.headers.clone(),

@@ -216,6 +216,12 @@ impl Application {
                 schedules: settings.schedules,
                 limits: settings.limits,
                 role: settings.role,
+                // Code calls the API where this node serves it (`sdk.api`).
+                api_address: settings
+                    .role
+                    .serves_api()
+                    .then(|| listener.local_addr().ok())
+                    .flatten(),
             },
         )
         .await?;

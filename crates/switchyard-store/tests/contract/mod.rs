@@ -1291,6 +1291,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
             timeout_ms: 1000,
             memory_mb: 64,
             tmp_mb: 64,
+            api_role: ApiRole::default(),
         },
         parameters: Some(BTreeMap::from([("n".to_string(), "data.n".to_string())])),
         retries: Some(0),
@@ -1305,6 +1306,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
             timeout_ms: 1000,
             memory_mb: 64,
             tmp_mb: 64,
+            api_role: ApiRole::default(),
         },
         ..stored
     });
@@ -2535,6 +2537,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
                 timeout_ms: 1000,
                 memory_mb: 64,
                 tmp_mb: 8,
+                api_role: ApiRole::default(),
             },
             parameters: None,
             retries: Some(0),

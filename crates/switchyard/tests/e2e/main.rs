@@ -20,6 +20,7 @@ mod readme;
 mod retention;
 mod sandbox;
 mod schedules;
+mod self_api;
 mod signatures;
 mod sync_hooks;
 mod sync_subscriptions;
