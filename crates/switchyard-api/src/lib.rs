@@ -19,6 +19,7 @@ mod orgs;
 mod runs;
 mod schedules;
 mod secrets;
+mod storage;
 mod subscriptions;
 mod sync_hooks;
 mod tail;
@@ -174,6 +175,11 @@ fn api_routes(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(runs::get_run))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::put_secret, secrets::delete_secret))
+        .routes(routes!(
+            storage::get_storage,
+            storage::put_storage,
+            storage::delete_storage
+        ))
         .routes(routes!(sync_hooks::presets))
         .routes(routes!(sync_hooks::list))
         .routes(routes!(

@@ -29,6 +29,7 @@ pub mod routing;
 pub mod schedule;
 pub mod schema;
 pub mod signing;
+pub mod storage;
 pub mod subscription;
 pub mod sync_hook;
 pub mod template;

@@ -233,11 +233,8 @@ impl Broker<'_> {
     }
 
     async fn storage_set(&self, key: &str, value: &Value) -> Result<Value, ExecError> {
-        if value.to_string().len() > 256 * 1024 {
-            return Err(ExecError::Invalid(
-                "a stored value is at most 256 KiB".into(),
-            ));
-        }
+        switchyard_core::storage::check_value(value)
+            .map_err(|e| ExecError::Invalid(e.to_string()))?;
         let quota = self.runner.inner.shares.limits(self.org.as_str()).kv_bytes;
         let store = &self.runner.inner.store;
         store.kv_set(self.org, key, value, quota).await?;
@@ -368,18 +365,15 @@ pub(crate) struct HttpRequest {
 
 impl SdkRequest {
     /// Reads an SDK call. A member the operation needs and lacks, a storage key longer than
-    /// [`MAX_STORAGE_KEY_BYTES`] or an unknown operation is the error the code sees.
+    /// [`switchyard_core::storage::MAX_KEY_BYTES`] or an unknown operation is the error the code sees.
     pub(crate) fn parse(req: &Value) -> Result<SdkRequest, ExecError> {
         let text = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
         let need =
             |k: &str| text(k).ok_or_else(|| ExecError::Invalid(format!("`{k}` is required")));
         // Storage keys are names, not payloads.
-        if let Some(key) = req.get("key").and_then(Value::as_str)
-            && key.len() > MAX_STORAGE_KEY_BYTES
-        {
-            return Err(ExecError::Invalid(format!(
-                "a storage key is at most {MAX_STORAGE_KEY_BYTES} bytes"
-            )));
+        if let Some(key) = req.get("key").and_then(Value::as_str) {
+            switchyard_core::storage::check_key(key)
+                .map_err(|e| ExecError::Invalid(e.to_string()))?;
         }
         let value = |k: &str| req.get(k).cloned().unwrap_or(Value::Null);
         // Header and query values as text: a string as it is, anything else as its JSON.

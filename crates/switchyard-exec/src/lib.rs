@@ -40,8 +40,6 @@ pub use switchyard_core::executor::RunFailure;
 pub const MAX_CALL_DEPTH: usize = 5;
 /// Most bytes of an HTTP response body (`sdk.http`, `api_call`); a larger one is an error.
 pub const HTTP_BODY_CAP: usize = 1024 * 1024;
-/// Longest key of the key-value storage.
-const MAX_STORAGE_KEY_BYTES: usize = 512;
 /// Most bytes of a run's output (as JSON), of its logs, and of its stdout and stderr; more fails
 /// the run.
 pub const OUTPUT_CAP: usize = 1024 * 1024;

@@ -18,6 +18,7 @@ mod reads;
 mod retention;
 mod schedules;
 mod schemas;
+mod storage;
 mod sync_hooks;
 mod system;
 

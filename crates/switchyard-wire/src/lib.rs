@@ -13,6 +13,7 @@ pub mod orgs;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;
+pub mod storage;
 pub mod subscriptions;
 pub mod sync_hooks;
 

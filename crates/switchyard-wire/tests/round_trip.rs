@@ -228,6 +228,9 @@ fn organizations_keys_limits_and_secrets() {
         json!({"id": "key_1", "prefix": "sy_ab", "role": "admin", "created_at": "2026-12-07T10:00:00.000Z", "last_used_at": null}),
     );
     round_trips::<SecretOut>(json!({"name": "ERP", "updated_at": "2026-12-07T10:00:00.000Z"}));
+    round_trips::<switchyard_wire::storage::StorageOut>(
+        json!({"key": "balance", "value": {"amount": 12.50, "currency": "EUR", "ids": [1, 2]}}),
+    );
     let limits = serde_json::to_value(switchyard_core::limits::Limits::default()).expect("limits");
     let usage = serde_json::to_value(switchyard_core::limits::Usage {
         endpoints: 3,

@@ -173,3 +173,71 @@ async fn code_never_acts_beyond_its_role_or_its_organization() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organizations_storage_is_one_for_code_and_the_api() {
+    let app = spawn_app().await;
+    let org = app.org("kv-a").await;
+    let other = app.org("kv-b").await;
+    let path = |o: &Org, key: &str| format!("/v1/orgs/{}/storage/{key}", o.id);
+    // Code keeps a value with `sdk.storage`; the API reads it.
+    put_executor(
+        &app,
+        &org,
+        "keep",
+        json!({"type": "code", "language": "python", "timeout_ms": 10000, "api_role": "publisher",
+            "source": "def main(input, sdk):\n    sdk.storage.set('balance', {'amount': 12.5})\n    sdk.api('PUT', '/storage/from-api', {'value': [1, 2]})\n    return {'read': sdk.api('GET', '/storage/balance')['body'], 'other': sdk.storage.get('from-api')}\n"}),
+    )
+    .await;
+    let out = run(&app, &org, "keep", json!({})).await;
+    assert_eq!(
+        out["output"],
+        json!({"read": {"key": "balance", "value": {"amount": 12.5}}, "other": [1, 2]}),
+        "{out:#}"
+    );
+    let (s, v) = app.get(&path(&org, "balance"), &org.viewer).await;
+    assert_eq!(
+        (s.as_u16(), &v["value"]),
+        (200, &json!({"amount": 12.5})),
+        "{v}"
+    );
+    // Viewers read, publishers write; another organization sees nothing.
+    let put = |key: String, who: String, value: Value| {
+        let app = &app;
+        async move {
+            app.call(Method::PUT, &key, &who, Some(json!({"value": value})))
+                .await
+        }
+    };
+    let (s, _) = put(path(&org, "x"), org.viewer.clone(), json!(1)).await;
+    assert_eq!(s, 403);
+    let (s, v) = put(path(&org, "x"), org.publisher.clone(), json!({"n": 1})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = app.get(&path(&org, "x"), &other.admin).await;
+    assert_eq!(s, 404, "another organization's key is 404");
+    let (s, _) = app.get(&path(&other, "x"), &other.viewer).await;
+    assert_eq!(s, 404, "its own storage does not have it");
+    // The same bounds as code's: a value over 256 KiB, a key over 512 bytes.
+    let (s, v) = put(
+        path(&org, "big"),
+        org.publisher.clone(),
+        json!("x".repeat(300_000)),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = put(
+        path(&org, &"k".repeat(600)),
+        org.publisher.clone(),
+        json!(1),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, _) = app
+        .call(Method::DELETE, &path(&org, "x"), &org.publisher, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = app
+        .call(Method::DELETE, &path(&org, "x"), &org.publisher, None)
+        .await;
+    assert_eq!(s, 404);
+}
