@@ -5,6 +5,8 @@ use crate::protocol::{Failure, FromWorker, Job, SdkAnswer, line};
 use rquickjs::{CatchResultExt, Context, Function, Runtime};
 use serde_json::Value;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -81,22 +83,32 @@ fn code(error: impl Into<String>) -> Ended {
 }
 
 /// A fresh engine: `memory` bytes of heap, a 512 KiB stack, interrupted `timeout` from now.
-fn engine(memory: usize, timeout: Duration) -> Result<(Runtime, Context), Ended> {
+/// The flag says whether the interrupt fired: a run stopped by it is a timeout, whatever words
+/// the engine (or the code) put in the error.
+fn engine(memory: usize, timeout: Duration) -> Result<(Runtime, Context, Arc<AtomicBool>), Ended> {
     let crashed = |what: &str, e: rquickjs::Error| (Failure::Crashed, format!("{what}: {e}"));
     let rt = Runtime::new().map_err(|e| crashed("cannot create a JavaScript runtime", e))?;
     rt.set_memory_limit(memory);
     rt.set_max_stack_size(512 * 1024);
     let deadline = Instant::now() + timeout;
-    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    rt.set_interrupt_handler(Some(Box::new(move || {
+        let over = Instant::now() >= deadline;
+        if over {
+            flag.store(true, Ordering::Relaxed);
+        }
+        over
+    })));
     let ctx = Context::full(&rt).map_err(|e| crashed("cannot create a JavaScript context", e))?;
-    Ok((rt, ctx))
+    Ok((rt, ctx, fired))
 }
 
 /// Compiles `source` as a global script without running any of it. The engine's compile-only
 /// flag is not in rquickjs's safe API, so this one call is made on the engine directly.
 #[allow(unsafe_code)]
 fn check_job(source: &str) -> FromWorker {
-    let (_rt, ctx) = match engine(64 * 1024 * 1024, Duration::from_secs(5)) {
+    let (_rt, ctx, _) = match engine(64 * 1024 * 1024, Duration::from_secs(5)) {
         Ok(e) => e,
         Err(e) => return failed(e),
     };
@@ -141,11 +153,12 @@ fn run_job(job: &Job) -> FromWorker {
     let input = job.input.to_string();
     let memory = job.memory_mb as usize * 1024 * 1024;
     let timeout = Duration::from_millis(job.timeout_ms);
-    let (rt, ctx) = match engine(memory, timeout) {
+    let (rt, ctx, fired) = match engine(memory, timeout) {
         Ok(e) => e,
         Err(e) => return failed(e),
     };
-    let stopped = |e: String| interpret(e, timeout);
+    let interrupted = || fired.load(Ordering::Relaxed);
+    let stopped = |e: String| interpret(e, timeout, interrupted());
     let started = ctx.with(|ctx| -> Result<(), Ended> {
         let globals = ctx.globals();
         let sdk = Function::new(ctx.clone(), sdk_round_trip).map_err(|e| stopped(e.to_string()))?;
@@ -190,7 +203,7 @@ fn run_job(job: &Job) -> FromWorker {
                         rquickjs::Error::Exception,
                     ))
                 });
-                return failed(interpret(msg, timeout));
+                return failed(interpret(msg, timeout, interrupted()));
             }
         }
     }
@@ -240,7 +253,7 @@ fn run_job(job: &Job) -> FromWorker {
         ));
     }
     if let Some(err) = state.error {
-        return failed(interpret(err, timeout));
+        return failed(interpret(err, timeout, interrupted()));
     }
     match state.output.as_deref().map(serde_json::from_str::<Value>) {
         Some(Ok(output)) => {
@@ -293,9 +306,11 @@ fn describe(e: rquickjs::CaughtError<'_>) -> String {
     }
 }
 
-/// Names the engine's own errors in words a user understands.
-fn interpret(msg: String, timeout: Duration) -> Ended {
-    if msg.contains("interrupted") {
+/// Names the engine's own errors in words a user understands: `interrupted` says the deadline's
+/// interrupt fired (then it is a timeout, whatever the message); running out of heap is known
+/// only by the engine's words.
+fn interpret(msg: String, timeout: Duration, interrupted: bool) -> Ended {
+    if interrupted {
         (
             Failure::Timeout,
             format!(
@@ -309,5 +324,39 @@ fn interpret(msg: String, timeout: Duration) -> Ended {
         code(format!("stack overflow (recursion too deep): {msg}"))
     } else {
         code(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(source: &str, timeout_ms: u64) -> Job {
+        Job {
+            source: source.into(),
+            input: Value::Null,
+            memory_mb: 32,
+            timeout_ms,
+            check: false,
+        }
+    }
+
+    fn failure_of(out: FromWorker) -> (Option<Failure>, String) {
+        match out {
+            FromWorker::Done { failure, error, .. } => (failure, error.unwrap_or_default()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_timeout_is_the_interrupt_firing_not_a_word_in_the_error() {
+        let (kind, error) = failure_of(run_job(&job("while (true) {}", 200)));
+        assert_eq!(kind, Some(Failure::Timeout), "{error}");
+        assert!(error.contains("200 ms"), "{error}");
+        // Code that throws the engine's word is the code's failure.
+        let thrown = "async function main() { throw new Error('interrupted'); }";
+        let (kind, error) = failure_of(run_job(&job(thrown, 5_000)));
+        assert_eq!(kind, Some(Failure::Code), "{error}");
+        assert!(error.contains("interrupted"), "{error}");
     }
 }
