@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) clients: Clients,
     /// Run: the time attempts are stamped with and retries are scheduled by.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Run: the same clock never going back, which flow control reads (`flow::Steady`).
+    pub(crate) steady: Arc<crate::flow::Steady>,
     /// Run: the retry jitter's source.
     pub(crate) rng: Mutex<StdRng>,
     /// Run: what is held in memory and what is not yet settled (`admission.rs`).
@@ -142,6 +144,7 @@ impl Engine {
             record_slots: Arc::new(Semaphore::new(config.max_unrecorded.max(1))),
             admission: Admission::new(&config, shares.clone()),
             config,
+            steady: Arc::new(crate::flow::Steady::new(clock.clone())),
             clock,
             rng: Mutex::new(rng),
             slots: Mutex::new(HashMap::new()),

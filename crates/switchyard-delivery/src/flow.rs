@@ -8,7 +8,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::time::Clock;
 
@@ -114,6 +114,39 @@ impl Flow {
                 self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
             }
         }
+    }
+}
+
+/// The engine's clock made steady for flow control: it moves forward as the engine's clock
+/// does and never back. A step back of the wall clock (an NTP correction) holds it still for
+/// that reading instead of for the step's length, so no pause and no `max_rps` turn waits out
+/// a clock correction.
+#[derive(Debug)]
+pub(crate) struct Steady {
+    clock: Arc<dyn Clock>,
+    /// The engine clock's last reading, and the steady time then.
+    state: Mutex<(i64, i64)>,
+}
+
+impl Steady {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Steady {
+        let now = clock.now_ms();
+        Steady {
+            clock,
+            state: Mutex::new((now, now)),
+        }
+    }
+}
+
+impl Clock for Steady {
+    fn now_ms(&self) -> i64 {
+        let reading = self.clock.now_ms();
+        let Ok(mut s) = self.state.lock() else {
+            return reading;
+        };
+        let step = reading.saturating_sub(s.0).max(0);
+        *s = (reading, s.1.saturating_add(step));
+        s.1
     }
 }
 
@@ -233,6 +266,27 @@ mod tests {
         assert_eq!(f.in_flight(), 0);
         assert_eq!(f.window, 1.0);
         assert_eq!(f.enter(0, 1), Gate::Open);
+    }
+
+    #[test]
+    fn a_step_back_of_the_clock_holds_flow_control_still_instead_of_for_the_step() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let steady = Arc::new(Steady::new(clock.clone()));
+        let mut f = Flow::default();
+        assert_eq!(f.enter(steady.now_ms(), 1), Gate::Open);
+        f.finished(Signal::of(Some(429), Some(1)), steady.now_ms(), 1);
+        // The wall clock is corrected an hour back: the pause still ends a second later.
+        clock.advance(-3_600_000);
+        assert_eq!(steady.now_ms(), 1_000_000);
+        clock.advance(1_000);
+        assert_eq!(f.enter(steady.now_ms(), 1), Gate::Open);
+        // So does a max_rps turn.
+        let pace = Pace::new(NonZeroU32::new(4).expect("nonzero"), steady.clone());
+        assert_eq!(pace.turn(), None);
+        clock.advance(-3_600_000);
+        assert_eq!(pace.turn(), Some(Duration::from_millis(250)));
+        clock.advance(250);
+        assert_eq!(pace.turn(), None);
     }
 
     #[test]

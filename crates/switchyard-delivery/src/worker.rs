@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::ids::{EndpointId, OrgId};
+use switchyard_core::time::Clock;
 use switchyard_core::{DueDelivery, Endpoint, EndpointRef, Outcome};
 use switchyard_fair::{FairPermit, Limit};
 use switchyard_store::StoreError;
@@ -375,7 +376,7 @@ impl EndpointWorker {
             why: Vec::new(),
         };
         loop {
-            let now = inner.clock.now_ms();
+            let now = inner.steady.now_ms();
             let notified = self.shared.wake.notified();
             let gate = match self.shared.flow.lock() {
                 Ok(mut f) => f.enter(now, max),
@@ -398,7 +399,7 @@ impl EndpointWorker {
         }
         if let Some(rps) = ep.max_rps().and_then(NonZeroU32::new) {
             if self.pace.as_ref().is_none_or(|p| p.rps() != rps.get()) {
-                self.pace = Some(Pace::new(rps, inner.clock.clone()));
+                self.pace = Some(Pace::new(rps, inner.steady.clone()));
             }
             while let Some(wait) = self.pace.as_ref().and_then(Pace::turn) {
                 waited.note("max_rps");
@@ -470,7 +471,7 @@ impl EndpointWorker {
                     let mut result = decide(&ep, &job, resp, || engine.jitter());
                     result.attempt.waited = admitted.waited;
                     inner.recorder.result(result, Some(admitted.record_slot));
-                    shared.finished(signal, inner.clock.now_ms(), max);
+                    shared.finished(signal, inner.steady.now_ms(), max);
                 },
                 span,
             ));

@@ -79,6 +79,10 @@ impl Hub {
     /// The caller a stored key (by its hash) stands for, or `None` for a key that is not one.
     /// A key found in the store has its use recorded, at most once per [`KEY_TTL`].
     pub async fn principal_of(&self, key_hash: &str) -> Result<Option<Principal>, HubError> {
+        if let Some(p) = self.inner.keys.get(key_hash).await {
+            return Ok(Some(p));
+        }
+        // A credential of an `sdk.api` call in progress: never cached, never stored.
         if let Some(p) = self
             .inner
             .run_credentials
@@ -87,9 +91,6 @@ impl Hub {
             .ok()
             .and_then(|m| m.get(key_hash).cloned())
         {
-            return Ok(Some(p));
-        }
-        if let Some(p) = self.inner.keys.get(key_hash).await {
             return Ok(Some(p));
         }
         let Some(p) = self.inner.store.find_api_key(key_hash).await? else {

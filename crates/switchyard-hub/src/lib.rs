@@ -413,12 +413,6 @@ impl Hub {
         self.inner.engine.watch_writes()
     }
 
-    /// Resolves once every delivery this node's engine took on so far has settled (see
-    /// [`Engine::until_idle`]).
-    pub async fn until_idle(&self) {
-        self.inner.engine.until_idle().await;
-    }
-
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.inner.engine.config().node

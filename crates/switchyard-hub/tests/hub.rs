@@ -225,18 +225,6 @@ async fn a_revoked_key_is_refused_at_once_though_it_was_cached() {
     rig.stop().await;
 }
 
-/// Waits (up to a minute of real time, for a loaded machine) until `f` holds.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let started = std::time::Instant::now();
-    while !f().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_fires_by_the_hubs_clock_once_per_fire_time() {
     use switchyard_core::schedule::{Schedule, ScheduleDefinition};
@@ -269,7 +257,7 @@ async fn the_scheduler_fires_by_the_hubs_clock_once_per_fire_time() {
     assert!(!fired("once", "2026-12-07T10:00:00Z").await, "fired early");
     // The hub's clock reaches 10:00: both fire, once each.
     clock.advance(30_000);
-    until("10:00 fired", || async {
+    common::until("10:00 fired", common::MINUTE, || async {
         fired("once", "2026-12-07T10:00:00Z").await
             && fired("skipping", "2026-12-07T10:00:00Z").await
     })
@@ -293,11 +281,11 @@ async fn the_scheduler_fires_by_the_hubs_clock_once_per_fire_time() {
     // The hub was down from 10:30 to 13:05 (by its clock): past the grace, `fire_once` fires
     // once, late, for 13:00; `skip` fires nothing until 14:00. 11:00 and 12:00 are never fired.
     clock.advance(3 * 3_600_000 + 5 * 60_000);
-    until("the late fire", || async {
+    common::until("the late fire", common::MINUTE, || async {
         fired("once", "2026-12-07T13:00:00Z").await
     })
     .await;
-    until("the skipping schedule moved on", || async {
+    common::until("the skipping schedule moved on", common::MINUTE, || async {
         let s = rig
             .store
             .get_schedule(&rig.org, "skipping")

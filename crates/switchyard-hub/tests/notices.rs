@@ -6,7 +6,7 @@
 //! dbname=postgres`). It must be up: this test fails when it is not, it never skips.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_core::crypto::{MasterKey, hash_api_key};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_core::ids::OrgId;
@@ -17,7 +17,7 @@ use switchyard_hub::{Hub, HubSettings};
 use switchyard_store::{PgOptions, PgStore};
 
 mod common;
-use common::event;
+use common::{MINUTE, event, until};
 
 fn server() -> String {
     std::env::var("SWITCHYARD_TEST_POSTGRES")
@@ -62,21 +62,6 @@ async fn node(db: &FreshDb, key: &MasterKey, name: &str) -> Hub {
         .await
         .expect("hub")
 }
-
-/// Waits (up to `bound` of real time) until `f` holds.
-async fn until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    bound: Duration,
-    mut f: impl FnMut() -> F,
-) {
-    let started = Instant::now();
-    while !f().await {
-        assert!(started.elapsed() < bound, "not within {bound:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_changes_the_other_sees_at_its_notice() {

@@ -1,5 +1,7 @@
-//! What the hub's test binaries share: an event to publish and an endpoint to subscribe.
+//! What the hub's test binaries share: an event to publish, an endpoint to subscribe, and a
+//! wait on a condition.
 
+use std::time::{Duration, Instant};
 use switchyard_core::egress::EgressPolicy;
 use switchyard_core::endpoint::{Change, EndpointChanges};
 use switchyard_core::ids::{EventId, OrgId};
@@ -27,4 +29,21 @@ pub fn endpoint_to_nowhere(org: &OrgId) -> Endpoint {
     ep.apply(settings, Change::Create, &EgressPolicy::default())
         .expect("valid settings");
     ep
+}
+
+/// A generous bound for a condition on a loaded two-core machine.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// Waits (up to `bound` of real time) until `f` holds, asking every 50 ms; past it, fails
+/// naming `what`.
+pub async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    bound: Duration,
+    mut f: impl FnMut() -> F,
+) {
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < bound, "not within {bound:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
