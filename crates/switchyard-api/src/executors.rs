@@ -30,6 +30,7 @@ pub async fn put(
         description: body.description,
         parameters: body.parameters,
         retries: body.retries,
+        tool: body.tool.map(Into::into),
     };
     let ex = s.hub.define_executor(&org, def).await?;
     let saved = s.hub.put_executor(&ex).await?;

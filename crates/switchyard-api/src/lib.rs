@@ -14,6 +14,7 @@ mod event_types;
 mod events;
 mod executors;
 mod extract;
+mod mcp;
 mod ops;
 mod orgs;
 mod runs;
@@ -213,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/openapi.json", get(ops::openapi))
+        .route("/v1/orgs/{org}/mcp", axum::routing::any(mcp::serve))
         .merge(api)
         .merge(console::routes())
         .fallback(ops::not_found)

@@ -84,6 +84,9 @@ pub struct Executor {
     /// Retries when run as an event hook (`None`: the delivery retry policy; `Some(0)`: none).
     pub retries: Option<u32>,
     pub created_at: i64,
+    /// How AI agents see it over MCP, if it is offered to them as a tool.
+    #[serde(default)]
+    pub(crate) tool: Option<crate::tool::Tool>,
 }
 
 /// An executor version as the store keeps it, already checked when it was saved.
@@ -97,6 +100,7 @@ pub struct StoredExecutor {
     pub parameters: Option<BTreeMap<String, String>>,
     pub retries: Option<u32>,
     pub created_at: i64,
+    pub tool: Option<crate::tool::Tool>,
 }
 
 impl Executor {
@@ -111,6 +115,7 @@ impl Executor {
             parameters: s.parameters,
             retries: s.retries,
             created_at: s.created_at,
+            tool: s.tool,
         }
     }
     /// This definition as version `version`, saved at `at`.
@@ -126,6 +131,27 @@ impl Executor {
     }
     pub fn spec(&self) -> &ExecutorSpec {
         &self.spec
+    }
+    /// How AI agents see it, if it is offered to them as a tool.
+    pub fn tool(&self) -> Option<&crate::tool::Tool> {
+        self.tool.as_ref()
+    }
+    /// This executor offered to AI agents as `tool`, checked against the executor: its name
+    /// and description are the defaults.
+    pub fn with_tool(self, tool: Option<crate::tool::ToolDraft>) -> Result<Executor, CoreError> {
+        let tool = tool
+            .map(|draft| {
+                crate::tool::Tool::define(
+                    draft,
+                    crate::tool::ToolDefaults {
+                        name: &self.name,
+                        description: &self.description,
+                        input_schema: None,
+                    },
+                )
+            })
+            .transpose()?;
+        Ok(Executor { tool, ..self })
     }
     /// Input property → dot path into the event; `None`: the whole event is the input.
     pub fn parameters(&self) -> Option<&BTreeMap<String, String>> {
@@ -164,6 +190,7 @@ impl Executor {
             parameters,
             retries,
             created_at: 0,
+            tool: None,
         })
     }
 
@@ -509,6 +536,7 @@ mod tests {
             ])),
             retries: None,
             created_at: 0,
+            tool: None,
         };
         let env = json!({"type": "TicketCreated", "data": {"ticketId": 456}});
         assert_eq!(

@@ -34,6 +34,7 @@ pub mod subscription;
 pub mod sync_hook;
 pub mod template;
 pub mod time;
+pub mod tool;
 
 pub use auth::{ApiKeyInfo, Principal, Role};
 pub use delivery::{

@@ -32,6 +32,8 @@ pub struct SyncHook {
     pub created_at: i64,
     /// Also the cache's generation: answers cached under an older definition are never used.
     pub updated_at: i64,
+    /// How AI agents see it over MCP, if it is offered to them as a tool.
+    pub tool: Option<crate::tool::Tool>,
 }
 
 /// What a PUT carries: the whole definition.
@@ -46,6 +48,9 @@ pub struct SyncHookDefinition {
     pub cache_ttl_s: Option<u32>,
     pub input_schema: Option<Value>,
     pub output_schema: Option<Value>,
+    /// Offered to AI agents as this tool; its name, description and input schema default to
+    /// the hook's.
+    pub tool: Option<crate::tool::ToolDraft>,
 }
 
 impl SyncHook {
@@ -110,6 +115,19 @@ impl SyncHook {
                 Schema::compile(doc).map_err(|e| CoreError::invalid(format!("`{field}`: {e}")))?;
             }
         }
+        let tool = def
+            .tool
+            .map(|draft| {
+                crate::tool::Tool::define(
+                    draft,
+                    crate::tool::ToolDefaults {
+                        name,
+                        description: &description,
+                        input_schema: def.input_schema.as_ref(),
+                    },
+                )
+            })
+            .transpose()?;
         // A redefinition is always a new generation, even within the same millisecond.
         let updated_at = existing.map_or(now, |e| now.max(e.updated_at + 1));
         Ok(SyncHook {
@@ -123,6 +141,7 @@ impl SyncHook {
             output_schema: def.output_schema,
             created_at: existing.map_or(now, |e| e.created_at),
             updated_at,
+            tool,
         })
     }
 }

@@ -108,6 +108,9 @@ impl Hub {
             self.inner.store.get_executor(&ex.org_id, ex.name()).await,
             Err(StoreError::NotFound(_))
         );
+        let owner = crate::tools::ToolTarget::Executor(ex.name().to_string());
+        self.check_tool_name_free(&ex.org_id, ex.tool(), &owner)
+            .await?;
         self.within_quota(&ex.org_id, |u| u.executors += u64::from(new_name))
             .await?;
         let saved = self.inner.store.put_executor(ex).await?;
@@ -125,6 +128,9 @@ impl Hub {
 
     /// Creates or replaces a synchronous hook; its cached answers are forgotten on every node.
     pub async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook, HubError> {
+        let owner = crate::tools::ToolTarget::Hook(hook.name.clone());
+        self.check_tool_name_free(&hook.org_id, hook.tool.as_ref(), &owner)
+            .await?;
         let saved = self.inner.store.put_sync_hook(hook).await?;
         self.hook_changed(&hook.org_id, &hook.name).await;
         Ok(saved)

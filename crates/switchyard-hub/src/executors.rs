@@ -23,6 +23,8 @@ pub struct ExecutorDefinition {
     /// Input property → dot path into the event.
     pub parameters: Option<BTreeMap<String, String>>,
     pub retries: Option<u32>,
+    /// Offered to AI agents as this tool.
+    pub tool: Option<switchyard_core::tool::ToolDraft>,
 }
 
 /// What this instance's sandbox offers, as `/readyz` reports it.
@@ -69,7 +71,8 @@ impl Hub {
             spec,
             def.parameters,
             def.retries,
-        )?;
+        )?
+        .with_tool(def.tool)?;
         // Code that does not compile is refused now, not at its first event.
         match runner.check_code(org, ex.spec()).await {
             Ok(()) => Ok(ex),

@@ -21,6 +21,7 @@ mod schemas;
 mod storage;
 mod sync_hooks;
 mod system;
+mod tools;
 
 pub use executors::{ExecutorDefinition, SandboxReport};
 pub use retention::{RetentionPass, RetentionSettings};
@@ -29,6 +30,7 @@ pub use schemas::EventRefusal;
 pub use switchyard_delivery::{ConfigError, EngineConfig, EngineEvent, MIN_LEASE_MS};
 pub use sync_hooks::{CacheUse, CallError, HookAnswer};
 pub use system::ENDPOINT_DISABLED;
+pub use tools::{OfferedTool, ToolAnswer, ToolTarget};
 
 pub use reads::Reads;
 use std::collections::HashMap;

@@ -24,12 +24,12 @@ pub(crate) const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subsc
 pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason, request_headers, node";
 
 pub(crate) const EXECUTOR_COLS: &str =
-    "org_id, name, version, description, spec, parameters, retries, created_at";
+    "org_id, name, version, description, spec, parameters, retries, created_at, tool";
 
 pub(crate) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at, hook, failure";
 
 pub(crate) const SYNC_HOOK_COLS: &str = "org_id, name, description, executor, timeout_ms, cache_ttl_s, \
-     input_schema, output_schema, created_at, updated_at";
+     input_schema, output_schema, created_at, updated_at, tool";
 
 pub(crate) const SCHEDULE_COLS: &str = "org_id, name, description, cron, timezone, event_type, data, \
      enabled, misfire, next_fire_at, last_fired_at, created_at, updated_at";

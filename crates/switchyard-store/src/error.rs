@@ -76,6 +76,7 @@ pub enum Missing {
     Event,
     Delivery,
     Run,
+    Tool,
 }
 
 impl std::fmt::Display for Missing {
@@ -94,6 +95,7 @@ impl std::fmt::Display for Missing {
             Missing::Event => "event",
             Missing::Delivery => "delivery",
             Missing::Run => "run",
+            Missing::Tool => "tool",
         })
     }
 }

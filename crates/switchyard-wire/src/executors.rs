@@ -50,6 +50,9 @@ pub struct ExecutorIn {
     /// Retries when run as an event hook (`0`: none; absent: the delivery retry policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// Offer this executor to AI agents as a tool of the organization's MCP server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<crate::tools::ToolIn>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -63,6 +66,9 @@ pub struct ExecutorOut {
     pub parameters: Option<BTreeMap<String, String>>,
     pub retries: Option<u32>,
     pub created_at: String,
+    /// How AI agents see it, if it is offered to them as a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<crate::tools::ToolOut>,
 }
 
 impl From<&Executor> for ExecutorOut {
@@ -75,6 +81,7 @@ impl From<&Executor> for ExecutorOut {
             parameters: e.parameters().cloned(),
             retries: e.retries,
             created_at: to_rfc3339(e.created_at),
+            tool: e.tool().map(crate::tools::ToolOut::from),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod storage;
 pub mod subscriptions;
 pub mod sync_hooks;
+pub mod tools;
 
 use serde::{Deserialize, Deserializer};
 

@@ -29,6 +29,9 @@ pub struct SyncHookIn {
     /// JSON Schema the executor's output must pass (else 502 naming the violation).
     #[schema(value_type = Option<Object>)]
     pub output_schema: Option<Value>,
+    /// Offer this hook to AI agents as a tool of the organization's MCP server; the name,
+    /// description and input schema default to the hook's.
+    pub tool: Option<crate::tools::ToolIn>,
 }
 
 impl From<SyncHookIn> for SyncHookDefinition {
@@ -41,6 +44,7 @@ impl From<SyncHookIn> for SyncHookDefinition {
             cache_ttl_s: h.cache_ttl_s,
             input_schema: h.input_schema,
             output_schema: h.output_schema,
+            tool: h.tool.map(Into::into),
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct SyncHookOut {
     pub output_schema: Option<Value>,
     pub created_at: String,
     pub updated_at: String,
+    /// How AI agents see it, if it is offered to them as a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<crate::tools::ToolOut>,
 }
 
 impl From<SyncHook> for SyncHookOut {
@@ -72,6 +79,7 @@ impl From<SyncHook> for SyncHookOut {
             output_schema: h.output_schema,
             created_at: to_rfc3339(h.created_at),
             updated_at: to_rfc3339(h.updated_at),
+            tool: h.tool.as_ref().map(crate::tools::ToolOut::from),
         }
     }
 }

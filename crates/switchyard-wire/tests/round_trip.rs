@@ -195,7 +195,8 @@ fn executors_hooks_and_schedules() {
     round_trips::<SyncHookOut>(json!({
         "name": "lookup", "description": "d", "executor": "enrich", "timeout_ms": 5000,
         "cache_ttl_s": 60, "input_schema": {"type": "object"}, "output_schema": null,
-        "created_at": "2026-12-07T10:00:00.000Z", "updated_at": "2026-12-07T10:00:00.000Z"
+        "created_at": "2026-12-07T10:00:00.000Z", "updated_at": "2026-12-07T10:00:00.000Z",
+        "tool": {"name": "lookup", "description": "d", "input_schema": {"type": "object"}}
     }));
     round_trips::<HookPresetOut>(
         json!({"name": "p", "description": "d", "input_schema": {}, "output_schema": {"type": "object"}}),
@@ -261,7 +262,7 @@ fn requests_the_cli_sends() {
     round_trips::<ExecutorIn>(json!({
         "type": "code", "description": "d", "language": "python", "source": "print(1)",
         "timeout_ms": 1000, "memory_mb": 64, "tmp_mb": 8, "parameters": {"id": "data.id"},
-        "retries": 0
+        "retries": 0, "tool": {"name": "t", "description": "d", "input_schema": {"type": "object"}}
     }));
     round_trips::<ExecutorIn>(json!({
         "type": "api_call", "method": "POST", "url": "https://a.example/{{input.id}}",

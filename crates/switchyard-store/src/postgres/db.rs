@@ -399,6 +399,7 @@ pub(super) fn executor_from_row(r: &Row) -> Result<Executor> {
             parameters: json_opt(r, 5, "executor parameters")?,
             retries: uint_opt(r, 6)?,
             created_at: get(r, 7)?,
+            tool: json_opt(r, 8, "executor tool")?,
         },
     ))
 }
@@ -443,6 +444,7 @@ pub(super) fn sync_hook_from_row(r: &Row) -> Result<SyncHook> {
         output_schema: json_opt(r, 7, "hook output schema")?,
         created_at: get(r, 8)?,
         updated_at: get(r, 9)?,
+        tool: json_opt(r, 10, "hook tool")?,
     })
 }
 

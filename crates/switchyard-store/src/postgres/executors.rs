@@ -30,8 +30,8 @@ impl ExecutorCatalog for PgStore {
         let version = latest.unwrap_or(0) + 1;
         let now = now_ms();
         db.exec(
-            "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at, tool)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &ex.org_id,
                 &ex.name(),
@@ -43,6 +43,7 @@ impl ExecutorCatalog for PgStore {
                     .map(|p| serde_json::to_string(p).unwrap_or_default()),
                 &ex.retries.map(i64::from),
                 &now,
+                &ex.tool().map(|t| serde_json::to_string(t).unwrap_or_default()),
             ],
         )
         .await?;
@@ -204,9 +205,9 @@ impl ExecutorCatalog for PgStore {
                 .exec(
                     &format!(
                         "INSERT INTO sync_hooks ({SYNC_HOOK_COLS})
-                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
                          WHERE EXISTS (SELECT 1 FROM executors WHERE org_id = $1 AND name = $4)
-                         ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                         ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description, tool = excluded.tool,
                            executor = excluded.executor, timeout_ms = excluded.timeout_ms,
                            cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
                            output_schema = excluded.output_schema, updated_at = excluded.updated_at"
@@ -222,6 +223,7 @@ impl ExecutorCatalog for PgStore {
                         &json(&hook.output_schema),
                         &hook.created_at,
                         &hook.updated_at,
+                        &hook.tool.as_ref().map(|t| serde_json::to_string(t).unwrap_or_default()),
                     ],
                 )
                 .await?;

@@ -15,8 +15,8 @@ impl ExecutorCatalog for SqliteStore {
             let now = now_ms();
             ctx.conn
                 .prepare_cached(
-                    "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at, tool)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     ex.org_id,
@@ -26,7 +26,8 @@ impl ExecutorCatalog for SqliteStore {
                     serde_json::to_string(&ex.spec()).unwrap_or_default(),
                     ex.parameters().as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
                     ex.retries,
-                    now
+                    now,
+                    ex.tool().map(|t| serde_json::to_string(t).unwrap_or_default())
                 ])?;
             Ok(ex.numbered(version, now))
         })
@@ -129,8 +130,8 @@ impl ExecutorCatalog for SqliteStore {
                 let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
                 ctx.conn
                     .prepare_cached(&format!(
-                        "INSERT INTO sync_hooks ({SYNC_HOOK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                         ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description,
+                        "INSERT INTO sync_hooks ({SYNC_HOOK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT (org_id, name) DO UPDATE SET description = excluded.description, tool = excluded.tool,
                            executor = excluded.executor, timeout_ms = excluded.timeout_ms,
                            cache_ttl_s = excluded.cache_ttl_s, input_schema = excluded.input_schema,
                            output_schema = excluded.output_schema, updated_at = excluded.updated_at"
@@ -145,7 +146,8 @@ impl ExecutorCatalog for SqliteStore {
                         json(&hook.input_schema),
                         json(&hook.output_schema),
                         hook.created_at,
-                        hook.updated_at
+                        hook.updated_at,
+                        hook.tool.as_ref().map(|t| serde_json::to_string(t).unwrap_or_default())
                     ])?;
                 Ok(hook)
             })

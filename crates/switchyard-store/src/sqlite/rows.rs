@@ -224,6 +224,7 @@ pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
             parameters: json_col_opt(r, 5, "executor parameters")?,
             retries: r.get(6)?,
             created_at: r.get(7)?,
+            tool: json_col_opt(r, 8, "executor tool")?,
         },
     ))
 }
@@ -268,6 +269,7 @@ pub(super) fn sync_hook_from_row(r: &Row) -> rusqlite::Result<SyncHook> {
         output_schema: json_col_opt(r, 7, "hook output schema")?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
+        tool: json_col_opt(r, 10, "hook tool")?,
     })
 }
 

@@ -1296,6 +1296,7 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         parameters: Some(BTreeMap::from([("n".to_string(), "data.n".to_string())])),
         retries: Some(0),
         created_at: 0,
+        tool: None,
     };
     let ex = Executor::stored(stored.clone());
     assert_eq!(store.put_executor(&ex).await.expect("put").version, 1);
@@ -1308,6 +1309,20 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
             tmp_mb: 64,
             api_role: ApiRole::default(),
         },
+        tool: Some(
+            switchyard_core::tool::Tool::define(
+                switchyard_core::tool::ToolDraft {
+                    input_schema: Some(json!({"type": "object", "required": ["n"]})),
+                    ..Default::default()
+                },
+                switchyard_core::tool::ToolDefaults {
+                    name: "double",
+                    description: "Doubles n",
+                    input_schema: None,
+                },
+            )
+            .expect("valid tool"),
+        ),
         ..stored
     });
     assert_eq!(store.put_executor(&v2).await.expect("put").version, 2);
@@ -1316,8 +1331,8 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         .await
         .expect("get");
     assert_eq!(
-        (got.version, got.spec(), got.parameters()),
-        (2, v2.spec(), ex.parameters())
+        (got.version, got.spec(), got.parameters(), got.tool()),
+        (2, v2.spec(), ex.parameters(), v2.tool())
     );
     assert!(matches!(
         store.get_executor(&oid("c-y"), "double").await,
@@ -1495,6 +1510,17 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
     )
     .expect("valid");
     changed.timeout_ms = 500;
+    changed.tool = Some(
+        switchyard_core::tool::Tool::define(
+            switchyard_core::tool::ToolDraft::default(),
+            switchyard_core::tool::ToolDefaults {
+                name: "contract-by-id",
+                description: "Finds a contract",
+                input_schema: changed.input_schema.as_ref(),
+            },
+        )
+        .expect("valid tool"),
+    );
     store.put_sync_hook(&changed).await.expect("replace");
     assert_eq!(
         store.list_sync_hooks(&oid("c-x")).await.expect("list"),
@@ -2542,6 +2568,7 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
             parameters: None,
             retries: Some(0),
             created_at: 0,
+            tool: None,
         });
         store.put_executor(&ex).await.expect("executor");
         let mut sub = stored_subscription(org, &EndpointId::generate(), &["*"]);

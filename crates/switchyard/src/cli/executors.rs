@@ -87,6 +87,9 @@ fn manifest_entry(current: &ExecutorOut, source_file: Option<&str>) -> Value {
     if let Some(r) = current.retries {
         m.insert("retries".into(), json!(r));
     }
+    if let Some(t) = &current.tool {
+        m.insert("tool".into(), json!(t));
+    }
     Value::Object(m)
 }
 
@@ -213,6 +216,10 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
                 .flatten()
                 .all(|(k, v)| match k.as_str() {
                     "description" | "parameters" | "retries" => hub_has.get(k) == Some(v),
+                    // A tool's settings left out are the hub's defaults.
+                    "tool" => v.as_object().is_some_and(|t| {
+                        t.iter().all(|(tk, tv)| hub_has["tool"].get(tk) == Some(tv))
+                    }),
                     _ => c.spec.get(k) == Some(v),
                 })
         });

@@ -294,7 +294,8 @@ async fn executors_go_to_a_folder_and_back() {
     for (name, body) in [
         (
             "greet",
-            json!({"type": "code", "language": "python", "source": "def main(input, sdk):\n    return {'hi': input.get('name')}\n", "parameters": {"name": "data.name"}}),
+            json!({"type": "code", "language": "python", "source": "def main(input, sdk):\n    return {'hi': input.get('name')}\n", "parameters": {"name": "data.name"},
+                "tool": {"description": "Greets by name"}}),
         ),
         (
             "erp",
@@ -326,6 +327,10 @@ async fn executors_go_to_a_folder_and_back() {
         manifest["greet"]["parameters"],
         json!({"name": "data.name"})
     );
+    assert_eq!(
+        manifest["greet"]["tool"],
+        json!({"name": "greet", "description": "Greets by name", "input_schema": {"type": "object"}})
+    );
     assert_eq!(manifest["erp"]["type"], "api_call");
     assert!(
         std::fs::read_to_string(folder.join("greet.py"))
@@ -355,7 +360,8 @@ async fn executors_go_to_a_folder_and_back() {
     )
     .expect("new");
     let mut m = manifest.clone();
-    m["twice"] = json!({"type": "code", "language": "javascript", "source_file": "twice.js"});
+    m["twice"] = json!({"type": "code", "language": "javascript", "source_file": "twice.js",
+        "tool": {"name": "twice_it", "description": "Doubles n"}});
     std::fs::write(folder.join("executors.json"), m.to_string()).expect("manifest");
     let out = run(&app, o, &org.admin, &["executors", "push", &folder_arg]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -363,6 +369,13 @@ async fn executors_go_to_a_folder_and_back() {
     assert!(said.contains("greet: updated (v2)"), "{said}");
     assert!(said.contains("erp: unchanged (v1)"), "{said}");
     assert!(said.contains("twice: created (v1)"), "{said}");
+    // A tool's settings left out in the folder are the hub's defaults, not a change.
+    let out = run(&app, o, &org.admin, &["executors", "push", &folder_arg]).await;
+    assert!(
+        text(&out.stdout).contains("twice: unchanged (v1)"),
+        "{}",
+        text(&out.stdout)
+    );
     let (_, run_out) = app
         .post(
             &format!("/v1/orgs/{o}/executors/twice/run"),

@@ -13,6 +13,7 @@ mod fairness;
 mod input;
 mod isolation;
 mod keys;
+mod mcp;
 mod operations;
 mod platforms;
 mod policy;
