@@ -21,11 +21,25 @@ pub struct Capacity {
     slots: UidSlots,
 }
 
-/// What a child-process run holds while it runs.
+/// What a child-process run holds while it runs: its share and its uid (a slot of its own, or
+/// the one its warm interpreter was started with).
 pub struct ChildRoom {
     pub slot: UidSlot,
+    _share: ChildShare,
+}
+
+/// A child-process run's part of the organization's and the hub's capacity: a run slot and
+/// its memory in the budget.
+pub struct ChildShare {
     _run: FairPermit,
     _memory: FairPermit,
+}
+
+impl ChildShare {
+    /// The room of a run that uses `slot`.
+    pub fn with(self, slot: UidSlot) -> ChildRoom {
+        ChildRoom { slot, _share: self }
+    }
 }
 
 /// What a JavaScript run holds while it runs.
@@ -69,8 +83,13 @@ impl Capacity {
         u32::try_from(self.memory.total()).unwrap_or(u32::MAX)
     }
 
-    /// Room for a child-process run of `org` needing `mb` of memory, waiting up to `wait`.
-    pub async fn child_run(&self, org: &str, mb: u32, wait: Duration) -> Result<ChildRoom, NoRoom> {
+    /// A share for a child-process run of `org` needing `mb` of memory, waiting up to `wait`.
+    pub async fn child_share(
+        &self,
+        org: &str,
+        mb: u32,
+        wait: Duration,
+    ) -> Result<ChildShare, NoRoom> {
         let started = Instant::now();
         let run = self
             .runs
@@ -86,17 +105,21 @@ impl Capacity {
             )
             .await
             .map_err(no_room)?;
-        // A permit holder always finds a uid: there are as many as run slots.
-        let slot = self
-            .slots
-            .take(wait.saturating_sub(started.elapsed()))
-            .await
-            .ok_or_else(|| NoRoom(format!("{NO_ROOM} no run uid was free")))?;
-        Ok(ChildRoom {
-            slot,
+        Ok(ChildShare {
             _run: run,
             _memory: memory,
         })
+    }
+
+    /// A uid of its own for a run holding `share`, waiting up to `wait` (a share holder always
+    /// finds one: there are as many as run slots).
+    pub async fn child_slot(&self, share: ChildShare, wait: Duration) -> Result<ChildRoom, NoRoom> {
+        let slot = self
+            .slots
+            .take(wait)
+            .await
+            .ok_or_else(|| NoRoom(format!("{NO_ROOM} no run uid was free")))?;
+        Ok(share.with(slot))
     }
 
     /// Room for a JavaScript run of `org` needing `mb` of memory, waiting up to `wait`.

@@ -26,6 +26,7 @@ mod runner;
 pub mod sandbox;
 pub mod sandbox_exec;
 mod self_api;
+pub mod warm;
 
 pub use broker::Broker;
 pub(crate) use broker::sdk_answer;

@@ -4,6 +4,7 @@
 use crate::capacity::Capacity;
 use crate::channel::{Channel, ChannelEnd};
 use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, give_to};
+use crate::warm::{Shape, WarmPool};
 use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, RunFailure, SetupError, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
 use serde_json::Value;
@@ -22,7 +23,8 @@ const NODE_SDK: &str = include_str!("../sdk/switchyard_sdk.js");
 const NODE_RUNNER: &str = include_str!("../sdk/runner.js");
 
 /// The interpreter and files of one language.
-struct Runtime {
+#[derive(Clone)]
+pub(crate) struct Runtime {
     program: &'static str,
     args: Vec<String>,
     sdk_file: &'static str,
@@ -49,7 +51,7 @@ fn runtime(language: Language, memory_mb: u32, check: bool) -> Option<Runtime> {
     Some(Runtime { args, ..rt })
 }
 
-fn runtime_to_run(language: Language, memory_mb: u32) -> Option<Runtime> {
+pub(crate) fn runtime_to_run(language: Language, memory_mb: u32) -> Option<Runtime> {
     match language {
         Language::Python => Some(Runtime {
             program: "python3",
@@ -99,7 +101,7 @@ pub fn interpreter_available(language: Language) -> Result<(), ExecError> {
 
 /// Where the interpreter of `language` really is (symlinks resolved, so `php` through
 /// `/etc/alternatives` names the binary itself: a run's root has no `/etc/alternatives`).
-fn interpreter_path(language: Language) -> Result<PathBuf, ExecError> {
+pub(crate) fn interpreter_path(language: Language) -> Result<PathBuf, ExecError> {
     let Some(rt) = runtime(language, 0, false) else {
         return Err(ExecError::Unavailable(format!(
             "{} does not run as a child process",
@@ -190,31 +192,80 @@ pub struct RunSpec<'a> {
 /// Runs code in a child process and reports what happened: [`stage`] its files and room,
 /// [`spawn`] the interpreter in the sandbox, [`supervise`] it (its SDK calls, the deadline, the
 /// caller going away), [`interpret`] how it ended.
+///
+/// A run (not a compile check) takes a warm interpreter of its shape when `warm` has one ready:
+/// a process started in its own sandbox ahead of time, waiting for its code, used for this run
+/// alone and never again.
 pub async fn run(
     isolation: &Isolation,
     capacity: &Capacity,
+    warm: Option<&WarmPool>,
     spec: RunSpec<'_>,
     broker: &Broker<'_>,
 ) -> Outcome {
     let started = std::time::Instant::now();
-    let (staged, channel) = match stage(isolation, capacity, &spec, broker).await {
+    let (staged, prepared) = match stage(isolation, capacity, warm, &spec, broker).await {
         Ok(s) => s,
         Err((kind, why)) => return Outcome::failed(kind, why),
     };
     let timeout = spec.timeout.saturating_sub(started.elapsed());
-    let spawned = match spawn(isolation, &staged, channel.child_end, timeout).await {
-        Ok(s) => s,
-        Err(why) => return Outcome::failed(RunFailure::Crashed, why.to_string()),
+    let (spawned, hub_end) = match prepared {
+        Prepared::Cold(channel) => {
+            match spawn(isolation, &staged.launch(), channel.child_end, timeout).await {
+                Ok(s) => (s, channel.hub_end),
+                Err(why) => return Outcome::failed(RunFailure::Crashed, why.to_string()),
+            }
+        }
+        Prepared::Warm(spawned, mut hub_end) => {
+            // Its code and input, on the channel it waits on; the SDK channel is quiet until
+            // the code makes its first call.
+            let go = warm_go(&staged);
+            match tokio::time::timeout(timeout, hub_end.write_all(&go)).await {
+                Ok(Ok(())) => (*spawned, hub_end),
+                failed => {
+                    spawned.discard();
+                    return match failed {
+                        Err(_) => Outcome::failed(
+                            RunFailure::Timeout,
+                            format!(
+                                "timeout: the code ran longer than {} ms and was killed",
+                                crate::whole_ms(timeout)
+                            ),
+                        ),
+                        Ok(Err(e)) => Outcome::failed(
+                            RunFailure::Crashed,
+                            format!("the warm interpreter did not take its code: {e}"),
+                        ),
+                        Ok(Ok(())) => unreachable!(),
+                    };
+                }
+            }
+        }
     };
-    let ended = supervise(spawned, channel.hub_end, &staged, broker, timeout).await;
+    let ended = supervise(spawned, hub_end, &staged, broker, timeout).await;
     interpret(&staged, ended, timeout)
+}
+
+/// What a warm interpreter is sent to start: its code and its input, as one JSON line.
+fn warm_go(staged: &Staged) -> Vec<u8> {
+    let mut go = serde_json::json!({"main": staged.main_source, "input": staged.input_json})
+        .to_string()
+        .into_bytes();
+    go.push(b'\n');
+    go
+}
+
+/// A staged run's interpreter: one to start, or a warm one waiting for its code.
+enum Prepared {
+    Cold(SdkChannel),
+    Warm(Box<Spawned>, tokio::net::UnixStream),
 }
 
 /// The SDK channel: one end of a socket pair for the hub, the other inherited by the child as
 /// descriptor 3. It has no name, so no other process can connect to it.
-struct SdkChannel {
-    hub_end: tokio::net::UnixStream,
-    child_end: std::os::unix::net::UnixStream,
+pub(crate) struct SdkChannel {
+    pub(crate) hub_end: tokio::net::UnixStream,
+    pub(crate) child_end: std::os::unix::net::UnixStream,
 }
 
 /// A run made ready: its room, its files in a staging directory, its SDK channel.
@@ -230,10 +281,46 @@ struct Staged {
     /// The run's working directory as the child sees it.
     work: PathBuf,
     input_json: String,
+    /// The code as the interpreter reads it (a warm one is sent it).
+    main_source: String,
     memory_mb: u32,
     tmp_mb: u32,
     language: Language,
     check: bool,
+}
+
+impl Staged {
+    fn launch(&self) -> Launch<'_> {
+        Launch {
+            rt: &self.rt,
+            program: &self.program,
+            language: self.language,
+            memory_mb: self.memory_mb,
+            tmp_mb: self.tmp_mb,
+            kernel_mb: self.kernel_mb,
+            uid: self.room.slot.uid,
+            dir: self.dir.path(),
+            work: &self.work,
+            check: self.check,
+            warm: false,
+        }
+    }
+}
+
+/// What the sandbox starts: an interpreter of one shape, as one uid, on one staging directory.
+pub(crate) struct Launch<'a> {
+    pub rt: &'a Runtime,
+    pub program: &'a Path,
+    pub language: Language,
+    pub memory_mb: u32,
+    pub tmp_mb: u32,
+    pub kernel_mb: u32,
+    pub uid: u32,
+    pub dir: &'a Path,
+    pub work: &'a Path,
+    pub check: bool,
+    /// It waits for its code on the SDK channel (a warm interpreter).
+    pub warm: bool,
 }
 
 /// Finds the interpreter, waits for room (a run slot with its own uid, so its process limit
@@ -243,9 +330,10 @@ struct Staged {
 async fn stage(
     isolation: &Isolation,
     capacity: &Capacity,
+    warm: Option<&WarmPool>,
     spec: &RunSpec<'_>,
     broker: &Broker<'_>,
-) -> Result<(Staged, SdkChannel), crate::Failed> {
+) -> Result<(Staged, Prepared), crate::Failed> {
     let crashed = |why: String| (RunFailure::Crashed, why);
     let language = spec.language;
     let rt = runtime(language, spec.memory_mb, spec.check).ok_or_else(|| {
@@ -256,14 +344,11 @@ async fn stage(
     })?;
     let program = interpreter_path(language).map_err(|e| crashed(e.to_string()))?;
     let kernel_mb = kernel_memory_mb(language, spec.memory_mb, spec.tmp_mb);
-    let room = capacity
-        .child_run(broker.org.as_str(), kernel_mb, spec.timeout)
+    let started = std::time::Instant::now();
+    let share = capacity
+        .child_share(broker.org.as_str(), kernel_mb, spec.timeout)
         .await
         .map_err(|why| (RunFailure::NoRoom, why.to_string()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("switchyard-run-")
-        .tempdir()
-        .map_err(|e| crashed(format!("cannot create the run directory: {e}")))?;
     let source = spec.source;
     let main_source = if language == Language::Php && !source.trim_start().starts_with("<?php") {
         format!("<?php\n{source}")
@@ -271,14 +356,46 @@ async fn stage(
         source.to_string()
     };
     let input_json = spec.input.to_string();
+    let shape = Shape {
+        language,
+        memory_mb: spec.memory_mb,
+        tmp_mb: spec.tmp_mb,
+    };
+    if let Some(w) = warm
+        .filter(|_| !spec.check)
+        .and_then(|pool| pool.take(shape))
+    {
+        let (spawned, hub_end, dir, slot) = w.into_parts();
+        let staged = Staged {
+            rt,
+            program,
+            room: share.with(slot),
+            kernel_mb,
+            work: isolation.work_dir(dir.path()),
+            dir,
+            input_json,
+            main_source,
+            memory_mb: spec.memory_mb,
+            tmp_mb: spec.tmp_mb,
+            language,
+            check: false,
+        };
+        return Ok((staged, Prepared::Warm(Box::new(spawned), hub_end)));
+    }
+    let room = capacity
+        .child_slot(share, spec.timeout.saturating_sub(started.elapsed()))
+        .await
+        .map_err(|why| (RunFailure::NoRoom, why.to_string()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("switchyard-run-")
+        .tempdir()
+        .map_err(|e| crashed(format!("cannot create the run directory: {e}")))?;
     let owner = (isolation.unprivileged_user && !isolation.private_tmp()).then_some(room.slot.uid);
-    write_run_dir(dir.path(), &rt, &main_source, &input_json, owner)
+    write_run_dir(dir.path(), &rt, Some((&main_source, &input_json)), owner)
         .map_err(|e| crashed(format!("cannot prepare the run directory: {e}")))?;
     let work = isolation.work_dir(dir.path());
-    let (hub_end, child_end) = std::os::unix::net::UnixStream::pair()
-        .and_then(|(h, c)| h.set_nonblocking(true).map(|_| (h, c)))
-        .and_then(|(h, c)| tokio::net::UnixStream::from_std(h).map(|h| (h, c)))
-        .map_err(|e| crashed(format!("cannot open the SDK channel: {e}")))?;
+    let channel =
+        SdkChannel::open().map_err(|e| crashed(format!("cannot open the SDK channel: {e}")))?;
     let staged = Staged {
         rt,
         program,
@@ -287,16 +404,28 @@ async fn stage(
         dir,
         work,
         input_json,
+        main_source,
         memory_mb: spec.memory_mb,
         tmp_mb: spec.tmp_mb,
         language,
         check: spec.check,
     };
-    Ok((staged, SdkChannel { hub_end, child_end }))
+    Ok((staged, Prepared::Cold(channel)))
+}
+
+impl SdkChannel {
+    pub(crate) fn open() -> std::io::Result<SdkChannel> {
+        let (hub_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+        hub_end.set_nonblocking(true)?;
+        Ok(SdkChannel {
+            hub_end: tokio::net::UnixStream::from_std(hub_end)?,
+            child_end,
+        })
+    }
 }
 
 /// The interpreter started in the sandbox, in its slot's cgroup.
-struct Spawned {
+pub(crate) struct Spawned {
     child: tokio::process::Child,
     pgid: Option<u32>,
     stdin: tokio::process::ChildStdin,
@@ -307,12 +436,28 @@ struct Spawned {
     ooms_before: u64,
 }
 
+impl Spawned {
+    /// Whether the interpreter has ended (a warm one waiting for its code must not have).
+    pub(crate) fn has_ended(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the interpreter and whatever it started, unused.
+    pub(crate) fn discard(mut self) {
+        kill_group(self.pgid);
+        let _ = self.child.start_kill();
+        if let Some(g) = &self.group {
+            g.kill_all();
+        }
+    }
+}
+
 /// Sets the slot's cgroup limits (memory with swap off, processes, CPU) and the resource
 /// limits, and starts the interpreter confined (`sandbox.rs`) with the SDK channel as its
 /// descriptor 3.
-async fn spawn(
+pub(crate) async fn spawn(
     isolation: &Isolation,
-    staged: &Staged,
+    staged: &Launch<'_>,
     child_end: std::os::unix::net::UnixStream,
     timeout: Duration,
 ) -> Result<Spawned, SetupError> {
@@ -327,7 +472,7 @@ async fn spawn(
         // Node starts a dozen threads, and threads count against this limit.
         processes: if language == Language::Node { 128 } else { 32 },
     };
-    let uid = staged.room.slot.uid;
+    let uid = staged.uid;
     let group = isolation
         .groups
         .as_ref()
@@ -346,13 +491,13 @@ async fn spawn(
     let ooms_before = group.as_ref().map_or(0, |g| g.oom_kills());
     let confine = Confine {
         uid: Some(uid),
-        stage: Some(staged.dir.path()),
+        stage: Some(staged.dir),
         tmp_mb: staged.tmp_mb,
-        ro: program_tree(&staged.program),
+        ro: program_tree(staged.program),
         exe: false,
         cgroup: group.as_ref(),
     };
-    let rt = &staged.rt;
+    let rt = staged.rt;
     let argv = isolation.wrap(
         &limits,
         &confine,
@@ -361,15 +506,16 @@ async fn spawn(
     );
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .current_dir(staged.dir.path())
+        .current_dir(staged.dir)
         .env_clear()
         .env("PATH", SEARCH_PATH)
-        .env("HOME", &staged.work)
-        .env("TMPDIR", &staged.work)
+        .env("HOME", staged.work)
+        .env("TMPDIR", staged.work)
         .env("LANG", "C.UTF-8")
         .env("SDK", staged.work.join(rt.sdk_file))
         .env("SWITCHYARD_SDK_FD", SDK_FD.to_string())
         .env("SWITCHYARD_CHECK", if staged.check { "1" } else { "" })
+        .env("SWITCHYARD_WARM", if staged.warm { "1" } else { "" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -644,20 +790,25 @@ fn compile_error(stderr: &str, stdout: &str, exit: Option<i32>) -> String {
         .unwrap_or_else(|| format!("the interpreter exited with {exit:?}"))
 }
 
-fn write_run_dir(
+/// Writes the run's files: the SDK and the runner, and the code and its input unless a warm
+/// interpreter is to be sent them.
+pub(crate) fn write_run_dir(
     dir: &Path,
     rt: &Runtime,
-    main: &str,
-    input: &str,
+    code: Option<(&str, &str)>,
     owner: Option<u32>,
 ) -> std::io::Result<()> {
     std::fs::write(dir.join(rt.sdk_file), rt.sdk)?;
     std::fs::write(dir.join(rt.runner_file), rt.runner)?;
-    std::fs::write(dir.join(rt.main_file), main)?;
-    std::fs::write(dir.join("input.json"), input)?;
+    let mut files = vec![rt.sdk_file, rt.runner_file];
+    if let Some((main, input)) = code {
+        std::fs::write(dir.join(rt.main_file), main)?;
+        std::fs::write(dir.join("input.json"), input)?;
+        files.extend([rt.main_file, "input.json"]);
+    }
     if let Some(uid) = owner {
         give_to(dir, uid)?;
-        for f in [rt.sdk_file, rt.runner_file, rt.main_file, "input.json"] {
+        for f in files {
             give_to(&dir.join(f), uid)?;
         }
     }

@@ -63,6 +63,8 @@ pub(crate) struct RunnerInner {
     js: Option<js::JsPool>,
     /// Run slots, JavaScript workers and memory, shared fairly between organizations.
     capacity: Capacity,
+    /// Python, PHP and Node.js interpreters started ahead of their runs; `None`: off.
+    warm: Option<crate::warm::WarmPool>,
     /// Each organization's limits (its key-value quota).
     pub(crate) shares: Arc<Shares>,
     /// The operator's bounds.
@@ -83,6 +85,9 @@ pub struct RunnerLimits {
     pub memory_budget_mb: Option<u32>,
     /// Run Python, PHP and Node.js even where the kernel cannot bound each run (no cgroups).
     pub allow_unbounded_runs: bool,
+    /// Python, PHP and Node.js interpreters kept started ahead of their runs, at most (each
+    /// in its own sandbox, used by one run only); 0: every run starts its interpreter.
+    pub warm_interpreters: u32,
 }
 
 impl Runner {
@@ -106,6 +111,7 @@ impl Runner {
             inner: Arc::new(RunnerInner {
                 store,
                 clients,
+                warm: crate::warm::WarmPool::new(isolation.clone(), limits.warm_interpreters),
                 isolation,
                 js,
                 capacity: Capacity::new(shares.clone(), budget_mb),
@@ -260,7 +266,7 @@ impl Runner {
                     timeout,
                     check: true,
                 };
-                process::run(&inner.isolation, &inner.capacity, spec, &broker).await
+                process::run(&inner.isolation, &inner.capacity, None, spec, &broker).await
             }
         };
         match outcome.failure {
@@ -360,7 +366,8 @@ impl Runner {
                     check: false,
                 };
                 let inner = &self.inner;
-                process::run(&inner.isolation, &inner.capacity, spec, &broker).await
+                let warm = inner.warm.as_ref();
+                process::run(&inner.isolation, &inner.capacity, warm, spec, &broker).await
             }
         };
         let outcome = cap_outcome(outcome);

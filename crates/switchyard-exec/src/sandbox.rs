@@ -36,6 +36,11 @@ pub const JS_UID_BASE: u32 = SLOT_UID_BASE + DEFAULT_SLOTS;
 /// JavaScript workers at once: a run waiting on `sdk.http` holds one, and a worker is one small
 /// process, so there are more of them than child-process slots.
 pub const JS_WORKER_SLOTS: u32 = 256;
+/// The first uid of warm interpreters (one per interpreter started ahead of its run, held by
+/// the run that takes it).
+pub const WARM_UID_BASE: u32 = JS_UID_BASE + JS_WORKER_SLOTS;
+/// Warm interpreters at most (the operator's `warm_interpreters` is bounded by it).
+pub const WARM_SLOTS: u32 = 64;
 /// Default and largest size of a run's private temporary directory.
 pub use switchyard_core::executor::{DEFAULT_TMP_MB, MAX_TMP_MB};
 /// The descriptor number of the SDK channel in the child.
@@ -337,6 +342,17 @@ impl UidSlots {
             free: Arc::new(Mutex::new((0..count).rev().map(|n| base + n).collect())),
             permits: Arc::new(Semaphore::new(count as usize)),
         }
+    }
+
+    /// A free slot now, if there is one.
+    pub fn try_take(&self) -> Option<UidSlot> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let uid = self.free.lock().ok()?.pop()?;
+        Some(UidSlot {
+            uid,
+            free: self.free.clone(),
+            _permit: permit,
+        })
     }
 
     /// Waits up to `wait` for a free slot.

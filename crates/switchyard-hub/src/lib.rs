@@ -116,6 +116,7 @@ impl HubSettings {
                 max_tmp_mb: 16,
                 memory_budget_mb: Some(256),
                 allow_unbounded_runs: false,
+                warm_interpreters: 0,
             },
             retention: RetentionSettings::default(),
             schedules: ScheduleSettings::default(),

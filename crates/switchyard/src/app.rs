@@ -211,6 +211,7 @@ impl Application {
                     max_tmp_mb: settings.max_run_tmp_mb,
                     memory_budget_mb: settings.run_memory_budget_mb,
                     allow_unbounded_runs: settings.allow_unbounded_runs,
+                    warm_interpreters: settings.warm_interpreters,
                 },
                 retention: settings.retention.clone(),
                 schedules: settings.schedules,

@@ -72,6 +72,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_ALLOW_UNBOUNDED_RUNS", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_unbounded_runs: Option<bool>,
+    /// Python, PHP and Node.js interpreters kept started ahead of their runs, each in its own
+    /// sandbox and used by one run only; 0 starts every run's interpreter when it runs
+    /// [default: 4]
+    #[arg(long, env = "SWITCHYARD_WARM_INTERPRETERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_interpreters: Option<u32>,
     /// What this node does: `all` (serve the API and deliver), `api` (serve the API and
     /// publish; deliver nothing) or `worker` (deliver, run retention and schedules; serve only
     /// health and metrics) [default: all]
@@ -136,6 +142,7 @@ pub struct Config {
     #[serde(default)]
     pub run_memory_budget_mb: Option<u32>,
     pub allow_unbounded_runs: bool,
+    pub warm_interpreters: u32,
     pub role: NodeRole,
     /// Best given as `SWITCHYARD_ADMIN_KEY`; absent: one is generated on first start.
     #[serde(default)]
@@ -316,6 +323,12 @@ impl Config {
             1,
             switchyard_core::executor::MAX_TMP_MB,
         )?;
+        within(
+            "warm interpreters",
+            self.warm_interpreters,
+            0,
+            switchyard_exec::sandbox::WARM_SLOTS,
+        )?;
         if self.run_memory_budget_mb == Some(0) {
             bail!("the run memory budget must be at least 1 MiB");
         }
@@ -455,6 +468,8 @@ pub struct Settings {
     pub run_memory_budget_mb: Option<u32>,
     /// Run child-process languages even without per-run cgroups.
     pub allow_unbounded_runs: bool,
+    /// Interpreters started ahead of their runs, at most.
+    pub warm_interpreters: u32,
     /// The delivery engine's tunables, validated.
     pub delivery: DeliveryTunables,
     /// What is deleted when.
@@ -517,6 +532,7 @@ impl Settings {
             max_run_tmp_mb: c.max_run_tmp_mb,
             run_memory_budget_mb: c.run_memory_budget_mb,
             allow_unbounded_runs: c.allow_unbounded_runs,
+            warm_interpreters: c.warm_interpreters,
             retention: c.retention.resolve(),
             schedules: switchyard_hub::ScheduleSettings {
                 seconds: c.schedules.seconds_field,

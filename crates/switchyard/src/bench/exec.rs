@@ -1,5 +1,6 @@
-//! `switchyard bench-exec`: trivial executor runs, one after another, per language; and calls
-//! of synchronous hooks in front of a trivial JavaScript executor, uncached and cached.
+//! `switchyard bench-exec`: trivial executor runs, one after another (back to back, or with a
+//! pause between them as runs come in practice), per language; and calls of synchronous hooks
+//! in front of a trivial JavaScript executor, uncached and cached.
 
 use super::{call, start_hub};
 use anyhow::{Context, bail};
@@ -26,6 +27,16 @@ pub struct ExecBenchArgs {
     /// Print only the JSON report
     #[arg(long)]
     pub json: bool,
+    /// Wait this long after each run before the next (0: back to back, each run's interpreter
+    /// started while the last one's request is answered)
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
+    /// Benchmark a running hub at this URL instead of starting one (needs --admin-key)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The instance admin key of the hub given by --url
+    #[arg(long, env = "SWITCHYARD_ADMIN_KEY")]
+    pub admin_key: Option<String>,
 }
 
 /// What `bench-exec` measured for one language.
@@ -81,8 +92,21 @@ const TRIVIAL: &[(&str, &str)] = &[
 /// `switchyard bench-exec`: trivial executor runs, one after another, per language.
 pub async fn run_exec(args: ExecBenchArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let hub = start_hub(&client).await?;
-    let (base, admin) = (hub.url.clone(), hub.admin_key.clone());
+    let (hub, base, admin) = match &args.url {
+        Some(url) => {
+            let key = args
+                .admin_key
+                .clone()
+                .context("--url needs --admin-key (or SWITCHYARD_ADMIN_KEY)")?;
+            (None, url.trim_end_matches('/').to_string(), key)
+        }
+        None => {
+            let hub = start_hub(&client).await?;
+            let (base, admin) = (hub.url.clone(), hub.admin_key.clone());
+            (Some(hub), base, admin)
+        }
+    };
+    let pause = std::time::Duration::from_millis(args.pause_ms);
     let org = format!("bench-exec-{}", std::process::id());
     call(
         &client,
@@ -123,10 +147,14 @@ pub async fn run_exec(args: ExecBenchArgs) -> anyhow::Result<()> {
             if v["status"] != "succeeded" {
                 bail!("a trivial {lang} run failed: {v}");
             }
+            let took = started.elapsed();
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             if i == 0 {
                 continue;
             }
-            req_h.record((started.elapsed().as_micros() as u64).max(1))?;
+            req_h.record((took.as_micros() as u64).max(1))?;
             run_h.record(((v["duration_ms"].as_f64().unwrap_or(0.0) * 1000.0) as u64).max(1))?;
         }
         reports.push(ExecReport::of(lang, args.runs, &run_h, &req_h));

@@ -27,3 +27,4 @@ mod sync_hooks;
 mod sync_subscriptions;
 mod tenant_safety;
 mod walkthrough;
+mod warm;
