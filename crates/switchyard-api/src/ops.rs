@@ -73,6 +73,10 @@ fn describe() {
         "Events committed (duplicates of an earlier id not counted)"
     );
     describe_counter!(
+        "switchyard_warm_runs_total",
+        "Python, PHP and Node.js runs, by language and whether a warm interpreter was ready (warm=yes) or the run started its own (warm=no)"
+    );
+    describe_counter!(
         "switchyard_routing_reloads_total",
         "Route tables rebuilt because an organization's routing changed"
     );
