@@ -198,6 +198,7 @@ impl JsPool {
             ro: Vec::new(),
             exe: true,
             cgroup: group.as_ref(),
+            index_proxy: false,
         };
         let argv = self.isolation.wrap(
             &limits,

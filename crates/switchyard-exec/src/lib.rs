@@ -19,6 +19,8 @@ pub mod capacity;
 mod cgroups;
 pub mod channel;
 mod error;
+pub mod index_proxy;
+pub mod install;
 mod js;
 mod process;
 mod redaction;

@@ -127,7 +127,7 @@ pub(crate) fn interpreter_path(language: Language) -> Result<PathBuf, ExecError>
 
 /// What a run must see of the host besides the granted trees to start `program`: nothing when
 /// it lives under `/usr`, else its installation prefix (`/opt/node/bin/node` → `/opt/node`).
-fn program_tree(program: &Path) -> Vec<PathBuf> {
+pub(crate) fn program_tree(program: &Path) -> Vec<PathBuf> {
     if crate::sandbox_exec::ROOT_TREES
         .iter()
         .any(|t| program.starts_with(t))
@@ -160,7 +160,9 @@ pub fn kernel_memory_mb(language: Language, memory_mb: u32, tmp_mb: u32) -> u32 
 const SEARCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Reads a pipe to the end, keeping at most [`OUTPUT_CAP`] bytes; `Err` once the cap is passed.
-async fn read_capped(mut r: impl tokio::io::AsyncRead + Unpin) -> Result<Vec<u8>, Vec<u8>> {
+pub(crate) async fn read_capped(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+) -> Result<Vec<u8>, Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -496,6 +498,7 @@ pub(crate) async fn spawn(
         ro: program_tree(staged.program),
         exe: false,
         cgroup: group.as_ref(),
+        index_proxy: false,
     };
     let rt = staged.rt;
     let argv = isolation.wrap(

@@ -41,6 +41,10 @@ pub const JS_WORKER_SLOTS: u32 = 256;
 pub const WARM_UID_BASE: u32 = JS_UID_BASE + JS_WORKER_SLOTS;
 /// Warm interpreters at most (the operator's `warm_interpreters` is bounded by it).
 pub const WARM_SLOTS: u32 = 64;
+/// The first uid of package installs (one per install at once).
+pub const INSTALL_UID_BASE: u32 = WARM_UID_BASE + WARM_SLOTS;
+/// Package installs at once.
+pub const INSTALL_SLOTS: u32 = 4;
 /// Default and largest size of a run's private temporary directory.
 pub use switchyard_core::executor::{DEFAULT_TMP_MB, MAX_TMP_MB};
 /// The descriptor number of the SDK channel in the child.
@@ -91,6 +95,9 @@ pub struct Confine<'a> {
     pub exe: bool,
     /// The run's cgroups, limits already set.
     pub cgroup: Option<&'a RunGroup>,
+    /// Its only network is the hub's index proxy (a package install), reached through the
+    /// forwarder the helper starts; stdin is the channel to the proxy.
+    pub index_proxy: bool,
 }
 
 /// New network, PID and mount namespaces, the helper as PID 1 of its own.
@@ -254,6 +261,9 @@ impl Isolation {
             cmd.push("sandbox-exec".into());
             if rooted {
                 cmd.push("--root".into());
+            }
+            if confine.index_proxy {
+                cmd.push("--index-proxy".into());
             }
             for dir in confine.cgroup.into_iter().flat_map(RunGroup::dirs) {
                 cmd.extend(["--cgroup".into(), dir.to_string_lossy().into_owned()]);

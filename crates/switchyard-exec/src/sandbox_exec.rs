@@ -154,8 +154,19 @@ struct Options {
     cgroups: Vec<PathBuf>,
     /// The program is this host file: bound read-only at [`PROGRAM`] in the new root.
     exe: Option<PathBuf>,
+    /// Its only network is the hub's index proxy (an installer's): stdin is the channel to it,
+    /// the loopback is brought up and a forwarder listens on [`INDEX_PROXY_PORT`]; the program
+    /// gets no stdin and may open TCP connections (in a network namespace with nothing else).
+    index_proxy: bool,
     program: Vec<String>,
 }
+
+/// The loopback port a networked sandbox reaches the hub's index proxy on (as its HTTP proxy).
+pub const INDEX_PROXY_PORT: u16 = 3128;
+
+/// The uid the index forwarder runs as (nobody): not the program's, so the program cannot
+/// trace or signal it.
+const FORWARDER_UID: u32 = 65534;
 
 fn resource(name: &str) -> Option<Resource> {
     Some(match name {
@@ -179,11 +190,11 @@ fn parse(args: &[String]) -> Result<Options, HelperError> {
     };
     while i < args.len() {
         match args[i].as_str() {
-            "--probe" | "--root" => {
-                if args[i] == "--probe" {
-                    o.probe = true;
-                } else {
-                    o.root = true;
+            "--probe" | "--root" | "--index-proxy" => {
+                match args[i].as_str() {
+                    "--probe" => o.probe = true,
+                    "--root" => o.root = true,
+                    _ => o.index_proxy = true,
                 }
                 i += 1;
                 continue;
@@ -463,13 +474,28 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, HelperError> {
 }
 
 /// The seccomp rules: each listed call is denied when one of its rules matches (no rule: always).
-fn seccomp_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, HelperError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
+/// With `tcp` (an installer behind the index proxy, in a network namespace holding only the
+/// loopback and the forwarder), TCP sockets and `connect` are allowed too.
+fn seccomp_rules(tcp: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>, HelperError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
+        .iter()
+        .filter(|&&nr| !(tcp && nr == libc::SYS_connect))
+        .map(|&nr| (nr, Vec::new()))
+        .collect();
     let unix = libc::AF_UNIX as u64;
     // socket(): a Unix stream socket only (what interpreters use internally); any other family
     // (IP, netlink, packet…) or a datagram socket, which `sendto` could aim at a path, fails.
-    let mut socket = vec![rule(vec![cond(0, SeccompCmpOp::Ne, unix)?])?];
+    let mut socket = if tcp {
+        let families = [unix, libc::AF_INET as u64, libc::AF_INET6 as u64];
+        let mut refused = Vec::new();
+        for family in (0..=64u64).filter(|f| !families.contains(f)) {
+            refused.push(rule(vec![cond(0, SeccompCmpOp::Eq, family)?])?);
+        }
+        refused.push(rule(vec![cond(0, SeccompCmpOp::Gt, 64)?])?);
+        refused
+    } else {
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, unix)?])?]
+    };
     for kind in (0..=15u64).filter(|&k| k != libc::SOCK_STREAM as u64) {
         socket.push(rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), kind)?])?);
     }
@@ -481,10 +507,10 @@ fn seccomp_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, HelperError> {
     Ok(rules)
 }
 
-fn seccomp() -> Result<(), HelperError> {
+fn seccomp(tcp: bool) -> Result<(), HelperError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(fail("seccomp"))?;
     let filter = SeccompFilter::new(
-        seccomp_rules()?,
+        seccomp_rules(tcp)?,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
@@ -499,6 +525,9 @@ fn seccomp() -> Result<(), HelperError> {
 /// user, Landlock and seccomp last.
 fn confine(o: &Options) -> Result<(), HelperError> {
     join_cgroups(&o.cgroups)?;
+    if o.index_proxy {
+        start_forwarder()?;
+    }
     let (staged, private) = build(o)?;
     for (r, n) in &o.rlimits {
         setrlimit(*r, *n, *n).map_err(fail(format!("setrlimit {r:?}")))?;
@@ -516,7 +545,35 @@ fn confine(o: &Options) -> Result<(), HelperError> {
         std::env::set_current_dir("/").map_err(fail("chdir /"))?;
     }
     landlock(&granted(o), o.root, &o.rw)?;
-    seccomp()
+    seccomp(o.index_proxy)
+}
+
+/// Brings up the loopback of this (new, empty) network namespace and starts the forwarder on
+/// it, handing it stdin — the channel to the hub's index proxy — as its own. It runs as nobody
+/// in the run's cgroup and PID namespace, and enters the new root with this process (pivot_root
+/// moves every process of the mount namespace).
+fn start_forwarder() -> Result<(), HelperError> {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("the index proxy needs `ip` (iproute2) to bring up the loopback")?;
+    let up = std::process::Command::new(ip)
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .map_err(fail("ip link set lo up"))?;
+    if !up.success() {
+        return Err(format!("ip link set lo up: {up}").into());
+    }
+    let me = std::env::current_exe().map_err(fail("finding the helper"))?;
+    std::process::Command::new(me)
+        .arg("sandbox-forward")
+        .stdin(std::process::Stdio::inherit())
+        .stdout(std::process::Stdio::null())
+        .uid(FORWARDER_UID)
+        .gid(FORWARDER_UID)
+        .spawn()
+        .map_err(fail("starting the index forwarder"))?;
+    Ok(())
 }
 
 /// The staged files read, and the run's world built (a new root, or a private `/tmp`): the
@@ -564,7 +621,7 @@ pub fn sandbox_exec_main(args: &[String]) -> i32 {
         let rlimits = o.rlimits.iter().all(|(r, n)| setrlimit(*r, *n, *n).is_ok());
         let uid = o.uid.map(|u| drop_to(u).is_ok());
         let landlock = landlock(&granted(&o), o.root, &[]).unwrap_or(false);
-        let seccomp = seccomp().is_ok();
+        let seccomp = seccomp(false).is_ok();
         println!(
             "{}",
             serde_json::json!({"root": root, "tmpfs": tmpfs, "uid": uid, "rlimits": rlimits,
@@ -586,9 +643,13 @@ pub fn sandbox_exec_main(args: &[String]) -> i32 {
         (Some(_), true) => PROGRAM,
         _ => program.as_str(),
     };
-    let err = std::process::Command::new(program)
-        .args(&o.program[1..])
-        .exec();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&o.program[1..]);
+    if o.index_proxy {
+        // stdin was the channel to the hub's proxy: the forwarder has it, the program does not.
+        cmd.stdin(std::process::Stdio::null());
+    }
+    let err = cmd.exec();
     eprintln!("sandbox-exec: cannot execute {program}: {err}");
     126
 }
@@ -644,11 +705,18 @@ mod tests {
 
     #[test]
     fn the_socket_filter_compiles_for_this_machine() {
-        let rules = seccomp_rules().expect("rules");
+        let rules = seccomp_rules(false).expect("rules");
         assert!(
             rules[&libc::SYS_connect].is_empty(),
             "connect is denied outright"
         );
         assert_eq!(rules[&libc::SYS_socket].len(), 16);
+        let tcp = seccomp_rules(true).expect("rules");
+        assert!(
+            !tcp.contains_key(&libc::SYS_connect),
+            "an installer connects"
+        );
+        // The 62 families of 0–64 but Unix and IP, those past 64, the 15 types but a stream.
+        assert_eq!(tcp[&libc::SYS_socket].len(), 62 + 1 + 15);
     }
 }

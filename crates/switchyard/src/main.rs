@@ -74,6 +74,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Internal: inside an installer's sandbox, hand its proxy connections to the hub.
+    #[command(hide = true)]
+    SandboxForward,
 }
 
 fn init_logging(format: LogFormat) {
@@ -104,6 +107,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Command::SandboxExec { args } = &cli.command {
         std::process::exit(switchyard_exec::sandbox_exec::sandbox_exec_main(args));
+    }
+    if let Command::SandboxForward = cli.command {
+        std::process::exit(switchyard_exec::index_proxy::sandbox_forward_main());
     }
     if let Command::Verify(args) = &cli.command {
         match switchyard::verify::run(args)? {
@@ -161,6 +167,9 @@ fn main() -> anyhow::Result<()> {
         Command::Executors(args) => {
             cli_exit(runtime.block_on(switchyard::cli::executors::run(args)))
         }
-        Command::JsWorker | Command::SandboxExec { .. } | Command::Verify(_) => Ok(()),
+        Command::JsWorker
+        | Command::SandboxExec { .. }
+        | Command::SandboxForward
+        | Command::Verify(_) => Ok(()),
     }
 }

@@ -11,6 +11,7 @@ mod egress;
 mod executors;
 mod fairness;
 mod input;
+mod install_network;
 mod isolation;
 mod keys;
 mod mcp;
