@@ -27,6 +27,8 @@ pub struct InstallRun<'a> {
     pub memory_mb: u32,
     pub tmp_mb: u32,
     pub timeout: Duration,
+    /// A host directory bound read-write at `/out` in its root, for what it installs.
+    pub out: Option<&'a Path>,
 }
 
 /// What an installer run did.
@@ -106,6 +108,7 @@ impl Installer {
             exe: false,
             cgroup: group.as_ref(),
             index_proxy: true,
+            out: run.out,
         };
         let argv = iso.wrap(&limits, &confine, &run.program.to_string_lossy(), &run.args);
         let (hub_end, child_end) = std::os::unix::net::UnixStream::pair()

@@ -199,6 +199,7 @@ impl JsPool {
             exe: true,
             cgroup: group.as_ref(),
             index_proxy: false,
+            out: None,
         };
         let argv = self.isolation.wrap(
             &limits,

@@ -22,6 +22,7 @@ mod error;
 pub mod index_proxy;
 pub mod install;
 mod js;
+pub mod packages;
 mod process;
 mod redaction;
 mod runner;

@@ -499,6 +499,7 @@ pub(crate) async fn spawn(
         exe: false,
         cgroup: group.as_ref(),
         index_proxy: false,
+        out: None,
     };
     let rt = staged.rt;
     let argv = isolation.wrap(

@@ -98,6 +98,8 @@ pub struct Confine<'a> {
     /// Its only network is the hub's index proxy (a package install), reached through the
     /// forwarder the helper starts; stdin is the channel to the proxy.
     pub index_proxy: bool,
+    /// A host directory bound read-write at `/out` (an install's output).
+    pub out: Option<&'a Path>,
 }
 
 /// New network, PID and mount namespaces, the helper as PID 1 of its own.
@@ -264,6 +266,9 @@ impl Isolation {
             }
             if confine.index_proxy {
                 cmd.push("--index-proxy".into());
+            }
+            if let Some(out) = confine.out {
+                cmd.extend(["--out".into(), out.to_string_lossy().into_owned()]);
             }
             for dir in confine.cgroup.into_iter().flat_map(RunGroup::dirs) {
                 cmd.extend(["--cgroup".into(), dir.to_string_lossy().into_owned()]);

@@ -158,8 +158,14 @@ struct Options {
     /// the loopback is brought up and a forwarder listens on [`INDEX_PROXY_PORT`]; the program
     /// gets no stdin and may open TCP connections (in a network namespace with nothing else).
     index_proxy: bool,
+    /// A host directory bound read-write at [`OUT_DIR`] in the new root (where an installer
+    /// puts what it installed; the hub gives it a size-limited tmpfs).
+    out: Option<PathBuf>,
     program: Vec<String>,
 }
+
+/// Where `--out` binds the host directory in the new root.
+pub const OUT_DIR: &str = "/out";
 
 /// The loopback port a networked sandbox reaches the hub's index proxy on (as its HTTP proxy).
 pub const INDEX_PROXY_PORT: u16 = 3128;
@@ -217,6 +223,7 @@ fn parse(args: &[String]) -> Result<Options, HelperError> {
             "--ro" => o.ro.push(PathBuf::from(value(i)?)),
             "--cgroup" => o.cgroups.push(PathBuf::from(value(i)?)),
             "--exe" => o.exe = Some(PathBuf::from(value(i)?)),
+            "--out" => o.out = Some(PathBuf::from(value(i)?)),
             // The first word that is not an option starts the program.
             _ => break,
         }
@@ -345,6 +352,14 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), HelperError> {
     }
     if let Some(exe) = &o.exe {
         bind_ro_at(at, exe, Path::new(PROGRAM), false)?;
+    }
+    if let Some(out) = &o.out {
+        let dst = at.join(&OUT_DIR[1..]);
+        std::fs::create_dir_all(&dst).map_err(fail(OUT_DIR))?;
+        mount(Some(out.as_path()), &dst, none, MsFlags::MS_BIND, none)
+            .map_err(fail(format!("binding {}", out.display())))?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        mount(none, &dst, none, flags, none).map_err(fail(format!("{OUT_DIR} nosuid")))?;
     }
     let etc = at.join("etc");
     std::fs::create_dir_all(&etc).map_err(fail("etc"))?;
@@ -544,7 +559,11 @@ fn confine(o: &Options) -> Result<(), HelperError> {
     } else if o.root {
         std::env::set_current_dir("/").map_err(fail("chdir /"))?;
     }
-    landlock(&granted(o), o.root, &o.rw)?;
+    let mut rw = o.rw.clone();
+    if o.out.is_some() && o.root {
+        rw.push(OUT_DIR.to_string());
+    }
+    landlock(&granted(o), o.root, &rw)?;
     seccomp(o.index_proxy)
 }
 

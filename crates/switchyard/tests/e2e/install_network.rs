@@ -89,6 +89,7 @@ async fn an_install_reaches_its_package_indexes_and_nothing_else() {
             memory_mb: 128,
             tmp_mb: 16,
             timeout: Duration::from_secs(120),
+            out: None,
         })
         .await
         .expect("the installer ran");

@@ -16,6 +16,7 @@ mod isolation;
 mod keys;
 mod mcp;
 mod operations;
+mod packages;
 mod platforms;
 mod policy;
 mod readme;

@@ -1,0 +1,330 @@
+//! Executors' packages on disk: an installer run in its sandbox (`install.rs`) resolves what an
+//! executor declares against the configured index and installs it into a size-limited tmpfs;
+//! what it installed becomes a content-addressed, read-only directory keyed by the ecosystem
+//! and the resolved lock (`pip-<sha256 of the lock>`), shared by every version and organization
+//! with the same lock. The lock (for pip: each resolved distribution, `name==version
+//! --hash=sha256:…`) is what makes a version reproducible.
+
+use crate::install::{InstallRun, Installer};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Requirements one executor may declare.
+pub const MAX_REQUIREMENTS: usize = 50;
+/// Longest requirement.
+const MAX_REQUIREMENT: usize = 200;
+/// The installer's own memory (pip resolving, npm's tree).
+const INSTALLER_MB: u32 = 512;
+
+/// Where installs come from and how large they may be.
+#[derive(Debug, Clone)]
+pub struct PackageSettings {
+    /// Where the installed directories live (the data dir's `packages/`).
+    pub root: PathBuf,
+    /// pip's index (a PEP 503 simple index).
+    pub pip_index: url::Url,
+    /// Largest install, MiB (the installer's output tmpfs).
+    pub max_mb: u32,
+    /// Longest install.
+    pub timeout: Duration,
+}
+
+/// An installed lock.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// `pip-<sha256 of the lock>`: the directory's name under the root.
+    pub key: String,
+    pub dir: PathBuf,
+    pub lock: String,
+}
+
+/// Why an install did not give a directory.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InstallFailed {
+    /// What was declared cannot be installed as it is (the message names the rule).
+    #[error("{0}")]
+    Refused(String),
+    /// The installer failed: its output says why (a missing package, no wheel, no space).
+    #[error("the installer failed: {0}")]
+    Installer(String),
+    /// The sandbox or the disk failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Installs packages and keeps their directories.
+#[derive(Clone)]
+pub struct Packages {
+    settings: Arc<PackageSettings>,
+    installer: Arc<Installer>,
+}
+
+/// Checks pip requirements: each a name with an optional version specifier and extras — no
+/// options (`-e`, `--index-url`), no URLs, paths or VCS references, which would reach past
+/// the index.
+pub fn check_pip_requirements(reqs: &[String]) -> Result<(), InstallFailed> {
+    if reqs.is_empty() || reqs.len() > MAX_REQUIREMENTS {
+        return Err(InstallFailed::Refused(format!(
+            "`packages.pip` lists 1–{MAX_REQUIREMENTS} requirements"
+        )));
+    }
+    for r in reqs {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "._-=<>!~,[] ".contains(c);
+        let first = r.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first || r.len() > MAX_REQUIREMENT || !r.chars().all(allowed) {
+            return Err(InstallFailed::Refused(format!(
+                "`packages.pip`: `{r}` is not a requirement this hub installs (a name with an optional version, e.g. `requests==2.32.3`; no options, URLs or paths)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Packages {
+    pub fn new(settings: PackageSettings, installer: Installer) -> Packages {
+        Packages {
+            settings: Arc::new(settings),
+            installer: Arc::new(installer),
+        }
+    }
+
+    /// Resolves and installs `requirements` with pip (wheels only: no package's code runs),
+    /// from the configured index.
+    pub async fn install_pip(&self, requirements: &[String]) -> Result<Installed, InstallFailed> {
+        check_pip_requirements(requirements)?;
+        let s = &self.settings;
+        let scratch = Scratch::mount(&s.root, s.max_mb)?;
+        let mut file = requirements.join("\n");
+        file.push('\n');
+        let args = [
+            "-I",
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--target",
+            "/out/site",
+            "--report",
+            "/out/report.json",
+            "--index-url",
+            s.pip_index.as_str(),
+            "-r",
+            "requirements.txt",
+        ];
+        let out = self
+            .installer
+            .run(InstallRun {
+                program: Path::new("/usr/bin/python3"),
+                args: args.map(String::from).to_vec(),
+                env: Vec::new(),
+                files: vec![("requirements.txt".into(), file.into_bytes())],
+                memory_mb: INSTALLER_MB,
+                tmp_mb: 64,
+                timeout: s.timeout,
+                out: Some(scratch.path()),
+            })
+            .await
+            .map_err(|e| InstallFailed::Setup(e.to_string()))?;
+        if out.exit != Some(0) {
+            let why = if out.timed_out {
+                format!("it ran longer than {} s", s.timeout.as_secs())
+            } else {
+                tail(&format!("{}\n{}", out.stdout, out.stderr))
+            };
+            return Err(InstallFailed::Installer(why));
+        }
+        let report = std::fs::read(scratch.path().join("report.json"))
+            .map_err(|e| InstallFailed::Installer(format!("pip wrote no report: {e}")))?;
+        let lock = pip_lock(&report)?;
+        self.keep("pip", &lock, &scratch.path().join("site"))
+    }
+
+    /// Moves what was installed to its content-addressed place, read-only (kept as it is when
+    /// another install of the same lock got there first).
+    fn keep(&self, ecosystem: &str, lock: &str, from: &Path) -> Result<Installed, InstallFailed> {
+        let digest = hex(&Sha256::digest(format!("{ecosystem}\n{lock}").as_bytes()));
+        let key = format!("{ecosystem}-{digest}");
+        let dir = self.settings.root.join(&key);
+        let setup = |what: &str| {
+            let what = what.to_string();
+            move |e: std::io::Error| InstallFailed::Setup(format!("{what}: {e}"))
+        };
+        if !dir.exists() {
+            let staging = tempfile::Builder::new()
+                .prefix(".staging-")
+                .tempdir_in(&self.settings.root)
+                .map_err(setup("staging the packages"))?;
+            let tree = staging.path().join("tree");
+            copy_tree(from, &tree).map_err(setup("copying the packages"))?;
+            read_only(&tree).map_err(setup("making the packages read-only"))?;
+            if let Err(e) = std::fs::rename(&tree, &dir)
+                && !dir.exists()
+            {
+                return Err(setup("keeping the packages")(e));
+            }
+        }
+        Ok(Installed {
+            key,
+            dir,
+            lock: lock.to_string(),
+        })
+    }
+}
+
+/// The lock of a pip install: each distribution its report says it installed, with the hash
+/// of what was downloaded, sorted.
+fn pip_lock(report: &[u8]) -> Result<String, InstallFailed> {
+    let bad = |why: &str| InstallFailed::Installer(format!("pip's report: {why}"));
+    let v: serde_json::Value = serde_json::from_slice(report).map_err(|e| bad(&e.to_string()))?;
+    let mut lines = Vec::new();
+    for item in v["install"].as_array().ok_or_else(|| bad("no `install`"))? {
+        let name = item["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| bad("a name"))?;
+        let version = item["metadata"]["version"]
+            .as_str()
+            .ok_or_else(|| bad("a version"))?;
+        let hash = item["download_info"]["archive_info"]["hashes"]["sha256"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                item["download_info"]["archive_info"]["hash"]
+                    .as_str()
+                    .and_then(|h| h.strip_prefix("sha256="))
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| bad(&format!("no sha256 for {name}")))?;
+        lines.push(format!(
+            "{}=={version} --hash=sha256:{hash}",
+            name.to_ascii_lowercase()
+        ));
+    }
+    lines.sort();
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The last lines of what an installer said (its error is at the end).
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies a tree (files, directories, symbolic links as links).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every file readable and not writable by anyone, every directory searchable.
+fn read_only(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            read_only(&entry.path())?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode();
+            let exec = if mode & 0o111 != 0 { 0o555 } else { 0o444 };
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(exec))?;
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555))
+}
+
+/// The installer's output: a tmpfs of the install's size limit, mounted by the hub under the
+/// packages root and bound into the installer's root; unmounted and removed when dropped.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn mount(root: &Path, max_mb: u32) -> Result<Scratch, InstallFailed> {
+        let setup = |what: &'static str| {
+            move |e: std::io::Error| InstallFailed::Setup(format!("{what}: {e}"))
+        };
+        std::fs::create_dir_all(root).map_err(setup("creating the packages directory"))?;
+        let dir = tempfile::Builder::new()
+            .prefix(".install-")
+            .tempdir_in(root)
+            .map_err(setup("creating the install's directory"))?;
+        let data = format!("size={max_mb}m,nr_inodes=65536,mode=0777");
+        mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(data.as_str()),
+        )
+        .map_err(|e| InstallFailed::Setup(format!("mounting the install's tmpfs: {e}")))?;
+        Ok(Scratch { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = umount2(self.dir.path(), MntFlags::MNT_DETACH);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_name_packages_and_nothing_else() {
+        let ok = |r: &[&str]| {
+            check_pip_requirements(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert!(ok(&["requests==2.32.3", "pydantic[email]>=2,<3", "six"]).is_ok());
+        for bad in [
+            "-e git+https://x/y",
+            "--index-url=https://evil",
+            "pkg @ https://evil/pkg.whl",
+            "./local",
+            "pkg; os_name=='posix'",
+        ] {
+            assert!(ok(&[bad]).is_err(), "{bad}");
+        }
+        assert!(ok(&[]).is_err());
+    }
+
+    #[test]
+    fn a_pip_lock_is_sorted_names_versions_and_hashes() {
+        let report = br#"{"install": [
+            {"metadata": {"name": "Zed", "version": "1"}, "download_info": {"archive_info": {"hash": "sha256=bb"}}},
+            {"metadata": {"name": "abc", "version": "2"}, "download_info": {"archive_info": {"hashes": {"sha256": "aa"}}}}
+        ]}"#;
+        assert_eq!(
+            pip_lock(report).expect("lock"),
+            "abc==2 --hash=sha256:aa\nzed==1 --hash=sha256:bb\n"
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! Executors' packages, installed: pip resolves against a package index this test serves (a
+//! wheel it builds), in the installer's sandbox through the hub's index proxy, into a
+//! content-addressed read-only directory with its lock; a package that is not there, one over
+//! the size limit, and one that would run code to install (an sdist) each fail with the reason.
+
+use crate::helpers::*;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::egress::EgressPolicy;
+use switchyard_exec::index_proxy::{Index, IndexProxy};
+use switchyard_exec::install::Installer;
+use switchyard_exec::packages::{InstallFailed, PackageSettings, Packages};
+use switchyard_exec::sandbox::Isolation;
+
+/// Builds a wheel `NAME-VERSION-py3-none-any.whl` holding `NAME/__init__.py` (`code`) and a
+/// data file of `pad` bytes, into file `OUT`; prints its SHA-256 in hex.
+const WHEEL: &str = r#"
+import base64, hashlib, io, sys, zipfile
+name, version, code, pad, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+files = {f"{name}/__init__.py": code.encode(), f"{name}/data.bin": b"x" * pad,
+         f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+         f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+record = []
+for path, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append(f"{path},sha256={digest},{len(data)}")
+record.append(f"{name}-{version}.dist-info/RECORD,,")
+files[f"{name}-{version}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    for path, data in files.items():
+        z.writestr(path, data)
+open(out, "wb").write(buf.getvalue())
+sys.stdout.write(hashlib.sha256(buf.getvalue()).hexdigest())
+"#;
+
+/// A wheel's bytes and their SHA-256 (hex).
+struct Wheel {
+    bytes: Vec<u8>,
+    sha256: String,
+}
+
+fn wheel(name: &str, version: &str, code: &str, pad: usize) -> Wheel {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("w.whl");
+    let out = std::process::Command::new("python3")
+        .args(["-c", WHEEL, name, version, code, &pad.to_string()])
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Wheel {
+        bytes: std::fs::read(&file).expect("wheel"),
+        sha256: String::from_utf8(out.stdout).expect("hex"),
+    }
+}
+
+/// A PEP 503 simple index: each project's page links its files with their hashes.
+async fn serve_index(files: Vec<(&'static str, String, Wheel)>) -> std::net::SocketAddr {
+    let files = Arc::new(files);
+    let pages = files.clone();
+    let app = axum::Router::new()
+        .route(
+            "/simple/{project}/",
+            axum::routing::get(
+                move |axum::extract::Path(project): axum::extract::Path<String>| {
+                    let pages = pages.clone();
+                    async move {
+                        let links: String = pages
+                            .iter()
+                            .filter(|(p, _, _)| *p == project)
+                            .map(|(_, f, w)| {
+                                format!("<a href=\"/files/{f}#sha256={}\">{f}</a>\n", w.sha256)
+                            })
+                            .collect();
+                        if links.is_empty() {
+                            Err(axum::http::StatusCode::NOT_FOUND)
+                        } else {
+                            Ok(axum::response::Html(format!(
+                                "<html><body>{links}</body></html>"
+                            )))
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/files/{file}",
+            axum::routing::get(
+                move |axum::extract::Path(file): axum::extract::Path<String>| {
+                    let files = files.clone();
+                    async move {
+                        files
+                            .iter()
+                            .find(|(_, f, _)| *f == file)
+                            .map(|(_, _, w)| w.bytes.clone())
+                            .ok_or(axum::http::StatusCode::NOT_FOUND)
+                    }
+                },
+            ),
+        );
+    serve_on_loopback(app).await
+}
+
+async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Packages {
+    let helper = Path::new(env!("CARGO_BIN_EXE_switchyard")).to_path_buf();
+    let isolation = tokio::task::spawn_blocking(move || Isolation::probe(Some(&helper)))
+        .await
+        .expect("probe");
+    let policy = EgressPolicy {
+        allow: vec!["127.0.0.0/8".parse().expect("net")],
+        require_https: false,
+    };
+    let proxy = IndexProxy::new(
+        vec![Index {
+            host: "127.0.0.1".into(),
+            port: index.port(),
+        }],
+        policy,
+    );
+    Packages::new(
+        PackageSettings {
+            root: root.to_path_buf(),
+            pip_index: format!("http://{index}/simple/").parse().expect("url"),
+            max_mb,
+            timeout: Duration::from_secs(240),
+        },
+        Installer::new(isolation, proxy),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_lock() {
+    let greet = wheel(
+        "greet",
+        "1.0",
+        "def hello():\n    return 'hello from greet'\n",
+        10,
+    );
+    let big = wheel("big", "1.0", "", 3 * 1024 * 1024);
+    let greet_sha = greet.sha256.clone();
+    let sdist = Wheel {
+        bytes: b"not really a tarball".to_vec(),
+        sha256: "00".repeat(32),
+    };
+    let index = serve_index(vec![
+        ("greet", "greet-1.0-py3-none-any.whl".into(), greet),
+        ("big", "big-1.0-py3-none-any.whl".into(), big),
+        // Only a source archive: installing it would run its setup code, which pip is told never to.
+        ("sdistonly", "sdistonly-1.0.tar.gz".into(), sdist),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("packages");
+    let pkgs = packages(&root, index, 2).await;
+
+    let installed = pkgs
+        .install_pip(&["greet==1.0".into()])
+        .await
+        .expect("installed");
+    assert_eq!(
+        installed.lock,
+        format!("greet==1.0 --hash=sha256:{greet_sha}\n")
+    );
+    assert!(installed.key.starts_with("pip-"), "{}", installed.key);
+    let code = std::fs::read_to_string(installed.dir.join("greet/__init__.py")).expect("code");
+    assert!(code.contains("hello from greet"));
+    use std::os::unix::fs::PermissionsExt;
+    for path in [
+        installed.dir.join("greet/__init__.py"),
+        installed.dir.clone(),
+    ] {
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o222, 0, "{} is writable: {mode:o}", path.display());
+    }
+    // The same lock again: the same directory.
+    let again = pkgs
+        .install_pip(&["greet".into()])
+        .await
+        .expect("installed again");
+    assert_eq!((again.key, again.dir), (installed.key, installed.dir));
+
+    let failed = |r: Result<_, InstallFailed>, needle: &str| {
+        let e = r.expect_err("an install that cannot succeed");
+        assert!(
+            matches!(e, InstallFailed::Installer(_)) && e.to_string().contains(needle),
+            "expected `{needle}`: {e}"
+        );
+    };
+    failed(
+        pkgs.install_pip(&["nosuch==1.0".into()]).await,
+        "No matching distribution",
+    );
+    failed(
+        pkgs.install_pip(&["sdistonly==1.0".into()]).await,
+        "No matching distribution",
+    );
+    failed(
+        pkgs.install_pip(&["big==1.0".into()]).await,
+        "No space left on device",
+    );
+    // Refused before anything runs.
+    let refused = pkgs
+        .install_pip(&["greet @ http://127.0.0.1:1/greet.whl".into()])
+        .await
+        .expect_err("a URL");
+    assert!(matches!(refused, InstallFailed::Refused(_)), "{refused}");
+    // Nothing of the failed installs is left under the root but the one directory.
+    let left: Vec<String> = std::fs::read_dir(&root)
+        .expect("root")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
