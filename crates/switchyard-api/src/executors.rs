@@ -31,6 +31,7 @@ pub async fn put(
         parameters: body.parameters,
         retries: body.retries,
         tool: body.tool.map(Into::into),
+        packages: body.packages,
     };
     let ex = s.hub.define_executor(&org, def).await?;
     let saved = s.hub.put_executor(&ex).await?;

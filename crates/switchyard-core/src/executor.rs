@@ -87,6 +87,12 @@ pub struct Executor {
     /// How AI agents see it over MCP, if it is offered to them as a tool.
     #[serde(default)]
     pub(crate) tool: Option<crate::tool::Tool>,
+    /// The packages its code declares (its language's ecosystem), if any.
+    #[serde(default)]
+    pub(crate) packages: Option<crate::packages::PackageSet>,
+    /// Where the install of those packages stands (`None` without packages).
+    #[serde(default)]
+    pub packages_state: Option<crate::packages::PackageState>,
 }
 
 /// An executor version as the store keeps it, already checked when it was saved.
@@ -101,6 +107,8 @@ pub struct StoredExecutor {
     pub retries: Option<u32>,
     pub created_at: i64,
     pub tool: Option<crate::tool::Tool>,
+    pub packages: Option<crate::packages::PackageSet>,
+    pub packages_state: Option<crate::packages::PackageState>,
 }
 
 impl Executor {
@@ -116,6 +124,8 @@ impl Executor {
             retries: s.retries,
             created_at: s.created_at,
             tool: s.tool,
+            packages: s.packages,
+            packages_state: s.packages_state,
         }
     }
     /// This definition as version `version`, saved at `at`.
@@ -135,6 +145,33 @@ impl Executor {
     /// How AI agents see it, if it is offered to them as a tool.
     pub fn tool(&self) -> Option<&crate::tool::Tool> {
         self.tool.as_ref()
+    }
+    /// The packages its code declares.
+    pub fn packages(&self) -> Option<&crate::packages::PackageSet> {
+        self.packages.as_ref()
+    }
+    /// This executor with `packages` declared, checked against its language; a version with
+    /// packages starts `installing`.
+    pub fn with_packages(
+        self,
+        packages: Option<crate::packages::PackageSet>,
+    ) -> Result<Executor, CoreError> {
+        let Some(set) = packages else {
+            return Ok(Executor {
+                packages: None,
+                packages_state: None,
+                ..self
+            });
+        };
+        let ExecutorSpec::Code { language, .. } = &self.spec else {
+            return Err(CoreError::invalid("`packages` belong to `code` executors"));
+        };
+        set.check(*language)?;
+        Ok(Executor {
+            packages: Some(set),
+            packages_state: Some(crate::packages::PackageState::Installing),
+            ..self
+        })
     }
     /// This executor offered to AI agents as `tool`, checked against the executor: its name
     /// and description are the defaults.
@@ -191,6 +228,8 @@ impl Executor {
             retries,
             created_at: 0,
             tool: None,
+            packages: None,
+            packages_state: None,
         })
     }
 
@@ -537,6 +576,8 @@ mod tests {
             retries: None,
             created_at: 0,
             tool: None,
+            packages: None,
+            packages_state: None,
         };
         let env = json!({"type": "TicketCreated", "data": {"ticketId": 456}});
         assert_eq!(

@@ -23,6 +23,7 @@ pub mod ids;
 pub mod limits;
 pub mod ordering;
 pub mod org;
+pub mod packages;
 pub mod path;
 pub mod retry;
 pub mod routing;

@@ -6,6 +6,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.environ["SDK"]))
 import switchyard_sdk as _sdk  # noqa: E402
 
+if os.environ.get("SWITCHYARD_PACKAGES"):
+    # The executor's installed packages, bound read-only into the run's root.
+    sys.path.insert(0, os.environ["SWITCHYARD_PACKAGES"])
+
 if os.environ.get("SWITCHYARD_WARM"):
     # Started ahead of its run: say so on the SDK channel, wait there for the code and the input
     # (one JSON line; the hub sends nothing else before the code's first call), write them.

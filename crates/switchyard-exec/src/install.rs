@@ -109,6 +109,7 @@ impl Installer {
             cgroup: group.as_ref(),
             index_proxy: true,
             out: run.out,
+            packages: None,
         };
         let argv = iso.wrap(&limits, &confine, &run.program.to_string_lossy(), &run.args);
         let (hub_end, child_end) = std::os::unix::net::UnixStream::pair()

@@ -200,6 +200,7 @@ impl JsPool {
             cgroup: group.as_ref(),
             index_proxy: false,
             out: None,
+            packages: None,
         };
         let argv = self.isolation.wrap(
             &limits,

@@ -83,7 +83,21 @@ pub fn check_pip_requirements(reqs: &[String]) -> Result<(), InstallFailed> {
     Ok(())
 }
 
+impl PackageSettings {
+    /// The indexes installs may reach.
+    pub fn indexes(&self) -> Vec<crate::index_proxy::Index> {
+        crate::index_proxy::Index::of(&self.pip_index)
+            .into_iter()
+            .collect()
+    }
+}
+
 impl Packages {
+    /// Where the directory of `key` is (whether or not it is installed here).
+    pub fn dir_of(&self, key: &str) -> PathBuf {
+        self.settings.root.join(key)
+    }
+
     pub fn new(settings: PackageSettings, installer: Installer) -> Packages {
         Packages {
             settings: Arc::new(settings),

@@ -189,6 +189,8 @@ pub struct RunSpec<'a> {
     pub timeout: Duration,
     /// Only compile the code: success is a clean compile, failure names the error and line.
     pub check: bool,
+    /// The executor's installed packages, bound read-only into the run's root.
+    pub packages: Option<&'a Path>,
 }
 
 /// Runs code in a child process and reports what happened: [`stage`] its files and room,
@@ -274,6 +276,8 @@ pub(crate) struct SdkChannel {
 struct Staged {
     rt: Runtime,
     program: PathBuf,
+    /// The executor's installed packages.
+    packages: Option<PathBuf>,
     /// The run's slot (its uid) and its memory in the budget, held until it ends.
     room: crate::capacity::ChildRoom,
     kernel_mb: u32,
@@ -305,6 +309,7 @@ impl Staged {
             work: &self.work,
             check: self.check,
             warm: false,
+            packages: self.packages.as_deref(),
         }
     }
 }
@@ -323,6 +328,8 @@ pub(crate) struct Launch<'a> {
     pub check: bool,
     /// It waits for its code on the SDK channel (a warm interpreter).
     pub warm: bool,
+    /// Installed packages to bind read-only and name in `SWITCHYARD_PACKAGES`.
+    pub packages: Option<&'a Path>,
 }
 
 /// Finds the interpreter, waits for room (a run slot with its own uid, so its process limit
@@ -362,6 +369,7 @@ async fn stage(
         language,
         memory_mb: spec.memory_mb,
         tmp_mb: spec.tmp_mb,
+        packages: spec.packages.map(Path::to_path_buf),
     };
     if let Some(w) = warm
         .filter(|_| !spec.check)
@@ -371,6 +379,7 @@ async fn stage(
         let staged = Staged {
             rt,
             program,
+            packages: spec.packages.map(Path::to_path_buf),
             room: share.with(slot),
             kernel_mb,
             work: isolation.work_dir(dir.path()),
@@ -401,6 +410,7 @@ async fn stage(
     let staged = Staged {
         rt,
         program,
+        packages: spec.packages.map(Path::to_path_buf),
         room,
         kernel_mb,
         dir,
@@ -496,6 +506,7 @@ pub(crate) async fn spawn(
         stage: Some(staged.dir),
         tmp_mb: staged.tmp_mb,
         ro: program_tree(staged.program),
+        packages: staged.packages,
         exe: false,
         cgroup: group.as_ref(),
         index_proxy: false,
@@ -520,6 +531,13 @@ pub(crate) async fn spawn(
         .env("SWITCHYARD_SDK_FD", SDK_FD.to_string())
         .env("SWITCHYARD_CHECK", if staged.check { "1" } else { "" })
         .env("SWITCHYARD_WARM", if staged.warm { "1" } else { "" })
+        .env(
+            "SWITCHYARD_PACKAGES",
+            staged
+                .packages
+                .map(|d| isolation.packages_dir(d).into_os_string())
+                .unwrap_or_default(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -65,6 +65,8 @@ pub(crate) struct RunnerInner {
     capacity: Capacity,
     /// Python, PHP and Node.js interpreters started ahead of their runs; `None`: off.
     warm: Option<crate::warm::WarmPool>,
+    /// Executors' packages: installs and their directories; `None`: no packages here.
+    packages: Option<crate::packages::Packages>,
     /// Each organization's limits (its key-value quota).
     pub(crate) shares: Arc<Shares>,
     /// The operator's bounds.
@@ -88,6 +90,8 @@ pub struct RunnerLimits {
     /// Python, PHP and Node.js interpreters kept started ahead of their runs, at most (each
     /// in its own sandbox, used by one run only); 0: every run starts its interpreter.
     pub warm_interpreters: u32,
+    /// Where executors' packages are installed from and kept; `None`: no packages.
+    pub packages: Option<crate::packages::PackageSettings>,
 }
 
 impl Runner {
@@ -107,11 +111,20 @@ impl Runner {
             .memory_budget_mb
             .unwrap_or_else(sandbox::default_budget_mb)
             .max(1);
+        let packages = limits.packages.clone().map(|settings| {
+            let proxy =
+                crate::index_proxy::IndexProxy::new(settings.indexes(), clients.policy().clone());
+            crate::packages::Packages::new(
+                settings,
+                crate::install::Installer::new(isolation.clone(), proxy),
+            )
+        });
         Runner {
             inner: Arc::new(RunnerInner {
                 store,
                 clients,
                 warm: crate::warm::WarmPool::new(isolation.clone(), limits.warm_interpreters),
+                packages,
                 isolation,
                 js,
                 capacity: Capacity::new(shares.clone(), budget_mb),
@@ -131,6 +144,68 @@ impl Runner {
     /// stays.
     pub fn plug_self_api(&self, api: Arc<dyn crate::SelfApi>) {
         let _ = self.inner.self_api.set(api);
+    }
+
+    /// Whether this hub installs packages of `ecosystem` (its `[packages]` settings, and a
+    /// sandbox whole enough to run installers in).
+    pub fn installs_packages(&self, ecosystem: switchyard_core::packages::Ecosystem) -> bool {
+        let iso = &self.inner.isolation;
+        self.inner.packages.is_some()
+            && ecosystem == switchyard_core::packages::Ecosystem::Pip
+            && iso.new_root()
+            && iso.unprivileged_user
+            && iso.groups.is_some()
+    }
+
+    /// Resolves and installs `set` (never run at run time: when a version is saved).
+    pub async fn install_packages(
+        &self,
+        set: &switchyard_core::packages::PackageSet,
+    ) -> Result<crate::packages::Installed, crate::packages::InstallFailed> {
+        use crate::packages::InstallFailed;
+        let Some(packages) = &self.inner.packages else {
+            return Err(InstallFailed::Refused(
+                "this hub installs no packages".into(),
+            ));
+        };
+        if !set.pip.is_empty() {
+            return packages.install_pip(&set.pip).await;
+        }
+        Err(InstallFailed::Refused(
+            "this hub installs pip packages only so far".into(),
+        ))
+    }
+
+    /// The directory of an executor's installed packages for a run: `Ok(None)` without
+    /// packages; `Err` says why the run cannot have them (installing, failed, not on this node).
+    fn packages_of(&self, ex: &Executor) -> Result<Option<std::path::PathBuf>, String> {
+        use switchyard_core::packages::PackageState;
+        match &ex.packages_state {
+            None => Ok(None),
+            Some(PackageState::Installing) => Err(
+                "the executor's packages are still installing; it runs once `packages_install.state` is `ready`"
+                    .into(),
+            ),
+            Some(PackageState::Failed { output }) => Err(format!(
+                "the executor's packages failed to install: {}",
+                output.lines().last().unwrap_or_default()
+            )),
+            Some(PackageState::Ready { key, .. }) => {
+                let dir = self
+                    .inner
+                    .packages
+                    .as_ref()
+                    .map(|p| p.dir_of(key))
+                    .ok_or("this hub installs no packages")?;
+                if dir.is_dir() {
+                    Ok(Some(dir))
+                } else {
+                    Err(format!(
+                        "the executor's packages ({key}) are not installed on this node"
+                    ))
+                }
+            }
+        }
     }
 
     /// The hub-wide memory budget for all concurrent runs (MiB).
@@ -265,6 +340,7 @@ impl Runner {
                     input: &Value::Null,
                     timeout,
                     check: true,
+                    packages: None,
                 };
                 process::run(&inner.isolation, &inner.capacity, None, spec, &broker).await
             }
@@ -355,20 +431,24 @@ impl Runner {
                 memory_mb,
                 tmp_mb,
                 ..
-            } => {
-                let spec = process::RunSpec {
-                    language: *language,
-                    source,
-                    memory_mb: *memory_mb,
-                    tmp_mb: (*tmp_mb).min(self.inner.limits.max_tmp_mb),
-                    input: &input,
-                    timeout,
-                    check: false,
-                };
-                let inner = &self.inner;
-                let warm = inner.warm.as_ref();
-                process::run(&inner.isolation, &inner.capacity, warm, spec, &broker).await
-            }
+            } => match self.packages_of(ex) {
+                Err(why) => Outcome::failed(RunFailure::Crashed, why),
+                Ok(packages) => {
+                    let spec = process::RunSpec {
+                        language: *language,
+                        source,
+                        memory_mb: *memory_mb,
+                        tmp_mb: (*tmp_mb).min(self.inner.limits.max_tmp_mb),
+                        input: &input,
+                        timeout,
+                        check: false,
+                        packages: packages.as_deref(),
+                    };
+                    let inner = &self.inner;
+                    let warm = inner.warm.as_ref();
+                    process::run(&inner.isolation, &inner.capacity, warm, spec, &broker).await
+                }
+            },
         };
         let outcome = cap_outcome(outcome);
         let (failure, error) = outcome.failure.unzip();

@@ -100,6 +100,8 @@ pub struct Confine<'a> {
     pub index_proxy: bool,
     /// A host directory bound read-write at `/out` (an install's output).
     pub out: Option<&'a Path>,
+    /// The executor's installed packages, bound read-only at `/packages` in a new root.
+    pub packages: Option<&'a Path>,
 }
 
 /// New network, PID and mount namespaces, the helper as PID 1 of its own.
@@ -238,6 +240,15 @@ impl Isolation {
         }
     }
 
+    /// Where a run sees its executor's installed packages, kept at `dir` on the host.
+    pub fn packages_dir(&self, dir: &Path) -> PathBuf {
+        if self.new_root() {
+            PathBuf::from(crate::sandbox_exec::PACKAGES_DIR)
+        } else {
+            dir.to_path_buf()
+        }
+    }
+
     /// Whether runs get a private tmpfs (and the staging directory stays the hub's).
     pub fn private_tmp(&self) -> bool {
         self.namespaces && self.helper.is_some()
@@ -269,6 +280,9 @@ impl Isolation {
             }
             if let Some(out) = confine.out {
                 cmd.extend(["--out".into(), out.to_string_lossy().into_owned()]);
+            }
+            if let Some(dir) = confine.packages {
+                cmd.extend(["--packages".into(), dir.to_string_lossy().into_owned()]);
             }
             for dir in confine.cgroup.into_iter().flat_map(RunGroup::dirs) {
                 cmd.extend(["--cgroup".into(), dir.to_string_lossy().into_owned()]);

@@ -161,8 +161,14 @@ struct Options {
     /// A host directory bound read-write at [`OUT_DIR`] in the new root (where an installer
     /// puts what it installed; the hub gives it a size-limited tmpfs).
     out: Option<PathBuf>,
+    /// An executor's installed packages: a host directory bound read-only at [`PACKAGES_DIR`]
+    /// in the new root (wherever the data dir is, even under the host's `/tmp`).
+    packages: Option<PathBuf>,
     program: Vec<String>,
 }
+
+/// Where `--packages` binds the executor's installed packages in the new root.
+pub const PACKAGES_DIR: &str = "/packages";
 
 /// Where `--out` binds the host directory in the new root.
 pub const OUT_DIR: &str = "/out";
@@ -224,6 +230,7 @@ fn parse(args: &[String]) -> Result<Options, HelperError> {
             "--cgroup" => o.cgroups.push(PathBuf::from(value(i)?)),
             "--exe" => o.exe = Some(PathBuf::from(value(i)?)),
             "--out" => o.out = Some(PathBuf::from(value(i)?)),
+            "--packages" => o.packages = Some(PathBuf::from(value(i)?)),
             // The first word that is not an option starts the program.
             _ => break,
         }
@@ -353,6 +360,9 @@ fn enter_new_root(at: &Path, o: &Options, uid: u32) -> Result<(), HelperError> {
     if let Some(exe) = &o.exe {
         bind_ro_at(at, exe, Path::new(PROGRAM), false)?;
     }
+    if let Some(packages) = &o.packages {
+        bind_ro_at(at, packages, Path::new(PACKAGES_DIR), false)?;
+    }
     if let Some(out) = &o.out {
         let dst = at.join(&OUT_DIR[1..]);
         std::fs::create_dir_all(&dst).map_err(fail(OUT_DIR))?;
@@ -435,6 +445,11 @@ fn drop_to(uid: u32) -> Result<(), HelperError> {
 /// The `--ro` paths and the program, where the run sees them.
 fn granted(o: &Options) -> Vec<PathBuf> {
     let mut paths = o.ro.clone();
+    match (&o.packages, o.root) {
+        (Some(_), true) => paths.push(PathBuf::from(PACKAGES_DIR)),
+        (Some(dir), false) => paths.push(dir.clone()),
+        (None, _) => {}
+    }
     match (&o.exe, o.root) {
         (Some(_), true) => paths.push(PathBuf::from(PROGRAM)),
         (Some(exe), false) => paths.push(exe.clone()),

@@ -28,11 +28,14 @@ pub const IDLE: Duration = Duration::from_secs(300);
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// What a warm interpreter is started for: a run must match it exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Shape {
     pub language: Language,
     pub memory_mb: u32,
     pub tmp_mb: u32,
+    /// The installed packages bound into its root: an executor with packages is as warm as
+    /// one without.
+    pub packages: Option<PathBuf>,
 }
 
 /// An interpreter in its sandbox, waiting for its code. Dropped unused, it is killed.
@@ -109,7 +112,7 @@ impl WarmPool {
     pub fn take(&self, shape: Shape) -> Option<Warm> {
         let taken = {
             let mut shapes = self.inner.shapes.lock().ok()?;
-            let entry = shapes.entry(shape).or_default();
+            let entry = shapes.entry(shape.clone()).or_default();
             entry.used = Some(Instant::now());
             let mut found = None;
             while let Some(mut w) = entry.ready.pop_front() {
@@ -120,7 +123,7 @@ impl WarmPool {
             }
             found
         };
-        self.refill(shape);
+        self.refill(&shape);
         metrics::counter!("switchyard_warm_runs_total", "language" => shape.language.as_str(), "warm" => if taken.is_some() { "yes" } else { "no" }).increment(1);
         taken
     }
@@ -142,14 +145,14 @@ impl WarmPool {
 
     /// Starts interpreters of `shape` until [`PER_SHAPE`] are waiting or starting, as far as
     /// the pool has uids (taking one from the shape used longest ago when it has none).
-    fn refill(&self, shape: Shape) {
+    fn refill(&self, shape: &Shape) {
         self.start_sweeping();
         loop {
             let slot = {
                 let Ok(mut shapes) = self.inner.shapes.lock() else {
                     return;
                 };
-                let entry = shapes.entry(shape).or_default();
+                let entry = shapes.entry(shape.clone()).or_default();
                 if entry.ready.len() + entry.starting >= PER_SHAPE {
                     return;
                 }
@@ -161,9 +164,9 @@ impl WarmPool {
                         let now = Instant::now();
                         let victim = shapes
                             .iter()
-                            .filter(|(s, e)| **s != shape && !e.ready.is_empty())
+                            .filter(|(s, e)| *s != shape && !e.ready.is_empty())
                             .min_by_key(|(_, e)| e.used.unwrap_or(now))
-                            .map(|(s, _)| *s);
+                            .map(|(s, _)| s.clone());
                         if let Some(v) = victim {
                             drop(shapes.get_mut(&v).and_then(|e| e.ready.pop_front()));
                         }
@@ -171,23 +174,25 @@ impl WarmPool {
                     }
                 };
                 let Some(slot) = slot else { return };
-                if let Some(entry) = shapes.get_mut(&shape) {
+                if let Some(entry) = shapes.get_mut(shape) {
                     entry.starting += 1;
                 }
                 slot
             };
             let pool = self.clone();
+            let shape = shape.clone();
             tokio::spawn(async move {
-                let started = pool.start(shape, slot).await;
+                let started = pool.start(&shape, slot).await;
                 let Ok(mut shapes) = pool.inner.shapes.lock() else {
                     return;
                 };
+                let language = shape.language;
                 let entry = shapes.entry(shape).or_default();
                 entry.starting = entry.starting.saturating_sub(1);
                 match started {
                     Ok(w) => entry.ready.push_back(w),
                     Err(why) => {
-                        tracing::warn!(language = shape.language.as_str(), error = %why, "a warm interpreter did not start");
+                        tracing::warn!(language = language.as_str(), error = %why, "a warm interpreter did not start");
                     }
                 }
             });
@@ -195,7 +200,7 @@ impl WarmPool {
     }
 
     /// Starts one interpreter of `shape` as `slot`'s uid and waits until it says it is ready.
-    async fn start(&self, shape: Shape, slot: UidSlot) -> Result<Warm, String> {
+    async fn start(&self, shape: &Shape, slot: UidSlot) -> Result<Warm, String> {
         let isolation = &self.inner.isolation;
         let rt = process::runtime_to_run(shape.language, shape.memory_mb).ok_or_else(|| {
             format!(
@@ -226,6 +231,7 @@ impl WarmPool {
             work: &work,
             check: false,
             warm: true,
+            packages: shape.packages.as_deref(),
         };
         // Its CPU-time limit is the longest run's: the run's own deadline stops it sooner.
         let longest = Duration::from_millis(u64::from(MAX_TIMEOUT_MS));

@@ -115,7 +115,39 @@ impl Hub {
             .await?;
         let saved = self.inner.store.put_executor(ex).await?;
         self.executor_changed(&saved.org_id, saved.name()).await;
+        if let Some(set) = saved.packages().cloned() {
+            self.install_packages(&saved, set);
+        }
         Ok(saved)
+    }
+
+    /// Installs the packages of version `ex` in the background (never at run time): its state
+    /// goes from `installing` to `ready` with the lock, or `failed` with the installer's
+    /// output, on every node.
+    fn install_packages(&self, ex: &Executor, set: switchyard_core::packages::PackageSet) {
+        let hub = self.clone();
+        let (org, name, version) = (ex.org_id.clone(), ex.name().to_string(), ex.version);
+        tokio::spawn(async move {
+            use switchyard_core::packages::PackageState;
+            let state = match hub.inner.runner.install_packages(&set).await {
+                Ok(installed) => PackageState::Ready {
+                    key: installed.key,
+                    lock: installed.lock,
+                },
+                Err(e) => PackageState::Failed {
+                    output: e.to_string(),
+                },
+            };
+            if let Err(e) = hub
+                .inner
+                .store
+                .set_packages_state(&org, &name, version, &state)
+                .await
+            {
+                tracing::warn!(%org, executor = %name, version, error = %e, "an install's state could not be saved");
+            }
+            hub.executor_changed(&org, &name).await;
+        });
     }
 
     /// Deletes an executor with all its versions and the subscriptions that run it.

@@ -25,6 +25,8 @@ pub struct ExecutorDefinition {
     pub retries: Option<u32>,
     /// Offered to AI agents as this tool.
     pub tool: Option<switchyard_core::tool::ToolDraft>,
+    /// The packages its code declares.
+    pub packages: Option<switchyard_core::packages::PackageSet>,
 }
 
 /// What this instance's sandbox offers, as `/readyz` reports it.
@@ -72,7 +74,17 @@ impl Hub {
             def.parameters,
             def.retries,
         )?
-        .with_tool(def.tool)?;
+        .with_tool(def.tool)?
+        .with_packages(def.packages)?;
+        if let (Some(_), ExecutorSpec::Code { language, .. }) = (ex.packages(), ex.spec())
+            && let Some(eco) = switchyard_core::packages::Ecosystem::of(*language)
+            && !self.inner.runner.installs_packages(eco)
+        {
+            return Err(HubError::Invalid(CoreError::invalid(format!(
+                "`packages`: this hub does not install {} packages (its sandbox cannot run installers, `[packages]` is off, or the ecosystem is not supported yet)",
+                eco.as_str()
+            ))));
+        }
         // Code that does not compile is refused now, not at its first event.
         match runner.check_code(org, ex.spec()).await {
             Ok(()) => Ok(ex),

@@ -117,6 +117,7 @@ impl HubSettings {
                 memory_budget_mb: Some(256),
                 allow_unbounded_runs: false,
                 warm_interpreters: 0,
+                packages: None,
             },
             retention: RetentionSettings::default(),
             schedules: ScheduleSettings::default(),

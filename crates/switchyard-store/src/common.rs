@@ -23,8 +23,22 @@ pub(crate) const DELIVERY_COLS: &str = "id, org_id, event_id, endpoint_id, subsc
 
 pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, at, status_code, duration_ms, error, response_body, waited, retry_reason, request_headers, node";
 
-pub(crate) const EXECUTOR_COLS: &str =
-    "org_id, name, version, description, spec, parameters, retries, created_at, tool";
+/// The directory keys of the `ready` package states among `states` (JSON), each once.
+pub(crate) fn package_keys(states: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = states
+        .iter()
+        .filter_map(|s| serde_json::from_str::<switchyard_core::packages::PackageState>(s).ok())
+        .filter_map(|s| match s {
+            switchyard_core::packages::PackageState::Ready { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+pub(crate) const EXECUTOR_COLS: &str = "org_id, name, version, description, spec, parameters, retries, created_at, tool, packages, packages_state";
 
 pub(crate) const RUN_COLS: &str = "id, org_id, executor, version, event_id, status, input, output, error, logs, stderr, exit, duration_ms, at, hook, failure";
 

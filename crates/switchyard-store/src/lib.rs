@@ -314,6 +314,16 @@ pub trait ExecutorCatalog: Send + Sync {
     async fn executor_versions(&self, org: &OrgId, name: &str) -> Result<Vec<Executor>>;
     /// Deletes every version, and the subscriptions that run it.
     async fn delete_executor(&self, org: &OrgId, name: &str) -> Result<()>;
+    /// Records where the install of version `version`'s packages stands.
+    async fn set_packages_state(
+        &self,
+        org: &OrgId,
+        name: &str,
+        version: u32,
+        state: &switchyard_core::packages::PackageState,
+    ) -> Result<()>;
+    /// The keys of the package directories some stored version uses (the rest may go).
+    async fn packages_in_use(&self) -> Result<Vec<String>>;
     async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()>;
     async fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<String>>;
     /// Names and update times; never values.

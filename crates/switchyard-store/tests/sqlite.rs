@@ -195,7 +195,7 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
     }
     store.close();
     drop(store);
-    // Go back to before migration 5 (undoing what migrations 6 to 15 added), with the
+    // Go back to before migration 5 (undoing what migrations 6 to 16 added), with the
     // deliveries in place, and open again: the table rebuild runs on real rows.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
@@ -212,7 +212,8 @@ async fn the_delivery_table_rebuild_keeps_every_delivery() {
          ALTER TABLE subscriptions DROP COLUMN mode; DROP TABLE schedules;
          DROP INDEX deliveries_hooks_due; ALTER TABLE orgs DROP COLUMN limits;
          ALTER TABLE orgs DROP COLUMN kv_bytes; ALTER TABLE runs DROP COLUMN failure;
-         ALTER TABLE executors DROP COLUMN tool;
+         ALTER TABLE executors DROP COLUMN tool; ALTER TABLE executors DROP COLUMN packages;
+         ALTER TABLE executors DROP COLUMN packages_state;
          CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
          DELETE FROM refinery_schema_history WHERE version > 4;",
     )

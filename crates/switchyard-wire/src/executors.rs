@@ -53,6 +53,49 @@ pub struct ExecutorIn {
     /// Offer this executor to AI agents as a tool of the organization's MCP server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<crate::tools::ToolIn>,
+    /// code: packages its code uses, of its language's ecosystem: `{"pip": ["requests==2.32.3"]}`
+    /// (Python), `{"npm": ["lodash@4.17.21"]}` (Node.js), `{"composer": {"vendor/pkg": "^1.2"}}`
+    /// (PHP). Installed when the version is saved; runs wait for nothing and fail until it is
+    /// `ready` (`packages_install`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub packages: Option<switchyard_core::packages::PackageSet>,
+}
+
+/// Where the install of a version's packages stands.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PackagesInstallOut {
+    /// `installing`, `ready` or `failed`.
+    pub state: String,
+    /// ready: what was resolved, the version's lock (it is installed again from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// failed: what the installer said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl From<&switchyard_core::packages::PackageState> for PackagesInstallOut {
+    fn from(s: &switchyard_core::packages::PackageState) -> Self {
+        use switchyard_core::packages::PackageState;
+        match s {
+            PackageState::Installing => PackagesInstallOut {
+                state: "installing".into(),
+                lock: None,
+                output: None,
+            },
+            PackageState::Ready { lock, .. } => PackagesInstallOut {
+                state: "ready".into(),
+                lock: Some(lock.clone()),
+                output: None,
+            },
+            PackageState::Failed { output } => PackagesInstallOut {
+                state: "failed".into(),
+                lock: None,
+                output: Some(output.clone()),
+            },
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -69,6 +112,13 @@ pub struct ExecutorOut {
     /// How AI agents see it, if it is offered to them as a tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<crate::tools::ToolOut>,
+    /// The packages it declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub packages: Option<switchyard_core::packages::PackageSet>,
+    /// Where their install stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_install: Option<PackagesInstallOut>,
 }
 
 impl From<&Executor> for ExecutorOut {
@@ -82,6 +132,8 @@ impl From<&Executor> for ExecutorOut {
             retries: e.retries,
             created_at: to_rfc3339(e.created_at),
             tool: e.tool().map(crate::tools::ToolOut::from),
+            packages: e.packages().cloned(),
+            packages_install: e.packages_state.as_ref().map(PackagesInstallOut::from),
         }
     }
 }

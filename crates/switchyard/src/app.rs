@@ -212,6 +212,7 @@ impl Application {
                     memory_budget_mb: settings.run_memory_budget_mb,
                     allow_unbounded_runs: settings.allow_unbounded_runs,
                     warm_interpreters: settings.warm_interpreters,
+                    packages: settings.packages.clone(),
                 },
                 retention: settings.retention.clone(),
                 schedules: settings.schedules,

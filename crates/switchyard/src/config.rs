@@ -150,6 +150,7 @@ pub struct Config {
     pub delivery: DeliveryTunables,
     pub retention: RetentionFile,
     pub schedules: SchedulesFile,
+    pub packages: PackagesFile,
     pub postgres: PostgresFile,
     /// `[limits]`: what each organization may take of the hub (its shares and quotas),
     /// unless the instance admin set its own.
@@ -193,6 +194,20 @@ pub enum Database {
         url: String,
         options: switchyard_store::PgOptions,
     },
+}
+
+/// `[packages]`: executors' packages, installed when a version is saved.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesFile {
+    /// Install packages at all.
+    pub enabled: bool,
+    /// pip's index (PEP 503 simple API): the public one, or the operator's mirror.
+    pub pip_index_url: String,
+    /// Largest install, MiB.
+    pub max_mb: u32,
+    /// Longest install, seconds.
+    pub timeout_s: u64,
 }
 
 /// `[schedules]`.
@@ -406,6 +421,14 @@ impl Config {
             100,
             60_000,
         )?;
+        let p = &self.packages;
+        within("[packages] max_mb", p.max_mb, 1, 16 * 1024)?;
+        within("[packages] timeout_s", p.timeout_s, 10, 3600)?;
+        let index = url::Url::parse(&p.pip_index_url)
+            .map_err(|e| anyhow::anyhow!("[packages] pip_index_url: {e}"))?;
+        if !matches!(index.scheme(), "http" | "https") || index.host_str().is_none() {
+            bail!("[packages] pip_index_url must be an http(s) URL with a host");
+        }
         let r = &self.retention;
         within("[retention] interval_s", r.interval_s, 1, 86_400)?;
         within("[retention] batch", r.batch, 1, 5000)?;
@@ -470,6 +493,8 @@ pub struct Settings {
     pub allow_unbounded_runs: bool,
     /// Interpreters started ahead of their runs, at most.
     pub warm_interpreters: u32,
+    /// Executors' packages: where they come from and where they are kept; `None`: off.
+    pub packages: Option<switchyard_exec::packages::PackageSettings>,
     /// The delivery engine's tunables, validated.
     pub delivery: DeliveryTunables,
     /// What is deleted when.
@@ -517,6 +542,7 @@ impl Settings {
     /// What the hub runs with, from checked settings and the master key (if given).
     fn from_config(c: Config, master_key: Option<String>) -> anyhow::Result<Settings> {
         let limits = switchyard_core::limits::Limits::default().with(&c.limits);
+        let packages_root = c.data_dir.join("packages");
         Ok(Settings {
             database: c.database()?,
             listen: c.listen,
@@ -533,6 +559,16 @@ impl Settings {
             run_memory_budget_mb: c.run_memory_budget_mb,
             allow_unbounded_runs: c.allow_unbounded_runs,
             warm_interpreters: c.warm_interpreters,
+            packages: c
+                .packages
+                .enabled
+                .then(|| switchyard_exec::packages::PackageSettings {
+                    root: packages_root.clone(),
+                    pip_index: url::Url::parse(&c.packages.pip_index_url)
+                        .expect("checked by Config::validate"),
+                    max_mb: c.packages.max_mb,
+                    timeout: Duration::from_secs(c.packages.timeout_s),
+                }),
             retention: c.retention.resolve(),
             schedules: switchyard_hub::ScheduleSettings {
                 seconds: c.schedules.seconds_field,

@@ -400,6 +400,8 @@ pub(super) fn executor_from_row(r: &Row) -> Result<Executor> {
             retries: uint_opt(r, 6)?,
             created_at: get(r, 7)?,
             tool: json_opt(r, 8, "executor tool")?,
+            packages: json_opt(r, 9, "executor packages")?,
+            packages_state: json_opt(r, 10, "executor packages state")?,
         },
     ))
 }

@@ -30,8 +30,8 @@ impl ExecutorCatalog for PgStore {
         let version = latest.unwrap_or(0) + 1;
         let now = now_ms();
         db.exec(
-            "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at, tool)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at, tool, packages, packages_state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &ex.org_id,
                 &ex.name(),
@@ -44,6 +44,10 @@ impl ExecutorCatalog for PgStore {
                 &ex.retries.map(i64::from),
                 &now,
                 &ex.tool().map(|t| serde_json::to_string(t).unwrap_or_default()),
+                &ex.packages().map(|p| serde_json::to_string(p).unwrap_or_default()),
+                &ex.packages_state
+                    .as_ref()
+                    .map(|s| serde_json::to_string(s).unwrap_or_default()),
             ],
         )
         .await?;
@@ -128,6 +132,45 @@ impl ExecutorCatalog for PgStore {
             commit(tx).await
         })
         .await
+    }
+
+    async fn set_packages_state(
+        &self,
+        org: &OrgId,
+        name: &str,
+        version: u32,
+        state: &switchyard_core::packages::PackageState,
+    ) -> Result<()> {
+        naming(Missing::Executor, async {
+            let c = self.conn().await?;
+            let n = Db::C(&c)
+                .exec(
+                    "UPDATE executors SET packages_state = $4 WHERE org_id = $1 AND name = $2 AND version = $3",
+                    &[
+                        org,
+                        &name,
+                        &i64::from(version),
+                        &serde_json::to_string(state).unwrap_or_default(),
+                    ],
+                )
+                .await?;
+            found(n)
+        })
+        .await
+    }
+
+    async fn packages_in_use(&self) -> Result<Vec<String>> {
+        let c = self.conn().await?;
+        let states: Vec<String> = Db::C(&c)
+            .rows(
+                "SELECT packages_state FROM executors WHERE packages_state IS NOT NULL",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<_>>()?;
+        Ok(crate::common::package_keys(&states))
     }
 
     async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()> {

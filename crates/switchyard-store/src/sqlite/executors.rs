@@ -15,8 +15,8 @@ impl ExecutorCatalog for SqliteStore {
             let now = now_ms();
             ctx.conn
                 .prepare_cached(
-                    "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at, tool)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO executors (org_id, name, version, description, spec, parameters, retries, created_at, tool, packages, packages_state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     ex.org_id,
@@ -27,7 +27,9 @@ impl ExecutorCatalog for SqliteStore {
                     ex.parameters().as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
                     ex.retries,
                     now,
-                    ex.tool().map(|t| serde_json::to_string(t).unwrap_or_default())
+                    ex.tool().map(|t| serde_json::to_string(t).unwrap_or_default()),
+                    ex.packages().map(|p| serde_json::to_string(p).unwrap_or_default()),
+                    ex.packages_state.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default())
                 ])?;
             Ok(ex.numbered(version, now))
         })
@@ -108,6 +110,43 @@ impl ExecutorCatalog for SqliteStore {
                 Ok(())
             })
             .await
+        })
+        .await
+    }
+
+    async fn set_packages_state(
+        &self,
+        org: &OrgId,
+        name: &str,
+        version: u32,
+        state: &switchyard_core::packages::PackageState,
+    ) -> Result<()> {
+        naming(Missing::Executor, async {
+            let (org, name) = (org.clone(), name.to_string());
+            let state = serde_json::to_string(state).unwrap_or_default();
+            self.write(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE executors SET packages_state = ?4 WHERE org_id = ?1 AND name = ?2 AND version = ?3",
+                    )?
+                    .execute(params![org, name, version, state])?;
+                found(n)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn packages_in_use(&self) -> Result<Vec<String>> {
+        self.read(move |c, _| {
+            let states: Vec<String> = list(
+                c,
+                "SELECT packages_state FROM executors WHERE packages_state IS NOT NULL",
+                &[],
+                |r| r.get(0),
+            )?;
+            Ok(crate::common::package_keys(&states))
         })
         .await
     }

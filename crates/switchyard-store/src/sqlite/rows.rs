@@ -225,6 +225,8 @@ pub(super) fn executor_from_row(r: &Row) -> rusqlite::Result<Executor> {
             retries: r.get(6)?,
             created_at: r.get(7)?,
             tool: json_col_opt(r, 8, "executor tool")?,
+            packages: json_col_opt(r, 9, "executor packages")?,
+            packages_state: json_col_opt(r, 10, "executor packages state")?,
         },
     ))
 }

@@ -1297,6 +1297,8 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         retries: Some(0),
         created_at: 0,
         tool: None,
+        packages: None,
+        packages_state: None,
     };
     let ex = Executor::stored(stored.clone());
     assert_eq!(store.put_executor(&ex).await.expect("put").version, 1);
@@ -1323,6 +1325,11 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
             )
             .expect("valid tool"),
         ),
+        packages: Some(switchyard_core::packages::PackageSet {
+            pip: vec!["six==1.16.0".into()],
+            ..Default::default()
+        }),
+        packages_state: Some(switchyard_core::packages::PackageState::Installing),
         ..stored
     });
     assert_eq!(store.put_executor(&v2).await.expect("put").version, 2);
@@ -1334,6 +1341,35 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         (got.version, got.spec(), got.parameters(), got.tool()),
         (2, v2.spec(), ex.parameters(), v2.tool())
     );
+    assert_eq!(
+        (got.packages(), &got.packages_state),
+        (v2.packages(), &v2.packages_state)
+    );
+    // An install's outcome is recorded on its version; the directories in use are listed.
+    let ready = switchyard_core::packages::PackageState::Ready {
+        key: "pip-abc".into(),
+        lock: "six==1.16.0 --hash=sha256:00\n".into(),
+    };
+    store
+        .set_packages_state(&oid("c-x"), "double", 2, &ready)
+        .await
+        .expect("state");
+    let got = store
+        .get_executor(&oid("c-x"), "double")
+        .await
+        .expect("get");
+    assert_eq!(got.packages_state, Some(ready.clone()));
+    assert_eq!(
+        store.packages_in_use().await.expect("in use"),
+        vec!["pip-abc".to_string()]
+    );
+    assert!(matches!(
+        store
+            .set_packages_state(&oid("c-x"), "double", 9, &ready)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!((got.version, got.spec()), (2, v2.spec()));
     assert!(matches!(
         store.get_executor(&oid("c-y"), "double").await,
         Err(StoreError::NotFound(Missing::Executor))
@@ -2569,6 +2605,8 @@ pub async fn event_hooks_are_claimed_a_few_per_organization(store: &dyn Store) {
             retries: Some(0),
             created_at: 0,
             tool: None,
+            packages: None,
+            packages_state: None,
         });
         store.put_executor(&ex).await.expect("executor");
         let mut sub = stored_subscription(org, &EndpointId::generate(), &["*"]);

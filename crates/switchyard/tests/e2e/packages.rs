@@ -218,3 +218,135 @@ async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_loc
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+fn settings_for(root: &Path, index: std::net::SocketAddr) -> PackageSettings {
+    PackageSettings {
+        root: root.to_path_buf(),
+        pip_index: format!("http://{index}/simple/").parse().expect("url"),
+        max_mb: 16,
+        timeout: Duration::from_secs(240),
+    }
+}
+
+/// The executor's install state once it is no longer `installing`.
+async fn installed(app: &TestApp, org: &Org, name: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (s, v) = app
+            .get(&format!("/v1/orgs/{}/executors/{name}", org.id), &org.admin)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        if v["packages_install"]["state"] != "installing" {
+            return v["packages_install"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} still installing after five minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_runs_with_the_packages_it_declares() {
+    use crate::executors::{put_executor, run};
+    use serde_json::json;
+    let greet = wheel(
+        "greet",
+        "1.0",
+        "def hello():\n    return 'hello from greet'\n",
+        10,
+    );
+    let greet_sha = greet.sha256.clone();
+    let index = serve_index(vec![("greet", "greet-1.0-py3-none-any.whl".into(), greet)]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("packages");
+    let with_index = |s: &mut switchyard::Settings| {
+        s.packages = Some(settings_for(&root, index));
+    };
+    let app = spawn_app_in(dir.path(), with_index).await;
+    let org = app.org("pkgs").await;
+    let source = "import os, greet\ndef main(input, sdk):\n    return {'said': greet.hello(), 'warm': os.environ.get('SWITCHYARD_WARM', '')}\n";
+    let (s, v) = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/orgs/{}/executors/greeter", org.id),
+            &org.admin,
+            Some(
+                json!({"type": "code", "language": "python", "source": source,
+                        "packages": {"pip": ["greet==1.0"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["packages"], json!({"pip": ["greet==1.0"]}));
+    assert_eq!(v["packages_install"]["state"], "installing", "{v}");
+    let state = installed(&app, &org, "greeter").await;
+    assert_eq!(state["state"], "ready", "{state:#}");
+    assert_eq!(
+        state["lock"],
+        format!("greet==1.0 --hash=sha256:{greet_sha}\n")
+    );
+    let r = run(&app, &org, "greeter", json!({})).await;
+    assert_eq!(r["output"]["said"], "hello from greet", "{r:#}");
+    // An executor with packages is as warm as one without.
+    wait_until("a warm run with packages", || async {
+        let r = run(&app, &org, "greeter", json!({})).await;
+        assert_eq!(r["output"]["said"], "hello from greet", "{r:#}");
+        r["output"]["warm"] == "1"
+    })
+    .await;
+
+    // A package the index does not have: the install fails with pip's words, and so do runs.
+    put_executor(
+        &app,
+        &org,
+        "broken",
+        json!({"type": "code", "language": "python", "source": source,
+               "packages": {"pip": ["nosuch==1.0"]}}),
+    )
+    .await;
+    let state = installed(&app, &org, "broken").await;
+    assert_eq!(state["state"], "failed", "{state:#}");
+    assert!(
+        state["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("No matching distribution")),
+        "{state:#}"
+    );
+    let r = run(&app, &org, "broken", json!({})).await;
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("packages failed to install")),
+        "{r:#}"
+    );
+    // What cannot be installed here is refused when saved.
+    for (lang, packages) in [
+        ("javascript", json!({"npm": ["lodash@4.17.21"]})),
+        ("python", json!({"npm": ["lodash@4.17.21"]})),
+        (
+            "python",
+            json!({"pip": ["-e git+https://example.com/x.git"]}),
+        ),
+    ] {
+        let (s, v) = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/orgs/{}/executors/refused", org.id),
+                &org.admin,
+                Some(json!({"type": "code", "language": lang,
+                            "source": "function main() { return 1; }", "packages": packages})),
+            )
+            .await;
+        assert_eq!(s, 422, "{lang} {packages}: {v}");
+    }
+
+    // Packages survive a restart: the directory is on disk, the state in the store.
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), with_index).await;
+    let r = run(&app, &org, "greeter", json!({})).await;
+    assert_eq!(r["output"]["said"], "hello from greet", "{r:#}");
+    app.stop().await;
+}
