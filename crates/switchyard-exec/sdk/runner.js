@@ -28,6 +28,11 @@ if (process.env.SWITCHYARD_WARM) {
   fs.writeFileSync("main.js", go.main);
   fs.writeFileSync("input.json", go.input);
 }
+if (process.env.SWITCHYARD_PACKAGES) {
+  // The executor's installed packages, bound read-only into the run's root: found from main.js
+  // (CommonJS and ES modules alike) through a node_modules beside it.
+  fs.symlinkSync(path.join(process.env.SWITCHYARD_PACKAGES, "node_modules"), path.join(process.cwd(), "node_modules"));
+}
 const file = path.join(process.cwd(), "main.js");
 const source = fs.readFileSync(file, "utf8");
 

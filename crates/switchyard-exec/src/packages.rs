@@ -26,6 +26,8 @@ pub struct PackageSettings {
     pub root: PathBuf,
     /// pip's index (a PEP 503 simple index).
     pub pip_index: url::Url,
+    /// npm's registry.
+    pub npm_registry: url::Url,
     /// Largest install, MiB (the installer's output tmpfs).
     pub max_mb: u32,
     /// Longest install.
@@ -86,9 +88,12 @@ pub fn check_pip_requirements(reqs: &[String]) -> Result<(), InstallFailed> {
 impl PackageSettings {
     /// The indexes installs may reach.
     pub fn indexes(&self) -> Vec<crate::index_proxy::Index> {
-        crate::index_proxy::Index::of(&self.pip_index)
+        let mut all: Vec<crate::index_proxy::Index> = [&self.pip_index, &self.npm_registry]
             .into_iter()
-            .collect()
+            .filter_map(crate::index_proxy::Index::of)
+            .collect();
+        all.dedup();
+        all
     }
 }
 
@@ -158,6 +163,67 @@ impl Packages {
             .map_err(|e| InstallFailed::Installer(format!("pip wrote no report: {e}")))?;
         let lock = pip_lock(&report)?;
         self.keep("pip", &lock, &scratch.path().join("site"))
+    }
+
+    /// Resolves and installs npm `packages` from the configured registry, with no install
+    /// scripts (`--ignore-scripts`): no package's code runs.
+    pub async fn install_npm(&self, packages: &[String]) -> Result<Installed, InstallFailed> {
+        let s = &self.settings;
+        let npm_cli = std::fs::canonicalize("/usr/bin/npm")
+            .or_else(|_| std::fs::canonicalize("/usr/local/bin/npm"))
+            .map_err(|_| InstallFailed::Setup("npm is not installed on this hub".into()))?;
+        let node = crate::process::interpreter_path(switchyard_core::executor::Language::Node)
+            .map_err(|e| InstallFailed::Setup(e.to_string()))?;
+        let scratch = Scratch::mount(&s.root, s.max_mb)?;
+        let proxy = format!("http://127.0.0.1:{}", crate::sandbox_exec::INDEX_PROXY_PORT);
+        let mut args: Vec<String> = vec![
+            npm_cli.to_string_lossy().into_owned(),
+            "install".into(),
+            "--ignore-scripts".into(),
+            "--no-audit".into(),
+            "--no-fund".into(),
+            "--no-update-notifier".into(),
+            "--save-exact".into(),
+            "--cache".into(),
+            "/tmp/.npm".into(),
+            "--registry".into(),
+            s.npm_registry.to_string(),
+            "--proxy".into(),
+            proxy.clone(),
+            "--https-proxy".into(),
+            proxy,
+            "--prefix".into(),
+            "/out".into(),
+            "--".into(),
+        ];
+        args.extend(packages.iter().cloned());
+        let out = self
+            .installer
+            .run(InstallRun {
+                program: &node,
+                args,
+                env: Vec::new(),
+                files: Vec::new(),
+                memory_mb: INSTALLER_MB,
+                tmp_mb: s.max_mb.max(64),
+                timeout: s.timeout,
+                out: Some(scratch.path()),
+            })
+            .await
+            .map_err(|e| InstallFailed::Setup(e.to_string()))?;
+        if out.exit != Some(0) {
+            let why = if out.timed_out {
+                format!("it ran longer than {} s", s.timeout.as_secs())
+            } else {
+                tail(&format!("{}\n{}", out.stdout, out.stderr))
+            };
+            return Err(InstallFailed::Installer(why));
+        }
+        let lock =
+            std::fs::read_to_string(scratch.path().join("package-lock.json")).map_err(|e| {
+                InstallFailed::Installer(format!("npm wrote no package-lock.json: {e}"))
+            })?;
+        self.keep("npm", &lock, scratch.path())
     }
 
     /// Moves what was installed to its content-addressed place, read-only (kept as it is when

@@ -151,7 +151,7 @@ impl Runner {
     pub fn installs_packages(&self, ecosystem: switchyard_core::packages::Ecosystem) -> bool {
         let iso = &self.inner.isolation;
         self.inner.packages.is_some()
-            && ecosystem == switchyard_core::packages::Ecosystem::Pip
+            && ecosystem != switchyard_core::packages::Ecosystem::Composer
             && iso.new_root()
             && iso.unprivileged_user
             && iso.groups.is_some()
@@ -171,8 +171,11 @@ impl Runner {
         if !set.pip.is_empty() {
             return packages.install_pip(&set.pip).await;
         }
+        if !set.npm.is_empty() {
+            return packages.install_npm(&set.npm).await;
+        }
         Err(InstallFailed::Refused(
-            "this hub installs pip packages only so far".into(),
+            "this hub installs pip and npm packages so far".into(),
         ))
     }
 

@@ -204,6 +204,8 @@ pub struct PackagesFile {
     pub enabled: bool,
     /// pip's index (PEP 503 simple API): the public one, or the operator's mirror.
     pub pip_index_url: String,
+    /// npm's registry: the public one, or the operator's mirror.
+    pub npm_registry_url: String,
     /// Largest install, MiB.
     pub max_mb: u32,
     /// Longest install, seconds.
@@ -424,10 +426,15 @@ impl Config {
         let p = &self.packages;
         within("[packages] max_mb", p.max_mb, 1, 16 * 1024)?;
         within("[packages] timeout_s", p.timeout_s, 10, 3600)?;
-        let index = url::Url::parse(&p.pip_index_url)
-            .map_err(|e| anyhow::anyhow!("[packages] pip_index_url: {e}"))?;
-        if !matches!(index.scheme(), "http" | "https") || index.host_str().is_none() {
-            bail!("[packages] pip_index_url must be an http(s) URL with a host");
+        for (name, value) in [
+            ("pip_index_url", &p.pip_index_url),
+            ("npm_registry_url", &p.npm_registry_url),
+        ] {
+            let index =
+                url::Url::parse(value).map_err(|e| anyhow::anyhow!("[packages] {name}: {e}"))?;
+            if !matches!(index.scheme(), "http" | "https") || index.host_str().is_none() {
+                bail!("[packages] {name} must be an http(s) URL with a host");
+            }
         }
         let r = &self.retention;
         within("[retention] interval_s", r.interval_s, 1, 86_400)?;
@@ -565,6 +572,8 @@ impl Settings {
                 .then(|| switchyard_exec::packages::PackageSettings {
                     root: packages_root.clone(),
                     pip_index: url::Url::parse(&c.packages.pip_index_url)
+                        .expect("checked by Config::validate"),
+                    npm_registry: url::Url::parse(&c.packages.npm_registry_url)
                         .expect("checked by Config::validate"),
                     max_mb: c.packages.max_mb,
                     timeout: Duration::from_secs(c.packages.timeout_s),

@@ -127,6 +127,7 @@ async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Pack
         PackageSettings {
             root: root.to_path_buf(),
             pip_index: format!("http://{index}/simple/").parse().expect("url"),
+            npm_registry: format!("http://{index}/npm/").parse().expect("url"),
             max_mb,
             timeout: Duration::from_secs(240),
         },
@@ -223,13 +224,14 @@ fn settings_for(root: &Path, index: std::net::SocketAddr) -> PackageSettings {
     PackageSettings {
         root: root.to_path_buf(),
         pip_index: format!("http://{index}/simple/").parse().expect("url"),
+        npm_registry: format!("http://{index}/npm/").parse().expect("url"),
         max_mb: 16,
         timeout: Duration::from_secs(240),
     }
 }
 
 /// The executor's install state once it is no longer `installing`.
-async fn installed(app: &TestApp, org: &Org, name: &str) -> serde_json::Value {
+async fn installed_state(app: &TestApp, org: &Org, name: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         let (s, v) = app
@@ -281,7 +283,7 @@ async fn an_executor_runs_with_the_packages_it_declares() {
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["packages"], json!({"pip": ["greet==1.0"]}));
     assert_eq!(v["packages_install"]["state"], "installing", "{v}");
-    let state = installed(&app, &org, "greeter").await;
+    let state = installed_state(&app, &org, "greeter").await;
     assert_eq!(state["state"], "ready", "{state:#}");
     assert_eq!(
         state["lock"],
@@ -306,7 +308,7 @@ async fn an_executor_runs_with_the_packages_it_declares() {
                "packages": {"pip": ["nosuch==1.0"]}}),
     )
     .await;
-    let state = installed(&app, &org, "broken").await;
+    let state = installed_state(&app, &org, "broken").await;
     assert_eq!(state["state"], "failed", "{state:#}");
     assert!(
         state["output"]
@@ -349,4 +351,161 @@ async fn an_executor_runs_with_the_packages_it_declares() {
     let r = run(&app, &org, "greeter", json!({})).await;
     assert_eq!(r["output"]["said"], "hello from greet", "{r:#}");
     app.stop().await;
+}
+
+/// Builds an npm tarball of `name@version` (`package/package.json` with `scripts`, and
+/// `package/index.js` holding `code`) into file `OUT`; prints its sha512 integrity and sha1.
+const TARBALL: &str = r#"
+import base64, hashlib, io, json, sys, tarfile
+name, version, code, scripts, out = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+files = {"package/package.json": json.dumps({"name": name, "version": version, "main": "index.js", "scripts": scripts}).encode(),
+         "package/index.js": code.encode()}
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as t:
+    for path, data in files.items():
+        info = tarfile.TarInfo(path)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+data = buf.getvalue()
+open(out, "wb").write(data)
+sys.stdout.write("sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode() + " " + hashlib.sha1(data).hexdigest())
+"#;
+
+/// An npm package's tarball and its digests.
+struct Tarball {
+    name: &'static str,
+    bytes: Vec<u8>,
+    integrity: String,
+    shasum: String,
+}
+
+fn tarball(name: &'static str, code: &str, scripts: serde_json::Value) -> Tarball {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("p.tgz");
+    let out = std::process::Command::new("python3")
+        .args(["-c", TARBALL, name, "1.0.0", code, &scripts.to_string()])
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout).expect("digests");
+    let (integrity, shasum) = said.split_once(' ').expect("two digests");
+    Tarball {
+        name,
+        bytes: std::fs::read(&file).expect("tarball"),
+        integrity: integrity.into(),
+        shasum: shasum.into(),
+    }
+}
+
+/// An npm registry under `/npm/`: each package's document (`/npm/NAME`) and tarball.
+async fn serve_registry(packages: Vec<Tarball>) -> std::net::SocketAddr {
+    let packages = Arc::new(packages);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let docs = packages.clone();
+    let app = axum::Router::new()
+        .route(
+            "/npm/{name}",
+            axum::routing::get(move |axum::extract::Path(name): axum::extract::Path<String>| {
+                let docs = docs.clone();
+                async move {
+                    let p = docs.iter().find(|p| p.name == name).ok_or(axum::http::StatusCode::NOT_FOUND)?;
+                    let tarball = format!("http://{addr}/npm/{name}/-/{name}-1.0.0.tgz");
+                    Ok::<_, axum::http::StatusCode>(axum::Json(serde_json::json!({
+                        "name": name, "dist-tags": {"latest": "1.0.0"},
+                        "versions": {"1.0.0": {"name": name, "version": "1.0.0",
+                            "dist": {"tarball": tarball, "integrity": p.integrity, "shasum": p.shasum}}}
+                    })))
+                }
+            }),
+        )
+        .route(
+            "/npm/{name}/-/{file}",
+            axum::routing::get(move |axum::extract::Path((name, _)): axum::extract::Path<(String, String)>| {
+                let packages = packages.clone();
+                async move {
+                    packages
+                        .iter()
+                        .find(|p| p.name == name)
+                        .map(|p| p.bytes.clone())
+                        .ok_or(axum::http::StatusCode::NOT_FOUND)
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_installs_without_running_install_scripts_and_node_code_requires_it() {
+    use crate::executors::run;
+    use serde_json::json;
+    let pad = tarball("padder", "exports.pad = (s) => '[' + s + ']';", json!({}));
+    // Its install scripts would leave a file where the install is written: they never run.
+    let scripted = tarball(
+        "scripted",
+        "exports.ok = true;",
+        json!({"preinstall": "node -e \"require('fs').writeFileSync('/out/pwned-pre', 'x')\"",
+               "install": "node -e \"require('fs').writeFileSync('/out/pwned', 'x')\""}),
+    );
+    let registry = serve_registry(vec![pad, scripted]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("packages");
+    let pkgs = packages(&root, registry, 16).await;
+    let installed = pkgs
+        .install_npm(&["padder@1.0.0".into(), "scripted@1.0.0".into()])
+        .await
+        .expect("installed");
+    assert!(installed.key.starts_with("npm-"), "{}", installed.key);
+    assert!(installed.dir.join("node_modules/padder/index.js").is_file());
+    assert!(
+        installed.lock.contains("\"node_modules/padder\""),
+        "{}",
+        installed.lock
+    );
+    for marker in ["pwned", "pwned-pre"] {
+        assert!(
+            !installed.dir.join(marker).exists(),
+            "an install script ran: {marker}"
+        );
+    }
+    failed_with(pkgs.install_npm(&["nosuch@1.0.0".into()]).await, "404");
+
+    // Through the hub: a Node.js executor requires what it declared.
+    let with_registry = |s: &mut switchyard::Settings| {
+        s.packages = Some(settings_for(&root, registry));
+    };
+    let app = spawn_app_in(dir.path(), with_registry).await;
+    let org = app.org("npm-pkgs").await;
+    crate::executors::put_executor(
+        &app,
+        &org,
+        "padding",
+        json!({"type": "code", "language": "node",
+               "source": "const { pad } = require('padder');\nfunction main(input) { return { said: pad(input.s) }; }",
+               "packages": {"npm": ["padder@1.0.0"]}}),
+    )
+    .await;
+    let state = installed_state(&app, &org, "padding").await;
+    assert_eq!(state["state"], "ready", "{state:#}");
+    let r = run(&app, &org, "padding", json!({"s": "x"})).await;
+    assert_eq!(r["output"], json!({"said": "[x]"}), "{r:#}");
+    app.stop().await;
+}
+
+fn failed_with<T: std::fmt::Debug>(r: Result<T, InstallFailed>, needle: &str) {
+    let e = r.expect_err("an install that cannot succeed");
+    assert!(
+        matches!(e, InstallFailed::Installer(_)) && e.to_string().contains(needle),
+        "expected `{needle}`: {e}"
+    );
 }
