@@ -62,6 +62,9 @@ pub enum InstallFailed {
 pub struct Packages {
     settings: Arc<PackageSettings>,
     installer: Arc<Installer>,
+    /// One install from a lock at a time per directory (a node lacking it, asked by runs).
+    flights:
+        Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Checks pip requirements: each a name with an optional version specifier and extras — no
@@ -107,6 +110,7 @@ impl Packages {
         Packages {
             settings: Arc::new(settings),
             installer: Arc::new(installer),
+            flights: Arc::default(),
         }
     }
 
@@ -114,11 +118,21 @@ impl Packages {
     /// from the configured index.
     pub async fn install_pip(&self, requirements: &[String]) -> Result<Installed, InstallFailed> {
         check_pip_requirements(requirements)?;
-        let s = &self.settings;
-        let scratch = Scratch::mount(&s.root, s.max_mb)?;
         let mut file = requirements.join("\n");
         file.push('\n');
-        let args = [
+        let scratch = self.pip(&file, false).await?;
+        let report = std::fs::read(scratch.path().join("report.json"))
+            .map_err(|e| InstallFailed::Installer(format!("pip wrote no report: {e}")))?;
+        let lock = pip_lock(&report)?;
+        self.keep("pip", &lock, &scratch.path().join("site"))
+    }
+
+    /// Runs pip on `requirements` (a requirements file's text); `locked`: exactly those,
+    /// each with its hash, nothing resolved beyond them.
+    async fn pip(&self, requirements: &str, locked: bool) -> Result<Scratch, InstallFailed> {
+        let s = &self.settings;
+        let scratch = Scratch::mount(&s.root, s.max_mb)?;
+        let mut args = vec![
             "-I",
             "-m",
             "pip",
@@ -137,48 +151,52 @@ impl Packages {
             "-r",
             "requirements.txt",
         ];
-        let out = self
-            .installer
-            .run(InstallRun {
-                program: Path::new("/usr/bin/python3"),
-                args: args.map(String::from).to_vec(),
-                env: Vec::new(),
-                files: vec![("requirements.txt".into(), file.into_bytes())],
-                memory_mb: INSTALLER_MB,
-                tmp_mb: 64,
-                timeout: s.timeout,
-                out: Some(scratch.path()),
-            })
-            .await
-            .map_err(|e| InstallFailed::Setup(e.to_string()))?;
-        if out.exit != Some(0) {
-            let why = if out.timed_out {
-                format!("it ran longer than {} s", s.timeout.as_secs())
-            } else {
-                tail(&format!("{}\n{}", out.stdout, out.stderr))
-            };
-            return Err(InstallFailed::Installer(why));
+        if locked {
+            args.extend(["--require-hashes", "--no-deps"]);
         }
-        let report = std::fs::read(scratch.path().join("report.json"))
-            .map_err(|e| InstallFailed::Installer(format!("pip wrote no report: {e}")))?;
-        let lock = pip_lock(&report)?;
-        self.keep("pip", &lock, &scratch.path().join("site"))
+        let run = InstallRun {
+            program: Path::new("/usr/bin/python3"),
+            args: args.into_iter().map(String::from).collect(),
+            env: Vec::new(),
+            files: vec![("requirements.txt".into(), requirements.as_bytes().to_vec())],
+            memory_mb: INSTALLER_MB,
+            tmp_mb: 64,
+            timeout: s.timeout,
+            out: Some(scratch.path()),
+        };
+        self.installed_by(run).await?;
+        Ok(scratch)
     }
 
     /// Resolves and installs npm `packages` from the configured registry, with no install
     /// scripts (`--ignore-scripts`): no package's code runs.
     pub async fn install_npm(&self, packages: &[String]) -> Result<Installed, InstallFailed> {
+        let scratch = Scratch::mount(&self.settings.root, self.settings.max_mb)?;
+        self.npm(&scratch, "install", packages).await?;
+        let lock =
+            std::fs::read_to_string(scratch.path().join("package-lock.json")).map_err(|e| {
+                InstallFailed::Installer(format!("npm wrote no package-lock.json: {e}"))
+            })?;
+        self.keep("npm", &lock, scratch.path())
+    }
+
+    /// Runs `npm COMMAND PACKAGES…` on the install's output directory.
+    async fn npm(
+        &self,
+        scratch: &Scratch,
+        command: &str,
+        packages: &[String],
+    ) -> Result<(), InstallFailed> {
         let s = &self.settings;
         let npm_cli = std::fs::canonicalize("/usr/bin/npm")
             .or_else(|_| std::fs::canonicalize("/usr/local/bin/npm"))
             .map_err(|_| InstallFailed::Setup("npm is not installed on this hub".into()))?;
         let node = crate::process::interpreter_path(switchyard_core::executor::Language::Node)
             .map_err(|e| InstallFailed::Setup(e.to_string()))?;
-        let scratch = Scratch::mount(&s.root, s.max_mb)?;
         let proxy = format!("http://127.0.0.1:{}", crate::sandbox_exec::INDEX_PROXY_PORT);
         let mut args: Vec<String> = vec![
             npm_cli.to_string_lossy().into_owned(),
-            "install".into(),
+            command.into(),
             "--ignore-scripts".into(),
             "--no-audit".into(),
             "--no-fund".into(),
@@ -197,33 +215,117 @@ impl Packages {
             "--".into(),
         ];
         args.extend(packages.iter().cloned());
+        self.installed_by(InstallRun {
+            program: &node,
+            args,
+            env: Vec::new(),
+            files: Vec::new(),
+            memory_mb: INSTALLER_MB,
+            tmp_mb: s.max_mb.max(64),
+            timeout: s.timeout,
+            out: Some(scratch.path()),
+        })
+        .await
+    }
+
+    /// Runs an installer; `Err` with the end of what it said when it failed.
+    async fn installed_by(&self, run: InstallRun<'_>) -> Result<(), InstallFailed> {
+        let timeout = run.timeout;
         let out = self
             .installer
-            .run(InstallRun {
-                program: &node,
-                args,
-                env: Vec::new(),
-                files: Vec::new(),
-                memory_mb: INSTALLER_MB,
-                tmp_mb: s.max_mb.max(64),
-                timeout: s.timeout,
-                out: Some(scratch.path()),
-            })
+            .run(run)
             .await
             .map_err(|e| InstallFailed::Setup(e.to_string()))?;
-        if out.exit != Some(0) {
-            let why = if out.timed_out {
-                format!("it ran longer than {} s", s.timeout.as_secs())
-            } else {
-                tail(&format!("{}\n{}", out.stdout, out.stderr))
-            };
-            return Err(InstallFailed::Installer(why));
+        if out.exit == Some(0) {
+            return Ok(());
         }
-        let lock =
-            std::fs::read_to_string(scratch.path().join("package-lock.json")).map_err(|e| {
-                InstallFailed::Installer(format!("npm wrote no package-lock.json: {e}"))
-            })?;
-        self.keep("npm", &lock, scratch.path())
+        Err(InstallFailed::Installer(if out.timed_out {
+            format!("it ran longer than {} s", timeout.as_secs())
+        } else {
+            tail(&format!("{}\n{}", out.stdout, out.stderr))
+        }))
+    }
+
+    /// The directory of `key`, installed from `lock` first when this node lacks it (another
+    /// node installed it, or this one lost it): once, however many runs ask at the same time.
+    pub async fn ensure(&self, key: &str, lock: &str) -> Result<PathBuf, InstallFailed> {
+        let dir = self.dir_of(key);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let flight = {
+            let mut flights = self.flights.lock().await;
+            flights.entry(key.to_string()).or_default().clone()
+        };
+        let _only = flight.lock().await;
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let installed = if key.starts_with("pip-") {
+            let scratch = self.pip(lock, true).await?;
+            self.keep("pip", lock, &scratch.path().join("site"))?
+        } else if key.starts_with("npm-") {
+            let scratch = Scratch::mount(&self.settings.root, self.settings.max_mb)?;
+            std::fs::write(scratch.path().join("package-lock.json"), lock)
+                .and_then(|()| {
+                    std::fs::write(scratch.path().join("package.json"), npm_manifest(lock))
+                })
+                .map_err(|e| InstallFailed::Setup(format!("staging the lock: {e}")))?;
+            self.npm(&scratch, "ci", &[]).await?;
+            self.keep("npm", lock, scratch.path())?
+        } else {
+            return Err(InstallFailed::Refused(format!("no installer for `{key}`")));
+        };
+        self.flights.lock().await.remove(key);
+        if installed.key != key {
+            return Err(InstallFailed::Installer(format!(
+                "the lock installed as {} where the version names {key}",
+                installed.key
+            )));
+        }
+        Ok(installed.dir)
+    }
+
+    /// Removes the directories no stored version uses (`in_use`: their keys) that were
+    /// installed longer than `grace` ago; answers the keys removed.
+    pub fn remove_unused(&self, in_use: &[String], grace: Duration) -> Vec<String> {
+        let mut removed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.settings.root) else {
+            return removed;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("pip-") || name.starts_with("npm-");
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= grace);
+            if ours
+                && old
+                && !in_use.contains(&name)
+                && std::fs::remove_dir_all(entry.path()).is_ok()
+            {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+
+    /// Clears what installs cut short by a stop left (their tmpfs, their staging copies):
+    /// call once at start, before any install.
+    pub fn clear_leftovers(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.settings.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".install-") {
+                let _ = umount2(&entry.path(), MntFlags::MNT_DETACH);
+            }
+            if name.starts_with(".install-") || name.starts_with(".staging-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// Moves what was installed to its content-addressed place, read-only (kept as it is when
@@ -288,6 +390,15 @@ fn pip_lock(report: &[u8]) -> Result<String, InstallFailed> {
     }
     lines.sort();
     Ok(lines.join("\n") + "\n")
+}
+
+/// The `package.json` an npm lock was made from: its root's dependencies.
+fn npm_manifest(lock: &str) -> String {
+    let deps = serde_json::from_str::<serde_json::Value>(lock)
+        .ok()
+        .and_then(|l| l["packages"][""]["dependencies"].as_object().cloned())
+        .unwrap_or_default();
+    serde_json::json!({"dependencies": deps}).to_string()
 }
 
 /// The last lines of what an installer said (its error is at the end).

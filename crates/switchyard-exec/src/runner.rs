@@ -179,9 +179,10 @@ impl Runner {
         ))
     }
 
-    /// The directory of an executor's installed packages for a run: `Ok(None)` without
-    /// packages; `Err` says why the run cannot have them (installing, failed, not on this node).
-    fn packages_of(&self, ex: &Executor) -> Result<Option<std::path::PathBuf>, String> {
+    /// The directory of an executor's installed packages for a run, installed from its lock
+    /// first when this node lacks it: `Ok(None)` without packages; `Err` says why the run
+    /// cannot have them (installing, failed, not installable here).
+    async fn packages_of(&self, ex: &Executor) -> Result<Option<std::path::PathBuf>, String> {
         use switchyard_core::packages::PackageState;
         match &ex.packages_state {
             None => Ok(None),
@@ -193,21 +194,33 @@ impl Runner {
                 "the executor's packages failed to install: {}",
                 output.lines().last().unwrap_or_default()
             )),
-            Some(PackageState::Ready { key, .. }) => {
-                let dir = self
+            Some(PackageState::Ready { key, lock }) => {
+                let packages = self
                     .inner
                     .packages
                     .as_ref()
-                    .map(|p| p.dir_of(key))
                     .ok_or("this hub installs no packages")?;
-                if dir.is_dir() {
-                    Ok(Some(dir))
-                } else {
-                    Err(format!(
-                        "the executor's packages ({key}) are not installed on this node"
-                    ))
-                }
+                packages.ensure(key, lock).await.map(Some).map_err(|e| {
+                    format!("the executor's packages could not be installed on this node: {e}")
+                })
             }
+        }
+    }
+
+    /// Removes the package directories no stored version uses (`in_use`), installed longer
+    /// than `grace` ago; answers their keys.
+    pub fn remove_unused_packages(&self, in_use: &[String], grace: Duration) -> Vec<String> {
+        self.inner
+            .packages
+            .as_ref()
+            .map(|p| p.remove_unused(in_use, grace))
+            .unwrap_or_default()
+    }
+
+    /// Clears what installs cut short by a stop left behind.
+    pub fn clear_package_leftovers(&self) {
+        if let Some(p) = &self.inner.packages {
+            p.clear_leftovers();
         }
     }
 
@@ -434,7 +447,7 @@ impl Runner {
                 memory_mb,
                 tmp_mb,
                 ..
-            } => match self.packages_of(ex) {
+            } => match self.packages_of(ex).await {
                 Err(why) => Outcome::failed(RunFailure::Crashed, why),
                 Ok(packages) => {
                     let spec = process::RunSpec {

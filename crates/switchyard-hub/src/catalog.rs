@@ -124,7 +124,11 @@ impl Hub {
     /// Installs the packages of version `ex` in the background (never at run time): its state
     /// goes from `installing` to `ready` with the lock, or `failed` with the installer's
     /// output, on every node.
-    fn install_packages(&self, ex: &Executor, set: switchyard_core::packages::PackageSet) {
+    pub(crate) fn install_packages(
+        &self,
+        ex: &Executor,
+        set: switchyard_core::packages::PackageSet,
+    ) {
         let hub = self.clone();
         let (org, name, version) = (ex.org_id.clone(), ex.name().to_string(), ex.version);
         tokio::spawn(async move {

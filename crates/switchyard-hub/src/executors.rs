@@ -41,7 +41,57 @@ pub struct SandboxReport {
     pub run_memory_budget_mb: u32,
 }
 
+/// How long a package directory no stored version uses is kept before it is removed.
+pub const PACKAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How often unused package directories are looked for.
+const PACKAGE_SWEEP: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Hub {
+    /// This node's package directories: what installs cut short by a stop left is cleared at
+    /// start, and a delivering node starts again the installs a stop cut short; then, every so often, directories no stored version uses are removed once
+    /// [`PACKAGE_GRACE`] has passed.
+    pub(crate) async fn packages_loop(self, delivers: bool) {
+        let runner = self.inner.runner.clone();
+        let _ = tokio::task::spawn_blocking(move || runner.clear_package_leftovers()).await;
+        // Installs a stop cut short start again (a node that delivers does it; the same lock
+        // lands in the same directory, whichever node finishes first).
+        if delivers {
+            match self.inner.store.executors_installing().await {
+                Ok(versions) => {
+                    for ex in versions {
+                        if let Some(set) = ex.packages().cloned() {
+                            self.install_packages(&ex, set);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "installs cut short could not be read"),
+            }
+        }
+        let mut tick = tokio::time::interval(PACKAGE_SWEEP);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.inner.cancel.cancelled() => return,
+            }
+            let keys = match self.inner.store.packages_in_use().await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the package directories in use could not be read");
+                    continue;
+                }
+            };
+            let runner = self.inner.runner.clone();
+            if let Ok(removed) = tokio::task::spawn_blocking(move || {
+                runner.remove_unused_packages(&keys, PACKAGE_GRACE)
+            })
+            .await
+                && !removed.is_empty()
+            {
+                tracing::info!(?removed, "unused package directories removed");
+            }
+        }
+    }
+
     /// Checks a definition of an executor of `org` — its spec within what this instance can
     /// run, the executor's own rules, and that its code compiles (the interpreter's message
     /// and line when it does not) — and makes the executor to save with

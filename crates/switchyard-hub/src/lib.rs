@@ -314,6 +314,9 @@ impl Hub {
         let listener = tokio::spawn(hub.clone().listen(events_rx));
         if let Ok(mut t) = hub.inner.tasks.lock() {
             t.push(listener);
+            t.push(tokio::spawn(
+                hub.clone().packages_loop(settings.role.delivers()),
+            ));
             if settings.role.delivers() {
                 t.push(tokio::spawn(hub.clone().retention_loop()));
                 t.push(tokio::spawn(hub.clone().schedule_loop()));

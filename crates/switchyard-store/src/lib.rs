@@ -324,6 +324,9 @@ pub trait ExecutorCatalog: Send + Sync {
     ) -> Result<()>;
     /// The keys of the package directories some stored version uses (the rest may go).
     async fn packages_in_use(&self) -> Result<Vec<String>>;
+    /// The versions, of every organization, whose packages are `installing` (an install a
+    /// stop cut short is started again).
+    async fn executors_installing(&self) -> Result<Vec<Executor>>;
     async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()>;
     async fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<String>>;
     /// Names and update times; never values.

@@ -173,6 +173,21 @@ impl ExecutorCatalog for PgStore {
         Ok(crate::common::package_keys(&states))
     }
 
+    async fn executors_installing(&self) -> Result<Vec<Executor>> {
+        let c = self.conn().await?;
+        Db::C(&c)
+            .rows(
+                &format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors WHERE packages_state = '{{\"state\":\"installing\"}}'"
+                ),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(executor_from_row)
+            .collect()
+    }
+
     async fn put_secret(&self, org: &OrgId, name: &str, value: &str) -> Result<()> {
         let enc = self
             .inner

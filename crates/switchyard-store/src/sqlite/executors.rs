@@ -151,6 +151,20 @@ impl ExecutorCatalog for SqliteStore {
         .await
     }
 
+    async fn executors_installing(&self) -> Result<Vec<Executor>> {
+        self.read(move |c, _| {
+            list(
+                c,
+                &format!(
+                    "SELECT {EXECUTOR_COLS} FROM executors WHERE packages_state = '{{\"state\":\"installing\"}}'"
+                ),
+                &[],
+                executor_from_row,
+            )
+        })
+        .await
+    }
+
     async fn put_sync_hook(&self, hook: &SyncHook) -> Result<SyncHook> {
         naming(Missing::Executor, async {
             let hook = hook.clone();

@@ -1359,6 +1359,35 @@ pub async fn executors_secrets_storage_and_runs(store: &dyn Store) {
         .await
         .expect("get");
     assert_eq!(got.packages_state, Some(ready.clone()));
+    assert!(
+        store
+            .executors_installing()
+            .await
+            .expect("installing")
+            .is_empty(),
+        "ready is not installing"
+    );
+    store
+        .set_packages_state(
+            &oid("c-x"),
+            "double",
+            2,
+            &switchyard_core::packages::PackageState::Installing,
+        )
+        .await
+        .expect("state");
+    let installing = store.executors_installing().await.expect("installing");
+    assert_eq!(
+        installing
+            .iter()
+            .map(|e| (e.name(), e.version))
+            .collect::<Vec<_>>(),
+        vec![("double", 2)]
+    );
+    store
+        .set_packages_state(&oid("c-x"), "double", 2, &ready)
+        .await
+        .expect("state");
     assert_eq!(
         store.packages_in_use().await.expect("in use"),
         vec!["pip-abc".to_string()]

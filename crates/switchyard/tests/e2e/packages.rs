@@ -61,7 +61,12 @@ fn wheel(name: &str, version: &str, code: &str, pad: usize) -> Wheel {
 }
 
 /// A PEP 503 simple index: each project's page links its files with their hashes.
-async fn serve_index(files: Vec<(&'static str, String, Wheel)>) -> std::net::SocketAddr {
+/// Also counts the files it serves.
+async fn serve_index(
+    files: Vec<(&'static str, String, Wheel)>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
     let files = Arc::new(files);
     let pages = files.clone();
     let app = axum::Router::new()
@@ -94,6 +99,7 @@ async fn serve_index(files: Vec<(&'static str, String, Wheel)>) -> std::net::Soc
             axum::routing::get(
                 move |axum::extract::Path(file): axum::extract::Path<String>| {
                     let files = files.clone();
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     async move {
                         files
                             .iter()
@@ -104,7 +110,7 @@ async fn serve_index(files: Vec<(&'static str, String, Wheel)>) -> std::net::Soc
                 },
             ),
         );
-    serve_on_loopback(app).await
+    (serve_on_loopback(app).await, served)
 }
 
 async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Packages {
@@ -149,7 +155,7 @@ async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_loc
         bytes: b"not really a tarball".to_vec(),
         sha256: "00".repeat(32),
     };
-    let index = serve_index(vec![
+    let (index, served) = serve_index(vec![
         ("greet", "greet-1.0-py3-none-any.whl".into(), greet),
         ("big", "big-1.0-py3-none-any.whl".into(), big),
         // Only a source archive: installing it would run its setup code, which pip is told never to.
@@ -184,7 +190,26 @@ async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_loc
         .install_pip(&["greet".into()])
         .await
         .expect("installed again");
-    assert_eq!((again.key, again.dir), (installed.key, installed.dir));
+    assert_eq!((&again.key, &again.dir), (&installed.key, &installed.dir));
+
+    // Another node, without the directory: installed from the lock once, however many runs
+    // ask for it at the same time.
+    let other_root = dir.path().join("other-node");
+    let other = packages(&other_root, index, 2).await;
+    let before = served.load(std::sync::atomic::Ordering::SeqCst);
+    let (a, b) = tokio::join!(
+        other.ensure(&installed.key, &installed.lock),
+        other.ensure(&installed.key, &installed.lock)
+    );
+    let (a, b) = (a.expect("ensured"), b.expect("ensured"));
+    assert_eq!(a, b);
+    assert_eq!(a, other_root.join(&installed.key));
+    assert!(a.join("greet/__init__.py").is_file());
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1,
+        "one download of the wheel"
+    );
 
     let failed = |r: Result<_, InstallFailed>, needle: &str| {
         let e = r.expect_err("an install that cannot succeed");
@@ -218,6 +243,20 @@ async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_loc
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
+
+    // Unused directories go once their grace has passed; one in use stays; what an install
+    // cut short left goes at start.
+    let keep = std::slice::from_ref(&installed.key);
+    assert!(
+        pkgs.remove_unused(&[], Duration::from_secs(3600))
+            .is_empty()
+    );
+    assert!(pkgs.remove_unused(keep, Duration::ZERO).is_empty());
+    assert_eq!(pkgs.remove_unused(&[], Duration::ZERO), keep.to_vec());
+    assert!(!installed.dir.exists());
+    std::fs::create_dir_all(root.join(".staging-cut-short/tree")).expect("leftover");
+    pkgs.clear_leftovers();
+    assert!(!root.join(".staging-cut-short").exists());
 }
 
 fn settings_for(root: &Path, index: std::net::SocketAddr) -> PackageSettings {
@@ -260,7 +299,7 @@ async fn an_executor_runs_with_the_packages_it_declares() {
         10,
     );
     let greet_sha = greet.sha256.clone();
-    let index = serve_index(vec![("greet", "greet-1.0-py3-none-any.whl".into(), greet)]).await;
+    let (index, _) = serve_index(vec![("greet", "greet-1.0-py3-none-any.whl".into(), greet)]).await;
     let dir = tempfile::tempdir().expect("dir");
     let root = dir.path().join("packages");
     let with_index = |s: &mut switchyard::Settings| {
@@ -478,6 +517,13 @@ async fn npm_installs_without_running_install_scripts_and_node_code_requires_it(
             "an install script ran: {marker}"
         );
     }
+    // Another node installs the same lock (`npm ci`): the same directory name and content.
+    let other = packages(&dir.path().join("other-node"), registry, 16).await;
+    let again = other
+        .ensure(&installed.key, &installed.lock)
+        .await
+        .expect("installed from the lock");
+    assert!(again.join("node_modules/padder/index.js").is_file());
     failed_with(pkgs.install_npm(&["nosuch@1.0.0".into()]).await, "404");
 
     // Through the hub: a Node.js executor requires what it declared.
@@ -508,4 +554,53 @@ fn failed_with<T: std::fmt::Debug>(r: Result<T, InstallFailed>, needle: &str) {
         matches!(e, InstallFailed::Installer(_)) && e.to_string().contains(needle),
         "expected `{needle}`: {e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_a_stop_cut_short_starts_again() {
+    use serde_json::json;
+    let greet = wheel(
+        "greet",
+        "1.0",
+        "def hello():\n    return 'hello again'\n",
+        10,
+    );
+    let (good, _) = serve_index(vec![("greet", "greet-1.0-py3-none-any.whl".into(), greet)]).await;
+    // An index that never answers: the install is still going when the hub stops.
+    let stuck = serve_on_loopback(axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        "never"
+    }))
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("packages");
+    let app = spawn_app_in(dir.path(), |s| {
+        s.packages = Some(settings_for(&root, stuck))
+    })
+    .await;
+    let org = app.org("cut-short").await;
+    crate::executors::put_executor(
+        &app,
+        &org,
+        "greeter",
+        json!({"type": "code", "language": "python",
+               "source": "import greet\ndef main(input, sdk):\n    return {'said': greet.hello()}\n",
+               "packages": {"pip": ["greet==1.0"]}}),
+    )
+    .await;
+    let (_, v) = app
+        .get(
+            &format!("/v1/orgs/{}/executors/greeter", org.id),
+            &org.admin,
+        )
+        .await;
+    assert_eq!(v["packages_install"]["state"], "installing", "{v}");
+    app.stop().await;
+    // Started again (here against an index that answers), the install finishes.
+    let app = spawn_app_in(dir.path(), |s| s.packages = Some(settings_for(&root, good))).await;
+    let state = installed_state(&app, &org, "greeter").await;
+    assert_eq!(state["state"], "ready", "{state:#}");
+    let r = crate::executors::run(&app, &org, "greeter", json!({})).await;
+    assert_eq!(r["output"]["said"], "hello again", "{r:#}");
+    app.stop().await;
 }
