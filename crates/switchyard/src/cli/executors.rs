@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use switchyard_core::ids::is_valid_name;
+use switchyard_core::packages::PackageSet;
 use switchyard_wire::List;
 use switchyard_wire::executors::{ExecutorIn, ExecutorOut};
 
@@ -90,6 +91,9 @@ fn manifest_entry(current: &ExecutorOut, source_file: Option<&str>) -> Value {
     if let Some(t) = &current.tool {
         m.insert("tool".into(), json!(t));
     }
+    if let Some(p) = &current.packages {
+        m.insert("packages".into(), json!(p));
+    }
     Value::Object(m)
 }
 
@@ -120,7 +124,15 @@ async fn pull(args: FolderArgs) -> Result<(), Failure> {
             }
             _ => None,
         };
-        manifest.insert(name.to_string(), manifest_entry(ex, source_file.as_deref()));
+        let mut entry = manifest_entry(ex, source_file.as_deref());
+        if let Some((file, text)) = ex.packages.as_ref().and_then(|p| packages_file(name, p)) {
+            write(&args.dir.join(&file), &text)?;
+            if let Some(m) = entry.as_object_mut() {
+                m.remove("packages");
+                m.insert("packages_file".into(), json!(file));
+            }
+        }
+        manifest.insert(name.to_string(), entry);
         if !hub.json() {
             println!("{name}: v{}", ex.version);
         }
@@ -137,6 +149,66 @@ async fn pull(args: FolderArgs) -> Result<(), Failure> {
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
     std::fs::write(path, text)
         .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))
+}
+
+/// An executor's packages as its language's own manifest beside its source: pip's
+/// `NAME.requirements.txt`, npm's `NAME.package.json`, Composer's `NAME.composer.json`.
+fn packages_file(name: &str, p: &PackageSet) -> Option<(String, String)> {
+    if !p.pip.is_empty() {
+        return Some((format!("{name}.requirements.txt"), p.pip.join("\n") + "\n"));
+    }
+    if !p.npm.is_empty() {
+        let deps: Map<String, Value> = p
+            .npm
+            .iter()
+            .map(|spec| match spec[1..].rfind('@') {
+                Some(at) => (spec[..=at].to_string(), json!(&spec[at + 2..])),
+                None => (spec.clone(), json!("*")),
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&json!({"dependencies": deps})).ok()?;
+        return Some((format!("{name}.package.json"), text + "\n"));
+    }
+    if !p.composer.is_empty() {
+        let text = serde_json::to_string_pretty(&json!({"require": p.composer})).ok()?;
+        return Some((format!("{name}.composer.json"), text + "\n"));
+    }
+    None
+}
+
+/// The packages a manifest file declares, by its kind (its name's end): a requirements file,
+/// a `package.json` (`dependencies`) or a `composer.json` (`require`).
+fn read_packages_file(file: &str, text: &str) -> Result<PackageSet, String> {
+    let mut set = PackageSet::default();
+    if file.ends_with("requirements.txt") {
+        set.pip = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+    } else if file.ends_with("package.json") {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        for (pkg, version) in v["dependencies"].as_object().into_iter().flatten() {
+            let version = version
+                .as_str()
+                .ok_or("a dependency's version is not text")?;
+            set.npm.push(format!("{pkg}@{version}"));
+        }
+    } else if file.ends_with("composer.json") {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        for (pkg, constraint) in v["require"].as_object().into_iter().flatten() {
+            let constraint = constraint
+                .as_str()
+                .ok_or("a requirement's constraint is not text")?;
+            set.composer.insert(pkg.clone(), constraint.to_string());
+        }
+    } else {
+        return Err(
+            "a packages file is a requirements.txt, a package.json or a composer.json".into(),
+        );
+    }
+    Ok(set)
 }
 
 /// Reads a source file named by the manifest, inside the folder and at most 1 MiB.
@@ -189,6 +261,16 @@ pub(super) fn read_manifest(dir: &Path) -> Result<Vec<Definition>, Failure> {
             })?;
             body.insert("source".into(), json!(read_source(dir, file)?));
         }
+        if let Some(file) = body.remove("packages_file") {
+            let file = file.as_str().ok_or_else(|| {
+                Failure::Usage(format!(
+                    "{MANIFEST}: `{name}.packages_file` is not a file name"
+                ))
+            })?;
+            let packages = read_packages_file(file, &read_source(dir, file)?)
+                .map_err(|e| Failure::Usage(format!("{MANIFEST}: `{name}`: {file}: {e}")))?;
+            body.insert("packages".into(), json!(packages));
+        }
         let body: ExecutorIn = serde_json::from_value(Value::Object(body))
             .map_err(|e| Failure::Usage(format!("{MANIFEST}: `{name}`: {e}")))?;
         out.push((name, body));
@@ -215,7 +297,9 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
                 .into_iter()
                 .flatten()
                 .all(|(k, v)| match k.as_str() {
-                    "description" | "parameters" | "retries" => hub_has.get(k) == Some(v),
+                    "description" | "parameters" | "retries" | "packages" => {
+                        hub_has.get(k) == Some(v)
+                    }
                     // A tool's settings left out are the hub's defaults.
                     "tool" => v.as_object().is_some_and(|t| {
                         t.iter().all(|(tk, tv)| hub_has["tool"].get(tk) == Some(tv))
@@ -249,4 +333,44 @@ async fn push(args: FolderArgs) -> Result<(), Failure> {
         println!("{}", Value::Object(report));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_go_to_their_languages_manifest_and_back() {
+        let sets = [
+            PackageSet {
+                pip: vec!["requests==2.32.3".into(), "six".into()],
+                ..Default::default()
+            },
+            PackageSet {
+                npm: vec!["lodash@4.17.21".into(), "@scope/pkg@^1.2".into()],
+                ..Default::default()
+            },
+            PackageSet {
+                composer: [("guzzlehttp/guzzle".to_string(), "^7.9".to_string())].into(),
+                ..Default::default()
+            },
+        ];
+        for set in sets {
+            let (file, text) = packages_file("ex", &set).expect("a file");
+            assert!(file.starts_with("ex."), "{file}");
+            assert_eq!(
+                read_packages_file(&file, &text).expect("read"),
+                set,
+                "{file}:\n{text}"
+            );
+        }
+        // A requirements file as people write them: comments and blank lines.
+        let read = read_packages_file(
+            "requirements.txt",
+            "# deps\nrequests==2.32.3  # http\n\nsix\n",
+        )
+        .expect("read");
+        assert_eq!(read.pip, vec!["requests==2.32.3", "six"]);
+        assert!(read_packages_file("deps.yaml", "").is_err());
+    }
 }

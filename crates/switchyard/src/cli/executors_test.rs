@@ -14,6 +14,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use switchyard_wire::executors::ExecutorOut;
 use switchyard_wire::orgs::OrgIn;
 use switchyard_wire::runs::{RunIn, RunOut};
 use switchyard_wire::secrets::SecretIn;
@@ -35,6 +36,12 @@ pub struct TestArgs {
     /// Print one JSON line per case instead of lines for people.
     #[arg(long)]
     pub json: bool,
+    /// pip's index for executors' packages (default: the public one; a mirror's URL, e.g.)
+    #[arg(long)]
+    pub pip_index_url: Option<url::Url>,
+    /// npm's registry for executors' packages (default: the public one)
+    #[arg(long)]
+    pub npm_registry_url: Option<url::Url>,
 }
 
 /// One fixture.
@@ -162,6 +169,9 @@ fn verdict(run: &RunOut, expect: Option<&Value>) -> Option<String> {
     (!wrong.is_empty()).then(|| wrong.join("; "))
 }
 
+/// How long `executors test` waits for an executor's packages to install.
+const INSTALL_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub async fn test(args: TestArgs) -> Result<(), Failure> {
     let manifest = read_manifest(&args.dir)?;
     let cases = read_cases(&args.dir, args.executor.as_deref())?;
@@ -186,7 +196,17 @@ pub async fn test(args: TestArgs) -> Result<(), Failure> {
         extra.push(args.allow_destinations.join(","));
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let local = LocalHub::start(&client, "", &extra)
+    // The local hub's settings: where packages come from, when not the public indexes.
+    let mut config = String::from("[packages]\n");
+    for (key, url) in [
+        ("pip_index_url", &args.pip_index_url),
+        ("npm_registry_url", &args.npm_registry_url),
+    ] {
+        if let Some(url) = url {
+            config.push_str(&format!("{key} = {}\n", Value::String(url.to_string())));
+        }
+    }
+    let local = LocalHub::start(&client, &config, &extra)
         .await
         .map_err(|e| Failure::Unavailable(format!("cannot start a local hub: {e:#}")))?;
     let hub = Hub::new(HubArgs {
@@ -221,6 +241,34 @@ pub async fn test(args: TestArgs) -> Result<(), Failure> {
                 return Err(Failure::Refused(format!("executor {name}: {m}")));
             }
             Err(other) => return Err(other),
+        }
+    }
+    // Executors with packages run once their packages are installed.
+    for (name, _) in manifest.iter().filter(|(_, b)| b.packages.is_some()) {
+        let started = std::time::Instant::now();
+        loop {
+            let ex: ExecutorOut = read(&hub.get(&format!("/executors/{name}")).await?)?;
+            match ex.packages_install.as_ref().map(|p| p.state.as_str()) {
+                Some("installing") if started.elapsed() < INSTALL_WAIT => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Some("installing") => {
+                    return Err(Failure::Unavailable(format!(
+                        "executor {name}: its packages were still installing after {} s",
+                        INSTALL_WAIT.as_secs()
+                    )));
+                }
+                Some("failed") if tested.contains(name.as_str()) => {
+                    let why = ex
+                        .packages_install
+                        .and_then(|p| p.output)
+                        .unwrap_or_default();
+                    return Err(Failure::Refused(format!(
+                        "executor {name}: its packages failed to install: {why}"
+                    )));
+                }
+                _ => break,
+            }
         }
     }
 

@@ -604,3 +604,114 @@ async fn an_install_a_stop_cut_short_starts_again() {
     assert_eq!(r["output"]["said"], "hello again", "{r:#}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folders_requirements_file_is_tested_pushed_and_pulled() {
+    use serde_json::json;
+    let greet = wheel(
+        "greet",
+        "1.0",
+        "def hello():\n    return 'hello from a folder'\n",
+        10,
+    );
+    let (index, _) = serve_index(vec![("greet", "greet-1.0-py3-none-any.whl".into(), greet)]).await;
+    let work = tempfile::tempdir().expect("dir");
+    let folder = work.path().join("executors");
+    std::fs::create_dir_all(folder.join("tests/greeter")).expect("folder");
+    let write = |p: &str, t: String| std::fs::write(folder.join(p), t).expect("write");
+    write(
+        "executors.json",
+        json!({"greeter": {"type": "code", "language": "python", "source_file": "greeter.py",
+                           "packages_file": "greeter.requirements.txt"}})
+        .to_string(),
+    );
+    write(
+        "greeter.py",
+        "import greet\ndef main(input, sdk):\n    return {'said': greet.hello()}\n".into(),
+    );
+    write(
+        "greeter.requirements.txt",
+        "# what greeter imports\ngreet==1.0\n".into(),
+    );
+    write(
+        "tests/greeter/hello.json",
+        json!({"input": {}, "expect": {"output": {"said": "hello from a folder"}}}).to_string(),
+    );
+    // `executors test`: a local hub installs the packages from the index given, then runs the case.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["executors", "test"])
+        .arg(&folder)
+        .args(["--allow-destination", "127.0.0.0/8", "--pip-index-url"])
+        .arg(format!("http://{index}/simple/"))
+        .output()
+        .await
+        .expect("executors test");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("PASS greeter/hello"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // push sends the requirements as `packages`; pull writes them back as the same file.
+    let root = work.path().join("packages");
+    let app = spawn_app_in(work.path(), |s| {
+        s.packages = Some(settings_for(&root, index))
+    })
+    .await;
+    let org = app.org("folder-pkgs").await;
+    let cli = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        c.args(args)
+            .env("SWITCHYARD_URL", app.url(""))
+            .env("SWITCHYARD_KEY", &org.admin)
+            .env("SWITCHYARD_ORG", &org.id);
+        c
+    };
+    let out = cli(&["executors", "push"])
+        .arg(&folder)
+        .output()
+        .await
+        .expect("push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = installed_state(&app, &org, "greeter").await;
+    assert_eq!(state["state"], "ready", "{state:#}");
+    let out = cli(&["executors", "push"])
+        .arg(&folder)
+        .output()
+        .await
+        .expect("push");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("greeter: unchanged (v1)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let pulled = work.path().join("pulled");
+    let out = cli(&["executors", "pull"])
+        .arg(&pulled)
+        .output()
+        .await
+        .expect("pull");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(pulled.join("greeter.requirements.txt")).expect("file"),
+        "greet==1.0\n"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(pulled.join("executors.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(
+        manifest["greeter"]["packages_file"],
+        "greeter.requirements.txt"
+    );
+    app.stop().await;
+}
