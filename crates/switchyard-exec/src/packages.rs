@@ -12,10 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Requirements one executor may declare.
-pub const MAX_REQUIREMENTS: usize = 50;
-/// Longest requirement.
-const MAX_REQUIREMENT: usize = 200;
 /// The installer's own memory (pip resolving, npm's tree).
 const INSTALLER_MB: u32 = 512;
 
@@ -67,27 +63,6 @@ pub struct Packages {
         Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
-/// Checks pip requirements: each a name with an optional version specifier and extras — no
-/// options (`-e`, `--index-url`), no URLs, paths or VCS references, which would reach past
-/// the index.
-pub fn check_pip_requirements(reqs: &[String]) -> Result<(), InstallFailed> {
-    if reqs.is_empty() || reqs.len() > MAX_REQUIREMENTS {
-        return Err(InstallFailed::Refused(format!(
-            "`packages.pip` lists 1–{MAX_REQUIREMENTS} requirements"
-        )));
-    }
-    for r in reqs {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "._-=<>!~,[] ".contains(c);
-        let first = r.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        if !first || r.len() > MAX_REQUIREMENT || !r.chars().all(allowed) {
-            return Err(InstallFailed::Refused(format!(
-                "`packages.pip`: `{r}` is not a requirement this hub installs (a name with an optional version, e.g. `requests==2.32.3`; no options, URLs or paths)"
-            )));
-        }
-    }
-    Ok(())
-}
-
 impl PackageSettings {
     /// The indexes installs may reach.
     pub fn indexes(&self) -> Vec<crate::index_proxy::Index> {
@@ -117,7 +92,13 @@ impl Packages {
     /// Resolves and installs `requirements` with pip (wheels only: no package's code runs),
     /// from the configured index.
     pub async fn install_pip(&self, requirements: &[String]) -> Result<Installed, InstallFailed> {
-        check_pip_requirements(requirements)?;
+        let declared = switchyard_core::packages::PackageSet {
+            pip: requirements.to_vec(),
+            ..Default::default()
+        };
+        declared
+            .check(switchyard_core::executor::Language::Python)
+            .map_err(|e| InstallFailed::Refused(e.to_string()))?;
         let mut file = requirements.join("\n");
         file.push('\n');
         let scratch = self.pip(&file, false).await?;
@@ -488,24 +469,6 @@ impl Drop for Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requirements_name_packages_and_nothing_else() {
-        let ok = |r: &[&str]| {
-            check_pip_requirements(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        };
-        assert!(ok(&["requests==2.32.3", "pydantic[email]>=2,<3", "six"]).is_ok());
-        for bad in [
-            "-e git+https://x/y",
-            "--index-url=https://evil",
-            "pkg @ https://evil/pkg.whl",
-            "./local",
-            "pkg; os_name=='posix'",
-        ] {
-            assert!(ok(&[bad]).is_err(), "{bad}");
-        }
-        assert!(ok(&[]).is_err());
-    }
 
     #[test]
     fn a_pip_lock_is_sorted_names_versions_and_hashes() {
