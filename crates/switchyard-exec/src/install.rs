@@ -14,6 +14,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+/// The host's CA certificates, bound read-only into installers' roots.
+pub const TRUST_STORE: &str = "/etc/ssl/certs";
+
 /// Processes an installer may run at once (npm starts a few dozen threads).
 const INSTALL_PROCESSES: u32 = 256;
 
@@ -104,7 +107,17 @@ impl Installer {
             uid: Some(slot.uid),
             stage: Some(dir.path()),
             tmp_mb: run.tmp_mb,
-            ro: program_tree(run.program),
+            ro: {
+                // The host's trust store, for HTTPS indexes (TLS is end to end through the proxy).
+                let mut ro = program_tree(run.program);
+                ro.extend(
+                    [TRUST_STORE]
+                        .map(std::path::PathBuf::from)
+                        .into_iter()
+                        .filter(|p| p.is_dir()),
+                );
+                ro
+            },
             exe: false,
             cgroup: group.as_ref(),
             index_proxy: true,

@@ -24,6 +24,9 @@ pub struct PackageSettings {
     pub pip_index: url::Url,
     /// npm's registry.
     pub npm_registry: url::Url,
+    /// More hosts installs may download from (where an index keeps its files: PyPI's are on
+    /// files.pythonhosted.org).
+    pub file_hosts: Vec<url::Url>,
     /// Largest install, MiB (the installer's output tmpfs).
     pub max_mb: u32,
     /// Longest install.
@@ -68,6 +71,7 @@ impl PackageSettings {
     pub fn indexes(&self) -> Vec<crate::index_proxy::Index> {
         let mut all: Vec<crate::index_proxy::Index> = [&self.pip_index, &self.npm_registry]
             .into_iter()
+            .chain(&self.file_hosts)
             .filter_map(crate::index_proxy::Index::of)
             .collect();
         all.dedup();
@@ -196,10 +200,18 @@ impl Packages {
             "--".into(),
         ];
         args.extend(packages.iter().cloned());
+        // Node.js trusts its own CA list; the host's store too (a mirror or proxy with the
+        // operator's CA).
+        let bundle = format!("{}/ca-certificates.crt", crate::install::TRUST_STORE);
+        let env = if Path::new(&bundle).is_file() {
+            vec![("NODE_EXTRA_CA_CERTS".to_string(), bundle)]
+        } else {
+            Vec::new()
+        };
         self.installed_by(InstallRun {
             program: &node,
             args,
-            env: Vec::new(),
+            env,
             files: Vec::new(),
             memory_mb: INSTALLER_MB,
             tmp_mb: s.max_mb.max(64),

@@ -206,6 +206,8 @@ pub struct PackagesFile {
     pub pip_index_url: String,
     /// npm's registry: the public one, or the operator's mirror.
     pub npm_registry_url: String,
+    /// More hosts installs may download from (an index's file host).
+    pub file_hosts: Vec<String>,
     /// Largest install, MiB.
     pub max_mb: u32,
     /// Longest install, seconds.
@@ -429,7 +431,10 @@ impl Config {
         for (name, value) in [
             ("pip_index_url", &p.pip_index_url),
             ("npm_registry_url", &p.npm_registry_url),
-        ] {
+        ]
+        .into_iter()
+        .chain(p.file_hosts.iter().map(|h| ("file_hosts", h)))
+        {
             let index =
                 url::Url::parse(value).map_err(|e| anyhow::anyhow!("[packages] {name}: {e}"))?;
             if !matches!(index.scheme(), "http" | "https") || index.host_str().is_none() {
@@ -575,6 +580,12 @@ impl Settings {
                         .expect("checked by Config::validate"),
                     npm_registry: url::Url::parse(&c.packages.npm_registry_url)
                         .expect("checked by Config::validate"),
+                    file_hosts: c
+                        .packages
+                        .file_hosts
+                        .iter()
+                        .filter_map(|h| url::Url::parse(h).ok())
+                        .collect(),
                     max_mb: c.packages.max_mb,
                     timeout: Duration::from_secs(c.packages.timeout_s),
                 }),

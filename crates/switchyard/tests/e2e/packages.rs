@@ -134,6 +134,7 @@ async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Pack
             root: root.to_path_buf(),
             pip_index: format!("http://{index}/simple/").parse().expect("url"),
             npm_registry: format!("http://{index}/npm/").parse().expect("url"),
+            file_hosts: Vec::new(),
             max_mb,
             timeout: Duration::from_secs(240),
         },
@@ -264,6 +265,7 @@ fn settings_for(root: &Path, index: std::net::SocketAddr) -> PackageSettings {
         root: root.to_path_buf(),
         pip_index: format!("http://{index}/simple/").parse().expect("url"),
         npm_registry: format!("http://{index}/npm/").parse().expect("url"),
+        file_hosts: Vec::new(),
         max_mb: 16,
         timeout: Duration::from_secs(240),
     }
@@ -714,4 +716,62 @@ async fn a_folders_requirements_file_is_tested_pushed_and_pulled() {
         "greeter.requirements.txt"
     );
     app.stop().await;
+}
+
+/// The public registries, as a hub with the default `[packages]` settings reaches them (CI
+/// reaches them; a machine without the internet fails here, saying so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_and_npm_install_from_the_public_registries() {
+    let helper = Path::new(env!("CARGO_BIN_EXE_switchyard")).to_path_buf();
+    let isolation = tokio::task::spawn_blocking(move || Isolation::probe(Some(&helper)))
+        .await
+        .expect("probe");
+    let settings = PackageSettings {
+        root: tempfile::tempdir().expect("dir").keep().join("packages"),
+        pip_index: "https://pypi.org/simple/".parse().expect("url"),
+        npm_registry: "https://registry.npmjs.org/".parse().expect("url"),
+        file_hosts: vec!["https://files.pythonhosted.org/".parse().expect("url")],
+        max_mb: 64,
+        timeout: Duration::from_secs(300),
+    };
+    // The registries' addresses as this machine resolves them are allowed whatever range they
+    // are in: some build machines answer with their egress proxy's address, in a range the
+    // guard refuses by default (an operator there passes --allow-destination likewise).
+    let mut allow = Vec::new();
+    for host in ["pypi.org", "files.pythonhosted.org", "registry.npmjs.org"] {
+        for addr in tokio::net::lookup_host((host, 443)).await.expect("DNS") {
+            allow.push(ipnet::IpNet::from(addr.ip()));
+        }
+    }
+    let policy = EgressPolicy {
+        allow,
+        require_https: false,
+    };
+    let proxy = IndexProxy::new(settings.indexes(), policy);
+    let pkgs = Packages::new(settings, Installer::new(isolation, proxy));
+    let six = pkgs
+        .install_pip(&["six==1.16.0".into()])
+        .await
+        .expect("six from pypi.org (does this machine reach it?)");
+    assert!(
+        six.lock.starts_with("six==1.16.0 --hash=sha256:"),
+        "{}",
+        six.lock
+    );
+    assert!(six.dir.join("six.py").is_file());
+    let is_number = pkgs
+        .install_npm(&["is-number@7.0.0".into()])
+        .await
+        .expect("is-number from registry.npmjs.org (does this machine reach it?)");
+    assert!(
+        is_number
+            .dir
+            .join("node_modules/is-number/index.js")
+            .is_file()
+    );
+    assert!(
+        is_number.lock.contains("\"integrity\": \"sha512-"),
+        "{}",
+        is_number.lock
+    );
 }
