@@ -7,7 +7,8 @@
 
 use crate::SetupError;
 use crate::index_proxy::IndexProxy;
-use crate::process::{program_tree, read_capped};
+use crate::process::read_capped;
+use crate::runtime::program_tree;
 use crate::sandbox::{self, Confine, Isolation, Limits, UidSlots};
 use std::os::fd::OwnedFd;
 use std::path::Path;

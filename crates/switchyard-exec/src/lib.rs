@@ -26,8 +26,10 @@ pub mod packages;
 mod process;
 mod redaction;
 mod runner;
+pub mod runtime;
 pub mod sandbox;
 pub mod sandbox_exec;
+mod seccomp;
 mod self_api;
 pub mod warm;
 

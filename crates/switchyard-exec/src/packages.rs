@@ -176,7 +176,7 @@ impl Packages {
         let npm_cli = std::fs::canonicalize("/usr/bin/npm")
             .or_else(|_| std::fs::canonicalize("/usr/local/bin/npm"))
             .map_err(|_| InstallFailed::Setup("npm is not installed on this hub".into()))?;
-        let node = crate::process::interpreter_path(switchyard_core::executor::Language::Node)
+        let node = crate::runtime::interpreter_path(switchyard_core::executor::Language::Node)
             .map_err(|e| InstallFailed::Setup(e.to_string()))?;
         let proxy = format!("http://127.0.0.1:{}", crate::sandbox_exec::INDEX_PROXY_PORT);
         let mut args: Vec<String> = vec![

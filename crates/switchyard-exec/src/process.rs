@@ -1,9 +1,14 @@
-//! Child-process executors (Python, PHP): write the run directory, start the interpreter inside
-//! the sandbox, serve its SDK calls, enforce the deadline and the output caps.
+//! Child-process runs (Python, PHP, Node.js): write the run directory, start the interpreter
+//! inside the sandbox (or take a warm one), serve its SDK calls, enforce the deadline and the
+//! output caps. The languages themselves are in `runtime.rs`.
 
 use crate::capacity::Capacity;
 use crate::channel::{Channel, ChannelEnd};
-use crate::sandbox::{Confine, Isolation, Limits, SDK_FD, give_to};
+use crate::runtime::{
+    Runtime, SEARCH_PATH, interpreter_mb, interpreter_path, kernel_memory_mb, program_tree,
+    runtime, write_run_dir,
+};
+use crate::sandbox::{Confine, Isolation, Limits, SDK_FD};
 use crate::warm::{Shape, WarmPool};
 use crate::{Broker, ExecError, OUTPUT_CAP, Outcome, RunFailure, SetupError, sdk_answer};
 use command_fds::{CommandFdExt, FdMapping};
@@ -14,150 +19,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use switchyard_core::executor::Language;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const PY_SDK: &str = include_str!("../sdk/switchyard_sdk.py");
-const PY_RUNNER: &str = include_str!("../sdk/runner.py");
-const PHP_SDK: &str = include_str!("../sdk/switchyard_sdk.php");
-const PHP_RUNNER: &str = include_str!("../sdk/runner.php");
-const NODE_SDK: &str = include_str!("../sdk/switchyard_sdk.js");
-const NODE_RUNNER: &str = include_str!("../sdk/runner.js");
-
-/// The interpreter and files of one language.
-#[derive(Clone)]
-pub(crate) struct Runtime {
-    program: &'static str,
-    args: Vec<String>,
-    sdk_file: &'static str,
-    sdk: &'static str,
-    runner_file: &'static str,
-    runner: &'static str,
-    main_file: &'static str,
-}
-
-/// The interpreter and files of `language`; with `check`, the command line only compiles the
-/// code (a syntax error fails, nothing of it runs).
-fn runtime(language: Language, memory_mb: u32, check: bool) -> Option<Runtime> {
-    let rt = runtime_to_run(language, memory_mb)?;
-    if !check {
-        return Some(rt);
-    }
-    let args = match language {
-        // PHP's own lint: parses main.php, runs nothing.
-        Language::Php => ["-n", "-d", "display_errors=stderr", "-l", "main.php"]
-            .map(String::from)
-            .to_vec(),
-        _ => rt.args.clone(),
-    };
-    Some(Runtime { args, ..rt })
-}
-
-pub(crate) fn runtime_to_run(language: Language, memory_mb: u32) -> Option<Runtime> {
-    match language {
-        Language::Python => Some(Runtime {
-            program: "python3",
-            args: vec!["-I".into(), "runner.py".into()],
-            sdk_file: "switchyard_sdk.py",
-            sdk: PY_SDK,
-            runner_file: "runner.py",
-            runner: PY_RUNNER,
-            main_file: "main.py",
-        }),
-        Language::Php => Some(Runtime {
-            program: "php",
-            args: vec![
-                "-n".into(),
-                "-d".into(),
-                format!("memory_limit={memory_mb}M"),
-                "-d".into(),
-                "display_errors=stderr".into(),
-                "runner.php".into(),
-            ],
-            sdk_file: "switchyard_sdk.php",
-            sdk: PHP_SDK,
-            runner_file: "runner.php",
-            runner: PHP_RUNNER,
-            main_file: "main.php",
-        }),
-        Language::Node => Some(Runtime {
-            program: "node",
-            args: vec![
-                format!("--max-old-space-size={memory_mb}"),
-                "runner.js".into(),
-            ],
-            sdk_file: "switchyard_sdk.js",
-            sdk: NODE_SDK,
-            runner_file: "runner.js",
-            runner: NODE_RUNNER,
-            main_file: "main.js",
-        }),
-        Language::Javascript => None,
-    }
-}
-
-/// Whether the interpreter of `language` is installed; `Err` names what is missing.
-pub fn interpreter_available(language: Language) -> Result<(), ExecError> {
-    interpreter_path(language).map(|_| ())
-}
-
-/// Where the interpreter of `language` really is (symlinks resolved, so `php` through
-/// `/etc/alternatives` names the binary itself: a run's root has no `/etc/alternatives`).
-pub(crate) fn interpreter_path(language: Language) -> Result<PathBuf, ExecError> {
-    let Some(rt) = runtime(language, 0, false) else {
-        return Err(ExecError::Unavailable(format!(
-            "{} does not run as a child process",
-            language.as_str()
-        )));
-    };
-    use std::os::unix::fs::PermissionsExt;
-    SEARCH_PATH
-        .split(':')
-        .map(|dir| Path::new(dir).join(rt.program))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .and_then(|p| p.canonicalize().ok())
-        .ok_or_else(|| {
-            ExecError::Unavailable(format!(
-                "{} executors need `{}`, which is not installed on this instance",
-                language.as_str(),
-                rt.program
-            ))
-        })
-}
-
-/// What a run must see of the host besides the granted trees to start `program`: nothing when
-/// it lives under `/usr`, else its installation prefix (`/opt/node/bin/node` → `/opt/node`).
-pub(crate) fn program_tree(program: &Path) -> Vec<PathBuf> {
-    if crate::sandbox_exec::ROOT_TREES
-        .iter()
-        .any(|t| program.starts_with(t))
-    {
-        return Vec::new();
-    }
-    let prefix = program.parent().and_then(Path::parent);
-    match prefix {
-        Some(p) if p != Path::new("/") => vec![p.to_path_buf()],
-        _ => vec![program.to_path_buf()],
-    }
-}
-
-/// Memory the interpreter itself takes before user code runs (measured: Python 13 MB, PHP
-/// 15 MB, Node.js 40 MB resident), with room for what it loads on demand.
-fn interpreter_mb(language: Language) -> u32 {
-    match language {
-        Language::Node => 64,
-        _ => 32,
-    }
-}
-
-/// The kernel's memory limit of a run, in MiB: what the code may use (`memory_mb`), its
-/// temporary files (a tmpfs is memory) and the interpreter itself.
-pub fn kernel_memory_mb(language: Language, memory_mb: u32, tmp_mb: u32) -> u32 {
-    memory_mb + tmp_mb + interpreter_mb(language)
-}
-
-/// Where interpreters are looked for (also the children's PATH).
-const SEARCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Reads a pipe to the end, keeping at most [`OUTPUT_CAP`] bytes; `Err` once the cap is passed.
 pub(crate) async fn read_capped(
@@ -226,22 +87,22 @@ pub async fn run(
             let go = warm_go(&staged);
             match tokio::time::timeout(timeout, hub_end.write_all(&go)).await {
                 Ok(Ok(())) => (*spawned, hub_end),
-                failed => {
+                Ok(Err(e)) => {
                     spawned.discard();
-                    return match failed {
-                        Err(_) => Outcome::failed(
-                            RunFailure::Timeout,
-                            format!(
-                                "timeout: the code ran longer than {} ms and was killed",
-                                crate::whole_ms(timeout)
-                            ),
+                    return Outcome::failed(
+                        RunFailure::Crashed,
+                        format!("the warm interpreter did not take its code: {e}"),
+                    );
+                }
+                Err(_) => {
+                    spawned.discard();
+                    return Outcome::failed(
+                        RunFailure::Timeout,
+                        format!(
+                            "timeout: the code ran longer than {} ms and was killed",
+                            crate::whole_ms(timeout)
                         ),
-                        Ok(Err(e)) => Outcome::failed(
-                            RunFailure::Crashed,
-                            format!("the warm interpreter did not take its code: {e}"),
-                        ),
-                        Ok(Ok(())) => unreachable!(),
-                    };
+                    );
                 }
             }
         }
@@ -276,8 +137,8 @@ pub(crate) struct SdkChannel {
 struct Staged {
     rt: Runtime,
     program: PathBuf,
-    /// The executor's installed packages.
-    packages: Option<PathBuf>,
+    /// Its language, memory, temporary space and packages.
+    shape: Shape,
     /// The run's slot (its uid) and its memory in the budget, held until it ends.
     room: crate::capacity::ChildRoom,
     kernel_mb: u32,
@@ -289,9 +150,6 @@ struct Staged {
     input_json: String,
     /// The code as the interpreter reads it (a warm one is sent it).
     main_source: String,
-    memory_mb: u32,
-    tmp_mb: u32,
-    language: Language,
     check: bool,
 }
 
@@ -300,16 +158,13 @@ impl Staged {
         Launch {
             rt: &self.rt,
             program: &self.program,
-            language: self.language,
-            memory_mb: self.memory_mb,
-            tmp_mb: self.tmp_mb,
+            shape: &self.shape,
             kernel_mb: self.kernel_mb,
             uid: self.room.slot.uid,
             dir: self.dir.path(),
             work: &self.work,
             check: self.check,
             warm: false,
-            packages: self.packages.as_deref(),
         }
     }
 }
@@ -318,9 +173,9 @@ impl Staged {
 pub(crate) struct Launch<'a> {
     pub rt: &'a Runtime,
     pub program: &'a Path,
-    pub language: Language,
-    pub memory_mb: u32,
-    pub tmp_mb: u32,
+    /// Its language, memory, temporary space and installed packages (bound read-only and
+    /// named in `SWITCHYARD_PACKAGES`).
+    pub shape: &'a Shape,
     pub kernel_mb: u32,
     pub uid: u32,
     pub dir: &'a Path,
@@ -328,8 +183,6 @@ pub(crate) struct Launch<'a> {
     pub check: bool,
     /// It waits for its code on the SDK channel (a warm interpreter).
     pub warm: bool,
-    /// Installed packages to bind read-only and name in `SWITCHYARD_PACKAGES`.
-    pub packages: Option<&'a Path>,
 }
 
 /// Finds the interpreter, waits for room (a run slot with its own uid, so its process limit
@@ -373,22 +226,19 @@ async fn stage(
     };
     if let Some(w) = warm
         .filter(|_| !spec.check)
-        .and_then(|pool| pool.take(shape))
+        .and_then(|pool| pool.take(&shape))
     {
         let (spawned, hub_end, dir, slot) = w.into_parts();
         let staged = Staged {
             rt,
             program,
-            packages: spec.packages.map(Path::to_path_buf),
+            shape,
             room: share.with(slot),
             kernel_mb,
             work: isolation.work_dir(dir.path()),
             dir,
             input_json,
             main_source,
-            memory_mb: spec.memory_mb,
-            tmp_mb: spec.tmp_mb,
-            language,
             check: false,
         };
         return Ok((staged, Prepared::Warm(Box::new(spawned), hub_end)));
@@ -410,16 +260,13 @@ async fn stage(
     let staged = Staged {
         rt,
         program,
-        packages: spec.packages.map(Path::to_path_buf),
+        shape,
         room,
         kernel_mb,
         dir,
         work,
         input_json,
         main_source,
-        memory_mb: spec.memory_mb,
-        tmp_mb: spec.tmp_mb,
-        language,
         check: spec.check,
     };
     Ok((staged, Prepared::Cold(channel)))
@@ -473,12 +320,17 @@ pub(crate) async fn spawn(
     child_end: std::os::unix::net::UnixStream,
     timeout: Duration,
 ) -> Result<Spawned, SetupError> {
-    let language = staged.language;
+    let Shape {
+        language,
+        memory_mb,
+        tmp_mb,
+        ref packages,
+    } = *staged.shape;
     let limits = Limits {
         // V8 reserves far more address space than it uses; its heap limit and the cgroup bound
         // Node instead.
         address_space_bytes: (language != Language::Node)
-            .then(|| (u64::from(staged.memory_mb) + 96) * 1024 * 1024),
+            .then(|| (u64::from(memory_mb) + 96) * 1024 * 1024),
         cpu_seconds: Some(timeout.as_secs() + 1),
         file_size_bytes: 16 * 1024 * 1024,
         // Node starts a dozen threads, and threads count against this limit.
@@ -504,9 +356,9 @@ pub(crate) async fn spawn(
     let confine = Confine {
         uid: Some(uid),
         stage: Some(staged.dir),
-        tmp_mb: staged.tmp_mb,
+        tmp_mb,
         ro: program_tree(staged.program),
-        packages: staged.packages,
+        packages: packages.as_deref(),
         exe: false,
         cgroup: group.as_ref(),
         index_proxy: false,
@@ -533,8 +385,8 @@ pub(crate) async fn spawn(
         .env("SWITCHYARD_WARM", if staged.warm { "1" } else { "" })
         .env(
             "SWITCHYARD_PACKAGES",
-            staged
-                .packages
+            packages
+                .as_deref()
                 .map(|d| isolation.packages_dir(d).into_os_string())
                 .unwrap_or_default(),
         )
@@ -672,14 +524,13 @@ async fn supervise(
 /// limit, the caller leaving, a failed compile, an exit status naming the error, or the output
 /// (through the SDK, else the JSON it printed).
 fn interpret(staged: &Staged, w: Watched, timeout: Duration) -> Outcome {
-    let Staged {
-        kernel_mb,
+    let (kernel_mb, check) = (staged.kernel_mb, staged.check);
+    let Shape {
+        language,
         memory_mb,
         tmp_mb,
-        language,
-        check,
         ..
-    } = *staged;
+    } = staged.shape;
     let exit = match &w.ended {
         Ended::Exited(Ok(s)) => s.code(),
         _ => None,
@@ -810,31 +661,6 @@ fn compile_error(stderr: &str, stdout: &str, exit: Option<i32>) -> String {
         .or_else(|| lines().rfind(|l| !l.is_empty()))
         .map(str::to_string)
         .unwrap_or_else(|| format!("the interpreter exited with {exit:?}"))
-}
-
-/// Writes the run's files: the SDK and the runner, and the code and its input unless a warm
-/// interpreter is to be sent them.
-pub(crate) fn write_run_dir(
-    dir: &Path,
-    rt: &Runtime,
-    code: Option<(&str, &str)>,
-    owner: Option<u32>,
-) -> std::io::Result<()> {
-    std::fs::write(dir.join(rt.sdk_file), rt.sdk)?;
-    std::fs::write(dir.join(rt.runner_file), rt.runner)?;
-    let mut files = vec![rt.sdk_file, rt.runner_file];
-    if let Some((main, input)) = code {
-        std::fs::write(dir.join(rt.main_file), main)?;
-        std::fs::write(dir.join("input.json"), input)?;
-        files.extend([rt.main_file, "input.json"]);
-    }
-    if let Some(uid) = owner {
-        give_to(dir, uid)?;
-        for f in files {
-            give_to(&dir.join(f), uid)?;
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn kill_group(pgid: Option<u32>) {

@@ -246,7 +246,7 @@ impl Runner {
             )),
             Language::Javascript => Ok(()),
             other => {
-                process::interpreter_available(other)?;
+                crate::runtime::interpreter_available(other)?;
                 let iso = &self.inner.isolation;
                 if iso.groups.is_none() && !self.inner.limits.allow_unbounded_runs {
                     return Err(ExecError::Unavailable(format!(

@@ -29,11 +29,6 @@ use landlock::{
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
-use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -63,44 +58,6 @@ const ROOT_TMPFS: &str = "size=1m,nr_inodes=256,mode=0755";
 
 /// Largest staged file the helper copies into the private directory (code, input, SDK).
 const MAX_STAGED_BYTES: u64 = 16 * 1024 * 1024;
-
-/// System calls user code never needs; they fail with EPERM whatever their arguments.
-const DENIED: &[i64] = &[
-    // No socket leaves the run: its one channel is the inherited SDK descriptor.
-    libc::SYS_connect,
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_pidfd_getfd,
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_chroot,
-    libc::SYS_unshare,
-    libc::SYS_setns,
-    libc::SYS_bpf,
-    libc::SYS_perf_event_open,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_init_module,
-    libc::SYS_finit_module,
-    libc::SYS_delete_module,
-    libc::SYS_kexec_load,
-    libc::SYS_reboot,
-    libc::SYS_swapon,
-    libc::SYS_swapoff,
-    libc::SYS_syslog,
-    libc::SYS_userfaultfd,
-    libc::SYS_acct,
-    libc::SYS_quotactl,
-    libc::SYS_open_by_handle_at,
-    libc::SYS_name_to_handle_at,
-    // io_uring performs connects and opens outside the filter's view.
-    libc::SYS_io_uring_setup,
-    libc::SYS_io_uring_enter,
-    libc::SYS_io_uring_register,
-];
 
 /// Why the helper could not confine a run: a command line it does not understand, or a step
 /// of setting up the sandbox that failed (with the system's error).
@@ -494,62 +451,6 @@ fn landlock(ro: &[PathBuf], in_new_root: bool, rw: &[String]) -> Result<bool, He
     Ok(status.ruleset != RulesetStatus::NotEnforced)
 }
 
-/// `arg` of the system call compared with `value`.
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, HelperError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(fail("seccomp"))
-}
-
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, HelperError> {
-    SeccompRule::new(conditions).map_err(fail("seccomp"))
-}
-
-/// The seccomp rules: each listed call is denied when one of its rules matches (no rule: always).
-/// With `tcp` (an installer behind the index proxy, in a network namespace holding only the
-/// loopback and the forwarder), TCP sockets and `connect` are allowed too.
-fn seccomp_rules(tcp: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>, HelperError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
-        .iter()
-        .filter(|&&nr| !(tcp && nr == libc::SYS_connect))
-        .map(|&nr| (nr, Vec::new()))
-        .collect();
-    let unix = libc::AF_UNIX as u64;
-    // socket(): a Unix stream socket only (what interpreters use internally); any other family
-    // (IP, netlink, packet…) or a datagram socket, which `sendto` could aim at a path, fails.
-    let mut socket = if tcp {
-        let families = [unix, libc::AF_INET as u64, libc::AF_INET6 as u64];
-        let mut refused = Vec::new();
-        for family in (0..=64u64).filter(|f| !families.contains(f)) {
-            refused.push(rule(vec![cond(0, SeccompCmpOp::Eq, family)?])?);
-        }
-        refused.push(rule(vec![cond(0, SeccompCmpOp::Gt, 64)?])?);
-        refused
-    } else {
-        vec![rule(vec![cond(0, SeccompCmpOp::Ne, unix)?])?]
-    };
-    for kind in (0..=15u64).filter(|&k| k != libc::SOCK_STREAM as u64) {
-        socket.push(rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), kind)?])?);
-    }
-    rules.insert(libc::SYS_socket, socket);
-    rules.insert(
-        libc::SYS_socketpair,
-        vec![rule(vec![cond(0, SeccompCmpOp::Ne, unix)?])?],
-    );
-    Ok(rules)
-}
-
-fn seccomp(tcp: bool) -> Result<(), HelperError> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(fail("seccomp"))?;
-    let filter = SeccompFilter::new(
-        seccomp_rules(tcp)?,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(fail("seccomp"))?;
-    let program: BpfProgram = filter.try_into().map_err(fail("seccomp"))?;
-    seccompiler::apply_filter(&program).map_err(fail("seccomp"))
-}
-
 /// Builds the run's world and drops privileges, in the order the steps need: the cgroups joined
 /// first (everything after is counted), mounts while still root, files written as the run's
 /// user, Landlock and seccomp last.
@@ -579,7 +480,7 @@ fn confine(o: &Options) -> Result<(), HelperError> {
         rw.push(OUT_DIR.to_string());
     }
     landlock(&granted(o), o.root, &rw)?;
-    seccomp(o.index_proxy)
+    Ok(crate::seccomp::apply(o.index_proxy)?)
 }
 
 /// Brings up the loopback of this (new, empty) network namespace and starts the forwarder on
@@ -655,7 +556,7 @@ pub fn sandbox_exec_main(args: &[String]) -> i32 {
         let rlimits = o.rlimits.iter().all(|(r, n)| setrlimit(*r, *n, *n).is_ok());
         let uid = o.uid.map(|u| drop_to(u).is_ok());
         let landlock = landlock(&granted(&o), o.root, &[]).unwrap_or(false);
-        let seccomp = seccomp(false).is_ok();
+        let seccomp = crate::seccomp::apply(false).is_ok();
         println!(
             "{}",
             serde_json::json!({"root": root, "tmpfs": tmpfs, "uid": uid, "rlimits": rlimits,
@@ -735,22 +636,5 @@ mod tests {
             parse(&["--root".into()]).is_err(),
             "a root needs its mount point"
         );
-    }
-
-    #[test]
-    fn the_socket_filter_compiles_for_this_machine() {
-        let rules = seccomp_rules(false).expect("rules");
-        assert!(
-            rules[&libc::SYS_connect].is_empty(),
-            "connect is denied outright"
-        );
-        assert_eq!(rules[&libc::SYS_socket].len(), 16);
-        let tcp = seccomp_rules(true).expect("rules");
-        assert!(
-            !tcp.contains_key(&libc::SYS_connect),
-            "an installer connects"
-        );
-        // The 62 families of 0–64 but Unix and IP, those past 64, the 15 types but a stream.
-        assert_eq!(tcp[&libc::SYS_socket].len(), 62 + 1 + 15);
     }
 }

@@ -109,7 +109,7 @@ impl WarmPool {
 
     /// A ready interpreter of `shape`, if one is waiting; either way the shape is kept warm
     /// for the next run.
-    pub fn take(&self, shape: Shape) -> Option<Warm> {
+    pub fn take(&self, shape: &Shape) -> Option<Warm> {
         let taken = {
             let mut shapes = self.inner.shapes.lock().ok()?;
             let entry = shapes.entry(shape.clone()).or_default();
@@ -123,7 +123,7 @@ impl WarmPool {
             }
             found
         };
-        self.refill(&shape);
+        self.refill(shape);
         metrics::counter!("switchyard_warm_runs_total", "language" => shape.language.as_str(), "warm" => if taken.is_some() { "yes" } else { "no" }).increment(1);
         taken
     }
@@ -202,36 +202,38 @@ impl WarmPool {
     /// Starts one interpreter of `shape` as `slot`'s uid and waits until it says it is ready.
     async fn start(&self, shape: &Shape, slot: UidSlot) -> Result<Warm, String> {
         let isolation = &self.inner.isolation;
-        let rt = process::runtime_to_run(shape.language, shape.memory_mb).ok_or_else(|| {
-            format!(
-                "{} does not run as a child process",
-                shape.language.as_str()
-            )
-        })?;
+        let rt =
+            crate::runtime::runtime_to_run(shape.language, shape.memory_mb).ok_or_else(|| {
+                format!(
+                    "{} does not run as a child process",
+                    shape.language.as_str()
+                )
+            })?;
         let program: PathBuf =
-            process::interpreter_path(shape.language).map_err(|e| e.to_string())?;
+            crate::runtime::interpreter_path(shape.language).map_err(|e| e.to_string())?;
         let dir = tempfile::Builder::new()
             .prefix("switchyard-warm-")
             .tempdir()
             .map_err(|e| format!("cannot create its directory: {e}"))?;
         let owner = (isolation.unprivileged_user && !isolation.private_tmp()).then_some(slot.uid);
-        process::write_run_dir(dir.path(), &rt, None, owner)
+        crate::runtime::write_run_dir(dir.path(), &rt, None, owner)
             .map_err(|e| format!("cannot prepare its directory: {e}"))?;
         let work = isolation.work_dir(dir.path());
         let channel = SdkChannel::open().map_err(|e| format!("cannot open its channel: {e}"))?;
         let launch = Launch {
             rt: &rt,
             program: &program,
-            language: shape.language,
-            memory_mb: shape.memory_mb,
-            tmp_mb: shape.tmp_mb,
-            kernel_mb: process::kernel_memory_mb(shape.language, shape.memory_mb, shape.tmp_mb),
+            shape,
+            kernel_mb: crate::runtime::kernel_memory_mb(
+                shape.language,
+                shape.memory_mb,
+                shape.tmp_mb,
+            ),
             uid: slot.uid,
             dir: dir.path(),
             work: &work,
             check: false,
             warm: true,
-            packages: shape.packages.as_deref(),
         };
         // Its CPU-time limit is the longest run's: the run's own deadline stops it sooner.
         let longest = Duration::from_millis(u64::from(MAX_TIMEOUT_MS));
