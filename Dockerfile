@@ -1,5 +1,6 @@
 # Switchyard's container image: the release binary on Debian with the interpreters its
-# executors run (Python, PHP, Node.js; JavaScript is built in).
+# executors run (Python, PHP, Node.js; JavaScript is built in) and the installers of their
+# packages (pip, npm, Composer).
 #
 #   docker build -t switchyard .
 #   docker run -p 8700:8700 -v switchyard-data:/data switchyard
@@ -41,6 +42,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
        ca-certificates python3 php-cli nodejs util-linux mount \
+       python3-pip npm composer unzip iproute2 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/switchyard /usr/local/bin/switchyard
 ENV SWITCHYARD_DATA_DIR=/data \

@@ -16,6 +16,14 @@ if (getenv('SWITCHYARD_WARM')) {
     file_put_contents(__DIR__ . '/input.json', $line['input']);
     unset($go, $line);
 }
+if (getenv('SWITCHYARD_PACKAGES')) {
+    // The executor's installed packages, bound read-only into the run's root: loaded by
+    // Composer's autoloader, and found as `vendor/autoload.php` beside main.php too.
+    $vendor = getenv('SWITCHYARD_PACKAGES') . '/vendor';
+    symlink($vendor, __DIR__ . '/vendor');
+    require_once $vendor . '/autoload.php';
+    unset($vendor);
+}
 $in = json_decode(file_get_contents(__DIR__ . '/input.json'), true);
 require __DIR__ . '/main.php';
 if (function_exists('main')) {

@@ -33,6 +33,8 @@ pub struct InstallRun<'a> {
     pub timeout: Duration,
     /// A host directory bound read-write at `/out` in its root, for what it installs.
     pub out: Option<&'a Path>,
+    /// More host paths it reads (the installer's own files, its settings), read-only.
+    pub ro: Vec<std::path::PathBuf>,
 }
 
 /// What an installer run did.
@@ -111,6 +113,7 @@ impl Installer {
             ro: {
                 // The host's trust store, for HTTPS indexes (TLS is end to end through the proxy).
                 let mut ro = program_tree(run.program);
+                ro.extend(run.ro.iter().cloned());
                 ro.extend(
                     [TRUST_STORE]
                         .map(std::path::PathBuf::from)

@@ -3,14 +3,18 @@
 //! what it installed becomes a content-addressed, read-only directory keyed by the ecosystem
 //! and the resolved lock (`pip-<sha256 of the lock>`), shared by every version and organization
 //! with the same lock. The lock (for pip: each resolved distribution, `name==version
-//! --hash=sha256:…`) is what makes a version reproducible.
+//! --hash=sha256:…`; npm's `package-lock.json`; Composer's `composer.lock`) is what makes a
+//! version reproducible.
 
 use crate::install::{InstallRun, Installer};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::executor::Language;
+use switchyard_core::packages::{Ecosystem, PackageSet};
 
 /// The installer's own memory (pip resolving, npm's tree).
 const INSTALLER_MB: u32 = 512;
@@ -24,9 +28,14 @@ pub struct PackageSettings {
     pub pip_index: url::Url,
     /// npm's registry.
     pub npm_registry: url::Url,
+    /// Composer's repository (a `composer` repository: Packagist, or the operator's mirror).
+    pub composer_repository: url::Url,
     /// More hosts installs may download from (where an index keeps its files: PyPI's are on
     /// files.pythonhosted.org).
     pub file_hosts: Vec<url::Url>,
+    /// Let npm run packages' install scripts and Composer its plugins (still in the
+    /// installer's sandbox); off by default, so no package's code runs when it is installed.
+    pub install_scripts: bool,
     /// Largest install, MiB (the installer's output tmpfs).
     pub max_mb: u32,
     /// Longest install.
@@ -69,11 +78,15 @@ pub struct Packages {
 impl PackageSettings {
     /// The indexes installs may reach.
     pub fn indexes(&self) -> Vec<crate::index_proxy::Index> {
-        let mut all: Vec<crate::index_proxy::Index> = [&self.pip_index, &self.npm_registry]
-            .into_iter()
-            .chain(&self.file_hosts)
-            .filter_map(crate::index_proxy::Index::of)
-            .collect();
+        let mut all: Vec<crate::index_proxy::Index> = [
+            &self.pip_index,
+            &self.npm_registry,
+            &self.composer_repository,
+        ]
+        .into_iter()
+        .chain(&self.file_hosts)
+        .filter_map(crate::index_proxy::Index::of)
+        .collect();
         all.dedup();
         all
     }
@@ -93,16 +106,58 @@ impl Packages {
         }
     }
 
-    /// Resolves and installs `requirements` with pip (wheels only: no package's code runs),
-    /// from the configured index.
+    /// Resolves and installs what `set` declares, once it is checked (its one ecosystem, each
+    /// package a name and a version, never an option, a URL or a path).
+    pub async fn install(&self, set: &PackageSet) -> Result<Installed, InstallFailed> {
+        let language = if !set.npm.is_empty() {
+            Language::Node
+        } else if !set.composer.is_empty() {
+            Language::Php
+        } else {
+            Language::Python
+        };
+        match set
+            .check(language)
+            .map_err(|e| InstallFailed::Refused(e.to_string()))?
+        {
+            Ecosystem::Pip => self.pip_install(&set.pip).await,
+            Ecosystem::Npm => self.npm_install(&set.npm).await,
+            Ecosystem::Composer => self.composer_install(&set.composer).await,
+        }
+    }
+
+    /// Resolves and installs `requirements` with pip.
     pub async fn install_pip(&self, requirements: &[String]) -> Result<Installed, InstallFailed> {
-        let declared = switchyard_core::packages::PackageSet {
+        self.install(&PackageSet {
             pip: requirements.to_vec(),
             ..Default::default()
-        };
-        declared
-            .check(switchyard_core::executor::Language::Python)
-            .map_err(|e| InstallFailed::Refused(e.to_string()))?;
+        })
+        .await
+    }
+
+    /// Resolves and installs npm `packages`.
+    pub async fn install_npm(&self, packages: &[String]) -> Result<Installed, InstallFailed> {
+        self.install(&PackageSet {
+            npm: packages.to_vec(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Resolves and installs Composer `packages` (name → constraint).
+    pub async fn install_composer(
+        &self,
+        packages: &BTreeMap<String, String>,
+    ) -> Result<Installed, InstallFailed> {
+        self.install(&PackageSet {
+            composer: packages.clone(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// pip, wheels only (no package's code runs), from the configured index.
+    async fn pip_install(&self, requirements: &[String]) -> Result<Installed, InstallFailed> {
         let mut file = requirements.join("\n");
         file.push('\n');
         let scratch = self.pip(&file, false).await?;
@@ -148,14 +203,15 @@ impl Packages {
             tmp_mb: 64,
             timeout: s.timeout,
             out: Some(scratch.path()),
+            ro: Vec::new(),
         };
         self.installed_by(run).await?;
         Ok(scratch)
     }
 
-    /// Resolves and installs npm `packages` from the configured registry, with no install
-    /// scripts (`--ignore-scripts`): no package's code runs.
-    pub async fn install_npm(&self, packages: &[String]) -> Result<Installed, InstallFailed> {
+    /// npm, from the configured registry, with no install scripts (`--ignore-scripts`, unless
+    /// the operator allows them): no package's code runs.
+    async fn npm_install(&self, packages: &[String]) -> Result<Installed, InstallFailed> {
         let scratch = Scratch::mount(&self.settings.root, self.settings.max_mb)?;
         self.npm(&scratch, "install", packages).await?;
         let lock =
@@ -176,13 +232,12 @@ impl Packages {
         let npm_cli = std::fs::canonicalize("/usr/bin/npm")
             .or_else(|_| std::fs::canonicalize("/usr/local/bin/npm"))
             .map_err(|_| InstallFailed::Setup("npm is not installed on this hub".into()))?;
-        let node = crate::runtime::interpreter_path(switchyard_core::executor::Language::Node)
+        let node = crate::runtime::interpreter_path(Language::Node)
             .map_err(|e| InstallFailed::Setup(e.to_string()))?;
         let proxy = format!("http://127.0.0.1:{}", crate::sandbox_exec::INDEX_PROXY_PORT);
         let mut args: Vec<String> = vec![
             npm_cli.to_string_lossy().into_owned(),
             command.into(),
-            "--ignore-scripts".into(),
             "--no-audit".into(),
             "--no-fund".into(),
             "--no-update-notifier".into(),
@@ -199,6 +254,9 @@ impl Packages {
             "/out".into(),
             "--".into(),
         ];
+        if !s.install_scripts {
+            args.insert(2, "--ignore-scripts".into());
+        }
         args.extend(packages.iter().cloned());
         // Node.js trusts its own CA list; the host's store too (a mirror or proxy with the
         // operator's CA).
@@ -217,6 +275,102 @@ impl Packages {
             tmp_mb: s.max_mb.max(64),
             timeout: s.timeout,
             out: Some(scratch.path()),
+            ro: Vec::new(),
+        })
+        .await
+    }
+
+    /// Composer, from the configured repository alone (Packagist only when it is the one
+    /// configured), with no scripts and no plugins (unless the operator allows them): no
+    /// package's code runs.
+    async fn composer_install(
+        &self,
+        packages: &BTreeMap<String, String>,
+    ) -> Result<Installed, InstallFailed> {
+        let scratch = Scratch::mount(&self.settings.root, self.settings.max_mb)?;
+        self.composer(&scratch, packages, None).await?;
+        let lock = std::fs::read_to_string(scratch.path().join("composer.lock")).map_err(|e| {
+            InstallFailed::Installer(format!("Composer wrote no composer.lock: {e}"))
+        })?;
+        self.keep_vendor(&lock, &scratch)
+    }
+
+    /// Keeps what Composer installed, `vendor/` alone (mounted, it is `/packages/vendor`).
+    fn keep_vendor(&self, lock: &str, scratch: &Scratch) -> Result<Installed, InstallFailed> {
+        for file in ["composer.json", "composer.lock"] {
+            std::fs::remove_file(scratch.path().join(file))
+                .map_err(|e| InstallFailed::Setup(format!("clearing {file}: {e}")))?;
+        }
+        self.keep("composer", lock, scratch.path())
+    }
+
+    /// Runs `composer install` in the install's output directory: resolving `require` (and
+    /// writing `composer.lock`), or, given a `lock`, installing exactly what it holds.
+    async fn composer(
+        &self,
+        scratch: &Scratch,
+        require: &BTreeMap<String, String>,
+        lock: Option<&str>,
+    ) -> Result<(), InstallFailed> {
+        let s = &self.settings;
+        let php = crate::runtime::interpreter_path(Language::Php)
+            .map_err(|e| InstallFailed::Setup(e.to_string()))?;
+        let composer = COMPOSER
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .ok_or_else(|| InstallFailed::Setup("Composer is not installed on this hub".into()))?;
+        let setup = |e: std::io::Error| InstallFailed::Setup(format!("staging composer.json: {e}"));
+        std::fs::write(
+            scratch.path().join("composer.json"),
+            composer_manifest(require, &s.composer_repository, s.install_scripts),
+        )
+        .map_err(setup)?;
+        if let Some(lock) = lock {
+            std::fs::write(scratch.path().join("composer.lock"), lock).map_err(setup)?;
+        }
+        let mut args = [
+            composer.to_str().unwrap_or("/usr/bin/composer"),
+            "install",
+            "--no-dev",
+            "--no-interaction",
+            "--no-progress",
+            "--prefer-dist",
+            "--working-dir",
+            "/out",
+        ]
+        .map(String::from)
+        .to_vec();
+        if !s.install_scripts {
+            args.extend(["--no-scripts".into(), "--no-plugins".into()]);
+        }
+        let env = [
+            ("COMPOSER_HOME", "/tmp/.composer"),
+            ("COMPOSER_CACHE_DIR", "/tmp/.composer/cache"),
+            ("COMPOSER_NO_INTERACTION", "1"),
+            ("COMPOSER_DISABLE_XDEBUG_WARN", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let mut ro = vec![PathBuf::from(composer)];
+        // Composer runs with the host's PHP command-line settings (the extensions it needs:
+        // iconv or mbstring, phar), read-only; runs never see them.
+        ro.extend(
+            [PHP_CLI_SETTINGS]
+                .map(PathBuf::from)
+                .into_iter()
+                .filter(|p| p.is_dir()),
+        );
+        self.installed_by(InstallRun {
+            program: &php,
+            args,
+            env,
+            files: Vec::new(),
+            memory_mb: INSTALLER_MB,
+            tmp_mb: s.max_mb.max(64),
+            timeout: s.timeout,
+            out: Some(scratch.path()),
+            ro,
         })
         .await
     }
@@ -266,6 +420,11 @@ impl Packages {
                 .map_err(|e| InstallFailed::Setup(format!("staging the lock: {e}")))?;
             self.npm(&scratch, "ci", &[]).await?;
             self.keep("npm", lock, scratch.path())?
+        } else if key.starts_with("composer-") {
+            let scratch = Scratch::mount(&self.settings.root, self.settings.max_mb)?;
+            self.composer(&scratch, &composer_locked(lock), Some(lock))
+                .await?;
+            self.keep_vendor(lock, &scratch)?
         } else {
             return Err(InstallFailed::Refused(format!("no installer for `{key}`")));
         };
@@ -288,7 +447,9 @@ impl Packages {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with("pip-") || name.starts_with("npm-");
+            let ours = ["pip-", "npm-", "composer-"]
+                .iter()
+                .any(|eco| name.starts_with(eco));
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -324,7 +485,15 @@ impl Packages {
     /// Moves what was installed to its content-addressed place, read-only (kept as it is when
     /// another install of the same lock got there first).
     fn keep(&self, ecosystem: &str, lock: &str, from: &Path) -> Result<Installed, InstallFailed> {
-        let digest = hex(&Sha256::digest(format!("{ecosystem}\n{lock}").as_bytes()));
+        // What install scripts wrote is part of a tree: a tree made with them is another one.
+        let scripts = if self.settings.install_scripts && ecosystem != "pip" {
+            "\nwith install scripts"
+        } else {
+            ""
+        };
+        let digest = hex(&Sha256::digest(
+            format!("{ecosystem}\n{lock}{scripts}").as_bytes(),
+        ));
         let key = format!("{ecosystem}-{digest}");
         let dir = self.settings.root.join(&key);
         let setup = |what: &str| {
@@ -392,6 +561,66 @@ fn npm_manifest(lock: &str) -> String {
         .and_then(|l| l["packages"][""]["dependencies"].as_object().cloned())
         .unwrap_or_default();
     serde_json::json!({"dependencies": deps}).to_string()
+}
+
+/// Where Composer may be installed on the hub.
+const COMPOSER: [&str; 2] = ["/usr/bin/composer", "/usr/local/bin/composer"];
+
+/// Whether the hub has the installer of `ecosystem` (pip for `/usr/bin/python3`, npm, Composer).
+pub fn installer_present(ecosystem: Ecosystem) -> bool {
+    match ecosystem {
+        Ecosystem::Pip => Path::new("/usr/bin/python3").is_file(),
+        Ecosystem::Npm => ["/usr/bin/npm", "/usr/local/bin/npm"]
+            .iter()
+            .any(|p| Path::new(p).exists()),
+        Ecosystem::Composer => COMPOSER.iter().any(|p| Path::new(p).is_file()),
+    }
+}
+
+/// Where the host's PHP keeps its settings (Debian's layout), for Composer.
+const PHP_CLI_SETTINGS: &str = "/etc/php";
+
+/// The `composer.json` an install runs on: `require`, the configured repository alone
+/// (Packagist is off unless it is that one), plugins only when `plugins`, a fixed autoloader
+/// name (so a lock installs the same files on every node), plain HTTP only when the
+/// repository is.
+fn composer_manifest(
+    require: &BTreeMap<String, String>,
+    repository: &url::Url,
+    plugins: bool,
+) -> String {
+    serde_json::json!({
+        "require": require,
+        "repositories": [
+            {"type": "composer", "url": repository.as_str().trim_end_matches('/')},
+            {"packagist.org": false}
+        ],
+        "config": {
+            "allow-plugins": plugins,
+            "secure-http": repository.scheme() == "https",
+            "notify-on-install": false,
+            "autoloader-suffix": "Switchyard",
+            "lock": true
+        }
+    })
+    .to_string()
+}
+
+/// What a `composer.lock` holds, as `require` (each package at its locked version): the
+/// `composer.json` a node installs that lock with.
+fn composer_locked(lock: &str) -> BTreeMap<String, String> {
+    let lock: serde_json::Value = serde_json::from_str(lock).unwrap_or_default();
+    lock["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["name"].as_str()?.to_string(),
+                p["version"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// The last lines of what an installer said (its error is at the end).

@@ -151,7 +151,7 @@ impl Runner {
     pub fn installs_packages(&self, ecosystem: switchyard_core::packages::Ecosystem) -> bool {
         let iso = &self.inner.isolation;
         self.inner.packages.is_some()
-            && ecosystem != switchyard_core::packages::Ecosystem::Composer
+            && crate::packages::installer_present(ecosystem)
             && iso.new_root()
             && iso.unprivileged_user
             && iso.groups.is_some()
@@ -168,15 +168,7 @@ impl Runner {
                 "this hub installs no packages".into(),
             ));
         };
-        if !set.pip.is_empty() {
-            return packages.install_pip(&set.pip).await;
-        }
-        if !set.npm.is_empty() {
-            return packages.install_npm(&set.npm).await;
-        }
-        Err(InstallFailed::Refused(
-            "this hub installs pip and npm packages so far".into(),
-        ))
+        packages.install(set).await
     }
 
     /// The directory of an executor's installed packages for a run, installed from its lock

@@ -131,7 +131,7 @@ impl Hub {
             && !self.inner.runner.installs_packages(eco)
         {
             return Err(HubError::Invalid(CoreError::invalid(format!(
-                "`packages`: this hub does not install {} packages (its sandbox cannot run installers, `[packages]` is off, or the ecosystem is not supported yet)",
+                "`packages`: this hub does not install {} packages (its sandbox cannot run installers, `[packages]` is off, or the installer is not installed)",
                 eco.as_str()
             ))));
         }

@@ -206,8 +206,12 @@ pub struct PackagesFile {
     pub pip_index_url: String,
     /// npm's registry: the public one, or the operator's mirror.
     pub npm_registry_url: String,
+    /// Composer's repository: Packagist, or the operator's mirror.
+    pub composer_repository_url: String,
     /// More hosts installs may download from (an index's file host).
     pub file_hosts: Vec<String>,
+    /// Let npm run install scripts and Composer plugins (in the installer's sandbox).
+    pub install_scripts: bool,
     /// Largest install, MiB.
     pub max_mb: u32,
     /// Longest install, seconds.
@@ -431,6 +435,7 @@ impl Config {
         for (name, value) in [
             ("pip_index_url", &p.pip_index_url),
             ("npm_registry_url", &p.npm_registry_url),
+            ("composer_repository_url", &p.composer_repository_url),
         ]
         .into_iter()
         .chain(p.file_hosts.iter().map(|h| ("file_hosts", h)))
@@ -580,12 +585,15 @@ impl Settings {
                         .expect("checked by Config::validate"),
                     npm_registry: url::Url::parse(&c.packages.npm_registry_url)
                         .expect("checked by Config::validate"),
+                    composer_repository: url::Url::parse(&c.packages.composer_repository_url)
+                        .expect("checked by Config::validate"),
                     file_hosts: c
                         .packages
                         .file_hosts
                         .iter()
                         .filter_map(|h| url::Url::parse(h).ok())
                         .collect(),
+                    install_scripts: c.packages.install_scripts,
                     max_mb: c.packages.max_mb,
                     timeout: Duration::from_secs(c.packages.timeout_s),
                 }),

@@ -44,7 +44,7 @@ pub enum ExecutorsCommand {
         \"expect\": {\"output\": {\"priority\": \"high\"}, \"logs\": [\"ticket 7\"]}}\n\
         `expect` may also name an `error` the run must fail with; without `expect` a case\n\
         passes when its run succeeds.")]
-    Test(super::executors_test::TestArgs),
+    Test(Box<super::executors_test::TestArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,7 +101,7 @@ pub async fn run(args: ExecutorsArgs) -> Result<(), Failure> {
     match args.command {
         ExecutorsCommand::Pull(f) => pull(f).await,
         ExecutorsCommand::Push(f) => push(f).await,
-        ExecutorsCommand::Test(t) => super::executors_test::test(t).await,
+        ExecutorsCommand::Test(t) => super::executors_test::test(*t).await,
     }
 }
 

@@ -42,6 +42,9 @@ pub struct TestArgs {
     /// npm's registry for executors' packages (default: the public one)
     #[arg(long)]
     pub npm_registry_url: Option<url::Url>,
+    /// Composer's repository for executors' packages (default: Packagist)
+    #[arg(long)]
+    pub composer_repository_url: Option<url::Url>,
 }
 
 /// One fixture.
@@ -201,6 +204,7 @@ pub async fn test(args: TestArgs) -> Result<(), Failure> {
     for (key, url) in [
         ("pip_index_url", &args.pip_index_url),
         ("npm_registry_url", &args.npm_registry_url),
+        ("composer_repository_url", &args.composer_repository_url),
     ] {
         if let Some(url) = url {
             config.push_str(&format!("{key} = {}\n", Value::String(url.to_string())));

@@ -90,6 +90,7 @@ async fn an_install_reaches_its_package_indexes_and_nothing_else() {
             tmp_mb: 16,
             timeout: Duration::from_secs(120),
             out: None,
+            ro: Vec::new(),
         })
         .await
         .expect("the installer ran");

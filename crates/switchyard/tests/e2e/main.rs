@@ -17,6 +17,7 @@ mod keys;
 mod mcp;
 mod operations;
 mod packages;
+mod packages_composer;
 mod platforms;
 mod policy;
 mod readme;

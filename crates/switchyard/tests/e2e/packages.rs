@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::egress::EgressPolicy;
-use switchyard_exec::index_proxy::{Index, IndexProxy};
+use switchyard_exec::index_proxy::IndexProxy;
 use switchyard_exec::install::Installer;
 use switchyard_exec::packages::{InstallFailed, PackageSettings, Packages};
 use switchyard_exec::sandbox::Isolation;
@@ -113,7 +113,16 @@ async fn serve_index(
     (serve_on_loopback(app).await, served)
 }
 
-async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Packages {
+pub(crate) async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Packages {
+    installer_for(PackageSettings {
+        max_mb,
+        ..settings_for(root, index)
+    })
+    .await
+}
+
+/// Installs with `settings` (from the index on this machine it names).
+pub(crate) async fn installer_for(settings: PackageSettings) -> Packages {
     let helper = Path::new(env!("CARGO_BIN_EXE_switchyard")).to_path_buf();
     let isolation = tokio::task::spawn_blocking(move || Isolation::probe(Some(&helper)))
         .await
@@ -122,24 +131,8 @@ async fn packages(root: &Path, index: std::net::SocketAddr, max_mb: u32) -> Pack
         allow: vec!["127.0.0.0/8".parse().expect("net")],
         require_https: false,
     };
-    let proxy = IndexProxy::new(
-        vec![Index {
-            host: "127.0.0.1".into(),
-            port: index.port(),
-        }],
-        policy,
-    );
-    Packages::new(
-        PackageSettings {
-            root: root.to_path_buf(),
-            pip_index: format!("http://{index}/simple/").parse().expect("url"),
-            npm_registry: format!("http://{index}/npm/").parse().expect("url"),
-            file_hosts: Vec::new(),
-            max_mb,
-            timeout: Duration::from_secs(240),
-        },
-        Installer::new(isolation, proxy),
-    )
+    let proxy = IndexProxy::new(settings.indexes(), policy);
+    Packages::new(settings, Installer::new(isolation, proxy))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,19 +253,21 @@ async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_loc
     assert!(!root.join(".staging-cut-short").exists());
 }
 
-fn settings_for(root: &Path, index: std::net::SocketAddr) -> PackageSettings {
+pub(crate) fn settings_for(root: &Path, index: std::net::SocketAddr) -> PackageSettings {
     PackageSettings {
         root: root.to_path_buf(),
         pip_index: format!("http://{index}/simple/").parse().expect("url"),
         npm_registry: format!("http://{index}/npm/").parse().expect("url"),
+        composer_repository: format!("http://{index}/composer/").parse().expect("url"),
         file_hosts: Vec::new(),
+        install_scripts: false,
         max_mb: 16,
         timeout: Duration::from_secs(240),
     }
 }
 
 /// The executor's install state once it is no longer `installing`.
-async fn installed_state(app: &TestApp, org: &Org, name: &str) -> serde_json::Value {
+pub(crate) async fn installed_state(app: &TestApp, org: &Org, name: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         let (s, v) = app
@@ -415,6 +410,7 @@ sys.stdout.write("sha512-" + base64.b64encode(hashlib.sha512(data).digest()).dec
 /// An npm package's tarball and its digests.
 struct Tarball {
     name: &'static str,
+    scripts: serde_json::Value,
     bytes: Vec<u8>,
     integrity: String,
     shasum: String,
@@ -437,6 +433,7 @@ fn tarball(name: &'static str, code: &str, scripts: serde_json::Value) -> Tarbal
     let (integrity, shasum) = said.split_once(' ').expect("two digests");
     Tarball {
         name,
+        scripts,
         bytes: std::fs::read(&file).expect("tarball"),
         integrity: integrity.into(),
         shasum: shasum.into(),
@@ -462,6 +459,9 @@ async fn serve_registry(packages: Vec<Tarball>) -> std::net::SocketAddr {
                     Ok::<_, axum::http::StatusCode>(axum::Json(serde_json::json!({
                         "name": name, "dist-tags": {"latest": "1.0.0"},
                         "versions": {"1.0.0": {"name": name, "version": "1.0.0",
+                            // As the public registry says of a package with install scripts.
+                            "scripts": p.scripts,
+                            "hasInstallScript": p.scripts.as_object().is_some_and(|s| !s.is_empty()),
                             "dist": {"tarball": tarball, "integrity": p.integrity, "shasum": p.shasum}}}
                     })))
                 }
@@ -527,6 +527,27 @@ async fn npm_installs_without_running_install_scripts_and_node_code_requires_it(
         .expect("installed from the lock");
     assert!(again.join("node_modules/padder/index.js").is_file());
     failed_with(pkgs.install_npm(&["nosuch@1.0.0".into()]).await, "404");
+    // An operator who allows install scripts gets them run, in the installer's sandbox (what
+    // they write lands in the install), into a directory of its own (not the one without).
+    let scripts_on = crate::packages::installer_for(PackageSettings {
+        install_scripts: true,
+        ..settings_for(&dir.path().join("scripts-on"), registry)
+    })
+    .await;
+    let ran = scripts_on
+        .install_npm(&["scripted@1.0.0".into()])
+        .await
+        .expect("installed with its scripts");
+    assert!(
+        ran.dir.join("pwned").is_file(),
+        "the install script did not run"
+    );
+    let without = pkgs
+        .install_npm(&["scripted@1.0.0".into()])
+        .await
+        .expect("installed without");
+    assert_eq!(ran.lock, without.lock);
+    assert_ne!(ran.key, without.key);
 
     // Through the hub: a Node.js executor requires what it declared.
     let with_registry = |s: &mut switchyard::Settings| {
@@ -550,7 +571,7 @@ async fn npm_installs_without_running_install_scripts_and_node_code_requires_it(
     app.stop().await;
 }
 
-fn failed_with<T: std::fmt::Debug>(r: Result<T, InstallFailed>, needle: &str) {
+pub(crate) fn failed_with<T: std::fmt::Debug>(r: Result<T, InstallFailed>, needle: &str) {
     let e = r.expect_err("an install that cannot succeed");
     assert!(
         matches!(e, InstallFailed::Installer(_)) && e.to_string().contains(needle),
@@ -730,7 +751,9 @@ async fn pip_and_npm_install_from_the_public_registries() {
         root: tempfile::tempdir().expect("dir").keep().join("packages"),
         pip_index: "https://pypi.org/simple/".parse().expect("url"),
         npm_registry: "https://registry.npmjs.org/".parse().expect("url"),
+        composer_repository: "https://repo.packagist.org/".parse().expect("url"),
         file_hosts: vec!["https://files.pythonhosted.org/".parse().expect("url")],
+        install_scripts: false,
         max_mb: 64,
         timeout: Duration::from_secs(300),
     };
