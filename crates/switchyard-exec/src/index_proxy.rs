@@ -46,6 +46,15 @@ impl Index {
     }
 }
 
+/// What one install may take through the proxy: each connection ends at the install's deadline
+/// and after `max_bytes` from the index (an index that sends without end, or never stops
+/// answering, holds nothing of the hub's past them).
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance {
+    pub deadline: Duration,
+    pub max_bytes: u64,
+}
+
 /// The hub's side: a forward proxy to the package indexes only.
 #[derive(Clone)]
 pub struct IndexProxy {
@@ -62,8 +71,12 @@ impl IndexProxy {
     }
 
     /// Answers the connections a sandbox's forwarder hands over `channel`, each in a task of
-    /// its own, until the channel closes (the sandbox ended).
-    pub fn serve(&self, channel: std::os::unix::net::UnixStream) -> tokio::task::JoinHandle<()> {
+    /// its own within `allowance`, until the channel closes (the sandbox ended).
+    pub fn serve(
+        &self,
+        channel: std::os::unix::net::UnixStream,
+        allowance: Allowance,
+    ) -> tokio::task::JoinHandle<()> {
         let proxy = self.clone();
         tokio::spawn(async move {
             if channel.set_nonblocking(true).is_err() {
@@ -80,8 +93,18 @@ impl IndexProxy {
                     Ok(Some(fd)) => {
                         let proxy = proxy.clone();
                         tokio::spawn(async move {
-                            if let Err(why) = proxy.answer(fd).await {
-                                tracing::debug!(%why, "an install's proxy connection ended");
+                            let answered = tokio::time::timeout(
+                                allowance.deadline,
+                                proxy.answer(fd, allowance.max_bytes),
+                            );
+                            match answered.await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(why)) => {
+                                    tracing::debug!(%why, "an install's proxy connection ended")
+                                }
+                                Err(_) => tracing::debug!(
+                                    "an install's proxy connection outlived the install"
+                                ),
                             }
                         });
                     }
@@ -93,8 +116,9 @@ impl IndexProxy {
     }
 
     /// One client connection: `CONNECT host:port` (HTTPS) or a request in absolute form
-    /// (`GET http://host:port/…`, plain HTTP), to an index, or a 403 naming why not.
-    async fn answer(&self, fd: OwnedFd) -> std::io::Result<()> {
+    /// (`GET http://host:port/…`, plain HTTP), to an index, or a 403 naming why not; at most
+    /// `max_bytes` from the index.
+    async fn answer(&self, fd: OwnedFd, max_bytes: u64) -> std::io::Result<()> {
         let std = std::os::unix::net::UnixStream::from(fd);
         std.set_nonblocking(true)?;
         let mut client = tokio::net::UnixStream::from_std(std)?;
@@ -188,8 +212,17 @@ impl IndexProxy {
             upstream.write_all(head.as_bytes()).await?;
         }
         upstream.write_all(&buf[head_len..]).await?;
-        tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
-        Ok(())
+        let (mut from_client, mut to_client) = client.split();
+        let (from_index, mut to_index) = upstream.split();
+        let up = async {
+            tokio::io::copy(&mut from_client, &mut to_index).await?;
+            to_index.shutdown().await
+        };
+        let down = async {
+            tokio::io::copy(&mut from_index.take(max_bytes), &mut to_client).await?;
+            to_client.shutdown().await
+        };
+        tokio::try_join!(up, down).map(|_| ())
     }
 
     /// A connection to `index` at an address the egress policy allows.

@@ -35,6 +35,8 @@ pub struct InstallRun<'a> {
     pub out: Option<&'a Path>,
     /// More host paths it reads (the installer's own files, its settings), read-only.
     pub ro: Vec<std::path::PathBuf>,
+    /// Most MiB one connection through the index proxy may bring in.
+    pub download_mb: u32,
 }
 
 /// What an installer run did.
@@ -154,7 +156,13 @@ impl Installer {
         let spawned = cmd.spawn();
         drop(cmd);
         let mut child = spawned.map_err(SetupError::of("cannot start the installer"))?;
-        let serving = self.proxy.serve(hub_end);
+        let serving = self.proxy.serve(
+            hub_end,
+            crate::index_proxy::Allowance {
+                deadline: run.timeout,
+                max_bytes: u64::from(run.download_mb) << 20,
+            },
+        );
         let out = tokio::spawn(read_capped(child.stdout.take().expect("piped")));
         let err = tokio::spawn(read_capped(child.stderr.take().expect("piped")));
         let waited = tokio::time::timeout(run.timeout, child.wait()).await;

@@ -76,6 +76,13 @@ pub struct Packages {
 }
 
 impl PackageSettings {
+    /// Most MiB one connection of an install brings in: past the install's size limit (an
+    /// archive is smaller than what it unpacks to, so the disk says no first and says why),
+    /// a bound on an index that sends without end.
+    fn download_mb(&self) -> u32 {
+        self.max_mb.saturating_mul(2).saturating_add(64)
+    }
+
     /// The indexes installs may reach.
     pub fn indexes(&self) -> Vec<crate::index_proxy::Index> {
         let mut all: Vec<crate::index_proxy::Index> = [
@@ -204,6 +211,7 @@ impl Packages {
             timeout: s.timeout,
             out: Some(scratch.path()),
             ro: Vec::new(),
+            download_mb: s.download_mb(),
         };
         self.installed_by(run).await?;
         Ok(scratch)
@@ -276,6 +284,7 @@ impl Packages {
             timeout: s.timeout,
             out: Some(scratch.path()),
             ro: Vec::new(),
+            download_mb: s.download_mb(),
         })
         .await
     }
@@ -371,6 +380,7 @@ impl Packages {
             timeout: s.timeout,
             out: Some(scratch.path()),
             ro,
+            download_mb: s.download_mb(),
         })
         .await
     }

@@ -757,3 +757,93 @@ async fn a_node_that_joins_mid_run_is_handed_its_share_and_nothing_is_sent_twice
         "none of 13 endpoints is the new node's first choice: {ids:?}"
     );
 }
+
+/// The `pip-…` directories a node holds.
+fn installed_on(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("packages"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("pip-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_without_a_versions_packages_installs_them_from_its_lock_once() {
+    if skip_on_sqlite("a_node_without_a_versions_packages_installs_them_from_its_lock_once") {
+        return;
+    }
+    let greet = crate::packages::wheel(
+        "greet",
+        "1.0",
+        "def hello():\n    return 'hello from greet'\n",
+        10,
+    );
+    let (index, served) =
+        crate::packages::serve_index(vec![("greet", "greet-1.0-py3-none-any.whl".into(), greet)])
+            .await;
+    let downloads = || served.load(std::sync::atomic::Ordering::SeqCst);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let database = database_url(&tmp.path().join("db"))
+        .await
+        .expect("the cluster tests run on PostgreSQL");
+    let mut hubs = Vec::new();
+    for i in 0..2 {
+        let dir = tmp.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let config = dir.join("switchyard.toml");
+        std::fs::write(
+            &config,
+            format!("[packages]\npip_index_url = \"http://{index}/simple/\"\n"),
+        )
+        .expect("config");
+        hubs.push(start_node(&dir, &database, &config, "all").await);
+    }
+    let (admin, _) = org_on(&hubs[0], "pkgs").await;
+    let source = "import greet\ndef main(input, sdk):\n    return {'said': greet.hello()}\n";
+    let (s, v) = hubs[0]
+        .put(
+            "/v1/orgs/pkgs/executors/greeter",
+            &admin,
+            json!({"type": "code", "language": "python", "source": source,
+                   "packages": {"pip": ["greet==1.0"]}}),
+        )
+        .await
+        .expect("put");
+    assert_eq!(s, 201, "{v}");
+    // Installed by the node it was saved on (in the background: generous bound).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let state = loop {
+        let v = hubs[0].get("/v1/orgs/pkgs/executors/greeter", &admin).await;
+        if v["packages_install"]["state"] != "installing" {
+            break v["packages_install"].clone();
+        }
+        assert!(Instant::now() < deadline, "still installing: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(state["state"], "ready", "{state:#}");
+    assert_eq!(downloads(), 1);
+    let on_first = installed_on(&tmp.path().join("node0"));
+    assert_eq!(on_first.len(), 1, "{on_first:?}");
+    assert!(installed_on(&tmp.path().join("node1")).is_empty());
+
+    // Runs through the second node, three at once: it installs the lock once, then all run.
+    let runs = futures_util::future::join_all((0..3).map(|_| {
+        hubs[1].post(
+            "/v1/orgs/pkgs/executors/greeter/run",
+            &admin,
+            json!({"input": {}}),
+        )
+    }))
+    .await;
+    for r in runs {
+        let (s, v) = r.expect("run");
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["output"]["said"], "hello from greet", "{v:#}");
+    }
+    assert_eq!(downloads(), 2, "the second node downloads the wheel once");
+    assert_eq!(installed_on(&tmp.path().join("node1")), on_first);
+}

@@ -622,9 +622,26 @@ impl Hub {
         key: &str,
         body: Value,
     ) -> Result<(u16, Value), reqwest::Error> {
+        self.send(reqwest::Method::POST, path, key, body).await
+    }
+    pub async fn put(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        self.send(reqwest::Method::PUT, path, key, body).await
+    }
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
         let r = self
             .client
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(key)
             .json(&body)
             .send()

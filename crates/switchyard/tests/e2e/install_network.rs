@@ -1,6 +1,7 @@
 //! The network of a package install: an installer in its sandbox reaches the configured package
 //! indexes through the hub's proxy — plain HTTP and CONNECT — and nothing else: another host
-//! through the proxy is refused with the reason, and around the proxy there is no network at all.
+//! through the proxy is refused with the reason, a download past the install's allowance is cut
+//! short, and around the proxy there is no network at all.
 
 use crate::helpers::*;
 use serde_json::Value;
@@ -26,6 +27,8 @@ def fetch(url, opener=urllib.request.urlopen, timeout=30):
 # Plain HTTP through the proxy (HTTP_PROXY is set): the index answers, another host does not.
 out["index"] = fetch(f"http://127.0.0.1:{index}/simple/")
 out["other"] = fetch(f"http://127.0.0.1:{other}/")
+# More than the install may bring in through one connection: cut short.
+out["big"] = fetch(f"http://127.0.0.1:{index}/big")
 # CONNECT, as HTTPS indexes are reached: a tunnel to the index, none to another host.
 def connect(port):
     s = socket.create_connection(("127.0.0.1", proxy), timeout=30)
@@ -57,7 +60,9 @@ print(json.dumps(out))
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_install_reaches_its_package_indexes_and_nothing_else() {
     let index = serve_on_loopback(
-        axum::Router::new().route("/simple/", axum::routing::get(|| async { "the index" })),
+        axum::Router::new()
+            .route("/simple/", axum::routing::get(|| async { "the index" }))
+            .route("/big", axum::routing::get(|| async { "x".repeat(3 << 20) })),
     )
     .await;
     let other =
@@ -91,6 +96,7 @@ async fn an_install_reaches_its_package_indexes_and_nothing_else() {
             timeout: Duration::from_secs(120),
             out: None,
             ro: Vec::new(),
+            download_mb: 1,
         })
         .await
         .expect("the installer ran");
@@ -98,6 +104,7 @@ async fn an_install_reaches_its_package_indexes_and_nothing_else() {
     let seen: Value = serde_json::from_str(out.stdout.trim()).expect("its JSON");
     assert_eq!(seen["index"], "the index", "{seen:#}");
     assert_eq!(seen["other"], 403, "{seen:#}");
+    assert_eq!(seen["big"], "IncompleteRead", "{seen:#}");
     assert_eq!(seen["connect_index"], "the index", "{seen:#}");
     assert!(
         seen["connect_other"]

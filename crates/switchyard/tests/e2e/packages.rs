@@ -36,12 +36,12 @@ sys.stdout.write(hashlib.sha256(buf.getvalue()).hexdigest())
 "#;
 
 /// A wheel's bytes and their SHA-256 (hex).
-struct Wheel {
+pub(crate) struct Wheel {
     bytes: Vec<u8>,
     sha256: String,
 }
 
-fn wheel(name: &str, version: &str, code: &str, pad: usize) -> Wheel {
+pub(crate) fn wheel(name: &str, version: &str, code: &str, pad: usize) -> Wheel {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("w.whl");
     let out = std::process::Command::new("python3")
@@ -62,7 +62,7 @@ fn wheel(name: &str, version: &str, code: &str, pad: usize) -> Wheel {
 
 /// A PEP 503 simple index: each project's page links its files with their hashes.
 /// Also counts the files it serves.
-async fn serve_index(
+pub(crate) async fn serve_index(
     files: Vec<(&'static str, String, Wheel)>,
 ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
