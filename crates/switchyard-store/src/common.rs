@@ -304,6 +304,27 @@ impl HealthDelta {
     }
 }
 
+/// How stale a stored `last_success_at` may be: a healthy endpoint's row is written again only
+/// when its last success moved by more than this (or anything else changed), so that a
+/// thousand endpoints answering do not cost a health write per attempt result.
+pub(crate) const LAST_SUCCESS_GRAIN_MS: i64 = 1000;
+
+/// Whether `after` must be written over `before` (the stored row, if any).
+pub(crate) fn health_changed(before: Option<&EndpointHealth>, after: &EndpointHealth) -> bool {
+    let Some(before) = before else {
+        return true;
+    };
+    let moved = match (before.last_success_at, after.last_success_at) {
+        (Some(b), Some(a)) => a - b > LAST_SUCCESS_GRAIN_MS,
+        (b, a) => b != a,
+    };
+    moved
+        || before.consecutive_failures != after.consecutive_failures
+        || before.failing_since != after.failing_since
+        || before.last_failure_at != after.last_failure_at
+        || before.last_error != after.last_error
+}
+
 /// An event a retention pass looks at: its sequence, its id, whether its payload is dropped.
 pub(crate) type Scanned = (i64, String, bool);
 

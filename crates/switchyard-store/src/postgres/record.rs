@@ -322,6 +322,9 @@ async fn update_health(
     };
     let before = health_from_row(&r)?;
     let (h, recovered) = d.apply(&before);
+    if !crate::common::health_changed(Some(&before), &h) {
+        return Ok(Some((h, recovered)));
+    }
     db.exec(
         "UPDATE endpoint_health SET consecutive_failures = $2, failing_since = $3,
            last_success_at = $4, last_failure_at = $5, last_error = $6

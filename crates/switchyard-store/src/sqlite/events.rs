@@ -13,7 +13,8 @@ impl EventLog for SqliteStore {
         claim: Claim<'_>,
     ) -> Result<PublishOutcome> {
         let (org, node, lease_ms) = (org.clone(), claim.node.to_string(), claim.lease_ms);
-        self.write(move |ctx| {
+        let statements: usize = batch.events.iter().map(|e| 1 + e.targets.len()).sum();
+        self.write_sized(statements, move |ctx| {
             let version: i64 = ctx
                 .conn
                 .prepare_cached("SELECT routing_version FROM orgs WHERE id = ?1")?

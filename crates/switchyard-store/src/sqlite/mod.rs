@@ -5,7 +5,10 @@
 //! `synchronous=FULL` so the commit is on disk (fsync) before any job's caller hears back. One
 //! fsync thus covers many publish requests: that is what lets durable ingest run at thousands of
 //! events per second on a disk that does ~1.5k fsyncs/s. A failed job rolls back to its
-//! savepoint without disturbing the others in the group.
+//! savepoint without disturbing the others in the group. A heavy job (a batch's events: many
+//! statements) leads a group of its own, first and without a savepoint — held over thousands
+//! of statements, a savepoint makes each statement's end walk the statement journal — and
+//! its failure rolls back a transaction that holds nothing else yet.
 //!
 //! Files by concern: `writer` (the group-commit thread and how jobs reach it), `rows` (decoding
 //! stored rows, strictly), then one file per role: `catalog` (organizations, keys, event types),

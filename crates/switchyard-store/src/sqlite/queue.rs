@@ -199,6 +199,8 @@ impl DeliveryQueue for SqliteStore {
         while !results.is_empty() {
             let rest = results.split_off(results.len().min(RECORD_CHUNK));
             let chunk = std::mem::replace(&mut results, rest);
+            // Light jobs, though not small: measured, results share a group with the rest
+            // better than they lead groups of their own (BENCHMARKS.md, "Heavy jobs lead").
             pending.push(self.submit(record_chunk(node.to_owned(), chunk, *policy))?);
         }
         let mut out = Recorded::default();
@@ -593,14 +595,16 @@ fn update_health(
     ep: &EndpointRef,
     d: &HealthDelta,
 ) -> Result<(EndpointHealth, bool)> {
-    let before: EndpointHealth = conn
+    let stored: Option<EndpointHealth> = conn
         .prepare_cached(&format!(
             "SELECT {HEALTH_COLS} FROM endpoint_health WHERE endpoint_id = ?1"
         ))?
         .query_row([ep.endpoint_id.as_str()], health_from_row)
-        .optional()?
-        .unwrap_or_default();
-    let (h, recovered) = d.apply(&before);
+        .optional()?;
+    let (h, recovered) = d.apply(stored.as_ref().unwrap_or(&EndpointHealth::default()));
+    if !crate::common::health_changed(stored.as_ref(), &h) {
+        return Ok((h, recovered));
+    }
     conn.prepare_cached(
         "INSERT INTO endpoint_health (endpoint_id, org_id, consecutive_failures, failing_since,
            last_success_at, last_failure_at, last_error)

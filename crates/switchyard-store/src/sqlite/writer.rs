@@ -3,10 +3,20 @@
 use super::*;
 
 pub(super) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-/// A write job. Given the writer's context it runs and returns whether it succeeded and how to
-/// answer its caller once the commit is known; given `None` (no transaction could be begun) it
-/// only prepares the failure answer.
-pub(super) type Job = Box<dyn FnOnce(Option<&mut WriterCtx>) -> (bool, Completion) + Send>;
+/// What a write job runs: given the writer's context it runs and returns whether it succeeded
+/// and how to answer its caller once the commit is known; given `None` (no transaction could be
+/// begun) it only prepares the failure answer.
+type Run = Box<dyn FnOnce(Option<&mut WriterCtx>) -> (bool, Completion) + Send>;
+
+/// Statements from which a job is heavy.
+const HEAVY_JOB: usize = 32;
+
+/// A write job, and whether it is heavy: many statements (a batch's events, a chunk of
+/// attempt results).
+pub(super) struct Job {
+    run: Run,
+    heavy: bool,
+}
 
 /// What write jobs run against: the writer's connection, the key secrets are sealed with, and
 /// the events handed out that someone still holds.
@@ -18,48 +28,111 @@ pub(super) struct WriterCtx {
     pub(super) events: std::collections::HashMap<i64, std::sync::Weak<Event>>,
 }
 
+/// Takes the jobs waiting, at most one heavy one per group (it leads its group; a second
+/// waits to lead the next), and commits each group once.
 pub(super) fn writer_loop(mut ctx: WriterCtx, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
+    let mut next_lead: Option<Job> = None;
+    loop {
+        let first = match next_lead.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let (mut lead, mut rest) = (None, Vec::new());
+        if first.heavy {
+            lead = Some(first);
+        } else {
+            rest.push(first);
+        }
+        while rest.len() + usize::from(lead.is_some()) < MAX_GROUP {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(job) if job.heavy && lead.is_none() => lead = Some(job),
+                Ok(job) if job.heavy => {
+                    next_lead = Some(job);
+                    break;
+                }
+                Ok(job) => rest.push(job),
                 Err(_) => break,
             }
         }
-        let group = jobs.len();
-        if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!(error = %e, jobs = group, "cannot begin a write transaction");
-            let e = StoreError::from(e);
-            for job in jobs {
-                let (_, answer) = job(None);
-                answer(Err(e.clone()));
-            }
-            continue;
+        commit_group(&mut ctx, lead, rest);
+    }
+}
+
+/// Runs one group in one transaction and answers each job once it is committed. The lead job
+/// runs first and without a savepoint of its own: a failure rolls the transaction back, which
+/// then holds nothing else. Every other job runs in its own savepoint, so that its failure
+/// leaves the others' writes. (A savepoint held over many statements costs each statement's
+/// end a walk of the statement journal: a heavy job in one would cost time growing with the
+/// square of its size.)
+fn commit_group(ctx: &mut WriterCtx, lead: Option<Job>, rest: Vec<Job>) {
+    let group = rest.len() + usize::from(lead.is_some());
+    let mut done = Vec::with_capacity(group);
+    let mut open = false;
+    if let Some(job) = lead {
+        if let Err(e) = begin(ctx, group) {
+            return fail_all(std::iter::once(job).chain(rest), &e);
         }
-        let mut done = Vec::with_capacity(group);
-        for job in jobs {
-            let _ = run_cached(&ctx.conn, "SAVEPOINT job");
-            let (ok, completion) = job(Some(&mut ctx));
-            let ended = if ok {
-                run_cached(&ctx.conn, "RELEASE job")
-            } else {
-                run_cached(&ctx.conn, "ROLLBACK TO job")
-                    .and_then(|_| run_cached(&ctx.conn, "RELEASE job"))
-            };
-            if let Err(e) = ended {
-                tracing::error!(error = %e, "a write job's savepoint did not end");
-            }
+        let (ok, completion) = (job.run)(Some(ctx));
+        if ok {
             done.push(completion);
+            open = true;
+        } else {
+            if let Err(e) = ctx.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "a failed write job's transaction did not roll back");
+            }
+            // It answers its own error.
+            completion(Ok(()));
         }
-        let commit = ctx.conn.execute_batch("COMMIT").map_err(StoreError::from);
-        if commit.is_err() {
-            let _ = ctx.conn.execute_batch("ROLLBACK");
+    }
+    if !rest.is_empty() && !open {
+        if let Err(e) = begin(ctx, rest.len()) {
+            return fail_all(rest.into_iter(), &e);
         }
-        metrics::histogram!("switchyard_store_group_commit_size").record(group as f64);
-        for c in done {
-            c(commit.clone());
+        open = true;
+    }
+    if !open {
+        return;
+    }
+    for job in rest {
+        let _ = run_cached(&ctx.conn, "SAVEPOINT job");
+        let (ok, completion) = (job.run)(Some(ctx));
+        let ended = if ok {
+            run_cached(&ctx.conn, "RELEASE job")
+        } else {
+            run_cached(&ctx.conn, "ROLLBACK TO job")
+                .and_then(|_| run_cached(&ctx.conn, "RELEASE job"))
+        };
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "a write job's savepoint did not end");
         }
+        done.push(completion);
+    }
+    let commit = ctx.conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if commit.is_err() {
+        let _ = ctx.conn.execute_batch("ROLLBACK");
+    }
+    metrics::histogram!("switchyard_store_group_commit_size").record(done.len() as f64);
+    for c in done {
+        c(commit.clone());
+    }
+}
+
+/// Begins the write transaction of a group of `jobs`.
+fn begin(ctx: &WriterCtx, jobs: usize) -> Result<()> {
+    ctx.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| {
+        tracing::error!(error = %e, jobs, "cannot begin a write transaction");
+        StoreError::from(e)
+    })
+}
+
+/// Answers each of `jobs` with `error` (no transaction could be begun for them).
+fn fail_all(jobs: impl Iterator<Item = Job>, error: &StoreError) {
+    for job in jobs {
+        let (_, answer) = (job.run)(None);
+        answer(Err(error.clone()));
     }
 }
 
@@ -109,8 +182,27 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<T>>> {
+        self.submit_job(false, f)
+    }
+
+    /// [`SqliteStore::write`] for a job that may be heavy (many statements: see
+    /// [`HEAVY_JOB`]); a heavy job leads a group of its own.
+    pub(super) async fn write_sized<T: Send + 'static>(
+        &self,
+        statements: usize,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let rx = self.submit_job(statements >= HEAVY_JOB, f)?;
+        self.finish(rx).await
+    }
+
+    fn submit_job<T: Send + 'static>(
+        &self,
+        heavy: bool,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<T>>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
+        let run: Run = Box::new(move |ctx| {
             let r = match ctx {
                 Some(ctx) => f(ctx),
                 None => Err(StoreError::database("cannot begin a write transaction")),
@@ -128,6 +220,7 @@ impl SqliteStore {
             });
             (ok, done)
         });
+        let job = Job { run, heavy };
         let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
         let sender = guard.as_ref().ok_or(StoreError::Closed)?;
         sender.send(job).map_err(|_| StoreError::Closed)?;
@@ -154,5 +247,96 @@ impl SqliteStore {
             _ => {}
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that writes `n` rows tagged `tag` to the test table, then fails when asked to.
+    fn rows(
+        tag: &'static str,
+        n: usize,
+        fail: bool,
+    ) -> impl FnOnce(&mut WriterCtx) -> Result<()> + Send + 'static {
+        move |ctx| {
+            for i in 0..n {
+                ctx.conn
+                    .prepare_cached("INSERT INTO t (tag, i) VALUES (?1, ?2)")?
+                    .execute(params![tag, i as i64])?;
+            }
+            if fail {
+                return Err(StoreError::database(format!("{tag} fails")));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_heavy_job_leaves_nothing_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (key, _) = MasterKey::generate();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite"), key).expect("open");
+        store
+            .write(|ctx| {
+                Ok(ctx
+                    .conn
+                    .execute_batch("CREATE TABLE t (tag TEXT, i INTEGER)")?)
+            })
+            .await
+            .expect("table");
+        // The writer is busy with a slow job while the others queue: they form the next group
+        // (a heavy job leads it, the second heavy one leads the one after).
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let slow = store
+            .submit(move |_| {
+                let _ = started_tx.send(());
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+            .expect("slow");
+        started_rx.recv().expect("the writer started the slow job");
+        let light_ok = store.submit(rows("light-ok", 2, false)).expect("submit");
+        let heavy_bad = store
+            .submit_job(true, rows("heavy-bad", 3 * HEAVY_JOB, true))
+            .expect("submit");
+        let light_bad = store.submit(rows("light-bad", 2, true)).expect("submit");
+        let heavy_ok = store
+            .submit_job(true, rows("heavy-ok", 3 * HEAVY_JOB, false))
+            .expect("submit");
+        let heavy_bad_too = store
+            .submit_job(true, rows("heavy-bad-too", 3 * HEAVY_JOB, true))
+            .expect("submit");
+        store.finish(slow).await.expect("slow");
+        store.finish(light_ok).await.expect("light-ok committed");
+        store.finish(heavy_ok).await.expect("heavy-ok committed");
+        for (what, rx) in [
+            ("heavy-bad", heavy_bad),
+            ("light-bad", light_bad),
+            ("heavy-bad-too", heavy_bad_too),
+        ] {
+            let e = store.finish(rx).await.expect_err(what);
+            assert!(e.to_string().contains("fails"), "{what}: {e}");
+        }
+        let counts: Vec<(String, i64)> = store
+            .write(|ctx| {
+                let mut stmt = ctx
+                    .conn
+                    .prepare("SELECT tag, count(*) FROM t GROUP BY tag ORDER BY tag")?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await
+            .expect("counts");
+        assert_eq!(
+            counts,
+            [
+                ("heavy-ok".to_string(), 3 * HEAVY_JOB as i64),
+                ("light-ok".to_string(), 2)
+            ]
+        );
     }
 }
