@@ -274,8 +274,21 @@ impl Packages {
         } else {
             Vec::new()
         };
+        self.tool(&node, args, env, Vec::new(), scratch).await
+    }
+
+    /// Runs an installer that writes into `scratch` (npm, Composer): the install's limits.
+    async fn tool(
+        &self,
+        program: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        ro: Vec<PathBuf>,
+        scratch: &Scratch,
+    ) -> Result<(), InstallFailed> {
+        let s = &self.settings;
         self.installed_by(InstallRun {
-            program: &node,
+            program,
             args,
             env,
             files: Vec::new(),
@@ -283,7 +296,7 @@ impl Packages {
             tmp_mb: s.max_mb.max(64),
             timeout: s.timeout,
             out: Some(scratch.path()),
-            ro: Vec::new(),
+            ro,
             download_mb: s.download_mb(),
         })
         .await
@@ -370,19 +383,7 @@ impl Packages {
                 .into_iter()
                 .filter(|p| p.is_dir()),
         );
-        self.installed_by(InstallRun {
-            program: &php,
-            args,
-            env,
-            files: Vec::new(),
-            memory_mb: INSTALLER_MB,
-            tmp_mb: s.max_mb.max(64),
-            timeout: s.timeout,
-            out: Some(scratch.path()),
-            ro,
-            download_mb: s.download_mb(),
-        })
-        .await
+        self.tool(&php, args, env, ro, scratch).await
     }
 
     /// Runs an installer; `Err` with the end of what it said when it failed.

@@ -188,39 +188,19 @@ async fn pip_installs_from_the_index_into_a_read_only_directory_named_by_its_loc
 
     // Another node, without the directory: installed from the lock once, however many runs
     // ask for it at the same time.
-    let other_root = dir.path().join("other-node");
-    let other = packages(&other_root, index, 2).await;
-    let before = served.load(std::sync::atomic::Ordering::SeqCst);
-    let (a, b) = tokio::join!(
-        other.ensure(&installed.key, &installed.lock),
-        other.ensure(&installed.key, &installed.lock)
-    );
-    let (a, b) = (a.expect("ensured"), b.expect("ensured"));
-    assert_eq!(a, b);
-    assert_eq!(a, other_root.join(&installed.key));
+    let other = packages(&dir.path().join("other-node"), index, 2).await;
+    let a = ensured_once(&other, &installed, &served, 1).await;
     assert!(a.join("greet/__init__.py").is_file());
-    assert_eq!(
-        served.load(std::sync::atomic::Ordering::SeqCst) - before,
-        1,
-        "one download of the wheel"
-    );
 
-    let failed = |r: Result<_, InstallFailed>, needle: &str| {
-        let e = r.expect_err("an install that cannot succeed");
-        assert!(
-            matches!(e, InstallFailed::Installer(_)) && e.to_string().contains(needle),
-            "expected `{needle}`: {e}"
-        );
-    };
-    failed(
+    failed_with(
         pkgs.install_pip(&["nosuch==1.0".into()]).await,
         "No matching distribution",
     );
-    failed(
+    failed_with(
         pkgs.install_pip(&["sdistonly==1.0".into()]).await,
         "No matching distribution",
     );
-    failed(
+    failed_with(
         pkgs.install_pip(&["big==1.0".into()]).await,
         "No space left on device",
     );
@@ -569,6 +549,30 @@ async fn npm_installs_without_running_install_scripts_and_node_code_requires_it(
     let r = run(&app, &org, "padding", json!({"s": "x"})).await;
     assert_eq!(r["output"], json!({"said": "[x]"}), "{r:#}");
     app.stop().await;
+}
+
+/// Another node's `other` installs `installed` from its lock, asked twice at the same time:
+/// one directory, named as on the first node, and `downloads` files fetched from `served`.
+pub(crate) async fn ensured_once(
+    other: &Packages,
+    installed: &switchyard_exec::packages::Installed,
+    served: &std::sync::atomic::AtomicUsize,
+    downloads: usize,
+) -> std::path::PathBuf {
+    let before = served.load(std::sync::atomic::Ordering::SeqCst);
+    let (a, b) = tokio::join!(
+        other.ensure(&installed.key, &installed.lock),
+        other.ensure(&installed.key, &installed.lock)
+    );
+    let (a, b) = (a.expect("ensured"), b.expect("ensured"));
+    assert_eq!(a, b);
+    assert_eq!(a, other.dir_of(&installed.key));
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst) - before,
+        downloads,
+        "each file downloaded once"
+    );
+    a
 }
 
 pub(crate) fn failed_with<T: std::fmt::Debug>(r: Result<T, InstallFailed>, needle: &str) {

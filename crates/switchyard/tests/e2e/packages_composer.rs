@@ -207,21 +207,8 @@ async fn composer_installs_without_plugins_or_scripts_and_php_code_autoloads_it(
 
     // Another node installs the same lock: the same directory name and the same files, the
     // archives downloaded once however many runs ask at the same time.
-    let other_root = dir.path().join("other-node");
-    let other = packages(&other_root, repo, 16).await;
-    let before = served.load(std::sync::atomic::Ordering::SeqCst);
-    let (a, b) = tokio::join!(
-        other.ensure(&installed.key, &installed.lock),
-        other.ensure(&installed.key, &installed.lock)
-    );
-    let (a, b) = (a.expect("ensured"), b.expect("ensured"));
-    assert_eq!(a, b);
-    assert_eq!(a, other_root.join(&installed.key));
-    assert_eq!(
-        served.load(std::sync::atomic::Ordering::SeqCst) - before,
-        2,
-        "one download of each archive"
-    );
+    let other = packages(&dir.path().join("other-node"), repo, 16).await;
+    let a = crate::packages::ensured_once(&other, &installed, &served, 2).await;
     for file in ["vendor/autoload.php", "vendor/composer/autoload_static.php"] {
         assert_eq!(
             std::fs::read(a.join(file)).expect("installed from the lock"),
