@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// events must not wait behind it).
     #[arg(long, default_value_t = 0)]
     pub backlog: usize,
+    /// Before measuring, give the organization this many more subscriptions that match none of
+    /// the events (each to a type of its own): what routing costs as subscriptions grow.
+    #[arg(long, default_value_t = 0)]
+    pub unmatched_subscriptions: usize,
 }
 
 /// What a benchmark run measured.
@@ -88,6 +92,7 @@ pub struct Report {
     pub ordered_keys: usize,
     pub endpoints: usize,
     pub backlog: usize,
+    pub unmatched_subscriptions: usize,
     /// Requests to the ordered endpoint that arrived before an earlier event of their key.
     pub out_of_order: usize,
 }
@@ -130,6 +135,50 @@ async fn call(
     Ok(v)
 }
 
+/// `n` subscriptions of `org` that match none of the bench's events (types `Unmatched-{i}`), to
+/// one endpoint of their own, made 16 at a time.
+async fn unmatched(
+    client: &reqwest::Client,
+    base: &str,
+    org: &str,
+    admin: &str,
+    hook_url: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let ep = call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}/v1/orgs/{org}/endpoints"),
+        admin,
+        serde_json::json!({"url": hook_url}),
+    )
+    .await?;
+    let ep_id = ep["id"].as_str().context("no endpoint id")?.to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, next, ep_id) = (client.clone(), next.clone(), ep_id.clone());
+        let (url, admin) = (
+            format!("{base}/v1/orgs/{org}/subscriptions"),
+            admin.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let body = serde_json::json!({"event_types": [format!("Unmatched-{i}")], "endpoint_id": ep_id});
+                call(&client, reqwest::Method::POST, url.clone(), &admin, body).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
 /// Event `i`; its entity (an ordered endpoint's key) is `i % keys` (1,000 entities if `keys`
 /// is 0).
 fn event_json(i: usize, payload: &str, keys: usize) -> serde_json::Value {
@@ -170,7 +219,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (None, bases, key)
         }
         None => {
-            let h = start_hub(&client).await?;
+            // Room for the subscriptions asked for, beyond the default limit per organization.
+            let room = args.endpoints + args.unmatched_subscriptions;
+            let config = if room > 10_000 {
+                format!("[limits]\nsubscriptions = {room}\n")
+            } else {
+                String::new()
+            };
+            let h = start_hub_with(&client, &config).await?;
             let (u, k) = (h.url.clone(), h.admin_key.clone());
             (Some(h), vec![u], k)
         }
@@ -222,6 +278,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.backlog > 0 {
         make_backlog(&client, &base, &admin, &hook_url, args.backlog).await?;
+    }
+    if args.unmatched_subscriptions > 0 {
+        unmatched(
+            &client,
+            &base,
+            &org,
+            &admin,
+            &hook_url,
+            args.unmatched_subscriptions,
+        )
+        .await?;
     }
 
     let payload = "x".repeat(args.payload_bytes);
@@ -364,6 +431,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ordered_keys: args.ordered_keys,
         endpoints: args.endpoints,
         backlog: args.backlog,
+        unmatched_subscriptions: args.unmatched_subscriptions,
         out_of_order: receiver.out_of_order.load(Ordering::SeqCst),
     };
     if !args.json {
@@ -379,10 +447,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
             report.payload_bytes
         );
-        if report.ordered_keys > 0 || report.endpoints > 1 || report.backlog > 0 {
+        if report.ordered_keys > 0
+            || report.endpoints > 1
+            || report.backlog > 0
+            || report.unmatched_subscriptions > 0
+        {
             println!(
-                "ordered keys {} · endpoints {} · another org's backlog {} · out of order {}",
-                report.ordered_keys, report.endpoints, report.backlog, report.out_of_order
+                "ordered keys {} · endpoints {} · another org's backlog {} · unmatched subscriptions {} · out of order {}",
+                report.ordered_keys,
+                report.endpoints,
+                report.backlog,
+                report.unmatched_subscriptions,
+                report.out_of_order
             );
         }
         println!("accepted     {:>10.0} events/s", report.accepted_per_s);
