@@ -122,8 +122,8 @@ const READER_CACHE_KIB: u32 = 2_000;
 /// reuses its least recently used page instead of growing (`PRAGMA soft_heap_limit`). Without
 /// it the writer's cache, the readers' caches and the statement journals of a burst add up to
 /// about 40 MB that stay held; with it they stay near this figure at no cost in throughput
-/// (BENCHMARKS.md, "Many endpoints: SQLite's heap").
-const SOFT_HEAP_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
+/// (BENCHMARKS.md, "Many endpoints: SQLite's heap"; 8 MB rather than 16: "SQLite's heap, halved").
+const SOFT_HEAP_LIMIT_BYTES: i64 = 8 * 1024 * 1024;
 
 fn open_conn(path: &Path, cache_kib: u32) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
