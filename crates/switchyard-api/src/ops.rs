@@ -77,6 +77,10 @@ fn describe() {
         "Python, PHP and Node.js runs, by language and whether a warm interpreter was ready (warm=yes) or the run started its own (warm=no)"
     );
     describe_counter!(
+        "switchyard_route_tables_built_total",
+        "Route tables built from an organization's subscriptions (first publish, and after each change)"
+    );
+    describe_counter!(
         "switchyard_routing_reloads_total",
         "Route tables rebuilt because an organization's routing changed"
     );
@@ -116,6 +120,14 @@ fn describe() {
     describe_histogram!(
         "switchyard_store_group_commit_size",
         "Write jobs committed together in one transaction"
+    );
+    describe_gauge!(
+        "switchyard_store_wal_frames",
+        "Pages in SQLite's write-ahead log at the last checkpoint (SQLite stores only)"
+    );
+    describe_counter!(
+        "switchyard_store_wal_restarts_total",
+        "Times the SQLite writer checkpointed the whole write-ahead log and wrote it from its start again"
     );
     describe_counter!(
         "switchyard_hook_calls_total",

@@ -178,6 +178,7 @@ mod tests {
             seq: 1,
             received_at: 0,
             payload_dropped_at: None,
+            body: Default::default(),
         };
         let sub = "sub_0193a1b2c3d4e5f60718293a4b5c6d7e";
         let body = serde_json::to_string(&message(&event, Some(sub))).expect("json");

@@ -267,6 +267,7 @@ mod tests {
             seq: 1,
             received_at: 0,
             payload_dropped_at: None,
+            body: Default::default(),
         }
     }
 

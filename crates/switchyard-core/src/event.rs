@@ -50,9 +50,45 @@ pub struct Event {
     /// When the payload was dropped by the organization's payload retention (`data` is then
     /// `null`); such an event cannot be delivered again.
     pub payload_dropped_at: Option<i64>,
+    /// Its `standard` body, made by the first delivery that sends it (see [`Event::standard_body`]).
+    pub body: StandardBody,
+}
+
+/// An event's `standard` request body, serialized once and shared: every delivery of the event
+/// that holds the same `Arc<Event>` (a fan-out to 1,000 endpoints, a claim's deliveries of one
+/// event) sends these bytes instead of building and serializing the envelope again. It is not
+/// part of what the event is: events compare equal whatever it holds.
+#[derive(Clone, Default)]
+pub struct StandardBody(std::sync::OnceLock<bytes::Bytes>);
+
+impl PartialEq for StandardBody {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for StandardBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let made = self.0.get().map(bytes::Bytes::len);
+        f.debug_tuple("StandardBody").field(&made).finish()
+    }
 }
 
 impl Event {
+    /// The `standard` profile's body, [`Event::envelope`] as JSON: serialized on first use and
+    /// kept. A stored event does not change, so neither do its bytes; whoever changes the
+    /// fields of an `Event` value afterwards makes a new one (`body: Default::default()`).
+    pub fn standard_body(&self) -> bytes::Bytes {
+        self.body
+            .0
+            .get_or_init(|| {
+                serde_json::to_vec(&self.envelope())
+                    .unwrap_or_default()
+                    .into()
+            })
+            .clone()
+    }
+
     /// The envelope filters look at and the `standard` profile sends:
     /// `{id, type, timestamp, entity: {type, id}, data}`.
     pub fn envelope(&self) -> Value {

@@ -1,7 +1,6 @@
 //! One signed delivery attempt over the egress crate's guarded clients: the body and headers the
 //! endpoint's profile asks for, the Standard Webhooks signature, a capped response read.
 
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 use switchyard_core::signing::signature_header;
 use switchyard_core::{Endpoint, Event};
@@ -104,7 +103,7 @@ pub async fn send(clients: &Clients, ep: &Endpoint, event: &Event, at: i64) -> R
         req = req.header(k, v);
     }
     let sent = Some(shown);
-    let mut resp = match req.body(Bytes::from(body)).send().await {
+    let mut resp = match req.body(body).send().await {
         Ok(r) => r,
         Err(e) => {
             let msg = if e.is_timeout() {

@@ -1,17 +1,19 @@
 //! Request shapes: how an event becomes a webhook body and headers for each receiver profile.
 
+use bytes::Bytes;
 use switchyard_core::{Endpoint, Event, Profile, enate, enreach};
 
 /// Header names and values a request carries besides the signature headers.
 pub type Headers = Vec<(String, String)>;
 
-/// The body and profile-specific headers of the request delivering `event` to `ep`.
-pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
+/// The body and profile-specific headers of the request delivering `event` to `ep`. The
+/// `standard` body is the event's own, serialized once for all its deliveries.
+pub fn render(ep: &Endpoint, event: &Event) -> (Bytes, Headers) {
     let mut headers: Headers = Vec::with_capacity(ep.headers().len() + 3);
     let body = match ep.profile() {
         Profile::Standard => {
             headers.push(("content-type".into(), "application/json".into()));
-            event.envelope()
+            event.standard_body()
         }
         Profile::Enreach => {
             headers.push((
@@ -19,14 +21,14 @@ pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
                 "application/json; charset=utf-8".into(),
             ));
             headers.push(("X-Benemen-Event".into(), event.event_type.clone()));
-            enreach::envelope(event)
+            json_body(&enreach::envelope(event))
         }
         Profile::Enate => {
             headers.push((
                 "content-type".into(),
                 "application/json; charset=utf-8".into(),
             ));
-            enate::message(event, ep.owner_subscription.as_deref())
+            json_body(&enate::message(event, ep.owner_subscription.as_deref()))
         }
     };
     if let Some(token) = ep.token() {
@@ -39,7 +41,11 @@ pub fn render(ep: &Endpoint, event: &Event) -> (Vec<u8>, Headers) {
     for (k, v) in ep.headers() {
         headers.push((k.clone(), v.clone()));
     }
-    (serde_json::to_vec(&body).unwrap_or_default(), headers)
+    (body, headers)
+}
+
+fn json_body(v: &serde_json::Value) -> Bytes {
+    serde_json::to_vec(v).unwrap_or_default().into()
 }
 
 #[cfg(test)]
@@ -80,6 +86,7 @@ mod tests {
             seq: 1,
             received_at: 0,
             payload_dropped_at: None,
+            body: Default::default(),
         }
     }
 
@@ -109,6 +116,19 @@ mod tests {
         assert_eq!(v["data"]["CallId"], "9cae");
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
         assert!(!headers.iter().any(|(k, _)| k.starts_with("X-Benemen")));
+    }
+
+    #[test]
+    fn an_events_standard_body_is_serialized_once_for_all_its_deliveries() {
+        let event = event();
+        let (first, _) = render(&ep(Profile::Standard, None), &event);
+        let (second, _) = render(&ep(Profile::Standard, Some("t")), &event);
+        assert_eq!(first, serde_json::to_vec(&event.envelope()).expect("json"));
+        assert_eq!(
+            first.as_ptr(),
+            second.as_ptr(),
+            "the same bytes, not a copy"
+        );
     }
 
     #[test]

@@ -189,6 +189,11 @@ struct Inner {
     runner: Runner,
     /// Run: route tables by organization, each with the routing version it was built from.
     routes: Mutex<HashMap<OrgId, Arc<publish::OrgRoutes>>>,
+    /// Run: the route table being built, by organization: one build at a time, the others
+    /// wait for it ([`publish`]'s `routes`).
+    route_builds: Mutex<HashMap<OrgId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Run: route tables this node has built ([`Hub::route_tables_built`]).
+    route_tables_built: std::sync::atomic::AtomicU64,
     /// Start: the listener for what the engine reports, the retention task and the scheduler.
     /// Shutdown: awaited after cancellation (the listener first publishes what is left).
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -294,6 +299,8 @@ impl Hub {
                 engine,
                 runner,
                 routes: Mutex::new(HashMap::new()),
+                route_builds: Mutex::new(HashMap::new()),
+                route_tables_built: std::sync::atomic::AtomicU64::new(0),
                 tasks: Mutex::new(Vec::new()),
                 cancel: CancellationToken::new(),
                 retention: settings.retention.clone(),

@@ -4,6 +4,7 @@
 
 use crate::{Hub, HubError};
 use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::Instant;
 use switchyard_core::ids::OrgId;
 use switchyard_core::routing::{RouteTable, Target};
@@ -156,12 +157,54 @@ impl Hub {
     }
 
     /// The organization's route table, built from the store on first use and after a change.
+    /// One build per organization at a time: publishers that find no table together wait for
+    /// the first one's instead of each loading every subscription (32 publishers at once, an
+    /// organization of 10,000 subscriptions: 80 MB more held, and a heap left fragmented).
     async fn routes(&self, org: &OrgId) -> Result<Arc<OrgRoutes>, HubError> {
-        if let Ok(r) = self.inner.routes.lock()
-            && let Some(t) = r.get(org)
-        {
-            return Ok(t.clone());
+        if let Some(t) = self.cached_routes(org) {
+            return Ok(t);
         }
+        let gate = self
+            .inner
+            .route_builds
+            .lock()
+            .ok()
+            .map(|mut b| b.entry(org.clone()).or_default().clone());
+        let Some(gate) = gate else {
+            return self.build_routes(org).await;
+        };
+        let built = {
+            let _building = gate.lock().await;
+            match self.cached_routes(org) {
+                Some(t) => Ok(t),
+                None => self.build_routes(org).await,
+            }
+        };
+        if let Ok(mut b) = self.inner.route_builds.lock()
+            && b.get(org).is_some_and(|g| Arc::strong_count(g) == 2)
+        {
+            // Nobody else waits on it (the map's and ours are the only holders).
+            b.remove(org);
+        }
+        built
+    }
+
+    fn cached_routes(&self, org: &OrgId) -> Option<Arc<OrgRoutes>> {
+        self.inner.routes.lock().ok()?.get(org).cloned()
+    }
+
+    /// Route tables this node has built since it started (each loads an organization's
+    /// subscriptions; also the metric `switchyard_route_tables_built_total`).
+    pub fn route_tables_built(&self) -> u64 {
+        self.inner.route_tables_built.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Builds the organization's route table from the store and keeps it.
+    async fn build_routes(&self, org: &OrgId) -> Result<Arc<OrgRoutes>, HubError> {
+        self.inner
+            .route_tables_built
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        metrics::counter!("switchyard_route_tables_built_total").increment(1);
         let snapshot = self.inner.store.routing(org).await?;
         let routes = Arc::new(OrgRoutes {
             version: snapshot.version,

@@ -56,8 +56,13 @@ impl Rig {
     }
 
     fn subscription(&self, ep: &Endpoint) -> Subscription {
+        self.subscription_of(ep, "*")
+    }
+
+    /// A subscription of `ep` to events of `event_type`.
+    fn subscription_of(&self, ep: &Endpoint, event_type: &str) -> Subscription {
         let def = switchyard_core::subscription::SubscriptionDefinition {
-            event_types: vec!["*".into()],
+            event_types: vec![event_type.into()],
             endpoint_id: Some(ep.id.to_string()),
             ..Default::default()
         };
@@ -116,6 +121,45 @@ async fn a_publish_meeting_a_newer_routing_is_routed_again() {
             .expect("unsubscribe");
     }
     assert_eq!(rig.deliveries_of("e3").await, 0);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_that_find_no_route_table_together_build_it_once() {
+    let rig = rig().await;
+    let a = rig.endpoint().await;
+    // An organization with many subscriptions: each build loads them all.
+    let mut subs: Vec<Subscription> = (0..2000)
+        .map(|i| rig.subscription_of(&a, &format!("Other-{i}")))
+        .collect();
+    subs.push(rig.subscription(&a));
+    rig.hub
+        .create_subscriptions(&rig.org, &subs, None)
+        .await
+        .expect("subscribe");
+    let before = rig.hub.route_tables_built();
+    // 32 publishers at once, none of which finds a table.
+    let publishes: Vec<_> = (0..32)
+        .map(|i| {
+            let (hub, org) = (rig.hub.clone(), rig.org.clone());
+            tokio::spawn(async move {
+                let ev = common::event(&format!("e{i}"), "T", serde_json::json!({}));
+                hub.publish(&org, vec![ev]).await.expect("publish")[0].delivery_count
+            })
+        })
+        .collect();
+    for p in publishes {
+        assert_eq!(
+            p.await.expect("publish task"),
+            1,
+            "routed by the `*` subscription"
+        );
+    }
+    assert_eq!(
+        rig.hub.route_tables_built() - before,
+        1,
+        "one table built, the other publishers waited for it"
+    );
     rig.stop().await;
 }
 

@@ -13,7 +13,7 @@ pub struct LocalHub {
     pub url: String,
     /// Its instance admin key.
     pub admin_key: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for LocalHub {
@@ -94,7 +94,12 @@ impl LocalHub {
             child,
             url,
             admin_key,
-            _dir: dir,
+            dir,
         })
+    }
+
+    /// The hub's data dir (its SQLite database and write-ahead log live there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }

@@ -31,7 +31,8 @@ enum Command {
     #[command(
         after_help = "Example:\n  switchyard bench --events 20000 --concurrency 32\n  \
         switchyard bench --batch 50 --payload-bytes 4000 --json\n  \
-        switchyard bench --ordered-keys 20 --backlog 200000"
+        switchyard bench --ordered-keys 20 --backlog 200000\n  \
+        switchyard bench --events 200000 --concurrency 8 --batch 100 --drain"
     )]
     Bench(bench::BenchArgs),
     /// Measure trivial executor runs per language (JavaScript, Node.js, Python, PHP).

@@ -202,6 +202,7 @@ pub(super) fn event_from_row(r: &Row) -> Result<Event> {
         data: json(r, 7, "event data")?,
         received_at: get(r, 8)?,
         payload_dropped_at: get(r, 9)?,
+        body: Default::default(),
     })
 }
 

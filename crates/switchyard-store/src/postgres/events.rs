@@ -428,6 +428,7 @@ impl PgStore {
                     seq,
                     received_at: now,
                     payload_dropped_at: None,
+                    body: Default::default(),
                 });
                 self.remember(&event);
                 let mut new_deliveries = Vec::new();

@@ -75,6 +75,7 @@ impl EventLog for SqliteStore {
                     seq,
                     received_at: now,
                     payload_dropped_at: None,
+                    body: Default::default(),
                 });
                 ctx.remember(&event);
                 let mut new_deliveries = Vec::new();

@@ -129,17 +129,32 @@ fn open_conn(path: &Path, cache_kib: u32) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-         PRAGMA busy_timeout=10000; PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY;
+         PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY;
          PRAGMA journal_size_limit=67108864; PRAGMA soft_heap_limit={SOFT_HEAP_LIMIT_BYTES};"
     ))
     .map_err(db_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
     Ok(conn)
 }
+
+/// How long a connection waits for a lock another holds before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, runs pending migrations and starts the
     /// writer thread.
     pub fn open(path: &Path, key: MasterKey) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, key, CHECKPOINT_EVERY, writer::WAL_RESTART_FRAMES)
+    }
+
+    /// [`SqliteStore::open`], checkpointing every `checkpoint_every` and restarting the WAL once
+    /// it holds `wal_restart_frames`.
+    fn open_with(
+        path: &Path,
+        key: MasterKey,
+        checkpoint_every: std::time::Duration,
+        wal_restart_frames: i64,
+    ) -> Result<SqliteStore> {
         let mut conn = open_conn(path, WRITER_CACHE_KIB)?;
         // Owner-only, before the first write creates the WAL (SQLite gives the WAL and shared
         // memory files the database file's permissions).
@@ -175,10 +190,12 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")
             .map_err(db_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let wal_long = Arc::new(AtomicBool::new(false));
         let ctx = WriterCtx {
             conn,
             key: key.clone(),
             events: std::collections::HashMap::new(),
+            wal_long: wal_long.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -188,7 +205,10 @@ impl SqliteStore {
         let checkpoint_conn = open_conn(path, READER_CACHE_KIB)?;
         let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
+            .spawn(move || {
+                let restart = (checkpoint_every, wal_restart_frames);
+                checkpoint_loop(checkpoint_conn, stop_rx, wal_long, restart)
+            })
             .map_err(|e| StoreError::caused_by("cannot start checkpoint thread", e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -314,16 +334,30 @@ fn adopt_user_version(conn: &mut Connection, runner: &refinery::Runner) -> Resul
     tx.commit().map_err(db_err)
 }
 
-/// Copies committed WAL frames into the database file every [`CHECKPOINT_EVERY`] until the
-/// store closes. PASSIVE never blocks the writer; the writer restarts the WAL from the start once
-/// everything in it is checkpointed, which keeps the file small.
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+/// Copies committed WAL frames into the database file every `every` ([`CHECKPOINT_EVERY`])
+/// until the store closes. PASSIVE never blocks the writer. When the log has grown to
+/// `restart_frames` ([`writer::WAL_RESTART_FRAMES`]) it sets `wal_long`, and the writer
+/// restarts the log between two groups (`writer::restart_wal`): the file stays near that size
+/// however long the writes go on.
+fn checkpoint_loop(
+    conn: Connection,
+    stop: mpsc::Receiver<()>,
+    wal_long: Arc<AtomicBool>,
+    (every, restart_frames): (std::time::Duration, i64),
+) {
+    let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        match passive() {
+            Ok(frames) => {
+                metrics::gauge!("switchyard_store_wal_frames").set(frames.max(0) as f64);
+                if frames >= restart_frames {
+                    wal_long.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    let _ = passive();
 }
 
 /// `NotFound` when a scoped UPDATE or DELETE touched no row (wrong id, or another org's).

@@ -61,6 +61,7 @@ pub(super) fn event_from_row(r: &Row) -> rusqlite::Result<Event> {
         data: json_col(r, 7, "event data")?,
         received_at: r.get(8)?,
         payload_dropped_at: r.get(9)?,
+        body: Default::default(),
     })
 }
 

@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// the events (each to a type of its own): what routing costs as subscriptions grow.
     #[arg(long, default_value_t = 0)]
     pub unmatched_subscriptions: usize,
+    /// A receiver that was away: it answers 503 (`Retry-After: 1`) while the events are
+    /// published, so that they wait in the store, then 200 again; measures how fast the backlog
+    /// drains once it is back. The endpoints keep the default retry schedule.
+    #[arg(long)]
+    pub drain: bool,
 }
 
 /// What a benchmark run measured.
@@ -95,6 +100,26 @@ pub struct Report {
     pub unmatched_subscriptions: usize,
     /// Requests to the ordered endpoint that arrived before an earlier event of their key.
     pub out_of_order: usize,
+    pub drain: bool,
+    /// With `--drain`: deliveries per second from the receiver's return to the last arrival.
+    pub drain_deliveries_per_s: Option<f64>,
+    /// The largest the hub's SQLite write-ahead log was, sampled every 100 ms (a hub this
+    /// command started, on SQLite).
+    pub hub_peak_wal_mb: Option<f64>,
+}
+
+/// Samples the size of the write-ahead log in `data_dir` every 100 ms, keeping the largest (in
+/// bytes) in `peak`, until the task is aborted.
+fn watch_wal(data_dir: std::path::PathBuf, peak: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let wal = data_dir.join("switchyard.db-wal");
+        loop {
+            if let Ok(m) = tokio::fs::metadata(&wal).await {
+                peak.fetch_max(m.len(), Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }
 
 fn peak_rss_mb(pid: u32) -> Option<f64> {
@@ -252,8 +277,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .as_str()
         .context("no key in answer")?
         .to_string();
-    let mut settings =
-        serde_json::json!({"url": hook_url, "max_in_flight": 64, "retry_schedule_s": [1, 1, 1]});
+    let mut settings = serde_json::json!({"url": hook_url, "max_in_flight": 64});
+    if !args.drain {
+        // Retried soon: a failed attempt shows as a late arrival, not a stalled run.
+        settings["retry_schedule_s"] = serde_json::json!([1, 1, 1]);
+    }
     if args.ordered_keys > 0 {
         settings["ordered"] = true.into();
     }
@@ -291,6 +319,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
     }
 
+    let wal_peak = Arc::new(AtomicU64::new(0));
+    let wal_watch = hub
+        .as_ref()
+        .map(|h| watch_wal(h.data_dir().to_path_buf(), wal_peak.clone()));
+    receiver.away.store(args.drain, Ordering::SeqCst);
     let payload = "x".repeat(args.payload_bytes);
     let next = Arc::new(AtomicUsize::new(0));
     let accepted_at = Arc::new(AtomicU64::new(0));
@@ -377,6 +410,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         t.await??;
     }
     let accepted_s = (accepted_at.load(Ordering::SeqCst) - start) as f64 / 1e6;
+    let drain_start = receiver.now_us();
+    receiver.away.store(false, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(300);
     let expected = args.events * args.endpoints;
     while receiver.received.load(Ordering::SeqCst) < expected {
@@ -389,8 +424,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let delivered_s = (receiver.last_us.load(Ordering::SeqCst) - start) as f64 / 1e6;
+    let last_us = receiver.last_us.load(Ordering::SeqCst);
+    let delivered_s = (last_us - start) as f64 / 1e6;
+    let drain_deliveries_per_s = args
+        .drain
+        .then(|| expected as f64 / ((last_us - drain_start) as f64 / 1e6));
     let hub_peak_rss_mb = hub.as_ref().and_then(|h| peak_rss_mb(h.child.id()));
+    let hub_peak_wal_mb = wal_watch.map(|w| {
+        w.abort();
+        wal_peak.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+    });
     drop(hub);
     let (p50, p99, max) = {
         let h = receiver
@@ -433,6 +476,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         backlog: args.backlog,
         unmatched_subscriptions: args.unmatched_subscriptions,
         out_of_order: receiver.out_of_order.load(Ordering::SeqCst),
+        drain: args.drain,
+        drain_deliveries_per_s,
+        hub_peak_wal_mb,
     };
     if !args.json {
         println!(
@@ -470,8 +516,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "latency      p50 {:.2} ms · p99 {:.2} ms · max {:.2} ms (publish → receipt)",
             p50, p99, max
         );
+        if let Some(d) = report.drain_deliveries_per_s {
+            println!("drained      {d:>10.0} deliveries/s once the receiver was back");
+        }
         if let Some(rss) = report.hub_peak_rss_mb {
             println!("hub peak RSS {rss:>10.1} MB");
+        }
+        if let Some(wal) = report.hub_peak_wal_mb {
+            println!("hub peak WAL {wal:>10.1} MB");
         }
         if let (Some(c), Some(f)) = (report.ceiling_per_s, report.fraction_of_ceiling) {
             println!(

@@ -2,9 +2,11 @@
 //! ordered key's events came in order; and a slow receiver for another organization's backlog.
 
 use axum::extract::State;
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,8 @@ pub(super) struct Receiver {
     pub(super) last_us: AtomicU64,
     pub(super) latencies: Mutex<Histogram<u64>>,
     pub(super) epoch: Instant,
+    /// While set, every request is answered 503 with `Retry-After: 1` and not counted.
+    pub(super) away: AtomicBool,
 }
 
 impl Receiver {
@@ -39,6 +43,7 @@ impl Receiver {
             last_us: AtomicU64::new(0),
             latencies: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
             epoch: Instant::now(),
+            away: AtomicBool::new(false),
         })
     }
     pub(super) fn now_us(&self) -> u64 {
@@ -46,14 +51,17 @@ impl Receiver {
     }
 }
 
-async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCode {
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> Response {
+    if r.away.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, [(RETRY_AFTER, "1")]).into_response();
+    }
     let idx = headers
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|id| id.strip_prefix("b-"))
         .and_then(|i| i.parse::<usize>().ok());
     let Some(i) = idx.filter(|i| *i < r.seen.len()) else {
-        return StatusCode::OK;
+        return StatusCode::OK.into_response();
     };
     let now = r.now_us();
     if !r.last_of_key.is_empty() {
@@ -67,13 +75,13 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCo
     r.received.fetch_add(1, Ordering::SeqCst);
     r.last_us.fetch_max(now, Ordering::SeqCst);
     if r.seen[i].fetch_add(1, Ordering::SeqCst) > 0 {
-        return StatusCode::OK;
+        return StatusCode::OK.into_response();
     }
     let sent = r.sent_us[i].load(Ordering::SeqCst);
     if let Ok(mut h) = r.latencies.lock() {
         let _ = h.record(now.saturating_sub(sent).max(1));
     }
-    StatusCode::OK
+    StatusCode::OK.into_response()
 }
 
 /// The backlog's receiver: slow on purpose.

@@ -742,39 +742,51 @@ async fn every_command_says_how_to_use_it_with_an_example() {
     assert!(checked >= 14, "{checked}");
 }
 
-/// The benchmark the performance figures come from runs end to end on a small load: a hub of
-/// its own, its receiver, subscriptions that match nothing beside one that matches everything;
-/// every event arrives once and the report says what was measured.
-#[tokio::test]
-async fn bench_delivers_every_event_once_and_reports_it() {
+/// `switchyard bench ARGS --no-ceiling --json`, which must succeed: its report.
+async fn bench_report(args: &[&str]) -> serde_json::Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "bench",
-            "--events",
-            "200",
-            "--concurrency",
-            "4",
-            "--unmatched-subscriptions",
-            "30",
-            "--no-ceiling",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .args(["--no-ceiling", "--json"])
         .output()
         .await
         .expect("bench");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("a report")).expect("JSON");
+    serde_json::from_str(stdout.lines().last().expect("a report")).expect("JSON")
+}
+
+/// The benchmark the performance figures come from runs end to end on a small load: a hub of
+/// its own, its receiver, subscriptions that match nothing beside one that matches everything;
+/// every event arrives once and the report says what was measured.
+#[tokio::test]
+async fn bench_delivers_every_event_once_and_reports_it() {
+    let args = ["--events", "200", "--concurrency", "4"];
+    let report = bench_report(&[&args[..], &["--unmatched-subscriptions", "30"]].concat()).await;
     assert_eq!(report["events"], 200, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");
     assert_eq!(report["unmatched_subscriptions"], 30, "{report}");
+    for figure in ["delivered_per_s", "hub_peak_rss_mb", "hub_peak_wal_mb"] {
+        assert!(
+            report[figure].as_f64().is_some_and(|r| r > 0.0),
+            "{figure}: {report}"
+        );
+    }
+}
+
+/// `bench --drain`: the receiver is away (503) while the events are published, then back;
+/// every event still arrives once, and the drain rate is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_a_backlog_draining_after_its_receiver_returns() {
+    let args = ["--events", "300", "--concurrency", "4", "--batch", "20"];
+    let report = bench_report(&[&args[..], &["--drain"]].concat()).await;
+    assert_eq!(report["drain"], true, "{report}");
+    assert_eq!(report["events"], 300, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
     assert!(
-        report["delivered_per_s"].as_f64().is_some_and(|r| r > 0.0),
-        "{report}"
-    );
-    assert!(
-        report["hub_peak_rss_mb"].as_f64().is_some_and(|m| m > 0.0),
+        report["drain_deliveries_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
         "{report}"
     );
 }
