@@ -206,8 +206,13 @@ impl SqliteStore {
         let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let restart = (checkpoint_every, wal_restart_frames);
-                checkpoint_loop(checkpoint_conn, stop_rx, wal_long, restart)
+                checkpoint_loop(
+                    checkpoint_conn,
+                    stop_rx,
+                    checkpoint_every,
+                    wal_restart_frames,
+                    wal_long,
+                )
             })
             .map_err(|e| StoreError::caused_by("cannot start checkpoint thread", e))?;
         Ok(SqliteStore {
@@ -342,8 +347,9 @@ fn adopt_user_version(conn: &mut Connection, runner: &refinery::Runner) -> Resul
 fn checkpoint_loop(
     conn: Connection,
     stop: mpsc::Receiver<()>,
+    every: std::time::Duration,
+    restart_frames: i64,
     wal_long: Arc<AtomicBool>,
-    (every, restart_frames): (std::time::Duration, i64),
 ) {
     let passive = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {

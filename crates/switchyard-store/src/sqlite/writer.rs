@@ -11,8 +11,8 @@ type Run = Box<dyn FnOnce(Option<&mut WriterCtx>) -> (bool, Completion) + Send>;
 /// Statements from which a job is heavy.
 const HEAVY_JOB: usize = 32;
 
-/// A write job, and whether it is heavy: many statements (a batch's events, a chunk of
-/// attempt results).
+/// A write job, and whether it is heavy: many statements that commit together or not at all
+/// (a publish's events and their deliveries). Chunks of attempt results stay light.
 pub(super) struct Job {
     run: Run,
     heavy: bool,

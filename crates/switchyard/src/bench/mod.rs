@@ -104,7 +104,7 @@ pub struct Report {
     /// With `--drain`: deliveries per second from the receiver's return to the last arrival.
     pub drain_deliveries_per_s: Option<f64>,
     /// The largest the hub's SQLite write-ahead log was, sampled every 100 ms (a hub this
-    /// command started, on SQLite).
+    /// command started, on SQLite; none on PostgreSQL, which has no such file).
     pub hub_peak_wal_mb: Option<f64>,
 }
 
@@ -430,9 +430,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .drain
         .then(|| expected as f64 / ((last_us - drain_start) as f64 / 1e6));
     let hub_peak_rss_mb = hub.as_ref().and_then(|h| peak_rss_mb(h.child.id()));
-    let hub_peak_wal_mb = wal_watch.map(|w| {
+    let hub_peak_wal_mb = wal_watch.and_then(|w| {
         w.abort();
-        wal_peak.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+        let peak = wal_peak.load(Ordering::Relaxed);
+        (peak > 0).then(|| peak as f64 / (1024.0 * 1024.0))
     });
     drop(hub);
     let (p50, p99, max) = {
